@@ -1,0 +1,3 @@
+from tcpdiag.cli.main import main
+
+main()

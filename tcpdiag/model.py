@@ -1,0 +1,177 @@
+"""Records shared by every stage: raw packets in, decoded packets between decode and flow.
+
+These are the contracts between the stages of the pipeline
+
+    capture -> decode -> flow -> tls -> findings -> report -> cli
+
+and they live here, at the far left, so that every stage may import them. Per-packet records are
+`NamedTuple`s (cheap to build, immutable, positional access on the hot path); flags are plain
+ints tested with masks.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from typing import NamedTuple
+
+# TCP flag bits, as on the wire (byte 13 of the TCP header, plus NS in byte 12 is ignored).
+FIN = 0x01
+SYN = 0x02
+RST = 0x04
+PSH = 0x08
+ACK = 0x10
+URG = 0x20
+ECE = 0x40
+CWR = 0x80
+
+
+class RawPacket(NamedTuple):
+    """One record of a capture, before decoding.
+
+    `frame` is the 1-based position of the record in the capture, counting every record like
+    Wireshark's `frame.number`. `ts_ns` is the capture timestamp in integer nanoseconds since
+    the epoch (a float cannot hold nanoseconds at today's epoch values). `data` holds the
+    captured bytes (`caplen` of them); `orig_len` is the length on the wire.
+    """
+
+    frame: int
+    ts_ns: int
+    linktype: int
+    data: bytes
+    orig_len: int
+    interface: int = 0
+
+
+class TcpOptions(NamedTuple):
+    """Parsed TCP options. None/() where the option is absent."""
+
+    mss: int | None = None
+    wscale: int | None = None  # shift count as sent (clamped to 14 by the decoder)
+    sack_permitted: bool = False
+    sack: tuple[tuple[int, int], ...] = ()  # (left edge, right edge) raw 32-bit values
+    ts_val: int | None = None
+    ts_ecr: int | None = None
+
+
+NO_OPTIONS = TcpOptions()
+
+
+class Segment(NamedTuple):
+    """A decoded TCP segment. Addresses are packed bytes (4 or 16); format them only for output.
+
+    `length` is the TCP payload length according to the IP header (what was on the wire);
+    `payload` is what the capture holds, which is shorter when the snap length cut the frame.
+    """
+
+    frame: int
+    time: float  # seconds since the epoch
+    ip_version: int
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int
+    window: int  # raw window field, unscaled
+    length: int
+    payload: bytes
+    options: TcpOptions
+    ttl: int = 0
+
+
+class IcmpError(NamedTuple):
+    """An ICMP/ICMPv6 error (destination unreachable, time exceeded...) quoting a TCP header."""
+
+    frame: int
+    time: float
+    ip_version: int
+    sender: bytes  # the router or host that sent the ICMP message
+    icmp_type: int
+    icmp_code: int
+    # The quoted packet's TCP 4-tuple and sequence number (from the original SYN, usually).
+    src: bytes
+    dst: bytes
+    sport: int
+    dport: int
+    seq: int | None
+
+
+class ArpPacket(NamedTuple):
+    """An ARP request (op 1) or reply (op 2) for IPv4 over Ethernet."""
+
+    frame: int
+    time: float
+    op: int
+    sender_mac: bytes
+    sender_ip: bytes
+    target_ip: bytes
+
+
+class Direction(enum.IntEnum):
+    """Direction of a segment within a flow: client to server, or server to client."""
+
+    CLIENT = 0
+    SERVER = 1
+
+    @property
+    def other(self) -> Direction:
+        return Direction.SERVER if self is Direction.CLIENT else Direction.CLIENT
+
+
+# A flow's canonical key: the two endpoints ordered so both directions give the same key.
+Endpoint = tuple[bytes, int]
+FlowKey = tuple[Endpoint, Endpoint]
+
+
+def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
+    a = (src, sport)
+    b = (dst, dport)
+    return (a, b) if a <= b else (b, a)
+
+
+def format_ip(addr: bytes) -> str:
+    """Text form of a packed IPv4 or IPv6 address."""
+    if len(addr) == 4:
+        return f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
+    return str(ipaddress.IPv6Address(addr))
+
+
+def format_endpoint(addr: bytes, port: int) -> str:
+    """'10.0.0.2:8080' or '[::1]:8080', as in the report contract."""
+    if len(addr) == 4:
+        return f"{format_ip(addr)}:{port}"
+    return f"[{format_ip(addr)}]:{port}"
+
+
+# Link-layer types (LINKTYPE_* values as stored in pcap/pcapng headers).
+class LinkType(enum.IntEnum):
+    NULL = 0
+    ETHERNET = 1
+    RAW_OLD_12 = 12  # DLT_RAW on some BSDs
+    RAW_OLD_14 = 14  # DLT_RAW on OpenBSD
+    RAW = 101
+    LINUX_SLL = 113
+    IPV4 = 228
+    IPV6 = 229
+    LOOP = 108
+    LINUX_SLL2 = 276
+
+
+LINKTYPE_NAMES = {
+    0: "null",
+    1: "ethernet",
+    12: "raw",
+    14: "raw",
+    101: "raw",
+    108: "loop",
+    113: "linux-sll",
+    228: "ipv4",
+    229: "ipv6",
+    276: "linux-sll2",
+}
+
+
+def linktype_name(linktype: int) -> str:
+    return LINKTYPE_NAMES.get(linktype, f"linktype-{linktype}")

@@ -1,0 +1,204 @@
+"""What an analysis produces: the data behind every report format.
+
+The shapes mirror the JSON contract in the project's `spec/report.md` (FLOW, FINDING and the
+capture object); `report/json.py` turns them into that JSON, the other renderers read them too.
+Like `model.py`, this module is a shared leaf: every stage may import it, it imports no stage.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class Severity(enum.IntEnum):
+    INFO = 1
+    WARNING = 2
+    ERROR = 3
+
+    @property
+    def label(self) -> str:
+        return self.name.lower()
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown severity {text!r} (info, warning, error)") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One diagnosis. Per-packet analyses (retransmission...) appear once per flow with `count`
+    and every frame they apply to; other findings list the frames that prove them."""
+
+    name: str
+    severity: Severity
+    message: str
+    frames: tuple[int, ...] = ()
+    time: float | None = None
+    flow: int | None = None
+    count: int = 1
+
+    def sort_key(self) -> tuple[int, str]:
+        return (self.frames[0] if self.frames else 0, self.name)
+
+
+@dataclass(slots=True)
+class Handshake:
+    syn: bool = False
+    syn_ack: bool = False
+    ack: bool = False
+    rtt: float | None = None
+    syn_retransmissions: int = 0
+    syn_ack_retransmissions: int = 0
+    # Evidence kept for the diagnoses (not in the contract's JSON, but in ours as extras).
+    syn_frames: list[int] = field(default_factory=list)
+    syn_times: list[float] = field(default_factory=list)
+    syn_ack_frames: list[int] = field(default_factory=list)
+    syn_ack_times: list[float] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Close:
+    kind: str = "none"  # "fin" | "rst" | "none"
+    by: str | None = None  # "client" | "server" | "both" | None
+    frame: int | None = None
+
+
+@dataclass(slots=True)
+class RttStats:
+    min: float
+    median: float
+    max: float
+    samples: int
+
+
+@dataclass(slots=True)
+class TcpCounters:
+    retransmissions: int = 0
+    fast_retransmissions: int = 0
+    spurious_retransmissions: int = 0
+    out_of_order: int = 0
+    lost_segments: int = 0
+    acked_unseen: int = 0
+    duplicate_acks: int = 0
+    zero_windows: int = 0
+    zero_window_probes: int = 0
+    window_full: int = 0
+    keep_alives: int = 0
+    rtt: RttStats | None = None
+
+
+@dataclass(slots=True)
+class TlsMessage:
+    sender: str  # "client" | "server"  (JSON key "from")
+    frame: int
+    type: str
+    length: int
+
+
+@dataclass(slots=True)
+class TlsAlert:
+    sender: str
+    frame: int
+    level: str | None
+    description: str | None
+    encrypted: bool
+
+
+@dataclass(slots=True)
+class TlsSummary:
+    versions_offered: list[str] = field(default_factory=list)
+    version: str | None = None
+    sni: str | None = None
+    alpn: list[str] = field(default_factory=list)
+    cipher_suite: str | None = None
+    handshake_complete: bool = False
+    records_client: int = 0
+    records_server: int = 0
+    messages: list[TlsMessage] = field(default_factory=list)
+    alerts: list[TlsAlert] = field(default_factory=list)
+    ja3: str | None = None
+    ja4: str | None = None
+    starttls: str | None = None  # "smtp", "imap"... when TLS followed a plaintext upgrade
+
+
+@dataclass(slots=True)
+class TimelineRow:
+    """One packet of a flow as the annotated timeline shows it."""
+
+    frame: int
+    time: float
+    sender: str  # "client" | "server"
+    flags: int
+    seq: int  # relative
+    ack: int  # relative (0 when the ACK flag is unset)
+    length: int
+    window: int  # scaled when the scale is known, else raw
+    tls: list[str] = field(default_factory=list)  # e.g. ["ClientKeyExchange 75", "Finished* 45"]
+    notes: list[str] = field(default_factory=list)  # finding names that apply to this frame
+
+
+@dataclass(slots=True)
+class FlowResult:
+    id: int
+    client: str
+    server: str
+    ip_version: int
+    client_inferred: bool
+    first_frame: int
+    last_frame: int
+    start: float
+    end: float
+    packets_client: int = 0
+    packets_server: int = 0
+    bytes_client: int = 0
+    bytes_server: int = 0
+    state: str = "OTH"
+    history: str = ""
+    handshake: Handshake = field(default_factory=Handshake)
+    close: Close = field(default_factory=Close)
+    tcp: TcpCounters = field(default_factory=TcpCounters)
+    tls: TlsSummary | None = None
+    findings: list[Finding] = field(default_factory=list)
+    verdict: str = ""
+    # A capped view of the packets (head and tail), kept for problem flows or when asked.
+    timeline: list[TimelineRow] | None = None
+    timeline_skipped: int = 0  # packets elided from the middle of `timeline`
+
+    @property
+    def duration(self) -> float:
+        return max(0.0, self.end - self.start)
+
+    @property
+    def max_severity(self) -> Severity | None:
+        return max((f.severity for f in self.findings), default=None)
+
+
+@dataclass(slots=True)
+class CaptureResult:
+    path: str
+    format: str  # "pcap" | "pcapng"
+    link_types: list[str] = field(default_factory=list)
+    packets: int = 0
+    tcp_packets: int = 0
+    first_time: float | None = None
+    last_time: float | None = None
+    damaged: bool = False
+    compression: str | None = None  # "gzip" | "zstd" | None
+    flows: list[FlowResult] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)  # capture-level findings
+
+    def all_findings(self) -> list[Finding]:
+        out = list(self.findings)
+        for flow in self.flows:
+            out.extend(flow.findings)
+        return out
+
+
+@dataclass(slots=True)
+class AnalysisResult:
+    version: str
+    captures: list[CaptureResult] = field(default_factory=list)
