@@ -1,0 +1,529 @@
+"""Benchmark tcpdiag against tshark, tcptrace, scapy and a plain-Python baseline on one capture.
+
+    python benchmarks/run.py --packets 2000000             # generate (cached) and measure all
+    python benchmarks/run.py --file big.pcap --json out.json
+    python benchmarks/run.py --scaling 200000,2000000      # tcpdiag peak memory vs capture size
+
+Every tool runs in its own fresh process, one after the other, on the same file (read once
+beforehand so that every tool finds it in the page cache). The parent waits for each with
+`os.wait4`, which returns that child's own resource usage: wall time, CPU time and its own peak
+resident set size (ru_maxrss), not the largest of everything run so far. Ratios are against
+tshark's full TCP analysis measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+OUT = HERE / "out"
+REFERENCE = "tshark-analysis"  # the tool the ratios are taken against
+
+# Plain-Python reference: struct-decode Ethernet/IPv4/IPv6/TCP and update a per-flow dict.
+# It is the ceiling for an uncompiled Python hot path that does almost nothing per packet.
+STRUCT_BASELINE = r"""
+import struct, sys
+path = sys.argv[1]
+rec = struct.Struct("<IIII").unpack_from
+ip4 = struct.Struct("!BBHHHBBH4s4s").unpack_from
+tcp = struct.Struct("!HHIIHH").unpack_from
+flows = {}
+n = 0
+with open(path, "rb", buffering=1 << 20) as f:
+    f.read(24)
+    read = f.read
+    while True:
+        h = read(16)
+        if len(h) < 16:
+            break
+        caplen = rec(h)[2]
+        data = read(caplen)
+        n += 1
+        et = data[12] << 8 | data[13]
+        if et == 0x0800:
+            vihl, _, tot, _, _, _, proto, _, src, dst = ip4(data, 14)
+            if proto != 6:
+                continue
+            off = 14 + (vihl & 15) * 4
+            plen = tot - (vihl & 15) * 4
+        elif et == 0x86DD:
+            if data[20] != 6:
+                continue
+            src, dst = data[22:38], data[38:54]
+            off = 54
+            plen = data[18] << 8 | data[19]
+        else:
+            continue
+        sport, dport, seq, ack, offflags, win = tcp(data, off)
+        a, b = (src, sport), (dst, dport)
+        key = (a, b) if a <= b else (b, a)
+        st = flows.get(key)
+        if st is None:
+            flows[key] = st = [0, 0, 0]
+        st[0] += 1
+        st[1] += plen - (offflags >> 12) * 4
+        st[2] |= offflags & 0x3F
+print(n, len(flows))
+"""
+
+SCAPY_SLICE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import logging
+logging.getLogger("scapy").setLevel(logging.ERROR)
+from scapy.all import PcapReader, load_layer  # every layer, as a user would have them
+load_layer("tls")  # and TLS: tcpdiag dissects it too
+t1 = time.perf_counter()
+limit = int(sys.argv[2])
+n = 0
+with PcapReader(sys.argv[1]) as reader:
+    for pkt in reader:
+        n += 1
+        if n >= limit:
+            break
+t2 = time.perf_counter()
+print(json.dumps({"packets": n, "import_s": t1 - t0, "loop_s": t2 - t1}))
+"""
+
+DPKT_SLICE = r"""
+import json, sys, time
+import dpkt
+limit = int(sys.argv[2])
+n = 0
+t1 = time.perf_counter()
+with open(sys.argv[1], "rb") as f:
+    for ts, buf in dpkt.pcap.Reader(f):
+        eth = dpkt.ethernet.Ethernet(buf)
+        ip = eth.data
+        if isinstance(ip, (dpkt.ip.IP, dpkt.ip6.IP6)) and isinstance(ip.data, dpkt.tcp.TCP):
+            ip.data.sport
+        n += 1
+        if n >= limit:
+            break
+print(json.dumps({"packets": n, "import_s": 0, "loop_s": time.perf_counter() - t1}))
+"""
+
+
+@dataclass
+class Tool:
+    name: str
+    what: str
+    argv: list[str]
+    needs: str  # executable or Python module that must exist
+    slice_packets: int = 0  # >0: the tool reads only that many packets; its rate is extrapolated
+
+
+@dataclass
+class Measurement:
+    tool: str
+    what: str
+    status: str  # "ok" | "failed" | "timeout" | "skipped"
+    packets: int = 0  # packets the tool processed (the slice, for sliced tools)
+    wall_s: float = 0.0
+    cpu_s: float = 0.0
+    packets_per_s: float = 0.0
+    mb_per_s: float = 0.0
+    peak_rss_mb: float = 0.0
+    extrapolated: bool = False
+    full_file_s: float = 0.0  # estimated, for sliced tools
+    ratio_vs_tshark: float | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_measured(
+    argv: list[str], timeout: float, stdout: Any = subprocess.DEVNULL
+) -> dict[str, Any]:
+    """Run argv in a fresh process group; return its own wall/CPU time and peak RSS."""
+    with tempfile.TemporaryFile() as stderr:
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, stdout=stdout, stderr=stderr, start_new_session=True)
+        timed_out = threading.Event()
+
+        def kill() -> None:
+            timed_out.set()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        stderr.seek(0)
+        err = stderr.read().decode(errors="replace")
+    return {
+        "rc": proc.returncode,
+        "timed_out": timed_out.is_set(),
+        "wall_s": wall,
+        "cpu_s": usage.ru_utime + usage.ru_stime,
+        "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "stderr": err,
+    }
+
+
+def count_pcap(path: Path) -> int:
+    """Packets in a classic pcap (header walk, no decoding); capinfos for anything else."""
+    with open(path, "rb") as f:
+        head = f.read(24)
+        magic = head[:4]
+        order = {b"\xd4\xc3\xb2\xa1": "<", b"\x4d\x3c\xb2\xa1": "<"}.get(magic)
+        order = order or {b"\xa1\xb2\xc3\xd4": ">", b"\xa1\xb2\x3c\x4d": ">"}.get(magic)
+        if order is None:
+            out = subprocess.run(
+                ["capinfos", "-c", "-M", "-T", str(path)], capture_output=True, text=True
+            )
+            return int(out.stdout.strip().splitlines()[-1].split("\t")[-1])
+        rec = struct.Struct(order + "IIII")
+        n = 0
+        while True:
+            h = f.read(16)
+            if len(h) < 16:
+                return n
+            f.seek(rec.unpack(h)[2], 1)
+            n += 1
+
+
+def ensure_capture(packets: int, pattern: str, seed: int) -> tuple[Path, dict[str, Any]]:
+    """The cached capture for (pattern, packets, seed), generated if missing."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    ignore = OUT / ".gitignore"
+    if not ignore.exists():
+        ignore.write_text("*\n")
+    path = OUT / f"{pattern}-{packets}-s{seed}.pcap"
+    stats_path = path.with_suffix(".json")
+    if not (path.exists() and stats_path.exists()):
+        print(f"generating {path.name} ...", file=sys.stderr, flush=True)
+        tmp = path.with_suffix(".pcap.part")
+        cmd = [sys.executable, str(HERE / "gen.py"), "--packets", str(packets)]
+        cmd += ["--seed", str(seed), "--pattern", pattern, "-o", str(tmp)]
+        cmd += ["--stats-json", str(stats_path), "--quiet"]
+        subprocess.run(cmd, check=True)
+        tmp.replace(path)
+    return path, json.loads(stats_path.read_text())
+
+
+def warm_cache(path: Path) -> None:
+    with open(path, "rb") as f:
+        while f.read(1 << 24):
+            pass
+
+
+def install_missing(names: list[str]) -> None:
+    """apt-get the system tools the comparison needs (Debian: tshark, tcptrace)."""
+    cmd = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *names]
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        print(f"missing {' '.join(names)}: install with `sudo {' '.join(cmd)}`", file=sys.stderr)
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    print(f"installing {' '.join(names)} ...", file=sys.stderr, flush=True)
+    subprocess.run(["apt-get", "update", "-qq"], env=env, check=False)
+    subprocess.run(cmd, env=env, check=False)
+
+
+def available(needs: str) -> bool:
+    if needs.startswith("py:"):
+        module = needs[3:]
+        code = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({module!r}) is None)"
+        return subprocess.run([sys.executable, "-c", code]).returncode == 0
+    return shutil.which(needs) is not None
+
+
+def tools_for(path: Path, args: argparse.Namespace) -> list[Tool]:
+    f = str(path)
+    py = sys.executable
+    return [
+        Tool(
+            "tcpdiag",
+            "tcpdiag analyze --format json (TCP + TLS + findings)",
+            [py, "-m", "tcpdiag", "analyze", f, "--format", "json", *args.tcpdiag_arg],
+            "py:tcpdiag",
+        ),
+        Tool(
+            "tshark-analysis",
+            "tshark full TCP analysis: -Y tcp.analysis.flags -T fields -e frame.number",
+            ["tshark", "-r", f, "-Y", "tcp.analysis.flags", "-T", "fields", "-e", "frame.number"],
+            "tshark",
+        ),
+        Tool(
+            "tshark-conv",
+            "tshark -q -z conv,tcp (conversation table only)",
+            ["tshark", "-r", f, "-q", "-z", "conv,tcp"],
+            "tshark",
+        ),
+        Tool(
+            "tcptrace",
+            "tcptrace -n -l (per-connection statistics)",
+            ["tcptrace", "-n", "-l", f],
+            "tcptrace",
+        ),
+        Tool(
+            "python-struct",
+            "plain Python: struct decode + per-flow dict update (no analysis)",
+            [py, "-c", STRUCT_BASELINE, f],
+            "python3",
+        ),
+        Tool(
+            "scapy",
+            f"scapy PcapReader full dissection (with TLS), first {args.scapy_packets} packets",
+            [py, "-c", SCAPY_SLICE, f, str(args.scapy_packets)],
+            "py:scapy",
+            slice_packets=args.scapy_packets,
+        ),
+        Tool(
+            "dpkt",
+            f"dpkt Ethernet/IP/TCP parse, first {args.dpkt_packets} packets",
+            [py, "-c", DPKT_SLICE, f, str(args.dpkt_packets)],
+            "py:dpkt",
+            slice_packets=args.dpkt_packets,
+        ),
+    ]
+
+
+def measure(tool: Tool, packets: int, size: int, timeout: float) -> Measurement:
+    m = Measurement(tool.name, tool.what, "ok")
+    with tempfile.TemporaryFile() as out:
+        r = run_measured(tool.argv, timeout, stdout=out)
+        out.seek(0)
+        stdout = out.read()
+    m.wall_s, m.cpu_s, m.peak_rss_mb = r["wall_s"], r["cpu_s"], r["peak_rss_mb"]
+    if r["timed_out"]:
+        m.status, m.note = "timeout", f"killed after {timeout:.0f} s"
+        return m
+    if r["rc"] != 0:
+        tail = " | ".join(line for line in r["stderr"].strip().splitlines()[-3:])
+        m.status, m.note = "failed", f"exit {r['rc']}: {tail[:300]}"
+        return m
+    m.packets = packets
+    seconds = m.wall_s
+    if tool.slice_packets:
+        info = json.loads(stdout.decode().strip().splitlines()[-1])
+        m.packets = info["packets"]
+        seconds = info["loop_s"]
+        m.extrapolated = True
+        m.extra["import_s"] = round(info["import_s"], 3)
+        m.note = f"rate from the first {m.packets} packets, extrapolated to the file"
+    m.packets_per_s = m.packets / seconds if seconds else 0.0
+    fraction = m.packets / packets if packets else 1.0
+    m.mb_per_s = size * fraction / seconds / 1e6 if seconds else 0.0
+    m.full_file_s = packets / m.packets_per_s if m.packets_per_s else 0.0
+    if tool.name == "tshark-analysis":
+        m.extra["flagged_frames"] = stdout.count(b"\n")
+    elif tool.name == "tshark-conv":
+        m.extra["conversations"] = sum(1 for ln in stdout.splitlines() if b"<->" in ln)
+    elif tool.name == "python-struct":
+        m.extra["flows"] = int(stdout.split()[1])
+    elif tool.name == "tcpdiag":
+        m.extra.update(tcpdiag_summary(stdout))
+    return m
+
+
+def tcpdiag_summary(stdout: bytes) -> dict[str, Any]:
+    """A few numbers from tcpdiag's JSON, to see that it really analysed the capture."""
+    try:
+        doc = json.loads(stdout)
+        cap = doc["captures"][0]
+    except (ValueError, KeyError, IndexError, TypeError):
+        return {"output_bytes": len(stdout)}
+    summary: dict[str, Any] = {"output_bytes": len(stdout)}
+    for key in ("packets", "flows", "findings"):
+        value = cap.get(key)
+        summary[key] = len(value) if isinstance(value, list) else value
+    return summary
+
+
+def machine_info() -> dict[str, Any]:
+    def first_line(cmd: list[str]) -> str:
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr) else ""
+
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    commit = first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    dirty = first_line(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"])
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "tshark": first_line(["tshark", "-v"]) if shutil.which("tshark") else None,
+        "tcptrace": "6.6.7" if shutil.which("tcptrace") else None,
+        "tcpdiag_commit": commit + ("+dirty" if dirty else ""),
+        "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+    }
+
+
+def print_table(title: str, rows: list[Measurement]) -> None:
+    print(f"\n{title}")
+    head = f"{'tool':16} {'status':8} {'wall s':>8} {'pkt/s':>11} {'MB/s':>7} {'RSS MB':>8}"
+    print(head + f" {'x tshark':>9}  note")
+    print("-" * (len(head) + 18))
+    for m in rows:
+        if m.status != "ok":
+            wall = f"{m.wall_s:8.1f}" if m.wall_s else f"{'':8}"
+            rss = f"{m.peak_rss_mb:8.0f}" if m.peak_rss_mb else f"{'':8}"
+            print(f"{m.tool:16} {m.status:8} {wall} {'':>11} {'':>7} {rss} {'':>9}  {m.note}")
+            continue
+        wall = f"{m.full_file_s:7.1f}*" if m.extrapolated else f"{m.wall_s:8.1f}"
+        ratio = f"{m.ratio_vs_tshark:9.2f}" if m.ratio_vs_tshark is not None else f"{'':>9}"
+        extra = ", ".join(f"{k}={v}" for k, v in m.extra.items())
+        note = "; ".join(x for x in (extra, "*extrapolated" if m.extrapolated else "") if x)
+        print(
+            f"{m.tool:16} {m.status:8} {wall} {m.packets_per_s:11,.0f} {m.mb_per_s:7.1f}"
+            f" {m.peak_rss_mb:8.0f} {ratio}  {note}"
+        )
+
+
+def bench_file(path: Path, packets: int, args: argparse.Namespace) -> list[Measurement]:
+    size = path.stat().st_size
+    selected = [t for t in tools_for(path, args) if t.name in args.tools]
+    missing = sorted({t.needs for t in selected if not t.needs.startswith("py:")} - {"python3"})
+    missing = [n for n in missing if not available(n)]
+    if missing and not args.no_install:
+        install_missing(missing)
+    warm_cache(path)
+    results: list[Measurement] = []
+    for tool in selected:
+        if not available(tool.needs):
+            results.append(
+                Measurement(tool.name, tool.what, "skipped", note=f"{tool.needs} not available")
+            )
+            continue
+        print(f"  {tool.name} ...", file=sys.stderr, flush=True)
+        results.append(measure(tool, packets, size, args.timeout))
+    ref = next((m for m in results if m.tool == REFERENCE and m.status == "ok"), None)
+    for m in results:
+        if ref and m.status == "ok":
+            m.ratio_vs_tshark = round(m.packets_per_s / ref.packets_per_s, 3)
+    return results
+
+
+def run_scaling(sizes: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    """tcpdiag on several sizes of one pattern: peak RSS should not grow with capture length."""
+    rows = []
+    for n in sizes:
+        path, stats = ensure_capture(n, args.pattern, args.seed)
+        args.tools = ["tcpdiag"]
+        (m,) = bench_file(path, stats["packets"], args)
+        rows.append({"packets": n, "file": str(path), **asdict(m)})
+        print_table(f"{path.name}: {n:,} packets", [m])
+    ok = [r for r in rows if r["status"] == "ok"]
+    result: dict[str, Any] = {"pattern": args.pattern, "seed": args.seed, "runs": rows}
+    if len(ok) >= 2:
+        ratio = ok[-1]["peak_rss_mb"] / ok[0]["peak_rss_mb"]
+        result["rss_ratio_largest_to_smallest"] = round(ratio, 3)
+        result["max_peak_rss_mb"] = round(max(r["peak_rss_mb"] for r in ok), 1)
+        print(
+            f"\npeak RSS {ok[0]['peak_rss_mb']:.0f} MB at {ok[0]['packets']:,} packets -> "
+            f"{ok[-1]['peak_rss_mb']:.0f} MB at {ok[-1]['packets']:,}: x{ratio:.2f} "
+            f"(target <= 1.5, and <= 250 MB)"
+        )
+    return result
+
+
+ALL_TOOLS = ["tcpdiag", "tshark-analysis", "tshark-conv", "tcptrace", "python-struct", "scapy"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    src = ap.add_mutually_exclusive_group()
+    src.add_argument("--packets", type=int, help="generate (or reuse) a capture of N packets")
+    src.add_argument("--file", type=Path, help="benchmark an existing capture")
+    src.add_argument("--scaling", help="comma-separated sizes, e.g. 200000,2000000")
+    ap.add_argument("--pattern", default="mixed", help="gen.py traffic pattern")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--tools",
+        default=",".join(ALL_TOOLS),
+        help=f"comma-separated subset of {','.join(ALL_TOOLS)},dpkt",
+    )
+    ap.add_argument("--skip-tcpdiag", action="store_true")
+    ap.add_argument("--skip-tshark", action="store_true", help="skip both tshark runs")
+    ap.add_argument("--skip-tcptrace", action="store_true")
+    ap.add_argument("--skip-scapy", action="store_true")
+    ap.add_argument("--scapy-packets", type=int, default=20000, help="scapy slice size")
+    ap.add_argument("--dpkt-packets", type=int, default=200000, help="dpkt slice size")
+    ap.add_argument("--timeout", type=float, default=1800, help="per tool, seconds")
+    ap.add_argument(
+        "--tcpdiag-arg",
+        action="append",
+        default=[],
+        help="extra argument for tcpdiag analyze (repeatable)",
+    )
+    ap.add_argument(
+        "--no-install",
+        action="store_true",
+        help="do not apt-get missing tshark/tcptrace (root only)",
+    )
+    ap.add_argument("--json", type=Path, help="write the results here")
+    args = ap.parse_args(argv)
+
+    skip = set()
+    if args.skip_tcpdiag:
+        skip.add("tcpdiag")
+    if args.skip_tshark:
+        skip |= {"tshark-analysis", "tshark-conv"}
+    if args.skip_tcptrace:
+        skip.add("tcptrace")
+    if args.skip_scapy:
+        skip.add("scapy")
+    args.tools = [t for t in args.tools.split(",") if t and t not in skip]
+
+    report: dict[str, Any] = {"machine": machine_info()}
+    if args.scaling:
+        sizes = sorted(int(s) for s in args.scaling.split(","))
+        report["scaling"] = run_scaling(sizes, args)
+    else:
+        if args.file:
+            path, gen_stats = args.file, None
+            packets = count_pcap(path)
+        else:
+            path, gen_stats = ensure_capture(args.packets or 200000, args.pattern, args.seed)
+            packets = gen_stats["packets"]
+        size = path.stat().st_size
+        print(f"{path}: {packets:,} packets, {size / 1e6:,.0f} MB", file=sys.stderr)
+        results = bench_file(path, packets, args)
+        title = f"{path.name}: {packets:,} packets, {size / 1e6:,.0f} MB"
+        print_table(title, results)
+        report.update(
+            file=str(path),
+            packets=packets,
+            file_bytes=size,
+            generator=gen_stats,
+            results=[asdict(m) for m in results],
+        )
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"\nresults written to {args.json}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""`expand_inputs`: the command line's CAPTURE arguments to the list of captures to analyse."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+
+from tcpdiag.capture.reader import open_capture
+from tcpdiag.capture.records import InputSpec
+from tcpdiag.errors import CaptureError
+
+
+def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[InputSpec]:
+    """Files and "-" as given (a bad one fails later, loudly, when opened); directories walked
+    recursively in sorted path order, keeping the files whose content is a capture and marking
+    the others `skipped` with a one-line reason. Symlinked directories are not followed, so a
+    link loop cannot make the walk endless."""
+    specs: list[InputSpec] = []
+    for given in paths:
+        path = os.fspath(given)
+        if path != "-" and os.path.isdir(path):
+            specs.extend(_walk(path))
+        else:
+            specs.append(InputSpec(path))
+    return specs
+
+
+def _walk(top: str) -> list[InputSpec]:
+    found: list[str] = []
+    for root, _dirs, files in os.walk(top):
+        found.extend(os.path.join(root, name) for name in files)
+    specs: list[InputSpec] = []
+    for path in sorted(found):
+        specs.append(InputSpec(path, _why_not_a_capture(path)))
+    return specs
+
+
+def _why_not_a_capture(path: str) -> str | None:
+    try:
+        with open_capture(path):
+            return None
+    except CaptureError as exc:
+        return f"skipped {exc}"

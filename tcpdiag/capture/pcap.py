@@ -1,0 +1,203 @@
+"""Classic libpcap files: a 24-byte global header, then 16-byte record headers each followed by
+the captured bytes.
+
+No length field is trusted for allocation: the snap length is only compared against, and a
+record's captured length above `MAX_CAPLEN` means the file is corrupt (as libpcap and Wireshark
+decide), so reading stops there with a `CaptureDamage` instead of reading gigabytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+
+from tcpdiag.capture.records import MAX_CAPLEN, CaptureDamage, NoteBook
+from tcpdiag.capture.source import Feed
+from tcpdiag.errors import CaptureError
+from tcpdiag.model import RawPacket
+
+# Magic as read little-endian -> (byte order, nanosecond timestamps).
+MAGICS = {
+    0xA1B2C3D4: ("<", False),
+    0xA1B23C4D: ("<", True),
+    0xD4C3B2A1: (">", False),
+    0x4D3CB2A1: (">", True),
+}
+# Other known pcap variants (Kuznetzov's modified pcap, Navtel, IXIA): recognised, refused.
+VARIANT_MAGICS = {0xA1B2CD34, 0x34CDB2A1, 0xA12B3C4D, 0x4D3C2BA1, 0x1C0001AC, 0xAC01001C}
+HEADER_LEN = 24
+
+_U32_LE = struct.Struct("<I")
+# Record-header sizes beyond the standard 16 bytes: Kuznetzov's "modified" pcap (ss990915,
+# ss991029: +8), Nokia IPSO (+4). They share the standard magic, so only content tells.
+_VARIANT_EXTRA = (0, 8, 4)
+_VARIANT_NAMES = {8: "modified pcap", 4: "Nokia"}
+_MAX_ORIG_LEN = 128 << 20  # Wireshark's bound on a plausible length on the wire
+_RESERVED_LINKTYPE_BITS = 0x03FF0000
+
+
+def is_pcap_magic(head: bytes) -> bool:
+    return len(head) >= 4 and _U32_LE.unpack_from(head)[0] in MAGICS
+
+
+def is_variant_magic(head: bytes) -> bool:
+    return len(head) >= 4 and _U32_LE.unpack_from(head)[0] in VARIANT_MAGICS
+
+
+class PcapReader:
+    """Reads records after the global header, which the constructor parses (CaptureError)."""
+
+    format = "pcap"
+
+    def __init__(self, feed: Feed, notes: NoteBook, damage: list[CaptureDamage]) -> None:
+        self._feed = feed
+        self._notes = notes
+        self._damage = damage
+        if not feed.ensure(HEADER_LEN):
+            raise CaptureError(f"truncated pcap header ({feed.available()} of 24 bytes)")
+        magic = _U32_LE.unpack_from(feed.buf, feed.pos)[0]
+        order, self.nanosecond = MAGICS[magic]
+        header = struct.Struct(order + "IHHiIII")
+        _, major, minor, _zone, _sigfigs, snaplen, linkfield = header.unpack_from(
+            feed.buf, feed.pos
+        )
+        # libpcap reads 2.x up to 2.4 (2.2/2.3 may have caplen and len swapped); anything else
+        # is a format we do not know, and guessing would misparse every record.
+        if major != 2 or minor > 4:
+            raise CaptureError(f"unsupported pcap version {major}.{minor} (expected 2.4)")
+        self.version = (major, minor)
+        feed.pos += HEADER_LEN
+        self._record = struct.Struct(order + "IIII")
+        self.snaplen = snaplen
+        self.linktype = linkfield & 0xFFFF
+        if linkfield & _RESERVED_LINKTYPE_BITS:
+            # Reserved bits set: the link type is not one we can trust to decode.
+            self.linktype = linkfield
+            notes.add(
+                "linktype-reserved-bits", f"link type field 0x{linkfield:08x} has reserved bits set"
+            )
+        if snaplen == 0 or snaplen > MAX_CAPLEN:
+            notes.add("bogus-snaplen", f"pcap header snaplen {snaplen} is not a usable snap length")
+        self.linktypes = {self.linktype}
+        # Bytes after the standard 16 of each record header (0 unless a variant is detected).
+        self.extra = 0 if self.nanosecond else self._guess_variant()
+
+    def _guess_variant(self) -> int:
+        """Wireshark's rule for the microsecond magic, which several pcap variants share: score
+        the first two record headers under each record-header size by how many fields are
+        absurd, and keep the best (the standard layout first, and it wins ties). Only damaged
+        files, where the standard layout is absurd from the start, are affected."""
+        best, best_score = 0, 0
+        for extra in _VARIANT_EXTRA:
+            score = self._absurdity(16 + extra)
+            if extra == 0 or score < best_score:
+                best, best_score = extra, score
+            if score == 0:
+                break
+        if best:
+            self._notes.add(
+                "pcap-variant",
+                f"record headers read as {16 + best} bytes ({_VARIANT_NAMES[best]} layout), as"
+                " Wireshark does: the standard layout gives absurd lengths",
+            )
+        return best
+
+    def _absurdity(self, header_len: int) -> int:
+        feed = self._feed
+        unpack = self._record.unpack_from
+        offset = score = 0
+        for _ in range(2):
+            if not feed.ensure(offset + header_len):
+                break
+            _, frac, caplen, orig_len = unpack(feed.buf, feed.pos + offset)
+            score += (
+                (frac >= 1_000_000)
+                + (caplen > MAX_CAPLEN)
+                + (orig_len > _MAX_ORIG_LEN)
+                + (caplen > orig_len)
+            )
+            if caplen > MAX_CAPLEN:  # never buffer by an absurd length
+                break
+            offset += header_len + caplen
+        return score
+
+    def packets(self) -> Iterator[RawPacket]:
+        feed = self._feed
+        unpack = self._record.unpack_from
+        linktype = self.linktype
+        sec_ns = 1_000_000_000
+        frac_mult = 1 if self.nanosecond else 1000
+        frac_limit = 1_000_000_000 if self.nanosecond else 1_000_000
+        # Anything above this sends a record to the slow path (notes, damage, old versions).
+        snaplen = self.snaplen if 0 < self.snaplen <= MAX_CAPLEN else MAX_CAPLEN
+        if self.version < (2, 4):
+            snaplen = -1
+        hlen = 16 + self.extra
+        frame = 0
+        while True:
+            buf = feed.buf
+            pos = feed.pos
+            if len(buf) - pos < hlen:
+                if not feed.ensure(hlen):
+                    if feed.available():
+                        self._stop(f"truncated record header ({feed.available()} of {hlen} bytes)")
+                    return
+                buf = feed.buf
+                pos = feed.pos
+            sec, frac, caplen, orig_len = unpack(buf, pos)
+            if caplen > snaplen or orig_len < caplen or frac >= frac_limit:
+                fixed = self._odd_record(frame + 1, frac, caplen, orig_len)
+                if fixed is None:
+                    return
+                caplen, orig_len = fixed
+            end = pos + hlen + caplen
+            if end > len(buf):
+                if not feed.ensure(hlen + caplen):
+                    self._stop(
+                        f"truncated record: {feed.available() - hlen} of {caplen} captured bytes"
+                    )
+                    return
+                buf = feed.buf
+                pos = feed.pos
+                end = pos + hlen + caplen
+            feed.pos = end
+            frame += 1
+            yield RawPacket(
+                frame, sec * sec_ns + frac * frac_mult, linktype, buf[pos + hlen : end], orig_len, 0
+            )
+
+    def _odd_record(
+        self, frame: int, frac: int, caplen: int, orig_len: int
+    ) -> tuple[int, int] | None:
+        """The slow path for a record header that is not plainly fine: (caplen, orig_len) to use,
+        or None after recording damage when nothing after it can be trusted."""
+        notes = self._notes
+        if self.version < (2, 3) or (self.version == (2, 3) and caplen > orig_len):
+            caplen, orig_len = orig_len, caplen
+        if caplen > MAX_CAPLEN:
+            self._stop(
+                f"record {frame} has captured length {caplen}, above the maximum {MAX_CAPLEN}"
+            )
+            return None
+        if 0 < self.snaplen < caplen:
+            notes.add(
+                "caplen-exceeds-snaplen",
+                f"frame {frame}: captured length {caplen} exceeds the snap length {self.snaplen}",
+            )
+        if orig_len < caplen:
+            notes.add(
+                "caplen-exceeds-length",
+                f"frame {frame}: captured length {caplen} exceeds the original length {orig_len};"
+                " original length set to the captured length",
+            )
+            orig_len = caplen
+        if frac >= (1_000_000_000 if self.nanosecond else 1_000_000):
+            unit = "nanoseconds" if self.nanosecond else "microseconds"
+            notes.add(
+                "invalid-timestamp",
+                f"frame {frame}: timestamp fraction {frac} {unit} is out of range",
+            )
+        return caplen, orig_len
+
+    def _stop(self, reason: str) -> None:
+        self._damage.append(CaptureDamage(self._feed.offset, reason))

@@ -1,0 +1,240 @@
+"""The input byte stream: a file or standard input, decompressed when needed, bounded in size.
+
+Theory of operation: `InputStream` opens the input and peeks its first bytes to tell gzip and
+zstd from a plain capture (by content, never by name; standard input cannot seek, so the peeked
+bytes are handed back in front of the rest). It then yields the capture bytes as chunks. Any
+problem after the start (a damaged or truncated compressed stream, a read error, the size limit)
+ends the chunks early and is recorded in `problem` / `limit_hit` instead of raising: the readers
+report whatever packets came before it. `Feed` turns the chunks into a buffer the readers parse
+with `struct.unpack_from`, keeping the absolute stream offset for damage reports.
+
+Decompression output is bounded per step (zlib's `max_length`; small zstd input pieces), so a
+decompression bomb costs time up to the limit, never memory.
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import zstandard
+
+from tcpdiag.errors import CaptureError
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+_READ_SIZE = 1 << 18
+# Largest decompressed piece produced in one step (gzip) and the zstd input piece size: a zstd
+# block of 128 KiB can be encoded in 4 bytes, so 1 KiB of input yields at most ~32 MiB.
+_OUT_STEP = 1 << 20
+_ZSTD_IN_STEP = 1 << 10
+_COALESCE = 1 << 16
+
+
+def display_name(path: str) -> str:
+    return "<stdin>" if path == "-" else path
+
+
+class InputStream:
+    """Decompressed chunks of one input; see the module docstring."""
+
+    def __init__(self, path: str, max_input_bytes: int, stdin: BinaryIO | None = None) -> None:
+        self.path = path
+        self.max_input_bytes = max_input_bytes
+        self.problem: str | None = None  # why the stream ended early (damage), if it did
+        self.limit_hit = False
+        self.compressed_offset = 0  # raw bytes consumed from the file
+        self._owned: BinaryIO | None = None
+        if path == "-":
+            self._raw: BinaryIO = stdin if stdin is not None else sys.stdin.buffer
+        else:
+            try:
+                self._raw = self._owned = open(path, "rb")  # noqa: SIM115 - closed by close()
+            except OSError as exc:
+                raise CaptureError(f"{path}: {exc.strerror or exc}") from None
+        head = self._read_head(4)
+        self.compression: str | None = None
+        if head.startswith(GZIP_MAGIC):
+            self.compression = "gzip"
+        elif head.startswith(ZSTD_MAGIC):
+            self.compression = "zstd"
+        self._head = head
+
+    def close(self) -> None:
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
+
+    def _read_raw(self) -> bytes:
+        try:
+            return self._raw.read(_READ_SIZE) if self._owned else _read1(self._raw)
+        except OSError as exc:
+            if self.problem is None:
+                self.problem = f"read error: {exc.strerror or exc}"
+            return b""
+
+    def _read_head(self, n: int) -> bytes:
+        """At least n bytes unless the input is shorter (a pipe may deliver them piecemeal)."""
+        head = b""
+        while len(head) < n:
+            try:
+                more = self._raw.read(n - len(head)) if self._owned else _read1(self._raw)
+            except OSError as exc:
+                raise CaptureError(f"{display_name(self.path)}: {exc.strerror or exc}") from None
+            if not more:
+                break
+            head += more
+        return head
+
+    def _raw_chunks(self) -> Iterator[bytes]:
+        if self._head:
+            self.compressed_offset += len(self._head)
+            yield self._head
+        while self.problem is None:
+            chunk = self._read_raw()
+            if not chunk:
+                return
+            self.compressed_offset += len(chunk)
+            yield chunk
+
+    def chunks(self) -> Iterator[bytes]:
+        """The capture bytes, decompressed, stopping at `max_input_bytes`."""
+        if self.compression == "gzip":
+            source = self._gunzip()
+        elif self.compression == "zstd":
+            source = self._unzstd()
+        else:
+            source = self._raw_chunks()
+        left = self.max_input_bytes
+        for chunk in source:
+            if len(chunk) >= left:
+                if chunk[:left]:
+                    yield chunk[:left]
+                # Only a limit if there is more to come; a file of exactly the limit is complete.
+                if len(chunk) > left or next(source, b""):
+                    self.limit_hit = True
+                return
+            left -= len(chunk)
+            yield chunk
+
+    def _gunzip(self) -> Iterator[bytes]:
+        # zlib by hand rather than gzip.GzipFile: GzipFile loses the data of a read() call that
+        # hits a truncated stream or bad CRC, and raises instead of reporting trailing garbage.
+        dec = zlib.decompressobj(31)
+        member_bytes = 0  # input fed to the current member (0: between members)
+        pending = b""
+        for raw in self._raw_chunks():
+            data = pending + raw
+            pending = b""
+            while True:
+                if member_bytes == 0:
+                    if len(data) < 2:
+                        pending = data
+                        break
+                    if not data.startswith(GZIP_MAGIC):
+                        # gzip(1) says "trailing garbage ignored"; we keep the packets and say so.
+                        if data.strip(b"\x00"):
+                            self.problem = "gzip: trailing garbage after the last member"
+                        return
+                try:
+                    out = dec.decompress(data, _OUT_STEP)
+                except zlib.error as exc:
+                    self.problem = f"gzip data damaged ({exc})"
+                    return
+                member_bytes += len(data) - len(dec.unconsumed_tail)
+                if out:
+                    yield out
+                if dec.eof:
+                    data = dec.unused_data
+                    dec = zlib.decompressobj(31)
+                    member_bytes = 0
+                    continue
+                data = dec.unconsumed_tail
+                # A full step may leave output inside zlib with no input left: ask again.
+                if not data and len(out) < _OUT_STEP:
+                    break
+        if self.problem is None and (member_bytes or pending):
+            self.problem = "gzip stream truncated (no end-of-stream marker)"
+
+    def _unzstd(self) -> Iterator[bytes]:
+        dec = zstandard.ZstdDecompressor().decompressobj()
+        in_frame = False
+        out_parts: list[bytes] = []
+        out_size = 0
+        for raw in self._raw_chunks():
+            data = raw
+            while data:
+                piece, data = data[:_ZSTD_IN_STEP], data[_ZSTD_IN_STEP:]
+                try:
+                    out = dec.decompress(piece)
+                except zstandard.ZstdError as exc:
+                    self.problem = (
+                        f"zstd data damaged ({exc})" if in_frame else "zstd: trailing garbage"
+                    )
+                    if out_parts:
+                        yield b"".join(out_parts)
+                    return
+                in_frame = True
+                if out:
+                    out_parts.append(out)
+                    out_size += len(out)
+                    if out_size >= _COALESCE:
+                        yield b"".join(out_parts)
+                        out_parts, out_size = [], 0
+                if dec.eof:
+                    # One decompressobj per frame: hand it the rest of the input.
+                    data = dec.unused_data + data
+                    dec = zstandard.ZstdDecompressor().decompressobj()
+                    in_frame = False
+        if out_parts:
+            yield b"".join(out_parts)
+        if in_frame and self.problem is None:
+            self.problem = "zstd stream truncated (frame not finished)"
+
+
+def _read1(stream: BinaryIO) -> bytes:
+    # A pipe: return what is available rather than waiting for a full buffer.
+    read1 = getattr(stream, "read1", None)
+    if read1 is not None:
+        data: bytes = read1(_READ_SIZE)
+        return data
+    return stream.read(_READ_SIZE)
+
+
+class Feed:
+    """A parse buffer over a chunk iterator. Readers use `buf`/`pos` directly (hot path) and call
+    `ensure(n)` when fewer than n bytes are left; `base` is the stream offset of `buf[0]`."""
+
+    __slots__ = ("_chunks", "base", "buf", "pos")
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self.buf = b""
+        self.pos = 0
+        self.base = 0
+
+    @property
+    def offset(self) -> int:
+        return self.base + self.pos
+
+    def available(self) -> int:
+        return len(self.buf) - self.pos
+
+    def ensure(self, n: int) -> bool:
+        """Make n bytes available at `pos`; False (with what there is kept) at end of input."""
+        have = len(self.buf) - self.pos
+        if have >= n:
+            return True
+        parts = [self.buf[self.pos :]]
+        self.base += self.pos
+        self.pos = 0
+        for chunk in self._chunks:
+            parts.append(chunk)
+            have += len(chunk)
+            if have >= n:
+                break
+        self.buf = b"".join(parts)
+        return have >= n

@@ -1,0 +1,148 @@
+"""`tcpdiag check CAPTURE...`: the analysis shaped for CI, with a pass/fail exit code.
+
+Exit 1 when any finding is at or above `--fail-on` (else the config's `fail-on`, per capture
+overrides included; default error) after the config's ignores and severity overrides and with
+failed expectations counted as `expectation-failed` findings; 0 otherwise; 2 for an unreadable
+input or a bad config (one line on stderr).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import click
+
+from tcpdiag import __version__
+from tcpdiag.checkconfig import load_config
+from tcpdiag.cli.output import emit
+from tcpdiag.config import AnalysisOptions
+from tcpdiag.errors import CaptureError
+from tcpdiag.findings.policy import apply_policy, failing_findings
+from tcpdiag.report.options import ReportOptions
+from tcpdiag.result import AnalysisResult, CaptureResult, Severity
+
+FORMATS = ("text", "json", "jsonl", "junit", "sarif", "github")
+EXIT_OK = 0
+EXIT_FINDINGS = 1
+
+
+def _analyze(path: str, options: AnalysisOptions) -> CaptureResult:
+    from tcpdiag.engine import analyze_capture
+
+    return analyze_capture(path, options)
+
+
+def _expand(captures: Sequence[str]) -> list[str]:
+    from tcpdiag.capture import expand_inputs
+
+    paths: list[str] = []
+    for spec in expand_inputs(list(captures)):
+        if spec.skipped:
+            click.echo(f"tcpdiag: note: {spec.path}: {spec.skipped}", err=True)
+        else:
+            paths.append(spec.path)
+    if not paths:
+        raise CaptureError("no capture files found in " + ", ".join(captures))
+    return paths
+
+
+def _render(fmt: str) -> Callable[[AnalysisResult, ReportOptions], str]:
+    if fmt == "text":
+        from tcpdiag.report.text import render_check
+
+        return render_check
+    if fmt == "json":
+        from tcpdiag.report.json import render_json
+
+        return render_json
+    if fmt == "jsonl":
+        from tcpdiag.report.json import render_jsonl
+
+        return render_jsonl
+    if fmt == "junit":
+        from tcpdiag.report.junit import render_junit
+
+        return render_junit
+    if fmt == "sarif":
+        from tcpdiag.report.sarif import render_sarif
+
+        return render_sarif
+    from tcpdiag.report.github import render_github
+
+    return render_github
+
+
+def run_check(
+    captures: Sequence[str],
+    *,
+    fail_on: str | None = None,
+    config: str | None = None,
+    fmt: str = "text",
+    output: str | None = None,
+    color: bool = False,
+) -> int:
+    """The whole command without click: returns the exit code (0 or 1)."""
+    cfg = load_config(config)
+    paths = _expand(captures)
+    if output is not None:
+        # Refuse a bad -o before spending time on the analysis.
+        from tcpdiag.cli.output import check_output_path
+
+        if output != "-":
+            check_output_path(output, paths)
+    level = Severity.parse(fail_on) if fail_on else None
+    result = AnalysisResult(__version__)
+    thresholds: dict[str, Severity] = {}
+    failed = 0
+    for path in paths:
+        cap = apply_policy(_analyze(path, cfg.options), cfg.policy)
+        result.captures.append(cap)
+        thresholds[cap.path] = level or cfg.policy.for_capture(cap.path).fail_on or Severity.ERROR
+        failed += len(failing_findings(cap, cfg.policy, level))
+    options = ReportOptions(
+        color=color and output is None,
+        fail_on=level or cfg.policy.base.fail_on or Severity.ERROR,
+        fail_on_by_path=thresholds,
+    )
+    emit(_render(fmt)(result, options), output, paths)
+    return EXIT_FINDINGS if failed else EXIT_OK
+
+
+@click.command()
+@click.argument("captures", nargs=-1, required=True)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["info", "warning", "error"]),
+    help="Fail (exit 1) on findings at or above this severity [default: config's, else error].",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Config file (default: tcpdiag.toml or [tool.tcpdiag] in pyproject.toml, "
+    "searched from the current directory upward).",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
+@click.option("--no-color", is_flag=True, help="Plain text even on a terminal (also NO_COLOR).")
+def check(
+    captures: tuple[str, ...],
+    fail_on: str | None,
+    config_path: str | None,
+    fmt: str,
+    output: str | None,
+    no_color: bool,
+) -> None:
+    """Analyse captures for CI: exit 1 when a finding is at or above the threshold.
+
+    Applies the config's ignores, severity overrides, per-capture overrides and expectations
+    (see `tcpdiag.findings.policy` for the language).
+    """
+    import os
+    import sys
+
+    color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
+    code = run_check(
+        captures, fail_on=fail_on, config=config_path, fmt=fmt, output=output, color=color
+    )
+    raise SystemExit(code)

@@ -1,0 +1,69 @@
+"""Options and output plumbing shared by `analyze`, `check` and `live`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import click
+
+from tcpdiag.config import AnalysisOptions, Limits
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def limit_options(func: F) -> F:
+    """Resource limits as flags; defaults are `config.Limits`' documented ones."""
+    defaults = Limits()
+    decorators = [
+        click.option(
+            "--max-flows",
+            type=click.IntRange(1),
+            default=defaults.max_flows,
+            show_default=True,
+            help="Flows tracked at once; the oldest embryonic, then idle, are evicted beyond it.",
+        ),
+        click.option(
+            "--max-flow-buffer",
+            type=click.IntRange(1024),
+            default=defaults.max_flow_buffer,
+            show_default=True,
+            help="Bytes buffered per flow direction for reassembly.",
+        ),
+        click.option(
+            "--max-input-bytes",
+            type=click.IntRange(1),
+            default=defaults.max_input_bytes,
+            show_default=True,
+            help="Decompressed bytes read from one capture (stops decompression bombs).",
+        ),
+        click.option(
+            "--idle-timeout",
+            type=click.FloatRange(0.001),
+            default=defaults.idle_timeout,
+            show_default=True,
+            help="Seconds of silence (capture time) after which a flow is finalised.",
+        ),
+    ]
+    for decorator in reversed(decorators):
+        func = decorator(func)
+    return func
+
+
+def analysis_options(limits: Mapping[str, object], keep_all: bool = False) -> AnalysisOptions:
+    options = AnalysisOptions(keep_all_timelines=keep_all)
+    lim = options.limits
+    lim.max_flows = int(str(limits.get("max_flows", lim.max_flows)))
+    lim.max_flow_buffer = int(str(limits.get("max_flow_buffer", lim.max_flow_buffer)))
+    lim.max_input_bytes = int(str(limits.get("max_input_bytes", lim.max_input_bytes)))
+    lim.idle_timeout = float(str(limits.get("idle_timeout", lim.idle_timeout)))
+    return options
+
+
+def use_color(no_color: bool, to_file: bool) -> bool:
+    """Colour only on a terminal, never with --no-color or NO_COLOR (any value)."""
+    if no_color or to_file or "NO_COLOR" in os.environ:
+        return False
+    return sys.stdout.isatty()

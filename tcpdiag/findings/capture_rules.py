@@ -1,0 +1,324 @@
+"""Capture-level rules: run once, after every flow of a capture has been diagnosed.
+
+They need more than one flow, or records that are not TCP: ICMP errors quoting a connection's
+packets, ARP requests nobody answers, "other connections to this server completed while these
+SYNs went unanswered", and the capture-quality notes of the capture and decode stages.
+
+`diagnose_capture` returns findings: those with `flow` set belong to that flow (a finding with
+the same name on that flow is superseded by it), the others are capture-level. `attach` applies
+them to the flow results and returns the capture-level ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tcpdiag.config import Thresholds
+from tcpdiag.findings.context import (
+    CaptureContext,
+    fmt_duration,
+    fmt_frames,
+    plural,
+)
+from tcpdiag.findings.registry import make_finding
+from tcpdiag.findings.verdict import verdict
+from tcpdiag.model import IcmpError, format_endpoint, format_ip
+from tcpdiag.result import Finding, FlowResult
+
+# ICMP errors kept apart from connection rejection: they report a path MTU, not a refusal.
+_PMTU = {(4, 3, 4), (6, 2, 0)}
+
+# (ip_version, type, code) -> (words, errno the client's socket gets on Linux)
+_ICMP4_UNREACH = {
+    0: ("network unreachable", "ENETUNREACH"),
+    1: ("host unreachable", "EHOSTUNREACH"),
+    2: ("protocol unreachable", "ENOPROTOOPT"),
+    3: ("port unreachable", "ECONNREFUSED"),
+    4: ("fragmentation needed", "EMSGSIZE"),
+    5: ("source route failed", "EOPNOTSUPP"),
+    6: ("destination network unknown", "ENETUNREACH"),
+    7: ("destination host unknown", "EHOSTDOWN"),
+    8: ("source host isolated", "ENONET"),
+    9: ("network administratively prohibited", "ENETUNREACH"),
+    10: ("host administratively prohibited", "EHOSTUNREACH"),
+    11: ("network unreachable for the type of service", "ENETUNREACH"),
+    12: ("host unreachable for the type of service", "EHOSTUNREACH"),
+    13: ("communication administratively prohibited", "EHOSTUNREACH"),
+    14: ("host precedence violation", "EHOSTUNREACH"),
+    15: ("precedence cutoff in effect", "EHOSTUNREACH"),
+}
+_ICMP6_UNREACH = {
+    0: ("no route to destination", "ENETUNREACH"),
+    1: ("communication with destination administratively prohibited", "EACCES"),
+    2: ("beyond scope of source address", "EHOSTUNREACH"),
+    3: ("address unreachable", "EHOSTUNREACH"),
+    4: ("port unreachable", "ECONNREFUSED"),
+    5: ("source address failed ingress/egress policy", "EACCES"),
+    6: ("reject route to destination", "EACCES"),
+}
+
+# How long around a flow an ICMP error may come and still be about it.
+_ICMP_SLACK_BEFORE = 1.0
+_ICMP_SLACK_AFTER = 10.0
+# "Completed meanwhile" for the SYN-drop context: other handshakes starting this close to the
+# unanswered SYNs' span.
+_MEANWHILE_SLACK = 1.0
+# Capture-level ICMP findings for errors that match no flow, at most.
+_MAX_UNMATCHED_ICMP = 20
+
+
+def icmp_words(err: IcmpError) -> tuple[str, str]:
+    """('destination unreachable, port unreachable (type 3 code 3)', 'ECONNREFUSED')."""
+    t, c = err.icmp_type, err.icmp_code
+    label = "ICMPv6" if err.ip_version == 6 else "ICMP"
+    if err.ip_version == 6:
+        if t == 1:
+            words, errno = _ICMP6_UNREACH.get(c, (f"code {c}", "EHOSTUNREACH"))
+            kind = f"destination unreachable, {words}"
+        elif t == 3:
+            kind, errno = "time exceeded (hop limit)" if c == 0 else "time exceeded", "EHOSTUNREACH"
+        elif t == 2:
+            kind, errno = "packet too big", "EMSGSIZE"
+        elif t == 4:
+            kind, errno = "parameter problem", "EPROTO"
+        else:
+            kind, errno = f"error type {t}", "EHOSTUNREACH"
+    else:
+        if t == 3:
+            words, errno = _ICMP4_UNREACH.get(c, (f"code {c}", "EHOSTUNREACH"))
+            kind = f"destination unreachable, {words}"
+        elif t == 11:
+            kind, errno = "time exceeded (TTL)" if c == 0 else "time exceeded", "EHOSTUNREACH"
+        elif t == 12:
+            kind, errno = "parameter problem", "EPROTO"
+        else:
+            kind, errno = f"error type {t}", "EHOSTUNREACH"
+    return f"{label} {kind} (type {t} code {c})", errno
+
+
+def _server_ip(flow: FlowResult) -> str:
+    return flow.server.rsplit(":", 1)[0].strip("[]")
+
+
+# -- icmp-unreachable (scenarios.md, set-up: "SYNs answered by ICMP ... unreachable") ------------
+
+
+def _icmp_unreachable(flows: list[FlowResult], ctx: CaptureContext) -> list[Finding]:
+    by_pair: dict[tuple[str, str], list[IcmpError]] = {}
+    for (src, sport, dst, dport), errs in ctx.icmp.items():
+        by_pair[(format_endpoint(src, sport), format_endpoint(dst, dport))] = errs
+    out: list[Finding] = []
+    matched: set[tuple[str, str]] = set()
+    for flow in flows:
+        key = (flow.client, flow.server)
+        errs = [
+            e
+            for e in by_pair.get(key, ())
+            if (e.ip_version, e.icmp_type, e.icmp_code) not in _PMTU
+            and flow.start - _ICMP_SLACK_BEFORE <= e.time <= flow.end + _ICMP_SLACK_AFTER
+        ]
+        if not errs:
+            continue
+        matched.add(key)
+        out.append(_icmp_finding(flow, errs))
+    for key, errs in by_pair.items():
+        if key in matched or len(out) >= _MAX_UNMATCHED_ICMP + len(matched):
+            continue
+        errs = [e for e in errs if (e.ip_version, e.icmp_type, e.icmp_code) not in _PMTU]
+        if not errs:
+            continue
+        first = errs[0]
+        kind, errno = icmp_words(first)
+        sender = format_ip(first.sender)
+        out.append(
+            make_finding(
+                "icmp-unreachable",
+                f"{sender} sent {plural(len(errs), 'ICMP error')} about a TCP packet from "
+                f"{key[0]} to {key[1]} that is not in the capture: {kind} — a connection "
+                f"to {key[1]} was rejected on the way (the client gets {errno})",
+                frames=[e.frame for e in errs],
+                time=first.time,
+            )
+        )
+    return out
+
+
+def _icmp_finding(flow: FlowResult, errs: list[IcmpError]) -> Finding:
+    first = errs[0]
+    kind, errno = icmp_words(first)
+    sender = format_ip(first.sender)
+    server_ip = _server_ip(flow)
+    who = "the server itself" if sender == server_ip else "a router or firewall on the path"
+    hs = flow.handshake
+    if hs.syn and not hs.syn_ack:
+        what = f"the {plural(len(hs.syn_frames) or 1, 'SYN')} to {flow.server}"
+        prior = [t for t in hs.syn_times if t <= first.time]
+        delay = f", {fmt_duration(first.time - prior[-1])} after the SYN" if prior else ""
+        verb = "were" if len(hs.syn_frames) > 1 else "was"
+        message = (
+            f"{what} {verb} rejected by {sender} ({who}): {kind}{delay} "
+            f"({fmt_frames(e.frame for e in errs)}) — "
+            + (
+                "a firewall rejects the connection"
+                if "prohibited" in kind or "policy" in kind
+                else "the destination cannot be reached"
+            )
+            + f" (the client's connect() fails with {errno})"
+        )
+        frames = [*hs.syn_frames, *(e.frame for e in errs)]
+    else:
+        message = (
+            f"{sender} ({who}) answered a packet of {flow.client} → {flow.server} with "
+            f"{kind} ({fmt_frames(e.frame for e in errs)}) — the path to the server broke "
+            f"during the connection (the client's socket reports {errno})"
+        )
+        frames = [e.frame for e in errs]
+    if len(errs) > 1:
+        message += f"; {len(errs)} such errors in all"
+    return make_finding("icmp-unreachable", message, frames=frames, time=first.time, flow=flow.id)
+
+
+# -- syn-unanswered, with context (scenarios.md: "SYNs unanswered while other connections to the
+#    same server:port completed around the same time") -------------------------------------------
+
+
+def _syn_drop_context(flows: list[FlowResult]) -> list[Finding]:
+    out: list[Finding] = []
+    completed = [f for f in flows if f.handshake.syn_ack]
+    for flow in flows:
+        original = next((x for x in flow.findings if x.name == "syn-unanswered"), None)
+        if original is None:
+            continue
+        others = [
+            f
+            for f in completed
+            if f.id != flow.id
+            and f.server == flow.server
+            and flow.start - _MEANWHILE_SLACK <= f.start <= flow.end + _MEANWHILE_SLACK
+        ]
+        if not others:
+            continue
+        head = original.message.split(" — ", 1)[0]
+        ids = ", ".join(str(f.id) for f in others[:8]) + (", …" if len(others) > 8 else "")
+        message = (
+            f"{head}; meanwhile {plural(len(others), 'other connection')} to {flow.server} "
+            f"completed the handshake (flow{'s' if len(others) > 1 else ''} {ids}) — the "
+            "server is up but dropping SYNs: its accept queue is likely full (the "
+            "application does not call accept() fast enough, or its listen backlog is too "
+            "small), or SYN flood protection is dropping them"
+        )
+        out.append(
+            make_finding(
+                "syn-unanswered",
+                message,
+                frames=original.frames,
+                time=original.time,
+                flow=flow.id,
+                count=original.count,
+                severity=original.severity,
+            )
+        )
+    return out
+
+
+# -- arp-unanswered (scenarios.md: "ARP who-has for an address, repeated, never answered") -------
+
+
+def _arp_unanswered(
+    flows: list[FlowResult], ctx: CaptureContext, thresholds: Thresholds
+) -> list[Finding]:
+    out: list[Finding] = []
+    for target, t in ctx.arp.items():
+        if t.replied or t.requests < thresholds.arp_min_requests:
+            continue
+        ip = format_ip(target)
+        who = ", ".join(sorted(format_ip(r) for r in t.requesters)) or "?"
+        tcp_flows = [f for f in flows if _server_ip(f) == ip]
+        if tcp_flows:
+            tail = (
+                f"; {plural(len(tcp_flows), 'TCP connection')} to it "
+                f"(flow {', '.join(str(f.id) for f in tcp_flows[:8])}) got no answer"
+            )
+        else:
+            tail = (
+                "; no TCP packet to it could be sent, so a capture filtered to TCP would show "
+                "nothing at all"
+            )
+        out.append(
+            make_finding(
+                "arp-unanswered",
+                f"{plural(t.requests, 'ARP request')} for {ip} from {who} over "
+                f"{fmt_duration(t.last_time - t.first_time)} ({fmt_frames(t.request_frames)}), "
+                f"never answered — {ip} is down or not on this link{tail}",
+                frames=t.request_frames,
+                time=t.first_time,
+                count=t.requests,
+            )
+        )
+    return out
+
+
+# -- capture quality (scenarios.md, "Capture problems"; bad-inputs.md) ---------------------------
+
+
+def _capture_notes(ctx: CaptureContext) -> list[Finding]:
+    out = [make_finding(n.name, n.message, frames=n.frames, count=n.count) for n in ctx.notes]
+    if ctx.evicted_flows:
+        limit = f" ({ctx.max_flows:,} flows)" if ctx.max_flows else ""
+        out.append(
+            make_finding(
+                "flow-table-full",
+                f"the flow table was full{limit}: {plural(ctx.evicted_flows, 'flow')} were "
+                "finalised early (half-open ones first); their findings may be incomplete",
+                frames=(),
+                count=ctx.evicted_flows,
+            )
+        )
+    if ctx.icmp_dropped:
+        out.append(
+            make_finding(
+                "capture-truncated-packets",
+                f"{plural(ctx.icmp_dropped, 'ICMP error')} beyond the memory cap were not "
+                "correlated with connections",
+                frames=(),
+                count=ctx.icmp_dropped,
+            )
+        )
+    return out
+
+
+def diagnose_capture(
+    flows: list[FlowResult], ctx: CaptureContext, thresholds: Thresholds
+) -> list[Finding]:
+    """Cross-flow and capture-level findings. Run after every flow has its own findings."""
+    out: list[Finding] = []
+    out += _icmp_unreachable(flows, ctx)
+    out += _syn_drop_context(flows)
+    out += _arp_unanswered(flows, ctx, thresholds)
+    out += _capture_notes(ctx)
+    return sorted(out, key=lambda f: (f.flow or 0, *f.sort_key()))
+
+
+# A flow finding that makes another one on the same flow redundant.
+_SUPERSEDES = {"icmp-unreachable": ("syn-unanswered",)}
+
+
+def attach(flows: Iterable[FlowResult], findings: list[Finding]) -> list[Finding]:
+    """Put flow findings on their flows (replacing same-name and superseded ones), refresh the
+    verdicts of the flows that changed, and return the capture-level findings."""
+    by_id = {f.id: f for f in flows}
+    capture_level: list[Finding] = []
+    changed: set[int] = set()
+    for finding in findings:
+        flow = by_id.get(finding.flow) if finding.flow is not None else None
+        if flow is None:
+            capture_level.append(finding)
+            continue
+        drop = {finding.name, *_SUPERSEDES.get(finding.name, ())}
+        flow.findings = [x for x in flow.findings if x.name not in drop]
+        flow.findings.append(finding)
+        flow.findings.sort(key=Finding.sort_key)
+        changed.add(flow.id)
+    for fid in changed:
+        by_id[fid].verdict = verdict(by_id[fid])
+    return sorted(capture_level, key=Finding.sort_key)

@@ -1,0 +1,240 @@
+"""What the capture-level rules need besides the flows, collected while packets stream by.
+
+Theory of operation: the engine creates one `CaptureContext` per capture and feeds it the
+records the TCP engine does not handle (ICMP errors, ARP packets) and what the capture and
+decode stages report (notes, damage, decode counters, flow-table evictions). At the end,
+`capture_rules.diagnose_capture` reads it. Memory is bounded whatever the capture holds: ICMP
+errors are kept per quoted 4-tuple up to `MAX_ICMP_TUPLES`, ARP state per target address up to
+`MAX_ARP_TARGETS`, and each keeps at most `MAX_FRAMES` frame numbers (counts keep counting).
+
+The message-formatting helpers at the bottom are shared by every rule module, so all findings
+write durations, sizes and frame lists the same way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from tcpdiag.findings.registry import REGISTRY
+from tcpdiag.model import ArpPacket, IcmpError
+
+MAX_ICMP_TUPLES = 4096
+MAX_ARP_TARGETS = 4096
+MAX_FRAMES = 32
+MAX_NOTES = 256
+
+# (src, sport, dst, dport) as quoted by an ICMP error: the original packet's direction.
+Tuple4 = tuple[bytes, int, bytes, int]
+
+
+@dataclass(slots=True)
+class ArpTarget:
+    """ARP activity about one IPv4 address."""
+
+    requests: int = 0
+    request_frames: list[int] = field(default_factory=list)
+    first_time: float = 0.0
+    last_time: float = 0.0
+    requesters: set[bytes] = field(default_factory=set)  # capped like frames
+    replied: bool = False
+    reply_frame: int | None = None
+
+
+@dataclass(slots=True)
+class Note:
+    """A capture-quality remark: `name` is a registered capture finding name."""
+
+    name: str
+    message: str
+    count: int = 1
+    frames: list[int] = field(default_factory=list)
+
+
+class CaptureContext:
+    """Capture-wide facts for the capture-level rules (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.icmp: dict[Tuple4, list[IcmpError]] = {}
+        self.icmp_dropped = 0  # errors not kept because of the caps
+        self.arp: dict[bytes, ArpTarget] = {}
+        self.notes: list[Note] = []
+        self.evicted_flows = 0
+        self.max_flows: int | None = None
+
+    # -- feeding ------------------------------------------------------------------------------
+
+    def add_icmp(self, err: IcmpError) -> None:
+        key: Tuple4 = (err.src, err.sport, err.dst, err.dport)
+        kept = self.icmp.get(key)
+        if kept is None:
+            if len(self.icmp) >= MAX_ICMP_TUPLES:
+                self.icmp_dropped += 1
+                return
+            kept = self.icmp[key] = []
+        if len(kept) < MAX_FRAMES:
+            kept.append(err)
+        else:
+            self.icmp_dropped += 1
+
+    def add_arp(self, pkt: ArpPacket) -> None:
+        if pkt.op == 1:
+            # Gratuitous ARP (sender = target) and probes (sender 0.0.0.0, RFC 5227) ask nobody.
+            if pkt.sender_ip == pkt.target_ip or pkt.sender_ip == b"\0\0\0\0":
+                return
+            t = self._arp_target(pkt.target_ip)
+            if t is None:
+                return
+            if t.requests == 0:
+                t.first_time = pkt.time
+            t.requests += 1
+            t.last_time = pkt.time
+            if len(t.request_frames) < MAX_FRAMES:
+                t.request_frames.append(pkt.frame)
+            if len(t.requesters) < MAX_FRAMES:
+                t.requesters.add(pkt.sender_ip)
+        elif pkt.op == 2:
+            t = self._arp_target(pkt.sender_ip)
+            if t is not None and not t.replied:
+                t.replied = True
+                t.reply_frame = pkt.frame
+
+    def _arp_target(self, ip: bytes) -> ArpTarget | None:
+        t = self.arp.get(ip)
+        if t is None:
+            if len(self.arp) >= MAX_ARP_TARGETS:
+                return None
+            t = self.arp[ip] = ArpTarget()
+        return t
+
+    def add_note(self, name: str, message: str, count: int = 1, frames: Iterable[int] = ()) -> None:
+        """A capture-quality remark. `name` may be a registered `capture-*` finding name or one
+        of the capture reader's note names (mapped by `note_finding_name`). Notes of the same
+        finding name and message are merged."""
+        finding = note_finding_name(name)
+        for note in self.notes:
+            if note.name == finding and note.message == message:
+                note.count += count
+                room = MAX_FRAMES - len(note.frames)
+                note.frames.extend(list(frames)[:room])
+                return
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(Note(finding, message, count, list(frames)[:MAX_FRAMES]))
+
+    def add_capture_notes(self, notes: Iterable[object]) -> None:
+        """The capture reader's `CaptureNote(name, message, count)` objects."""
+        for n in notes:
+            name = str(getattr(n, "name", "capture-damaged"))
+            self.add_note(name, str(getattr(n, "message", name)), int(getattr(n, "count", 1)))
+
+    def add_damage(self, offset: int, reason: str, packets_before: int | None = None) -> None:
+        before = (
+            f"; the {packets_before:,} packets before it were analysed" if packets_before else ""
+        )
+        self.add_note(
+            "capture-damaged", f"capture damaged at byte offset {offset:,}: {reason}{before}"
+        )
+
+    def add_decode_stats(self, stats: object) -> None:
+        """Counters from the decoder's `DecodeStats` (any object with int attributes, or a
+        mapping): each non-zero counter becomes a capture note named by `note_finding_name`."""
+        for key, value in _counters(stats).items():
+            if value > 0:
+                label = key.replace("_", " ")
+                self.add_note(key, f"{value:,} packets: {label}", count=value)
+
+    def add_evictions(self, count: int, max_flows: int) -> None:
+        self.evicted_flows += count
+        self.max_flows = max_flows
+
+
+# -- mapping of other stages' note names to finding names ----------------------------------------
+
+_NOTE_KEYWORDS: tuple[tuple[str, str], ...] = (
+    ("timestamp", "capture-timestamps-invalid"),
+    ("time", "capture-timestamps-invalid"),
+    ("unsupported", "capture-link-unsupported"),
+    ("link", "capture-link-unsupported"),
+    ("non_ip", "capture-link-unsupported"),
+    ("non-ip", "capture-link-unsupported"),
+    ("layers", "capture-truncated-packets"),
+    ("truncat", "capture-truncated-packets"),
+    ("short", "capture-truncated-packets"),
+    ("bad", "capture-truncated-packets"),
+    ("malformed", "capture-truncated-packets"),
+    ("fragment", "capture-truncated-packets"),
+    ("overlap", "tcp-overlap-inconsistent"),
+    ("snaplen_cut", "capture-snaplen-truncated"),
+)
+
+
+def note_finding_name(name: str) -> str:
+    """The registered finding a note name belongs to (unknown ones: capture-damaged)."""
+    if name in REGISTRY:
+        return name
+    low = name.lower()
+    if low.startswith(("pcap", "caplen", "bogus", "input", "linktype-reserved")):
+        return "capture-damaged"
+    for word, finding in _NOTE_KEYWORDS:
+        if word in low:
+            return finding
+    return "capture-damaged"
+
+
+def _counters(stats: object) -> dict[str, int]:
+    if isinstance(stats, Mapping):
+        items = list(stats.items())
+    else:
+        names: list[str] = []
+        for cls in type(stats).__mro__:
+            names.extend(getattr(cls, "__slots__", ()))
+        names.extend(getattr(stats, "__dict__", {}).keys())
+        items = [(n, getattr(stats, n, None)) for n in names if not n.startswith("_")]
+    out: dict[str, int] = {}
+    for key, value in items:
+        if isinstance(value, int) and not isinstance(value, bool):
+            out[str(key)] = value
+    return out
+
+
+# -- formatting shared by the rule modules -------------------------------------------------------
+
+
+def fmt_duration(seconds: float) -> str:
+    """'0.3 ms', '41 ms', '2.0 s', '300 s (5.0 min)'. Never negative."""
+    s = max(0.0, seconds)
+    if s < 0.010:
+        return f"{s * 1000:.1f} ms"
+    if s < 1.0:
+        return f"{s * 1000:.0f} ms"
+    if s < 120.0:
+        return f"{s:.1f} s"
+    return f"{s:.0f} s ({s / 60:.1f} min)"
+
+
+def fmt_bytes(n: int) -> str:
+    """'1 byte', '78 bytes', '12.3 KB', '4.0 MB' (decimal units, like the verdicts)."""
+    if n == 1:
+        return "1 byte"
+    if n < 10_000:
+        return f"{n:,} bytes"
+    if n < 10_000_000:
+        return f"{n / 1000:.1f} KB"
+    return f"{n / 1_000_000:.1f} MB"
+
+
+def fmt_frames(frames: Iterable[int], limit: int = 6) -> str:
+    """'frame 2', 'frames 1, 2, 3', 'frames 1, 2, 3, … (12 in all)'."""
+    fs = sorted(set(frames))
+    if not fs:
+        return "no frame"
+    if len(fs) == 1:
+        return f"frame {fs[0]}"
+    shown = ", ".join(str(f) for f in fs[:limit])
+    if len(fs) > limit:
+        return f"frames {shown}, … ({len(fs)} in all)"
+    return f"frames {shown}"
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    return f"{n:,} {word if n == 1 else (words or word + 's')}"

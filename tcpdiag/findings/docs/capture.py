@@ -1,0 +1,318 @@
+"""Capture-quality findings (scenarios.md, "Capture problems"; bad-inputs.md).
+
+They describe the capture, not the network, and are kept apart so that nobody blames the
+network for a bad capture.
+"""
+
+from __future__ import annotations
+
+from tcpdiag.findings.docs import FindingSpec, example, text
+from tcpdiag.result import Severity
+
+SPECS: tuple[FindingSpec, ...] = (
+    FindingSpec(
+        name="capture-snaplen-truncated",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="Packets were cut by the capture's snap length",
+        what_it_means=text("""
+            The capture stored only the first bytes of some packets (the snap length), so
+            their payload is incomplete. TCP analysis still works from the headers, but TLS
+            parsing and payload-based findings are limited for those flows.
+        """),
+        how_detected=text("""
+            Segments whose captured payload is shorter than the payload length given by their
+            IP header.
+        """),
+        common_causes=text("""
+            - tcpdump run with `-s 96` or another small snap length (old defaults: 68/96
+              bytes).
+            - Capture appliances that keep headers only.
+        """),
+        how_to_confirm=text("In Wireshark: `frame.cap_len < frame.len`."),
+        what_to_do=text("Re-capture with `tcpdump -s 0` (the whole packet)."),
+        references=("tcpdump(1) option -s / --snapshot-length", "pcap file format: SnapLen"),
+        example=example("""
+            capture-snaplen-truncated (info) flow 1, 40 frames: 4, 5, …
+              40 packets were cut by the snap length (96 bytes kept); TLS details are
+              incomplete for this flow
+        """),
+    ),
+    FindingSpec(
+        name="capture-started-mid-flow",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="The capture began after the connection was opened",
+        what_it_means=text("""
+            No SYN of this connection is in the capture: it was already open when the
+            capture started. Who is the client is a guess (the sender of the first packet),
+            relative sequence numbers start at the first packet seen, and handshake facts
+            (RTT, window scale, MSS) are unknown.
+        """),
+        how_detected=text("""
+            A flow whose first packet is not a SYN or SYN/ACK (Zeek state OTH, or a history
+            without S/H).
+        """),
+        common_causes=text("""
+            - A long-lived connection (database, keep-alive HTTP, SSH) opened before the
+              capture started.
+        """),
+        how_to_confirm=text("In Wireshark: `tcp.stream eq N && tcp.flags.syn == 1` shows nothing."),
+        what_to_do=text("Start the capture before the connection is opened if set-up matters."),
+        references=("RFC 9293 §3.4 (Sequence Numbers)", "Zeek conn_state OTH"),
+        example=example("""
+            capture-started-mid-flow (info) flow 2, frame 1
+              no SYN seen: the connection was already open when the capture started (client
+              inferred from the first packet)
+        """),
+    ),
+    FindingSpec(
+        name="capture-packet-loss",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="The capture missed packets that did travel on the network",
+        what_it_means=text("""
+            The endpoints acknowledged bytes that the capture never saw, and nobody
+            retransmitted them: the packets reached the receiver but not the capture file.
+            This is the capture losing packets, not the network.
+        """),
+        how_detected=text("""
+            Per flow: ACKed-unseen segments or holes in a direction's data that were never
+            retransmitted. The number of missing bytes is reported.
+        """),
+        common_causes=text("""
+            - The capture host was too slow or its buffer too small (tcpdump -B), or the
+              kernel dropped packets ("packets dropped by kernel").
+            - A SPAN/mirror port oversubscribed.
+            - Asymmetric routing: part of the traffic took another path.
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tcp.analysis.ack_lost_segment` without matching
+            `tcp.analysis.retransmission`. tcpdump prints "packets dropped by kernel" when it
+            stops.
+        """),
+        what_to_do=text("""
+            Re-capture with a bigger buffer (`tcpdump -B 32768`), `--immediate-mode`, a filter
+            that keeps only the traffic of interest, or closer to an endpoint.
+        """),
+        references=("tcpdump(1) option -B / --buffer-size", "Zeek conn.log missed_bytes"),
+        example=example("""
+            capture-packet-loss (info) flow 3, frames 46, 90
+              the capture missed 2,896 bytes from 10.0.0.2:443 that 10.0.0.1:51000
+              acknowledged (2 holes, never retransmitted) — capture loss, not network loss
+        """),
+    ),
+    FindingSpec(
+        name="capture-damaged",
+        severity=Severity.WARNING,
+        category="capture",
+        capture_quality=True,
+        title="The capture file is damaged; reading stopped early or skipped records",
+        what_it_means=text("""
+            Part of the capture file could not be read: a record cut in the middle (the file
+            was copied while being written, or the capture was killed), a corrupt block
+            length, or an invalid header field. Everything before the damage was analysed;
+            flows may look unfinished because their end is missing.
+        """),
+        how_detected=text("""
+            The capture reader stops at a record or block that cannot be valid (length beyond
+            the file or beyond sane limits) and reports the byte offset and the reason; other
+            invalid but recoverable values (bogus snap length, unknown interface) are noted.
+        """),
+        common_causes=text("""
+            - The capture was still being written, or tcpdump was killed with SIGKILL.
+            - An interrupted download or copy.
+            - A tool that wrote an invalid file.
+        """),
+        how_to_confirm=text("""
+            `capinfos FILE` or `tshark -r FILE` (it reports "appears to have been cut short in
+            the middle of a packet" or a bad block).
+        """),
+        what_to_do=text("""
+            Copy the capture again once it is complete; stop tcpdump with SIGINT so it
+            flushes. `pcapfix` can repair some files.
+        """),
+        references=(
+            "pcap file format (draft-ietf-opsawg-pcap)",
+            "pcapng file format (draft-ietf-opsawg-pcapng)",
+        ),
+        example=example("""
+            capture-damaged (warning)
+              capture damaged at byte offset 1,048,600: record length 4294967280 is larger
+              than the rest of the file; 1,020 packets before it were analysed
+        """),
+    ),
+    FindingSpec(
+        name="capture-link-unsupported",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="Packets of a link type tcpdiag cannot decode were skipped",
+        what_it_means=text("""
+            Some packets use a link-layer type (or an encapsulation) tcpdiag does not decode,
+            so they were counted and skipped; any TCP inside them was not analysed.
+        """),
+        how_detected=text("""
+            The decoder counts packets whose link type or encapsulation is not supported
+            (supported: Ethernet with VLAN tags, raw IP, BSD loopback, Linux cooked v1/v2).
+        """),
+        common_causes=text("""
+            - Captures from wireless monitor mode, USB, Bluetooth or other non-IP links.
+            - Tunnels or encapsulations not decoded.
+        """),
+        how_to_confirm=text("In Wireshark: `!ip && !ipv6` with the `frame.protocols` column."),
+        what_to_do=text("Capture on an interface that carries IP (or `tcpdump -i any`)."),
+        references=("LINKTYPE registry (tcpdump.org/linktypes.html)",),
+        example=example("""
+            capture-link-unsupported (info)
+              120 packets of link type 127 (IEEE 802.11 radiotap) were skipped
+        """),
+    ),
+    FindingSpec(
+        name="capture-truncated-packets",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="Some packets were too short or malformed to decode",
+        what_it_means=text("""
+            Some packets were shorter than their own headers say, or had invalid header
+            fields (IP header length, TCP data offset, options); they were counted and
+            skipped (or decoded as far as possible).
+        """),
+        how_detected=text("""
+            The decoder's counters for truncated frames, bad IP/TCP headers and invalid TCP
+            options.
+        """),
+        common_causes=text("""
+            - A very small snap length cutting into the headers.
+            - Corrupted or crafted packets (fuzzing, scanners).
+        """),
+        how_to_confirm=text("In Wireshark: `_ws.malformed || _ws.short`."),
+        what_to_do=text(
+            "Re-capture with `-s 0`; if the packets are really malformed, find their sender."
+        ),
+        references=("RFC 791 §3.1 (IPv4 header)", "RFC 9293 §3.1 (TCP header format)"),
+        example=example("""
+            capture-truncated-packets (info)
+              3 packets could not be decoded: TCP data offset beyond the packet (frames 17,
+              18, 40)
+        """),
+    ),
+    FindingSpec(
+        name="capture-timestamps-invalid",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="Packet timestamps go backwards or are invalid",
+        what_it_means=text("""
+            Some timestamps are earlier than the packet before them, or impossible. Durations
+            and delays measured across them are unreliable (tcpdiag never reports negative
+            durations).
+        """),
+        how_detected=text("A packet's timestamp is earlier than the previous packet's."),
+        common_causes=text("""
+            - Captures merged from several interfaces or hosts with unsynchronised clocks.
+            - A clock step (NTP) during the capture.
+        """),
+        how_to_confirm=text("In Wireshark: `frame.time_delta < 0`."),
+        what_to_do=text("Sort the capture (`reordercap`) or capture on one host."),
+        references=("reordercap(1)",),
+        example=example("""
+            capture-timestamps-invalid (info)
+              12 packets have timestamps earlier than the packet before them (first: frame 88,
+              -0.3 s)
+        """),
+    ),
+    FindingSpec(
+        name="tcp-overlap-inconsistent",
+        severity=Severity.WARNING,
+        category="capture",
+        capture_quality=True,
+        title="A retransmitted segment carried different bytes than the original",
+        what_it_means=text("""
+            Two segments covered the same sequence numbers with different contents. TCP
+            delivers only one version to the application (tcpdiag keeps the first seen, like
+            most stacks), so what the receiver got is uncertain. Legitimate stacks never do
+            this.
+        """),
+        how_detected=text("""
+            During reassembly, overlapping bytes that differ from those already received.
+        """),
+        common_causes=text("""
+            - Injection by a middlebox or attacker (evasion, censorship).
+            - A buggy TCP stack or offload engine.
+            - Capture artefact: corrupted packets in the capture.
+        """),
+        how_to_confirm=text("In Wireshark: `tcp.segment.overlap.conflict`."),
+        what_to_do=text("Capture at both ends to see which version each endpoint received."),
+        references=(
+            "RFC 9293 §3.10.7.4 (segment text processing)",
+            "RFC 5961 (blind in-window attacks)",
+        ),
+        example=example("""
+            tcp-overlap-inconsistent (warning) flow 2, frames 30, 31
+              frame 31 resent 100 bytes of 10.0.0.2:80's stream with different contents
+        """),
+    ),
+    FindingSpec(
+        name="flow-table-full",
+        severity=Severity.WARNING,
+        category="capture",
+        capture_quality=True,
+        title="Too many simultaneous connections: some flows were evicted early",
+        what_it_means=text("""
+            The capture had more concurrent connections than tcpdiag tracks at once, so the
+            oldest half-open (then idle) ones were finalised early. Their findings may be
+            incomplete (a SYN flood or a scan looks like this).
+        """),
+        how_detected=text(
+            "The flow table reached `max_flows` and evicted flows; the count is reported."
+        ),
+        common_causes=text("""
+            - A SYN flood or port scan in the capture.
+            - A very busy server captured for a long time.
+        """),
+        how_to_confirm=text("""
+            In Wireshark: Statistics › Conversations › TCP, and
+            `tcp.flags.syn == 1 && tcp.flags.ack == 0` for the half-open attempts.
+        """),
+        what_to_do=text(
+            "Raise `max_flows` in the limits, or filter the capture to the traffic of interest."
+        ),
+        references=("Linux sysctl net.ipv4.tcp_syncookies (SYN flood protection)",),
+        example=example("""
+            flow-table-full (warning)
+              the flow table was full (200,000 flows); 51,200 half-open flows were finalised
+              early
+        """),
+    ),
+    FindingSpec(
+        name="reassembly-limit",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="A flow buffered more out-of-order data than allowed: analysis is partial",
+        what_it_means=text("""
+            To keep memory bounded, tcpdiag buffers at most `max_flow_buffer` bytes per
+            direction of a flow while waiting for missing segments. This flow hit the limit,
+            so stream-level analysis (TLS) stopped for it; the TCP counters are still right.
+        """),
+        how_detected=text("A direction's reassembly buffer reached the limit."),
+        common_causes=text("""
+            - A large hole at the start of a long one-way transfer (capture loss).
+            - A flood of out-of-window data.
+        """),
+        how_to_confirm=text("In Wireshark: `tcp.stream eq N && tcp.analysis.lost_segment`."),
+        what_to_do=text("Raise `max_flow_buffer` in the limits if the stream content matters."),
+        references=(
+            "Zeek tcp_max_above_hole_without_any_acks / tcp_excessive_data_without_further_acks",
+        ),
+        example=example("""
+            reassembly-limit (info) flow 9, frame 5000
+              10.0.0.2:443 → client: 1 MiB buffered beyond a hole; stream analysis stopped
+        """),
+    ),
+)

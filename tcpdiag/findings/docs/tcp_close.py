@@ -1,0 +1,299 @@
+"""Teardown findings (scenarios.md, "Teardown"; seeds 002 and 003)."""
+
+from __future__ import annotations
+
+from tcpdiag.findings.docs import FindingSpec, example, text
+from tcpdiag.result import Severity
+
+SPECS: tuple[FindingSpec, ...] = (
+    FindingSpec(
+        name="reset-mid-stream",
+        severity=Severity.ERROR,
+        category="close",
+        title="The connection was reset in the middle of a transfer",
+        what_it_means=text("""
+            An established connection that was carrying data ended with a reset, with no FIN
+            before it, while data was still unacknowledged or the other side was still
+            expecting an answer. Whatever was in flight is lost; the peer application sees
+            ECONNRESET ("Connection reset by peer") or EPIPE.
+        """),
+        how_detected=text("""
+            A RST on an established connection that had carried data, with no FIN from either
+            side before it, and either bytes in flight (sent but not yet acknowledged) or an
+            unanswered request. tcpdiag reports who sent it (an endpoint, or something with
+            another TTL), the bytes in flight, and how long the connection had been idle
+            before: an idle time close to a round number of seconds or minutes (30 s, 60 s,
+            300 s, 3600 s) suggests a NAT or firewall idle timeout.
+        """),
+        common_causes=text("""
+            - The peer process crashed or was killed, or aborted the connection on an error.
+            - A NAT, firewall or load balancer dropped its state for an idle connection and
+              answers the next packet with a reset (idle time near a round number).
+            - A middlebox injecting resets (IDS/IPS, censorship): the RST's TTL or IP ID
+              differs from the endpoint's other packets.
+            - The connection was killed by an administrator (`ss -K`, tcpkill).
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tcp.stream eq N && tcp.flags.reset == 1`; add `ip.ttl` as a column
+            and compare the RST's TTL with the sender's other packets;
+            `tcp.analysis.bytes_in_flight` on the last data segments. Check the idle timeouts
+            of NATs and firewalls on the path (e.g. Linux
+            net.netfilter.nf_conntrack_tcp_timeout_established).
+        """),
+        what_to_do=text("""
+            If the idle time matches a middlebox timeout, enable TCP keep-alives (shorter than
+            the timeout) or application pings. Otherwise look at the logs of the side that
+            sent the reset (crash, abort on error).
+        """),
+        references=(
+            "RFC 9293 §3.5.2 (Reset Generation) and §3.5.3 (Reset Processing)",
+            "RFC 5961 §3 (blind reset attacks: RST accepted only at the exact sequence number)",
+            "RFC 5382 §5 (NAT requirements for TCP: established idle timeout at least 2 h 4 min)",
+            "Linux sysctl net.netfilter.nf_conntrack_tcp_timeout_established",
+        ),
+        example=example("""
+            reset-mid-stream (error) flow 7, frames 120, 121
+              10.0.0.2:8080 reset the connection after 300.0 s idle with 1,448 bytes in flight
+              from 10.0.0.1:51000 — an idle time this round suggests a NAT or firewall timeout
+        """),
+    ),
+    FindingSpec(
+        name="abortive-close",
+        severity=Severity.WARNING,
+        category="close",
+        title="The connection ended with a reset instead of a FIN",
+        what_it_means=text("""
+            One side ended the connection with a reset instead of an orderly FIN exchange.
+            This is an abort: data still queued on that side is discarded and the peer sees
+            ECONNRESET. Some applications close this way on purpose to avoid TIME_WAIT;
+            others do it by accident. On the wire the causes look alike, so tcpdiag names the
+            ones the evidence allows.
+        """),
+        how_detected=text("""
+            A connection that ends with a RST from one side, with no FIN from that side before
+            it, when neither reset-mid-stream (data in flight) nor reset-with-unread-data (data
+            just received and not answered) applies. A RST that follows an orderly FIN exchange
+            is also reported when it carries no sign of unread data.
+        """),
+        common_causes=text("""
+            - SO_LINGER with a timeout of 0, then close(): the kernel sends RST/ACK, no FIN.
+            - The process crashed or was killed; the kernel aborts its connections.
+            - close() with unread data in the receive buffer (see reset-with-unread-data).
+            - Writing to a socket whose peer already closed (CLOSE_WAIT peer answers with a
+              bare RST).
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tcp.stream eq N && (tcp.flags.fin == 1 || tcp.flags.reset == 1)`.
+            In the application: look for SO_LINGER, abort() calls, or crashes at that time.
+        """),
+        what_to_do=text("""
+            If it is deliberate (SO_LINGER 0 to skip TIME_WAIT), make sure no data can still
+            be in flight. Otherwise close with shutdown() then close() after reading what the
+            peer sent, and check the side that reset for crashes.
+        """),
+        references=(
+            "RFC 9293 §3.6 (Closing a Connection) and §3.9.1.6 (ABORT call)",
+            "RFC 1122 §4.2.2.13 (a close with pending data SHOULD send a RST)",
+            "Linux socket option SO_LINGER (socket(7))",
+        ),
+        example=example("""
+            abortive-close (warning) flow 8, frame 30
+              10.0.0.1:51000 ended the connection with RST/ACK (frame 30) instead of FIN — an
+              abort: SO_LINGER 0, a killed process, or close() with unread data
+        """),
+    ),
+    FindingSpec(
+        name="reset-with-unread-data",
+        severity=Severity.WARNING,
+        category="close",
+        title="A socket was closed with data still unread: the kernel sent a reset",
+        what_it_means=text("""
+            One side closed its socket while data from the peer was still in its receive
+            buffer, or data arrived after it had closed. The kernel then sends a reset instead
+            of (or right after) a FIN, to tell the peer its data was not read. The peer sees
+            ECONNRESET on its next send() or recv(), and may lose a response it had not yet
+            read.
+        """),
+        how_detected=text("""
+            A RST sent right after the resetting side received data it never acknowledged by
+            any answer (for example a pipelined second request), or in answer to data that
+            arrived after that side's FIN.
+        """),
+        common_causes=text("""
+            - A server that answers one request and closes while the client has already sent
+              the next one (HTTP keep-alive races, pipelining).
+            - An application that does not drain the socket before close().
+            - A client that writes to a connection the server already closed.
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tcp.stream eq N`; the data segment just before the RST (from the
+            other side) is the unread data.
+        """),
+        what_to_do=text("""
+            Read until EOF (or shutdown(SHUT_WR), then read) before closing; on the client,
+            retry idempotent requests on a fresh connection when a reused one is reset.
+        """),
+        references=(
+            "RFC 1122 §4.2.2.13 (a close with pending or later-arriving data SHOULD send a RST)",
+            "RFC 9293 §3.6 (Closing a Connection)",
+            "RFC 9112 §9.6 (HTTP/1.1: tear-down and the reset problem)",
+        ),
+        example=example("""
+            reset-with-unread-data (warning) flow 9, frames 14, 15
+              10.0.0.2:8080 reset the connection 0.1 ms after receiving 120 bytes from
+              10.0.0.1:51000 that it never answered (frame 14) — it closed with unread data
+        """),
+    ),
+    FindingSpec(
+        name="close-wait",
+        severity=Severity.WARNING,
+        category="close",
+        title="A side got the peer's FIN but did not close its socket (CLOSE_WAIT)",
+        what_it_means=text("""
+            One side sent FIN and the other side acknowledged it, so that other side's
+            application was told the peer had finished (recv() returned 0). But it did not
+            close its own socket for a long time, or never: the socket sits in CLOSE_WAIT,
+            holding a file descriptor. Many of them exhaust the process's descriptors or
+            ephemeral ports.
+        """),
+        how_detected=text("""
+            A FIN acknowledged by the peer, and the peer's own FIN (or RST) came more than
+            `close_wait_delay` seconds later, or never before the connection or the capture
+            ended, while the peer sent no more data (otherwise it is a half-close).
+        """),
+        common_causes=text("""
+            - An application that does not check for EOF (recv() returning 0) or forgets to
+              close() on that path.
+            - A connection pool that keeps dead connections without noticing.
+            - A process blocked elsewhere that will close only later.
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tcp.stream eq N && tcp.flags.fin == 1` and compare the times of
+            the two FINs. On the host: `ss -tan state close-wait` lists such sockets, and
+            `ls -l /proc/PID/fd | wc -l` shows descriptors piling up.
+        """),
+        what_to_do=text("""
+            Fix the application so it closes the socket when it reads EOF; make pools check
+            connections before reuse.
+        """),
+        references=(
+            "RFC 9293 §3.3.2 (state CLOSE-WAIT) and §3.6 (Closing a Connection)",
+            "Linux sysctl net.ipv4.tcp_fin_timeout (affects FIN-WAIT-2, not CLOSE-WAIT)",
+        ),
+        example=example("""
+            close-wait (warning) flow 10, frames 40, 41, 95
+              10.0.0.1:51000 closed (FIN, frame 40), acknowledged at once (frame 41), but
+              10.0.0.2:8080 sent its own FIN only 3.0 s later (frame 95) — its application got
+              EOF and did not close the socket (CLOSE_WAIT)
+        """),
+    ),
+    FindingSpec(
+        name="half-close",
+        severity=Severity.INFO,
+        category="close",
+        title="One side closed its sending direction and the other kept sending",
+        what_it_means=text("""
+            One side sent FIN (it will send no more) and the other side went on sending data
+            before closing in turn. This is a legal half-close, shutdown(SHUT_WR): used on
+            purpose by some protocols (rsh, some HTTP clients), surprising to many
+            applications that treat EOF as the end of the whole connection.
+        """),
+        how_detected=text("""
+            After a FIN from one side, the other side sent data (new bytes) before its own
+            FIN or RST.
+        """),
+        common_causes=text("""
+            - shutdown(SHUT_WR) after sending a request, to signal its end.
+            - A server still streaming a response after the client finished sending.
+        """),
+        how_to_confirm=text("`tcp.stream eq N && (tcp.flags.fin == 1 || tcp.len > 0)`."),
+        what_to_do=text("""
+            Nothing if intended. If the receiving side then errors out, it treats a half-close
+            as a full close: fix it to keep reading after EOF on the other direction.
+        """),
+        references=("RFC 9293 §3.6.1 (Half-Closed Connections)", "shutdown(2)"),
+        example=example("""
+            half-close (info) flow 11, frames 20, 22
+              10.0.0.1:51000 closed its side (FIN, frame 20); 10.0.0.2:8080 kept sending
+              4,096 bytes afterwards
+        """),
+    ),
+    FindingSpec(
+        name="port-reused",
+        severity=Severity.INFO,
+        category="close",
+        title="A new connection reused the same addresses and ports soon after the last one",
+        what_it_means=text("""
+            A new SYN used exactly the same client and server addresses and ports as a
+            connection that had closed shortly before, within TIME_WAIT (2 × MSL; Linux keeps
+            TIME_WAIT for 60 s). TIME_WAIT exists so that delayed segments of the old
+            connection cannot be taken for data of the new one; skipping it is usually fine
+            but occasionally corrupts a stream (see stale-segment).
+        """),
+        how_detected=text("""
+            A SYN on a 4-tuple whose previous connection ended (FIN or RST) less than
+            `time_wait` seconds before, as Wireshark's `tcp.analysis.reused_ports`. The two
+            connections are separate flows.
+        """),
+        common_causes=text("""
+            - SO_LINGER 0 (the RST skips TIME_WAIT), SO_REUSEADDR/SO_REUSEPORT with a fixed
+              client port, net.ipv4.tcp_tw_reuse.
+            - A client with few source ports (NAT, high connection rate) wrapping around.
+        """),
+        how_to_confirm=text("`tcp.analysis.reused_ports`."),
+        what_to_do=text("""
+            Usually nothing. With a high connection rate, prefer persistent connections or
+            more source ports (net.ipv4.ip_local_port_range) to reusing 4-tuples.
+        """),
+        references=(
+            "RFC 9293 §3.4.2 (Knowing When to Keep Quiet) and §3.6.1 (TIME-WAIT)",
+            "RFC 6191 (reducing TIME-WAIT with timestamps)",
+            "Linux sysctls net.ipv4.tcp_tw_reuse, net.ipv4.ip_local_port_range",
+        ),
+        example=example("""
+            port-reused (info) flow 12, frame 50
+              10.0.0.1:51000 → 10.0.0.2:8080 reused 0.2 s after the previous connection on
+              these ports (flow 11) ended with RST — TIME_WAIT was skipped
+        """),
+    ),
+    FindingSpec(
+        name="stale-segment",
+        severity=Severity.WARNING,
+        category="close",
+        title="A segment of the previous connection on these ports arrived in the new one",
+        what_it_means=text("""
+            A segment arrived on a reused 4-tuple whose sequence number belongs to the
+            previous connection, not to the current one: a delayed or duplicated segment of
+            the old connection. This is the danger TIME_WAIT exists to prevent; if its
+            sequence numbers happened to fall in the new window, it would corrupt the new
+            stream or reset it.
+        """),
+        how_detected=text("""
+            On a flow that reused a 4-tuple (port-reused), a segment whose sequence number lies
+            within the previous incarnation's range from the same side and outside the
+            current connection's.
+        """),
+        common_causes=text("""
+            - TIME_WAIT skipped (SO_LINGER 0, tcp_tw_reuse) while old segments were still in
+              the network (retransmissions, reordering, long queues).
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tcp.port == CLIENT_PORT && tcp.port == SERVER_PORT` with
+            `tcp.seq_raw` as a column: the stale segment's raw sequence number continues the
+            old stream.
+        """),
+        what_to_do=text("""
+            Stop skipping TIME_WAIT, or enable TCP timestamps (PAWS rejects old segments).
+        """),
+        references=(
+            "RFC 9293 §3.4.3 (The TCP Quiet Time Concept)",
+            "RFC 7323 §5 (PAWS: Protection Against Wrapped Sequences)",
+            "RFC 1337 (TIME-WAIT assassination hazards)",
+        ),
+        example=example("""
+            stale-segment (warning) flow 12, frame 53
+              a segment from 10.0.0.2:8080 (frame 53) belongs to the previous connection on
+              these ports (flow 11), not to this one
+        """),
+    ),
+)

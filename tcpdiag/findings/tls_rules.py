@@ -1,0 +1,522 @@
+"""TLS findings for one flow, from its `TlsStream` and the TCP facts around it.
+
+Rules, in the order a reader needs them (one root cause per flow where possible):
+
+    tls-flight-incomplete     a handshake flight lacks messages the protocol requires (seed 000)
+    tls-alert                 an alert that matters (not close_notify, not a post-handshake
+                              encrypted alert before the close: that is a normal shutdown)
+    tls-version-mismatch      alert protocol_version, or a chosen version the client never offered
+    tls-no-server-hello       ClientHello, then nothing / FIN / RST / non-TLS bytes from the server
+    tls-handshake-incomplete  the handshake stopped and nothing above explains it
+    tls-record-malformed      bytes that cannot be a record, or a message that does not parse
+    tls-record-truncated      a record cut short by FIN, RST or the end of the capture
+
+Every message puts the TLS event in its TCP context ("then RST from the server 0.2 ms later"),
+which is what neither Wireshark nor Zeek says on their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tcpdiag.findings.registry import make_finding
+from tcpdiag.model import Direction
+from tcpdiag.result import Finding, Severity, TlsAlert
+from tcpdiag.tls import TlsStream
+from tcpdiag.tls.constants import (
+    cipher_suite_name,
+    content_type_name,
+    is_grease,
+    version_name,
+)
+from tcpdiag.tls.flights import (
+    CCS,
+    FlightProblem,
+    RecordNote,
+    compare,
+    finished_record_size,
+    flight_of,
+    resumed_client_flight,
+    tls12_client_flight,
+)
+from tcpdiag.tls.records import Record
+from tcpdiag.tls.stream import TruncatedEvent
+
+TLS13_ALERT_RECORD = 24  # 5 header + 2 alert + 1 inner content type + 16 AEAD tag
+MAX_PER_KIND = 5  # malformed/truncated findings per flow
+
+
+@dataclass(frozen=True, slots=True)
+class SideClose:
+    """How one side ended its half of the TCP connection (first FIN / first RST it sent)."""
+
+    fin_frame: int | None = None
+    fin_time: float | None = None
+    rst_frame: int | None = None
+    rst_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TcpContext:
+    flow: int | None = None
+    client: SideClose = field(default_factory=SideClose)
+    server: SideClose = field(default_factory=SideClose)
+    client_addr: str = "client"
+    server_addr: str = "server"
+
+    def side(self, direction: Direction) -> SideClose:
+        return self.client if direction == Direction.CLIENT else self.server
+
+    def closes(self) -> list[tuple[float, str, str, int]]:
+        """Every close event as (time, who, "FIN"|"RST", frame), in time order."""
+        out: list[tuple[float, str, str, int]] = []
+        for who, s in (("client", self.client), ("server", self.server)):
+            if s.fin_frame is not None and s.fin_time is not None:
+                out.append((s.fin_time, who, "FIN", s.fin_frame))
+            if s.rst_frame is not None and s.rst_time is not None:
+                out.append((s.rst_time, who, "RST", s.rst_frame))
+        return sorted(out)
+
+    def after(self, time: float) -> tuple[float, str, str, int] | None:
+        """The first close event at or after `time`."""
+        return next((c for c in self.closes() if c[0] >= time), None)
+
+    def how_ended(self) -> str:
+        closes = self.closes()
+        if not closes:
+            return "the TCP connection was neither closed nor reset before the capture ended"
+        first = closes[0]
+        kinds = {c[2] for c in closes}
+        what = "reset" if first[2] == "RST" else "closed"
+        text = f"the {first[1]} {what} the TCP connection ({first[2]}, frame {first[3]})"
+        if "RST" in kinds and first[2] == "FIN":
+            rst = next(c for c in closes if c[2] == "RST")
+            text += f", then the {rst[1]} reset it (frame {rst[3]})"
+        return text
+
+
+def _attr(obj: Any, *names: str) -> Any:
+    for name in names:
+        if obj is not None and hasattr(obj, name):
+            return getattr(obj, name)
+    return None
+
+
+def _side_close(endpoint: Any) -> SideClose:
+    return SideClose(
+        _attr(endpoint, "fin_frame"),
+        _attr(endpoint, "fin_time"),
+        _attr(endpoint, "rst_frame"),
+        _attr(endpoint, "rst_time"),
+    )
+
+
+def context_from_flow(flow: Any) -> TcpContext:
+    """Build the TCP context from a `tcpdiag.flow` Flow: its id and each side's endpoint
+    (`fin_frame/fin_time/rst_frame/rst_time`, see flow/endpoint.py). Looked up by attribute so
+    that the TLS rules do not depend on the Flow class layout."""
+    endpoints = _attr(flow, "endpoints", "ends", "sides")
+    if endpoints is not None and len(endpoints) == 2:
+        client_ep, server_ep = endpoints[0], endpoints[1]
+    else:
+        client_ep = _attr(flow, "client_end", "client_endpoint", "client")
+        server_ep = _attr(flow, "server_end", "server_endpoint", "server")
+    return TcpContext(
+        flow=_attr(flow, "id"),
+        client=_side_close(client_ep),
+        server=_side_close(server_ep),
+    )
+
+
+# ------------------------------------------------------------------------------ helpers
+
+
+def _ms(seconds: float) -> str:
+    if seconds < 1.0:
+        return f"{seconds * 1000:.1f} ms"
+    return f"{seconds:.2f} s"
+
+
+def _then(ctx: TcpContext, time: float, exclude_frame: int | None = None) -> str:
+    event = ctx.after(time)
+    if event is None:
+        return ""
+    when, who, kind, frame = event
+    if frame == exclude_frame:
+        return f", with {kind} from the {who} in the same segment"
+    return f", then {kind} from the {who} {_ms(when - time)} later (frame {frame})"
+
+
+def _alert_text(alert: TlsAlert) -> str:
+    if alert.encrypted:
+        return "an encrypted alert"
+    return f"{alert.level} {alert.description}"
+
+
+def _name(direction: Direction) -> str:
+    return "client" if direction == Direction.CLIENT else "server"
+
+
+def _finding(
+    name: str,
+    message: str,
+    frames: list[int],
+    time: float | None,
+    ctx: TcpContext,
+    severity: Severity | None = None,
+) -> Finding:
+    return make_finding(name, message, frames=frames, time=time, flow=ctx.flow, severity=severity)
+
+
+# ------------------------------------------------------------------------------ the rules
+
+
+def diagnose(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
+    stream.finish()
+    out: list[Finding] = []
+    flight = _flight(stream, ctx)
+    if flight is not None:
+        out.append(flight)
+    alerts = _alerts(stream, ctx)
+    out.extend(alerts)
+    mismatch = _version_mismatch(stream, ctx)
+    if mismatch is not None:
+        out.append(mismatch)
+    no_sh = _no_server_hello(stream, ctx)
+    if no_sh is not None:
+        out.append(no_sh)
+    fatal = any(f.name == "tls-alert" and f.severity == Severity.ERROR for f in alerts)
+    if no_sh is None and flight is None and not fatal and mismatch is None:
+        incomplete = _handshake_incomplete(stream, ctx)
+        if incomplete is not None:
+            out.append(incomplete)
+    out.extend(_malformed(stream, ctx))
+    out.extend(_truncated(stream, ctx))
+    return out
+
+
+# -- tls-flight-incomplete ----------------------------------------------------------------
+
+
+def _flight(stream: TlsStream, ctx: TcpContext) -> Finding | None:
+    if stream.client_hello is None or stream.server_hello is None or stream.tls13:
+        return None
+    notes = stream.notes
+    if stream.server_hello_done_note is not None:
+        expected, optional = tls12_client_flight(stream.cert_requested)
+        after = stream.server_hello_done_note
+        kind = "second flight"
+    elif stream.server_finished_note is not None and stream.sides[1].ccs_frame is not None:
+        expected, optional = resumed_client_flight()
+        after = stream.server_finished_note
+        kind = "flight of a resumed (abbreviated) handshake"
+    else:
+        return None
+    arrived = flight_of(notes, Direction.CLIENT, after)
+    sizes = _expected_sizes(stream, expected, arrived)
+    problem = compare(Direction.CLIENT, expected, optional, arrived, sizes)
+    if problem is None:
+        return None
+    return _flight_finding(stream, ctx, problem, kind)
+
+
+def _expected_sizes(
+    stream: TlsStream, expected: list[str], arrived: list[RecordNote]
+) -> list[int | None]:
+    cipher = cipher_suite_name(stream.server_hello.cipher_suite) if stream.server_hello else None
+    fin = next((n.size for n in arrived if "Finished*" in n.tokens), None)
+    out: list[int | None] = []
+    for name in expected:
+        if name == "ClientKeyExchange" and stream.ecdhe_point is not None:
+            out.append(5 + 4 + 1 + stream.ecdhe_point)
+        elif name == CCS:
+            out.append(6)
+        elif name == "Finished":
+            out.append(fin if fin is not None else finished_record_size(cipher))
+        else:
+            out.append(None)
+    return out
+
+
+def _flight_finding(stream: TlsStream, ctx: TcpContext, p: FlightProblem, kind: str) -> Finding:
+    who = _name(p.sender)
+    n = len(p.arrived)
+    total = "+".join(str(x.got if x.got is not None else x.size) for x in p.arrived)
+    records = f"{n} record{'s' if n != 1 else ''} ({total} B)"
+    due = ", ".join(p.expected)
+    parts = [f"{who} sent {records} where {due} were due: "]
+    parts.append(", ".join(x.describe() for x in p.arrived))
+    version = version_name(stream.version) if stream.version else "TLS"
+    sizes = "+".join(str(s) if s is not None else "?" for s in p.expected_sizes)
+    parts.append(f". A {version} {who}'s {kind} must be {due} (here about {sizes} B expected)")
+    if p.missing:
+        parts.append(f"; missing: {', '.join(p.missing)}")
+    if p.reordered:
+        parts.append("; the records that did arrive are out of order")
+    if any(x.got is not None for x in p.arrived):
+        parts.append("; the last record was cut short")
+    last = p.arrived[-1]
+    reply = _peer_reply(stream, last, p.sender)
+    if reply is not None:
+        alert, rec = reply
+        parts.append(
+            f". The {alert.sender} answered with {_alert_text(alert)} "
+            f"({rec.size} B, frame {rec.frame}){_then(ctx, rec.time, rec.frame)}"
+        )
+    else:
+        parts.append(f". Then {ctx.how_ended()}")
+    parts.append(
+        ". Likely cause: the application lost part of its send buffer (wrong offset or length "
+        "in its own send queue), so only part of the flight reached the socket"
+    )
+    frames = [x.frame for x in p.arrived]
+    if reply is not None:
+        frames.append(reply[1].frame)
+    return _finding("tls-flight-incomplete", "".join(parts), frames, last.time, ctx)
+
+
+def _peer_reply(
+    stream: TlsStream, after: RecordNote, sender: Direction
+) -> tuple[TlsAlert, Record] | None:
+    for alert, rec in stream.alert_records:
+        if alert.sender != _name(sender) and rec.time >= after.time:
+            return alert, rec
+    return None
+
+
+# -- tls-alert ----------------------------------------------------------------------------
+
+
+def _alerts(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
+    out: list[Finding] = []
+    complete = stream.complete_frame
+    for alert, rec in stream.alert_records:
+        if not alert.encrypted and alert.description == "close_notify":
+            continue  # the normal end of a session
+        post_handshake = complete is not None and rec.frame >= complete
+        if alert.encrypted and post_handshake:
+            continue  # close_notify (or a peer's reply to a bare FIN): a normal shutdown
+        if alert.encrypted:
+            message = (
+                f"{alert.sender} sent an encrypted alert ({rec.size} B record, frame "
+                f"{rec.frame}) before the handshake completed; its level and description are "
+                "encrypted, but an alert at this point ends the handshake"
+            )
+            severity = Severity.WARNING
+        else:
+            stage = _stage(stream, rec)
+            message = (
+                f"{alert.level} {alert.description} alert from the {alert.sender} "
+                f"({rec.size} B, frame {rec.frame}){stage}"
+            )
+            severity = Severity.ERROR if alert.level == "fatal" else Severity.WARNING
+        message += _then(ctx, rec.time, rec.frame)
+        out.append(_finding("tls-alert", message, [rec.frame], rec.time, ctx, severity))
+    out.extend(_tls13_inferred_alert(stream, ctx))
+    return out
+
+
+def _stage(stream: TlsStream, rec: Record) -> str:
+    if stream.complete_frame is not None and rec.frame >= stream.complete_frame:
+        return " after the handshake completed"
+    before = [n for n in stream.notes if n.time <= rec.time and n.offset != rec.offset]
+    if not before:
+        return ""
+    last = before[-1]
+    return f" after the {_name(last.sender)}'s {'+'.join(last.tokens) or 'record'}"
+
+
+def _tls13_inferred_alert(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
+    """TLS 1.3 hides alerts after the ServerHello in application_data records. A side whose
+    last record, before the handshake completed, is exactly the size of an encrypted alert and
+    is followed by its close, almost certainly sent one."""
+    if not stream.tls13 or stream.handshake_complete:
+        return []
+    out: list[Finding] = []
+    for side in stream.sides:
+        rec = side.last_record
+        if rec is None or rec.content_type != 23 or rec.size != TLS13_ALERT_RECORD:
+            continue
+        close = ctx.after(rec.time)
+        if close is None:
+            continue
+        who = _name(side.direction)
+        message = (
+            f"{who}'s last record is a {rec.size} B encrypted record (frame {rec.frame}) sent "
+            "before the TLS 1.3 handshake completed: the size of an encrypted alert (2 bytes, "
+            "content type and a 16-byte tag), most likely a fatal one such as bad_certificate "
+            f"or decrypt_error{_then(ctx, rec.time, rec.frame)}"
+        )
+        out.append(_finding("tls-alert", message, [rec.frame], rec.time, ctx, Severity.WARNING))
+    return out
+
+
+# -- tls-version-mismatch -------------------------------------------------------------------
+
+
+def _offered(stream: TlsStream) -> list[int]:
+    ch = stream.client_hello
+    if ch is None:
+        return []
+    return [v for v in ch.supported_versions if not is_grease(v)] or [ch.legacy_version]
+
+
+def _version_mismatch(stream: TlsStream, ctx: TcpContext) -> Finding | None:
+    offered = _offered(stream)
+    offered_text = ", ".join(version_name(v) for v in offered) or "nothing seen"
+    for alert, rec in stream.alert_records:
+        if alert.description == "protocol_version":
+            chosen = (
+                f"the server chose {version_name(stream.version)}"
+                if stream.version is not None
+                else f"the {alert.sender} refused with alert protocol_version"
+            )
+            message = (
+                f"no TLS version in common: the client offered {offered_text}; {chosen} "
+                f"(frame {rec.frame}){_then(ctx, rec.time, rec.frame)}"
+            )
+            return _finding("tls-version-mismatch", message, [rec.frame], rec.time, ctx)
+    sh = stream.server_hello
+    if sh is not None and offered and sh.version not in offered:
+        frame = stream.server_hello_frame or 0
+        supported = stream.client_hello and stream.client_hello.supported_versions
+        # Without supported_versions the client accepts anything up to its legacy version.
+        if supported or sh.version > max(offered):
+            message = (
+                f"the server chose {version_name(sh.version)}, which the client did not offer "
+                f"(it offered {offered_text})"
+            )
+            return _finding("tls-version-mismatch", message, [frame], None, ctx)
+    return None
+
+
+# -- tls-no-server-hello --------------------------------------------------------------------
+
+
+def _no_server_hello(stream: TlsStream, ctx: TcpContext) -> Finding | None:
+    if stream.client_hello is None or stream.server_hello is not None:
+        return None
+    if stream.hello_retry is not None:
+        return None
+    if any(a.sender == "server" for a in stream.alerts):
+        return None  # the server answered, with an alert: tls-alert says which
+    ch_frame = stream.client_hello_frame or 0
+    ch_note = next((n for n in stream.notes if "ClientHello" in n.tokens), None)
+    ch_time = ch_note.time if ch_note is not None else 0.0
+    frames = [ch_frame]
+    sni = f" (SNI {stream.client_hello.sni})" if stream.client_hello.sni else ""
+    head = f"the client sent a ClientHello{sni} (frame {ch_frame}) and "
+    bad = stream.non_tls_reply
+    if bad is not None:
+        text = bad.data[:24]
+        shown = (
+            text.decode("ascii", errors="replace") if _printable(text) else bad.data[:16].hex(" ")
+        )
+        frames.append(bad.frame)
+        message = (
+            f"{head}the server answered with non-TLS bytes (frame {bad.frame}): {shown!r}. "
+            "The port is served by another protocol (e.g. plain HTTP), or a proxy answered"
+        )
+        return _finding("tls-no-server-hello", message + _then(ctx, ch_time), frames, ch_time, ctx)
+    if stream.sides[1].records:
+        return None  # the server sent TLS records, just no ServerHello: handshake-incomplete
+    event = ctx.after(ch_time)
+    if event is None:
+        message = f"{head}the server sent nothing back before the capture ended"
+    else:
+        when, who, kind, frame = event
+        frames.append(frame)
+        action = "reset" if kind == "RST" else "closed (FIN)"
+        message = (
+            f"{head}the {who} {action} the connection {_ms(when - ch_time)} later "
+            f"(frame {frame}) without a ServerHello"
+        )
+    message += (
+        ". Likely causes: the wrong port or protocol, a server that is not TLS, or a middlebox "
+        "dropping or resetting the connection based on the SNI"
+    )
+    return _finding("tls-no-server-hello", message, frames, ch_time, ctx)
+
+
+def _printable(data: bytes) -> bool:
+    return bool(data) and all(32 <= b < 127 or b in (9, 10, 13) for b in data)
+
+
+# -- tls-handshake-incomplete --------------------------------------------------------------
+
+
+def _handshake_incomplete(stream: TlsStream, ctx: TcpContext) -> Finding | None:
+    if stream.client_hello is None or stream.handshake_complete:
+        return None
+    notes = [n for n in stream.notes if n.got is None]
+    if not notes:
+        return None
+    last = notes[-1]
+    flight: list[RecordNote] = []
+    for note in reversed(notes):
+        if note.sender != last.sender:
+            break
+        flight.insert(0, note)
+    who = _name(last.sender)
+    waiting = "server" if who == "client" else "client"
+    what = ", ".join(t for n in flight for t in n.tokens) or "records"
+    n = len(flight)
+    size = sum(x.size for x in flight)
+    message = (
+        f"the handshake did not complete: it stopped after the {who}'s flight {what} "
+        f"({n} record{'s' if n != 1 else ''}, {size} B, last in frame {last.frame}); the "
+        f"{waiting} never sent its next flight, and {ctx.how_ended()}"
+    )
+    gap = next((g for g in stream.gaps), None)
+    if gap is not None:
+        message += (
+            f". Note: {gap.length} bytes from the {_name(gap.sender)} were never captured "
+            f"(stream offset {gap.offset}), so part of the handshake may be missing from the "
+            "capture only"
+        )
+    return _finding("tls-handshake-incomplete", message, [last.frame], last.time, ctx)
+
+
+# -- tls-record-malformed / tls-record-truncated ---------------------------------------------
+
+
+def _malformed(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
+    out: list[Finding] = []
+    for event in stream.malformed[:MAX_PER_KIND]:
+        who = _name(event.sender)
+        if event.what == "record header":
+            message = (
+                f"the {who}'s bytes at stream offset {event.offset} (frame {event.frame}) "
+                f"cannot start a TLS record ({event.reason}): {event.hex}; TLS parsing of "
+                f"that direction stopped there"
+            )
+        else:
+            message = (
+                f"the {who}'s {event.what} (frame {event.frame}) does not parse: {event.reason}"
+            )
+        out.append(_finding("tls-record-malformed", message, [event.frame], None, ctx))
+    return out
+
+
+def _truncated(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
+    out: list[Finding] = []
+    events: list[TruncatedEvent] = [t for t in stream.truncated if t.how != "gap"]
+    for event in events[:MAX_PER_KIND]:
+        p = event.partial
+        who = _name(event.sender)
+        kind = content_type_name(p.content_type) if p.content_type is not None else "record"
+        size = f"{p.got} of {p.total} B" if p.total is not None else f"{p.got} B of its header"
+        if event.how == "eof":
+            end = "before the capture ended"
+        else:
+            end = f"before {event.how.upper()}" + (
+                f" (frame {event.frame})" if event.frame is not None else ""
+            )
+        message = (
+            f"the {who}'s {kind} record at stream offset {p.offset} (frame {p.frame}) is cut "
+            f"short: {size} arrived {end}"
+        )
+        frames = [p.frame] + ([event.frame] if event.frame is not None else [])
+        out.append(_finding("tls-record-truncated", message, frames, p.time, ctx))
+    return out

@@ -1,0 +1,209 @@
+"""One direction of a TCP connection: everything known about what one side sent.
+
+Theory of operation: a `Flow` owns two `Endpoint`s, one per direction (index = `Direction`).
+An endpoint is mutated in place for every segment its side sends (and, for the ACK-derived
+facts, for every segment the peer sends). It holds three groups of state:
+
+* facts for the diagnoses (counts, first/last frames and times, FIN/RST, windows), public and
+  documented below;
+* Wireshark's per-direction analysis state (`ws_*` attributes, mirrors `tcp_analyze_seq_info`),
+  used only by `analysis.py`; sequence numbers there are raw 32-bit values compared with
+  `seq.py`;
+* the unacked-segment list used for RTT samples (Karn's rule), capped at `MAX_UNACKED`.
+
+Relative sequence numbers: `base` is the ISN when this side's SYN was seen, else the first
+sequence number seen (the report contract). `stream_base` is the sequence number of stream
+offset 0 (ISN + 1 with a SYN, else the first sequence number seen).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+from tcpdiag.flow.seq import MASK, seq_diff
+
+# Wireshark's TCP_MAX_UNACKED_SEGMENTS.
+MAX_UNACKED = 10_000
+
+WSCALE_UNKNOWN = -1  # no SYN captured from this side (Wireshark: -1)
+WSCALE_NONE = -2  # no scaling negotiated (Wireshark: -2)
+
+
+class Endpoint:
+    """What one side of a connection sent. Public attributes (all capture-derived):
+
+    addr, port            packed address bytes and port of this side
+    packets               segments sent by this side
+    wire_bytes            payload bytes sent, retransmissions included (IP-header length)
+    unique_bytes          payload bytes of sequence space covered (retransmissions excluded,
+                          bytes never captured but skipped over included, as Zeek counts)
+    isn                   raw ISN from this side's SYN / SYN-ACK, or None
+    base                  raw sequence number that is relative 0 (ISN, else first seq seen)
+    syn_frame, syn_time   first SYN (or SYN-ACK) sent by this side, or None
+    syn_count             SYNs (or SYN-ACKs) sent, retransmissions included
+    mss, sack_permitted   from this side's SYN options (None / False when absent)
+    wscale                window shift this side's windows are scaled by: >= 0, or
+                          WSCALE_UNKNOWN (-1, SYN not captured) or WSCALE_NONE (-2)
+    fin_frame, fin_time   first FIN sent by this side, or None; fin_count counts them all
+    rst_frame, rst_time   first RST sent by this side, or None; rst_count counts them all
+    first_data_frame/_time, last_data_frame/_time   first / last segment with payload
+    last_frame, last_time last segment of any kind sent by this side
+    highest_ack           highest raw ACK value this side sent (acknowledging the peer), or None
+    acked                 peer stream bytes this side has acknowledged (relative, >= 0)
+    window                last raw window field sent; `scaled_window()` applies the scale
+    zero_window_count     segments advertising a zero window (RST/SYN/FIN excluded)
+    zero_windows          list of [start_time, end_time | None, start_frame, end_frame | None]:
+                          each period this side advertised a zero window (end = the first
+                          non-zero window after it; None when still closed at the end)
+    last_sack             SACK blocks (raw edges) of the last segment that carried some
+    ts_val, ts_ecr        last TCP timestamp option values seen, or None
+    retransmissions       segments of this side flagged retransmission (fast/spurious incl.)
+    """
+
+    __slots__ = (
+        "acked",
+        "addr",
+        "base",
+        "first_data_frame",
+        "first_data_time",
+        "fin_count",
+        "fin_frame",
+        "fin_seq",
+        "fin_time",
+        "high_abs",
+        "highest_ack",
+        "isn",
+        "last_data_frame",
+        "last_data_time",
+        "last_frame",
+        "last_sack",
+        "last_time",
+        "mss",
+        "packets",
+        "port",
+        "ref_abs",
+        "ref_raw",
+        "retransmissions",
+        "rst_count",
+        "rst_frame",
+        "rst_time",
+        "sack_permitted",
+        "stream_base",
+        "syn_count",
+        "syn_frame",
+        "syn_time",
+        "ts_ecr",
+        "ts_val",
+        "unacked",
+        "unique_bytes",
+        "window",
+        "wire_bytes",
+        "ws_base_set",
+        "ws_dupacknum",
+        "ws_first_ack",
+        "ws_lastack",
+        "ws_lastack_set",
+        "ws_lastacktime",
+        "ws_lastflags",
+        "ws_lastnondupack",
+        "ws_maxseqtobeacked",
+        "ws_nextseq",
+        "ws_nextseqframe",
+        "ws_nextseqtime",
+        "ws_window",
+        "wscale",
+        "zero_window_count",
+        "zero_windows",
+        "zh_high",
+    )
+
+    def __init__(self, addr: bytes, port: int) -> None:
+        self.addr = addr
+        self.port = port
+        self.packets = 0
+        self.wire_bytes = 0
+        self.unique_bytes = 0
+        self.isn: int | None = None
+        self.base: int | None = None
+        self.stream_base: int | None = None
+        # Unwrapping reference: raw `ref_raw` is stream offset `ref_abs`.
+        self.ref_raw = 0
+        self.ref_abs = 0
+        self.high_abs: int | None = None  # highest stream offset + 1 of payload seen
+        self.syn_frame: int | None = None
+        self.syn_time: float | None = None
+        self.syn_count = 0
+        self.mss: int | None = None
+        self.sack_permitted = False
+        self.wscale = WSCALE_UNKNOWN
+        self.fin_frame: int | None = None
+        self.fin_time: float | None = None
+        self.fin_seq: int | None = None  # raw sequence number of the FIN flag
+        self.fin_count = 0
+        self.rst_frame: int | None = None
+        self.rst_time: float | None = None
+        self.rst_count = 0
+        self.first_data_frame: int | None = None
+        self.first_data_time: float | None = None
+        self.last_data_frame: int | None = None
+        self.last_data_time: float | None = None
+        self.last_frame: int | None = None
+        self.last_time: float | None = None
+        self.highest_ack: int | None = None
+        self.acked = 0
+        self.window: int | None = None
+        self.zero_window_count = 0
+        self.zero_windows: list[list[float | int | None]] = []
+        self.last_sack: tuple[tuple[int, int], ...] = ()
+        self.ts_val: int | None = None
+        self.ts_ecr: int | None = None
+        self.retransmissions = 0
+        # Zeek history state: highest sequence end (raw) seen, for the 't' letter.
+        self.zh_high: int | None = None
+        # Wireshark analysis state (see analysis.py). -1 = unknown where Wireshark uses 0.
+        self.ws_base_set = False
+        self.ws_nextseq = 0  # 0 = unknown, as in Wireshark (a real 0 is treated alike)
+        self.ws_nextseqtime = 0.0
+        self.ws_nextseqframe = 0
+        self.ws_lastack = 0
+        self.ws_lastack_set = False
+        self.ws_lastacktime = 0.0
+        self.ws_window = -1  # raw window last sent (-1: none yet, Wireshark's G_MAXUINT32)
+        self.ws_maxseqtobeacked = 0  # 0 = unknown, as in Wireshark
+        self.ws_dupacknum = 0
+        self.ws_lastnondupack = 0
+        self.ws_lastflags = 0
+        self.ws_first_ack = True  # no non-SYN ACK sent yet: windows not scaled (Wireshark)
+        # Unacked segments for RTT: [seq, nextseq, frame, time, ambiguous] in send order.
+        self.unacked: deque[list[int | float | bool]] = deque()
+
+    # -- sequence helpers -------------------------------------------------------------------
+
+    def offset(self, raw: int) -> int:
+        """Stream offset (unwrapped, 0 = first payload byte) of raw sequence number `raw`."""
+        return self.ref_abs + (((raw - self.ref_raw + 0x80000000) & MASK) - 0x80000000)
+
+    def relative(self, raw: int) -> int:
+        """Relative sequence number (0 = ISN, or the first sequence number seen)."""
+        if self.base is None:
+            return raw
+        return (raw - self.base) & MASK
+
+    def scaled_window(self, raw: int | None = None) -> int | None:
+        """`raw` (default: the last window sent) multiplied by this side's scale, when known."""
+        w = self.window if raw is None else raw
+        if w is None:
+            return None
+        return w << self.wscale if self.wscale > 0 else w
+
+    @property
+    def in_zero_window(self) -> bool:
+        """True while the last window this side advertised was zero."""
+        return bool(self.zero_windows) and self.zero_windows[-1][1] is None
+
+    def bytes_unacked_by(self, peer: Endpoint) -> int:
+        """Bytes this side sent that `peer` has not acknowledged (by sequence numbers)."""
+        if not self.ws_nextseq or not peer.ws_lastack_set:
+            return 0
+        d = seq_diff(self.ws_nextseq, peer.ws_lastack)
+        return d if d > 0 else 0

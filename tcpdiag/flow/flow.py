@@ -1,0 +1,876 @@
+"""One TCP connection (one incarnation of a 4-tuple) and the facts the diagnoses read.
+
+Theory of operation: `FlowTable` creates a `Flow` on the first packet of a connection and calls
+`Flow.process(seg, direction)` for each of its segments, in capture order. `process` updates, in
+this order: the two `Endpoint`s (counts, FIN/RST, windows, options), Wireshark's per-segment
+analysis (`analysis.analyze`, recorded by finding name in `analysis`), handshake facts and the
+initial RTT, RTT samples from the unacked-segment list (Karn's rule), the Zeek state/history
+tracker, the per-direction reassemblers (bytes to `consumer`), connection events, data bursts,
+delayed-ACK samples and the capped timeline. Nothing here allocates per packet beyond the
+timeline tuple and what a finding needs. After the table finalises the flow (close, idle,
+eviction, end of capture) it calls `finish()` and hands the flow to `on_close`; `to_result()`
+turns it into a `result.FlowResult`.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import deque
+from typing import NamedTuple
+
+from tcpdiag.config import AnalysisOptions
+from tcpdiag.flow.analysis import (
+    A_ANY_RETRANSMISSION,
+    A_FAST_RETRANSMISSION,
+    A_REUSED_PORTS,
+    A_SPURIOUS_RETRANSMISSION,
+    A_ZERO_WINDOW_PROBE,
+    analyze,
+    flag_names,
+)
+from tcpdiag.flow.endpoint import MAX_UNACKED, WSCALE_NONE, WSCALE_UNKNOWN, Endpoint
+from tcpdiag.flow.reassembly import EventSink, Reassembler, StreamConsumer
+from tcpdiag.flow.seq import MASK, seq_diff, seq_ge, seq_gt, seq_le
+from tcpdiag.flow.state import CLOSED, RESET, ZeekTracker
+from tcpdiag.model import ACK, FIN, RST, SYN, Direction, FlowKey, Segment, format_endpoint
+from tcpdiag.result import Close, FlowResult, Handshake, RttStats, TcpCounters, TimelineRow
+
+# A data segment is "small" (a Nagle / delayed-ACK candidate) below this many bytes when the
+# sender's MSS is unknown (RFC 9293's default MSS).
+DEFAULT_MSS = 536
+# Delayed-ACK samples are recorded when the lone ACK came at least this late (seconds). The
+# rules apply `Thresholds.stall_min_delay` / `stall_max_delay` on top.
+DELAYED_ACK_MIN = 0.035
+# Caps that keep one flow's memory bounded whatever its length.
+MAX_EVENTS = 1000
+MAX_BURSTS = 1000
+MAX_DELAYED_ACK_SAMPLES = 1000
+MAX_RTT_SAMPLES = 4096
+
+
+class FlowEvent:
+    """A connection event: `kind`, `frame`, `time`, `direction` (a `Direction`, or None for
+    events about the connection as a whole) and kind-specific `details` (also readable as
+    attributes: `event.bytes_in_flight`). Kinds and details:
+
+    syn / syn-ack      seq (raw), retransmission (bool)
+    handshake-ack      (the client's ACK of the SYN-ACK)
+    port-reused        prev_close_time (time the previous incarnation ended, or None)
+    data               one per burst (see `Burst`): bytes, segments, last_frame, last_time
+    fin                bytes_in_flight (sent by this side, not yet ACKed by the peer),
+                       after_peer_fin (bool)
+    rst                bytes_in_flight, idle (seconds since the previous packet of the flow),
+                       unread_data (bytes the peer sent that the RST's sender never ACKed),
+                       after_own_fin, after_peer_fin (bool), has_ack (bool), ttl, seq_relative
+    gap                offset, length (bytes never captured in this direction's stream)
+    overlap-mismatch   offset, length (retransmitted bytes that differ; first copy kept)
+    buffer-cap         buffered, limit (reassembly buffer limit hit; a gap follows)
+    stale-segment      seq (raw): a segment in the previous incarnation's sequence space
+                       after port reuse
+    """
+
+    __slots__ = ("details", "direction", "frame", "kind", "time")
+
+    def __init__(
+        self,
+        kind: str,
+        frame: int,
+        time: float,
+        direction: Direction | None,
+        **details: object,
+    ) -> None:
+        self.kind = kind
+        self.frame = frame
+        self.time = time
+        self.direction = direction
+        self.details: dict[str, object] = details
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self.details[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __repr__(self) -> str:
+        d = "" if self.direction is None else self.direction.name.lower()
+        extra = "".join(f", {k}={v!r}" for k, v in self.details.items())
+        return f"FlowEvent({self.kind!r}, {self.frame}, {self.time:.6f}, {d}{extra})"
+
+
+class Burst:
+    """Consecutive new-data segments from one direction, uninterrupted by data from the other
+    direction: a request or a response, roughly. `gap_before` is the time from the end of the
+    previous burst (other direction) to this one's first segment, or None for the first."""
+
+    __slots__ = (
+        "bytes",
+        "direction",
+        "first_frame",
+        "first_time",
+        "gap_before",
+        "last_frame",
+        "last_time",
+        "segments",
+    )
+
+    def __init__(self, direction: Direction, frame: int, time: float, gap_before: float | None):
+        self.direction = direction
+        self.first_frame = frame
+        self.first_time = time
+        self.last_frame = frame
+        self.last_time = time
+        self.bytes = 0
+        self.segments = 0
+        self.gap_before = gap_before
+
+    def __repr__(self) -> str:
+        return (
+            f"Burst({self.direction.name.lower()}, frames {self.first_frame}-{self.last_frame}, "
+            f"{self.bytes} bytes)"
+        )
+
+
+class DelayedAckSample(NamedTuple):
+    """A small data segment answered only by a late, lone ACK (Nagle x delayed-ACK evidence).
+
+    Recorded when all of these hold: the segment carried new data smaller than the sender's MSS
+    (536 if unknown); when it was sent, the sender had nothing else unacknowledged (its seq
+    equals the peer's highest ACK); the sender sent no further data before the ACK; the first
+    segment from the peer acknowledging it (ack >= its end) carried no payload and no
+    SYN/FIN/RST; and it came at least 35 ms after the data segment.
+    """
+
+    direction: Direction  # the data sender
+    data_frame: int
+    data_time: float
+    length: int
+    ack_frame: int
+    ack_time: float
+    delay: float
+
+
+class Flow:
+    """One TCP connection. Public attributes (read-only for everyone but the flow engine):
+
+    id                  1-based, in order of first packet in the capture
+    key                 canonical `model.FlowKey`
+    client, server      (addr bytes, port) of each side; `client_inferred` True when no SYN
+                        or SYN-ACK told who opened the connection (then the first packet's
+                        sender is the client)
+    ip_version          4 or 6
+    first_frame, last_frame, start, end   first / last packet (frames and capture times)
+    packets             packets of the flow
+    endpoints           (client Endpoint, server Endpoint), indexed by `Direction`; also
+                        `c` / `s`. See `endpoint.Endpoint` for their attributes (packets,
+                        unique_bytes, isn, fin/rst frame and time, first/last data frame and
+                        time, highest_ack, window facts, zero_windows periods...)
+    handshake           `result.Handshake` (syn/syn_ack/ack seen, rtt = Wireshark's iRTT,
+                        SYN and SYN-ACK retransmission counts, frames and times)
+    irtt                initial RTT (seconds) or None
+    close               `result.Close` (kind fin/rst/none, by client/server/both, frame)
+    analysis            dict finding-name -> frame numbers: retransmission (also set on fast
+                        and spurious ones, as tshark), fast-retransmission,
+                        spurious-retransmission, out-of-order, previous-segment-lost,
+                        acked-unseen-segment, duplicate-ack, zero-window, zero-window-probe,
+                        zero-window-probe-ack, window-full, window-update, keep-alive,
+                        keep-alive-ack, port-reused. Only names with frames are present.
+    dup_ack_numbers     frame -> duplicate-ACK number (Wireshark's "#n")
+    events              ordered list of `FlowEvent` (capped at MAX_EVENTS; `events_dropped`)
+    bursts              list of `Burst` (request/response turns), capped at MAX_BURSTS
+    delayed_ack_samples list of `DelayedAckSample`
+    rtt_samples         retained ACK RTT samples (seconds; Karn: retransmitted segments skipped)
+    rtt                 `result.RttStats` or None
+    state, history      Zeek conn_state and history (computed on access)
+    zeek_states         (client, server) Zeek endpoint state names
+    port_reused         True when this flow started by reusing a 4-tuple (`reuse_frame`)
+    prev_close_time     when the previous incarnation on this 4-tuple ended (last packet), or
+                        None
+    closed              both FINs seen and ACKed, or a RST seen; `close_time` when that happened
+    timed_out, evicted  how the table finalised the flow (idle timeout / table full)
+    consumer            the `StreamConsumer` attached by on_open (or None)
+    gaps, gap_bytes     reassembly holes reported (both directions)
+    timeline_total      packets seen (the timeline keeps head + tail of them)
+    """
+
+    def __init__(
+        self,
+        flow_id: int,
+        key: FlowKey,
+        client: tuple[bytes, int],
+        server: tuple[bytes, int],
+        ip_version: int,
+        client_inferred: bool,
+        options: AnalysisOptions | None = None,
+        flipped: bool = False,
+    ) -> None:
+        self.id = flow_id
+        self.key = key
+        self.client = client
+        self.server = server
+        self.ip_version = ip_version
+        self.client_inferred = client_inferred
+        self.options = options or AnalysisOptions()
+        self.first_frame = 0
+        self.last_frame = 0
+        self.start = 0.0
+        self.end = 0.0
+        self.packets = 0
+        self.c = Endpoint(client[0], client[1])
+        self.s = Endpoint(server[0], server[1])
+        self.endpoints = (self.c, self.s)
+        self.handshake = Handshake()
+        self.irtt: float | None = None
+        self._mru_syn: float | None = None
+        self.close = Close()
+        self.analysis: dict[str, list[int]] = {}
+        self.dup_ack_numbers: dict[int, int] = {}
+        self.events: list[FlowEvent] = []
+        self.events_dropped = 0
+        self.bursts: list[Burst] = []
+        self.bursts_dropped = 0
+        self._burst: Burst | None = None
+        self.delayed_ack_samples: list[DelayedAckSample] = []
+        self._small: list[tuple[int, float, int, int] | None] = [None, None]
+        self.rtt_samples: list[float] = []
+        self._rtt_stride = 1
+        self._rtt_seen = 0
+        self._rtt_min: float | None = None
+        self._rtt_max: float | None = None
+        self.zeek = ZeekTracker(flipped)
+        self.port_reused = False
+        self.reuse_frame: int | None = None
+        self.prev_close_time: float | None = None
+        # previous incarnation's sequence space per sender (addr, port) -> (isn, nextseq)
+        self.prev_spaces: dict[tuple[bytes, int], tuple[int, int]] = {}
+        self.closed = False
+        self.close_time: float | None = None
+        self.timed_out = False
+        self.evicted = False
+        self.finished = False
+        self.consumer: StreamConsumer | None = None
+        self._reasm: list[Reassembler | None] = [None, None]
+        self._head: list[tuple[int, float, int, int, int, int, int, int]] = []
+        lim = self.options.limits
+        self._tail: deque[tuple[int, float, int, int, int, int, int, int]] = deque(
+            maxlen=max(0, lim.timeline_tail)
+        )
+        self.timeline_total = 0
+        self._saw_fin_ack = False
+        self._saw_rst = False
+        self._handshake_done = False
+
+    # ------------------------------------------------------------------ public helpers
+
+    def endpoint(self, direction: Direction | int) -> Endpoint:
+        return self.endpoints[direction]
+
+    def direction_of(self, src: bytes, sport: int) -> Direction:
+        return Direction.CLIENT if (src, sport) == self.client else Direction.SERVER
+
+    @property
+    def saw_fin_or_rst(self) -> bool:
+        return self._saw_fin_ack or self._saw_rst
+
+    @property
+    def state(self) -> str:
+        return self.zeek.conn_state(self.c.unique_bytes, self.s.unique_bytes)
+
+    @property
+    def history(self) -> str:
+        return self.zeek.history_string
+
+    @property
+    def zeek_states(self) -> tuple[str, str]:
+        from tcpdiag.flow.state import STATE_NAMES
+
+        return STATE_NAMES[self.zeek.state[0]], STATE_NAMES[self.zeek.state[1]]
+
+    @property
+    def gaps(self) -> int:
+        return sum(r.gaps for r in self._reasm if r is not None)
+
+    @property
+    def gap_bytes(self) -> int:
+        return sum(r.gap_bytes for r in self._reasm if r is not None)
+
+    @property
+    def rtt(self) -> RttStats | None:
+        if not self._rtt_seen or self._rtt_min is None or self._rtt_max is None:
+            return None
+        return RttStats(
+            min=self._rtt_min,
+            median=statistics.median(self.rtt_samples),
+            max=self._rtt_max,
+            samples=self._rtt_seen,
+        )
+
+    def frames(self, name: str) -> list[int]:
+        """Frames flagged with analysis `name` (empty list when none)."""
+        return self.analysis.get(name, [])
+
+    # ------------------------------------------------------------------ per packet
+
+    def mark_reused(self, frame: int, prev_close_time: float | None) -> None:
+        """Called by the table before the first packet when this flow reuses a 4-tuple."""
+        self.port_reused = True
+        self.reuse_frame = frame
+        self.prev_close_time = prev_close_time
+
+    def flag_reused(self, frame: int) -> None:
+        """A SYN-ACK with a new ISN inside this flow (Wireshark flags it port reuse)."""
+        self._pending_reuse = frame
+
+    _pending_reuse: int | None = None
+
+    def _event(self, kind: str, frame: int, time: float, d: Direction | None, **kw: object) -> None:
+        if len(self.events) >= MAX_EVENTS:
+            self.events_dropped += 1
+            return
+        self.events.append(FlowEvent(kind, frame, time, d, **kw))
+
+    def process(self, seg: Segment, d: Direction) -> int:
+        """Account one segment sent in direction `d`. Returns its analysis flags."""
+        frame = seg.frame
+        time = seg.time
+        flags = seg.flags
+        seq = seg.seq
+        ack = seg.ack
+        length = seg.length
+        window = seg.window
+        fwd = self.endpoints[d]
+        rev = self.endpoints[1 - d]
+        if self.packets == 0:
+            self.first_frame = frame
+            self.start = time
+            prev_time = time
+        else:
+            prev_time = self.end
+        self.packets += 1
+        self.last_frame = frame
+        if time > self.end or self.packets == 1:
+            self.end = time
+        fwd.packets += 1
+        fwd.last_frame = frame
+        fwd.last_time = time
+        syn = flags & SYN
+
+        # -- sequence bases and unwrapping -------------------------------------------------
+        stale = False
+        if fwd.base is None:
+            fwd.base = seq
+            fwd.stream_base = (seq + 1) & MASK if syn else seq
+            fwd.ref_raw = fwd.stream_base
+            fwd.ref_abs = 0
+        elif self.prev_spaces and not syn:
+            stale = self._is_stale(seg, fwd)
+
+        # -- Wireshark analysis -------------------------------------------------------------
+        ta, dupnum = analyze(fwd, rev, seq, ack, length, flags, window, time, frame, self.irtt)
+        if self._pending_reuse == frame or (self.reuse_frame == frame and self.port_reused):
+            ta |= A_REUSED_PORTS
+            self._pending_reuse = None
+        if ta:
+            self._record(ta, frame, dupnum)
+            if ta & A_ANY_RETRANSMISSION:
+                fwd.retransmissions += 1
+
+        # -- SYN / options / window scale (Wireshark processes these after the analysis) ----
+        if syn:
+            self._syn(seg, d, fwd, rev)
+        elif flags & ACK:
+            fwd.ws_first_ack = False
+        if (
+            flags & (SYN | ACK) == ACK
+            and self._mru_syn is not None
+            and self.irtt is None
+            and self.handshake.syn_ack
+        ):
+            self.irtt = time - self._mru_syn
+            self.handshake.rtt = self.irtt
+        if flags & ACK and not self.handshake.ack and not syn and d == Direction.CLIENT:
+            if self.handshake.syn_ack and self.s.isn is not None and ack == (self.s.isn + 1) & MASK:
+                self.handshake.ack = True
+                self._handshake_done = True
+                self._event("handshake-ack", frame, time, d)
+
+        # -- endpoint facts ------------------------------------------------------------------
+        opts = seg.options
+        if opts.sack:
+            fwd.last_sack = opts.sack
+        if opts.ts_val is not None:
+            fwd.ts_val = opts.ts_val
+            fwd.ts_ecr = opts.ts_ecr
+        if not flags & (RST | SYN | FIN):
+            zw = fwd.zero_windows
+            if window == 0:
+                fwd.zero_window_count += 1
+                if not zw or zw[-1][1] is not None:
+                    zw.append([time, None, frame, None])
+            elif zw and zw[-1][1] is None:
+                zw[-1][1] = time
+                zw[-1][3] = frame
+        elif window and fwd.zero_windows and fwd.zero_windows[-1][1] is None and not flags & RST:
+            fwd.zero_windows[-1][1] = time
+            fwd.zero_windows[-1][3] = frame
+        fwd.window = window
+        if flags & ACK:
+            if fwd.highest_ack is None or seq_gt(ack, fwd.highest_ack):
+                fwd.highest_ack = ack
+                if rev.stream_base is not None:
+                    acked = rev.offset(ack)
+                    if rev.fin_seq is not None and seq_gt(ack, rev.fin_seq):
+                        acked -= 1
+                    if acked > fwd.acked:
+                        fwd.acked = acked
+                self._on_ack(fwd, rev, d, ack, frame, time, length, flags)
+
+        data_start = (seq + 1) & MASK if syn else seq
+        new_data = False
+        if length:
+            fwd.wire_bytes += length
+            if fwd.first_data_frame is None:
+                fwd.first_data_frame = frame
+                fwd.first_data_time = time
+            fwd.last_data_frame = frame
+            fwd.last_data_time = time
+            start = fwd.offset(data_start)
+            end = start + length
+            high = fwd.high_abs
+            if high is None:
+                fwd.unique_bytes += length if start >= 0 else max(0, end)
+                fwd.high_abs = end
+                new_data = True
+            elif end > high:
+                fwd.unique_bytes += end - max(start, high)
+                fwd.high_abs = end
+                new_data = True
+            if end > fwd.ref_abs:
+                fwd.ref_raw = (data_start + length) & MASK
+                fwd.ref_abs = end
+            if not stale and not ta & A_ZERO_WINDOW_PROBE and start + length > 0:
+                r = self._reasm[d]
+                if r is None:
+                    r = self._reasm[d] = Reassembler(
+                        int(d), self.consumer, self.options.limits.max_flow_buffer, None
+                    )
+                    r.on_event = self._reasm_sink(d)
+                if start < 0:
+                    r.segment(0, seg.payload[-start:], end, frame, time)
+                else:
+                    r.segment(start, seg.payload, length, frame, time)
+            if new_data and not ta & A_ANY_RETRANSMISSION:
+                self._data_burst(d, frame, time, length)
+                self._small_data(d, fwd, rev, seq, length, frame, time)
+            elif ta & A_ANY_RETRANSMISSION:
+                self._small[d] = None
+
+        # -- unacked list for RTT ------------------------------------------------------------
+        if length or flags & (SYN | FIN):
+            ua = fwd.unacked
+            if len(ua) < MAX_UNACKED:
+                nxt = (seq + length + (1 if flags & (SYN | FIN) else 0)) & MASK
+                ua.append([seq, nxt, frame, time, bool(ta & A_ANY_RETRANSMISSION)])
+            if ta & A_ANY_RETRANSMISSION:
+                end_raw = (seq + max(length, 1)) & MASK
+                for item in ua:
+                    s0 = item[0]
+                    s1 = item[1]
+                    assert isinstance(s0, int) and isinstance(s1, int)
+                    if seq_gt(end_raw, s0) and seq_gt(s1, seq):
+                        item[4] = True
+
+        # -- FIN / RST -----------------------------------------------------------------------
+        if flags & FIN:
+            fin_seq = (seq + length + (1 if syn else 0)) & MASK
+            fwd.fin_count += 1
+            if flags & ACK:
+                self._saw_fin_ack = True
+            if fwd.fin_frame is None:
+                fwd.fin_frame = frame
+                fwd.fin_time = time
+                fwd.fin_seq = fin_seq
+                self._event(
+                    "fin",
+                    frame,
+                    time,
+                    d,
+                    bytes_in_flight=fwd.bytes_unacked_by(rev),
+                    after_peer_fin=rev.fin_frame is not None,
+                )
+        if flags & RST:
+            self._saw_rst = True
+            fwd.rst_count += 1
+            if fwd.rst_frame is None:
+                fwd.rst_frame = frame
+                fwd.rst_time = time
+            unread = 0
+            if rev.ws_nextseq and fwd.ws_lastack_set:
+                unread = max(0, seq_diff(rev.ws_nextseq, fwd.ws_lastack))
+                if rev.fin_seq is not None and unread:
+                    unread -= 1 if seq_gt(rev.ws_nextseq, rev.fin_seq) else 0
+            self._event(
+                "rst",
+                frame,
+                time,
+                d,
+                bytes_in_flight=fwd.bytes_unacked_by(rev),
+                idle=time - prev_time,
+                unread_data=unread,
+                after_own_fin=fwd.fin_frame is not None and fwd.fin_frame < frame,
+                after_peer_fin=rev.fin_frame is not None,
+                has_ack=bool(flags & ACK),
+                ttl=seg.ttl,
+                seq_relative=fwd.relative(seq),
+            )
+            if not self.closed:
+                self.closed = True
+                self.close_time = time
+        elif not self.closed and self.c.fin_seq is not None and self.s.fin_seq is not None:
+            ca, sa = self.c.highest_ack, self.s.highest_ack
+            if (
+                ca is not None
+                and sa is not None
+                and seq_gt(ca, self.s.fin_seq)
+                and seq_gt(sa, self.c.fin_seq)
+            ):
+                self.closed = True
+                self.close_time = time
+
+        if stale:
+            self._event("stale-segment", frame, time, d, seq=seq)
+
+        # -- Zeek state and history ----------------------------------------------------------
+        zk = self.zeek
+        zk.update(int(d), flags, fwd.relative(seq), length)
+        if length:
+            end_raw = (seq + length) & MASK
+            if fwd.zh_high is None or seq_gt(end_raw, fwd.zh_high):
+                fwd.zh_high = end_raw
+            elif not syn:
+                zk.scaled(int(d), "t")
+        if (
+            window == 0
+            and not flags & RST
+            and zk.state[1 - d] not in (CLOSED, RESET)
+            and zk.state[d] != RESET
+        ):
+            zk.scaled(int(d), "w")
+
+        # -- timeline ------------------------------------------------------------------------
+        row = (frame, time, int(d), flags, seq, ack, length, window)
+        self.timeline_total += 1
+        if len(self._head) < self.options.limits.timeline_head:
+            self._head.append(row)
+        else:
+            self._tail.append(row)
+        return ta
+
+    # ------------------------------------------------------------------ helpers
+
+    def _record(self, ta: int, frame: int, dupnum: int) -> None:
+        analysis = self.analysis
+        for name in flag_names(ta):
+            lst = analysis.get(name)
+            if lst is None:
+                analysis[name] = [frame]
+            else:
+                lst.append(frame)
+        if dupnum:
+            self.dup_ack_numbers[frame] = dupnum
+
+    def _syn(self, seg: Segment, d: Direction, fwd: Endpoint, rev: Endpoint) -> None:
+        flags = seg.flags
+        hs = self.handshake
+        is_synack = bool(flags & ACK)
+        retrans = fwd.syn_count > 0 and fwd.isn == seg.seq
+        fwd.syn_count += 1
+        if fwd.syn_frame is None:
+            fwd.syn_frame = seg.frame
+            fwd.syn_time = seg.time
+        if fwd.isn is None:
+            fwd.isn = seg.seq
+            if fwd.base != seg.seq:
+                fwd.base = seg.seq
+                fwd.stream_base = (seg.seq + 1) & MASK
+                fwd.ref_raw = fwd.stream_base
+                fwd.ref_abs = 0
+        if is_synack:
+            hs.syn_ack = True
+            hs.syn_ack_frames.append(seg.frame)
+            hs.syn_ack_times.append(seg.time)
+            if retrans:
+                hs.syn_ack_retransmissions += 1
+            self._event("syn-ack", seg.frame, seg.time, d, seq=seg.seq, retransmission=retrans)
+        else:
+            hs.syn = True
+            hs.syn_frames.append(seg.frame)
+            hs.syn_times.append(seg.time)
+            if retrans:
+                hs.syn_retransmissions += 1
+            self._mru_syn = seg.time
+            self._event("syn", seg.frame, seg.time, d, seq=seg.seq, retransmission=retrans)
+        opts = seg.options
+        if opts.mss is not None:
+            fwd.mss = opts.mss
+        if opts.sack_permitted:
+            fwd.sack_permitted = True
+        # Window scaling, with Wireshark's rules: the option sets this side's shift; a SYN
+        # without it means nobody scales; a SYN-ACK with it after a SYN without means no one.
+        if opts.wscale is not None:
+            fwd.wscale = min(opts.wscale, 14)
+        if fwd.wscale == WSCALE_UNKNOWN:
+            fwd.wscale = WSCALE_NONE
+            rev.wscale = WSCALE_NONE
+        elif is_synack and rev.wscale == WSCALE_NONE:
+            fwd.wscale = WSCALE_NONE
+
+    def _on_ack(
+        self,
+        fwd: Endpoint,
+        rev: Endpoint,
+        d: Direction,
+        ack: int,
+        frame: int,
+        time: float,
+        length: int,
+        flags: int,
+    ) -> None:
+        """`fwd` acknowledged `ack` (a new highest ACK): RTT samples, gaps, delayed ACKs."""
+        ua = rev.unacked
+        while ua:
+            item = ua[0]
+            s1 = item[1]
+            assert isinstance(s1, int)
+            if seq_le(s1, ack):
+                ua.popleft()
+                if s1 == ack and not item[4]:
+                    t0 = item[3]
+                    assert isinstance(t0, float)
+                    self._rtt_sample(time - t0)
+                continue
+            s0 = item[0]
+            assert isinstance(s0, int)
+            if seq_gt(ack, s0):
+                item[0] = ack
+            break
+        r = self._reasm[1 - d]
+        if r is not None and rev.stream_base is not None:
+            off = rev.offset(ack)
+            if rev.fin_seq is not None and seq_ge(ack, rev.fin_seq):
+                off = rev.offset(rev.fin_seq)
+            if off > r.next:
+                r.ack(off, frame)
+        small = self._small[1 - d]
+        if small is not None:
+            s_frame, s_time, s_end, s_len = small
+            if seq_ge(ack, s_end):
+                self._small[1 - d] = None
+                delay = time - s_time
+                if length == 0 and not flags & (SYN | FIN | RST) and delay >= DELAYED_ACK_MIN:
+                    if len(self.delayed_ack_samples) < MAX_DELAYED_ACK_SAMPLES:
+                        self.delayed_ack_samples.append(
+                            DelayedAckSample(
+                                Direction(1 - d), s_frame, s_time, s_len, frame, time, delay
+                            )
+                        )
+
+    def _rtt_sample(self, rtt: float) -> None:
+        if rtt < 0:
+            return
+        self._rtt_seen += 1
+        if self._rtt_min is None or rtt < self._rtt_min:
+            self._rtt_min = rtt
+        if self._rtt_max is None or rtt > self._rtt_max:
+            self._rtt_max = rtt
+        # keep every stride-th sample; halve the list and double the stride when full
+        if (self._rtt_seen - 1) % self._rtt_stride == 0:
+            self.rtt_samples.append(rtt)
+            if len(self.rtt_samples) >= MAX_RTT_SAMPLES:
+                self.rtt_samples = self.rtt_samples[::2]
+                self._rtt_stride *= 2
+
+    def _small_data(
+        self, d: Direction, fwd: Endpoint, rev: Endpoint, seq: int, length: int, frame: int, t: float
+    ) -> None:
+        mss = fwd.mss or DEFAULT_MSS
+        outstanding = rev.highest_ack is None or rev.highest_ack != seq
+        if length < mss and not outstanding:
+            self._small[d] = (frame, t, (seq + length) & MASK, length)
+        else:
+            self._small[d] = None
+
+    def _data_burst(self, d: Direction, frame: int, time: float, length: int) -> None:
+        b = self._burst
+        if b is None or b.direction != d:
+            gap = None if b is None else time - b.last_time
+            b = Burst(d, frame, time, gap)
+            self._burst = b
+            if len(self.bursts) < MAX_BURSTS:
+                self.bursts.append(b)
+                self._event("data", frame, time, d, burst=b)
+            else:
+                self.bursts_dropped += 1
+        b.last_frame = frame
+        b.last_time = time
+        b.bytes += length
+        b.segments += 1
+
+    def _reasm_sink(self, d: Direction) -> EventSink:
+        def sink(kind: str, frame: int, time: float, details: dict[str, object]) -> None:
+            if kind == "gap":
+                self.zeek.gap(int(d))
+                time = self.end
+            self._event(kind, frame, time or self.end, d, **details)
+
+        return sink
+
+    def _is_stale(self, seg: Segment, fwd: Endpoint) -> bool:
+        space = self.prev_spaces.get((seg.src, seg.sport))
+        if space is None or fwd.isn is None:
+            return False
+        isn, nxt = space
+        in_prev = seq_le(isn, seg.seq) and seq_le(seg.seq, nxt)
+        in_new = seq_le(fwd.isn, seg.seq) and seq_diff(seg.seq, fwd.isn) < (1 << 30)
+        return in_prev and not in_new
+
+    # ------------------------------------------------------------------ end of flow
+
+    def attach(self, consumer: StreamConsumer | None) -> None:
+        """Attach a stream consumer (normally from on_open, before the first byte)."""
+        self.consumer = consumer
+        for r in self._reasm:
+            if r is not None:
+                r.consumer = consumer
+                r.storing = consumer is not None and consumer.wants_data
+
+    def finish(self, how: str = "eof") -> None:
+        """Flush reassembly (remaining holes become gaps) and end both directions."""
+        if self.finished:
+            return
+        self.finished = True
+        for d in (Direction.CLIENT, Direction.SERVER):
+            ep = self.endpoints[d]
+            r = self._reasm[d]
+            if ep.rst_frame is not None:
+                end_how, end_frame, end_time = "rst", ep.rst_frame, ep.rst_time or self.end
+            elif ep.fin_frame is not None:
+                end_how, end_frame, end_time = "fin", ep.fin_frame, ep.fin_time or self.end
+            else:
+                end_how, end_frame, end_time = how, self.last_frame, self.end
+            if r is not None:
+                r.end(end_how, end_frame, end_time)
+            elif self.consumer is not None:
+                self.consumer.on_end(int(d), end_how, end_frame, end_time)
+        c, s = self.c, self.s
+        close = self.close
+        if c.rst_frame is not None or s.rst_frame is not None:
+            close.kind = "rst"
+            if c.rst_frame is not None and s.rst_frame is not None:
+                close.by = "both"
+                close.frame = min(c.rst_frame, s.rst_frame)
+            elif c.rst_frame is not None:
+                close.by, close.frame = "client", c.rst_frame
+            else:
+                close.by, close.frame = "server", s.rst_frame
+        elif c.fin_frame is not None or s.fin_frame is not None:
+            close.kind = "fin"
+            if c.fin_frame is not None and s.fin_frame is not None:
+                close.by = "both"
+                close.frame = min(c.fin_frame, s.fin_frame)
+            elif c.fin_frame is not None:
+                close.by, close.frame = "client", c.fin_frame
+            else:
+                close.by, close.frame = "server", s.fin_frame
+        # release per-packet state that is no longer needed
+        c.unacked.clear()
+        s.unacked.clear()
+
+    def counters(self) -> TcpCounters:
+        a = self.analysis
+
+        def n(name: str) -> int:
+            return len(a.get(name, ()))
+
+        return TcpCounters(
+            retransmissions=n("retransmission"),
+            fast_retransmissions=n("fast-retransmission"),
+            spurious_retransmissions=n("spurious-retransmission"),
+            out_of_order=n("out-of-order"),
+            lost_segments=n("previous-segment-lost"),
+            acked_unseen=n("acked-unseen-segment"),
+            duplicate_acks=n("duplicate-ack"),
+            zero_windows=n("zero-window"),
+            zero_window_probes=n("zero-window-probe"),
+            window_full=n("window-full"),
+            keep_alives=n("keep-alive"),
+            rtt=self.rtt,
+        )
+
+    def timeline(self) -> tuple[list[TimelineRow], int]:
+        """The capped timeline (head + tail rows) and the number of packets elided."""
+        notes: dict[int, list[str]] = {}
+        frames_kept = {r[0] for r in self._head} | {r[0] for r in self._tail}
+        for name, frames in self.analysis.items():
+            for f in frames:
+                if f in frames_kept:
+                    notes.setdefault(f, []).append(name)
+        rows: list[TimelineRow] = []
+        eps = self.endpoints
+        for frame, time, d, flags, seq, ack, length, window in (*self._head, *self._tail):
+            ep = eps[d]
+            peer = eps[1 - d]
+            rel_ack = 0
+            if flags & ACK:
+                rel_ack = peer.relative(ack) if peer.base is not None else 0
+            win = window if flags & SYN else (ep.scaled_window(window) or window)
+            rows.append(
+                TimelineRow(
+                    frame=frame,
+                    time=time,
+                    sender="client" if d == 0 else "server",
+                    flags=flags,
+                    seq=ep.relative(seq),
+                    ack=rel_ack,
+                    length=length,
+                    window=win,
+                    notes=notes.get(frame, []),
+                )
+            )
+        skipped = self.timeline_total - len(rows)
+        return rows, skipped
+
+    def to_result(self, flow_id: int | None = None, with_timeline: bool = True) -> FlowResult:
+        """The TCP parts of this flow's `result.FlowResult` (TLS, findings, verdict: others)."""
+        if not self.finished:
+            self.finish()
+        res = FlowResult(
+            id=self.id if flow_id is None else flow_id,
+            client=format_endpoint(*self.client),
+            server=format_endpoint(*self.server),
+            ip_version=self.ip_version,
+            client_inferred=self.client_inferred,
+            first_frame=self.first_frame,
+            last_frame=self.last_frame,
+            start=self.start,
+            end=self.end,
+            packets_client=self.c.packets,
+            packets_server=self.s.packets,
+            bytes_client=self.c.unique_bytes,
+            bytes_server=self.s.unique_bytes,
+            state=self.state,
+            history=self.history,
+            handshake=self.handshake,
+            close=self.close,
+            tcp=self.counters(),
+        )
+        if with_timeline:
+            rows, skipped = self.timeline()
+            res.timeline = rows
+            res.timeline_skipped = skipped
+        return res
+
+    def __repr__(self) -> str:
+        return (
+            f"Flow(id={self.id}, {format_endpoint(*self.client)} -> "
+            f"{format_endpoint(*self.server)}, packets={self.packets}, state={self.state})"
+        )

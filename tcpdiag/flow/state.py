@@ -1,0 +1,187 @@
+"""Zeek-compatible connection state (`conn_state`) and `history` letters.
+
+Theory of operation: each direction has a Zeek endpoint state (INACTIVE, SYN_SENT,
+SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET) updated per segment by `ZeekTracker.update`,
+which also appends history letters (upper case = originator = our client). At the end,
+`conn_state()` derives Zeek's state from the two endpoint states in the order of Zeek's
+`conn/main.zeek`. History rules (anchors-rules §3.3): `a d i q` at most once per direction;
+`s h f r` again only when the sequence number differs from the last packet of the same kind;
+`g t w` (and `c`, never produced: checksums are not validated) are logarithmic — the letter is
+added at the 1st, 10th, 100th... occurrence.
+"""
+
+from __future__ import annotations
+
+import re
+
+from tcpdiag.model import ACK, FIN, RST, SYN
+
+INACTIVE = 0
+SYN_SENT = 1
+SYN_ACK_SENT = 2
+PARTIAL = 3
+ESTABLISHED = 4
+CLOSED = 5
+RESET = 6
+
+STATE_NAMES = (
+    "INACTIVE",
+    "SYN_SENT",
+    "SYN_ACK_SENT",
+    "PARTIAL",
+    "ESTABLISHED",
+    "CLOSED",
+    "RESET",
+)
+
+_RSTOS0 = re.compile(r"^\^?S[^HAFGIQ]*R")
+
+# once-per-direction letters
+_H_ACK = 0x01
+_H_DATA = 0x02
+_H_FINRST = 0x04
+_H_MULTI = 0x08
+_H_SYN = 0x10
+_H_FIN = 0x20
+_H_RST = 0x40
+
+
+class ZeekTracker:
+    """Zeek endpoint states and history string for one connection."""
+
+    __slots__ = (
+        "counts",
+        "flags",
+        "history",
+        "last_fin",
+        "last_rst",
+        "last_syn",
+        "state",
+        "thresholds",
+    )
+
+    def __init__(self, flipped: bool = False) -> None:
+        self.state = [INACTIVE, INACTIVE]
+        self.flags = [0, 0]
+        self.last_syn: list[int | None] = [None, None]
+        self.last_fin: list[int | None] = [None, None]
+        self.last_rst: list[int | None] = [None, None]
+        # logarithmic letters: per (direction, letter) count and next threshold
+        self.counts: dict[tuple[int, str], int] = {}
+        self.thresholds: dict[tuple[int, str], int] = {}
+        self.history: list[str] = ["^"] if flipped else []
+
+    def _add(self, direction: int, letter: str) -> None:
+        self.history.append(letter.upper() if direction == 0 else letter)
+
+    def _once(self, direction: int, bit: int, letter: str) -> bool:
+        """Add `letter` if not yet recorded for this direction; True if it already was."""
+        if self.flags[direction] & bit:
+            return True
+        self.flags[direction] |= bit
+        self._add(direction, letter)
+        return False
+
+    def scaled(self, direction: int, letter: str) -> None:
+        """Logarithmic letters (g, t, w): added at counts 1, 10, 100, ..."""
+        key = (direction, letter)
+        n = self.counts.get(key, 0) + 1
+        self.counts[key] = n
+        if n >= self.thresholds.get(key, 1):
+            self._add(direction, letter)
+            self.thresholds[key] = self.thresholds.get(key, 1) * 10
+
+    def update(self, direction: int, flags: int, rel_seq: int, length: int) -> None:
+        """One segment from `direction` (0 = originator); `rel_seq` relative to its base."""
+        syn, fin, rst = flags & SYN, flags & FIN, flags & RST
+        bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
+        if bits > 1:
+            if fin and rst:
+                self._once(direction, _H_FINRST, "i")
+            else:
+                self._once(direction, _H_MULTI, "q")
+        elif bits == 1:
+            if syn:
+                code = "h" if flags & ACK else "s"
+                if self._once(direction, _H_SYN, code) and rel_seq != self.last_syn[direction]:
+                    self._add(direction, code)
+                self.last_syn[direction] = rel_seq
+            elif fin:
+                end = rel_seq + length
+                if self._once(direction, _H_FIN, "f") and end != self.last_fin[direction]:
+                    self._add(direction, "f")
+                self.last_fin[direction] = end
+            else:
+                if self._once(direction, _H_RST, "r") and rel_seq != self.last_rst[direction]:
+                    self._add(direction, "r")
+                self.last_rst[direction] = rel_seq
+        elif length:
+            self._once(direction, _H_DATA, "d")
+        elif flags & ACK:
+            self._once(direction, _H_ACK, "a")
+        self._transition(direction, flags, length)
+
+    def _transition(self, d: int, flags: int, length: int) -> None:
+        st = self.state
+        p = 1 - d
+        me, peer = st[d], st[p]
+        if flags & RST:
+            # A RST answering the peer's FIN is folded back into a normal close (as Zeek does).
+            st[d] = CLOSED if peer == CLOSED else RESET
+            return
+        if me == RESET:
+            return
+        if flags & SYN:
+            if me == INACTIVE:
+                st[d] = SYN_ACK_SENT if flags & ACK else SYN_SENT
+            return
+        if flags & ACK and peer == SYN_ACK_SENT and me in (SYN_SENT, INACTIVE, PARTIAL):
+            st[p] = ESTABLISHED
+            me = st[d] = ESTABLISHED
+        elif flags & ACK and me == SYN_ACK_SENT and peer in (SYN_SENT, ESTABLISHED):
+            st[p] = ESTABLISHED
+            me = st[d] = ESTABLISHED
+        if flags & FIN:
+            st[d] = CLOSED
+            return
+        if me == INACTIVE and (length or flags & ACK):
+            st[d] = PARTIAL
+        elif me in (SYN_SENT, SYN_ACK_SENT) and length:
+            st[d] = PARTIAL
+
+    def gap(self, direction: int) -> None:
+        """A content gap in `direction` (only while both sides are established or closing)."""
+        if self.state[0] in (ESTABLISHED, CLOSED) and self.state[1] in (ESTABLISHED, CLOSED):
+            self.scaled(direction, "g")
+
+    @property
+    def history_string(self) -> str:
+        return "".join(self.history)
+
+    def conn_state(self, orig_bytes: int = 0, resp_bytes: int = 0) -> str:
+        os_, rs = self.state
+        inactive_o = os_ in (INACTIVE, PARTIAL)
+        inactive_r = rs in (INACTIVE, PARTIAL)
+        if rs == RESET:
+            if os_ in (SYN_SENT, SYN_ACK_SENT) or (
+                os_ == RESET and orig_bytes == 0 and resp_bytes == 0
+            ):
+                return "REJ"
+            if inactive_o:
+                return "RSTRH"
+            return "RSTR"
+        if os_ == RESET:
+            if inactive_r:
+                return "RSTOS0" if _RSTOS0.match(self.history_string) else "OTH"
+            return "RSTO"
+        if os_ == CLOSED and rs == CLOSED:
+            return "SF"
+        if os_ == CLOSED:
+            return "SH" if inactive_r else "S2"
+        if rs == CLOSED:
+            return "SHR" if inactive_o else "S3"
+        if os_ == SYN_SENT and rs == INACTIVE:
+            return "S0"
+        if os_ == ESTABLISHED and rs == ESTABLISHED:
+            return "S1"
+        return "OTH"

@@ -1,0 +1,241 @@
+"""The flow table: which `Flow` a segment belongs to, and when flows end.
+
+Theory of operation: flows are keyed by the canonical 4-tuple (`model.flow_key`); the table
+holds the current incarnation per key. For each segment `add()`:
+
+1. looks up the key; a SYN (no ACK) from a side that has already sent on this flow starts a
+   new incarnation when its ISN differs from that side's ISN (Wireshark's port reuse), or when
+   the ISN is the same but the previous incarnation completed a handshake and closed (FIN or
+   RST). The same ISN otherwise is a SYN retransmission, also after a RST (a client retrying a
+   refused connect() keeps its ISN; tshark 4.0 keeps it in one stream too). The new flow records
+   `port-reused` on that SYN's frame and the previous incarnation's sequence spaces (to notice
+   stale segments) and close time. A SYN-ACK with a new ISN is flagged `port-reused` like
+   Wireshark does, but stays in the flow it answers.
+2. creates a flow when none exists (client = SYN sender, else the SYN-ACK's receiver, else the
+   first packet's sender with `client_inferred`), calls `on_open(flow)`;
+3. hands the segment to `Flow.process`.
+
+Lifetime (capture time only): a closed flow (both FINs ACKed, or a RST) stays in the table so
+that retransmitted FINs/RSTs and late ACKs still belong to it, until a new SYN reuses the tuple,
+or it has been silent for `Thresholds.time_wait` (60 s: after TIME_WAIT no stack would accept a
+segment of the old connection), whichever comes first. Any other flow is finalised after
+`Limits.idle_timeout` of silence. When `Limits.max_flows` flows are tracked, the table evicts
+a lingering closed flow first, then the oldest embryonic one (SYNs only), then the least
+recently active one (`evictions` counts them). Finalising calls `Flow.finish()` then
+`on_close(flow)` and forgets the flow, so memory is bounded by concurrent flows.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+
+from tcpdiag.config import AnalysisOptions
+from tcpdiag.flow.flow import Flow
+from tcpdiag.model import ACK, SYN, Direction, FlowKey, Segment, flow_key
+
+FlowCallback = Callable[[Flow], None]
+
+# How often (capture seconds) `add` sweeps for idle flows on its own.
+SWEEP_INTERVAL = 1.0
+# How far from the least recently used end `add` looks for an embryonic flow to evict.
+EVICTION_SCAN = 64
+
+
+class FlowTable:
+    """Demultiplexes segments into flows. See the module docstring for the rules.
+
+    Counters: `flows_created`, `evictions`, `expired` (idle timeouts), `reused` (new
+    incarnations on a 4-tuple), `max_concurrent`.
+    """
+
+    def __init__(
+        self,
+        options: AnalysisOptions | None = None,
+        on_open: FlowCallback | None = None,
+        on_close: FlowCallback | None = None,
+    ) -> None:
+        self.options = options or AnalysisOptions()
+        self.on_open = on_open
+        self.on_close = on_close
+        self._flows: OrderedDict[FlowKey, Flow] = OrderedDict()  # LRU order: oldest first
+        self._closing: OrderedDict[FlowKey, Flow] = OrderedDict()
+        self._next_id = 1
+        self._last_sweep = float("-inf")
+        self.flows_created = 0
+        self.evictions = 0
+        self.expired = 0
+        self.reused = 0
+        self.max_concurrent = 0
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    def __iter__(self) -> Iterator[Flow]:
+        return iter(list(self._flows.values()))
+
+    def get(self, key: FlowKey) -> Flow | None:
+        return self._flows.get(key)
+
+    # ------------------------------------------------------------------ per packet
+
+    def add(self, seg: Segment) -> Flow:
+        """Account one TCP segment (capture order). Returns the flow it belongs to."""
+        now = seg.time
+        if now - self._last_sweep >= SWEEP_INTERVAL:
+            self._last_sweep = now
+            self.expire(now)
+        key = flow_key(seg.src, seg.sport, seg.dst, seg.dport)
+        flows = self._flows
+        flow = flows.get(key)
+        flags = seg.flags
+        if flow is not None:
+            d = flow.direction_of(seg.src, seg.sport)
+            if flags & SYN:
+                fwd = flow.endpoints[d]
+                if not flags & ACK:
+                    if fwd.base is not None and self._new_incarnation(flow, fwd.isn, seg):
+                        flow = self._reuse(key, flow, seg)
+                elif fwd.base is not None and fwd.isn != seg.seq:
+                    if flow.closed and (flow.c.isn is None or seg.ack != (flow.c.isn + 1) & 0xFFFFFFFF):
+                        flow = self._reuse(key, flow, seg)
+                    else:
+                        flow.flag_reused(seg.frame)
+            elif now - flow.end > self._linger(flow):
+                self._finalize(flow, timed_out=True)
+                flow = self._create(key, seg)
+        else:
+            flow = self._create(key, seg)
+        flows.move_to_end(key)
+        d = flow.direction_of(seg.src, seg.sport)
+        was_closed = flow.closed
+        flow.process(seg, d)
+        if flow.closed:
+            if was_closed:
+                self._closing.move_to_end(key)
+            else:
+                self._closing[key] = flow
+        return flow
+
+    def _linger(self, flow: Flow) -> float:
+        lim = self.options.limits.idle_timeout
+        if flow.closed:
+            return min(lim, self.options.thresholds.time_wait)
+        return lim
+
+    @staticmethod
+    def _new_incarnation(flow: Flow, isn: int | None, seg: Segment) -> bool:
+        if isn is None or seg.seq != isn:
+            return True
+        # Same ISN: a retransmitted SYN, unless that connection was established and closed.
+        return flow.saw_fin_or_rst and flow.handshake.syn_ack and flow.handshake.ack
+
+    def _create(self, key: FlowKey, seg: Segment) -> Flow:
+        if len(self._flows) >= self.options.limits.max_flows:
+            self._evict_one()
+        flags = seg.flags
+        src = (seg.src, seg.sport)
+        dst = (seg.dst, seg.dport)
+        if flags & SYN and not flags & ACK:
+            client, server, inferred, flipped = src, dst, False, False
+        elif flags & SYN:
+            client, server, inferred, flipped = dst, src, False, True
+        else:
+            client, server, inferred, flipped = src, dst, True, False
+        flow = Flow(
+            self._next_id,
+            key,
+            client,
+            server,
+            seg.ip_version,
+            inferred,
+            self.options,
+            flipped=flipped,
+        )
+        self._next_id += 1
+        self.flows_created += 1
+        self._flows[key] = flow
+        if len(self._flows) > self.max_concurrent:
+            self.max_concurrent = len(self._flows)
+        if self.on_open is not None:
+            self.on_open(flow)
+            if flow.consumer is not None:
+                flow.attach(flow.consumer)
+        return flow
+
+    def _reuse(self, key: FlowKey, old: Flow, seg: Segment) -> Flow:
+        spaces: dict[tuple[bytes, int], tuple[int, int]] = {}
+        for ep in old.endpoints:
+            base = ep.isn if ep.isn is not None else ep.base
+            if base is not None and ep.ws_nextseq:
+                spaces[(ep.addr, ep.port)] = (base, ep.ws_nextseq)
+        prev_end = old.end
+        self._finalize(old)
+        self.reused += 1
+        new = self._create(key, seg)
+        new.mark_reused(seg.frame, prev_end)
+        new.prev_spaces = spaces
+        new._event("port-reused", seg.frame, seg.time, None, prev_close_time=prev_end)
+        return new
+
+    # ------------------------------------------------------------------ lifetime
+
+    def expire(self, now: float) -> int:
+        """Finalise flows silent for longer than their linger time. Returns how many."""
+        n = 0
+        closing = self._closing
+        linger = min(self.options.limits.idle_timeout, self.options.thresholds.time_wait)
+        while closing:
+            flow = next(iter(closing.values()))
+            if now - flow.end <= linger:
+                break
+            self._finalize(flow, timed_out=True)
+            n += 1
+        idle = self.options.limits.idle_timeout
+        flows = self._flows
+        while flows:
+            flow = next(iter(flows.values()))
+            if now - flow.end <= idle:
+                break
+            self._finalize(flow, timed_out=True)
+            n += 1
+        self.expired += n
+        return n
+
+    def _evict_one(self) -> None:
+        victim: Flow | None = None
+        if self._closing:
+            victim = next(iter(self._closing.values()))
+        else:
+            for i, flow in enumerate(self._flows.values()):
+                if i >= EVICTION_SCAN:
+                    break
+                if not flow.handshake.syn_ack and flow.c.wire_bytes == 0 and flow.s.packets == 0:
+                    victim = flow
+                    break
+            if victim is None and self._flows:
+                victim = next(iter(self._flows.values()))
+        if victim is not None:
+            victim.evicted = True
+            self.evictions += 1
+            self._finalize(victim)
+
+    def _finalize(self, flow: Flow, timed_out: bool = False) -> None:
+        key = flow.key
+        if self._flows.get(key) is flow:
+            del self._flows[key]
+        if self._closing.get(key) is flow:
+            del self._closing[key]
+        if timed_out and not flow.closed:
+            flow.timed_out = True
+        flow.finish("eof")
+        if self.on_close is not None:
+            self.on_close(flow)
+
+    def finish(self) -> None:
+        """End of capture: finalise every remaining flow, in flow-id order."""
+        for flow in sorted(self._flows.values(), key=lambda f: f.id):
+            self._finalize(flow)
+
+
+__all__ = ["Direction", "FlowTable"]

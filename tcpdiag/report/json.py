@@ -1,0 +1,222 @@
+"""JSON and JSON Lines reports, exactly per the contract (spec/report.md), plus extras.
+
+The result dataclasses mirror the contract but some names differ (`TlsMessage.sender` is
+`"from"`, `packets_client/server` is `"packets": {...}`, `duration` is computed); this module is
+the one place that knows the mapping. Output is strict JSON (non-finite floats become null,
+`allow_nan=False` proves it), ASCII-only, with lone surrogates replaced: any strict parser reads
+it whatever bytes the capture held. Key order is fixed, so the same input gives the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from tcpdiag.report.options import ReportOptions, flow_matches
+from tcpdiag.report.summary import summarize_captures
+from tcpdiag.result import (
+    AnalysisResult,
+    CaptureResult,
+    Finding,
+    FlowResult,
+    TlsSummary,
+)
+from tcpdiag.sanitize import no_surrogates
+
+JsonObject = dict[str, Any]
+
+
+def _num(value: float | None) -> float | None:
+    if value is None or not math.isfinite(value):
+        return None
+    return value
+
+
+def _str(value: str | None) -> str | None:
+    return None if value is None else no_surrogates(value)
+
+
+def finding_json(f: Finding) -> JsonObject:
+    return {
+        "name": f.name,
+        "severity": f.severity.label,
+        "message": no_surrogates(f.message),
+        "frames": list(f.frames),
+        "time": _num(f.time),
+        "flow": f.flow,
+        "count": f.count,
+    }
+
+
+def tls_json(tls: TlsSummary) -> JsonObject:
+    return {
+        "versions_offered": [no_surrogates(v) for v in tls.versions_offered],
+        "version": _str(tls.version),
+        "sni": _str(tls.sni),
+        "alpn": [no_surrogates(a) for a in tls.alpn],
+        "cipher_suite": _str(tls.cipher_suite),
+        "handshake_complete": tls.handshake_complete,
+        "records": {"client": tls.records_client, "server": tls.records_server},
+        "messages": [
+            {"from": m.sender, "frame": m.frame, "type": no_surrogates(m.type), "length": m.length}
+            for m in tls.messages
+        ],
+        "alerts": [
+            {
+                "from": a.sender,
+                "frame": a.frame,
+                "level": _str(a.level),
+                "description": _str(a.description),
+                "encrypted": a.encrypted,
+            }
+            for a in tls.alerts
+        ],
+        # Extras beyond the contract.
+        "ja3": _str(tls.ja3),
+        "ja4": _str(tls.ja4),
+        "starttls": _str(tls.starttls),
+    }
+
+
+def flow_json(flow: FlowResult) -> JsonObject:
+    hs = flow.handshake
+    tcp = flow.tcp
+    out: JsonObject = {
+        "id": flow.id,
+        "client": no_surrogates(flow.client),
+        "server": no_surrogates(flow.server),
+        "ip_version": flow.ip_version,
+        "client_inferred": flow.client_inferred,
+        "first_frame": flow.first_frame,
+        "last_frame": flow.last_frame,
+        "start": _num(flow.start),
+        "end": _num(flow.end),
+        "duration": _num(flow.duration),
+        "packets": {"client": flow.packets_client, "server": flow.packets_server},
+        "bytes": {"client": flow.bytes_client, "server": flow.bytes_server},
+        "state": flow.state,
+        "history": no_surrogates(flow.history),
+        "handshake": {
+            "syn": hs.syn,
+            "syn_ack": hs.syn_ack,
+            "ack": hs.ack,
+            "rtt": _num(hs.rtt),
+            "syn_retransmissions": hs.syn_retransmissions,
+            "syn_ack_retransmissions": hs.syn_ack_retransmissions,
+            # Extras: the evidence behind the handshake facts.
+            "syn_frames": list(hs.syn_frames),
+            "syn_ack_frames": list(hs.syn_ack_frames),
+        },
+        "close": {"kind": flow.close.kind, "by": flow.close.by, "frame": flow.close.frame},
+        "tcp": {
+            "retransmissions": tcp.retransmissions,
+            "fast_retransmissions": tcp.fast_retransmissions,
+            "spurious_retransmissions": tcp.spurious_retransmissions,
+            "out_of_order": tcp.out_of_order,
+            "lost_segments": tcp.lost_segments,
+            "acked_unseen": tcp.acked_unseen,
+            "duplicate_acks": tcp.duplicate_acks,
+            "zero_windows": tcp.zero_windows,
+            "zero_window_probes": tcp.zero_window_probes,
+            "window_full": tcp.window_full,
+            "keep_alives": tcp.keep_alives,
+            "rtt": None
+            if tcp.rtt is None
+            else {
+                "min": _num(tcp.rtt.min),
+                "median": _num(tcp.rtt.median),
+                "max": _num(tcp.rtt.max),
+                "samples": tcp.rtt.samples,
+            },
+        },
+        "tls": None if flow.tls is None else tls_json(flow.tls),
+        "findings": [finding_json(f) for f in flow.findings],
+        "verdict": no_surrogates(flow.verdict),
+    }
+    return out
+
+
+def capture_json(cap: CaptureResult, flows: list[FlowResult] | None = None) -> JsonObject:
+    selected = cap.flows if flows is None else flows
+    return {
+        "path": no_surrogates(cap.path),
+        "format": cap.format,
+        "link_types": [no_surrogates(t) for t in cap.link_types],
+        "packets": cap.packets,
+        "tcp_packets": cap.tcp_packets,
+        "first_time": _num(cap.first_time),
+        "last_time": _num(cap.last_time),
+        "damaged": cap.damaged,
+        "compression": cap.compression,
+        "flows": [flow_json(f) for f in selected],
+        "findings": [finding_json(f) for f in cap.findings],
+    }
+
+
+def _filtered(cap: CaptureResult, options: ReportOptions) -> list[FlowResult]:
+    return [f for f in cap.flows if flow_matches(f, options)]
+
+
+def _filtered_captures(result: AnalysisResult, options: ReportOptions) -> list[CaptureResult]:
+    """Captures with only the flows the `--flow/--host/--port` filters keep (same objects when
+    no filter is set)."""
+    if options.flow_filter is None and options.host_filter is None and options.port_filter is None:
+        return result.captures
+    out: list[CaptureResult] = []
+    for cap in result.captures:
+        copy = CaptureResult(
+            path=cap.path,
+            format=cap.format,
+            link_types=cap.link_types,
+            packets=cap.packets,
+            tcp_packets=cap.tcp_packets,
+            first_time=cap.first_time,
+            last_time=cap.last_time,
+            damaged=cap.damaged,
+            compression=cap.compression,
+            flows=_filtered(cap, options),
+            findings=cap.findings,
+        )
+        out.append(copy)
+    return out
+
+
+def result_json(result: AnalysisResult, options: ReportOptions | None = None) -> JsonObject:
+    captures = _filtered_captures(result, options or ReportOptions())
+    return {
+        "tcpdiag": result.version,
+        "captures": [capture_json(c) for c in captures],
+        "summary": summarize_captures(captures).to_json(),
+    }
+
+
+def dumps(obj: object, *, indent: int | None = None) -> str:
+    """Strict, deterministic, ASCII-only JSON (raises ValueError on a non-finite float that
+    slipped past `_num`, rather than writing `NaN` no parser accepts)."""
+    if indent is None:
+        return json.dumps(obj, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return json.dumps(obj, ensure_ascii=True, allow_nan=False, indent=indent)
+
+
+def render_json(result: AnalysisResult, options: ReportOptions) -> str:
+    return dumps(result_json(result, options), indent=2) + "\n"
+
+
+def render_jsonl(result: AnalysisResult, options: ReportOptions) -> str:
+    """One flow object per line, each with `"capture": path`, then one summary line:
+    `{"tcpdiag": version, "captures": [capture objects without "flows"], "summary": {...}}`
+    (so capture-level findings and headers are not lost)."""
+    captures = _filtered_captures(result, options)
+    lines: list[str] = []
+    headers: list[JsonObject] = []
+    for cap in captures:
+        path = no_surrogates(cap.path)
+        for flow in cap.flows:
+            lines.append(dumps({"capture": path, **flow_json(flow)}))
+        header = capture_json(cap, flows=[])
+        del header["flows"]
+        headers.append(header)
+    summary = summarize_captures(captures).to_json()
+    lines.append(dumps({"tcpdiag": result.version, "captures": headers, "summary": summary}))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,302 @@
+"""Handshake message bodies: ClientHello, ServerHello (and HelloRetryRequest), Certificate,
+ServerKeyExchange; plus the reassembler that cuts a direction's plaintext Handshake records
+into messages.
+
+Parsers take the message body (after the 4-byte type/length header) and raise only
+`DecodeError`. Packet strings (SNI, ALPN) are decoded with errors="replace" and capped: the
+report layer escapes them, we only keep them bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tcpdiag.errors import DecodeError
+from tcpdiag.tls.constants import HRR_RANDOM, ExtensionType, is_grease
+from tcpdiag.tls.cursor import Cursor
+
+MAX_NAME_CHARS = 255  # a DNS name is at most 253 characters; anything longer is cut here
+MAX_ALPN_ITEMS = 16
+
+
+def packet_text(raw: bytes, limit: int = MAX_NAME_CHARS) -> str:
+    text = raw[: limit * 4].decode("utf-8", errors="replace")
+    return text[:limit]
+
+
+@dataclass(slots=True)
+class ClientHello:
+    legacy_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suites: list[int]
+    compression_methods: bytes
+    extensions: list[int] = field(default_factory=list)  # types in wire order
+    sni: str | None = None
+    alpn: list[str] = field(default_factory=list)
+    supported_versions: list[int] = field(default_factory=list)
+    supported_groups: list[int] = field(default_factory=list)
+    key_share_groups: list[int] = field(default_factory=list)
+    ec_point_formats: list[int] = field(default_factory=list)
+    signature_algorithms: list[int] = field(default_factory=list)
+    sslv2: bool = False  # came as an SSLv2-compatible CLIENT-HELLO
+
+
+@dataclass(slots=True)
+class ServerHello:
+    legacy_version: int
+    random: bytes
+    session_id: bytes
+    cipher_suite: int
+    compression_method: int
+    extensions: list[int] = field(default_factory=list)
+    selected_version: int | None = None  # supported_versions extension (TLS 1.3)
+    alpn: str | None = None
+    key_share_group: int | None = None
+
+    @property
+    def is_hello_retry_request(self) -> bool:
+        return self.random == HRR_RANDOM
+
+    @property
+    def version(self) -> int:
+        return self.selected_version if self.selected_version is not None else self.legacy_version
+
+
+def _server_name(ext: Cursor) -> str | None:
+    names = ext.pull_vector(2, "server_name_list")
+    first: str | None = None
+    while not names.eof():
+        name_type = names.pull_uint8("name_type")
+        value = names.pull_vector(2, "host_name")
+        raw = value.pull_bytes(value.remaining)
+        if name_type == 0 and first is None:
+            if not raw:
+                raise DecodeError("server_name: empty host_name")
+            first = packet_text(raw)
+    return first
+
+
+def _alpn(ext: Cursor) -> list[str]:
+    items = ext.pull_vector(2, "protocol_name_list")
+    out: list[str] = []
+    while not items.eof():
+        proto = items.pull_vector(1, "protocol_name")
+        raw = proto.pull_bytes(proto.remaining)
+        if len(out) < MAX_ALPN_ITEMS:
+            out.append(packet_text(raw, 64))
+    return out
+
+
+def parse_client_hello(body: bytes) -> ClientHello:
+    cur = Cursor(body)
+    hello = ClientHello(
+        legacy_version=cur.pull_uint16("legacy_version"),
+        random=cur.pull_bytes(32, "random"),
+        session_id=cur.pull_vector(1, "session_id").pull_bytes(0),
+        cipher_suites=cur.pull_uint16_list(2, "cipher_suites"),
+        compression_methods=b"",
+    )
+    comp = cur.pull_vector(1, "compression_methods")
+    hello.compression_methods = comp.pull_bytes(comp.remaining)
+    if cur.eof():  # extensions are optional before TLS 1.2
+        return hello
+    exts = cur.pull_vector(2, "extensions")
+    while not exts.eof():
+        ext_type = exts.pull_uint16("extension_type")
+        ext = exts.pull_vector(2, "extension_data")
+        hello.extensions.append(ext_type)
+        if ext_type == ExtensionType.server_name and ext.remaining:
+            name = _server_name(ext)
+            if hello.sni is None:
+                hello.sni = name
+        elif ext_type == ExtensionType.application_layer_protocol_negotiation:
+            hello.alpn = _alpn(ext)
+        elif ext_type == ExtensionType.supported_versions:
+            vec = ext.pull_vector(1, "supported_versions")
+            hello.supported_versions = [vec.pull_uint16() for _ in range(vec.remaining // 2)]
+        elif ext_type == ExtensionType.supported_groups:
+            hello.supported_groups = ext.pull_uint16_list(2, "supported_groups")
+        elif ext_type == ExtensionType.signature_algorithms:
+            hello.signature_algorithms = ext.pull_uint16_list(2, "signature_algorithms")
+        elif ext_type == ExtensionType.ec_point_formats:
+            vec = ext.pull_vector(1, "ec_point_formats")
+            hello.ec_point_formats = list(vec.pull_bytes(vec.remaining))
+        elif ext_type == ExtensionType.key_share:
+            shares = ext.pull_vector(2, "client_shares")
+            while not shares.eof():
+                hello.key_share_groups.append(shares.pull_uint16("group"))
+                shares.pull_vector(2, "key_exchange")
+    return hello
+
+
+def parse_sslv2_client_hello(body: bytes) -> ClientHello:
+    """SSLv2-compatible CLIENT-HELLO (RFC 5246 appendix E.2), body after the 2-byte header and
+    the msg_type byte: version, cipher_spec_length, session_id_length, challenge_length, ..."""
+    cur = Cursor(body)
+    version = cur.pull_uint16("version")
+    spec_len = cur.pull_uint16("cipher_spec_length")
+    sid_len = cur.pull_uint16("session_id_length")
+    chal_len = cur.pull_uint16("challenge_length")
+    if spec_len % 3 or not 16 <= chal_len <= 32:
+        raise DecodeError("SSLv2 CLIENT-HELLO: bad cipher spec or challenge length")
+    specs = cur.pull_bytes(spec_len, "cipher_specs")
+    session_id = cur.pull_bytes(sid_len, "session_id")
+    challenge = cur.pull_bytes(chal_len, "challenge")
+    # Only 3-byte specs whose first byte is 0 map onto TLS cipher suites.
+    suites = [int.from_bytes(specs[i + 1 : i + 3], "big") for i in range(0, spec_len, 3)]
+    suites = [s for i, s in zip(range(0, spec_len, 3), suites, strict=True) if specs[i] == 0]
+    return ClientHello(
+        legacy_version=version,
+        random=challenge.rjust(32, b"\0"),
+        session_id=session_id,
+        cipher_suites=suites,
+        compression_methods=b"\0",
+        sslv2=True,
+    )
+
+
+def parse_server_hello(body: bytes) -> ServerHello:
+    cur = Cursor(body)
+    hello = ServerHello(
+        legacy_version=cur.pull_uint16("legacy_version"),
+        random=cur.pull_bytes(32, "random"),
+        session_id=b"",
+        cipher_suite=0,
+        compression_method=0,
+    )
+    sid = cur.pull_vector(1, "session_id")
+    hello.session_id = sid.pull_bytes(sid.remaining)
+    hello.cipher_suite = cur.pull_uint16("cipher_suite")
+    hello.compression_method = cur.pull_uint8("compression_method")
+    if cur.eof():
+        return hello
+    exts = cur.pull_vector(2, "extensions")
+    while not exts.eof():
+        ext_type = exts.pull_uint16("extension_type")
+        ext = exts.pull_vector(2, "extension_data")
+        hello.extensions.append(ext_type)
+        if ext_type == ExtensionType.supported_versions:
+            hello.selected_version = ext.pull_uint16("selected_version")
+        elif ext_type == ExtensionType.application_layer_protocol_negotiation:
+            names = _alpn(ext)
+            hello.alpn = names[0] if names else None
+        elif ext_type == ExtensionType.key_share and ext.remaining >= 2:
+            hello.key_share_group = ext.pull_uint16("group")
+    return hello
+
+
+def parse_certificate(body: bytes, tls13: bool) -> list[int]:
+    """Sizes of the certificates in a Certificate message (leaf first)."""
+    cur = Cursor(body)
+    if tls13:
+        cur.pull_vector(1, "certificate_request_context")
+    certs = cur.pull_vector(3, "certificate_list")
+    sizes: list[int] = []
+    while not certs.eof():
+        cert = certs.pull_vector(3, "cert_data")
+        sizes.append(cert.remaining)
+        if tls13:
+            certs.pull_vector(2, "extensions")
+    return sizes
+
+
+def ecdhe_point_length(body: bytes) -> int | None:
+    """Public key length in an ECDHE ServerKeyExchange (named_curve), else None. The client's
+    ClientKeyExchange carries a point of the same size, which lets a finding say how big the
+    missing ClientKeyExchange record would have been."""
+    cur = Cursor(body)
+    if cur.remaining < 4 or cur.pull_uint8() != 3:  # curve_type named_curve
+        return None
+    cur.pull_uint16("named_curve")
+    return cur.pull_vector(1, "public").remaining
+
+
+def grease_free(values: list[int]) -> list[int]:
+    return [v for v in values if not is_grease(v)]
+
+
+@dataclass(slots=True)
+class RawMessage:
+    """A handshake message as cut from the records. `body` is None when the message was longer
+    than the buffer cap: it is still typed and counted, but not parsed."""
+
+    msg_type: int
+    length: int  # body length from the header
+    frame: int
+    offset: int  # stream offset of the record holding the message's first byte
+    body: bytes | None
+
+
+class HandshakeReassembler:
+    """Cuts one direction's plaintext handshake bytes (the payloads of its Handshake records, in
+    order) into messages. Messages may span records and records may hold several messages.
+    Bodies above `cap` bytes are skipped while counting, so memory stays bounded."""
+
+    __slots__ = (
+        "_body",
+        "_cap",
+        "_frame",
+        "_header",
+        "_keep",
+        "_left",
+        "_offset",
+        "_total",
+        "_type",
+    )
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._header = bytearray()
+        self._body = bytearray()
+        self._left = 0  # body bytes still due for the current message; 0 when between messages
+        self._type = -1
+        self._total = 0
+        self._keep = True
+        self._frame = 0
+        self._offset = 0
+
+    @property
+    def mid_message(self) -> bool:
+        return bool(self._header) or self._left > 0
+
+    @property
+    def pending(self) -> tuple[int, int, int] | None:
+        """(type, body length, bytes of it seen) of a message not yet complete."""
+        if self._left > 0:
+            return (self._type, self._total, self._total - self._left)
+        return None
+
+    def feed(self, data: bytes, frame: int, offset: int) -> list[RawMessage]:
+        out: list[RawMessage] = []
+        pos = 0
+        n = len(data)
+        while pos < n:
+            if self._left == 0:
+                if not self._header:
+                    self._frame, self._offset = frame, offset
+                take = min(4 - len(self._header), n - pos)
+                self._header += data[pos : pos + take]
+                pos += take
+                if len(self._header) < 4:
+                    break
+                self._type = self._header[0]
+                length = int.from_bytes(self._header[1:4], "big")
+                self._header.clear()
+                self._body.clear()
+                self._keep = length <= self._cap
+                if length == 0:
+                    out.append(RawMessage(self._type, 0, self._frame, self._offset, b""))
+                    continue
+                self._left = length
+                self._total = length
+            take = min(self._left, n - pos)
+            if self._keep:
+                self._body += data[pos : pos + take]
+            pos += take
+            self._left -= take
+            if self._left == 0:
+                body = bytes(self._body) if self._keep else None
+                self._body.clear()
+                out.append(RawMessage(self._type, self._total, self._frame, self._offset, body))
+        return out

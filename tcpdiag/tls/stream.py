@@ -1,0 +1,616 @@
+"""`TlsStream`: TLS analysis of one TCP connection, fed by the flow stage's reassembly.
+
+Theory of operation
+-------------------
+The stream sits on a flow from its first byte and goes through three modes:
+
+    SNIFF     the first bytes decide: a TLS record / SSLv2 ClientHello -> TLS from offset 0;
+              a STARTTLS-capable plaintext opener -> PLAIN; anything else -> OFF.
+    PLAIN     a `StartTlsWatcher` follows the plaintext until the upgrade; each direction
+              switches to TLS at the stream offset the watcher names.
+    TLS       per direction, a `RecordFramer` cuts records; plaintext Handshake payloads go to
+              a `HandshakeReassembler`; messages update the connection state (hellos, chosen
+              version, who has switched to encryption).
+
+Encryption: in TLS <= 1.2 a side's records after its ChangeCipherSpec are encrypted; in
+TLS 1.3 everything after the ServerHello but CCS is (and typed application_data). A Handshake
+record that does not parse as plaintext messages the sender may send is taken as encrypted
+(Wireshark's heuristic), which is how the seed case's lone encrypted Finished is recognised.
+
+Memory: application data is counted, never stored; handshake messages above the cap are typed
+and counted but not buffered; the record notes used by the flight checks and the timeline labels
+are capped. Nothing here raises on wire data: `DecodeError` becomes a `MalformedEvent`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from tcpdiag.errors import DecodeError
+from tcpdiag.model import Direction
+from tcpdiag.result import TlsAlert, TlsMessage, TlsSummary
+from tcpdiag.tls.constants import (
+    CLIENT_HANDSHAKE_TYPES,
+    SERVER_HANDSHAKE_TYPES,
+    AlertDescription,
+    AlertLevel,
+    ContentType,
+    HandshakeType,
+    alert_description_name,
+    alert_level_name,
+    cipher_suite_name,
+    content_type_name,
+    handshake_name,
+    is_grease,
+    version_name,
+)
+from tcpdiag.tls.detect import DETECT_LIMIT, looks_like_tls
+from tcpdiag.tls.fingerprint import ja3, ja4
+from tcpdiag.tls.flights import CCS, ENC_HANDSHAKE, FINISHED_ENC, RecordNote
+from tcpdiag.tls.handshake import (
+    ClientHello,
+    HandshakeReassembler,
+    RawMessage,
+    ServerHello,
+    ecdhe_point_length,
+    parse_certificate,
+    parse_client_hello,
+    parse_server_hello,
+    parse_sslv2_client_hello,
+)
+from tcpdiag.tls.records import SSLV2_CLIENT_HELLO, Malformed, Partial, Record, RecordFramer
+from tcpdiag.tls.starttls import StartTlsWatcher, opener
+
+HANDSHAKE_CAP = 256 * 1024  # per message; the corpus has a 340 KB certificate chain
+MAX_NOTES = 256  # record notes kept for the flight checks (handshakes are a few records)
+MAX_MESSAGES = 256
+MAX_ALERTS = 64
+LABELS_HEAD = 512  # timeline labels kept per direction: the first ones...
+LABELS_TAIL = 256  # ...and the last ones (the timeline shows head and tail packets)
+MAX_STASH = 16 * 1024
+
+
+@dataclass(slots=True)
+class MalformedEvent:
+    sender: Direction
+    frame: int
+    offset: int  # stream offset (relative, as the flow stage counts)
+    what: str  # "record header", "ClientHello"...
+    reason: str
+    data: bytes = b""  # the offending bytes, for a hex excerpt
+
+    @property
+    def hex(self) -> str:
+        return self.data[:16].hex(" ")
+
+
+@dataclass(slots=True)
+class TruncatedEvent:
+    sender: Direction
+    partial: Partial
+    how: str  # "fin" | "rst" | "eof" | "gap"
+    frame: int | None  # frame of the FIN/RST, when known
+
+
+@dataclass(slots=True)
+class GapEvent:
+    sender: Direction
+    offset: int
+    length: int
+    frame: int
+
+
+@dataclass(slots=True)
+class SideState:
+    """What one direction did. Public for the findings (read-only by convention)."""
+
+    direction: Direction
+    framer: RecordFramer | None = None
+    hs: HandshakeReassembler = field(default_factory=lambda: HandshakeReassembler(HANDSHAKE_CAP))
+    base: int = 0  # stream offset of this side's first TLS byte (STARTTLS: after the upgrade)
+    started: bool = False
+    stopped: str | None = None  # why parsing stopped (gap, malformed, gave up)
+    sniff: bytearray = field(default_factory=bytearray)
+    sniff_chunks: list[tuple[bytes, int, float]] = field(default_factory=list)  # for replay
+    stash: bytearray = field(default_factory=bytearray)
+    records: int = 0
+    record_bytes: int = 0
+    ccs_frame: int | None = None
+    encrypted_handshake: int = 0  # encrypted Handshake records after this side's CCS
+    app_records: int = 0
+    first_app_frame: int | None = None
+    last_record: Record | None = None
+    end: tuple[str, int | None, float | None] | None = None  # (how, frame, time)
+    labels_head: list[tuple[int, str]] = field(default_factory=list)
+    labels_tail: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=LABELS_TAIL))
+    labels_dropped: int = 0
+
+    def label(self, frame: int, text: str) -> None:
+        if len(self.labels_head) < LABELS_HEAD:
+            self.labels_head.append((frame, text))
+        else:
+            if len(self.labels_tail) == LABELS_TAIL:
+                self.labels_dropped += 1
+            self.labels_tail.append((frame, text))
+
+
+class TlsStream:
+    """StreamConsumer for one TCP flow. See the module docstring."""
+
+    def __init__(self, *, assume_tls: bool = False) -> None:
+        self.wants_data = True
+        self.mode = "tls" if assume_tls else "sniff"
+        self.sides = (SideState(Direction.CLIENT), SideState(Direction.SERVER))
+        self.watcher: StartTlsWatcher | None = None
+        self.starttls: str | None = None
+        self.client_hello: ClientHello | None = None
+        self.client_hello_frame: int | None = None
+        self.client_hellos = 0
+        self.server_hello: ServerHello | None = None
+        self.server_hello_frame: int | None = None
+        self.hello_retry: ServerHello | None = None
+        self.cert_requested = False
+        self.cert_sizes: list[int] = []
+        self.ecdhe_point: int | None = None
+        self.server_hello_done_note: int | None = None  # index in `notes`
+        self.server_finished_note: int | None = None  # resumed 1.2: server's Finished
+        self.complete_frame: int | None = None
+        self.notes: list[RecordNote] = []
+        self.messages: list[TlsMessage] = []
+        self.alerts: list[TlsAlert] = []
+        self.alert_records: list[tuple[TlsAlert, Record]] = []
+        self.malformed: list[MalformedEvent] = []
+        self.truncated: list[TruncatedEvent] = []
+        self.gaps: list[GapEvent] = []
+        self.non_tls_reply: MalformedEvent | None = None
+        self._finished = False
+        if assume_tls:
+            for side in self.sides:
+                self._start_tls(side, 0)
+
+    # ---------------------------------------------------------------- StreamConsumer
+    def on_data(
+        self, direction: Direction, offset: int, data: bytes, frame: int, time: float
+    ) -> None:
+        if not self.wants_data or not data:
+            return
+        side = self.sides[direction]
+        if self.mode == "sniff":
+            self._sniff(side, data, frame, time)
+        elif self.mode == "plain":
+            self._plain(side, data, frame, time)
+        elif side.started:
+            self._feed(side, data, frame, time)
+
+    def on_gap(self, direction: Direction, offset: int, length: int, frame: int) -> None:
+        side = self.sides[direction]
+        self.gaps.append(GapEvent(direction, offset, length, frame))
+        if side.stopped is None:
+            side.stopped = f"{length} bytes at stream offset {offset} were never captured"
+            if side.framer is not None:
+                partial = side.framer.partial()
+                if partial is not None:
+                    self.truncated.append(TruncatedEvent(direction, partial, "gap", frame))
+            side.framer = None
+        if self.mode != "tls":
+            self.mode = "off"
+        self._update_wants()
+
+    def on_end(self, direction: Direction, how: str, frame: int, time: float) -> None:
+        side = self.sides[direction]
+        if side.end is None:
+            side.end = (how, frame, time)
+        self._cut(side, how, frame)
+        if how == "rst":  # a reset ends both directions
+            other = self.sides[direction.other]
+            self._cut(other, "rst", frame)
+        self._update_wants()
+
+    # ---------------------------------------------------------------- results
+    @property
+    def is_tls(self) -> bool:
+        """True once at least one TLS record was seen: only then is there a summary to show."""
+        return any(s.records for s in self.sides)
+
+    @property
+    def version(self) -> int | None:
+        if self.server_hello is not None:
+            return self.server_hello.version
+        return None
+
+    @property
+    def tls13(self) -> bool:
+        return self.version == 0x0304
+
+    @property
+    def handshake_complete(self) -> bool:
+        return self.complete_frame is not None
+
+    def finish(self) -> None:
+        """Close the books: records still open become truncated (capture ended). Idempotent;
+        summary() and the rules call it."""
+        if self._finished:
+            return
+        self._finished = True
+        for side in self.sides:
+            self._cut(side, "eof", None)
+
+    def summary(self) -> TlsSummary:
+        self.finish()
+        ch, sh = self.client_hello, self.server_hello
+        out = TlsSummary(
+            handshake_complete=self.handshake_complete,
+            records_client=self.sides[0].records,
+            records_server=self.sides[1].records,
+            messages=list(self.messages),
+            alerts=list(self.alerts),
+            starttls=self.starttls,
+        )
+        if ch is not None:
+            offered = [v for v in ch.supported_versions if not is_grease(v)] or [ch.legacy_version]
+            out.versions_offered = [version_name(v) for v in offered]
+            out.sni = ch.sni
+            out.alpn = list(ch.alpn)
+            out.ja3 = ja3(ch)
+            out.ja4 = ja4(ch)
+        if sh is not None:
+            out.version = version_name(sh.version)
+            out.cipher_suite = cipher_suite_name(sh.cipher_suite)
+        return out
+
+    def records_by_frame(self) -> dict[int, list[str]]:
+        self.finish()
+        merged: dict[int, list[str]] = {}
+        for side in self.sides:
+            for frame, text in [*side.labels_head, *side.labels_tail]:
+                merged.setdefault(frame, []).append(text)
+        return dict(sorted(merged.items()))
+
+    # ---------------------------------------------------------------- modes
+    def _sniff(self, side: SideState, data: bytes, frame: int, time: float) -> None:
+        if len(side.sniff) < DETECT_LIMIT:
+            side.sniff += data
+            side.sniff_chunks.append((data, frame, time))
+        head = bytes(side.sniff)
+        verdict = looks_like_tls(head)
+        if verdict:
+            self.mode = "tls"
+            for s in self.sides:
+                self._start_tls(s, 0)
+            # Replay what was held while deciding, this side first (it spoke first).
+            for s in (side, self.sides[side.direction.other]):
+                chunks = s.sniff_chunks
+                s.sniff_chunks = []
+                s.sniff.clear()
+                for chunk, f, t in chunks:
+                    self._feed(s, chunk, f, t)
+            return
+        proto = opener(head)
+        if proto:
+            self.mode = "plain"
+            self.watcher = StartTlsWatcher(str(proto))
+            chunks = side.sniff_chunks
+            side.sniff_chunks = []
+            side.sniff.clear()
+            for chunk, f, t in chunks:
+                self._plain(side, chunk, f, t)
+            return
+        if (verdict is None or proto is None) and len(head) < DETECT_LIMIT:
+            return  # too few bytes to tell yet
+        self.mode = "off"
+        side.sniff.clear()
+        side.sniff_chunks = []
+        self._update_wants()
+
+    def _plain(self, side: SideState, data: bytes, frame: int, time: float) -> None:
+        watcher = self.watcher
+        assert watcher is not None
+        if side.started:
+            self._feed(side, data, frame, time)
+            return
+        if side.direction == Direction.CLIENT and watcher.pending_client is not None:
+            # The client asked to upgrade; its next bytes are TLS if the server agrees.
+            side.stash += data[: MAX_STASH - len(side.stash)]
+            return
+        used = watcher.feed(side.direction, data)
+        if watcher.failed:
+            self.mode = "off"
+            self._update_wants()
+            return
+        up = watcher.upgrade
+        if up is None or used is None:
+            return
+        self.starttls = up.protocol
+        client, server = self.sides
+        self._start_tls(client, up.client_offset)
+        self._start_tls(server, up.server_offset)
+        rest = data[used:]
+        if rest:
+            self._feed(side, rest, frame, time)
+        if client.stash:
+            stash = bytes(client.stash)
+            client.stash.clear()
+            self._feed(client, stash, frame, time)
+
+    def _start_tls(self, side: SideState, base: int) -> None:
+        side.started = True
+        side.base = base
+        side.framer = RecordFramer(
+            keep=lambda ct: ct != ContentType.APPLICATION_DATA and ct != ContentType.HEARTBEAT,
+            allow_sslv2=side.direction == Direction.CLIENT,
+        )
+
+    def _update_wants(self) -> None:
+        if self.mode == "off":
+            self.wants_data = False
+        elif self.mode == "tls":
+            self.wants_data = any(s.framer is not None and s.end is None for s in self.sides)
+
+    # ---------------------------------------------------------------- record layer
+    def _feed(self, side: SideState, data: bytes, frame: int, time: float) -> None:
+        framer = side.framer
+        if framer is None:
+            return
+        for record in framer.feed(data, frame, time):
+            record.offset += side.base
+            self._on_record(side, record)
+        if framer.broken is not None:
+            self._broken(side, framer.broken)
+
+    def _broken(self, side: SideState, bad: Malformed) -> None:
+        event = MalformedEvent(
+            side.direction, bad.frame, bad.offset + side.base, "record header", bad.reason, bad.data
+        )
+        if (
+            side.direction == Direction.SERVER
+            and side.records == 0
+            and self.client_hello is not None
+            and self.server_hello is None
+        ):
+            self.non_tls_reply = event  # a non-TLS server answering a ClientHello
+        else:
+            self.malformed.append(event)
+        side.stopped = f"{bad.reason} at stream offset {event.offset}"
+        side.framer = None
+        self._update_wants()
+
+    def _cut(self, side: SideState, how: str, frame: int | None) -> None:
+        if side.framer is None:
+            return
+        partial = side.framer.partial()
+        if partial is not None:
+            partial.offset += side.base
+            self.truncated.append(TruncatedEvent(side.direction, partial, how, frame))
+            name = content_type_name(partial.content_type) if partial.content_type else "Record"
+            if partial.content_type == SSLV2_CLIENT_HELLO:
+                name = "ClientHello(SSLv2)"
+            total = partial.total if partial.total is not None else "?"
+            side.label(partial.frame, f"{name} {total} (partial: {partial.got} of {total} B)")
+            self._note(
+                side,
+                RecordNote(
+                    side.direction,
+                    partial.frame,
+                    partial.time,
+                    partial.offset,
+                    partial.total or partial.got,
+                    (name,),
+                    got=partial.got,
+                ),
+            )
+        side.framer = None
+
+    def _note(self, side: SideState, note: RecordNote) -> None:
+        if len(self.notes) < MAX_NOTES:
+            self.notes.append(note)
+
+    def _on_record(self, side: SideState, rec: Record) -> None:
+        side.records += 1
+        side.record_bytes += rec.size
+        side.last_record = rec
+        ct = rec.content_type
+        if ct == ContentType.HANDSHAKE:
+            tokens = self._handshake_record(side, rec)
+        elif ct == ContentType.CHANGE_CIPHER_SPEC:
+            if side.ccs_frame is None:
+                side.ccs_frame = rec.frame
+            tokens = (CCS,)
+        elif ct == ContentType.ALERT:
+            tokens = ("Alert",)
+            self._alert(side, rec)
+        elif ct == ContentType.APPLICATION_DATA:
+            side.app_records += 1
+            if side.first_app_frame is None:
+                side.first_app_frame = rec.frame
+            tokens = ("ApplicationData",)
+        elif ct == SSLV2_CLIENT_HELLO:
+            tokens = ("ClientHello",)
+            self._sslv2(side, rec)
+        else:
+            tokens = (content_type_name(ct),)
+        if ct not in (ContentType.HANDSHAKE, ContentType.ALERT, SSLV2_CLIENT_HELLO):
+            side.label(rec.frame, f"{tokens[0]} {rec.size}")
+        note = RecordNote(side.direction, rec.frame, rec.time, rec.offset, rec.size, tokens)
+        self._note(side, note)
+        self._check_complete(rec)
+
+    def _check_complete(self, rec: Record) -> None:
+        if self.complete_frame is not None or self.server_hello is None:
+            return
+        client, server = self.sides
+        if self.tls13:
+            done = client.app_records > 0 and server.app_records > 0
+        else:
+            done = client.encrypted_handshake > 0 and server.encrypted_handshake > 0
+        if done:
+            self.complete_frame = rec.frame
+
+    # ---------------------------------------------------------------- alerts
+    def _alert(self, side: SideState, rec: Record) -> None:
+        payload = rec.payload or b""
+        sender = side.direction.name.lower()
+        if len(payload) == 2:
+            level, desc = alert_level_name(payload[0]), alert_description_name(payload[1])
+            alert = TlsAlert(sender, rec.frame, level, desc, encrypted=False)
+            label = f"Alert({level} {desc}) {rec.size}"
+        else:
+            alert = TlsAlert(sender, rec.frame, None, None, encrypted=True)
+            label = f"Alert* {rec.size}"
+        side.label(rec.frame, label)
+        if len(self.alerts) < MAX_ALERTS:
+            self.alerts.append(alert)
+            self.alert_records.append((alert, rec))
+
+    # ---------------------------------------------------------------- handshake
+    def _handshake_record(self, side: SideState, rec: Record) -> tuple[str, ...]:
+        payload = rec.payload or b""
+        encrypted = False
+        if side.hs.mid_message and side.ccs_frame is None:
+            encrypted = False
+        elif side.ccs_frame is not None or self._tls13_encrypting(side):
+            encrypted = not _plausible(payload, side.direction, exact=True)
+        else:
+            encrypted = not _plausible(payload, side.direction, exact=False)
+        if encrypted:
+            side.hs = HandshakeReassembler(HANDSHAKE_CAP)  # nothing to reassemble in ciphertext
+            if side.ccs_frame is not None:
+                side.encrypted_handshake += 1
+                token = FINISHED_ENC if side.encrypted_handshake == 1 else "EncryptedHandshake*"
+                msg_type = "Finished" if side.encrypted_handshake == 1 else "EncryptedHandshake"
+            else:
+                token, msg_type = ENC_HANDSHAKE, "EncryptedHandshake"
+            side.label(rec.frame, f"{token} {rec.size}")
+            sender = side.direction.name.lower()
+            self._message(side, TlsMessage(sender, rec.frame, msg_type, rec.length))
+            if side.direction == Direction.SERVER and side.encrypted_handshake == 1:
+                self.server_finished_note = len(self.notes)
+            return (token,)
+        pending = side.hs.pending
+        skip = pending[1] - pending[2] if pending is not None else 0
+        starting = _starting_types(payload, skip)
+        names = [handshake_name(t) for t in starting]
+        try:
+            messages = side.hs.feed(payload, rec.frame, rec.offset)
+        except DecodeError as exc:  # pragma: no cover - the reassembler does not parse
+            messages = []
+            self.malformed.append(
+                MalformedEvent(side.direction, rec.frame, rec.offset, "handshake", str(exc))
+            )
+        for msg in messages:
+            name = self._on_message(side, msg)
+            if msg.msg_type == HandshakeType.SERVER_HELLO and name == "HelloRetryRequest":
+                names = [("HelloRetryRequest" if n == "ServerHello" else n) for n in names]
+        if names:
+            side.label(rec.frame, f"{'+'.join(names)} {rec.size}")
+            return tuple(names)
+        cont = handshake_name(pending[0]) if pending is not None else "Handshake"
+        side.label(rec.frame, f"Handshake {rec.size} (cont. {cont})")
+        return ()
+
+    def _tls13_encrypting(self, side: SideState) -> bool:
+        return self.tls13 and self.server_hello is not None
+
+    def _message(self, side: SideState, msg: TlsMessage) -> None:
+        if len(self.messages) < MAX_MESSAGES:
+            self.messages.append(msg)
+
+    def _on_message(self, side: SideState, msg: RawMessage) -> str:
+        name = handshake_name(msg.msg_type)
+        body = msg.body
+        try:
+            if msg.msg_type == HandshakeType.CLIENT_HELLO and side.direction == Direction.CLIENT:
+                self.client_hellos += 1
+                if body is not None and self.client_hello is None:
+                    self.client_hello = parse_client_hello(body)
+                    self.client_hello_frame = msg.frame
+            elif msg.msg_type == HandshakeType.SERVER_HELLO and side.direction == Direction.SERVER:
+                if body is not None:
+                    hello = parse_server_hello(body)
+                    if hello.is_hello_retry_request:
+                        self.hello_retry = hello
+                        name = "HelloRetryRequest"
+                    else:
+                        self.server_hello = hello
+                        self.server_hello_frame = msg.frame
+            elif msg.msg_type == HandshakeType.CERTIFICATE_REQUEST:
+                self.cert_requested = True
+            elif msg.msg_type == HandshakeType.SERVER_KEY_EXCHANGE and body is not None:
+                self.ecdhe_point = ecdhe_point_length(body)
+            elif (
+                msg.msg_type == HandshakeType.CERTIFICATE
+                and side.direction == Direction.SERVER
+                and body is not None
+            ):
+                self.cert_sizes = parse_certificate(body, self.tls13)
+            elif msg.msg_type == HandshakeType.SERVER_HELLO_DONE:
+                self.server_hello_done_note = len(self.notes)  # the note about to be added
+        except DecodeError as exc:
+            self.malformed.append(
+                MalformedEvent(
+                    side.direction, msg.frame, msg.offset, name, str(exc), (body or b"")[:16]
+                )
+            )
+        self._message(side, TlsMessage(side.direction.name.lower(), msg.frame, name, msg.length))
+        return name
+
+    def _sslv2(self, side: SideState, rec: Record) -> None:
+        payload = rec.payload or b""
+        side.label(rec.frame, f"ClientHello(SSLv2) {rec.size}")
+        if not payload or payload[0] != 1:
+            return
+        try:
+            hello = parse_sslv2_client_hello(payload[1:])
+        except DecodeError as exc:
+            self.malformed.append(
+                MalformedEvent(side.direction, rec.frame, rec.offset, "SSLv2 ClientHello", str(exc))
+            )
+            return
+        self.client_hellos += 1
+        if self.client_hello is None:
+            self.client_hello = hello
+            self.client_hello_frame = rec.frame
+        self._message(side, TlsMessage("client", rec.frame, "ClientHello", rec.length))
+
+
+def _plausible(payload: bytes, sender: Direction, exact: bool) -> bool:
+    """Does this Handshake record read as plaintext messages `sender` may send? With `exact`,
+    the messages must end exactly at the record's end (used after CCS, where anything else is
+    ciphertext)."""
+    allowed = CLIENT_HANDSHAKE_TYPES if sender == Direction.CLIENT else SERVER_HANDSHAKE_TYPES
+    n = len(payload)
+    if n >= 5 and payload[:5] == b"\0\0\0\0\0":  # GCM/CCM explicit nonce of sequence number 0
+        return False
+    pos = 0
+    while pos < n:
+        if n - pos < 4:
+            return not exact
+        if payload[pos] not in allowed:
+            return False
+        length = int.from_bytes(payload[pos + 1 : pos + 4], "big")
+        if pos + 4 + length > n:
+            return not exact and length <= (1 << 20)
+        pos += 4 + length
+    return True
+
+
+def _starting_types(payload: bytes, skip: int) -> list[int]:
+    """Types of the handshake messages that start in this record's payload, the first `skip`
+    bytes being the rest of a message begun in an earlier record."""
+    out: list[int] = []
+    pos = skip
+    while pos + 4 <= len(payload):
+        out.append(payload[pos])
+        pos += 4 + int.from_bytes(payload[pos + 1 : pos + 4], "big")
+    return out
+
+
+__all__ = [
+    "AlertDescription",
+    "AlertLevel",
+    "GapEvent",
+    "MalformedEvent",
+    "SideState",
+    "TlsStream",
+    "TruncatedEvent",
+]

@@ -1,0 +1,162 @@
+"""Record layer: framing across segments, and one test per malformed or truncated case."""
+
+from __future__ import annotations
+
+import time
+
+from tcpdiag.model import Direction
+from tcpdiag.tls import TlsStream, detect, looks_like_tls
+from tcpdiag.tls.records import MAX_RECORDS_PER_CHUNK, Record, RecordFramer
+
+C, S = Direction.CLIENT, Direction.SERVER
+
+
+def rec(ct: int, payload: bytes, version: int = 0x0303) -> bytes:
+    return bytes([ct]) + version.to_bytes(2, "big") + len(payload).to_bytes(2, "big") + payload
+
+
+def framer() -> RecordFramer:
+    return RecordFramer(keep=lambda ct: ct != 23)
+
+
+def test_several_records_in_one_segment_and_one_split_over_three() -> None:
+    f = framer()
+    data = rec(22, b"\x0e\x00\x00\x00") + rec(20, b"\x01") + rec(23, b"x" * 40)
+    out: list[Record] = []
+    out += f.feed(data[:3], 10, 1.0)
+    out += f.feed(data[3:12], 11, 2.0)
+    out += f.feed(data[12:], 12, 3.0)
+    assert [(r.content_type, r.size, r.frame, r.offset) for r in out] == [
+        (22, 9, 10, 0),
+        (20, 6, 11, 9),
+        (23, 45, 12, 15),
+    ]
+    assert out[2].payload is None  # application data is counted, not kept
+    assert out[0].payload == b"\x0e\x00\x00\x00"
+    assert f.partial() is None
+
+
+def test_unknown_content_type_is_malformed_with_offset_and_bytes() -> None:
+    f = framer()
+    f.feed(rec(22, b"\x0e\x00\x00\x00") + b"GET / HTTP/1.1\r\n", 5, 0.0)
+    assert f.broken is not None
+    assert f.broken.offset == 9
+    assert f.broken.reason == "unknown content type 71"
+    assert f.broken.data.startswith(b"GET / ")
+
+
+def test_bad_record_version() -> None:
+    f = framer()
+    f.feed(b"\x16\x05\x01\x00\x10", 1, 0.0)
+    assert f.broken is not None and "bad record version 0x0501" in f.broken.reason
+
+
+def test_record_too_long() -> None:
+    for length in ((1 << 14) + 2049, 65535):
+        f = framer()
+        f.feed(b"\x17\x03\x03" + length.to_bytes(2, "big"), 1, 0.0)
+        assert f.broken is not None and "above the maximum" in f.broken.reason
+    f = framer()
+    f.feed(b"\x17\x03\x03" + ((1 << 14) + 2048).to_bytes(2, "big"), 1, 0.0)
+    assert f.broken is None
+
+
+def test_zero_length_handshake_record() -> None:
+    f = framer()
+    f.feed(b"\x16\x03\x03\x00\x00", 1, 0.0)
+    assert f.broken is not None and f.broken.reason == "zero-length record"
+
+
+def test_too_many_records_in_one_segment_is_capped_and_linear() -> None:
+    f = framer()
+    data = rec(23, b"x") * 10_000
+    start = time.perf_counter()
+    out = f.feed(data, 1, 0.0)
+    assert time.perf_counter() - start < 1.0
+    assert len(out) == MAX_RECORDS_PER_CHUNK + 1
+    assert f.broken is not None and "records in one segment" in f.broken.reason
+
+
+def test_partial_record_reports_how_much_arrived() -> None:
+    f = framer()
+    f.feed(rec(22, b"\x10" + b"\x00" * 69)[:40], 7, 0.5)
+    p = f.partial()
+    assert p is not None and (p.content_type, p.got, p.total, p.frame) == (22, 40, 75, 7)
+    g = framer()
+    g.feed(b"\x16\x03", 8, 0.5)
+    q = g.partial()
+    assert q is not None and q.content_type is None and q.got == 2
+
+
+def test_sslv2_client_hello_record() -> None:
+    body = (
+        b"\x01\x03\x01"  # CLIENT-HELLO, version TLS1.0
+        + (6).to_bytes(2, "big")  # cipher spec length: 2 specs
+        + (0).to_bytes(2, "big")  # session id length
+        + (16).to_bytes(2, "big")  # challenge length
+        + b"\x00\x00\x2f" + b"\x01\x00\x80"  # TLS_RSA_WITH_AES_128_CBC_SHA, an SSLv2 spec
+        + b"C" * 16
+    )  # fmt: skip
+    data = bytes([0x80 | (len(body) >> 8), len(body) & 0xFF]) + body
+    assert looks_like_tls(data) is True
+    stream = TlsStream()
+    stream.on_data(C, 0, data, 4, 1.0)
+    hello = stream.client_hello
+    assert hello is not None and hello.sslv2
+    assert hello.legacy_version == 0x0301 and hello.cipher_suites == [0x002F]
+    assert stream.summary().versions_offered == ["TLS1.0"]
+    assert stream.records_by_frame() == {4: [f"ClientHello(SSLv2) {len(data)}"]}
+
+
+def test_detect_is_bounded_and_by_content() -> None:
+    assert detect(b"") is None
+    assert detect(b"\x16") is None
+    assert detect(b"\x16\x03\x01\x02\x00") is True
+    assert detect(b"\x16\x03\x01\x00\x00") is False
+    assert detect(b"\x47\x45\x54 / HTTP/1.1") is False
+    assert detect(b"220 mail.example.com ESMTP\r\n") is True  # SMTP/FTP: may upgrade
+    assert detect(b"220 mail", starttls=False) is False
+    assert detect(b"\x00" * 2000) is False
+
+
+def test_non_tls_stream_is_given_up_quickly() -> None:
+    stream = TlsStream()
+    stream.on_data(C, 0, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 4, 1.0)
+    assert stream.wants_data is False
+    assert not stream.is_tls
+
+
+def test_malformed_record_in_stream_becomes_event_and_finding() -> None:
+    from tcpdiag.findings import tls_rules
+
+    stream = TlsStream()
+    stream.on_data(C, 0, rec(22, b"\x0b\x00\x00\x00", 0x0301), 4, 1.0)
+    stream.on_data(C, 9, b"\x99\x03\x03\x00\x05hello", 5, 1.1)
+    assert len(stream.malformed) == 1
+    event = stream.malformed[0]
+    assert (event.offset, event.frame) == (9, 5)
+    assert event.hex.startswith("99 03 03 00 05")
+    findings = tls_rules.diagnose(stream, tls_rules.TcpContext(flow=1))
+    bad = next(f for f in findings if f.name == "tls-record-malformed")
+    assert "stream offset 9" in bad.message and "99 03 03 00 05" in bad.message
+
+
+def test_gap_stops_the_direction_with_a_note() -> None:
+    stream = TlsStream()
+    stream.on_data(C, 0, rec(22, b"\x01\x00\x00\x00", 0x0301), 4, 1.0)
+    stream.on_gap(C, 9, 100, 6)
+    stream.on_data(C, 109, rec(23, b"x" * 10), 7, 1.2)
+    assert stream.sides[0].stopped is not None and "never captured" in stream.sides[0].stopped
+    assert stream.sides[0].records == 1
+    assert stream.gaps[0].length == 100
+
+
+def test_after_handshake_application_data_is_not_stored() -> None:
+    stream = TlsStream(assume_tls=True)
+    big = rec(23, b"z" * 16000)
+    for i in range(50):
+        stream.on_data(S, i * len(big), big, 10 + i, float(i))
+    side = stream.sides[1]
+    assert side.records == 50 and side.app_records == 50
+    assert side.framer is not None and not side.framer.in_record
+    assert stream.wants_data
