@@ -25,11 +25,11 @@ from tcpdiag.findings.policy import (
     HANDSHAKE_STATES,
     TLS_STATES,
     ZEEK_STATES,
-    known_finding_names,
     Expectation,
     Override,
     Policy,
     Rules,
+    known_finding_names,
     parse_expectation,
 )
 from tcpdiag.result import Severity
@@ -37,8 +37,21 @@ from tcpdiag.result import Severity
 CONFIG_NAMES = ("tcpdiag.toml", "pyproject.toml")
 _RULE_KEYS = ("fail-on", "ignore", "severity", "expect")
 _TOP_KEYS = (*_RULE_KEYS, "overrides", "thresholds", "limits")
-_EXPECT_KEYS = ("name", "port", "host", "sni", "flow", "tls", "tcp-handshake", "state",
-                "no-findings-above", "no-finding", "finding", "min-flows", "max-flows")  # fmt: skip
+_EXPECT_KEYS = (
+    "name",
+    "port",
+    "host",
+    "sni",
+    "flow",
+    "tls",
+    "tcp-handshake",
+    "state",
+    "no-findings-above",
+    "no-finding",
+    "finding",
+    "min-flows",
+    "max-flows",
+)
 
 
 @dataclass(slots=True)
@@ -55,9 +68,12 @@ def find_config(start: Path | None = None) -> Path | None:
         if candidate.is_file():
             return candidate
         pyproject = directory / "pyproject.toml"
-        if pyproject.is_file() and "tool" in (data := _read(pyproject)) and isinstance(
-            data["tool"], dict
-        ) and "tcpdiag" in data["tool"]:  # fmt: skip
+        if (
+            pyproject.is_file()
+            and "tool" in (data := _read(pyproject))
+            and isinstance(data["tool"], dict)
+            and "tcpdiag" in data["tool"]
+        ):
             return pyproject
     return None
 
@@ -83,8 +99,9 @@ def load_config(path: str | Path | None = None, *, cwd: Path | None = None) -> C
         where = ""
     if not isinstance(table, dict):
         raise ConfigError(f"{found}: [tool.tcpdiag] must be a table")
-    return parse_config(table, source=str(found), where=where, root=str(found.resolve().parent),
-                        path=found)  # fmt: skip
+    return parse_config(
+        table, source=str(found), where=where, root=str(found.resolve().parent), path=found
+    )
 
 
 def _read(path: Path) -> dict[str, Any]:

@@ -33,6 +33,25 @@ _UNSAFE = re.compile(
     "[\x00-\x1f\x7f-\x9f" + _BIDI + "\ud800-\udfff]",
 )
 _UNSAFE_ASCII = re.compile("[^\x20-\x7e]")
+# Plain (ASCII) output spells tcpdiag's own typography the ASCII way instead of escaping it.
+_ASCII_FALLBACK = str.maketrans(
+    {
+        "\u2014": "--",
+        "\u2013": "-",
+        "\u2192": "->",
+        "\u2190": "<-",
+        "\u2026": "...",
+        "\u00b5": "u",
+        "\u00d7": "x",
+        "\u00b7": "|",
+        "\u2018": "'",
+        "\u2019": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2265": ">=",
+        "\u2264": "<=",
+    }
+)
 # Characters XML 1.0 forbids anywhere, even escaped.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -62,7 +81,8 @@ def clean(text: object, *, max_len: int | None = DEFAULT_MAX_LEN, ascii_only: bo
     surrogates replaced, at most `max_len` characters (an ellipsis marks the cut).
 
     `ascii_only=True` also escapes every non-ASCII character (plain output for pipes and logs,
-    where no byte 0x80-0x9F may appear even inside a UTF-8 sequence)."""
+    where no byte 0x80-0x9F may appear even inside a UTF-8 sequence), after spelling common
+    typography (dashes, arrows, ellipsis, micro sign) the ASCII way."""
     s = text if isinstance(text, str) else str(text)
     if max_len is not None and len(s) > max_len:
         # Cut before escaping so the cap bounds the work, then mark the cut.
@@ -71,7 +91,7 @@ def clean(text: object, *, max_len: int | None = DEFAULT_MAX_LEN, ascii_only: bo
     else:
         cut = False
     if ascii_only:
-        s = _UNSAFE_ASCII.sub(_escape_char_ascii, s)
+        s = _UNSAFE_ASCII.sub(_escape_char_ascii, s.translate(_ASCII_FALLBACK))
     else:
         s = _UNSAFE.sub(_escape_char, s)
     if cut:
@@ -105,5 +125,3 @@ def xml_text(text: object, *, max_len: int | None = None) -> str:
         s = s[:max_len] + "\u2026"
     s = _XML_ILLEGAL.sub(_escape_char, s)
     return _UNSAFE.sub(lambda m: m.group() if m.group() in "\t\n\r" else _escape_char(m), s)
-
-

@@ -78,9 +78,25 @@ def app_summary(app: dict[str, Any]) -> str:
     if "latencies_ms" in app:
         return "latencies " + ", ".join(f"{x:.1f}" for x in app["latencies_ms"]) + " ms"
     if app.get("exception"):
-        return str(app["exception"]).split(":")[0]
+        text = str(app["exception"])
+        return text.split("] ")[0].split("[")[-1] if "[SSL: " in text else text.split(":")[0]
     if "answer_taken_for_request_2" in app:
         return f"request 1 timed out; request 2 got {app['answer_taken_for_request_2'].strip()!r}"
+    if "close_after_eof_ms" in app:
+        held = app["close_after_eof_ms"]
+        return f"EOF, close() {held:.0f} ms later" if held else "EOF, no close() before the end"
+    if "shutdown" in app:
+        return f"shutdown(SHUT_WR), then {app['bytes_received']} B received"
+    if "read_paused_ms" in (app.get("server") or {}):
+        return f"sendall() took {app['transfer_ms']:.0f} ms (reader paused 2 s)"
+    if "dropped_data_segments" in app:
+        return f"upload took {app['transfer_ms']:.0f} ms ({len(app['shaper_dropped'])} drops)"
+    if "replayed" in app:
+        return f"reconnected from port {app['client_port']}; old segment replayed"
+    if "second_connect_ms" in app:
+        return f"aborted, reconnected from port {app['client_port']}"
+    if "shaper_dropped" in app:
+        return f"connected after {app['latency_ms']:.0f} ms"
     if app.get("version"):
         return f"{app['version']} ok"
     server = app.get("server") or {}

@@ -16,12 +16,16 @@ from tcpdiag.capture.records import (
 )
 from tcpdiag.capture.writer import PcapngWriter, PcapWriter
 
+# The name the engine uses for an open capture's type.
+CaptureReader = Capture
+
 __all__ = [
     "MAX_CAPLEN",
     "Capture",
     "CaptureDamage",
     "CaptureInfo",
     "CaptureNote",
+    "CaptureReader",
     "InputSpec",
     "PcapWriter",
     "PcapngWriter",

@@ -31,7 +31,9 @@ def _walk(top: str) -> list[InputSpec]:
         found.extend(os.path.join(root, name) for name in files)
     specs: list[InputSpec] = []
     for path in sorted(found):
-        specs.append(InputSpec(path, _why_not_a_capture(path)))
+        # A FIFO or device found by a walk would block or never end: only regular files.
+        reason = _why_not_a_capture(path) if os.path.isfile(path) else "not a regular file"
+        specs.append(InputSpec(path, reason))
     return specs
 
 
@@ -40,4 +42,4 @@ def _why_not_a_capture(path: str) -> str | None:
         with open_capture(path):
             return None
     except CaptureError as exc:
-        return f"skipped {exc}"
+        return str(exc).removeprefix(f"{path}: ")

@@ -275,10 +275,10 @@ class LiveSource:
         self._ancsize = socket.CMSG_SPACE(_TIMESPEC.size) + socket.CMSG_SPACE(_AUXDATA.size)
         self._drop_outgoing = False  # loopback: drop PACKET_OUTGOING copies
         self._stopped = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._wake_r = self._wake_w = -1
         self._poller = select.poll()
+        # Why the capture ended early (the interface went away...), or None.
+        self.error: str | None = None
 
     # -- opening -----------------------------------------------------------------------------
 
@@ -326,6 +326,9 @@ class LiveSource:
             raise LiveCaptureError(f"cannot capture on {iface}: {exc.strerror or exc}") from None
         sock.setblocking(False)
         self._sock = sock
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
         self._poller.register(sock.fileno(), select.POLLIN)
         self._poller.register(self._wake_r, select.POLLIN)
         self.ready.set()
@@ -380,8 +383,9 @@ class LiveSource:
     def stop(self) -> None:
         """Make poll() return [] and iteration end, now (any thread, signal handlers too)."""
         self._stopped = True
-        with contextlib.suppress(OSError):
-            os.write(self._wake_w, b"x")
+        if self._wake_w >= 0:
+            with contextlib.suppress(OSError):
+                os.write(self._wake_w, b"x")
 
     @property
     def stopped(self) -> bool:
@@ -407,6 +411,21 @@ class LiveSource:
         while not self._stopped:
             yield from self.poll(0.5)
 
+    def drain(self, max_packets: int = 1 << 20, max_seconds: float = 2.0) -> list[RawPacket]:
+        """What the kernel had already queued, read without waiting, even after stop(): a
+        Ctrl-C right after the traffic must not lose its last packets (tcpdump does)."""
+        out: list[RawPacket] = []
+        sock = self._sock
+        if sock is None or self.error is not None:
+            return out
+        deadline = time.monotonic() + max_seconds
+        while len(out) < max_packets and time.monotonic() < deadline:
+            batch = self._read_batch(min(MAX_BATCH, max_packets - len(out)))
+            if not batch:
+                break
+            out.extend(batch)
+        return out
+
     def _read_batch(self, limit: int) -> list[RawPacket]:
         out: list[RawPacket] = []
         sock = self._sock
@@ -426,6 +445,11 @@ class LiveSource:
                 [self._view], self._ancsize, socket.MSG_TRUNC
             )
         except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            # The interface went down or away: end the capture, keep what was captured.
+            self.error = f"capture on {self.interface} stopped: {exc.strerror or exc}"
+            self._stopped = True
             return None
         # addr: (ifname, protocol, pkttype, hatype, hwaddr)
         if self._drop_outgoing and addr[2] == PACKET_OUTGOING and addr[3] == ARPHRD_LOOPBACK:
@@ -680,6 +704,20 @@ class TsharkSource:
     def __iter__(self) -> Iterator[RawPacket]:
         while not self._stopped:
             yield from self.poll(0.5)
+
+    def drain(self, max_packets: int = 1 << 20, max_seconds: float = 2.0) -> list[RawPacket]:
+        """Packets tshark has already handed over (it has its own latency: not waited for)."""
+        import queue
+
+        out: list[RawPacket] = []
+        while len(out) < max_packets:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, RawPacket):
+                out.append(item)
+        return out
 
     def update_stats(self) -> LiveStats:
         return self.stats

@@ -53,6 +53,7 @@ class PcapReader:
         self._feed = feed
         self._notes = notes
         self._damage = damage
+        self.frames = 0  # records read so far (set when the iteration ends)
         if not feed.ensure(HEADER_LEN):
             raise CaptureError(f"truncated pcap header ({feed.available()} of 24 bytes)")
         magic = _U32_LE.unpack_from(feed.buf, feed.pos)[0]
@@ -134,37 +135,47 @@ class PcapReader:
             snaplen = -1
         hlen = 16 + self.extra
         frame = 0
-        while True:
-            buf = feed.buf
-            pos = feed.pos
-            if len(buf) - pos < hlen:
-                if not feed.ensure(hlen):
-                    if feed.available():
-                        self._stop(f"truncated record header ({feed.available()} of {hlen} bytes)")
-                    return
+        try:
+            while True:
                 buf = feed.buf
                 pos = feed.pos
-            sec, frac, caplen, orig_len = unpack(buf, pos)
-            if caplen > snaplen or orig_len < caplen or frac >= frac_limit:
-                fixed = self._odd_record(frame + 1, frac, caplen, orig_len)
-                if fixed is None:
-                    return
-                caplen, orig_len = fixed
-            end = pos + hlen + caplen
-            if end > len(buf):
-                if not feed.ensure(hlen + caplen):
-                    self._stop(
-                        f"truncated record: {feed.available() - hlen} of {caplen} captured bytes"
-                    )
-                    return
-                buf = feed.buf
-                pos = feed.pos
+                if len(buf) - pos < hlen:
+                    if not feed.ensure(hlen):
+                        if feed.available():
+                            self._stop(
+                                f"truncated record header ({feed.available()} of {hlen} bytes)"
+                            )
+                        return
+                    buf = feed.buf
+                    pos = feed.pos
+                sec, frac, caplen, orig_len = unpack(buf, pos)
+                if caplen > snaplen or orig_len < caplen or frac >= frac_limit:
+                    fixed = self._odd_record(frame + 1, frac, caplen, orig_len)
+                    if fixed is None:
+                        return
+                    caplen, orig_len = fixed
                 end = pos + hlen + caplen
-            feed.pos = end
-            frame += 1
-            yield RawPacket(
-                frame, sec * sec_ns + frac * frac_mult, linktype, buf[pos + hlen : end], orig_len, 0
-            )
+                if end > len(buf):
+                    if not feed.ensure(hlen + caplen):
+                        got = feed.available() - hlen
+                        self._stop(f"truncated record: {got} of {caplen} captured bytes")
+                        return
+                    buf = feed.buf
+                    pos = feed.pos
+                    end = pos + hlen + caplen
+                feed.pos = end
+                frame += 1
+                yield RawPacket(
+                    frame,
+                    sec * sec_ns + frac * frac_mult,
+                    linktype,
+                    buf[pos + hlen : end],
+                    orig_len,
+                    0,
+                )
+        finally:
+            # Records read, skipped ones included: the frame number reached.
+            self.frames = frame
 
     def _odd_record(
         self, frame: int, frac: int, caplen: int, orig_len: int

@@ -103,6 +103,7 @@ class PcapngReader:
         self._feed = feed
         self._notes = notes
         self._damage = damage
+        self.frames = 0  # packet records read so far, skipped ones included
         self.nanosecond = False
         self.linktypes: set[int] = set()
         self._interfaces: list[Interface] = []
@@ -146,63 +147,87 @@ class PcapngReader:
 
     def packets(self) -> Iterator[RawPacket]:
         feed = self._feed
-        frame = 0
-        # The first block was framed by the constructor.
-        framed = True
-        while True:
-            if not framed:
-                if not feed.ensure(12):
-                    if feed.available():
-                        self._stop(f"truncated block header ({feed.available()} of 12 bytes)")
-                    return
-                problem = self._frame_block()
-                if problem is not None:
-                    self._stop(problem)
-                    return
+        framed = True  # the constructor framed the first block
+        while framed or self._next_block():
             framed = False
             buf, pos = feed.buf, feed.pos
-            order = self._order
-            btype, length = order.pair.unpack_from(buf, pos)
+            btype, length = self._order.pair.unpack_from(buf, pos)
             end = pos + length - 4  # end of the body
-            if btype == EPB and not self._skipping:
-                iface_id, ts_hi, ts_lo, caplen, orig_len = order.epb.unpack_from(buf, pos + 8)
-                frame += 1
-                if pos + 28 + caplen > end:
-                    self._bad_packet(frame, f"captured length {caplen} exceeds its block")
-                elif iface_id >= len(self._interfaces):
-                    self._unknown_interface(frame, iface_id)
-                else:
-                    iface = self._interfaces[iface_id]
-                    if orig_len < caplen:
-                        orig_len = self._caplen_exceeds(frame, caplen, orig_len)
-                    ts = ((ts_hi << 32) | ts_lo) * iface.mult // iface.div + iface.offset_ns
-                    data = buf[pos + 28 : pos + 28 + caplen]
-                    feed.pos = pos + length
-                    yield RawPacket(frame, ts, iface.linktype, data, orig_len, iface.number)
-                    continue
-            elif btype == SHB:
+            feed.pos = pos + length  # the block is consumed whatever it holds
+            if btype == SHB:
                 self._section(buf, pos)
-            elif self._skipping:
-                pass
-            elif btype == IDB:
-                self._interface(buf, pos, end)
+                continue
+            if self._skipping:
+                continue
+            if btype == EPB:
+                packet = self._enhanced(buf, pos, end)
             elif btype == SPB:
-                frame += 1
-                packet = self._simple(frame, buf, pos, end)
-                if packet is not None:
-                    feed.pos = pos + length
-                    yield packet
-                    continue
+                packet = self._simple(buf, pos, end)
             elif btype == OPB:
-                frame += 1
-                packet = self._obsolete(frame, buf, pos, end)
-                if packet is not None:
-                    feed.pos = pos + length
-                    yield packet
-                    continue
-            # Name resolution, statistics, decryption secrets, custom and unknown blocks carry
-            # nothing we analyse: skipped by their length.
-            feed.pos = pos + length
+                packet = self._obsolete(buf, pos, end)
+            else:
+                if btype == IDB:
+                    self._interface(buf, pos, end)
+                # Name resolution, statistics, decryption secrets, custom and unknown blocks
+                # carry nothing we analyse: skipped by their length.
+                continue
+            if packet is not None:
+                yield packet
+
+    def _next_block(self) -> bool:
+        """Frame the next block; False at the end of the input or after recording damage."""
+        feed = self._feed
+        if not feed.ensure(12):
+            if feed.available():
+                self._stop(f"truncated block header ({feed.available()} of 12 bytes)")
+            return False
+        problem = self._frame_block()
+        if problem is not None:
+            self._stop(problem)
+            return False
+        return True
+
+    def _enhanced(self, buf: bytes, pos: int, end: int) -> RawPacket | None:
+        iface_id, ts_hi, ts_lo, caplen, orig_len = self._order.epb.unpack_from(buf, pos + 8)
+        return self._timed(iface_id, ts_hi, ts_lo, caplen, orig_len, buf, pos, end)
+
+    def _obsolete(self, buf: bytes, pos: int, end: int) -> RawPacket | None:
+        # Same layout as the EPB but for a 16-bit interface id followed by a drops count.
+        iface_id, _drops, ts_hi, ts_lo, caplen, orig_len = self._order.opb.unpack_from(buf, pos + 8)
+        return self._timed(iface_id, ts_hi, ts_lo, caplen, orig_len, buf, pos, end)
+
+    def _timed(
+        self,
+        iface_id: int,
+        ts_hi: int,
+        ts_lo: int,
+        caplen: int,
+        orig_len: int,
+        buf: bytes,
+        pos: int,
+        end: int,
+    ) -> RawPacket | None:
+        self.frames += 1
+        if pos + 28 + caplen > end:
+            self._notes.add(
+                "pcapng-corrupt-block",
+                f"frame {self.frames}: captured length {caplen} exceeds its block; packet skipped",
+            )
+            return None
+        if iface_id >= len(self._interfaces):
+            self._unknown_interface(iface_id)
+            return None
+        iface = self._interfaces[iface_id]
+        if orig_len < caplen:
+            self._notes.add(
+                "caplen-exceeds-length",
+                f"frame {self.frames}: captured length {caplen} exceeds the original length"
+                f" {orig_len}; original length set to the captured length",
+            )
+            orig_len = caplen
+        ts = ((ts_hi << 32) | ts_lo) * iface.mult // iface.div + iface.offset_ns
+        data = buf[pos + 28 : pos + 28 + caplen]
+        return RawPacket(self.frames, ts, iface.linktype, data, orig_len, iface.number)
 
     def _section(self, buf: bytes, pos: int) -> None:
         major, minor = self._order.shb.unpack_from(buf, pos)[3:5]
@@ -269,9 +294,10 @@ class PcapngReader:
             start += 4 + ((size + 3) & ~3)
         self._notes.add("pcapng-bad-option", f"more than {MAX_OPTIONS} options in one block")
 
-    def _simple(self, frame: int, buf: bytes, pos: int, end: int) -> RawPacket | None:
+    def _simple(self, buf: bytes, pos: int, end: int) -> RawPacket | None:
+        self.frames += 1
         if not self._interfaces:
-            self._unknown_interface(frame, 0)
+            self._unknown_interface(0)
             return None
         iface = self._interfaces[0]
         orig_len = self._order.u32.unpack_from(buf, pos + 8)[0]
@@ -281,7 +307,7 @@ class PcapngReader:
         caplen = min(caplen, end - (pos + 12))
         # An SPB has no timestamp: Wireshark shows 0.
         return RawPacket(
-            frame,
+            self.frames,
             iface.offset_ns,
             iface.linktype,
             buf[pos + 12 : pos + 12 + caplen],
@@ -289,41 +315,14 @@ class PcapngReader:
             iface.number,
         )
 
-    def _obsolete(self, frame: int, buf: bytes, pos: int, end: int) -> RawPacket | None:
-        iface_id, _drops, ts_hi, ts_lo, caplen, orig_len = self._order.opb.unpack_from(buf, pos + 8)
-        if pos + 28 + caplen > end:
-            self._bad_packet(frame, f"captured length {caplen} exceeds its block")
-            return None
-        if iface_id >= len(self._interfaces):
-            self._unknown_interface(frame, iface_id)
-            return None
-        iface = self._interfaces[iface_id]
-        if orig_len < caplen:
-            orig_len = self._caplen_exceeds(frame, caplen, orig_len)
-        ts = ((ts_hi << 32) | ts_lo) * iface.mult // iface.div + iface.offset_ns
-        return RawPacket(
-            frame, ts, iface.linktype, buf[pos + 28 : pos + 28 + caplen], orig_len, iface.number
-        )
-
-    def _caplen_exceeds(self, frame: int, caplen: int, orig_len: int) -> int:
-        self._notes.add(
-            "caplen-exceeds-length",
-            f"frame {frame}: captured length {caplen} exceeds the original length {orig_len};"
-            " original length set to the captured length",
-        )
-        return caplen
-
-    def _unknown_interface(self, frame: int, iface_id: int) -> None:
+    def _unknown_interface(self, iface_id: int) -> None:
         # tshark refuses the whole file here; we skip the one packet (its frame number stays
         # taken, so later frame numbers still match the file's record positions).
         self._notes.add(
             "pcapng-unknown-interface",
-            f"frame {frame}: packet for interface {iface_id}, which the section does not"
+            f"frame {self.frames}: packet for interface {iface_id}, which the section does not"
             " describe; packet skipped",
         )
-
-    def _bad_packet(self, frame: int, why: str) -> None:
-        self._notes.add("pcapng-corrupt-block", f"frame {frame}: {why}; packet skipped")
 
     def _stop(self, reason: str) -> None:
         self._damage.append(CaptureDamage(self._feed.offset, reason))

@@ -38,6 +38,7 @@ class Capture:
         self._reader = reader
         self._notes = notes
         self.damage = damage
+        self._started = False
         self.info = CaptureInfo(stream.path, reader.format, stream.compression, reader.nanosecond)
 
     @property
@@ -45,10 +46,18 @@ class Capture:
         return self._notes.notes()
 
     @property
+    def frames_read(self) -> int:
+        """Records read (the last frame number), once the iteration has ended."""
+        return self._reader.frames
+
+    @property
     def linktypes(self) -> set[int]:
         return set(self._reader.linktypes)
 
     def __iter__(self) -> Iterator[RawPacket]:
+        if self._started:  # a stream is read once; a second loop gets nothing
+            return
+        self._started = True
         yield from self._reader.packets()
         self._finish()
 

@@ -40,11 +40,15 @@ class CaptureNote:
 
 
 class InputSpec(NamedTuple):
-    """One input to analyse, from `expand_inputs`. `skipped` is set (with the reason, one line for
-    stderr) for a file found in a directory whose content is not a capture."""
+    """One input to analyse, from `expand_inputs`. `skipped` is set (the reason, one line) for a
+    file found in a directory whose content is not a capture; `note` is then the line for stderr."""
 
     path: str
     skipped: str | None = None
+
+    @property
+    def note(self) -> str | None:
+        return None if self.skipped is None else f"skipped {self.path}: {self.skipped}"
 
 
 class NoteBook:

@@ -14,6 +14,8 @@ decompression bomb costs time up to the limit, never memory.
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 import zlib
 from collections.abc import Iterator
@@ -28,9 +30,11 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 _READ_SIZE = 1 << 18
 # Largest decompressed piece produced in one step (gzip) and the zstd input piece size: a zstd
-# block of 128 KiB can be encoded in 4 bytes, so 1 KiB of input yields at most ~32 MiB.
+# block of 128 KiB can be encoded in 4 bytes, so 256 bytes of input yield at most ~8 MiB. Small
+# zstd pieces also bound what a damaged frame loses: the output of the piece that failed.
 _OUT_STEP = 1 << 20
-_ZSTD_IN_STEP = 1 << 10
+_ZSTD_IN_STEP = 1 << 8
+_SALVAGE_STEP = 64
 _COALESCE = 1 << 16
 
 
@@ -46,7 +50,6 @@ class InputStream:
         self.max_input_bytes = max_input_bytes
         self.problem: str | None = None  # why the stream ended early (damage), if it did
         self.limit_hit = False
-        self.compressed_offset = 0  # raw bytes consumed from the file
         self._owned: BinaryIO | None = None
         if path == "-":
             self._raw: BinaryIO = stdin if stdin is not None else sys.stdin.buffer
@@ -55,7 +58,14 @@ class InputStream:
                 self._raw = self._owned = open(path, "rb")  # noqa: SIM115 - closed by close()
             except OSError as exc:
                 raise CaptureError(f"{path}: {exc.strerror or exc}") from None
-        head = self._read_head(4)
+        # A pipe or FIFO is read with read1 (what is there now, so a live writer's packets flow
+        # through); a regular file with full reads.
+        self._pipe = self._owned is None or not stat.S_ISREG(os.fstat(self._raw.fileno()).st_mode)
+        try:
+            head = self._read_head(4)
+        except CaptureError:
+            self.close()
+            raise
         self.compression: str | None = None
         if head.startswith(GZIP_MAGIC):
             self.compression = "gzip"
@@ -70,10 +80,10 @@ class InputStream:
 
     def _read_raw(self) -> bytes:
         try:
-            return self._raw.read(_READ_SIZE) if self._owned else _read1(self._raw)
-        except OSError as exc:
+            return _read1(self._raw) if self._pipe else self._raw.read(_READ_SIZE)
+        except (OSError, ValueError) as exc:  # ValueError: read after close()
             if self.problem is None:
-                self.problem = f"read error: {exc.strerror or exc}"
+                self.problem = f"read error: {getattr(exc, 'strerror', None) or exc}"
             return b""
 
     def _read_head(self, n: int) -> bytes:
@@ -81,7 +91,7 @@ class InputStream:
         head = b""
         while len(head) < n:
             try:
-                more = self._raw.read(n - len(head)) if self._owned else _read1(self._raw)
+                more = _read1(self._raw) if self._pipe else self._raw.read(n - len(head))
             except OSError as exc:
                 raise CaptureError(f"{display_name(self.path)}: {exc.strerror or exc}") from None
             if not more:
@@ -91,13 +101,11 @@ class InputStream:
 
     def _raw_chunks(self) -> Iterator[bytes]:
         if self._head:
-            self.compressed_offset += len(self._head)
             yield self._head
         while self.problem is None:
             chunk = self._read_raw()
             if not chunk:
                 return
-            self.compressed_offset += len(chunk)
             yield chunk
 
     def chunks(self) -> Iterator[bytes]:
@@ -140,8 +148,11 @@ class InputStream:
                             self.problem = "gzip: trailing garbage after the last member"
                         return
                 try:
+                    saved = dec.copy()
                     out = dec.decompress(data, _OUT_STEP)
                 except zlib.error as exc:
+                    # Salvage what decompresses before the bad spot, a small step at a time.
+                    yield from _salvage(saved, data)
                     self.problem = f"gzip data damaged ({exc})"
                     return
                 member_bytes += len(data) - len(dec.unconsumed_tail)
@@ -193,6 +204,16 @@ class InputStream:
             yield b"".join(out_parts)
         if in_frame and self.problem is None:
             self.problem = "zstd stream truncated (frame not finished)"
+
+
+def _salvage(dec: zlib._Decompress, data: bytes) -> Iterator[bytes]:
+    for i in range(0, len(data), _SALVAGE_STEP):
+        try:
+            out = dec.decompress(data[i : i + _SALVAGE_STEP], _OUT_STEP)
+        except zlib.error:
+            return
+        if out:
+            yield out
 
 
 def _read1(stream: BinaryIO) -> bytes:

@@ -8,7 +8,7 @@ input or a bad config (one line on stderr).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import click
 
@@ -18,7 +18,7 @@ from tcpdiag.cli.output import emit
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.errors import CaptureError
 from tcpdiag.findings.policy import apply_policy, failing_findings
-from tcpdiag.report.options import ReportOptions
+from tcpdiag.report import ReportOptions, renderer
 from tcpdiag.result import AnalysisResult, CaptureResult, Severity
 
 FORMATS = ("text", "json", "jsonl", "junit", "sarif", "github")
@@ -44,32 +44,6 @@ def _expand(captures: Sequence[str]) -> list[str]:
     if not paths:
         raise CaptureError("no capture files found in " + ", ".join(captures))
     return paths
-
-
-def _render(fmt: str) -> Callable[[AnalysisResult, ReportOptions], str]:
-    if fmt == "text":
-        from tcpdiag.report.text import render_check
-
-        return render_check
-    if fmt == "json":
-        from tcpdiag.report.json import render_json
-
-        return render_json
-    if fmt == "jsonl":
-        from tcpdiag.report.json import render_jsonl
-
-        return render_jsonl
-    if fmt == "junit":
-        from tcpdiag.report.junit import render_junit
-
-        return render_junit
-    if fmt == "sarif":
-        from tcpdiag.report.sarif import render_sarif
-
-        return render_sarif
-    from tcpdiag.report.github import render_github
-
-    return render_github
 
 
 def run_check(
@@ -104,7 +78,7 @@ def run_check(
         fail_on=level or cfg.policy.base.fail_on or Severity.ERROR,
         fail_on_by_path=thresholds,
     )
-    emit(_render(fmt)(result, options), output, paths)
+    emit(renderer("check" if fmt == "text" else fmt)(result, options), output, paths)
     return EXIT_FINDINGS if failed else EXIT_OK
 
 

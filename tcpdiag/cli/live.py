@@ -60,6 +60,7 @@ class PacketSource(Protocol):
 
     def poll(self, timeout: float | None = None, max_packets: int = ...) -> list[RawPacket]: ...
     def stop(self) -> None: ...
+    def drain(self, max_packets: int = ..., max_seconds: float = ...) -> list[RawPacket]: ...
     @property
     def stopped(self) -> bool: ...
     def update_stats(self) -> LiveStats: ...
@@ -261,6 +262,12 @@ class LiveSession:
                 if self.status_enabled and now >= next_status:
                     self._show_status()
                     next_status = now + STATUS_EVERY
+            if count is None or delivered < count:
+                # Stopped by a signal or the clock: take what the kernel had already queued.
+                limit = (1 << 20) if count is None else count - delivered
+                for raw in source.drain(limit):
+                    self._write(raw)
+                    engine.feed(raw)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -268,6 +275,9 @@ class LiveSession:
             self._clear_status()
             self._close_writer()
         stats = source.update_stats()
+        error = getattr(source, "error", None)
+        if error:
+            click.echo(f"tcpdiag: warning: {error}", err=True)
         self._finishing = True
         result = engine.finish()
         self._add_capture_findings(result, stats)

@@ -15,6 +15,9 @@ ETH_IPV6 = 0x86DD
 # 802.1Q, 802.1ad, and the pre-standard QinQ TPIDs some switches still emit.
 VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
 MPLS_TYPES = frozenset({0x8847, 0x8848})
+PPPOE_SESSION = 0x8864
+# PPP protocol numbers of the network layers we decode (RFC 1332, RFC 5072).
+_PPP_TO_ETHERTYPE = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}
 
 # BSD loopback address families meaning IPv6: OpenBSD/NetBSD 24, FreeBSD 28, Darwin 30, Linux 10.
 _NULL_IPV6 = frozenset({24, 28, 30, 10})
@@ -55,6 +58,13 @@ def ethernet_inner(data: bytes, ethertype: int, off: int, stats: DecodeStats) ->
                 return FAIL
             version = data[off] >> 4
             ethertype = ETH_IPV4 if version == 4 else ETH_IPV6 if version == 6 else 0
+        elif ethertype == PPPOE_SESSION:
+            # 6-byte PPPoE header, then the 2-byte PPP protocol.
+            if off + 8 > n:
+                stats.truncated += 1
+                return FAIL
+            ethertype = _PPP_TO_ETHERTYPE.get((data[off + 6] << 8) | data[off + 7], 0)
+            off += 8
         else:
             if tagged:
                 stats.vlan_tagged += 1

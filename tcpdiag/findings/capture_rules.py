@@ -182,7 +182,7 @@ def _icmp_finding(flow: FlowResult, errs: list[IcmpError]) -> Finding:
 #    same server:port completed around the same time") -------------------------------------------
 
 
-def _syn_drop_context(flows: list[FlowResult]) -> list[Finding]:
+def _syn_drop_context(flows: list[FlowResult], ctx: CaptureContext) -> list[Finding]:
     out: list[Finding] = []
     completed = [f for f in flows if f.handshake.syn_ack]
     for flow in flows:
@@ -194,7 +194,9 @@ def _syn_drop_context(flows: list[FlowResult]) -> list[Finding]:
             for f in completed
             if f.id != flow.id
             and f.server == flow.server
-            and flow.start - _MEANWHILE_SLACK <= f.start <= flow.end + _MEANWHILE_SLACK
+            and flow.start - _MEANWHILE_SLACK
+            <= ctx.synack_time.get(f.id, f.start)
+            <= flow.end + _MEANWHILE_SLACK
         ]
         if not others:
             continue
@@ -288,34 +290,52 @@ def _capture_notes(ctx: CaptureContext) -> list[Finding]:
 
 
 def diagnose_capture(
-    flows: list[FlowResult], ctx: CaptureContext, thresholds: Thresholds
-) -> list[Finding]:
-    """Cross-flow and capture-level findings. Run after every flow has its own findings."""
+    flows: list[FlowResult],
+    ctx: CaptureContext,
+    thresholds: Thresholds,
+    stats: object | None = None,
+) -> list[tuple[int | None, Finding]]:
+    """Cross-flow and capture-level findings, as (flow id or None, finding) pairs.
+
+    Run after every flow has its own findings. `stats` is the decoder's `DecodeStats` (its
+    capture-quality counters become findings). A flow finding returned here supersedes one
+    already on that flow (the same name, e.g. syn-unanswered with the "server up" context, or
+    syn-unanswered replaced by icmp-unreachable): the superseded ones are removed from the
+    flow's list here, so the caller only appends what is returned.
+    """
+    if stats is not None:
+        ctx.add_decode_stats(stats)
     out: list[Finding] = []
     out += _icmp_unreachable(flows, ctx)
-    out += _syn_drop_context(flows)
+    out += _syn_drop_context(flows, ctx)
     out += _arp_unanswered(flows, ctx, thresholds)
     out += _capture_notes(ctx)
-    return sorted(out, key=lambda f: (f.flow or 0, *f.sort_key()))
+    by_id = {f.id: f for f in flows}
+    for finding in out:
+        flow = by_id.get(finding.flow) if finding.flow is not None else None
+        if flow is not None:
+            drop = {finding.name, *_SUPERSEDES.get(finding.name, ())}
+            flow.findings = [x for x in flow.findings if x.name not in drop]
+    out.sort(key=lambda f: (f.flow or 0, *f.sort_key()))
+    return [(f.flow if f.flow in by_id else None, f) for f in out]
 
 
 # A flow finding that makes another one on the same flow redundant.
 _SUPERSEDES = {"icmp-unreachable": ("syn-unanswered",)}
 
 
-def attach(flows: Iterable[FlowResult], findings: list[Finding]) -> list[Finding]:
-    """Put flow findings on their flows (replacing same-name and superseded ones), refresh the
-    verdicts of the flows that changed, and return the capture-level findings."""
+def attach(flows: Iterable[FlowResult], pairs: list[tuple[int | None, Finding]]) -> list[Finding]:
+    """Convenience for callers without their own plumbing: append the flow findings of
+    `diagnose_capture` to their flows, refresh those flows' verdicts, and return the
+    capture-level findings."""
     by_id = {f.id: f for f in flows}
     capture_level: list[Finding] = []
     changed: set[int] = set()
-    for finding in findings:
-        flow = by_id.get(finding.flow) if finding.flow is not None else None
+    for flow_id, finding in pairs:
+        flow = by_id.get(flow_id) if flow_id is not None else None
         if flow is None:
             capture_level.append(finding)
             continue
-        drop = {finding.name, *_SUPERSEDES.get(finding.name, ())}
-        flow.findings = [x for x in flow.findings if x.name not in drop]
         flow.findings.append(finding)
         flow.findings.sort(key=Finding.sort_key)
         changed.add(flow.id)

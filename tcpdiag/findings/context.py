@@ -17,7 +17,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from tcpdiag.findings.registry import REGISTRY
-from tcpdiag.model import ArpPacket, IcmpError
+from tcpdiag.flow.flow import Flow
+from tcpdiag.model import ArpPacket, IcmpError, linktype_name
+from tcpdiag.result import FlowResult
 
 MAX_ICMP_TUPLES = 4096
 MAX_ARP_TARGETS = 4096
@@ -61,6 +63,8 @@ class CaptureContext:
         self.notes: list[Note] = []
         self.evicted_flows = 0
         self.max_flows: int | None = None
+        # flow id -> time the server's SYN/ACK was first seen (for "completed meanwhile").
+        self.synack_time: dict[int, float] = {}
 
     # -- feeding ------------------------------------------------------------------------------
 
@@ -107,6 +111,13 @@ class CaptureContext:
             t = self.arp[ip] = ArpTarget()
         return t
 
+    def add_flow(self, flow: Flow, result: FlowResult) -> None:
+        """A finalised flow and its result: keep the few facts the capture-level rules need
+        beyond the `FlowResult` (one float per flow that completed a handshake)."""
+        hs = flow.handshake
+        if hs.syn_ack and hs.syn_ack_times:
+            self.synack_time[result.id] = hs.syn_ack_times[0]
+
     def add_note(self, name: str, message: str, count: int = 1, frames: Iterable[int] = ()) -> None:
         """A capture-quality remark. `name` may be a registered `capture-*` finding name or one
         of the capture reader's note names (mapped by `note_finding_name`). Notes of the same
@@ -136,16 +147,63 @@ class CaptureContext:
         )
 
     def add_decode_stats(self, stats: object) -> None:
-        """Counters from the decoder's `DecodeStats` (any object with int attributes, or a
-        mapping): each non-zero counter becomes a capture note named by `note_finding_name`."""
-        for key, value in _counters(stats).items():
+        """Counters from the decoder's `DecodeStats` (an object with int attributes, or a
+        mapping). Only the counters that say something about the capture's quality become
+        notes; ordinary ones (packets, non-IP frames, VLAN tags) do not."""
+        counters = _counters(stats)
+        for key, (finding, words) in DECODE_COUNTERS.items():
+            value = counters.get(key, 0)
             if value > 0:
-                label = key.replace("_", " ")
-                self.add_note(key, f"{value:,} packets: {label}", count=value)
+                self.add_note(finding, f"{plural(value, 'packet')} {words}", count=value)
+        linktypes = getattr(stats, "unsupported_linktypes", None)
+        if isinstance(stats, Mapping):
+            linktypes = stats.get("unsupported_linktypes")
+        if isinstance(linktypes, Mapping):
+            for linktype, value in sorted(linktypes.items()):
+                if isinstance(value, int) and value > 0:
+                    self.add_note(
+                        "capture-link-unsupported",
+                        f"{plural(value, 'packet')} of link type {linktype} "
+                        f"({linktype_name(int(linktype))}, not decoded) were "
+                        "skipped",
+                        count=value,
+                    )
 
     def add_evictions(self, count: int, max_flows: int) -> None:
         self.evicted_flows += count
         self.max_flows = max_flows
+
+
+# Decoder counters worth a capture-quality note: counter -> (finding, what happened).
+DECODE_COUNTERS: dict[str, tuple[str, str]] = {
+    "truncated": ("capture-truncated-packets", "shorter than their own headers say: skipped"),
+    "too_many_layers": (
+        "capture-truncated-packets",
+        "with too many encapsulation layers (VLAN/MPLS/tunnels): not decoded",
+    ),
+    "bad_ip_header": ("capture-truncated-packets", "with an invalid IP header: skipped"),
+    "ip_length_exceeds_frame": (
+        "capture-truncated-packets",
+        "whose IP length exceeds the captured frame",
+    ),
+    "bad_tcp_header": ("capture-truncated-packets", "with an invalid TCP header: skipped"),
+    "bad_tcp_options": (
+        "capture-truncated-packets",
+        "with malformed TCP options (option walk stopped)",
+    ),
+    "wscale_clamped": (
+        "capture-truncated-packets",
+        "with a window scale above 14, clamped to 14 (RFC 7323 §2.3)",
+    ),
+    "fragments_skipped": (
+        "capture-truncated-packets",
+        "were IP fragments (not reassembled: the TCP inside was not analysed)",
+    ),
+    "snaplen_truncated": (
+        "capture-snaplen-truncated",
+        "had their TCP payload cut by the snap length: payload analysis (TLS) is limited",
+    ),
+}
 
 
 # -- mapping of other stages' note names to finding names ----------------------------------------
@@ -201,8 +259,10 @@ def _counters(stats: object) -> dict[str, int]:
 
 
 def fmt_duration(seconds: float) -> str:
-    """'0.3 ms', '41 ms', '2.0 s', '300 s (5.0 min)'. Never negative."""
+    """'17 µs', '1.3 ms', '41 ms', '2.0 s', '300 s (5.0 min)'. Never negative."""
     s = max(0.0, seconds)
+    if s < 0.0001:
+        return f"{s * 1e6:.0f} µs"
     if s < 0.010:
         return f"{s * 1000:.1f} ms"
     if s < 1.0:

@@ -187,7 +187,9 @@ def parse_expectation(text: str) -> Expectation:
             raise ValueError(f"{key} needs a number, not {arg!r}") from None
         if n < 0:
             raise ValueError(f"{key} needs a number >= 0, not {n}")
-        return Expectation(raw, min_flows=n) if key == "min-flows" else Expectation(raw, max_flows=n)
+        return (
+            Expectation(raw, min_flows=n) if key == "min-flows" else Expectation(raw, max_flows=n)
+        )
     raise ValueError(
         f"unknown expectation {raw!r} (known: tls-handshake-complete, tcp-handshake-complete, "
         "no-problem-flows, no-findings-above:LEVEL, no-finding:NAME, finding:NAME, "
@@ -204,7 +206,9 @@ def _adjust(findings: Sequence[Finding], rules: Rules) -> list[Finding]:
         if rules.ignore and name_matches(f.name, rules.ignore):
             continue
         level = _severity_for(f.name, rules)
-        out.append(f if level is None or level == f.severity else dataclasses.replace(f, severity=level))
+        out.append(
+            f if level is None or level == f.severity else dataclasses.replace(f, severity=level)
+        )
     return out
 
 
@@ -225,15 +229,15 @@ def apply_policy(capture: CaptureResult, policy: Policy) -> CaptureResult:
     flows = [dataclasses.replace(f, findings=_adjust(f.findings, rules)) for f in capture.flows]
     cap_findings = _adjust(capture.findings, rules)
     out = dataclasses.replace(capture, flows=flows, findings=cap_findings)
-    failures = [
-        f for e in rules.expect if (f := evaluate(e, out)) is not None
-    ]  # fmt: skip
+    failures = [f for e in rules.expect if (f := evaluate(e, out)) is not None]
     if failures:
         out.findings = sorted(cap_findings + _adjust(failures, rules), key=Finding.sort_key)
     return out
 
 
-def failing_findings(capture: CaptureResult, policy: Policy, fail_on: Severity | None) -> list[Finding]:
+def failing_findings(
+    capture: CaptureResult, policy: Policy, fail_on: Severity | None
+) -> list[Finding]:
     """Findings of an already policy-applied capture at or above the threshold: `fail_on` when
     given (the command line wins), else the capture's configured `fail-on`, else error."""
     threshold = fail_on or policy.for_capture(capture.path).fail_on or Severity.ERROR
@@ -337,9 +341,11 @@ def evaluate(e: Expectation, capture: CaptureResult) -> Finding | None:
         for pattern in e.no_finding:
             if any(fnmatch.fnmatchcase(f.name, pattern) for f in capture_level):
                 reasons.append(f"capture finding {pattern} present")
-    scope = capture.findings + [x for f in flows for x in f.findings] if not e.has_selector else [
-        x for f in flows for x in f.findings
-    ]  # fmt: skip
+    scope = (
+        capture.findings + [x for f in flows for x in f.findings]
+        if not e.has_selector
+        else [x for f in flows for x in f.findings]
+    )
     for pattern in e.finding:
         if not any(fnmatch.fnmatchcase(f.name, pattern) for f in scope):
             reasons.append(f"no {pattern} finding")

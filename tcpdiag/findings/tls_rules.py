@@ -32,18 +32,19 @@ from tcpdiag.tls.constants import (
 )
 from tcpdiag.tls.flights import (
     CCS,
+    ENC_HANDSHAKE,
     FlightProblem,
     RecordNote,
     compare,
     finished_record_size,
     flight_of,
+    hello_retry_client_flight,
     resumed_client_flight,
     tls12_client_flight,
 )
 from tcpdiag.tls.records import Record
-from tcpdiag.tls.stream import TruncatedEvent
+from tcpdiag.tls.stream import TLS13_ALERT_RECORD, TruncatedEvent
 
-TLS13_ALERT_RECORD = 24  # 5 header + 2 alert + 1 inner content type + 16 AEAD tag
 MAX_PER_KIND = 5  # malformed/truncated findings per flow
 
 
@@ -85,7 +86,10 @@ class TcpContext:
     def how_ended(self) -> str:
         closes = self.closes()
         if not closes:
-            return "the TCP connection was neither closed nor reset before the capture ended"
+            return (
+                "the TCP connection was neither closed nor reset before the capture ended (the "
+                "capture may simply have stopped too early)"
+            )
         first = closes[0]
         kinds = {c[2] for c in closes}
         what = "reset" if first[2] == "RST" else "closed"
@@ -133,6 +137,8 @@ def context_from_flow(flow: Any) -> TcpContext:
 
 
 def _ms(seconds: float) -> str:
+    if seconds < 0.0001:
+        return f"{seconds * 1e6:.0f} µs"
     if seconds < 1.0:
         return f"{seconds * 1000:.1f} ms"
     return f"{seconds:.2f} s"
@@ -200,10 +206,16 @@ def diagnose(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
 
 
 def _flight(stream: TlsStream, ctx: TcpContext) -> Finding | None:
-    if stream.client_hello is None or stream.server_hello is None or stream.tls13:
+    if stream.client_hello is None:
         return None
     notes = stream.notes
-    if stream.server_hello_done_note is not None:
+    if stream.hello_retry_note is not None:
+        expected, optional = hello_retry_client_flight()
+        after = stream.hello_retry_note
+        kind = "answer to a HelloRetryRequest"
+    elif stream.server_hello is None or stream.tls13:
+        return None
+    elif stream.server_hello_done_note is not None:
         expected, optional = tls12_client_flight(stream.cert_requested)
         after = stream.server_hello_done_note
         kind = "second flight"
@@ -256,6 +268,15 @@ def _flight_finding(stream: TlsStream, ctx: TcpContext, p: FlightProblem, kind: 
         parts.append("; the records that did arrive are out of order")
     if any(x.got is not None for x in p.arrived):
         parts.append("; the last record was cut short")
+    bare = [x for x in p.arrived if ENC_HANDSHAKE in x.tokens]
+    fin_size = p.expected_sizes[-1] if p.expected and p.expected[-1] == "Finished" else None
+    if bare:
+        parts.append(
+            f"; the encrypted Handshake record ({bare[0].size} B) came with no "
+            "ChangeCipherSpec before it"
+        )
+        if fin_size is not None and bare[0].size == fin_size:
+            parts.append(", and it has exactly the size of the encrypted Finished")
     last = p.arrived[-1]
     reply = _peer_reply(stream, last, p.sender)
     if reply is not None:
@@ -273,6 +294,9 @@ def _flight_finding(stream: TlsStream, ctx: TcpContext, p: FlightProblem, kind: 
     frames = [x.frame for x in p.arrived]
     if reply is not None:
         frames.append(reply[1].frame)
+        close = ctx.after(reply[1].time)
+        if close is not None:
+            frames.append(close[3])
     return _finding("tls-flight-incomplete", "".join(parts), frames, last.time, ctx)
 
 
@@ -295,8 +319,10 @@ def _alerts(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
         if not alert.encrypted and alert.description == "close_notify":
             continue  # the normal end of a session
         post_handshake = complete is not None and rec.frame >= complete
-        if alert.encrypted and post_handshake:
-            continue  # close_notify (or a peer's reply to a bare FIN): a normal shutdown
+        if alert.encrypted and (post_handshake or stream.client_hello is None):
+            # close_notify, or a peer's reply to a bare FIN: a normal shutdown. With no
+            # ClientHello the capture started mid-session, where the same holds.
+            continue
         if alert.encrypted:
             message = (
                 f"{alert.sender} sent an encrypted alert ({rec.size} B record, frame "
@@ -311,7 +337,8 @@ def _alerts(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
                 f"({rec.size} B, frame {rec.frame}){stage}"
             )
             severity = Severity.ERROR if alert.level == "fatal" else Severity.WARNING
-        message += _then(ctx, rec.time, rec.frame)
+        if severity == Severity.ERROR or complete is None:
+            message += _then(ctx, rec.time, rec.frame)
         out.append(_finding("tls-alert", message, [rec.frame], rec.time, ctx, severity))
     out.extend(_tls13_inferred_alert(stream, ctx))
     return out
@@ -320,10 +347,13 @@ def _alerts(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
 def _stage(stream: TlsStream, rec: Record) -> str:
     if stream.complete_frame is not None and rec.frame >= stream.complete_frame:
         return " after the handshake completed"
-    before = [n for n in stream.notes if n.time <= rec.time and n.offset != rec.offset]
-    if not before:
+    notes = stream.notes
+    at = next(
+        (i for i, n in enumerate(notes) if n.offset == rec.offset and n.frame == rec.frame), 0
+    )
+    if at == 0:
         return ""
-    last = before[-1]
+    last = notes[at - 1]
     return f" after the {_name(last.sender)}'s {'+'.join(last.tokens) or 'record'}"
 
 
@@ -416,9 +446,14 @@ def _no_server_hello(stream: TlsStream, ctx: TcpContext) -> Finding | None:
         frames.append(bad.frame)
         message = (
             f"{head}the server answered with non-TLS bytes (frame {bad.frame}): {shown!r}. "
-            "The port is served by another protocol (e.g. plain HTTP), or a proxy answered"
+            f"{_plaintext_hint(text)}"
         )
-        return _finding("tls-no-server-hello", message + _then(ctx, ch_time), frames, ch_time, ctx)
+        close = ctx.after(ch_time)
+        if close is not None:
+            when, who, kind, frame = close
+            message += f"; {kind} from the {who} {_ms(when - ch_time)} after the ClientHello"
+            message += f" (frame {frame})"
+        return _finding("tls-no-server-hello", message, frames, ch_time, ctx)
     if stream.sides[1].records:
         return None  # the server sent TLS records, just no ServerHello: handshake-incomplete
     event = ctx.after(ch_time)
@@ -437,6 +472,23 @@ def _no_server_hello(stream: TlsStream, ctx: TcpContext) -> Finding | None:
         "dropping or resetting the connection based on the SNI"
     )
     return _finding("tls-no-server-hello", message, frames, ch_time, ctx)
+
+
+PLAINTEXT_HINTS = (
+    (b"220", "That is an SMTP or FTP greeting: this port speaks plaintext first and upgrades "
+     "with STARTTLS/AUTH TLS; use STARTTLS, or the implicit-TLS port (465 SMTP, 990 FTP)"),
+    (b"HTTP/", "That is plain HTTP: the port serves http://, not https://"),
+    (b"SSH-", "That is an SSH server banner"),
+    (b"+OK", "That is a POP3 greeting: use STLS, or port 995 for implicit TLS"),
+    (b"* OK", "That is an IMAP greeting: use STARTTLS, or port 993 for implicit TLS"),
+)  # fmt: skip
+
+
+def _plaintext_hint(data: bytes) -> str:
+    for prefix, hint in PLAINTEXT_HINTS:
+        if data.startswith(prefix):
+            return hint
+    return "The port is served by another protocol, or a proxy answered"
 
 
 def _printable(data: bytes) -> bool:
@@ -463,18 +515,32 @@ def _handshake_incomplete(stream: TlsStream, ctx: TcpContext) -> Finding | None:
     what = ", ".join(t for n in flight for t in n.tokens) or "records"
     n = len(flight)
     size = sum(x.size for x in flight)
-    message = (
+    head = (
         f"the handshake did not complete: it stopped after the {who}'s flight {what} "
-        f"({n} record{'s' if n != 1 else ''}, {size} B, last in frame {last.frame}); the "
-        f"{waiting} never sent its next flight, and {ctx.how_ended()}"
+        f"({n} record{'s' if n != 1 else ''}, {size} B, last in frame {last.frame}); "
     )
-    gap = next((g for g in stream.gaps), None)
+    gap = next((g for g in stream.gaps if _name(g.sender) == waiting), None)
     if gap is not None:
-        message += (
-            f". Note: {gap.length} bytes from the {_name(gap.sender)} were never captured "
-            f"(stream offset {gap.offset}), so part of the handshake may be missing from the "
-            "capture only"
+        # The waiting side did send something, the capture just missed it.
+        message = (
+            f"{head}the {waiting}'s next {gap.length} bytes were never captured (stream offset "
+            f"{gap.offset})"
         )
+        if gap.length == 7:
+            message += (
+                ": exactly the size of a plaintext alert record, most likely the "
+                f"{waiting} rejecting the {who}'s flight with an alert"
+            )
+        message += f"; {ctx.how_ended()}"
+    else:
+        message = f"{head}the {waiting} never sent its next flight, and {ctx.how_ended()}"
+        gap = next(iter(stream.gaps), None)
+        if gap is not None:
+            message += (
+                f". Note: {gap.length} bytes from the {_name(gap.sender)} were never captured "
+                f"(stream offset {gap.offset}), so part of the handshake may be missing from "
+                "the capture only"
+            )
     return _finding("tls-handshake-incomplete", message, [last.frame], last.time, ctx)
 
 
@@ -507,8 +573,11 @@ def _truncated(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
         who = _name(event.sender)
         kind = content_type_name(p.content_type) if p.content_type is not None else "record"
         size = f"{p.got} of {p.total} B" if p.total is not None else f"{p.got} B of its header"
+        severity = None
         if event.how == "eof":
-            end = "before the capture ended"
+            # The capture stopped, not the connection: most likely a capture artefact.
+            end = "before the capture ended (likely where the capture stopped, not the peer)"
+            severity = Severity.WARNING
         else:
             end = f"before {event.how.upper()}" + (
                 f" (frame {event.frame})" if event.frame is not None else ""
@@ -517,6 +586,6 @@ def _truncated(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
             f"the {who}'s {kind} record at stream offset {p.offset} (frame {p.frame}) is cut "
             f"short: {size} arrived {end}"
         )
-        frames = [p.frame] + ([event.frame] if event.frame is not None else [])
-        out.append(_finding("tls-record-truncated", message, frames, p.time, ctx))
+        frames = [p.frame] + ([event.frame] if event.frame and event.how != "eof" else [])
+        out.append(_finding("tls-record-truncated", message, frames, p.time, ctx, severity))
     return out

@@ -109,7 +109,8 @@ def _tls_verdict(flow: FlowResult, main: Finding) -> str:
 
 def _ok(flow: FlowResult) -> str:
     total = flow.bytes_client + flow.bytes_server
-    parts = [f"ok: {fmt_bytes(total)} in {fmt_duration(flow.duration)}"]
+    d = flow.duration
+    parts = [f"ok: {fmt_bytes(total)} in {f'{d:.1f} s' if d >= 0.1 else fmt_duration(d)}"]
     close = flow.close
     if close.kind == "fin":
         by = "both sides" if close.by == "both" else (close.by or "?")

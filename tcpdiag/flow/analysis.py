@@ -132,9 +132,7 @@ def analyze(
         if pure and window and window == fwd.ws_window and rev.ws_lastflags & A_KEEP_ALIVE:
             ta |= A_KEEP_ALIVE_ACK
             done = True
-        elif (
-            pure and window == 0 and fwd.ws_window == 0 and rev.ws_lastflags & A_ZERO_WINDOW_PROBE
-        ):
+        elif pure and window == 0 and fwd.ws_window == 0 and rev.ws_lastflags & A_ZERO_WINDOW_PROBE:
             ta |= A_ZERO_WINDOW_PROBE_ACK
             done = True
         if not done and pure and window and window == fwd.ws_window:
@@ -161,39 +159,38 @@ def analyze(
             rev.ws_dupacknum = -1
 
     # Retransmission family.
-    if seglen > 0 or flags & (SYN | FIN):
-        if not ta & A_KEEP_ALIVE:
-            not_advanced = nextseq_known and seq_lt(seq, fnext)
-            if seglen > 1 and ((fnext - 1) & MASK) == seq:
-                not_advanced = False  # data right after a dropped zero-window probe byte
-            if seglen > 0 and rev.ws_lastack and seq_le((seq + seglen) & MASK, rev.ws_lastack):
-                ta |= A_SPURIOUS_RETRANSMISSION
-            elif (
-                not_advanced
-                and rev.ws_dupacknum >= 2
-                and rev.ws_lastack == seq
-                and 0.0 <= time - rev.ws_lastacktime < FAST_RETRANSMIT_WINDOW
-            ):
-                ta |= A_FAST_RETRANSMISSION
-            elif (
-                not_advanced
-                and 0.0 <= time - fwd.ws_nextseqtime < (irtt or OOO_DEFAULT_THRESHOLD)
-                and fnext != ((seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK)
-            ):
-                ta |= A_OUT_OF_ORDER
-            elif not_advanced:
-                ta |= A_RETRANSMISSION
+    if (seglen > 0 or flags & (SYN | FIN)) and not ta & A_KEEP_ALIVE:
+        not_advanced = nextseq_known and seq_lt(seq, fnext)
+        if seglen > 1 and ((fnext - 1) & MASK) == seq:
+            not_advanced = False  # data right after a dropped zero-window probe byte
+        if seglen > 0 and rev.ws_lastack and seq_le((seq + seglen) & MASK, rev.ws_lastack):
+            ta |= A_SPURIOUS_RETRANSMISSION
+        elif (
+            not_advanced
+            and rev.ws_dupacknum >= 2
+            and rev.ws_lastack == seq
+            and 0.0 <= time - rev.ws_lastacktime < FAST_RETRANSMIT_WINDOW
+        ):
+            ta |= A_FAST_RETRANSMISSION
+        elif (
+            not_advanced
+            and 0.0 <= time - fwd.ws_nextseqtime < (irtt or OOO_DEFAULT_THRESHOLD)
+            and fnext != ((seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK)
+        ):
+            ta |= A_OUT_OF_ORDER
+        elif not_advanced:
+            ta |= A_RETRANSMISSION
 
     # finished_checking_retransmission_type: update the forward state.
     nextseq = (seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK
-    if not nextseq_known or seq_gt(nextseq, fnext):
-        if not ta & A_ZERO_WINDOW_PROBE:
-            fwd.ws_nextseq = nextseq
-            fwd.ws_nextseqframe = frame
-            fwd.ws_nextseqtime = time
-    if not fwd.ws_maxseqtobeacked or seq == fwd.ws_maxseqtobeacked:
-        if not ta & A_ZERO_WINDOW_PROBE:
-            fwd.ws_maxseqtobeacked = fwd.ws_nextseq
+    if (not nextseq_known or seq_gt(nextseq, fnext)) and not ta & A_ZERO_WINDOW_PROBE:
+        fwd.ws_nextseq = nextseq
+        fwd.ws_nextseqframe = frame
+        fwd.ws_nextseqtime = time
+    if (not fwd.ws_maxseqtobeacked or seq == fwd.ws_maxseqtobeacked) and not (
+        ta & A_ZERO_WINDOW_PROBE
+    ):
+        fwd.ws_maxseqtobeacked = fwd.ws_nextseq
     fwd.ws_window = window
     fwd.ws_lastack = ack
     if flags & ACK:

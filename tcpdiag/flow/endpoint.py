@@ -64,12 +64,12 @@ class Endpoint:
         "acked",
         "addr",
         "base",
-        "first_data_frame",
-        "first_data_time",
         "fin_count",
         "fin_frame",
         "fin_seq",
         "fin_time",
+        "first_data_frame",
+        "first_data_time",
         "high_abs",
         "highest_ack",
         "isn",
@@ -153,7 +153,8 @@ class Endpoint:
         self.acked = 0
         self.window: int | None = None
         self.zero_window_count = 0
-        self.zero_windows: list[list[float | int | None]] = []
+        # shared empty tuple until the first zero window (one list less per flow)
+        self.zero_windows: list[list[float | int | None]] | tuple[()] = ()
         self.last_sack: tuple[tuple[int, int], ...] = ()
         self.ts_val: int | None = None
         self.ts_ecr: int | None = None
@@ -174,8 +175,9 @@ class Endpoint:
         self.ws_lastnondupack = 0
         self.ws_lastflags = 0
         self.ws_first_ack = True  # no non-SYN ACK sent yet: windows not scaled (Wireshark)
-        # Unacked segments for RTT: [seq, nextseq, frame, time, ambiguous] in send order.
-        self.unacked: deque[list[int | float | bool]] = deque()
+        # Unacked segments for RTT: [seq, nextseq, frame, time, ambiguous] in send order;
+        # None until the first one (a deque is large).
+        self.unacked: deque[list[int | float | bool]] | None = None
 
     # -- sequence helpers -------------------------------------------------------------------
 
@@ -199,7 +201,8 @@ class Endpoint:
     @property
     def in_zero_window(self) -> bool:
         """True while the last window this side advertised was zero."""
-        return bool(self.zero_windows) and self.zero_windows[-1][1] is None
+        zw = self.zero_windows
+        return isinstance(zw, list) and bool(zw) and zw[-1][1] is None
 
     def bytes_unacked_by(self, peer: Endpoint) -> int:
         """Bytes this side sent that `peer` has not acknowledged (by sequence numbers)."""

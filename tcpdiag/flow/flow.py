@@ -21,9 +21,7 @@ from typing import NamedTuple
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow.analysis import (
     A_ANY_RETRANSMISSION,
-    A_FAST_RETRANSMISSION,
     A_REUSED_PORTS,
-    A_SPURIOUS_RETRANSMISSION,
     A_ZERO_WINDOW_PROBE,
     analyze,
     flag_names,
@@ -192,6 +190,62 @@ class Flow:
     timeline_total      packets seen (the timeline keeps head + tail of them)
     """
 
+    __slots__ = (
+        "_burst",
+        "_handshake_done",
+        "_head",
+        "_head_max",
+        "_mru_syn",
+        "_pending_reuse",
+        "_reasm",
+        "_rtt_max",
+        "_rtt_min",
+        "_rtt_seen",
+        "_rtt_stride",
+        "_saw_fin_ack",
+        "_saw_rst",
+        "_small",
+        "_tail",
+        "analysis",
+        "bursts",
+        "bursts_dropped",
+        "c",
+        "client",
+        "client_inferred",
+        "close",
+        "close_time",
+        "closed",
+        "consumer",
+        "delayed_ack_samples",
+        "dup_ack_numbers",
+        "end",
+        "endpoints",
+        "events",
+        "events_dropped",
+        "evicted",
+        "finished",
+        "first_frame",
+        "handshake",
+        "id",
+        "ip_version",
+        "irtt",
+        "key",
+        "last_frame",
+        "options",
+        "packets",
+        "port_reused",
+        "prev_close_time",
+        "prev_spaces",
+        "reuse_frame",
+        "rtt_samples",
+        "s",
+        "server",
+        "start",
+        "timed_out",
+        "timeline_total",
+        "zeek",
+    )
+
     def __init__(
         self,
         flow_id: int,
@@ -250,10 +304,10 @@ class Flow:
         self.consumer: StreamConsumer | None = None
         self._reasm: list[Reassembler | None] = [None, None]
         self._head: list[tuple[int, float, int, int, int, int, int, int]] = []
-        lim = self.options.limits
-        self._tail: deque[tuple[int, float, int, int, int, int, int, int]] = deque(
-            maxlen=max(0, lim.timeline_tail)
-        )
+        self._head_max = self.options.limits.timeline_head
+        # created when the head is full (a deque is large; most flows never need one)
+        self._tail: deque[tuple[int, float, int, int, int, int, int, int]] | None = None
+        self._pending_reuse: int | None = None
         self.timeline_total = 0
         self._saw_fin_ack = False
         self._saw_rst = False
@@ -320,8 +374,6 @@ class Flow:
         """A SYN-ACK with a new ISN inside this flow (Wireshark flags it port reuse)."""
         self._pending_reuse = frame
 
-    _pending_reuse: int | None = None
-
     def _event(self, kind: str, frame: int, time: float, d: Direction | None, **kw: object) -> None:
         if len(self.events) >= MAX_EVENTS:
             self.events_dropped += 1
@@ -365,6 +417,7 @@ class Flow:
             stale = self._is_stale(seg, fwd)
 
         # -- Wireshark analysis -------------------------------------------------------------
+        pre_ack = fwd.ws_lastack if fwd.ws_lastack_set else None
         ta, dupnum = analyze(fwd, rev, seq, ack, length, flags, window, time, frame, self.irtt)
         if self._pending_reuse == frame or (self.reuse_frame == frame and self.port_reused):
             ta |= A_REUSED_PORTS
@@ -387,11 +440,18 @@ class Flow:
         ):
             self.irtt = time - self._mru_syn
             self.handshake.rtt = self.irtt
-        if flags & ACK and not self.handshake.ack and not syn and d == Direction.CLIENT:
-            if self.handshake.syn_ack and self.s.isn is not None and ack == (self.s.isn + 1) & MASK:
-                self.handshake.ack = True
-                self._handshake_done = True
-                self._event("handshake-ack", frame, time, d)
+        if (
+            flags & ACK
+            and not self.handshake.ack
+            and not syn
+            and d == Direction.CLIENT
+            and self.handshake.syn_ack
+            and self.s.isn is not None
+            and ack == (self.s.isn + 1) & MASK
+        ):
+            self.handshake.ack = True
+            self._handshake_done = True
+            self._event("handshake-ack", frame, time, d)
 
         # -- endpoint facts ------------------------------------------------------------------
         opts = seg.options
@@ -405,6 +465,8 @@ class Flow:
             if window == 0:
                 fwd.zero_window_count += 1
                 if not zw or zw[-1][1] is not None:
+                    if not isinstance(zw, list):
+                        zw = fwd.zero_windows = []
                     zw.append([time, None, frame, None])
             elif zw and zw[-1][1] is None:
                 zw[-1][1] = time
@@ -413,16 +475,15 @@ class Flow:
             fwd.zero_windows[-1][1] = time
             fwd.zero_windows[-1][3] = frame
         fwd.window = window
-        if flags & ACK:
-            if fwd.highest_ack is None or seq_gt(ack, fwd.highest_ack):
-                fwd.highest_ack = ack
-                if rev.stream_base is not None:
-                    acked = rev.offset(ack)
-                    if rev.fin_seq is not None and seq_gt(ack, rev.fin_seq):
-                        acked -= 1
-                    if acked > fwd.acked:
-                        fwd.acked = acked
-                self._on_ack(fwd, rev, d, ack, frame, time, length, flags)
+        if flags & ACK and (fwd.highest_ack is None or seq_gt(ack, fwd.highest_ack)):
+            fwd.highest_ack = ack
+            if rev.stream_base is not None:
+                acked = rev.offset(ack)
+                if rev.fin_seq is not None and seq_gt(ack, rev.fin_seq):
+                    acked -= 1
+                if acked > fwd.acked:
+                    fwd.acked = acked
+            self._on_ack(fwd, rev, d, ack, frame, time, length, flags)
 
         data_start = (seq + 1) & MASK if syn else seq
         new_data = False
@@ -467,6 +528,8 @@ class Flow:
         # -- unacked list for RTT ------------------------------------------------------------
         if length or flags & (SYN | FIN):
             ua = fwd.unacked
+            if ua is None:
+                ua = fwd.unacked = deque()
             if len(ua) < MAX_UNACKED:
                 nxt = (seq + length + (1 if flags & (SYN | FIN) else 0)) & MASK
                 ua.append([seq, nxt, frame, time, bool(ta & A_ANY_RETRANSMISSION)])
@@ -494,7 +557,8 @@ class Flow:
                     frame,
                     time,
                     d,
-                    bytes_in_flight=fwd.bytes_unacked_by(rev),
+                    # not counting the FIN's own sequence number
+                    bytes_in_flight=max(0, fwd.bytes_unacked_by(rev) - 1),
                     after_peer_fin=rev.fin_frame is not None,
                 )
         if flags & RST:
@@ -503,11 +567,13 @@ class Flow:
             if fwd.rst_frame is None:
                 fwd.rst_frame = frame
                 fwd.rst_time = time
+            # peer bytes this side had not acknowledged before its RST (what it received but
+            # never ACKed, typically unread data; a RST/ACK's own ACK value does not count)
             unread = 0
-            if rev.ws_nextseq and fwd.ws_lastack_set:
-                unread = max(0, seq_diff(rev.ws_nextseq, fwd.ws_lastack))
-                if rev.fin_seq is not None and unread:
-                    unread -= 1 if seq_gt(rev.ws_nextseq, rev.fin_seq) else 0
+            if rev.ws_nextseq and pre_ack is not None:
+                unread = max(0, seq_diff(rev.ws_nextseq, pre_ack))
+                if rev.fin_seq is not None and unread and seq_gt(rev.ws_nextseq, rev.fin_seq):
+                    unread -= 1
             self._event(
                 "rst",
                 frame,
@@ -559,10 +625,13 @@ class Flow:
         # -- timeline ------------------------------------------------------------------------
         row = (frame, time, int(d), flags, seq, ack, length, window)
         self.timeline_total += 1
-        if len(self._head) < self.options.limits.timeline_head:
+        if len(self._head) < self._head_max:
             self._head.append(row)
         else:
-            self._tail.append(row)
+            tail = self._tail
+            if tail is None:
+                tail = self._tail = deque(maxlen=max(0, self.options.limits.timeline_tail))
+            tail.append(row)
         return ta
 
     # ------------------------------------------------------------------ helpers
@@ -637,7 +706,7 @@ class Flow:
     ) -> None:
         """`fwd` acknowledged `ack` (a new highest ACK): RTT samples, gaps, delayed ACKs."""
         ua = rev.unacked
-        while ua:
+        while ua:  # None or empty: nothing to do
             item = ua[0]
             s1 = item[1]
             assert isinstance(s1, int)
@@ -666,13 +735,17 @@ class Flow:
             if seq_ge(ack, s_end):
                 self._small[1 - d] = None
                 delay = time - s_time
-                if length == 0 and not flags & (SYN | FIN | RST) and delay >= DELAYED_ACK_MIN:
-                    if len(self.delayed_ack_samples) < MAX_DELAYED_ACK_SAMPLES:
-                        self.delayed_ack_samples.append(
-                            DelayedAckSample(
-                                Direction(1 - d), s_frame, s_time, s_len, frame, time, delay
-                            )
+                if (
+                    length == 0
+                    and not flags & (SYN | FIN | RST)
+                    and delay >= DELAYED_ACK_MIN
+                    and len(self.delayed_ack_samples) < MAX_DELAYED_ACK_SAMPLES
+                ):
+                    self.delayed_ack_samples.append(
+                        DelayedAckSample(
+                            Direction(1 - d), s_frame, s_time, s_len, frame, time, delay
                         )
+                    )
 
     def _rtt_sample(self, rtt: float) -> None:
         if rtt < 0:
@@ -690,7 +763,14 @@ class Flow:
                 self._rtt_stride *= 2
 
     def _small_data(
-        self, d: Direction, fwd: Endpoint, rev: Endpoint, seq: int, length: int, frame: int, t: float
+        self,
+        d: Direction,
+        fwd: Endpoint,
+        rev: Endpoint,
+        seq: int,
+        length: int,
+        frame: int,
+        t: float,
     ) -> None:
         mss = fwd.mss or DEFAULT_MSS
         outstanding = rev.highest_ack is None or rev.highest_ack != seq
@@ -782,8 +862,8 @@ class Flow:
             else:
                 close.by, close.frame = "server", s.fin_frame
         # release per-packet state that is no longer needed
-        c.unacked.clear()
-        s.unacked.clear()
+        c.unacked = None
+        s.unacked = None
 
     def counters(self) -> TcpCounters:
         a = self.analysis
@@ -809,14 +889,15 @@ class Flow:
     def timeline(self) -> tuple[list[TimelineRow], int]:
         """The capped timeline (head + tail rows) and the number of packets elided."""
         notes: dict[int, list[str]] = {}
-        frames_kept = {r[0] for r in self._head} | {r[0] for r in self._tail}
+        tail = self._tail or ()
+        frames_kept = {r[0] for r in self._head} | {r[0] for r in tail}
         for name, frames in self.analysis.items():
             for f in frames:
                 if f in frames_kept:
                     notes.setdefault(f, []).append(name)
         rows: list[TimelineRow] = []
         eps = self.endpoints
-        for frame, time, d, flags, seq, ack, length, window in (*self._head, *self._tail):
+        for frame, time, d, flags, seq, ack, length, window in (*self._head, *tail):
             ep = eps[d]
             peer = eps[1 - d]
             rel_ack = 0

@@ -9,7 +9,8 @@ caller through `seq.py`). It keeps:
 * `pending`: segments beyond `next`, sorted by start, non-overlapping (out-of-order data waiting
   for a hole to fill). Bytes are stored only while the consumer wants data; otherwise only the
   ranges are kept, so holes can still be reported;
-* `recent`: the last `RECENT_KEEP` delivered bytes, to notice retransmissions whose bytes differ.
+* `recent`: about the last `RECENT_KEEP` delivered bytes (contiguous chunks, split by gaps), to
+  notice retransmissions whose bytes differ.
 
 Rules: duplicates are dropped; where a new segment overlaps bytes already seen, the first-seen
 bytes win and a difference is reported once per segment as an `overlap-mismatch` event (the
@@ -47,6 +48,26 @@ class StreamConsumer(Protocol):
         """The direction ended: how is "fin", "rst" or "eof"."""
 
 
+class _Piece:
+    """A pending range of one direction's stream: bytes (or None when not stored, or when
+    `missing`: on the wire but not captured)."""
+
+    __slots__ = ("data", "end", "frame", "missing", "start", "time")
+
+    def __init__(
+        self, start: int, end: int, data: bytes | None, frame: int, time: float, missing: bool
+    ) -> None:
+        self.start = start
+        self.end = end
+        self.data = data
+        self.frame = frame
+        self.time = time
+        self.missing = missing
+
+    def __lt__(self, other: _Piece) -> bool:
+        return self.start < other.start
+
+
 class Reassembler:
     """One direction's reassembly state. See the module docstring."""
 
@@ -64,7 +85,7 @@ class Reassembler:
         "overlaps",
         "pending",
         "recent",
-        "recent_start",
+        "recent_size",
         "storing",
     )
 
@@ -77,15 +98,14 @@ class Reassembler:
     ) -> None:
         self.direction = direction
         self.consumer = consumer
-        self.storing = consumer is not None and consumer.wants_data
+        self.storing = consumer is not None and bool(consumer.wants_data)
         self.limit = limit
         self.on_event = on_event
         self.next = 0
-        # [start, end, data | None, frame, time, missing]
-        self.pending: list[list[object]] = []
+        self.pending: list[_Piece] = []
         self.buffered = 0
-        self.recent = bytearray()
-        self.recent_start = 0
+        self.recent: list[tuple[int, bytearray]] = []  # (start offset, bytes), in order
+        self.recent_size = 0
         self.gaps = 0
         self.gap_bytes = 0
         self.overlaps = 0
@@ -105,23 +125,18 @@ class Reassembler:
             data = data[:wire_len]
             cap = wire_len
         if cap < wire_len:
-            # The tail was on the wire but not captured: it is a hole unless bytes arrive later.
-            self._add(start + cap, start + wire_len, None, frame, time, missing=True)
+            # The tail was on the wire but not captured: a hole unless its bytes come later.
+            self._add(start + cap, start + wire_len, None, frame, time, True)
             if cap == 0:
                 return
-        self._add(start, start + cap, data if self.storing else None, frame, time, missing=False)
+        self._add(start, start + cap, data if self.storing else None, frame, time, False)
 
     def ack(self, ack_off: int, frame: int) -> None:
         """The peer acknowledged every byte below `ack_off`: holes below it are gaps."""
         if self.ended:
             return
         while ack_off > self.next:
-            if self.pending:
-                start = self.pending[0][0]
-                assert isinstance(start, int)
-                end = min(start, ack_off)
-            else:
-                end = ack_off
+            end = min(self.pending[0].start, ack_off) if self.pending else ack_off
             if end > self.next:
                 self._gap(self.next, end - self.next, frame)
                 self.next = end
@@ -132,17 +147,16 @@ class Reassembler:
         if self.ended:
             return
         while self.pending:
-            start = self.pending[0][0]
-            assert isinstance(start, int)
+            start = self.pending[0].start
             if start > self.next:
                 self._gap(self.next, start - self.next, frame)
                 self.next = start
             self._drain()
         self.ended = True
-        self.recent = bytearray()
-        consumer = self.consumer
-        if consumer is not None:
-            consumer.on_end(self.direction, how, frame, time)
+        self.recent = []
+        self.recent_size = 0
+        if self.consumer is not None:
+            self.consumer.on_end(self.direction, how, frame, time)
 
     # -- internals --------------------------------------------------------------------------
 
@@ -152,10 +166,10 @@ class Reassembler:
 
     def _stop_storing(self) -> None:
         self.storing = False
-        self.recent = bytearray()
-        for entry in self.pending:
-            if entry[2] is not None:
-                entry[2] = None
+        self.recent = []
+        self.recent_size = 0
+        for piece in self.pending:
+            piece.data = None
         self.buffered = 0
 
     def _event(self, kind: str, frame: int, time: float, **details: object) -> None:
@@ -163,49 +177,37 @@ class Reassembler:
             self.on_event(kind, frame, time, details)
 
     def _gap(self, offset: int, length: int, frame: int) -> None:
-        if length <= 0:
-            return
         self.gaps += 1
         self.gap_bytes += length
         self._event("gap", frame, 0.0, offset=offset, length=length)
         if self.consumer is not None and self.storing:
             self.consumer.on_gap(self.direction, offset, length, frame)
-        if self.recent:
-            self.recent = bytearray()
-        self.recent_start = offset + length
 
-    def _check_recent(self, start: int, end: int, data: bytes, frame: int, time: float) -> bool:
-        """Compare a segment's bytes that fall in already-delivered space with `recent`."""
-        r0 = self.recent_start
-        r1 = r0 + len(self.recent)
-        lo = max(start, r0)
-        hi = min(end, r1, self.next)
-        if lo >= hi:
-            return False
-        if bytes(self.recent[lo - r0 : hi - r0]) != data[lo - start : hi - start]:
-            self.overlaps += 1
-            self._event("overlap-mismatch", frame, time, offset=lo, length=hi - lo)
-            return True
-        return False
+    def _check_recent(self, start: int, end: int, data: bytes, frame: int, time: float) -> None:
+        """Compare the part of a segment that falls in already-delivered space with `recent`."""
+        for r0, chunk in self.recent:
+            lo = max(start, r0)
+            hi = min(end, r0 + len(chunk), self.next)
+            if lo < hi and chunk[lo - r0 : hi - r0] != data[lo - start : hi - start]:
+                self.overlaps += 1
+                self._event("overlap-mismatch", frame, time, offset=lo, length=hi - lo)
+                return
 
     def _add(
         self, start: int, end: int, data: bytes | None, frame: int, time: float, missing: bool
     ) -> None:
         nxt = self.next
-        if end <= nxt:
+        if start < nxt:
             if data is not None and self.recent:
                 self._check_recent(start, end, data, frame, time)
-            return
-        if start < nxt:
+            if end <= nxt:
+                return  # duplicate of delivered bytes
             if data is not None:
-                if self.recent:
-                    self._check_recent(start, end, data, frame, time)
                 data = data[nxt - start :]
             start = nxt
-        if start == nxt and not self.pending:
-            if not missing:
-                self._deliver(start, end, data, frame, time)
-                return
+        if start == nxt and not self.pending and not missing:
+            self._deliver(start, end, data, frame, time)
+            return
         self._insert(start, end, data, frame, time, missing)
         self._drain()
         if self.buffered > self.limit:
@@ -214,31 +216,30 @@ class Reassembler:
     def _insert(
         self, start: int, end: int, data: bytes | None, frame: int, time: float, missing: bool
     ) -> None:
-        """Insert [start, end) into pending, keeping only the parts not already pending."""
+        """Insert [start, end) into pending, keeping only the parts not already pending
+        (first-seen bytes win), except that captured bytes replace a snap-length hole."""
         mismatch = False
         pos = start
         pieces: list[tuple[int, int]] = []
-        for entry in list(self.pending):
-            e0, e1 = entry[0], entry[1]
-            assert isinstance(e0, int) and isinstance(e1, int)
-            if e1 <= pos:
+        for p in list(self.pending):
+            if p.end <= pos:
                 continue
-            if e0 >= end:
+            if p.start >= end:
                 break
-            if e0 > pos:
-                pieces.append((pos, e0))
-            # overlap [max(pos,e0), min(end,e1))
-            lo, hi = max(pos, e0), min(end, e1)
-            edata = entry[2]
-            if data is not None and isinstance(edata, bytes | bytearray) and not mismatch:
-                if edata[lo - e0 : hi - e0] != data[lo - start : hi - start]:
-                    mismatch = True
-            if missing is False and entry[5] is True:
-                # bytes now captured where only a snap-length hole was known: fill it
-                entry_start = lo
-                pieces.append((entry_start, hi))
-                self._shrink_missing(entry, lo, hi)
-            pos = max(pos, e1)
+            if p.start > pos:
+                pieces.append((pos, p.start))
+            lo, hi = max(pos, p.start), min(end, p.end)
+            if p.missing and not missing:
+                pieces.append((lo, hi))
+                self._split_missing(p, lo, hi)
+            elif (
+                not mismatch
+                and data is not None
+                and p.data is not None
+                and p.data[lo - p.start : hi - p.start] != data[lo - start : hi - start]
+            ):
+                mismatch = True
+            pos = max(pos, p.end)
             if pos >= end:
                 break
         if pos < end:
@@ -248,45 +249,36 @@ class Reassembler:
             self._event("overlap-mismatch", frame, time, offset=start, length=end - start)
         for p0, p1 in pieces:
             chunk = data[p0 - start : p1 - start] if data is not None else None
-            insort(self.pending, [p0, p1, chunk, frame, time, missing])
+            insort(self.pending, _Piece(p0, p1, chunk, frame, time, missing))
             if chunk is not None:
                 self.buffered += len(chunk)
 
-    def _shrink_missing(self, entry: list[object], lo: int, hi: int) -> None:
-        e0, e1 = entry[0], entry[1]
-        assert isinstance(e0, int) and isinstance(e1, int)
-        self.pending.remove(entry)
-        if e0 < lo:
-            insort(self.pending, [e0, lo, None, entry[3], entry[4], True])
-        if hi < e1:
-            insort(self.pending, [hi, e1, None, entry[3], entry[4], True])
+    def _split_missing(self, p: _Piece, lo: int, hi: int) -> None:
+        self.pending.remove(p)
+        if p.start < lo:
+            insort(self.pending, _Piece(p.start, lo, None, p.frame, p.time, True))
+        if hi < p.end:
+            insort(self.pending, _Piece(hi, p.end, None, p.frame, p.time, True))
 
     def _drain(self) -> None:
         pending = self.pending
-        while pending:
-            entry = pending[0]
-            e0, e1 = entry[0], entry[1]
-            assert isinstance(e0, int) and isinstance(e1, int)
-            if e0 > self.next:
-                return
-            pending.pop(0)
-            data = entry[2]
-            if isinstance(data, bytes | bytearray):
+        while pending and pending[0].start <= self.next:
+            p = pending.pop(0)
+            data = p.data
+            if data is not None:
                 self.buffered -= len(data)
-            if e1 <= self.next:
+            if p.end <= self.next:
                 continue
-            if e0 < self.next:
-                if isinstance(data, bytes | bytearray):
-                    data = data[self.next - e0 :]
-                e0 = self.next
-            frame = entry[3]
-            time = entry[4]
-            assert isinstance(frame, int) and isinstance(time, float)
-            if entry[5]:
-                self._gap(e0, e1 - e0, frame)
-                self.next = e1
+            start = p.start
+            if start < self.next:
+                if data is not None:
+                    data = data[self.next - start :]
+                start = self.next
+            if p.missing:
+                self._gap(start, p.end - start, p.frame)
+                self.next = p.end
             else:
-                self._deliver(e0, e1, data if isinstance(data, bytes) else None, frame, time)
+                self._deliver(start, p.end, data, p.frame, p.time)
 
     def _deliver(self, start: int, end: int, data: bytes | None, frame: int, time: float) -> None:
         self.next = end
@@ -297,13 +289,20 @@ class Reassembler:
             self._stop_storing()
             return
         recent = self.recent
-        if not recent:
-            self.recent_start = start
-        recent += data
-        if len(recent) > 2 * RECENT_KEEP:
-            drop = len(recent) - RECENT_KEEP
-            del recent[:drop]
-            self.recent_start += drop
+        if recent and recent[-1][0] + len(recent[-1][1]) == start:
+            recent[-1][1].extend(data)
+        else:
+            recent.append((start, bytearray(data)))
+        self.recent_size += len(data)
+        while self.recent_size > 2 * RECENT_KEEP:
+            r0, chunk = recent[0]
+            drop = min(len(chunk), self.recent_size - RECENT_KEEP)
+            if drop == len(chunk):
+                recent.pop(0)
+            else:
+                del chunk[:drop]
+                recent[0] = (r0 + drop, chunk)
+            self.recent_size -= drop
         consumer.on_data(self.direction, start, data, frame, time)
 
     def _enforce_cap(self, frame: int, time: float) -> None:
@@ -311,8 +310,7 @@ class Reassembler:
         self._event("buffer-cap", frame, time, buffered=self.buffered, limit=self.limit)
         target = self.limit // 2
         while self.pending and self.buffered > target:
-            start = self.pending[0][0]
-            assert isinstance(start, int)
+            start = self.pending[0].start
             if start > self.next:
                 self._gap(self.next, start - self.next, frame)
                 self.next = start

@@ -53,9 +53,7 @@ class ZeekTracker:
         "counts",
         "flags",
         "history",
-        "last_fin",
-        "last_rst",
-        "last_syn",
+        "last",
         "state",
         "thresholds",
     )
@@ -63,16 +61,15 @@ class ZeekTracker:
     def __init__(self, flipped: bool = False) -> None:
         self.state = [INACTIVE, INACTIVE]
         self.flags = [0, 0]
-        self.last_syn: list[int | None] = [None, None]
-        self.last_fin: list[int | None] = [None, None]
-        self.last_rst: list[int | None] = [None, None]
-        # logarithmic letters: per (direction, letter) count and next threshold
-        self.counts: dict[tuple[int, str], int] = {}
-        self.thresholds: dict[tuple[int, str], int] = {}
-        self.history: list[str] = ["^"] if flipped else []
+        # last sequence number of a SYN / FIN / RST per direction: [syn0, syn1, fin0, ...]
+        self.last: list[int | None] = [None] * 6
+        # logarithmic letters: per (direction, letter) count and next threshold (lazily)
+        self.counts: dict[tuple[int, str], int] | None = None
+        self.thresholds: dict[tuple[int, str], int] | None = None
+        self.history = "^" if flipped else ""
 
     def _add(self, direction: int, letter: str) -> None:
-        self.history.append(letter.upper() if direction == 0 else letter)
+        self.history += letter.upper() if direction == 0 else letter
 
     def _once(self, direction: int, bit: int, letter: str) -> bool:
         """Add `letter` if not yet recorded for this direction; True if it already was."""
@@ -84,6 +81,9 @@ class ZeekTracker:
 
     def scaled(self, direction: int, letter: str) -> None:
         """Logarithmic letters (g, t, w): added at counts 1, 10, 100, ..."""
+        if self.counts is None or self.thresholds is None:
+            self.counts = {}
+            self.thresholds = {}
         key = (direction, letter)
         n = self.counts.get(key, 0) + 1
         self.counts[key] = n
@@ -103,18 +103,18 @@ class ZeekTracker:
         elif bits == 1:
             if syn:
                 code = "h" if flags & ACK else "s"
-                if self._once(direction, _H_SYN, code) and rel_seq != self.last_syn[direction]:
+                if self._once(direction, _H_SYN, code) and rel_seq != self.last[direction]:
                     self._add(direction, code)
-                self.last_syn[direction] = rel_seq
+                self.last[direction] = rel_seq
             elif fin:
                 end = rel_seq + length
-                if self._once(direction, _H_FIN, "f") and end != self.last_fin[direction]:
+                if self._once(direction, _H_FIN, "f") and end != self.last[2 + direction]:
                     self._add(direction, "f")
-                self.last_fin[direction] = end
+                self.last[2 + direction] = end
             else:
-                if self._once(direction, _H_RST, "r") and rel_seq != self.last_rst[direction]:
+                if self._once(direction, _H_RST, "r") and rel_seq != self.last[4 + direction]:
                     self._add(direction, "r")
-                self.last_rst[direction] = rel_seq
+                self.last[4 + direction] = rel_seq
         elif length:
             self._once(direction, _H_DATA, "d")
         elif flags & ACK:
@@ -135,18 +135,18 @@ class ZeekTracker:
             if me == INACTIVE:
                 st[d] = SYN_ACK_SENT if flags & ACK else SYN_SENT
             return
-        if flags & ACK and peer == SYN_ACK_SENT and me in (SYN_SENT, INACTIVE, PARTIAL):
-            st[p] = ESTABLISHED
-            me = st[d] = ESTABLISHED
-        elif flags & ACK and me == SYN_ACK_SENT and peer in (SYN_SENT, ESTABLISHED):
+        acks = bool(flags & ACK)
+        if (acks and peer == SYN_ACK_SENT and me in (SYN_SENT, INACTIVE, PARTIAL)) or (
+            acks and me == SYN_ACK_SENT and peer in (SYN_SENT, ESTABLISHED)
+        ):
             st[p] = ESTABLISHED
             me = st[d] = ESTABLISHED
         if flags & FIN:
             st[d] = CLOSED
             return
-        if me == INACTIVE and (length or flags & ACK):
-            st[d] = PARTIAL
-        elif me in (SYN_SENT, SYN_ACK_SENT) and length:
+        if (me == INACTIVE and (length or flags & ACK)) or (
+            me in (SYN_SENT, SYN_ACK_SENT) and length
+        ):
             st[d] = PARTIAL
 
     def gap(self, direction: int) -> None:
@@ -156,7 +156,7 @@ class ZeekTracker:
 
     @property
     def history_string(self) -> str:
-        return "".join(self.history)
+        return self.history
 
     def conn_state(self, orig_bytes: int = 0, resp_bytes: int = 0) -> str:
         os_, rs = self.state

@@ -32,12 +32,17 @@ from collections.abc import Callable, Iterator
 
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow.flow import Flow
+from tcpdiag.flow.seq import seq_add
 from tcpdiag.model import ACK, SYN, Direction, FlowKey, Segment, flow_key
 
 FlowCallback = Callable[[Flow], None]
+# (end time, sender -> ISN/base, sender -> (ISN, nextseq), established-and-closed)
+_Tomb = tuple[float, dict[tuple[bytes, int], int], dict[tuple[bytes, int], tuple[int, int]], bool]
 
 # How often (capture seconds) `add` sweeps for idle flows on its own.
 SWEEP_INTERVAL = 1.0
+# A forward jump of the capture clock larger than this needs a second packet to confirm it.
+SUSPICIOUS_JUMP = 86_400.0
 # How far from the least recently used end `add` looks for an embryonic flow to evict.
 EVICTION_SCAN = 64
 
@@ -60,8 +65,12 @@ class FlowTable:
         self.on_close = on_close
         self._flows: OrderedDict[FlowKey, Flow] = OrderedDict()  # LRU order: oldest first
         self._closing: OrderedDict[FlowKey, Flow] = OrderedDict()
+        # Finalised-by-timeout flows, kept tiny for `idle_timeout` to recognise port reuse.
+        self._tombs: OrderedDict[FlowKey, _Tomb] = OrderedDict()
         self._next_id = 1
         self._last_sweep = float("-inf")
+        self._clock = float("-inf")
+        self._jump: float | None = None
         self.flows_created = 0
         self.evictions = 0
         self.expired = 0
@@ -81,7 +90,7 @@ class FlowTable:
 
     def add(self, seg: Segment) -> Flow:
         """Account one TCP segment (capture order). Returns the flow it belongs to."""
-        now = seg.time
+        now = self._advance_clock(seg.time)
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
             self.expire(now)
@@ -97,7 +106,8 @@ class FlowTable:
                     if fwd.base is not None and self._new_incarnation(flow, fwd.isn, seg):
                         flow = self._reuse(key, flow, seg)
                 elif fwd.base is not None and fwd.isn != seg.seq:
-                    if flow.closed and (flow.c.isn is None or seg.ack != (flow.c.isn + 1) & 0xFFFFFFFF):
+                    c_isn = flow.c.isn
+                    if flow.closed and (c_isn is None or seg.ack != seq_add(c_isn, 1)):
                         flow = self._reuse(key, flow, seg)
                     else:
                         flow.flag_reused(seg.frame)
@@ -105,7 +115,10 @@ class FlowTable:
                 self._finalize(flow, timed_out=True)
                 flow = self._create(key, seg)
         else:
+            tomb = self._tombs.pop(key, None) if self._tombs else None
             flow = self._create(key, seg)
+            if tomb is not None and flags & SYN:
+                self._reuse_after_tomb(flow, tomb, seg)
         flows.move_to_end(key)
         d = flow.direction_of(seg.src, seg.sport)
         was_closed = flow.closed
@@ -116,6 +129,28 @@ class FlowTable:
             else:
                 self._closing[key] = flow
         return flow
+
+    def _advance_clock(self, t: float) -> float:
+        """The table's capture clock, used for every timeout decision.
+
+        It never goes backwards, and a jump forward by more than `SUSPICIOUS_JUMP` is believed
+        only when the next packet confirms it (one packet with a bogus timestamp, common in
+        damaged or merged captures, must not expire every flow).
+        """
+        clock = self._clock
+        if t <= clock:
+            return clock
+        if t - clock <= SUSPICIOUS_JUMP or clock == float("-inf"):
+            self._clock = t
+            self._jump = None
+            return t
+        jump = self._jump
+        if jump is not None and abs(t - jump) <= SUSPICIOUS_JUMP:
+            self._clock = t
+            self._jump = None
+            return t
+        self._jump = t
+        return clock
 
     def _linger(self, flow: Flow) -> float:
         lim = self.options.limits.idle_timeout
@@ -178,6 +213,20 @@ class FlowTable:
         new._event("port-reused", seg.frame, seg.time, None, prev_close_time=prev_end)
         return new
 
+    def _reuse_after_tomb(self, flow: Flow, tomb: _Tomb, seg: Segment) -> None:
+        """A SYN on a 4-tuple whose previous flow was already finalised (closed long ago)."""
+        end, bases, spaces, established = tomb
+        sender = (seg.src, seg.sport)
+        base = bases.get(sender)
+        if base is None:
+            return
+        if seg.seq == base and not established:
+            return
+        self.reused += 1
+        flow.mark_reused(seg.frame, end)
+        flow.prev_spaces = spaces
+        flow._event("port-reused", seg.frame, seg.time, None, prev_close_time=end)
+
     # ------------------------------------------------------------------ lifetime
 
     def expire(self, now: float) -> int:
@@ -199,6 +248,12 @@ class FlowTable:
                 break
             self._finalize(flow, timed_out=True)
             n += 1
+        tombs = self._tombs
+        while tombs:
+            tomb = next(iter(tombs.values()))
+            if now - tomb[0] <= idle:
+                break
+            tombs.popitem(last=False)
         self.expired += n
         return n
 
@@ -228,9 +283,29 @@ class FlowTable:
             del self._closing[key]
         if timed_out and not flow.closed:
             flow.timed_out = True
+        if timed_out:
+            self._bury(flow)
         flow.finish("eof")
         if self.on_close is not None:
             self.on_close(flow)
+
+    def _bury(self, flow: Flow) -> None:
+        """Remember just enough of a finalised flow to recognise a later port reuse."""
+        bases: dict[tuple[bytes, int], int] = {}
+        spaces: dict[tuple[bytes, int], tuple[int, int]] = {}
+        for ep in flow.endpoints:
+            base = ep.isn if ep.isn is not None else ep.base
+            if base is None:
+                continue
+            bases[(ep.addr, ep.port)] = base
+            if ep.ws_nextseq:
+                spaces[(ep.addr, ep.port)] = (base, ep.ws_nextseq)
+        established = flow.saw_fin_or_rst and flow.handshake.syn_ack and flow.handshake.ack
+        tombs = self._tombs
+        tombs[flow.key] = (flow.end, bases, spaces, established)
+        tombs.move_to_end(flow.key)
+        if len(tombs) > self.options.limits.max_flows:
+            tombs.popitem(last=False)
 
     def finish(self) -> None:
         """End of capture: finalise every remaining flow, in flow-id order."""

@@ -15,6 +15,7 @@ import ctypes
 import ctypes.util
 import itertools
 import os
+import re
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
@@ -100,14 +101,41 @@ class Namespace:
         self.run(["ethtool", "-K", iface, "tso", "off", "gso", "off", "gro", "off", "tx", "off"])
 
 
+_LAB_NS = re.compile(r"^tdlab(\d+)x\d+$")
+
+
+def remove_stale_namespaces() -> list[str]:
+    """Delete lab namespaces left behind by lab processes that no longer exist (killed -9)."""
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for name in sorted(os.listdir("/run/netns")):
+            m = _LAB_NS.match(name)
+            if not m or int(m.group(1)) == os.getpid():
+                continue
+            try:
+                os.kill(int(m.group(1)), 0)
+            except ProcessLookupError:
+                subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+                removed.append(name)
+            except PermissionError:
+                pass  # the process exists
+    return removed
+
+
 @contextlib.contextmanager
-def namespace() -> Iterator[Namespace]:
-    """A fresh namespace with its loopback up; deleted (with its interfaces) on exit."""
+def namespace(*, ipv6: bool = False) -> Iterator[Namespace]:
+    """A fresh namespace with its loopback up; deleted (with its interfaces) on exit.
+
+    IPv6 is off unless asked for: the lab's links are IPv4, and IPv6 autoconfiguration would
+    only add noise. Loopback-only scenarios keep it for ::1.
+    """
+    remove_stale_namespaces()
     ns = Namespace(unique_name())
     run(["ip", "netns", "add", ns.name])
     try:
         ns.ip("link", "set", "lo", "up")
-        ns.disable_ipv6()
+        if not ipv6:
+            ns.disable_ipv6()
         yield ns
     finally:
         subprocess.run(["ip", "netns", "del", ns.name], capture_output=True, check=False)

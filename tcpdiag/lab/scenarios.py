@@ -29,12 +29,13 @@ from typing import Any
 
 from tcpdiag.lab import wire
 from tcpdiag.lab.firewall import Action, block_syns
-from tcpdiag.lab.netns import LabError, Namespace, veth_pair
+from tcpdiag.lab.netns import LabError, Namespace, namespace, veth_pair
 from tcpdiag.lab.recorder import Recorder, Tool
 from tcpdiag.lab.shaper import tun_link
 from tcpdiag.lab.tls_peers import (
     CONTENT_TYPES,
     MemoryClient,
+    MemoryTls,
     TlsServer,
     client_context,
     describe_alerts,
@@ -92,6 +93,9 @@ class Scenario:
     findings: tuple[str, ...]
     absent: tuple[str, ...]
     ext: str = "pcap"
+    # Loopback scenarios run in a fresh namespace of their own (its lo, 127.0.0.1 and ::1), so
+    # that nothing else on the machine shares their ports, firewall or captures.
+    isolated: bool = True
 
 
 SCENARIOS: dict[str, Scenario] = {}
@@ -104,9 +108,10 @@ def scenario(
     findings: tuple[str, ...] = (),
     absent: tuple[str, ...] = (),
     ext: str = "pcap",
+    isolated: bool = True,
 ) -> Callable[[ScenarioFn], ScenarioFn]:
     def deco(fn: ScenarioFn) -> ScenarioFn:
-        SCENARIOS[name] = Scenario(name, description, fn, findings, absent, ext)
+        SCENARIOS[name] = Scenario(name, description, fn, findings, absent, ext, isolated)
         return fn
 
     return deco
@@ -118,7 +123,14 @@ def record(name: str, out_dir: Path) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     st = Stage(name, out_dir / f"{name}.{sc.ext}")
     started = datetime.now(UTC)
-    app = sc.func(st)
+    if sc.isolated:
+        # Sockets, threads and the capture process started inside inherit the namespace.
+        with namespace(ipv6=True) as ns, ns.entered():
+            app = sc.func(st)
+        where = "run inside a fresh network namespace (its own lo): "
+    else:
+        app = sc.func(st)
+        where = ""
     cap = wire.read(st.path)
     return {
         "scenario": name,
@@ -126,7 +138,8 @@ def record(name: str, out_dir: Path) -> dict[str, Any]:
         "capture": st.path.name,
         "how": f"tcpdiag lab {name} -o {out_dir.name}",
         "function": f"tcpdiag.lab.scenarios.{sc.func.__name__}",
-        "capture_command": " ; ".join(st.commands),
+        "capture_command": where
+        + " ; ".join(st.commands).replace(str(st.path), f"{out_dir.name}/{st.path.name}"),
         "recorded": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "kernel": platform.release(),
         "linktype": cap.linktype,
@@ -324,6 +337,7 @@ def _firewalled(st: Stage, action: Action, bpf: str, nano: bool = False) -> dict
     "TCP_SYNCNT=1 and gives up with ETIMEDOUT after its SYN retransmissions.",
     findings=("syn-unanswered",),
     absent=("connection-refused", "icmp-unreachable"),
+    isolated=False,
 )
 def syn_dropped(st: Stage) -> dict[str, Any]:
     return _firewalled(st, "drop", "tcp port 8080")
@@ -335,6 +349,7 @@ def syn_dropped(st: Stage) -> dict[str, Any]:
     "the client fails with EHOSTUNREACH.",
     findings=("icmp-unreachable",),
     absent=("connection-refused",),
+    isolated=False,
 )
 def icmp_prohibited(st: Stage) -> dict[str, Any]:
     return _firewalled(st, "admin-prohibited", "tcp port 8080 or icmp")
@@ -346,6 +361,7 @@ def icmp_prohibited(st: Stage) -> dict[str, Any]:
     "ECONNREFUSED although a server is listening. Nanosecond pcap.",
     findings=("connection-refused",),
     absent=("syn-unanswered",),
+    isolated=False,
 )
 def firewall_reset(st: Stage) -> dict[str, Any]:
     return _firewalled(st, "tcp-reset", "tcp port 8080", nano=True)
@@ -357,6 +373,7 @@ def firewall_reset(st: Stage) -> dict[str, Any]:
     "no TCP segment at all; the client fails with EHOSTUNREACH.",
     findings=("arp-unanswered",),
     absent=("connection-refused", "syn-unanswered"),
+    isolated=False,
 )
 def host_down(st: Stage) -> dict[str, Any]:
     port = 8080
@@ -426,6 +443,7 @@ def backlog_full(st: Stage) -> dict[str, Any]:
     "Captured on the server's side (raw IP).",
     findings=("synack-retransmitted",),
     absent=("syn-unanswered", "connection-refused"),
+    isolated=False,
 )
 def synack_lost(st: Stage) -> dict[str, Any]:
     synacks = 0
@@ -462,6 +480,66 @@ def synack_lost(st: Stage) -> dict[str, Any]:
             "bytes_sent": len(REQUEST), "bytes_received": len(got), "server": srv,
             "shaper_dropped": [f"{d}#{i}" for d, i in dropped],
             "dropped": "the first SYN/ACK"}  # fmt: skip
+
+
+@scenario(
+    "tcp-handshake-aborted",
+    "The SYN/ACK is delayed 500 ms on a shaped link (TUN shaper); the client's connect() "
+    "timeout is 200 ms, so it has closed its socket when the SYN/ACK arrives and its kernel "
+    "answers with RST. Captured on the client's side (raw IP).",
+    findings=("handshake-aborted-by-client",),
+    absent=("connection-refused", "syn-unanswered"),
+    isolated=False,
+)
+def handshake_aborted(st: Stage) -> dict[str, Any]:
+    def decide(direction: str, index: int, pkt: bytes) -> float | None:
+        return 0.5 if wire.parse_ip(pkt).is_synack else 0.002
+
+    port = 8080
+    st.server_port = port
+    with tun_link(decide) as link:
+        with link.server.entered():
+            lst = _listener(link.addr_server, port)
+        with link.client.entered():
+            client = socket.socket()
+        try:
+            client.settimeout(0.2)
+            with st.recorder(link.if_client, f"tcp port {port}", netns=link.client):
+                app = _attempt((link.addr_server, port), make=lambda: client)
+                time.sleep(0.6)  # the late SYN/ACK, and the client's RST
+        finally:
+            lst.close()
+    return {**app, "connect_timeout_ms": 200, "synack_delay_ms": 500}
+
+
+@scenario(
+    "tcp-capture-mid-flow",
+    "The capture starts after the connection is established: no handshake in the file, then "
+    "a request, its response and an orderly close. Nanosecond pcap.",
+    findings=("capture-started-mid-flow",),
+    absent=("abortive-close", "reset-mid-stream", "close-wait", "connection-refused"),
+)
+def capture_mid_flow(st: Stage) -> dict[str, Any]:
+    lst = _listener()
+    port = lst.getsockname()[1]
+    st.server_port = port
+
+    def handler(conn: socket.socket) -> dict[str, Any]:
+        out = _request_response(conn)
+        out["eof_seen"] = conn.recv(100) == b""
+        return out
+
+    server = _serve_once(lst, handler)
+    c = socket.create_connection((LOOP4, port))
+    time.sleep(0.05)
+    with st.recorder("lo", f"tcp port {port}", nano=True):
+        c.sendall(REQUEST)
+        got = _recv_exact(c, len(RESPONSE))
+        c.close()
+        srv = server.join()
+    lst.close()
+    return {"connected_before_capture": True, "bytes_sent": len(REQUEST),
+            "bytes_received": len(got), "server": srv}  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -767,6 +845,7 @@ def nagle_nodelay(st: Stage) -> dict[str, Any]:
     "segments 6, 7 and 20 dropped once), captured on the client's side (raw IP): retransmissions.",
     findings=("retransmission",),
     absent=("reset-mid-stream", "syn-unanswered"),
+    isolated=False,
 )
 def retransmissions(st: Stage) -> dict[str, Any]:
     total = 40 * 1024
@@ -1080,8 +1159,8 @@ def _tls_fail(
     "tls-unknown-ca",
     "The client does not trust the server's CA: it sends a plaintext fatal alert unknown_ca "
     "(48) during a TLS 1.3 handshake.",
-    findings=("tls-alert", "tls-handshake-incomplete"),
-    absent=("tls-version-mismatch",),
+    findings=("tls-alert",),
+    absent=("tls-version-mismatch", "tls-no-server-hello"),
 )
 def tls_unknown_ca(st: Stage) -> dict[str, Any]:
     return _tls_fail(st, {}, {}, trust=False)
@@ -1101,8 +1180,8 @@ def tls_version_mismatch(st: Stage) -> dict[str, Any]:
     "tls-no-shared-cipher",
     "TLS 1.2 with disjoint cipher suites: the server answers with fatal alert "
     "handshake_failure (40). Nanosecond pcap.",
-    findings=("tls-alert", "tls-handshake-incomplete"),
-    absent=("tls-version-mismatch",),
+    findings=("tls-alert",),
+    absent=("tls-version-mismatch", "tls-no-server-hello"),
 )
 def tls_no_shared_cipher(st: Stage) -> dict[str, Any]:
     tls12 = ssl.TLSVersion.TLSv1_2
@@ -1112,6 +1191,104 @@ def tls_no_shared_cipher(st: Stage) -> dict[str, Any]:
         {"maximum": tls12, "ciphers": "ECDHE-ECDSA-AES128-GCM-SHA256"},
         nano=True,
     )
+
+
+@scenario(
+    "tls-no-server-hello",
+    "The server side reads the ClientHello and resets the connection without a word (as a "
+    "middlebox that blocks on SNI does): no ServerHello; the client's handshake fails with "
+    "ECONNRESET.",
+    findings=("tls-no-server-hello",),
+    absent=("tls-alert", "tls-version-mismatch", "tls-flight-incomplete"),
+)
+def tls_no_server_hello(st: Stage) -> dict[str, Any]:
+    def handler(conn: socket.socket) -> dict[str, Any]:
+        hello = conn.recv(65536)
+        time.sleep(0.05)
+        _abort(conn)
+        return {"bytes_received": len(hello), "records": record_labels(split_records(hello))}
+
+    with _certs() as certs:
+        lst = _listener()
+        port = lst.getsockname()[1]
+        st.server_port = port
+        app: dict[str, Any] = {"handshake_ok": True, "errno": None, "exception": None}
+        with st.recorder("lo", f"tcp port {port}"):
+            server = _serve_once(lst, handler)
+            raw = socket.create_connection((LOOP4, port))
+            t0 = time.perf_counter()
+            try:
+                client_context(certs).wrap_socket(raw, server_hostname="tcpdiag.test").close()
+            except (OSError, ssl.SSLError) as exc:
+                app.update(handshake_ok=False, errno=_errno(exc), exception=exc_text(exc))
+                raw.close()
+            app["latency_ms"] = _ms(t0)
+            srv = server.join()
+        lst.close()
+    return {**app, "server": srv}
+
+
+@scenario(
+    "tls-client-gives-up",
+    "A TLS 1.2 client receives the server's first flight and closes (FIN) without sending its "
+    "own second flight; OpenSSL answers that EOF with the fatal alert decode_error (50).",
+    findings=("tls-alert",),
+    absent=("tls-flight-incomplete", "tls-version-mismatch", "tls-no-server-hello"),
+)
+def tls_client_gives_up(st: Stage) -> dict[str, Any]:
+    def act(cli: MemoryClient, flight: list[bytes]) -> dict[str, Any]:
+        time.sleep(0.2)
+        cli.sock.shutdown(socket.SHUT_WR)
+        reply, end = cli.drain()
+        cli.sock.close()
+        return {"second_flight_sent": False, "close": "FIN", "reply_bytes": len(reply),
+                "reply_alerts": describe_alerts(reply), "connection_end": end}  # fmt: skip
+
+    return _memory_client_run(st, act, complete=False)
+
+
+@scenario(
+    "tls-server-stalls",
+    "The server sends its first flight, receives the client's second flight and then never "
+    "answers (a hung server); the client's handshake times out after 1 s and it closes without "
+    "an alert: the handshake stops with nothing on the wire to explain it.",
+    findings=("tls-handshake-incomplete",),
+    absent=("tls-alert", "tls-flight-incomplete", "tls-no-server-hello"),
+)
+def tls_server_stalls(st: Stage) -> dict[str, Any]:
+    tls12 = ssl.TLSVersion.TLSv1_2
+    with _certs() as certs:
+        sctx = server_context(certs, maximum=tls12)
+
+        def handler(conn: socket.socket) -> dict[str, Any]:
+            peer = MemoryTls(conn, sctx, server_side=True)
+            flight = peer.next_flight()
+            peer.send(flight)
+            got = _recv_all(conn)  # the client's second flight, never processed; then EOF
+            return {"first_flight_bytes": len(flight), "unprocessed_bytes": len(got),
+                    "stalled": True}  # fmt: skip
+
+        lst = _listener()
+        port = lst.getsockname()[1]
+        st.server_port = port
+        app: dict[str, Any] = {"handshake_ok": True, "errno": None, "exception": None}
+        with st.recorder("lo", f"tcp port {port}"):
+            server = _serve_once(lst, handler)
+            raw = socket.create_connection((LOOP4, port))
+            raw.settimeout(1.0)
+            t0 = time.perf_counter()
+            tls = client_context(certs, maximum=tls12).wrap_socket(
+                raw, server_hostname="tcpdiag.test", do_handshake_on_connect=False
+            )
+            try:
+                tls.do_handshake()
+            except (OSError, ssl.SSLError) as exc:
+                app.update(handshake_ok=False, errno=_errno(exc), exception=exc_text(exc))
+            app["latency_ms"] = _ms(t0)
+            tls.close()
+            srv = server.join()
+        lst.close()
+    return {**app, "client_timeout_ms": 1000, "server": srv}
 
 
 def _memory_client_run(
@@ -1174,11 +1351,11 @@ def _send_and_drain(cli: MemoryClient, records: list[bytes], half: bool = False)
 
 @scenario(
     "tls-truncated-flight",
-    "The seed's failure: a non-buffered TLS 1.2 client loses most of its second flight and "
+    "A non-buffered TLS 1.2 client loses most of its second flight from its send queue and "
     "sends only its last record, the 45-byte encrypted Finished, without ClientKeyExchange "
     "(75 B) and ChangeCipherSpec (6 B); the OpenSSL server answers with the 7-byte fatal alert "
     "unexpected_message and closes.",
-    findings=("tls-flight-incomplete", "tls-alert", "tls-handshake-incomplete"),
+    findings=("tls-flight-incomplete", "tls-alert"),
     absent=("tls-version-mismatch",),
 )
 def tls_truncated_flight(st: Stage) -> dict[str, Any]:
@@ -1190,7 +1367,7 @@ def tls_truncated_flight(st: Stage) -> dict[str, Any]:
     "Variant: the client sends its whole second flight in reverse order (Finished, "
     "ChangeCipherSpec, ClientKeyExchange); the server rejects the Finished with alert "
     "unexpected_message and, with bytes still unread, resets.",
-    findings=("tls-flight-incomplete", "tls-alert", "tls-handshake-incomplete"),
+    findings=("tls-flight-incomplete", "tls-alert"),
 )
 def tls_flight_reversed(st: Stage) -> dict[str, Any]:
     return _memory_client_run(st, lambda cli, fl: _send_and_drain(cli, fl[::-1]), complete=False)
@@ -1199,8 +1376,8 @@ def tls_flight_reversed(st: Stage) -> dict[str, Any]:
 @scenario(
     "tls-ccs-first",
     "Variant: ChangeCipherSpec sent before ClientKeyExchange (CCS, CKE, Finished); the server "
-    "answers with a fatal alert.",
-    findings=("tls-flight-incomplete", "tls-alert", "tls-handshake-incomplete"),
+    "answers with the fatal alert unexpected_message and, with bytes still unread, resets.",
+    findings=("tls-flight-incomplete", "tls-alert"),
 )
 def tls_ccs_first(st: Stage) -> dict[str, Any]:
     return _memory_client_run(
@@ -1210,9 +1387,9 @@ def tls_ccs_first(st: Stage) -> dict[str, Any]:
 
 @scenario(
     "tls-half-record",
-    "Variant: only the first half of the ClientKeyExchange record, then FIN; the server "
-    "answers with a fatal alert (decode_error).",
-    findings=("tls-record-truncated", "tls-alert", "tls-handshake-incomplete"),
+    "Variant: only the first half of the ClientKeyExchange record, then FIN: the record is cut "
+    "short, and OpenSSL answers the EOF with the fatal alert decode_error (50).",
+    findings=("tls-record-truncated", "tls-alert"),
 )
 def tls_half_record(st: Stage) -> dict[str, Any]:
     def act(cli: MemoryClient, fl: list[bytes]) -> dict[str, Any]:

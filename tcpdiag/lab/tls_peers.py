@@ -234,14 +234,19 @@ class TlsServer:
             tls.close()
 
 
-class MemoryClient:
-    """A non-buffered TLS client: OpenSSL makes the records, the caller sends what it chooses."""
+class MemoryTls:
+    """A non-buffered TLS peer: OpenSSL makes the records, the caller sends what it chooses."""
 
-    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext) -> None:
+    def __init__(self, sock: socket.socket, ctx: ssl.SSLContext, server_side: bool = False) -> None:
         self.sock = sock
         self.incoming = ssl.MemoryBIO()
         self.outgoing = ssl.MemoryBIO()
-        self.obj = ctx.wrap_bio(self.incoming, self.outgoing, server_hostname=SERVER_NAME)
+        self.obj = ctx.wrap_bio(
+            self.incoming,
+            self.outgoing,
+            server_side=server_side,
+            server_hostname=None if server_side else SERVER_NAME,
+        )
         self.sent = 0
         self.received = 0
         self.done = False
@@ -290,6 +295,9 @@ class MemoryClient:
                 return got, "fin"
             got += chunk
             self.received += len(chunk)
+
+
+MemoryClient = MemoryTls
 
 
 def run_in_thread(fn: Callable[[], Any]) -> threading.Thread:

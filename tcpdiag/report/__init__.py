@@ -1,7 +1,35 @@
-"""Renderers: `render_X(result, options) -> str` for each output format (text, json, jsonl,
-sarif, junit, github, html), and `text.print_text(result, console, options)` for a live console.
+"""Renderers: `render_X(result, options) -> str` for each output format, `text.print_text(result,
+console, options)` for a live console, and `renderer(fmt)` to pick one by its `--format` name.
 """
 
-from tcpdiag.report.options import ReportOptions
+from __future__ import annotations
 
-__all__ = ["ReportOptions"]
+import importlib
+from collections.abc import Callable
+
+from tcpdiag.report.options import ReportOptions
+from tcpdiag.result import AnalysisResult
+
+Renderer = Callable[[AnalysisResult, ReportOptions], str]
+
+# --format name -> (module, function). "check" is the compact CI listing of `tcpdiag check`.
+FORMATS: dict[str, tuple[str, str]] = {
+    "text": ("tcpdiag.report.text", "render_text"),
+    "check": ("tcpdiag.report.text", "render_check"),
+    "json": ("tcpdiag.report.json", "render_json"),
+    "jsonl": ("tcpdiag.report.json", "render_jsonl"),
+    "sarif": ("tcpdiag.report.sarif", "render_sarif"),
+    "junit": ("tcpdiag.report.junit", "render_junit"),
+    "github": ("tcpdiag.report.github", "render_github"),
+    "html": ("tcpdiag.report.html", "render_html"),
+}
+
+
+def renderer(fmt: str) -> Renderer:
+    """The render function for `fmt` (imported on demand: `rich` only when text is wanted)."""
+    module, name = FORMATS[fmt]
+    func: Renderer = getattr(importlib.import_module(module), name)
+    return func
+
+
+__all__ = ["FORMATS", "Renderer", "ReportOptions", "renderer"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -67,3 +68,16 @@ def where(flow: FlowResult | None, finding: Finding) -> str:
         more = f" (+{len(finding.frames) - 10} more)" if len(finding.frames) > 10 else ""
         parts.append(f"frame{'s' if len(finding.frames) > 1 else ''} {frames}{more}")
     return ", ".join(parts)
+
+
+def repo_path(path: str) -> str:
+    """An absolute capture path under the current directory made relative to it: CI systems
+    (GitHub code scanning and annotations) resolve file locations against the checkout, which
+    is where CI runs. Other paths are returned unchanged."""
+    if path == "-" or not os.path.isabs(path):
+        return path
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if rel.startswith("..") else rel

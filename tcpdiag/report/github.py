@@ -8,7 +8,7 @@ sequence reaches the log either.
 
 from __future__ import annotations
 
-from tcpdiag.report._common import iter_findings, where
+from tcpdiag.report._common import iter_findings, repo_path, where
 from tcpdiag.report.options import ReportOptions
 from tcpdiag.result import AnalysisResult, Severity
 from tcpdiag.sanitize import clean
@@ -27,7 +27,7 @@ def escape_property(text: str) -> str:
 def render_github(result: AnalysisResult, options: ReportOptions) -> str:
     lines: list[str] = []
     for cap, flow, finding in iter_findings(result):
-        path = escape_property(clean(cap.path, max_len=1024))
+        path = escape_property(clean(repo_path(cap.path), max_len=1024))
         title = escape_property(f"tcpdiag {finding.name}")
         loc = where(flow, finding)
         message = clean(finding.message, max_len=2000) + (f" [{loc}]" if loc else "")

@@ -18,6 +18,7 @@ sent, or a row marked by a retransmission finding) in red, and the peer's ACK li
 from __future__ import annotations
 
 import html
+import itertools
 from collections.abc import Iterable
 
 from tcpdiag.report.options import ReportOptions, flow_matches, is_problem, problem_order
@@ -156,7 +157,8 @@ def ladder_svg(flow: FlowResult) -> str:
         f'<text x="{left}" y="34" text-anchor="middle" font-size="11">{_e(flow.client, 64)}</text>',
         f'<text x="{right}" y="18" text-anchor="middle" font-size="13" font-weight="bold" '
         f'fill="#1565c0">server</text>',
-        f'<text x="{right}" y="34" text-anchor="middle" font-size="11">{_e(flow.server, 64)}</text>',
+        f'<text x="{right}" y="34" text-anchor="middle" font-size="11">'
+        f"{_e(flow.server, 64)}</text>",
         f'<line x1="{left}" y1="42" x2="{left}" y2="{height - 8}" stroke="#8a96a3" '
         'stroke-width="2"/>',
         f'<line x1="{right}" y1="42" x2="{right}" y2="{height - 8}" stroke="#8a96a3" '
@@ -243,6 +245,47 @@ def _ladder_row(
 # -- time-sequence graph -------------------------------------------------------------------------
 
 
+class _TimeAxis:
+    """Time -> x, with long idle stretches cut out: a gap longer than a quarter of the flow's
+    span (and over half a second) is drawn `GAP_PX` wide and labelled, so 60 s of silence
+    before a RST does not squeeze the interesting part into one pixel column."""
+
+    GAP_PX = 28
+
+    def __init__(self, times: list[float], x0: float, width: float) -> None:
+        times = sorted(times) or [0.0]
+        self.t0 = times[0]
+        span = times[-1] - times[0]
+        limit = max(0.25 * span, 0.5)
+        # (start, length) of every cut gap, in time.
+        self.gaps = [(a, b - a) for a, b in itertools.pairwise(times) if b - a > limit]
+        kept = span - sum(g for _, g in self.gaps)
+        usable = width - self.GAP_PX * len(self.gaps)
+        self.scale = usable / kept if kept > 0 else 0.0
+        self.x0 = x0
+
+    def x(self, t: float) -> float:
+        cut = 0.0
+        n = 0
+        for start, length in self.gaps:
+            if t > start:
+                cut += length
+                n += 1
+        return self.x0 + (t - self.t0 - cut) * self.scale + n * self.GAP_PX
+
+    def gap_marks(self, y: float, h: float) -> str:
+        out = []
+        for start, length in self.gaps:
+            x = self.x(start) + self.GAP_PX / 2
+            out.append(
+                f'<line x1="{x:.1f}" y1="{y:.1f}" x2="{x:.1f}" y2="{y + h:.1f}" stroke="#9e9e9e" '
+                f'stroke-dasharray="3,3"/><text x="{x:.1f}" y="{y + h / 2:.1f}" font-size="9" '
+                f'text-anchor="middle" fill="#5f6b76" transform="rotate(-90 {x:.1f} '
+                f'{y + h / 2:.1f})">{_dur(length)} idle</text>'
+            )
+        return "".join(out)
+
+
 def tsg_svg(flow: FlowResult) -> str:
     """tcptrace-style time-sequence graph, one panel per direction."""
     rows = flow.timeline or []
@@ -251,6 +294,7 @@ def tsg_svg(flow: FlowResult) -> str:
     height = 2 * (panel_h + 12)
     t0 = rows[0].time if rows else flow.start
     t_max = max((r.time - t0 for r in rows), default=0.0) or 1e-6
+    axis = _TimeAxis([r.time for r in rows], pad_l, width - pad_l - pad_r)
     parts = [
         f'<svg class="tsg" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" '
@@ -265,8 +309,7 @@ def tsg_svg(flow: FlowResult) -> str:
         plot_w = width - pad_l - pad_r
         plot_h = panel_h - pad_t - pad_b
 
-        def sx(t: float, _w: int = plot_w) -> float:
-            return pad_l + (t - t0) / t_max * _w
+        sx = axis.x
 
         def sy(seq: float, _h: int = plot_h, _oy: int = oy, _top: int = top_seq) -> float:
             return _oy + pad_t + _h - seq / _top * _h
@@ -284,7 +327,8 @@ def tsg_svg(flow: FlowResult) -> str:
             f'<text x="{pad_l}" y="{oy + panel_h - 12}" font-size="10">0 s</text>'
             f'<text x="{pad_l + plot_w}" y="{oy + panel_h - 12}" font-size="10" '
             f'text-anchor="end">{t_max:.6f} s</text>'
-            f'<text x="12" y="{oy + pad_t + plot_h / 2:.1f}" font-size="10" '
+            + axis.gap_marks(oy + pad_t, plot_h)
+            + f'<text x="12" y="{oy + pad_t + plot_h / 2:.1f}" font-size="10" '
             f'transform="rotate(-90 12 {oy + pad_t + plot_h / 2:.1f})" '
             'text-anchor="middle">rel. seq</text>'
         )
@@ -352,7 +396,7 @@ def _flow_table(flows: list[FlowResult], cap_no: int, limit: int) -> str:
     for flow in flows[:limit]:
         cls = ' class="problem"' if is_problem(flow) else ""
         rows.append(
-            f"<tr{cls}><td class=\"num\"><a href=\"#c{cap_no}-f{flow.id}\">{flow.id}</a></td>"
+            f'<tr{cls}><td class="num"><a href="#c{cap_no}-f{flow.id}">{flow.id}</a></td>'
             f'<td class="mono">{_e(flow.client, 64)}</td><td class="mono">{_e(flow.server, 64)}'
             f'</td><td class="mono">{_e(flow.state, 8)}</td><td class="num">'
             f"{_dur(flow.duration)}</td><td>{_badge(flow.max_severity)}{_e(flow.verdict, 300)}"
@@ -395,7 +439,7 @@ def _timeline_table(flow: FlowResult) -> str:
         arrow = "\u2192" if r.sender == "client" else "\u2190"
         body.append(
             f'<tr><td class="num">{r.frame}</td><td class="num">{r.time - t0:.6f}</td>'
-            f"<td>{arrow}</td><td class=\"mono\">{flag_names(r.flags)}</td>"
+            f'<td>{arrow}</td><td class="mono">{flag_names(r.flags)}</td>'
             f'<td class="num">{r.seq}</td><td class="num">{r.ack}</td>'
             f'<td class="num">{r.length}</td><td class="num">{r.window}</td>'
             f"<td>{_e(' · '.join(r.tls), 400)} {_e(', '.join(r.notes), 200)}</td></tr>"
@@ -474,7 +518,7 @@ def render_html(result: AnalysisResult, options: ReportOptions) -> str:
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>tcpdiag report</title><style>{CSS}</style><script>{JS}</script></head><body>"
-        f"<h1>tcpdiag report</h1><p class=\"muted\">tcpdiag {_e(result.version, 32)} \u00b7 "
+        f'<h1>tcpdiag report</h1><p class="muted">tcpdiag {_e(result.version, 32)} \u00b7 '
         f"{len(result.captures)} capture(s) \u00b7 {s.flows} flows \u00b7 {s.problem_flows} "
         f"with problems \u00b7 worst severity: {worst}</p>"
         '<p><input id="filter" type="search" placeholder="filter flows (address, state, '

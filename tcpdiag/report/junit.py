@@ -14,11 +14,17 @@ import xml.etree.ElementTree as ET
 from tcpdiag.report._common import where
 from tcpdiag.report.options import ReportOptions, flow_matches, is_problem
 from tcpdiag.result import AnalysisResult, CaptureResult, Finding, FlowResult, Severity
-from tcpdiag.sanitize import xml_text
+from tcpdiag.sanitize import clean, xml_text
 
 
 def _x(value: object) -> str:
+    """Element text: newlines kept."""
     return xml_text(value, max_len=4000)
+
+
+def _a(value: object) -> str:
+    """Attribute values: one line (every control shown as an escape)."""
+    return xml_text(clean(value, max_len=1000))
 
 
 def _testcase(
@@ -31,16 +37,20 @@ def _testcase(
     duration: float,
 ) -> bool:
     case = ET.SubElement(
-        suite, "testcase", classname=_x(classname), name=_x(name), time=f"{max(0.0, duration):.6f}"
+        suite, "testcase", classname=_a(classname), name=_a(name), time=f"{max(0.0, duration):.6f}"
     )
     failing = [f for f in findings if f.severity >= threshold]
     lines = [f"{f.severity.label} {f.name}: {f.message} [{where(flow, f)}]" for f in findings]
     if failing:
         first = failing[0]
         failure = ET.SubElement(
-            case, "failure", message=_x(f"{first.name}: {first.message}"), type=_x(first.name)
+            case, "failure", message=_a(f"{first.name}: {first.message}"), type=_a(first.name)
         )
-        failure.text = _x("\n".join(l for f, l in zip(findings, lines, strict=True) if f in failing))
+        failure.text = _x(
+            "\n".join(
+                line for f, line in zip(findings, lines, strict=True) if f.severity >= threshold
+            )
+        )
     if lines:
         out = ET.SubElement(case, "system-out")
         text = "\n".join(lines)
@@ -52,7 +62,7 @@ def _testcase(
 
 def _suite(root: ET.Element, cap: CaptureResult, options: ReportOptions) -> tuple[int, int]:
     threshold = options.threshold(cap.path)
-    suite = ET.SubElement(root, "testsuite", name=_x(cap.path))
+    suite = ET.SubElement(root, "testsuite", name=_a(cap.path))
     duration = 0.0
     if cap.first_time is not None and cap.last_time is not None:
         duration = cap.last_time - cap.first_time

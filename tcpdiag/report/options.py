@@ -63,9 +63,7 @@ def flow_matches(flow: FlowResult, options: ReportOptions) -> bool:
             want = _normal_ip(options.host_filter)
             if all(h != want for h, _ in ends):
                 return False
-        if options.port_filter is not None and all(
-            p != str(options.port_filter) for _, p in ends
-        ):
+        if options.port_filter is not None and all(p != str(options.port_filter) for _, p in ends):
             return False
     return True
 

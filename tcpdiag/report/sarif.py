@@ -15,22 +15,23 @@ import os
 from typing import Any
 from urllib.parse import quote
 
-from tcpdiag.report._common import iter_findings, rule_catalog, where
-from tcpdiag.report.json import dumps
+from tcpdiag.report._common import iter_findings, repo_path, rule_catalog, where
+from tcpdiag.report.json import dumps_outline
 from tcpdiag.report.options import ReportOptions
 from tcpdiag.result import AnalysisResult, Severity
 from tcpdiag.sanitize import clean, no_surrogates
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 LEVELS = {Severity.ERROR: "error", Severity.WARNING: "warning", Severity.INFO: "note"}
-INFO_URI = "https://github.com/tcpdiag/tcpdiag"
 
 
 def artifact_uri(path: str) -> str:
-    """A URI reference for a capture path: relative paths stay relative (GitHub resolves them
-    against the repository), absolute ones become file:// URIs, stdin is 'stdin'."""
+    """A URI reference for a capture path: relative paths (and absolute ones under the current
+    directory) are relative URIs, which GitHub resolves against the repository; other absolute
+    paths become file:// URIs; stdin is 'stdin'."""
     if path == "-":
         return "stdin"
+    path = repo_path(path)
     posix = no_surrogates(path).replace(os.sep, "/")
     if os.path.isabs(path):
         return "file://" + quote(posix, safe="/")
@@ -70,9 +71,14 @@ def render_sarif(result: AnalysisResult, options: ReportOptions) -> str:
         if flow is not None:
             logical.append({"name": f"flow {flow.id}", "kind": "object"})
         identity = "|".join(
-            [finding.name, uri, flow.client if flow else "", flow.server if flow else "",
-             ",".join(map(str, finding.frames[:20]))]
-        )  # fmt: skip
+            [
+                finding.name,
+                uri,
+                flow.client if flow else "",
+                flow.server if flow else "",
+                ",".join(map(str, finding.frames[:20])),
+            ]
+        )
         props: dict[str, Any] = {"frames": list(finding.frames), "count": finding.count}
         if flow is not None:
             props["flow"] = flow.id
@@ -107,8 +113,13 @@ def render_sarif(result: AnalysisResult, options: ReportOptions) -> str:
         if res["ruleIndex"] < 0:
             name = res["ruleId"]
             index[name] = len(rules)
-            rules.append({"id": name, "shortDescription": {"text": name},
-                          "defaultConfiguration": {"level": res["level"]}})  # fmt: skip
+            rules.append(
+                {
+                    "id": name,
+                    "shortDescription": {"text": name},
+                    "defaultConfiguration": {"level": res["level"]},
+                }
+            )
             res["ruleIndex"] = index[name]
     doc = {
         "$schema": SARIF_SCHEMA,
@@ -120,7 +131,6 @@ def render_sarif(result: AnalysisResult, options: ReportOptions) -> str:
                         "name": "tcpdiag",
                         "version": result.version,
                         "semanticVersion": result.version,
-                        "informationUri": INFO_URI,
                         "rules": rules,
                     }
                 },
@@ -130,4 +140,4 @@ def render_sarif(result: AnalysisResult, options: ReportOptions) -> str:
             }
         ],
     }
-    return dumps(doc, indent=2) + "\n"
+    return dumps_outline(doc, depth=6) + "\n"

@@ -29,10 +29,22 @@ from tcpdiag.result import AnalysisResult, CaptureResult, Finding, FlowResult, S
 from tcpdiag.sanitize import clean
 
 # Flag names in the order people say them: "SYN/ACK", "PSH/ACK", "FIN/ACK", "RST/ACK".
-_FLAG_ORDER = ((SYN, "SYN"), (FIN, "FIN"), (RST, "RST"), (PSH, "PSH"), (URG, "URG"),
-               (ECE, "ECE"), (CWR, "CWR"), (ACK, "ACK"))  # fmt: skip
+_FLAG_ORDER = (
+    (SYN, "SYN"),
+    (FIN, "FIN"),
+    (RST, "RST"),
+    (PSH, "PSH"),
+    (URG, "URG"),
+    (ECE, "ECE"),
+    (CWR, "CWR"),
+    (ACK, "ACK"),
+)
 
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow", Severity.INFO: "cyan"}
+
+
+def _sev_style(sev: Severity | None, default: str) -> str:
+    return default if sev is None else SEVERITY_STYLE[sev]
 
 
 def flag_names(flags: int) -> str:
@@ -45,21 +57,30 @@ class _Glyphs:
     to_server: str
     to_client: str
     sep: str
+    records: str  # between the TLS records of one segment (ASCII tables use "|" as borders)
     ellipsis: str
     marks: dict[Severity | None, str]
     micro: str
 
 
 _UNICODE = _Glyphs(
-    "\u2192", "\u2190", " \u00b7 ", "\u2026",
+    "\u2192",
+    "\u2190",
+    " \u00b7 ",
+    " \u00b7 ",
+    "\u2026",
     {Severity.ERROR: "\u2716", Severity.WARNING: "\u25b2", Severity.INFO: "\u00b7", None: "\u2714"},
     "\u00b5s",
-)  # fmt: skip
+)
 _ASCII = _Glyphs(
-    "->", "<-", " | ", "...",
+    "->",
+    "<-",
+    " | ",
+    " + ",
+    "...",
     {Severity.ERROR: "E", Severity.WARNING: "W", Severity.INFO: "i", None: "ok"},
     "us",
-)  # fmt: skip
+)
 
 
 class _Ctx:
@@ -127,7 +148,7 @@ def _sev_text(sev: Severity | None, ctx: _Ctx) -> Text:
     label = sev.label if sev is not None else "ok"
     if not ctx.color:
         return Text(label.upper() if sev == Severity.ERROR else label)
-    style = SEVERITY_STYLE.get(sev, "green") if sev is not None else "green"
+    style = _sev_style(sev, "green")
     return Text(f"{ctx.g.marks[sev]} {label}", style=style)
 
 
@@ -142,7 +163,7 @@ def _header(cap: CaptureResult, ctx: _Ctx) -> RenderableType:
     if cap.first_time is not None and cap.last_time is not None:
         facts.append(_duration(max(0.0, cap.last_time - cap.first_time), ctx))
         facts.append("from " + _when(cap.first_time))
-    line2 = Text(g.sep.lstrip().join([]) + g.sep.join(facts), style=ctx.style("dim"))
+    line2 = Text(g.sep.join(facts), style=ctx.style("dim"))
     summary = summarize_captures([cap])
     counts: dict[Severity, int] = {}
     for f in cap.all_findings():
@@ -150,7 +171,9 @@ def _header(cap: CaptureResult, ctx: _Ctx) -> RenderableType:
     line3 = Text(f"{summary.flows} flows, {summary.problem_flows} with problems")
     if counts:
         line3.append("; findings: ")
-        parts = [(f"{counts[s]} {s.label}", SEVERITY_STYLE[s]) for s in sorted(counts, reverse=True)]
+        parts = [
+            (f"{counts[s]} {s.label}", SEVERITY_STYLE[s]) for s in sorted(counts, reverse=True)
+        ]
         for i, (part, style) in enumerate(parts):
             if i:
                 line3.append(", ")
@@ -176,8 +199,9 @@ def _findings_grid(findings: Iterable[Finding], ctx: _Ctx, indent: int = 2) -> T
             frames = ", ".join(str(n) for n in f.frames[:8])
             if len(f.frames) > 8:
                 frames += f" (+{len(f.frames) - 8} more)"
-            message.append(f" [frame{'s' if len(f.frames) > 1 else ''} {frames}]",
-                           style=ctx.style("dim"))  # fmt: skip
+            message.append(
+                f" [frame{'s' if len(f.frames) > 1 else ''} {frames}]", style=ctx.style("dim")
+            )
         grid.add_row("", _sev_text(f.severity, ctx), name, message)
     return grid
 
@@ -188,7 +212,7 @@ def _flow_table(cap: CaptureResult, flows: list[FlowResult], ctx: _Ctx) -> list[
     for flow in flows[:limit]:
         sev = flow.max_severity
         verdict = Text()
-        verdict.append(ctx.g.marks[sev], style=ctx.style(SEVERITY_STYLE.get(sev or 0, "green")))
+        verdict.append(ctx.g.marks[sev], style=ctx.style(_sev_style(sev, "green")))
         verdict.append(" ")
         verdict.append_text(ctx.text(flow.verdict or "-", max_len=200))
         table.add_row(
@@ -225,14 +249,19 @@ def _tls_line(flow: FlowResult, ctx: _Ctx) -> Text | None:
     if tls.cipher_suite:
         parts.append(ctx.safe(tls.cipher_suite, 64))
     parts.append("handshake complete" if tls.handshake_complete else "handshake NOT complete")
-    line = Text("  TLS: ", style=ctx.style("bold"))
-    line.append(ctx.g.sep.join(parts))
+    line = Text(ctx.g.sep.join(parts))
     for alert in tls.alerts[:4]:
-        desc = "encrypted alert" if alert.encrypted else (
-            f"alert {ctx.safe(alert.level or '?', 16)} {ctx.safe(alert.description or '?', 64)}"
+        desc = (
+            "encrypted alert"
+            if alert.encrypted
+            else (
+                f"alert {ctx.safe(alert.level or '?', 16)} {ctx.safe(alert.description or '?', 64)}"
+            )
         )
-        line.append(f"\n  {ctx.safe(alert.sender, 8)} sent {desc} (frame {alert.frame})",
-                    style=ctx.style("red" if alert.level == "fatal" else ""))  # fmt: skip
+        line.append(
+            f"\n{ctx.safe(alert.sender, 8)} sent {desc} (frame {alert.frame})",
+            style=ctx.style("red" if alert.level == "fatal" else ""),
+        )
     return line
 
 
@@ -243,15 +272,18 @@ def _timeline(flow: FlowResult, ctx: _Ctx) -> list[RenderableType]:
     severity_of: dict[str, Severity] = {}
     for f in flow.findings:
         severity_of[f.name] = max(f.severity, severity_of.get(f.name, f.severity))
-    table = ctx.table("frame", "time", "delta", "", "flags", "seq", "ack", "len", "win",
-                      "TLS records / notes")  # fmt: skip
+    table = ctx.table(
+        "frame", "time", "delta", "", "flags", "seq", "ack", "len", "win", "TLS records / notes"
+    )
     t0 = flow.start if rows[0].time >= flow.start else rows[0].time
     prev: TimelineRow | None = None
     head = len(rows) - _tail_len(flow)
     for i, r in enumerate(rows):
         if i == head and flow.timeline_skipped:
-            gap = Text(f"{ctx.g.ellipsis} {flow.timeline_skipped} packets not shown",
-                       style=ctx.style("dim italic"))  # fmt: skip
+            gap = Text(
+                f"{ctx.g.ellipsis} {flow.timeline_skipped} packets not shown",
+                style=ctx.style("dim italic"),
+            )
             table.add_row(ctx.g.ellipsis, "", "", "", "", "", "", "", "", gap)
             prev = None
         table.add_row(*_timeline_cells(r, prev, t0, severity_of, ctx))
@@ -281,23 +313,29 @@ def _timeline_cells(
     ctx: _Ctx,
 ) -> list[RenderableType]:
     to_server = r.sender == "client"
-    arrow = Text(ctx.g.to_server if to_server else ctx.g.to_client,
-                 style=ctx.style("green" if to_server else "blue"))  # fmt: skip
+    arrow = Text(
+        ctx.g.to_server if to_server else ctx.g.to_client,
+        style=ctx.style("green" if to_server else "blue"),
+    )
     flags = flag_names(r.flags)
     flag_style = "bold red" if r.flags & RST else ("bold" if r.flags & (SYN | FIN) else "")
     delta = "" if prev is None else "+" + _duration(max(0.0, r.time - prev.time), ctx)
     detail = Text()
     if r.tls:
-        detail.append(ctx.g.sep.join(ctx.safe(label, 96) for label in r.tls[:12]),
-                      style=ctx.style("magenta"))  # fmt: skip
+        detail.append(
+            ctx.g.records.join(ctx.safe(label, 96) for label in r.tls[:12]),
+            style=ctx.style("magenta"),
+        )
         if len(r.tls) > 12:
-            detail.append(f"{ctx.g.sep}+{len(r.tls) - 12} more records")
+            detail.append(f"{ctx.g.records}{len(r.tls) - 12} more records")
     for note in r.notes:
         sev = severity_of.get(note)
         if detail:
             detail.append("  ")
-        detail.append(f"{ctx.g.marks.get(sev, '!')} {ctx.safe(note, 64)}",
-                      style=ctx.style(SEVERITY_STYLE.get(sev, "yellow") if sev else "yellow"))  # fmt: skip
+        detail.append(
+            f"{ctx.g.marks.get(sev, '!')} {ctx.safe(note, 64)}",
+            style=ctx.style(_sev_style(sev, "yellow")),
+        )
     return [
         str(r.frame),
         f"{r.time - t0:.6f}",
@@ -326,19 +364,24 @@ def _flow_detail(flow: FlowResult, ctx: _Ctx, with_timeline: bool) -> list[Rende
     if flow.client_inferred:
         title.append(" (client inferred: no SYN seen)", style=ctx.style("dim"))
     out: list[RenderableType] = [title]
-    verdict = Text("  verdict: ", style=ctx.style("bold"))
-    verdict.append_text(ctx.text(flow.verdict or "-", SEVERITY_STYLE.get(flow.max_severity or 0, ""),
-                                 max_len=400))  # fmt: skip
-    out.append(verdict)
+    # Label and value in a grid, so a long verdict wraps under itself, not under the label.
+    facts = Table.grid(padding=(0, 1), pad_edge=False)
+    facts.add_column(no_wrap=True, style=ctx.style("bold"))
+    facts.add_column(overflow="fold")
+    verdict = ctx.text(flow.verdict or "-", _sev_style(flow.max_severity, ""), max_len=400)
+    facts.add_row("  verdict:", verdict)
     tls = _tls_line(flow, ctx)
     if tls is not None:
-        out.append(tls)
+        facts.add_row("  TLS:", tls)
+    out.append(facts)
     if flow.findings:
         out.append(_findings_grid(sorted(flow.findings, key=Finding.sort_key), ctx))
     if with_timeline:
-        legend = Text(f"  {g.to_server} client to server, {g.to_client} server to client; "
-                      "time from the flow's first packet; seq/ack relative",
-                      style=ctx.style("dim"))  # fmt: skip
+        legend = Text(
+            f"  {g.to_server} client to server, {g.to_client} server to client; "
+            "time from the flow's first packet; seq/ack relative",
+            style=ctx.style("dim"),
+        )
         out.append(legend)
         out.extend(_timeline(flow, ctx))
     return out
@@ -353,15 +396,14 @@ def _capture(cap: CaptureResult, ctx: _Ctx) -> list[RenderableType]:
     filtered = any(x is not None for x in (opts.flow_filter, opts.host_filter, opts.port_filter))
     flows = [f for f in cap.flows if flow_matches(f, opts)] if filtered else cap.flows
     if not flows:
-        out.append(Text("no TCP flows" + (" match the filter" if filtered else ""),
-                        style=ctx.style("dim")))  # fmt: skip
+        out.append(
+            Text("no TCP flows" + (" match the filter" if filtered else ""), style=ctx.style("dim"))
+        )
         return out
     ordered = problem_order(flows)
     out.append(Text(""))
     out.extend(_flow_table(cap, ordered, ctx))
-    if opts.flow_filter is not None:
-        detailed = ordered
-    elif opts.show_all_timelines:
+    if opts.flow_filter is not None or opts.show_all_timelines:
         detailed = ordered
     else:
         detailed = [f for f in ordered if is_problem(f)]
@@ -371,8 +413,12 @@ def _capture(cap: CaptureResult, ctx: _Ctx) -> list[RenderableType]:
         out.extend(_flow_detail(flow, ctx, opts.timelines))
     if len(detailed) > limit:
         out.append(Text(""))
-        out.append(Text(f"{len(detailed) - limit} more flow details not shown; "
-                        "use --flow ID for one", style=ctx.style("dim italic")))  # fmt: skip
+        out.append(
+            Text(
+                f"{len(detailed) - limit} more flow details not shown; use --flow ID for one",
+                style=ctx.style("dim italic"),
+            )
+        )
     shown = {f.id for f in detailed[:limit]}
     minor = [f for f in ordered if f.findings and f.id not in shown]
     if minor:
@@ -382,8 +428,12 @@ def _capture(cap: CaptureResult, ctx: _Ctx) -> list[RenderableType]:
         grid = _findings_grid(findings, ctx)
         out.append(grid)
         if len(minor) > opts.max_rows:
-            out.append(Text(f"{len(minor) - opts.max_rows} more flows with findings not shown",
-                            style=ctx.style("dim italic")))  # fmt: skip
+            out.append(
+                Text(
+                    f"{len(minor) - opts.max_rows} more flows with findings not shown",
+                    style=ctx.style("dim italic"),
+                )
+            )
     return out
 
 
@@ -398,8 +448,13 @@ def renderables(result: AnalysisResult, options: ReportOptions) -> list[Renderab
     if len(result.captures) > 1:
         s = summarize_captures(result.captures)
         out.append(Text(""))
-        out.append(Text(f"{len(result.captures)} captures, {s.flows} flows, "
-                        f"{s.problem_flows} with problems", style=ctx.style("bold")))  # fmt: skip
+        out.append(
+            Text(
+                f"{len(result.captures)} captures, {s.flows} flows, "
+                f"{s.problem_flows} with problems",
+                style=ctx.style("bold"),
+            )
+        )
     return out
 
 
@@ -461,8 +516,10 @@ def check_renderables(result: AnalysisResult, options: ReportOptions) -> list[Re
             line = Text()
             line.append(ctx.safe(cap.path, 512), style=ctx.style("bold"))
             if flow is not None:
-                line.append(f": flow {flow.id} ({ctx.safe(flow.client, 64)} {ctx.g.to_server} "
-                            f"{ctx.safe(flow.server, 64)})")  # fmt: skip
+                line.append(
+                    f": flow {flow.id} ({ctx.safe(flow.client, 64)} {ctx.g.to_server} "
+                    f"{ctx.safe(flow.server, 64)})"
+                )
             if f.frames:
                 line.append(f", frame {f.frames[0]}")
             line.append(": ")
@@ -477,12 +534,17 @@ def check_renderables(result: AnalysisResult, options: ReportOptions) -> list[Re
     thresholds = sorted({options.threshold(c.path) for c in result.captures} or {options.fail_on})
     level = "/".join(t.label for t in thresholds)
     if failing:
-        verdict = Text(f"{failing} finding{'s' if failing != 1 else ''} at or above {level} in "
-                       f"{failed_captures} of {n} capture{'s' if n != 1 else ''}",
-                       style=ctx.style("bold red"))  # fmt: skip
+        verdict = Text(
+            f"{failing} finding{'s' if failing != 1 else ''} at or above {level} in "
+            f"{failed_captures} of {n} capture{'s' if n != 1 else ''}",
+            style=ctx.style("bold red"),
+        )
     else:
-        verdict = Text(f"{ctx.g.marks[None]} no findings at or above {level} in {n} "
-                       f"capture{'s' if n != 1 else ''}", style=ctx.style("bold green"))  # fmt: skip
+        verdict = Text(
+            f"{ctx.g.marks[None]} no findings at or above {level} in {n} "
+            f"capture{'s' if n != 1 else ''}",
+            style=ctx.style("bold green"),
+        )
     if below:
         verdict.append(f" ({below} below the threshold)", style=ctx.style("dim"))
     out.append(verdict)
@@ -492,8 +554,7 @@ def check_renderables(result: AnalysisResult, options: ReportOptions) -> list[Re
 def render_check(result: AnalysisResult, options: ReportOptions) -> str:
     buf = io.StringIO()
     console = make_console(buf, options)
-    if options.width is None:
-        console.width = 160
     for item in check_renderables(result, options):
-        console.print(item, markup=False, emoji=False, highlight=False)
+        # One finding per line, never wrapped: CI logs are grepped.
+        console.print(item, markup=False, emoji=False, highlight=False, soft_wrap=True)
     return buf.getvalue()

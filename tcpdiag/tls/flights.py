@@ -122,6 +122,12 @@ def resumed_client_flight() -> tuple[list[str], set[str]]:
     return [CCS, "Finished"], set()
 
 
+def hello_retry_client_flight() -> tuple[list[str], set[str]]:
+    """After a HelloRetryRequest: a second ClientHello (a middlebox-compatible client sends a
+    dummy ChangeCipherSpec first)."""
+    return [CCS, "ClientHello"], {CCS}
+
+
 def finished_record_size(cipher: str | None) -> int | None:
     """Size on the wire of an encrypted TLS 1.2 Finished (12-byte verify_data + 4-byte header)
     for the negotiated suite, to say how big the missing record would have been."""

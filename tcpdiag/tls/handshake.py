@@ -93,10 +93,13 @@ def parse_client_hello(body: bytes) -> ClientHello:
     hello = ClientHello(
         legacy_version=cur.pull_uint16("legacy_version"),
         random=cur.pull_bytes(32, "random"),
-        session_id=cur.pull_vector(1, "session_id").pull_bytes(0),
-        cipher_suites=cur.pull_uint16_list(2, "cipher_suites"),
+        session_id=b"",
+        cipher_suites=[],
         compression_methods=b"",
     )
+    sid = cur.pull_vector(1, "session_id")
+    hello.session_id = sid.pull_bytes(sid.remaining)
+    hello.cipher_suites = cur.pull_uint16_list(2, "cipher_suites")
     comp = cur.pull_vector(1, "compression_methods")
     hello.compression_methods = comp.pull_bytes(comp.remaining)
     if cur.eof():  # extensions are optional before TLS 1.2

@@ -157,6 +157,11 @@ class StartTlsWatcher:
             return
         self.pending_client = end
 
+    def _refused(self) -> None:
+        """The server said no: the session goes on in plaintext, the watcher re-arms."""
+        self.request = None
+        self.pending_client = None
+
     def _server_line(self, line: bytes) -> bool:
         assert self.request is not None
         proto, marker = self.request
@@ -164,24 +169,24 @@ class StartTlsWatcher:
             parts = line.split()
             ok = len(parts) > 1 and parts[1] == marker
             if len(parts) > 1 and parts[1] == b"691":
-                self.request = None
+                self._refused()
             return ok
         if proto == "imap":
             tag = marker.split()[0]
             if line.startswith(marker):
                 return True
             if line.startswith(tag + b" "):
-                self.request = None  # NO / BAD: no upgrade
+                self._refused()  # NO / BAD: no upgrade
             return False
         if proto == "pop3":
             if line.startswith(b"-ERR"):
-                self.request = None
+                self._refused()
             return line.startswith(marker)
         # SMTP / FTP numeric replies: a final line is "NNN text" (not "NNN-text").
         if len(line) >= 3 and line[:3].isdigit() and line[3:4] != b"-":
             if line.startswith(marker):
                 return True
-            self.request = None
+            self._refused()
         return False
 
     def _binary(self, direction: Direction, buf: bytearray, start: int) -> int | None:
@@ -249,4 +254,4 @@ class StartTlsWatcher:
                     assert self.pending_client is not None
                     self.upgrade = Upgrade("ldap", self.pending_client, start)
                     return start
-                self.request = None
+                self._refused()

@@ -69,6 +69,7 @@ MAX_ALERTS = 64
 LABELS_HEAD = 512  # timeline labels kept per direction: the first ones...
 LABELS_TAIL = 256  # ...and the last ones (the timeline shows head and tail packets)
 MAX_STASH = 16 * 1024
+TLS13_ALERT_RECORD = 24  # 5 header + 2 alert + 1 inner content type + 16-byte AEAD tag
 
 
 @dataclass(slots=True)
@@ -113,13 +114,15 @@ class SideState:
     stopped: str | None = None  # why parsing stopped (gap, malformed, gave up)
     sniff: bytearray = field(default_factory=bytearray)
     sniff_chunks: list[tuple[bytes, int, float]] = field(default_factory=list)  # for replay
-    stash: bytearray = field(default_factory=bytearray)
+    stash: list[tuple[bytes, int, float]] = field(default_factory=list)  # held client bytes
+    stash_size: int = 0
     records: int = 0
     record_bytes: int = 0
     ccs_frame: int | None = None
     encrypted_handshake: int = 0  # encrypted Handshake records after this side's CCS
     app_records: int = 0
     first_app_frame: int | None = None
+    first_app_size: int = 0
     last_record: Record | None = None
     end: tuple[str, int | None, float | None] | None = None  # (how, frame, time)
     labels_head: list[tuple[int, str]] = field(default_factory=list)
@@ -150,6 +153,7 @@ class TlsStream:
         self.server_hello: ServerHello | None = None
         self.server_hello_frame: int | None = None
         self.hello_retry: ServerHello | None = None
+        self.hello_retry_note: int | None = None  # index in `notes`
         self.cert_requested = False
         self.cert_sizes: list[int] = []
         self.ecdhe_point: int | None = None
@@ -170,9 +174,9 @@ class TlsStream:
                 self._start_tls(side, 0)
 
     # ---------------------------------------------------------------- StreamConsumer
-    def on_data(
-        self, direction: Direction, offset: int, data: bytes, frame: int, time: float
-    ) -> None:
+    # The flow stage passes directions as plain ints (0 client, 1 server): Direction is an
+    # IntEnum, so both work; `Direction(direction)` gives the methods back.
+    def on_data(self, direction: int, offset: int, data: bytes, frame: int, time: float) -> None:
         if not self.wants_data or not data:
             return
         side = self.sides[direction]
@@ -183,27 +187,28 @@ class TlsStream:
         elif side.started:
             self._feed(side, data, frame, time)
 
-    def on_gap(self, direction: Direction, offset: int, length: int, frame: int) -> None:
+    def on_gap(self, direction: int, offset: int, length: int, frame: int) -> None:
         side = self.sides[direction]
-        self.gaps.append(GapEvent(direction, offset, length, frame))
+        self.gaps.append(GapEvent(Direction(direction), offset, length, frame))
         if side.stopped is None:
             side.stopped = f"{length} bytes at stream offset {offset} were never captured"
             if side.framer is not None:
                 partial = side.framer.partial()
                 if partial is not None:
-                    self.truncated.append(TruncatedEvent(direction, partial, "gap", frame))
+                    partial.offset += side.base
+                    self.truncated.append(TruncatedEvent(side.direction, partial, "gap", frame))
             side.framer = None
         if self.mode != "tls":
             self.mode = "off"
         self._update_wants()
 
-    def on_end(self, direction: Direction, how: str, frame: int, time: float) -> None:
+    def on_end(self, direction: int, how: str, frame: int, time: float) -> None:
         side = self.sides[direction]
         if side.end is None:
             side.end = (how, frame, time)
         self._cut(side, how, frame)
         if how == "rst":  # a reset ends both directions
-            other = self.sides[direction.other]
+            other = self.sides[side.direction.other]
             self._cut(other, "rst", frame)
         self._update_wants()
 
@@ -311,7 +316,9 @@ class TlsStream:
             return
         if side.direction == Direction.CLIENT and watcher.pending_client is not None:
             # The client asked to upgrade; its next bytes are TLS if the server agrees.
-            side.stash += data[: MAX_STASH - len(side.stash)]
+            if side.stash_size < MAX_STASH:
+                side.stash.append((data, frame, time))
+                side.stash_size += len(data)
             return
         used = watcher.feed(side.direction, data)
         if watcher.failed:
@@ -320,18 +327,24 @@ class TlsStream:
             return
         up = watcher.upgrade
         if up is None or used is None:
+            client = self.sides[0]
+            if client.stash and watcher.pending_client is None:
+                # Refused: what the client sent meanwhile was plaintext after all.
+                stash, client.stash, client.stash_size = client.stash, [], 0
+                for chunk, f, t in stash:
+                    self._plain(client, chunk, f, t)
             return
         self.starttls = up.protocol
+        self.mode = "tls"
         client, server = self.sides
         self._start_tls(client, up.client_offset)
         self._start_tls(server, up.server_offset)
         rest = data[used:]
         if rest:
             self._feed(side, rest, frame, time)
-        if client.stash:
-            stash = bytes(client.stash)
-            client.stash.clear()
-            self._feed(client, stash, frame, time)
+        stash, client.stash = client.stash, []
+        for chunk, f, t in stash:
+            self._feed(client, chunk, f, t)
 
     def _start_tls(self, side: SideState, base: int) -> None:
         side.started = True
@@ -405,6 +418,10 @@ class TlsStream:
         if len(self.notes) < MAX_NOTES:
             self.notes.append(note)
 
+    @property
+    def _noting(self) -> bool:
+        return len(self.notes) < MAX_NOTES
+
     def _on_record(self, side: SideState, rec: Record) -> None:
         side.records += 1
         side.record_bytes += rec.size
@@ -423,6 +440,7 @@ class TlsStream:
             side.app_records += 1
             if side.first_app_frame is None:
                 side.first_app_frame = rec.frame
+                side.first_app_size = rec.size
             tokens = ("ApplicationData",)
         elif ct == SSLV2_CLIENT_HELLO:
             tokens = ("ClientHello",)
@@ -431,8 +449,9 @@ class TlsStream:
             tokens = (content_type_name(ct),)
         if ct not in (ContentType.HANDSHAKE, ContentType.ALERT, SSLV2_CLIENT_HELLO):
             side.label(rec.frame, f"{tokens[0]} {rec.size}")
-        note = RecordNote(side.direction, rec.frame, rec.time, rec.offset, rec.size, tokens)
-        self._note(side, note)
+        if self._noting:
+            note = RecordNote(side.direction, rec.frame, rec.time, rec.offset, rec.size, tokens)
+            self._note(side, note)
         self._check_complete(rec)
 
     def _check_complete(self, rec: Record) -> None:
@@ -440,7 +459,12 @@ class TlsStream:
             return
         client, server = self.sides
         if self.tls13:
-            done = client.app_records > 0 and server.app_records > 0
+            # Zeek's rule (application_data both ways), except that a client whose only
+            # encrypted record has the size of an encrypted alert has not finished.
+            client_done = client.app_records > 1 or (
+                client.app_records == 1 and client.first_app_size != TLS13_ALERT_RECORD
+            )
+            done = client_done and server.app_records > 0
         else:
             done = client.encrypted_handshake > 0 and server.encrypted_handshake > 0
         if done:
@@ -529,6 +553,7 @@ class TlsStream:
                     hello = parse_server_hello(body)
                     if hello.is_hello_retry_request:
                         self.hello_retry = hello
+                        self.hello_retry_note = len(self.notes)
                         name = "HelloRetryRequest"
                     else:
                         self.server_hello = hello

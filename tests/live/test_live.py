@@ -249,8 +249,13 @@ class Tcpdump:
             if "listening on" in line or not line:
                 break
 
-    def stop(self) -> int:
-        """Packets tcpdump captured (it must not have dropped any)."""
+    def stop(self, expect: int = 0) -> int:
+        """Packets tcpdump captured (it must not have dropped any). tcpdump forgets what is
+        still in its ring when SIGINT comes, so first wait (bounded) for `expect` records."""
+        deadline = time.monotonic() + WAIT
+        while time.monotonic() < deadline and sum(1 for _ in pcap_records(self.path)) < expect:
+            self.proc.poll()  # a condition poll, not a sleep-and-hope
+            time.sleep(0.05)
         self.proc.send_signal(signal.SIGINT)
         _, err = self.proc.communicate(timeout=WAIT)
         self.stderr += err.decode()
@@ -433,14 +438,16 @@ def test_bulk_transfer_matches_tcpdump_frame_for_frame(tmp_path: Path) -> None:
             while c.recv(1 << 16):
                 pass
         server.close()
-        ref_count = dump.stop()
-        packets = collect(src, ref_count)
+        # The transfer is over (the server's FIN was read): everything is queued by now.
+        packets = collect(src, 0)
         stats = src.update_stats()
+    dump.stop(expect=len(packets))
     assert server.received == 200_000
     assert stats.kernel_drops == 0
     assert all(len(p.data) == p.orig_len for p in packets), "a frame was truncated"
     assert [p.orig_len for p in packets] == [orig for _, orig in pcap_records(dump.path)]
     assert [p.frame for p in packets] == list(range(1, len(packets) + 1))
+    assert len({p.data for p in packets}) == len(packets), "a packet was captured twice"
     assert max(p.orig_len for p in packets) > 32_000  # big GSO frames were really exercised
     assert sum(p.orig_len for p in packets) > 200_000
 
@@ -526,13 +533,21 @@ def run_scenarios(
         tls.close()
         echo.close()
         closed.close()
-        reference = dump.stop() if dump else None
         code, out = proc.stop()
+        captured = _captured(proc.stderr_lines)
+        reference = dump.stop(expect=captured) if dump else None
     finally:
         with contextlib.suppress(Exception):
             proc.kill()
     assert tls.error is not None and "UNKNOWN_CA" in tls.error.upper()
     return code, out, proc, ports, reference
+
+
+def _captured(stderr_lines: list[str]) -> int:
+    for line in stderr_lines:
+        if line.endswith("dropped by the kernel") and " packets captured, " in line:
+            return int(line.split()[1])
+    return 0
 
 
 def check_report(report: dict[str, Any], ports: dict[str, int], reference: int | None) -> None:
@@ -608,7 +623,10 @@ def test_live_json_diagnoses_real_failures_and_round_trips(
 def test_live_jsonl_streams_each_flow_as_it_finishes(cert: tuple[Path, Path]) -> None:
     closed = reserved_closed_port()
     port = closed.getsockname()[1]
-    proc = LiveProcess(["-i", "lo", "-f", f"tcp port {port}", "--format", "jsonl"])
+    # A closed flow lingers min(--idle-timeout, 60 s) of capture time before it is final.
+    proc = LiveProcess(
+        ["-i", "lo", "-f", f"tcp port {port}", "--format", "jsonl", "--idle-timeout", "1"]
+    )
     try:
         proc.wait_ready()
         refuse("127.0.0.1", port)

@@ -60,7 +60,9 @@ def row(
     tls: list[str] | None = None,
     notes: list[str] | None = None,
 ) -> TimelineRow:
-    return TimelineRow(frame, T0 + dt, sender, flags, seq, ack, length, window, tls or [], notes or [])
+    return TimelineRow(
+        frame, T0 + dt, sender, flags, seq, ack, length, window, tls or [], notes or []
+    )
 
 
 def refused_flow(fid: int = 1, frame: int = 1, t: float = 0.0) -> FlowResult:
@@ -95,8 +97,16 @@ def refused_flow(fid: int = 1, frame: int = 1, t: float = 0.0) -> FlowResult:
     f.verdict = "connection refused by 10.0.0.2:8080"
     f.timeline = [
         row(frame, t, "client", SYN, 0, 0, window=64240),
-        row(frame + 1, t + 0.000184, "server", RST | ACK, 0, 1, window=0,
-            notes=["connection-refused"]),
+        row(
+            frame + 1,
+            t + 0.000184,
+            "server",
+            RST | ACK,
+            0,
+            1,
+            window=0,
+            notes=["connection-refused"],
+        ),
     ]
     return f
 
@@ -114,16 +124,54 @@ def truncated_tls_flow(fid: int = 2, frame: int = 3) -> FlowResult:
         row(fr + 2, t + 0.0213, c, ACK, 1, 1, window=502),
         row(fr + 3, t + 0.0215, c, PSH | ACK, 1, 1, 245, 502, ["ClientHello 245"]),
         row(fr + 4, t + 0.0427, s, ACK, 1, 246, window=509),
-        row(fr + 5, t + 0.0441, s, PSH | ACK, 1, 246, 2800, 509,
-            ["ServerHello 127", "Certificate 2673+"]),
-        row(fr + 6, t + 0.0442, s, PSH | ACK, 2801, 246, 1400, 509,
-            ["Certificate (cont.)", "ServerKeyExchange 338"]),
+        row(
+            fr + 5,
+            t + 0.0441,
+            s,
+            PSH | ACK,
+            1,
+            246,
+            2800,
+            509,
+            ["ServerHello 127", "Certificate 2673+"],
+        ),
+        row(
+            fr + 6,
+            t + 0.0442,
+            s,
+            PSH | ACK,
+            2801,
+            246,
+            1400,
+            509,
+            ["Certificate (cont.)", "ServerKeyExchange 338"],
+        ),
         row(fr + 7, t + 0.0442, s, PSH | ACK, 4201, 246, 3, 509, ["ServerHelloDone (part) 3"]),
         row(fr + 8, t + 0.0443, c, ACK, 246, 4204, window=501),
-        row(fr + 9, t + 0.0467, c, PSH | ACK, 246, 4204, 45, 501, ["Finished* 45"],
-            ["tls-flight-incomplete"]),
-        row(fr + 10, t + 0.0681, s, PSH | ACK, 4204, 291, 7, 509,
-            ["Alert(fatal, unexpected_message) 7"], ["tls-alert"]),
+        row(
+            fr + 9,
+            t + 0.0467,
+            c,
+            PSH | ACK,
+            246,
+            4204,
+            45,
+            501,
+            ["Finished* 45"],
+            ["tls-flight-incomplete"],
+        ),
+        row(
+            fr + 10,
+            t + 0.0681,
+            s,
+            PSH | ACK,
+            4204,
+            291,
+            7,
+            509,
+            ["Alert(fatal, unexpected_message) 7"],
+            ["tls-alert"],
+        ),
         row(fr + 11, t + 0.0682, s, RST | ACK, 4211, 291, 0, 0, notes=["reset-mid-stream"]),
     ]
     f = FlowResult(
@@ -259,8 +307,17 @@ def healthy_tls_flow(fid: int = 3, frame: int = 15) -> FlowResult:
         row(fr + 5, t + 0.025, s, PSH | ACK, 1, 518, 1400, tls=["ServerHello 123", "CCS 6"]),
         row(fr + 6, t + 0.026, c, ACK, 518, 1401),
         row(fr + 7, t + 0.030, c, PSH | ACK, 518, 1401, 80, tls=["ApplicationData 80"]),
-        row(fr + 8, t + 0.2, c, PSH | ACK, 518, 1401, 80, tls=["ApplicationData 80"],
-            notes=["retransmission"]),
+        row(
+            fr + 8,
+            t + 0.2,
+            c,
+            PSH | ACK,
+            518,
+            1401,
+            80,
+            tls=["ApplicationData 80"],
+            notes=["retransmission"],
+        ),
         row(fr + 9, t + 0.21, s, PSH | ACK, 1401, 598, 4000, tls=["ApplicationData 3995"]),
         row(fr + 10, t + 0.22, c, ACK, 598, 5401),
         row(fr + 11, t + 0.30, c, FIN | ACK, 598, 5401),
@@ -356,16 +413,26 @@ def long_flow(fid: int = 1, skipped: int = 5000) -> FlowResult:
         state="SF",
         history="ShADadFf",
     )
-    rows = [row(i, i * 0.001, "server", PSH | ACK, 1 + (i - 1) * 1448, 100, 1448)
-            for i in range(1, 61)]
+    rows = [
+        row(i, i * 0.001, "server", PSH | ACK, 1 + (i - 1) * 1448, 100, 1448) for i in range(1, 61)
+    ]
     base = 60 + skipped
-    rows += [row(base + i, 12.0 + i * 0.001, "server", PSH | ACK, 1 + (base + i) * 1448, 100,
-                 1448) for i in range(1, 41)]
+    rows += [
+        row(base + i, 12.0 + i * 0.001, "server", PSH | ACK, 1 + (base + i) * 1448, 100, 1448)
+        for i in range(1, 41)
+    ]
     f.timeline = rows
     f.timeline_skipped = skipped
     f.findings = [
-        Finding("zero-window", Severity.WARNING, "client advertised a zero window 3 times",
-                (70, 80, 90), T0 + 0.07, fid, 3)
+        Finding(
+            "zero-window",
+            Severity.WARNING,
+            "client advertised a zero window 3 times",
+            (70, 80, 90),
+            T0 + 0.07,
+            fid,
+            3,
+        )
     ]
     f.verdict = "transfer completed with receiver stalls (zero window)"
     return f

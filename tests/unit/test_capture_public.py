@@ -37,6 +37,7 @@ def test_packet_count_equals_tshark(name: str) -> None:
     packets, cap = _read(PUBLIC / name)
     assert len(packets) == FACTS[name]["packets"]
     assert [p[0] for p in packets] == list(range(1, len(packets) + 1))
+    assert cap.frames_read == len(packets)
     assert bool(cap.damage) == bool(FACTS[name]["read_error"])
 
 

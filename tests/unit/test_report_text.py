@@ -13,6 +13,7 @@ from report_fixtures import (
     long_flow,
     seed_result,
 )
+
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN
 from tcpdiag.report.options import ReportOptions
 from tcpdiag.report.text import flag_names, make_console, print_text, render_check, render_text
@@ -69,7 +70,7 @@ def test_problem_flow_gets_findings_and_annotated_timeline() -> None:
     assert "<-" in alert and "PSH/ACK" in alert
     rst = _lines_with(out, "RST/ACK | 4211")[0]
     assert "E reset-mid-stream" in rst
-    assert "ServerHello 127 | Certificate 2673+" in out
+    assert "ServerHello 127 + Certificate 2673+" in out
     # Flow 3 has only an info finding: listed, but no timeline by default.
     assert "Flow 3" not in out
     assert "Informational findings in other flows" in out
@@ -127,7 +128,10 @@ def test_color_output_uses_unicode_and_only_sgr_sequences() -> None:
 
 def test_hostile_strings_plain() -> None:
     # Wide enough that no hostile string is folded across lines.
-    for opts in (ReportOptions(color=False, width=3000), ReportOptions(color=False, width=3000, show_all_timelines=True)):
+    for opts in (
+        ReportOptions(color=False, width=3000),
+        ReportOptions(color=False, width=3000, show_all_timelines=True),
+    ):
         out = render_text(hostile_result(), opts)
         data = out.encode("utf-8")
         assert not BAD_BYTES.search(data)

@@ -28,7 +28,8 @@ def test_lone_surrogate_becomes_replacement_character() -> None:
 
 
 def test_ascii_only_escapes_every_non_ascii_character() -> None:
-    assert clean("caf\u00e9 \u2192 \U0001f600", ascii_only=True) == "caf\\xe9 \\u2192 \\U0001f600"
+    assert clean("caf\u00e9 \u2192 \U0001f600", ascii_only=True) == "caf\\xe9 -> \\U0001f600"
+    assert clean("a \u2014 1 \u00b5s \u2026", ascii_only=True) == "a -- 1 us ..."
     assert clean("caf\u00e9 \u2192") == "caf\u00e9 \u2192"
 
 

@@ -289,6 +289,7 @@ def test_seed_truncated_flight_only_last_record() -> None:
     )
     assert "75+6+45" in flight.message
     assert "missing: ClientKeyExchange, ChangeCipherSpec" in flight.message
+    assert "exactly the size of the encrypted Finished" in flight.message
     assert "fatal unexpected_message" in flight.message
     assert "RST from the server 0.2 ms later" in flight.message
     assert alert_frame in flight.frames

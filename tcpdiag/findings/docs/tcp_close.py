@@ -60,6 +60,7 @@ SPECS: tuple[FindingSpec, ...] = (
     FindingSpec(
         name="abortive-close",
         severity=Severity.WARNING,
+        severity_note="info when the RST comes after both sides' FINs: no data can be lost",
         category="close",
         title="The connection ended with a reset instead of a FIN",
         what_it_means=text("""

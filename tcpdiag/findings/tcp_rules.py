@@ -1,0 +1,1086 @@
+"""TCP rules: one closed `Flow` in, its connection-level and per-packet findings out.
+
+Each rule is a small function for one family of findings, citing the row of
+`design/scenarios.md` it implements. Rules read only the public attributes documented in the
+`Flow` class docstring (`tcpdiag/flow/flow.py`) and `Endpoint` (`tcpdiag/flow/endpoint.py`).
+Messages read "facts — meaning": concrete values first (addresses, frames, delays, bytes),
+then what they mean in plain words; `verdict.headline()` relies on the " — ".
+
+`now` is the capture time at which the flow was finalised (the capture's last packet for flows
+still open at the end); it lets "never answered" and "never closed" be measured to the end of
+the capture rather than to the flow's own last packet.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Iterable
+from itertools import pairwise
+
+from tcpdiag.config import Thresholds
+from tcpdiag.findings.context import fmt_bytes, fmt_duration, fmt_frames, plural
+from tcpdiag.findings.registry import make_finding
+from tcpdiag.flow.endpoint import Endpoint
+from tcpdiag.flow.flow import Burst, Flow, FlowEvent
+from tcpdiag.flow.seq import seq_gt
+from tcpdiag.model import ACK, Direction, format_endpoint
+from tcpdiag.result import Finding, Severity, TimelineRow
+
+# Idle times a NAT, firewall or load balancer commonly uses (seconds): an idle period this close
+# to one of them before a reset is worth naming.
+ROUND_TIMEOUTS = (30, 60, 90, 120, 180, 240, 300, 600, 900, 1200, 1800, 3600, 7200, 7440)
+
+
+class _Facts:
+    """Per-flow values several rules need, computed once."""
+
+    def __init__(self, flow: Flow, thresholds: Thresholds, now: float | None) -> None:
+        self.flow = flow
+        self.th = thresholds
+        self.now = max(flow.end, now if now is not None else flow.end)
+        self._rows: list[TimelineRow] | None = None
+
+    def name(self, d: Direction | int) -> str:
+        ep = self.flow.endpoints[d]
+        return format_endpoint(ep.addr, ep.port)
+
+    @property
+    def client(self) -> str:
+        return self.name(Direction.CLIENT)
+
+    @property
+    def server(self) -> str:
+        return self.name(Direction.SERVER)
+
+    def rows(self) -> list[TimelineRow]:
+        """The flow's capped timeline (head and tail packets)."""
+        if self._rows is None:
+            self._rows, _ = self.flow.timeline()
+        return self._rows
+
+    def events(self, kind: str) -> list[FlowEvent]:
+        return [e for e in self.flow.events if e.kind == kind]
+
+    def established(self) -> bool:
+        """The connection got past the handshake (or was already open when the capture began)."""
+        f = self.flow
+        hs = f.handshake
+        return bool(
+            hs.ack
+            or f.c.first_data_frame is not None
+            or f.s.first_data_frame is not None
+            or (not hs.syn and not hs.syn_ack)
+        )
+
+
+def _num(value: object, default: float = 0.0) -> float:
+    return float(value) if isinstance(value, int | float) else default
+
+
+def _intervals(times: list[float]) -> list[float]:
+    return [b - a for a, b in pairwise(times)]
+
+
+def _backoff(intervals: list[float]) -> str:
+    """': exponential back-off' / ': evenly spaced...' / '' for SYN retry intervals."""
+    if len(intervals) < 2:
+        return ""
+    ratios = [b / a for a, b in pairwise(intervals) if a > 0]
+    if ratios and all(1.7 <= r <= 2.3 for r in ratios):
+        return ": exponential back-off"
+    if ratios and all(0.8 <= r <= 1.25 for r in ratios):
+        return ": evenly spaced, as with Linux net.ipv4.tcp_syn_linear_timeouts"
+    return ""
+
+
+def _near_round(idle: float, thresholds: Thresholds) -> int | None:
+    if idle < thresholds.idle_notable:
+        return None
+    for t in ROUND_TIMEOUTS:
+        if abs(idle - t) <= max(1.0, 0.02 * t):
+            return t
+    return None
+
+
+def _span(values: list[float]) -> str:
+    lo, hi = fmt_duration(min(values)), fmt_duration(max(values))
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _first(*frames: int | None) -> int | None:
+    present = [f for f in frames if f is not None]
+    return min(present) if present else None
+
+
+# -- connection set-up (scenarios.md, "Connection set-up") ---------------------------------------
+
+
+def _connection_refused(x: _Facts) -> list[Finding]:
+    # Row: "client SYN, answered by RST/ACK from the server address".
+    f = x.flow
+    hs = f.handshake
+    if not hs.syn or hs.syn_ack or f.s.syn_count or f.s.rst_frame is None:
+        return []
+    rst = next((e for e in x.events("rst") if e.direction == Direction.SERVER), None)
+    rst_frame = f.s.rst_frame
+    rst_time = _num(f.s.rst_time, f.end)
+    syns = [(fr, t) for fr, t in zip(hs.syn_frames, hs.syn_times, strict=False) if fr < rst_frame]
+    if not syns:
+        return []
+    delay = rst_time - syns[-1][1]
+    kind = "RST/ACK" if rst is None or rst.details.get("has_ack", True) else "RST"
+    tries = f" (the client had sent {plural(len(syns), 'SYN')})" if len(syns) > 1 else ""
+    return [
+        make_finding(
+            "connection-refused",
+            f"connection refused by {x.server}: {kind} {fmt_duration(delay)} after the SYN "
+            f"(frame {rst_frame}){tries} — the host is up but nothing listens on that port, "
+            "or a firewall rejects with a reset (client saw ECONNREFUSED)",
+            frames=[*(fr for fr, _ in syns), rst_frame],
+            time=rst_time,
+            flow=f.id,
+        )
+    ]
+
+
+def _syn_unanswered(x: _Facts) -> list[Finding]:
+    # Rows: "client SYN repeated, no answer at all" (the "server up but dropping SYNs" context
+    # is added by capture_rules, which sees the other flows).
+    f = x.flow
+    hs = f.handshake
+    if not hs.syn or hs.syn_ack or f.s.packets:
+        return []
+    n = len(hs.syn_frames)
+    times = list(hs.syn_times)
+    gaps = _intervals(times)
+    msg = f"no answer from {x.server} to {plural(n, 'SYN')}"
+    if n > 1:
+        retries = ", ".join(fmt_duration(g) for g in gaps)
+        msg += (
+            f" sent over {fmt_duration(times[-1] - times[0])} (retries after {retries}"
+            f"{_backoff(gaps)})"
+        )
+    waited = x.now - times[-1]
+    frames = list(hs.syn_frames)
+    if f.c.rst_frame is not None:
+        msg += f"; the client then gave up (RST, frame {f.c.rst_frame})"
+        frames.append(f.c.rst_frame)
+    elif f.c.fin_frame is not None:
+        msg += f"; the client then gave up (FIN, frame {f.c.fin_frame})"
+        frames.append(f.c.fin_frame)
+    elif waited > 0:
+        msg += f", nothing in the {fmt_duration(waited)} after the last one"
+    msg += " — the host is down or unreachable, or a firewall silently drops the SYNs"
+    return [make_finding("syn-unanswered", msg, frames=frames, time=times[0], flow=f.id)]
+
+
+def _handshake_aborted(x: _Facts) -> list[Finding]:
+    # Row: "SYN answered by SYN/ACK, then the client sends RST".
+    f = x.flow
+    hs = f.handshake
+    c = f.c
+    if not (hs.syn and hs.syn_ack) or hs.ack or c.rst_frame is None or c.first_data_frame:
+        return []
+    if not hs.syn_ack_frames or c.rst_frame < hs.syn_ack_frames[0]:
+        return []
+    sa_frame, sa_time = hs.syn_ack_frames[0], hs.syn_ack_times[0]
+    prior = [t for fr, t in zip(hs.syn_frames, hs.syn_times, strict=False) if fr < sa_frame]
+    rst_time = _num(c.rst_time, f.end)
+    late = ""
+    if prior:
+        synack_delay = sa_time - prior[-1]
+        late = f", which came {fmt_duration(synack_delay)} after the SYN"
+        if synack_delay >= 1.0:
+            late += " (late: the client had likely timed out)"
+    return [
+        make_finding(
+            "handshake-aborted-by-client",
+            f"{x.client} reset the connection (frame {c.rst_frame}) "
+            f"{fmt_duration(rst_time - sa_time)} after {x.server}'s SYN/ACK (frame {sa_frame})"
+            f"{late} — the client no longer wanted the connection: its connect() timed out, "
+            "the socket was closed, or it was a port scan",
+            frames=[*hs.syn_frames, sa_frame, c.rst_frame],
+            time=rst_time,
+            flow=f.id,
+        )
+    ]
+
+
+def _synack_retransmitted(x: _Facts) -> list[Finding]:
+    # Row: "SYN/ACK retransmitted by the server".
+    f = x.flow
+    hs = f.handshake
+    if hs.syn_ack_retransmissions <= 0 or len(hs.syn_ack_frames) < 2:
+        return []
+    n = len(hs.syn_ack_frames)
+    gaps = ", ".join(fmt_duration(g) for g in _intervals(list(hs.syn_ack_times)))
+    second = hs.syn_ack_frames[1]
+    ack = next((e for e in x.events("handshake-ack")), None)
+    syn_again = [fr for fr in hs.syn_frames if fr > hs.syn_ack_frames[0]]
+    if ack is not None and ack.frame < second:
+        why = (
+            f"the client's ACK (frame {ack.frame}) is in the capture before the retransmission "
+            "— the server dropped it: its accept queue was likely full (listen backlog, "
+            "net.core.somaxconn)"
+        )
+    elif syn_again:
+        why = (
+            f"the client sent its SYN again (frame {syn_again[0]}) — the SYN/ACK was lost on "
+            "the way to the client"
+        )
+    else:
+        why = (
+            "the client's ACK never reached the server — it was lost, or the server dropped it "
+            "because its accept queue was full"
+        )
+    return [
+        make_finding(
+            "synack-retransmitted",
+            f"{x.server} sent its SYN/ACK {plural(n, 'time')} (again after {gaps}); {why}",
+            frames=hs.syn_ack_frames,
+            time=hs.syn_ack_times[1],
+            flow=f.id,
+            count=n - 1,
+        )
+    ]
+
+
+def _no_response(x: _Facts) -> list[Finding]:
+    # Row: "handshake completes, client sends a request, server ACKs it at TCP level but never
+    # sends data back; ends in client timeout (FIN/RST)".
+    f = x.flow
+    c, s = f.c, f.s
+    if not f.handshake.syn_ack or c.first_data_frame is None or s.first_data_frame is not None:
+        return []
+    c_end = _first(c.fin_frame, c.rst_frame)
+    s_end = _first(s.fin_frame, s.rst_frame)
+    if s_end is not None and (c_end is None or s_end < c_end):
+        return []  # the server closed first: an answer of sorts, judged by the close rules
+    last_data_time = _num(c.last_data_time, f.start)
+    if c_end is not None:
+        end_time = _num(c.fin_time if c_end == c.fin_frame else c.rst_time, f.end)
+    else:
+        end_time = x.now
+    wait = end_time - last_data_time
+    if wait < x.th.no_response_wait:
+        return []
+    if c_end is None:
+        ending = "the connection was still open when the capture ended"
+    elif c_end == c.rst_frame:
+        ending = f"the client then reset the connection (RST, frame {c_end})"
+    else:
+        ending = f"the client then closed (FIN, frame {c_end})"
+    request = c.unique_bytes
+    frames = [c.first_data_frame, *([c_end] if c_end is not None else [])]
+    if c.base is not None and s.acked >= request > 0:
+        ack_row = next(
+            (
+                r
+                for r in x.rows()
+                if r.sender == "server"
+                and r.flags & ACK
+                and r.frame > c.first_data_frame
+                and r.ack >= request + (1 if f.handshake.syn else 0)
+            ),
+            None,
+        )
+        acked = ""
+        if ack_row is not None:
+            frames.append(ack_row.frame)
+            acked = (
+                f" in frame {ack_row.frame} ({fmt_duration(ack_row.time - last_data_time)} later)"
+            )
+        msg = (
+            f"{x.server} acknowledged the client's request of {fmt_bytes(request)}{acked} but sent "
+            f"no data in {fmt_duration(wait)}; {ending} — the server's kernel accepted the "
+            "connection and the request, the application never answered (hung, not calling "
+            "accept() or read(), or waiting for more input)"
+        )
+    else:
+        msg = (
+            f"{x.server} completed the handshake but neither acknowledged nor answered the "
+            f"client's request of {fmt_bytes(request)} in {fmt_duration(wait)}; {ending} — the "
+            "server (or the path to it) went silent after the handshake"
+        )
+    return [make_finding("no-response", msg, frames=frames, time=end_time, flow=f.id)]
+
+
+# -- teardown (scenarios.md, "Teardown") ---------------------------------------------------------
+
+
+def _resets(x: _Facts) -> list[Finding]:
+    # Rows: "connection ends with RST instead of FIN" (abortive-close); "RST in answer to data
+    # that arrived after that side's FIN, or RST right after receiving data it never answered"
+    # (reset-with-unread-data); "RST in the middle of a transfer, with data in flight, no FIN
+    # before" (reset-mid-stream). Only the first RST is judged; resets answering a SYN are
+    # connection-refused / handshake-aborted-by-client.
+    #
+    # Linux acknowledges unread bytes in the RST it sends when close() finds them (ack =
+    # rcv_nxt), so "unread" is read from the conversation, not from the RST's ACK number: the
+    # peer's data came after the resetter's FIN, or the server resets right after a request it
+    # never answered. A request after a long silence answered by a reset is rather a lost
+    # NAT/firewall mapping or a restarted server: reset-mid-stream, with the idle time.
+    f = x.flow
+    if not x.established():
+        return []
+    rst = next(iter(x.events("rst")), None)
+    if rst is None or rst.direction is None:
+        return []
+    d = rst.direction
+    sender, other = f.endpoints[d], f.endpoints[d.other]
+    in_flight = int(_num(rst.details.get("bytes_in_flight")))
+    never_acked = int(_num(rst.details.get("unread_data")))
+    own_fin = bool(rst.details.get("after_own_fin"))
+    peer_fin = bool(rst.details.get("after_peer_fin"))
+    last = next((b for b in reversed(f.bursts) if b.first_frame < rst.frame), None)
+    peer_last = last if last is not None and last.direction == d.other else None
+    silent = peer_last.gap_before if peer_last is not None and peer_last.gap_before else 0.0
+
+    if (
+        own_fin
+        and sender.fin_frame is not None
+        and peer_last is not None
+        and peer_last.last_frame > sender.fin_frame
+    ):
+        late = _bytes_between(x, d.other, sender.fin_frame, rst.frame) or peer_last.bytes
+        return [_unread(x, rst, late, peer_last.last_frame, "after_fin")]
+    if own_fin and peer_fin:
+        frames = [rst.frame, *(fr for fr in (sender.fin_frame, other.fin_frame) if fr)]
+        return [
+            make_finding(
+                "abortive-close",
+                f"{x.name(d)} sent a RST (frame {rst.frame}) after both sides had sent FIN — "
+                "the data was delivered; the reset only cut the close short (no TIME_WAIT: "
+                "SO_LINGER 0 or an application abort)",
+                frames=frames,
+                time=rst.time,
+                flow=f.id,
+                severity=Severity.INFO,
+            )
+        ]
+    if not own_fin and not peer_fin:
+        if peer_last is not None and silent >= x.th.idle_notable:
+            return [_mid_stream(x, rst, in_flight, peer_last.bytes, silent, peer_last.last_frame)]
+        if never_acked > 0:
+            frame = peer_last.last_frame if peer_last is not None else None
+            return [_unread(x, rst, never_acked, frame, "never_acked")]
+        if in_flight > 0:
+            return [_mid_stream(x, rst, in_flight, 0, _num(rst.details.get("idle")), None)]
+        if peer_last is not None and d == Direction.SERVER:
+            return [_unread(x, rst, peer_last.bytes, peer_last.last_frame, "unanswered")]
+        if peer_last is None and last is not None and last.direction == d:
+            if d == Direction.SERVER:
+                writes = _pipelined_writes(x, f, last)
+                if writes >= 2:
+                    return [_unread(x, rst, writes, None, "pipelined")]
+            else:
+                # The client's own data was acknowledged but not answered, and it gave up.
+                waited = rst.time - last.last_time
+                return [_mid_stream(x, rst, 0, 0, waited, last.last_frame, waiting=True)]
+    elif never_acked > 0 and peer_last is not None:
+        return [_unread(x, rst, never_acked, peer_last.last_frame, "never_acked")]
+    kind = "RST/ACK" if rst.details.get("has_ack") else "a bare RST"
+    before = ""
+    frames = [rst.frame]
+    if peer_fin and not own_fin and other.fin_frame is not None:
+        before = f" in answer to {x.name(d.other)}'s FIN (frame {other.fin_frame})"
+        frames.append(other.fin_frame)
+    elif own_fin and sender.fin_frame is not None:
+        before = f" after its own FIN (frame {sender.fin_frame})"
+        frames.append(sender.fin_frame)
+    return [
+        make_finding(
+            "abortive-close",
+            f"{x.name(d)} ended the connection with {kind} (frame {rst.frame}){before} instead "
+            "of a FIN exchange — an abort: SO_LINGER 0, a killed or crashed process, or close() "
+            "with unread data; data still queued on that side is lost",
+            frames=frames,
+            time=rst.time,
+            flow=f.id,
+        )
+    ]
+
+
+def _pipelined_writes(x: _Facts, f: Flow, answer: Burst) -> int:
+    """Separate small writes in the client burst that the server's last answer followed: two
+    or more suggest pipelined requests, of which the server may have answered only the first.
+    """
+    before = next(
+        (
+            b
+            for b in reversed(f.bursts)
+            if b.direction == Direction.CLIENT and b.last_frame < answer.first_frame
+        ),
+        None,
+    )
+    if before is None or before.segments < 2:
+        return 0
+    mss = f.c.mss or 536
+    rows = [
+        r
+        for r in x.rows()
+        if r.sender == "client"
+        and before.first_frame <= r.frame <= before.last_frame
+        and r.length
+        and "retransmission" not in r.notes
+    ]
+    return sum(1 for r in rows if r.length < mss)
+
+
+def _bytes_between(x: _Facts, d: Direction, after: int, before: int) -> int:
+    """New payload bytes `d` sent strictly between two frames (from the kept timeline)."""
+    sender = "client" if d == Direction.CLIENT else "server"
+    return sum(
+        r.length
+        for r in x.rows()
+        if r.sender == sender and after < r.frame < before and "retransmission" not in r.notes
+    )
+
+
+def _unread(x: _Facts, rst: FlowEvent, nbytes: int, data_frame: int | None, why: str) -> Finding:
+    assert rst.direction is not None
+    who, peer = x.name(rst.direction), x.name(rst.direction.other)
+    got = f"{fmt_bytes(nbytes)} from {peer}" + (f" (frame {data_frame})" if data_frame else "")
+    if why == "after_fin":
+        facts = f"{who} reset the connection (frame {rst.frame}) after {got} arrived following "
+        facts += "its own FIN"
+        meaning = "the socket was already closed, so the data could not be read"
+    elif why == "never_acked":
+        facts = f"{who} reset the connection (frame {rst.frame}) without acknowledging {got}"
+        meaning = "it closed the socket with data still unread"
+    elif why == "pipelined":
+        facts = (
+            f"{who} answered and then reset the connection (frame {rst.frame}) instead of "
+            f"closing with a FIN, after {peer} had sent {nbytes} separate writes before that "
+            "answer"
+        )
+        meaning = (
+            "a pipelined request was probably still unread when it closed the socket (heuristic)"
+        )
+    else:
+        facts = (
+            f"{who} reset the connection (frame {rst.frame}) "
+            f"{fmt_duration(_num(rst.details.get('idle')))} after receiving {got} that it "
+            "never answered"
+        )
+        meaning = "it closed the socket with that data unread (or crashed on it)"
+    return make_finding(
+        "reset-with-unread-data",
+        f"{facts} — {meaning}; the kernel sends a reset instead of a FIN, and {peer} sees "
+        "ECONNRESET on its next send() or recv()",
+        frames=[rst.frame, *([data_frame] if data_frame else [])],
+        time=rst.time,
+        flow=x.flow.id,
+    )
+
+
+def _mid_stream(
+    x: _Facts,
+    rst: FlowEvent,
+    in_flight: int,
+    unanswered: int,
+    idle: float,
+    data_frame: int | None,
+    waiting: bool = False,
+) -> Finding:
+    assert rst.direction is not None
+    who, peer = x.name(rst.direction), x.name(rst.direction.other)
+    round_t = _near_round(idle, x.th)
+    if waiting:
+        facts = (
+            f"{who} reset the connection (frame {rst.frame}) {fmt_duration(idle)} after its "
+            f"last data (frame {data_frame}), which {peer} had acknowledged but not yet answered"
+        )
+    elif unanswered:
+        facts = (
+            f"a reset from {who} (frame {rst.frame}) answered {fmt_bytes(unanswered)} that "
+            f"{peer} sent (frame {data_frame}) after {fmt_duration(idle)} of silence"
+        )
+    else:
+        facts = (
+            f"{who} reset the connection (frame {rst.frame}) {fmt_duration(idle)} after the "
+            "previous packet"
+        )
+    if in_flight:
+        facts += f", with {fmt_bytes(in_flight)} it had sent still unacknowledged"
+    if waiting:
+        meaning = (
+            "it gave up in the middle of the exchange (an application timeout or abort, "
+            "SO_LINGER 0); whatever it was still sending or expecting is lost"
+        )
+    elif round_t is not None:
+        meaning = (
+            f"an idle time this close to {round_t} s suggests a NAT or firewall idle timeout "
+            "dropped the connection's state; use keep-alives shorter than that"
+        )
+    elif unanswered:
+        meaning = (
+            "after that long a silence the connection's state was lost on the way (NAT, "
+            "firewall, load balancer) or the server restarted; the client sees ECONNRESET"
+        )
+    else:
+        meaning = (
+            "the transfer was cut short: the application aborted or crashed, or a middlebox "
+            f"reset the connection; {peer} sees ECONNRESET"
+        )
+    frames = [rst.frame, *([data_frame] if data_frame else [])]
+    return make_finding(
+        "reset-mid-stream", f"{facts} — {meaning}", frames=frames, time=rst.time, flow=x.flow.id
+    )
+
+
+def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
+    # Rows: "one side's FIN is ACKed, the other side sends nothing and sends its own FIN late
+    # or never" (close-wait); "one side sends FIN, the other keeps sending data" (half-close).
+    f = x.flow
+    out: list[Finding] = []
+    firsts = [
+        d for d in (Direction.CLIENT, Direction.SERVER) if f.endpoints[d].fin_frame is not None
+    ]
+    if not firsts:
+        return []
+    a = min(firsts, key=lambda d: f.endpoints[d].fin_frame or 0)
+    b = a.other
+    ea, eb = f.endpoints[a], f.endpoints[b]
+    fin_frame = ea.fin_frame
+    fin_time = _num(ea.fin_time, f.end)
+    assert fin_frame is not None
+    rows_after = [
+        r
+        for r in x.rows()
+        if r.sender == ("client" if b == Direction.CLIENT else "server")
+        and r.frame > fin_frame
+        and r.length
+        and "retransmission" not in r.notes
+    ]
+    sent_after = sum(r.length for r in rows_after)
+    if f.timeline_total > len(x.rows()):
+        # The timeline lost its middle: whole bursts after the FIN are a lower bound too.
+        later = [br for br in f.bursts if br.direction == b and br.first_frame > fin_frame]
+        sent_after = max(sent_after, sum(br.bytes for br in later))
+    if sent_after > 0:
+        first_after = rows_after[0].frame if rows_after else eb.last_data_frame
+        last_after = eb.last_data_frame
+        span = (
+            f"frame {first_after}"
+            if first_after == last_after
+            else (f"frames {first_after}–{last_after}")
+        )
+        out.append(
+            make_finding(
+                "half-close",
+                f"{x.name(a)} closed its side (FIN, frame {fin_frame}); {x.name(b)} kept "
+                f"sending {fmt_bytes(sent_after)} afterwards ({span})"
+                " — a half-close (shutdown(SHUT_WR)): legal, but surprising to applications "
+                "that treat EOF as the end of the whole connection",
+                frames=[fin_frame, *(fr for fr in (first_after,) if fr is not None)],
+                time=fin_time,
+                flow=f.id,
+            )
+        )
+        return out
+    acked = (
+        ea.fin_seq is not None and eb.highest_ack is not None and seq_gt(eb.highest_ack, ea.fin_seq)
+    )
+    if not acked or (
+        ea.rst_frame is not None and ea.rst_frame > fin_frame and eb.fin_frame is None
+    ):
+        return out
+    b_close = _first(eb.fin_frame, eb.rst_frame)
+    if b_close is not None:
+        b_time = _num(eb.fin_time if b_close == eb.fin_frame else eb.rst_time, f.end)
+        delay = b_time - fin_time
+        if delay <= x.th.close_wait_delay:
+            return out
+        how = "FIN" if b_close == eb.fin_frame else "RST"
+        late = f"sent its own {how} only {fmt_duration(delay)} later (frame {b_close})"
+        frames = [fin_frame, b_close]
+    else:
+        # "or never before the capture ends": no delay threshold, the capture is all we have.
+        delay = x.now - fin_time
+        late = f"never closed in the {fmt_duration(delay)} until the end of the capture"
+        frames = [fin_frame]
+    out.append(
+        make_finding(
+            "close-wait",
+            f"{x.name(a)} closed (FIN, frame {fin_frame}) and {x.name(b)} acknowledged it, but "
+            f"{late} — {x.name(b)}'s application got EOF (recv() returned 0) and did not close "
+            "the socket: it sat in CLOSE_WAIT",
+            frames=frames,
+            time=fin_time,
+            flow=f.id,
+        )
+    )
+    return out
+
+
+def _port_reuse(x: _Facts) -> list[Finding]:
+    # Rows: "a new SYN on the same 4-tuple shortly after the previous connection closed"
+    # (port-reused), "a segment whose sequence number belongs to the previous incarnation"
+    # (stale-segment).
+    f = x.flow
+    out: list[Finding] = []
+    if f.port_reused and f.reuse_frame is not None:
+        if f.prev_close_time is None:
+            out.append(
+                make_finding(
+                    "port-reused",
+                    f"{x.client} → {x.server} started a new connection (frame {f.reuse_frame}) "
+                    "while the previous one on these ports had not closed — a new incarnation "
+                    "replaced it (the old connection was abandoned or its end not captured)",
+                    frames=[f.reuse_frame],
+                    time=f.start,
+                    flow=f.id,
+                )
+            )
+        else:
+            gap = f.start - f.prev_close_time
+            if gap < x.th.time_wait:
+                out.append(
+                    make_finding(
+                        "port-reused",
+                        f"{x.client} → {x.server} reused {fmt_duration(gap)} after the "
+                        f"previous connection on these ports ended (frame {f.reuse_frame}) — "
+                        f"TIME_WAIT ({x.th.time_wait:.0f} s) was skipped or shortened "
+                        "(SO_LINGER 0, SO_REUSEADDR, tcp_tw_reuse)",
+                        frames=[f.reuse_frame],
+                        time=f.start,
+                        flow=f.id,
+                    )
+                )
+    stale = x.events("stale-segment")
+    if stale:
+        senders = sorted({x.name(e.direction) for e in stale if e.direction is not None})
+        out.append(
+            make_finding(
+                "stale-segment",
+                f"{plural(len(stale), 'segment')} from {', '.join(senders)} "
+                f"({fmt_frames(e.frame for e in stale)}) "
+                + ("belongs" if len(stale) == 1 else "belong")
+                + " to the previous connection on these ports, not to this one — delayed "
+                "segments of the old connection, the danger TIME_WAIT exists to prevent",
+                frames=[e.frame for e in stale],
+                time=stale[0].time,
+                flow=f.id,
+                count=len(stale),
+            )
+        )
+    return out
+
+
+# -- data transfer (scenarios.md, "Data transfer" and the zero-window row) -----------------------
+
+
+def _delayed_ack_stall(x: _Facts) -> list[Finding]:
+    # Row: "a data segment arrives, its ACK comes ~40 ms (Linux) or ~200 ms (others) later,
+    # while the sender waits with small unacknowledged data". A sample counts when the sender's
+    # data burst goes on after the late ACK: it had more to send and sent it only then.
+    f = x.flow
+    th = x.th
+    stalls = []
+    for s in f.delayed_ack_samples:
+        if not th.stall_min_delay <= s.delay <= th.stall_max_delay:
+            continue
+        burst = next(
+            (
+                b
+                for b in f.bursts
+                if b.direction == s.direction and b.first_frame <= s.data_frame <= b.last_frame
+            ),
+            None,
+        )
+        if burst is not None and burst.last_frame > s.ack_frame:
+            stalls.append(s)
+    if len(stalls) < max(1, th.stall_min_count):
+        return []
+    delays = [s.delay for s in stalls]
+    med = statistics.median(delays)
+    senders = sorted({x.name(s.direction) for s in stalls})
+    receiver = (
+        "a Linux receiver's delayed ACK (~40 ms)"
+        if med < 0.1
+        else "a ~200 ms delayed ACK (Windows, macOS/BSD and others)"
+    )
+    frames = [fr for s in stalls for fr in (s.data_frame, s.ack_frame)]
+    return [
+        make_finding(
+            "delayed-ack-stall",
+            f"{plural(len(stalls), 'stall')} of {_span(delays)} (median {fmt_duration(med)}, "
+            f"{fmt_duration(sum(delays))} in all): {', '.join(senders)} waited for the ACK of "
+            "a small segment before sending the next one — Nagle's algorithm meets "
+            f"{receiver}; set TCP_NODELAY on the sender or write each request in one call",
+            frames=frames,
+            time=stalls[0].data_time,
+            flow=f.id,
+            count=len(stalls),
+        )
+    ]
+
+
+def _late_response(x: _Facts) -> list[Finding]:
+    # Row: "a request times out at the application, the next request is sent, and the late
+    # answer to the first arrives" (heuristic; read from the kept timeline packets only).
+    f = x.flow
+    delay = x.th.late_response_delay
+    hits: list[tuple[int, int, int, float]] = []
+    req_time: float | None = None
+    req_frame = 0
+    second: tuple[int, float] | None = None
+    for r in x.rows():
+        if not r.length or "retransmission" in r.notes or "keep-alive" in r.notes:
+            continue
+        if "zero-window-probe" in r.notes:
+            continue
+        if r.sender == "client":
+            if req_time is None:
+                req_time, req_frame = r.time, r.frame
+            elif second is None and r.time - req_time >= delay:
+                second = (r.frame, r.time)
+        else:
+            if req_time is not None and second is not None:
+                hits.append((req_frame, second[0], r.frame, r.time - req_time))
+            req_time, second = None, None
+    if not hits:
+        return []
+    first_req, next_req, resp, wait = hits[0]
+    more = f"; {len(hits)} such answers in all" if len(hits) > 1 else ""
+    return [
+        make_finding(
+            "late-response",
+            f"{x.server} answered (frame {resp}) {fmt_duration(wait)} after the request of "
+            f"frame {first_req}, only after the client had sent more data (frame {next_req})"
+            f"{more} — if the client had given up on the first request and sent a new one, it "
+            "may take this late answer for the new request's (heuristic: check that answers "
+            "match requests)",
+            frames=[fr for h in hits for fr in h[:3]],
+            time=None,
+            flow=f.id,
+            count=len(hits),
+        )
+    ]
+
+
+def _zero_window(x: _Facts) -> list[Finding]:
+    # Row: "receiver's advertised window falls to 0 and stays there".
+    f = x.flow
+    frames = f.frames("zero-window")
+    if not frames:
+        return []
+    parts = []
+    for d in (Direction.CLIENT, Direction.SERVER):
+        ep: Endpoint = f.endpoints[d]
+        if not ep.zero_windows:
+            continue
+        stall = 0.0
+        still = False
+        for period in ep.zero_windows:
+            start = _num(period[0])
+            end = period[1]
+            if end is None:
+                still = True
+                stall += x.now - start
+            else:
+                stall += _num(end) - start
+        probes = len(f.frames("zero-window-probe"))
+        text = (
+            f"{x.name(d)} advertised a zero window {plural(ep.zero_window_count, 'time')} "
+            f"({plural(len(ep.zero_windows), 'period')}, {fmt_duration(stall)} in all"
+            + (", still zero at the end" if still else "")
+            + ")"
+        )
+        if probes:
+            text += f"; {x.name(d.other)} sent {plural(probes, 'window probe')}"
+        parts.append(text)
+    return [
+        make_finding(
+            "zero-window",
+            "; ".join(parts) + " — the receiving application stopped reading (its socket "
+            "receive buffer filled up) and the sender had to wait",
+            frames=frames,
+            flow=f.id,
+            count=len(frames),
+        )
+    ]
+
+
+def _data_segments(f: Flow) -> int:
+    """Data segments of the flow (new data from the bursts, plus retransmissions)."""
+    counted = getattr(f, "data_segments", None)
+    if isinstance(counted, int):
+        return counted
+    retrans = len(f.frames("retransmission"))
+    if not f.bursts_dropped:
+        return sum(b.segments for b in f.bursts) + retrans
+    return f.packets
+
+
+def _retransmission(x: _Facts) -> list[Finding]:
+    # Per-packet row "retransmission": info, warning above 1 % of the flow's data segments.
+    f = x.flow
+    frames = f.frames("retransmission")
+    if not frames:
+        return []
+    hs = f.handshake
+    syn_frames = {*hs.syn_frames, *hs.syn_ack_frames}
+    data = [fr for fr in frames if fr not in syn_frames]
+    segments = _data_segments(f)
+    by = ", ".join(
+        f"{ep.retransmissions} by {x.name(d)}"
+        for d, ep in ((Direction.CLIENT, f.c), (Direction.SERVER, f.s))
+        if ep.retransmissions
+    )
+    severity = Severity.INFO
+    spurious = set(f.frames("spurious-retransmission"))
+    lossy = [fr for fr in data if fr not in spurious]
+    if data and segments:
+        # Spurious retransmissions resend data that arrived: they are not loss.
+        ratio = len(lossy) / segments
+        msg = (
+            f"{plural(len(frames), 'retransmission')} ({by}); {len(data)} of {segments} data "
+            f"segments were sent again"
+        )
+        if len(lossy) != len(data):
+            msg += f", {len(data) - len(lossy)} of them needlessly (spurious)"
+        msg += f": {ratio:.1%} loss"
+        if not lossy:
+            msg += " — nothing was actually lost"
+        elif ratio > x.th.retransmission_warning_ratio:
+            severity = Severity.WARNING
+            msg += " — packets are being lost on the path, which slows this connection down"
+        else:
+            msg += " — a normal amount of loss recovery"
+    else:
+        msg = (
+            f"{plural(len(frames), 'retransmission')} ({by}) of SYN, SYN/ACK or FIN segments "
+            "— the connection set-up or close was not answered in time"
+        )
+    return [
+        make_finding(
+            "retransmission",
+            msg,
+            frames=frames,
+            flow=f.id,
+            count=len(frames),
+            severity=severity,
+        )
+    ]
+
+
+_PER_PACKET: tuple[tuple[str, str, str, str], ...] = (
+    # name, one, many, what it says
+    (
+        "fast-retransmission",
+        "fast retransmission",
+        "fast retransmissions",
+        "resent after duplicate ACKs: loss recovered quickly",
+    ),
+    (
+        "spurious-retransmission",
+        "spurious retransmission",
+        "spurious retransmissions",
+        "data resent although the receiver had already acknowledged it (the ACK was lost or "
+        "delayed on its way back, or the sender's timer fired too early)",
+    ),
+    (
+        "out-of-order",
+        "out-of-order segment",
+        "out-of-order segments",
+        "the network reordered packets",
+    ),
+    (
+        "duplicate-ack",
+        "duplicate ACK",
+        "duplicate ACKs",
+        "the receiver is missing a segment and asks for it again",
+    ),
+    ("keep-alive", "keep-alive probe", "keep-alive probes", "on an idle connection"),
+    (
+        "previous-segment-lost",
+        "segment after unseen bytes",
+        "segments after unseen bytes",
+        "bytes lost before the capture point, or missed by the capture",
+    ),
+    (
+        "acked-unseen-segment",
+        "ACK for unseen bytes",
+        "ACKs for unseen bytes",
+        "the receiver got bytes the capture missed: capture loss",
+    ),
+    (
+        "window-full",
+        "segment that filled the receiver's window",
+        "segments that filled the receiver's window",
+        "the receiver limits the transfer (it reads slowly, or its buffer is small)",
+    ),
+)
+
+
+def _per_packet(x: _Facts) -> list[Finding]:
+    # Row: "usual Wireshark-style anomalies ... each counted per flow with the frames".
+    f = x.flow
+    out = []
+    for name, one, many, words in _PER_PACKET:
+        frames = f.frames(name)
+        if frames:
+            out.append(
+                make_finding(
+                    name,
+                    f"{len(frames):,} {one if len(frames) == 1 else many} "
+                    f"({fmt_frames(frames)}) — {words}",
+                    frames=frames,
+                    flow=f.id,
+                    count=len(frames),
+                )
+            )
+    return out
+
+
+# -- capture quality (scenarios.md, "Capture problems"; bad-inputs.md 35, 36) ---------------------
+
+
+def _capture_quality(x: _Facts) -> list[Finding]:
+    f = x.flow
+    hs = f.handshake
+    out: list[Finding] = []
+    if not hs.syn:
+        if hs.syn_ack:
+            msg = (
+                f"the client's SYN for {x.client} → {x.server} is not in the capture (only the "
+                "SYN/ACK): the capture began during the handshake"
+            )
+        else:
+            msg = (
+                f"no SYN seen for {x.client} ⇄ {x.server}: the connection was already open "
+                "when the capture started"
+                + (" (client inferred from the first packet)" if f.client_inferred else "")
+                + "; relative sequence numbers start at the first packet seen"
+            )
+        out.append(
+            make_finding(
+                "capture-started-mid-flow", msg, frames=[f.first_frame], time=f.start, flow=f.id
+            )
+        )
+    # ACKed-unseen: the receiver acknowledged bytes the capture never saw, so they travelled.
+    # Holes declared because the reassembly buffer was full are not evidence of that.
+    unseen = f.frames("acked-unseen-segment")
+    if unseen:
+        capped = {e.frame for e in x.events("buffer-cap")}
+        holes = [g for g in x.events("gap") if g.frame not in capped]
+        missing = sum(int(_num(g.details.get("length"))) for g in holes)
+        size = f"{fmt_bytes(missing)} of this connection" if missing else "bytes"
+        retrans = "" if f.frames("retransmission") else " and nobody retransmitted them"
+        out.append(
+            make_finding(
+                "capture-packet-loss",
+                f"the capture missed {size} that the receiver acknowledged "
+                f"({plural(len(unseen), 'ACK')} for unseen bytes, {fmt_frames(unseen)})"
+                f"{retrans} — capture loss, not network loss",
+                frames=[*unseen, *(g.frame for g in holes)],
+                flow=f.id,
+                count=max(1, len(holes)),
+            )
+        )
+    overlaps = x.events("overlap-mismatch")
+    if overlaps:
+        total = sum(int(_num(e.details.get("length"))) for e in overlaps)
+        who = sorted({x.name(e.direction) for e in overlaps if e.direction is not None})
+        out.append(
+            make_finding(
+                "tcp-overlap-inconsistent",
+                f"{plural(len(overlaps), 'segment')} from {', '.join(who)} "
+                f"({fmt_frames(e.frame for e in overlaps)}) resent {fmt_bytes(total)} with "
+                "different contents than the first copy (the first copy is kept) — injection, "
+                "a broken middlebox or stack, or a corrupted capture",
+                frames=[e.frame for e in overlaps],
+                time=overlaps[0].time,
+                flow=f.id,
+                count=len(overlaps),
+            )
+        )
+    caps = x.events("buffer-cap")
+    if caps:
+        e = caps[0]
+        limit = int(_num(e.details.get("limit")))
+        out.append(
+            make_finding(
+                "reassembly-limit",
+                f"{x.name(e.direction) if e.direction is not None else 'one side'}'s stream "
+                f"buffered more than {fmt_bytes(limit)} beyond a hole (frame {e.frame}); the "
+                "oldest hole was declared a gap — stream analysis (TLS) may be incomplete",
+                frames=[ev.frame for ev in caps],
+                time=e.time,
+                flow=f.id,
+                count=len(caps),
+            )
+        )
+    truncated = getattr(f, "snaplen_truncated_frames", None)
+    if isinstance(truncated, list) and truncated:
+        out.append(
+            make_finding(
+                "capture-snaplen-truncated",
+                f"{plural(len(truncated), 'packet')} of this connection were cut by the "
+                f"capture's snap length ({fmt_frames(truncated)}) — payload-based analysis "
+                "(TLS) is incomplete for it",
+                frames=truncated,
+                flow=f.id,
+                count=len(truncated),
+            )
+        )
+    return out
+
+
+Rule = Callable[[_Facts], list[Finding]]
+
+RULES: tuple[Rule, ...] = (
+    _connection_refused,
+    _syn_unanswered,
+    _handshake_aborted,
+    _synack_retransmitted,
+    _no_response,
+    _resets,
+    _close_wait_and_half_close,
+    _port_reuse,
+    _delayed_ack_stall,
+    _late_response,
+    _zero_window,
+    _retransmission,
+    _per_packet,
+    _capture_quality,
+)
+
+
+def diagnose(flow: Flow, thresholds: Thresholds, now: float | None = None) -> list[Finding]:
+    """Every TCP finding of one finalised flow, ordered by (first frame, name)."""
+    facts = _Facts(flow, thresholds, now)
+    out: list[Finding] = []
+    for rule in RULES:
+        out.extend(rule(facts))
+    return sorted(out, key=Finding.sort_key)
+
+
+def names_emitted() -> Iterable[str]:
+    """The finding names these rules can produce (for the registry test)."""
+    return (
+        "connection-refused",
+        "syn-unanswered",
+        "handshake-aborted-by-client",
+        "synack-retransmitted",
+        "no-response",
+        "reset-mid-stream",
+        "reset-with-unread-data",
+        "abortive-close",
+        "close-wait",
+        "half-close",
+        "port-reused",
+        "stale-segment",
+        "delayed-ack-stall",
+        "late-response",
+        "zero-window",
+        "retransmission",
+        *(row[0] for row in _PER_PACKET),
+        "capture-started-mid-flow",
+        "capture-packet-loss",
+        "tcp-overlap-inconsistent",
+        "reassembly-limit",
+        "capture-snaplen-truncated",
+    )

@@ -1,0 +1,153 @@
+"""Reassembly properties: any delivery order, duplicates and consistent overlaps give back the
+original bytes, with any ISN (also right below 2**32); one dropped segment is exactly one gap."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tcpdiag.flow import Flow
+from tcpdiag.flow.reassembly import Reassembler
+from tests.craft import Conversation
+
+ISNS = st.one_of(
+    st.integers(0, 2**32 - 1),
+    st.integers(2**32 - 65536, 2**32 - 1),  # the stream wraps past 2**32
+)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.wants_data = True
+        self.chunks: dict[int, list[tuple[int, bytes]]] = {0: [], 1: []}
+        self.gaps: list[tuple[int, int, int]] = []
+        self.ends: list[tuple[int, str]] = []
+
+    def on_data(self, direction: int, offset: int, data: bytes, frame: int, time: float) -> None:
+        self.chunks[direction].append((offset, data))
+
+    def on_gap(self, direction: int, offset: int, length: int, frame: int) -> None:
+        self.gaps.append((direction, offset, length))
+
+    def on_end(self, direction: int, how: str, frame: int, time: float) -> None:
+        self.ends.append((direction, how))
+
+    def stream(self, direction: int) -> bytes:
+        out = bytearray()
+        for offset, data in self.chunks[direction]:
+            assert offset == len(out) or self.gaps, "deliveries must be contiguous"
+            out += data
+        return bytes(out)
+
+
+def cuts(draw: st.DrawFn, n: int) -> list[tuple[int, int]]:
+    points = sorted(set(draw(st.lists(st.integers(1, max(1, n - 1)), max_size=12))))
+    bounds = [0, *[p for p in points if 0 < p < n], n]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+@st.composite
+def deliveries(draw: st.DrawFn) -> tuple[int, bytes, list[tuple[int, int]]]:
+    isn = draw(ISNS)
+    payload = draw(st.binary(min_size=1, max_size=3000))
+    n = len(payload)
+    pieces = cuts(draw, n)
+    # extra copies: duplicates and consistent overlaps cut differently
+    pieces += draw(st.lists(st.sampled_from(pieces), max_size=4))
+    pieces += cuts(draw, n)[: draw(st.integers(0, 3))]
+    pieces = draw(st.permutations(pieces))
+    return isn, payload, pieces
+
+
+def feed(isn: int, payload: bytes, pieces: list[tuple[int, int]], ack_all: bool) -> Sink:
+    sink = Sink()
+    c = Conversation(client_isn=isn)
+    c.handshake()
+    base = (isn + 1) & 0xFFFFFFFF
+    for a, b in pieces:
+        c.send("c", payload[a:b], seq=(base + a) & 0xFFFFFFFF, ack=c.next_seq("s"))
+    if ack_all:
+        c.ack("s", ack=(base + len(payload)) & 0xFFFFFFFF)
+
+    def on_open(flow: Flow) -> None:
+        flow.consumer = sink
+
+    c.run(on_open=on_open)
+    return sink
+
+
+@settings(max_examples=300, deadline=None)
+@given(deliveries())
+def test_any_order_gives_back_the_bytes(case: tuple[int, bytes, list[tuple[int, int]]]) -> None:
+    isn, payload, pieces = case
+    sink = feed(isn, payload, pieces, ack_all=False)
+    assert sink.gaps == []
+    assert sink.stream(0) == payload
+    assert sink.ends == [(0, "eof"), (1, "eof")]
+
+
+@st.composite
+def one_dropped(draw: st.DrawFn) -> tuple[int, bytes, list[tuple[int, int]], tuple[int, int]]:
+    isn = draw(ISNS)
+    payload = draw(st.binary(min_size=2, max_size=3000))
+    pieces = cuts(draw, len(payload))
+    if len(pieces) < 2:
+        mid = len(payload) // 2
+        pieces = [(0, mid), (mid, len(payload))]
+    dropped = draw(st.sampled_from(pieces))
+    kept = [p for p in pieces if p != dropped]
+    kept += draw(st.lists(st.sampled_from(kept), max_size=3))
+    return isn, payload, draw(st.permutations(kept)), dropped
+
+
+@settings(max_examples=300, deadline=None)
+@given(one_dropped())
+def test_one_dropped_segment_is_exactly_one_gap(
+    case: tuple[int, bytes, list[tuple[int, int]], tuple[int, int]],
+) -> None:
+    isn, payload, pieces, (a, b) = case
+    sink = feed(isn, payload, pieces, ack_all=True)
+    assert sink.gaps == [(0, a, b - a)]
+    got = sink.stream(0)
+    assert got == payload[:a] + payload[b:]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(min_size=1, max_size=500), st.data())
+def test_first_seen_bytes_win_on_conflicting_overlap(payload: bytes, data: st.DataObject) -> None:
+    r = Reassembler(0, Sink(), 1 << 20)
+    sink = r.consumer
+    assert isinstance(sink, Sink)
+    n = len(payload)
+    a = data.draw(st.integers(0, n - 1))
+    b = data.draw(st.integers(a + 1, n))
+    other = bytes((x + 1) % 256 for x in payload[a:b])
+    # out of order: the tail first, then a conflicting copy of part of it, then the head
+    r.segment(a, payload[a:], n - a, 1, 0.0)
+    r.segment(a, other, b - a, 2, 0.0)
+    r.segment(0, payload[:a], a, 3, 0.0)
+    r.end("fin", 4, 0.0)
+    assert sink.stream(0) == payload
+    assert r.overlaps == 1
+
+
+def test_buffer_cap_declares_a_gap_and_stays_bounded() -> None:
+    sink = Sink()
+    r = Reassembler(0, sink, 1000)
+    for i in range(1, 20):  # the first 100 bytes never arrive
+        r.segment(i * 100, b"x" * 100, 100, i, 0.0)
+    assert r.cap_hits >= 1
+    assert r.buffered <= 1000
+    assert sink.gaps and sink.gaps[0][1:] == (0, 100)
+
+
+def test_consumer_losing_interest_stops_buffering() -> None:
+    sink = Sink()
+    r = Reassembler(0, sink, 1 << 20)
+    r.segment(0, b"a" * 10, 10, 1, 0.0)
+    sink.wants_data = False
+    r.segment(20, b"b" * 10, 10, 2, 0.0)
+    assert r.buffered == 0 and not r.storing
+    assert sink.stream(0) == b"a" * 10

@@ -1,0 +1,210 @@
+"""Facts a finished Flow exposes for the diagnoses: handshake, close, events, RTT, bursts,
+delayed-ACK samples, timeline and to_result()."""
+
+from __future__ import annotations
+
+import pytest
+
+from tcpdiag.config import AnalysisOptions, Limits
+from tcpdiag.model import Direction
+from tests.craft import Conversation
+
+
+def test_handshake_rtt_is_wiresharks_irtt_from_the_last_syn() -> None:
+    c = Conversation()
+    c.syn()
+    c.syn(dt=1.0)  # the retransmission is the most recent SYN
+    c.synack(dt=0.020)
+    c.synack(dt=0.5)  # SYN-ACK retransmitted
+    c.ack("c", dt=0.001)
+    f = c.flow()
+    hs = f.handshake
+    assert hs.syn and hs.syn_ack and hs.ack
+    assert hs.rtt == pytest.approx(0.521)
+    assert (hs.syn_retransmissions, hs.syn_ack_retransmissions) == (1, 1)
+    assert hs.syn_frames == [1, 2] and hs.syn_ack_frames == [3, 4]
+    assert hs.syn_times == pytest.approx([0.0, 1.0])
+
+
+def test_close_facts_fin_and_rst() -> None:
+    c = Conversation().handshake()
+    c.fin("s")
+    c.ack("c")
+    c.fin("c")
+    f = c.flow()
+    assert (f.close.kind, f.close.by, f.close.frame) == ("fin", "both", 4)
+    assert f.s.fin_frame == 4 and f.c.fin_frame == 6
+    c = Conversation().handshake()
+    c.rst("c")
+    f = c.flow()
+    assert (f.close.kind, f.close.by, f.close.frame) == ("rst", "client", 4)
+    assert f.closed
+
+
+def test_rst_event_details() -> None:
+    c = Conversation().handshake()
+    c.send("s", 300)  # 4: server data the client will never ACK
+    c.send("c", 100, ack=c.next_seq("s") - 300)  # 5: client data, acks nothing new
+    c.rst("c", dt=40.0)  # 6: abort after 40 s of silence
+    f = c.flow()
+    rst = next(e for e in f.events if e.kind == "rst")
+    assert rst.direction == Direction.CLIENT and rst.frame == 6
+    assert rst.details["unread_data"] == 300
+    assert rst.details["bytes_in_flight"] == 100
+    assert rst.details["idle"] == pytest.approx(40.0)
+    assert rst.details["after_own_fin"] is False and rst.details["after_peer_fin"] is False
+    assert rst.details["has_ack"] is True
+    assert rst.unread_data == 300  # details read as attributes too
+
+
+def test_fin_event_and_rst_after_fin() -> None:
+    c = Conversation().handshake()
+    c.send("c", 50)
+    c.fin("c")  # 5, with 50 bytes unacked
+    c.rst("s")  # 6
+    f = c.flow()
+    fin = next(e for e in f.events if e.kind == "fin")
+    assert fin.details["bytes_in_flight"] == 50
+    rst = next(e for e in f.events if e.kind == "rst")
+    assert rst.details["after_peer_fin"] is True and rst.details["after_own_fin"] is False
+
+
+def test_bursts_are_request_response_turns() -> None:
+    c = Conversation().handshake()
+    c.send("c", 100)  # request
+    c.ack("s")
+    c.send("s", 1000, dt=1.5)  # late response
+    c.send("s", 1000)
+    c.ack("c")
+    c.send("c", 100, dt=0.2)
+    f = c.flow()
+    assert [(b.direction, b.bytes, b.segments) for b in f.bursts] == [
+        (Direction.CLIENT, 100, 1),
+        (Direction.SERVER, 2000, 2),
+        (Direction.CLIENT, 100, 1),
+    ]
+    assert f.bursts[1].gap_before == pytest.approx(1.501)
+    assert [e.kind for e in f.events].count("data") == 3
+
+
+def test_delayed_ack_sample() -> None:
+    c = Conversation().handshake()
+    c.send("c", 100)  # 4: small, nothing else outstanding
+    c.ack("s", dt=0.040)  # 5: lone ACK 40 ms later
+    c.send("c", 100, dt=0.001)  # 6
+    c.send("c", 100)  # 7: sent while 6 is outstanding: not a candidate
+    c.ack("s", dt=0.040)
+    f = c.flow()
+    assert len(f.delayed_ack_samples) == 1
+    s = f.delayed_ack_samples[0]
+    assert (s.direction, s.data_frame, s.ack_frame, s.length) == (Direction.CLIENT, 4, 5, 100)
+    assert s.delay == pytest.approx(0.040)
+
+
+def test_delayed_ack_near_miss_piggybacked_or_fast() -> None:
+    c = Conversation().handshake()
+    c.send("c", 100)
+    c.send("s", 100, dt=0.050)  # the response carries the ACK: not a lone ACK
+    c.send("c", 100)
+    c.ack("s", dt=0.005)  # quick ACK
+    assert c.flow().delayed_ack_samples == []
+
+
+def test_rtt_samples_skip_retransmitted_segments() -> None:
+    c = Conversation().handshake(rtt=0.010)
+    c.send("c", 100)  # 4
+    c.ack("s", dt=0.020)  # 5: RTT sample 20 ms
+    c.send("c", 100)  # 6
+    c.retransmit(6, dt=0.3)  # 7
+    c.ack("s", dt=0.010)  # 8: ambiguous (Karn): no sample
+    f = c.flow()
+    rtt = f.rtt
+    assert rtt is not None
+    # samples: the SYN (by the SYN-ACK), the SYN-ACK (by the client's ACK) and segment 4
+    assert rtt.samples == 3
+    assert rtt.min == pytest.approx(0.001) and rtt.max == pytest.approx(0.020)
+    assert rtt.median == pytest.approx(0.010)
+    assert f.counters().rtt == rtt
+
+
+def test_timeline_head_tail_and_notes() -> None:
+    opts = AnalysisOptions(limits=Limits(timeline_head=3, timeline_tail=2))
+    c = Conversation().handshake()
+    for _ in range(5):
+        c.send("c", 10)
+    c.retransmit(8, dt=0.5)  # last packet
+    f = c.flow(opts)
+    rows, skipped = f.timeline()
+    assert [r.frame for r in rows] == [1, 2, 3, 8, 9]
+    assert skipped == 4
+    assert rows[-1].notes == ["retransmission"]
+    assert (rows[0].seq, rows[1].seq, rows[1].ack) == (0, 0, 1)
+    assert rows[3].seq == 41 and rows[3].sender == "client"
+
+
+def test_to_result() -> None:
+    c = Conversation(client="[2001:db8::1]:5555", server="[2001:db8::2]:443").handshake()
+    c.send("c", 100)
+    c.retransmit(4, dt=0.5)
+    c.send("s", 200)
+    c.fin("c")
+    c.fin("s")
+    c.ack("c")
+    r = c.flow().to_result(7)
+    assert r.id == 7
+    assert (r.client, r.server, r.ip_version) == ("[2001:db8::1]:5555", "[2001:db8::2]:443", 6)
+    assert (r.packets_client, r.packets_server) == (6, 3)
+    assert (r.bytes_client, r.bytes_server) == (100, 200)  # retransmission excluded
+    assert r.tcp.retransmissions == 1
+    assert (r.state, r.history) == ("SF", "ShADTdFf")
+    assert r.close.kind == "fin" and r.handshake.ack
+    assert r.timeline is not None and len(r.timeline) == 9 and r.timeline_skipped == 0
+
+
+def test_stale_segment_after_port_reuse() -> None:
+    c1 = Conversation().handshake()
+    c1.send("c", 100)
+    c1.rst("c")
+    old_seq = c1.segments[3].seq
+    c2 = Conversation(client_isn=3_000_000, start=c1.time + 0.1, first_frame=c1.frame + 1)
+    c2.handshake()
+    c2.send("c", 100, seq=old_seq, dt=0.01)  # a late segment of the old connection
+    flows = c1.run(segments=[*c1.segments, *c2.segments])
+    assert len(flows) == 2
+    stale = [e for e in flows[1].events if e.kind == "stale-segment"]
+    assert [e.frame for e in stale] == [c2.frame]
+
+
+def test_reassembly_events_gap_and_overlap() -> None:
+    c = Conversation().handshake()
+    c.send("c", b"a" * 100)  # 4
+    c.send("c", b"b" * 100, seq=c.next_seq("c") + 50)  # 5: 50 bytes never captured
+    c.ack("s")  # the server ACKs past the hole
+    c.send("c", b"Z" * 100, seq=c.segments[3].seq, dt=0.3)  # 7: different bytes, same range
+
+    class Sink:
+        wants_data = True
+
+        def __init__(self) -> None:
+            self.gaps: list[tuple[int, int]] = []
+
+        def on_data(self, direction: int, offset: int, data: bytes, frame: int, t: float) -> None:
+            pass
+
+        def on_gap(self, direction: int, offset: int, length: int, frame: int) -> None:
+            self.gaps.append((offset, length))
+
+        def on_end(self, direction: int, how: str, frame: int, t: float) -> None:
+            pass
+
+    sink = Sink()
+
+    def on_open(flow: object) -> None:
+        flow.consumer = sink  # type: ignore[attr-defined]
+
+    f = c.run(on_open=on_open)[0]
+    kinds = [e.kind for e in f.events]
+    assert "gap" in kinds and "overlap-mismatch" in kinds
+    assert sink.gaps == [(100, 50)]
+    assert (f.gaps, f.gap_bytes) == (1, 50)
+    assert "G" in f.history

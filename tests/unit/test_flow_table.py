@@ -1,0 +1,169 @@
+"""The flow table: flow identity, incarnations (port reuse), lifetimes, eviction."""
+
+from __future__ import annotations
+
+from tcpdiag.config import AnalysisOptions, Limits
+from tcpdiag.flow import Flow, FlowTable
+from tests.craft import CLIENT, SERVER, Conversation, ack, data, parse_endpoint, run, syn
+
+
+def closed_conversation(**kw: object) -> Conversation:
+    c = Conversation(**kw).handshake()  # type: ignore[arg-type]
+    c.send("c", 10)
+    c.fin("c")
+    c.fin("s")
+    c.ack("c")
+    return c
+
+
+def test_ids_in_order_of_first_packet_and_client_roles() -> None:
+    segs = [
+        data(10, src="10.0.0.9:5000", dst="10.0.0.2:80", frame=1, time=0.0),
+        syn(frame=2, time=0.1),
+        ack(src=SERVER, dst=CLIENT, seq=5001, ack=1001, frame=3, time=0.2),
+    ]
+    flows = run(segs)
+    assert [f.id for f in flows] == [1, 2]
+    assert flows[0].client_inferred and flows[0].client == parse_endpoint("10.0.0.9:5000")
+    assert not flows[1].client_inferred and flows[1].client == parse_endpoint(CLIENT)
+    assert flows[1].server == parse_endpoint(SERVER)
+    assert flows[1].first_frame == 2 and flows[1].last_frame == 3
+
+
+def test_new_isn_after_close_starts_new_flow_with_port_reused() -> None:
+    c1 = closed_conversation()
+    c2 = Conversation(client_isn=77_000, start=c1.time + 0.5, first_frame=c1.frame + 1)
+    c2.handshake()
+    flows = c1.run(segments=[*c1.segments, *c2.segments])
+    assert len(flows) == 2
+    new = flows[1]
+    assert new.port_reused and new.reuse_frame == c1.frame + 1
+    assert new.prev_close_time == c1.time
+    assert new.analysis["port-reused"] == [c1.frame + 1]
+    assert [e.kind for e in new.events][:2] == ["port-reused", "syn"]
+    assert flows[0].state == "SF"
+
+
+def test_same_isn_after_rst_is_a_syn_retransmission() -> None:
+    # A client retrying a refused connect() keeps its ISN: one flow, SYN retransmissions.
+    c = Conversation()
+    c.syn()
+    c.rst("s", ack=c.next_seq("c"))
+    c.syn(dt=0.5)
+    c.rst("s", ack=c.next_seq("c"))
+    flows = c.run()
+    assert len(flows) == 1
+    assert flows[0].handshake.syn_retransmissions == 1
+    assert flows[0].analysis["retransmission"] == [3]
+    assert flows[0].state == "REJ"
+
+
+def test_same_isn_after_established_close_is_a_new_incarnation() -> None:
+    c1 = closed_conversation()
+    c2 = Conversation(start=c1.time + 1.0, first_frame=c1.frame + 1)  # same ISN 1000
+    c2.handshake()
+    flows = c1.run(segments=[*c1.segments, *c2.segments])
+    assert len(flows) == 2 and flows[1].port_reused
+
+
+def test_reuse_recognised_after_the_closed_flow_was_released() -> None:
+    c1 = closed_conversation()
+    later = c1.time + 180.0  # past TIME_WAIT: the old flow is finalised, a tombstone remains
+    c2 = Conversation(client_isn=123_456, start=later, first_frame=c1.frame + 1)
+    c2.handshake()
+    flows = c1.run(segments=[*c1.segments, *c2.segments])
+    assert len(flows) == 2
+    assert flows[1].port_reused and flows[1].prev_close_time == c1.time
+
+
+def test_late_ack_after_close_stays_in_flow() -> None:
+    c = closed_conversation()
+    c.ack("c", dt=2.0)  # a late duplicate of the last ACK
+    c.rst("s", dt=1.0)
+    flows = c.run()
+    assert len(flows) == 1
+    assert flows[0].s.rst_frame == c.frame
+
+
+def test_on_close_called_when_closed_flow_lingers_out() -> None:
+    closed: list[Flow] = []
+    table = FlowTable(on_close=closed.append)
+    c = closed_conversation()
+    for seg in c.segments:
+        table.add(seg)
+    assert closed == [] and len(table) == 1
+    table.expire(c.time + 30.0)
+    assert closed == []
+    table.expire(c.time + 61.0)  # Thresholds.time_wait
+    assert len(closed) == 1 and len(table) == 0
+    assert closed[0].closed and not closed[0].timed_out
+
+
+def test_idle_timeout_splits_and_marks_timed_out() -> None:
+    opts = AnalysisOptions(limits=Limits(idle_timeout=10.0))
+    c = Conversation().handshake()
+    c.send("c", 10)
+    c.send("c", 10, dt=20.0)  # silence longer than the idle timeout
+    flows = c.run(opts)
+    assert len(flows) == 2
+    assert flows[0].timed_out
+    assert flows[1].client_inferred
+
+
+def test_bogus_future_timestamp_does_not_expire_everything() -> None:
+    c = Conversation().handshake()
+    c.send("c", 10)
+    c.send("s", 10, at=2.0e9)  # one packet decades ahead
+    c.send("c", 10, at=0.1)
+    flows = c.run()
+    assert len(flows) == 1
+
+
+def test_max_flows_evicts_embryonic_first() -> None:
+    opts = AnalysisOptions(limits=Limits(max_flows=2))
+    done: list[Flow] = []
+    table = FlowTable(opts, on_close=done.append)
+    est = Conversation(client="10.0.0.5:1000").handshake()
+    for seg in est.segments:
+        table.add(seg)
+    table.add(syn(src="10.0.0.6:1000", frame=10, time=0.1))
+    table.add(syn(src="10.0.0.7:1000", frame=11, time=0.2))  # table full: evict the SYN-only
+    assert table.evictions == 1
+    assert len(done) == 1 and done[0].evicted and done[0].first_frame == 10
+    assert len(table) == 2
+
+
+def test_on_open_attaches_consumer_before_data() -> None:
+    got: list[tuple[int, int, bytes]] = []
+
+    class Sink:
+        wants_data = True
+
+        def on_data(self, direction: int, offset: int, data: bytes, frame: int, t: float) -> None:
+            got.append((direction, offset, data))
+
+        def on_gap(self, direction: int, offset: int, length: int, frame: int) -> None:
+            pass
+
+        def on_end(self, direction: int, how: str, frame: int, t: float) -> None:
+            pass
+
+    def on_open(flow: Flow) -> None:
+        flow.consumer = Sink()
+
+    c = Conversation().handshake()
+    c.send("c", b"hello")
+    c.send("s", b"world")
+    c.run(on_open=on_open)
+    assert got == [(0, 0, b"hello"), (1, 0, b"world")]
+
+
+def test_memory_released_flows_leave_the_table() -> None:
+    table = FlowTable()
+    for i in range(50):
+        c = closed_conversation(client=f"10.0.1.{i}:1000", start=float(i * 100))
+        for seg in c.segments:
+            table.add(seg)
+    table.expire(10_000.0)
+    assert len(table) == 0
+    assert table.flows_created == 50

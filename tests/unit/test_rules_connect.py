@@ -1,0 +1,315 @@
+"""Connection set-up rules (scenarios.md, "Connection set-up"): each finding is triggered by a
+crafted conversation, and a near miss that must not trigger it."""
+
+from __future__ import annotations
+
+from tcpdiag.config import Thresholds
+from tcpdiag.findings.context import CaptureContext
+from tcpdiag.findings.verdict import problem_flow
+from tcpdiag.model import ArpPacket, IcmpError
+from tests.craft import Conversation, parse_endpoint
+from tests.unit.rules_craft import diagnose, names, only, results
+
+# -- connection-refused ----------------------------------------------------------------------
+
+
+def test_refused_rst_ack_right_after_syn() -> None:
+    c = Conversation()
+    c.syn()
+    c.rst("s", dt=0.0003)
+    f = only(diagnose(c), "connection-refused")
+    assert f.severity.label == "error"
+    assert f.frames == (1, 2)
+    assert "connection refused by 10.0.0.2:80" in f.message
+    assert "0.3 ms after the SYN (frame 2)" in f.message
+    assert "ECONNREFUSED" in f.message
+    flows, _ = results(c)
+    assert (
+        flows[0].verdict
+        == "connection refused by 10.0.0.2:80 (RST 0.3 ms after SYN: host up, port closed)"
+    )
+    assert problem_flow(flows[0])
+
+
+def test_refused_after_syn_retries_counts_them() -> None:
+    c = Conversation()
+    c.syn()
+    c.syn(dt=1.0)
+    c.rst("s", dt=0.0002)
+    f = only(diagnose(c), "connection-refused")
+    assert "2 SYNs" in f.message
+    assert f.frames == (1, 2, 3)
+
+
+def test_near_miss_synack_then_server_rst_is_not_refused() -> None:
+    c = Conversation().handshake()
+    c.rst("s", dt=0.001)
+    found = names(diagnose(c))
+    assert "connection-refused" not in found
+    assert "abortive-close" in found
+
+
+# -- syn-unanswered --------------------------------------------------------------------------
+
+
+def test_syn_unanswered_reports_count_and_intervals() -> None:
+    c = Conversation()
+    c.syn()
+    c.syn(dt=1.0)
+    c.syn(dt=2.0)
+    c.syn(dt=4.0)
+    f = only(diagnose(c), "syn-unanswered")
+    assert f.frames == (1, 2, 3, 4)
+    assert "no answer from 10.0.0.2:80 to 4 SYNs sent over 7.0 s" in f.message
+    assert "retries after 1.0 s, 2.0 s, 4.0 s: exponential back-off" in f.message
+
+
+def test_syn_unanswered_linear_intervals_are_named() -> None:
+    c = Conversation()
+    for dt in (0.0, 1.0, 1.0, 1.0):
+        c.syn(dt=dt)
+    f = only(diagnose(c), "syn-unanswered")
+    assert "evenly spaced" in f.message
+
+
+def test_near_miss_syn_answered_after_a_retry() -> None:
+    c = Conversation()
+    c.syn()
+    c.syn(dt=1.0)
+    c.synack(dt=0.001)
+    c.ack()
+    assert "syn-unanswered" not in names(diagnose(c))
+
+
+def test_syn_unanswered_server_up_context_from_other_flows() -> None:
+    ok = Conversation(client="10.0.0.1:40001")
+    ok.handshake()
+    ok.send("c", 10)
+    ok.send("s", 10)
+    ok.fin("c")
+    ok.fin("s")
+    ok.ack("c")
+    # frame numbers kept distinct from the other conversation's
+    dropped = Conversation(client="10.0.0.1:40002", start=0.0005, first_frame=100)
+    dropped.syn()
+    dropped.syn(dt=1.0)
+    dropped.syn(dt=1.0)
+    flows, _ = results(ok, dropped)
+    by_client = {f.client: f for f in flows}
+    f = only(by_client["10.0.0.1:40002"].findings, "syn-unanswered")
+    assert "server is up but dropping SYNs" in f.message
+    assert "flow 1" in f.message
+    assert "dropping SYNs" in by_client["10.0.0.1:40002"].verdict
+
+
+def test_near_miss_syn_unanswered_without_other_flows_has_no_server_up_context() -> None:
+    c = Conversation()
+    c.syn()
+    c.syn(dt=1.0)
+    flows, _ = results(c)
+    f = only(flows[0].findings, "syn-unanswered")
+    assert "dropping SYNs" not in f.message
+    assert "host down" in flows[0].verdict
+
+
+# -- icmp-unreachable ------------------------------------------------------------------------
+
+
+def _icmp(frame: int, time: float, code: int, quoted: str = "10.0.0.2:80") -> IcmpError:
+    src, sport = parse_endpoint("10.0.0.1:40000")
+    dst, dport = parse_endpoint(quoted)
+    router = parse_endpoint("192.168.1.1:0")[0]
+    return IcmpError(frame, time, 4, router, 3, code, src, dst, sport, dport, 1000)
+
+
+def test_icmp_admin_prohibited_replaces_syn_unanswered() -> None:
+    c = Conversation()
+    c.syn()
+    c.frame += 1  # the ICMP error is frame 2
+    c.syn(dt=1.0)
+    ctx = CaptureContext()
+    ctx.add_icmp(_icmp(2, 0.0004, 13))
+    flows, capture_level = results(c, ctx=ctx)
+    found = names(flows[0].findings)
+    assert "syn-unanswered" not in found
+    f = only(flows[0].findings, "icmp-unreachable")
+    assert f.severity.label == "error"
+    assert "rejected by 192.168.1.1 (a router or firewall on the path)" in f.message
+    assert "communication administratively prohibited (type 3 code 13)" in f.message
+    assert "0.4 ms after the SYN" in f.message
+    assert "EHOSTUNREACH" in f.message
+    assert 2 in f.frames and 1 in f.frames
+    assert capture_level == []
+    assert flows[0].verdict.startswith("the 2 SYNs to 10.0.0.2:80 were rejected by 192.168.1.1")
+
+
+def test_near_miss_icmp_about_another_connection_stays_apart() -> None:
+    c = Conversation()
+    c.syn()
+    c.syn(dt=1.0)
+    ctx = CaptureContext()
+    ctx.add_icmp(_icmp(9, 0.0004, 1, quoted="10.0.0.2:81"))
+    flows, capture_level = results(c, ctx=ctx)
+    assert "icmp-unreachable" not in names(flows[0].findings)
+    assert "syn-unanswered" in names(flows[0].findings)
+    f = only(capture_level, "icmp-unreachable")
+    assert "not in the capture" in f.message and f.flow is None
+
+
+def test_near_miss_fragmentation_needed_is_not_a_rejection() -> None:
+    c = Conversation()
+    c.syn()
+    c.syn(dt=1.0)
+    ctx = CaptureContext()
+    ctx.add_icmp(_icmp(9, 0.0004, 4))
+    flows, capture_level = results(c, ctx=ctx)
+    assert "icmp-unreachable" not in names(flows[0].findings) | names(capture_level)
+
+
+# -- arp-unanswered --------------------------------------------------------------------------
+
+
+def _arp(frame: int, time: float, op: int, sender: str, target: str) -> ArpPacket:
+    return ArpPacket(
+        frame, time, op, b"\x02" * 6, parse_endpoint(f"{sender}:0")[0],
+        parse_endpoint(f"{target}:0")[0],
+    )  # fmt: skip
+
+
+def test_arp_unanswered_requests() -> None:
+    ctx = CaptureContext()
+    for i in range(3):
+        ctx.add_arp(_arp(i + 1, float(i), 1, "10.0.0.1", "10.0.0.9"))
+    flows, capture_level = results(Conversation(), ctx=ctx)
+    assert flows == []
+    f = only(capture_level, "arp-unanswered")
+    assert f.frames == (1, 2, 3) and f.count == 3 and f.severity.label == "warning"
+    assert "3 ARP requests for 10.0.0.9 from 10.0.0.1 over 2.0 s" in f.message
+    assert "a capture filtered to TCP would show nothing" in f.message
+
+
+def test_near_miss_arp_answered_gratuitous_or_single() -> None:
+    ctx = CaptureContext()
+    ctx.add_arp(_arp(1, 0.0, 1, "10.0.0.1", "10.0.0.9"))
+    ctx.add_arp(_arp(2, 1.0, 1, "10.0.0.1", "10.0.0.9"))
+    ctx.add_arp(_arp(3, 1.1, 2, "10.0.0.9", "10.0.0.1"))  # the reply
+    for i in range(3):
+        ctx.add_arp(_arp(10 + i, float(i), 1, "10.0.0.5", "10.0.0.5"))  # gratuitous
+    ctx.add_arp(_arp(20, 0.0, 1, "10.0.0.1", "10.0.0.7"))  # only one request
+    _, capture_level = results(Conversation(), ctx=ctx)
+    assert "arp-unanswered" not in names(capture_level)
+
+
+def test_arp_threshold_is_configurable() -> None:
+    ctx = CaptureContext()
+    ctx.add_arp(_arp(1, 0.0, 1, "10.0.0.1", "10.0.0.7"))
+    _, capture_level = results(Conversation(), ctx=ctx, thresholds=Thresholds(arp_min_requests=1))
+    assert "arp-unanswered" in names(capture_level)
+
+
+# -- handshake-aborted-by-client -------------------------------------------------------------
+
+
+def test_handshake_aborted_by_client() -> None:
+    c = Conversation()
+    c.syn()
+    c.synack(dt=2.1)
+    c.rst("c", dt=0.0001, ack=False)
+    f = only(diagnose(c), "handshake-aborted-by-client")
+    assert f.severity.label == "warning"
+    assert f.frames == (1, 2, 3)
+    assert "10.0.0.1:40000 reset the connection (frame 3)" in f.message
+    assert "2.1 s after the SYN (late: the client had likely timed out)" in f.message
+
+
+def test_near_miss_client_completes_then_resets_after_data() -> None:
+    c = Conversation().handshake()
+    c.send("c", 10)
+    c.send("s", 10)
+    c.rst("c")
+    assert "handshake-aborted-by-client" not in names(diagnose(c))
+
+
+# -- synack-retransmitted --------------------------------------------------------------------
+
+
+def test_synack_retransmitted_with_client_ack_seen() -> None:
+    c = Conversation()
+    c.syn()
+    c.synack(dt=0.0005)
+    c.ack()
+    c.synack(dt=1.0)
+    c.ack()
+    f = only(diagnose(c), "synack-retransmitted")
+    assert f.frames == (2, 4)
+    assert "sent its SYN/ACK 2 times (again after 1.0 s)" in f.message
+    assert "the client's ACK (frame 3) is in the capture" in f.message
+    assert "accept queue" in f.message
+
+
+def test_synack_retransmitted_after_client_syn_retry() -> None:
+    c = Conversation()
+    c.syn()
+    c.synack(dt=0.0005)
+    c.syn(dt=1.0)
+    c.synack(dt=0.0005)
+    c.ack()
+    f = only(diagnose(c), "synack-retransmitted")
+    assert "lost on the way to the client" in f.message
+
+
+def test_near_miss_single_synack() -> None:
+    c = Conversation().handshake()
+    assert "synack-retransmitted" not in names(diagnose(c))
+
+
+# -- no-response -----------------------------------------------------------------------------
+
+
+def test_no_response_request_acked_then_client_gives_up() -> None:
+    c = Conversation().handshake()
+    c.send("c", 78)
+    c.ack("s", dt=0.0001)
+    c.fin("c", dt=30.0)
+    c.ack("s")
+    f = only(diagnose(c), "no-response")
+    assert f.severity.label == "error"
+    assert "10.0.0.2:80 acknowledged the client's request of 78 bytes in frame 5" in f.message
+    assert "sent no data in 30.0 s; the client then closed (FIN, frame 6)" in f.message
+    assert "application never answered" in f.message
+    assert set(f.frames) >= {4, 5, 6}
+
+
+def test_no_response_until_the_end_of_the_capture() -> None:
+    c = Conversation().handshake()
+    c.send("c", 10)
+    c.ack("s")
+    f = only(diagnose(c, now=c.time + 5.0), "no-response")
+    assert "still open when the capture ended" in f.message
+
+
+def test_no_response_server_silent_without_ack() -> None:
+    c = Conversation().handshake()
+    c.send("c", 10)
+    c.rst("c", dt=5.0)
+    f = only(diagnose(c), "no-response")
+    assert "neither acknowledged nor answered" in f.message
+
+
+def test_near_miss_server_answers() -> None:
+    c = Conversation().handshake()
+    c.send("c", 78)
+    c.send("s", 100, dt=2.0)
+    c.fin("c", dt=30.0)
+    c.fin("s")
+    c.ack("c")
+    assert "no-response" not in names(diagnose(c))
+
+
+def test_near_miss_client_closes_right_after_sending() -> None:
+    c = Conversation().handshake()
+    c.send("c", 78)
+    c.fin("c", dt=0.001)
+    c.fin("s")
+    c.ack("c")
+    assert "no-response" not in names(diagnose(c))
