@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import click
 
 from tcpdiag.config import AnalysisOptions, Limits
+from tcpdiag.errors import CaptureError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +61,21 @@ def analysis_options(limits: Mapping[str, object], keep_all: bool = False) -> An
     lim.max_input_bytes = int(str(limits.get("max_input_bytes", lim.max_input_bytes)))
     lim.idle_timeout = float(str(limits.get("idle_timeout", lim.idle_timeout)))
     return options
+
+
+def expand_captures(captures: Sequence[str]) -> list[str]:
+    """Files, directories (every capture below, sorted) and `-`; skipped files noted on stderr."""
+    from tcpdiag.capture import expand_inputs
+
+    paths: list[str] = []
+    for spec in expand_inputs(list(captures)):
+        if spec.note:
+            click.echo(f"tcpdiag: note: {spec.note}", err=True)
+        else:
+            paths.append(spec.path)
+    if not paths:
+        raise CaptureError("no capture files found in " + ", ".join(captures))
+    return paths
 
 
 def use_color(no_color: bool, to_file: bool) -> bool:

@@ -64,8 +64,11 @@ def ipv6(
         stats.ip_length_exceeds_frame += 1
         end = wire_len
     if nh != 6:
-        nh, p, _ = skip_extensions(data, p, nh, end, stats)
+        nh, p, first_fragment = skip_extensions(data, p, nh, end, stats)
         if nh < 0:
+            return None
+        if first_fragment and nh == 6 and end - p < 20:
+            stats.fragments_skipped += 1  # as for IPv4: no whole TCP header in it
             return None
     if nh == 6:
         return segment(frame, time, 6, src, dst, hlim, data, p, end, stats)

@@ -18,8 +18,6 @@ offset 0 (ISN + 1 with a SYN, else the first sequence number seen).
 
 from __future__ import annotations
 
-from collections import deque
-
 from tcpdiag.flow.seq import MASK, seq_diff
 
 # Wireshark's TCP_MAX_UNACKED_SEGMENTS.
@@ -176,8 +174,8 @@ class Endpoint:
         self.ws_lastflags = 0
         self.ws_first_ack = True  # no non-SYN ACK sent yet: windows not scaled (Wireshark)
         # Unacked segments for RTT: [seq, nextseq, frame, time, ambiguous] in send order;
-        # None until the first one (a deque is large).
-        self.unacked: deque[list[int | float | bool]] | None = None
+        # None until the first one. Fully ACKed entries are removed from the front.
+        self.unacked: list[list[int | float | bool]] | None = None
 
     # -- sequence helpers -------------------------------------------------------------------
 

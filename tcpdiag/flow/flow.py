@@ -529,7 +529,7 @@ class Flow:
         if length or flags & (SYN | FIN):
             ua = fwd.unacked
             if ua is None:
-                ua = fwd.unacked = deque()
+                ua = fwd.unacked = []
             if len(ua) < MAX_UNACKED:
                 nxt = (seq + length + (1 if flags & (SYN | FIN) else 0)) & MASK
                 ua.append([seq, nxt, frame, time, bool(ta & A_ANY_RETRANSMISSION)])
@@ -706,22 +706,25 @@ class Flow:
     ) -> None:
         """`fwd` acknowledged `ack` (a new highest ACK): RTT samples, gaps, delayed ACKs."""
         ua = rev.unacked
-        while ua:  # None or empty: nothing to do
-            item = ua[0]
-            s1 = item[1]
-            assert isinstance(s1, int)
-            if seq_le(s1, ack):
-                ua.popleft()
-                if s1 == ack and not item[4]:
-                    t0 = item[3]
-                    assert isinstance(t0, float)
-                    self._rtt_sample(time - t0)
-                continue
-            s0 = item[0]
-            assert isinstance(s0, int)
-            if seq_gt(ack, s0):
-                item[0] = ack
-            break
+        if ua:
+            done = 0
+            for item in ua:
+                s1 = item[1]
+                assert isinstance(s1, int)
+                if seq_le(s1, ack):
+                    done += 1
+                    if s1 == ack and not item[4]:
+                        t0 = item[3]
+                        assert isinstance(t0, float)
+                        self._rtt_sample(time - t0)
+                    continue
+                s0 = item[0]
+                assert isinstance(s0, int)
+                if seq_gt(ack, s0):
+                    item[0] = ack  # partially acknowledged
+                break
+            if done:
+                del ua[:done]
         r = self._reasm[1 - d]
         if r is not None and rev.stream_base is not None:
             off = rev.offset(ack)

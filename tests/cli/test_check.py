@@ -269,3 +269,19 @@ def test_real_capture_expectations(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     res = _run(full)
     assert res.exit_code == 1
     assert "0 flows match the selector, expected at least 1" in res.output
+
+
+def test_failed_write_keeps_the_previous_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "r.html"
+    target.write_text("previous")
+
+    def boom(src: str, dst: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OutputError, match="No space left on device"):
+        write_file(str(target), "new")
+    assert target.read_text() == "previous"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]

@@ -1,6 +1,8 @@
 """Differential test: TLS facts per TCP stream agree with tshark's (`facts.json` of the public
 corpus): ClientHello presence, TLS 1.3, and plaintext alerts (frame, sender, level,
-description).
+description); then the chosen version, ServerHello presence, the plaintext handshake message
+types and handshake completion (the labelling script's `tls_handshake_complete`). Understood
+disagreements are listed in KNOWN with the reason.
 
 Three wirings are checked:
 - `engine`: the real thing, `tcpdiag.engine.analyze_capture`, whose `FlowResult.tls` is
@@ -33,11 +35,25 @@ FACTS = CORPUS / "facts.json"
 pytestmark = pytest.mark.skipif(not FACTS.exists(), reason="public capture corpus not present")
 
 # Known, understood disagreements: (file, tshark stream, check) -> why.
-KNOWN: dict[tuple[str, str, str], str] = {}
+KNOWN: dict[tuple[str, str, str], str] = {
+    ("tls-fragmented-handshake.pcap.gz", "0", "types"): (
+        "the server's Certificate message is 340 KB: Wireshark's encrypted-handshake heuristic "
+        "takes a handshake length >= 64 KiB for ciphertext and never decodes it; tcpdiag types "
+        "and counts it from its header (the body is above the 256 KiB buffer cap)"
+    ),
+}
 
 
 def _facts() -> dict[str, Any]:
     return json.loads(FACTS.read_text(encoding="utf-8"))["files"]  # type: ignore[no-any-return]
+
+
+# Messages tcpdiag infers from encrypted records (tshark lists them as "Encrypted Handshake").
+ENCRYPTED_MESSAGE_TYPES = {"Finished", "EncryptedHandshake"}
+
+
+def _camel(snake: str) -> str:
+    return "".join(part.capitalize() for part in snake.split("_"))
 
 
 def _tls_files() -> list[str]:
@@ -320,6 +336,16 @@ def compare_file(
         we_sh = any(m.type == "ServerHello" for x in ours for m in x.messages)
         if (name, sid, "server_hello") not in KNOWN:
             tally.check(has_sh == we_sh, f"{where}: ServerHello tshark={has_sh} tcpdiag={we_sh}")
+        theirs_types = {_camel(t) for t in s["tls_handshake_types"]}
+        mine_types = {
+            m.type for x in ours for m in x.messages if m.type not in ENCRYPTED_MESSAGE_TYPES
+        }
+        if (name, sid, "types") not in KNOWN:
+            tally.check(
+                theirs_types == mine_types,
+                f"{where}: handshake types tshark={sorted(theirs_types)} "
+                f"tcpdiag={sorted(mine_types)}",
+            )
         done = int(sid) in info["derived"]["tls_handshake_complete"]
         we_done = any(x.handshake_complete for x in ours)
         if has_ch and (name, sid, "complete") not in KNOWN:
@@ -331,6 +357,8 @@ def _run(source: Callable[[Path], list[tuple[str, str, TlsSummary | None]]], lab
     for name in _tls_files():
         compare_file(name, source(CORPUS / name), tally)
     print(f"\n[{label}] TLS facts agreement: {tally.agree}/{tally.checks}")
+    for (file, sid, check), why in sorted(KNOWN.items()):
+        print(f"  KNOWN {file} stream {sid} ({check}): {why}")
     for line in tally.disagreements:
         print("  DISAGREE", line)
     return tally
