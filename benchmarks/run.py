@@ -86,7 +86,7 @@ ENGINE_ONLY = r"""
 import sys
 from tcpdiag.engine import analyze_capture
 result = analyze_capture(sys.argv[1])
-print(len(result.flows), len(result.all_findings))
+print(len(result.flows), len(result.all_findings()))
 """
 
 SCAPY_SLICE = r"""

@@ -9,32 +9,61 @@ flow into a `FlowResult`, keeps only that summary, and forgets the flow: memory 
 number of concurrent flows. `finish()` closes what is left, runs the capture-level rules (ICMP and
 ARP correlation, "server up but dropping SYNs", capture quality), computes verdicts, and returns
 the result ordered by flow id. Time comes only from packet timestamps.
+
+Sharding (for splitting one large capture across processes, see `distributed.py`): with
+`shard=(i, n)` the engine still reads and decodes every packet but only follows the flows whose
+canonical 4-tuple hashes to `i` (ICMP errors by the 4-tuple they quote, ARP on shard 0). Idle
+expiry is driven by every packet's timestamp, not only the shard's own, so each flow lives and
+dies exactly as in a single-process run; `merge_shards` then renumbers the flows by first frame
+and runs the capture-level rules once over all of them.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
 
-from tcpdiag.capture import CaptureReader, open_capture
+from tcpdiag.capture import Capture, CaptureInfo, open_capture
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import Decoder
 from tcpdiag.findings import capture_rules, tcp_rules, tls_rules
 from tcpdiag.findings.context import CaptureContext
-from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.verdict import problem_flow, verdict
 from tcpdiag.flow import Flow, FlowTable
-from tcpdiag.model import ArpPacket, IcmpError, RawPacket, Segment, linktype_name
+from tcpdiag.model import ArpPacket, IcmpError, RawPacket, Segment, flow_key, linktype_name
 from tcpdiag.result import CaptureResult, Finding, FlowResult
 from tcpdiag.tls import TlsStream
 
-if TYPE_CHECKING:
-    from tcpdiag.capture import CaptureInfo
-
-# Expire idle flows at most this often (capture seconds): a scan of the table is not free.
-_EXPIRE_EVERY = 1.0
+# Expire idle flows at most this often (capture time): a scan of the table is not free.
+_EXPIRE_EVERY_NS = 1_000_000_000
 
 FlowCallback = Callable[[FlowResult], None]
+Shard = tuple[int, int]  # (index, count)
+
+
+def shard_of(src: bytes, sport: int, dst: bytes, dport: int, count: int) -> int:
+    """Stable across processes and runs (Python's hash() of bytes is salted per process)."""
+    (a, pa), (b, pb) = flow_key(src, sport, dst, dport)
+    return zlib.crc32(a + pa.to_bytes(2, "big") + b + pb.to_bytes(2, "big")) % count
+
+
+@dataclass(slots=True)
+class PartialCapture:
+    """What one engine (one shard) knows before the capture-level rules run."""
+
+    path: str
+    info: CaptureInfo | None
+    packets: int
+    tcp_packets: int
+    first_ns: int | None
+    last_ns: int | None
+    linktypes: set[int]
+    damaged: bool
+    flows: list[FlowResult]
+    context: CaptureContext
+    decode_stats: object | None = None
+    extra: dict[str, object] = field(default_factory=dict)
 
 
 class Engine:
@@ -45,10 +74,12 @@ class Engine:
         options: AnalysisOptions | None = None,
         path: str = "",
         on_flow: FlowCallback | None = None,
+        shard: Shard | None = None,
     ) -> None:
         self.options = options or AnalysisOptions()
         self.path = path
         self._on_flow = on_flow
+        self._shard = shard
         self._decoder = Decoder()
         self._table = FlowTable(self.options, on_open=self._flow_opened, on_close=self._flow_closed)
         self._context = CaptureContext()
@@ -58,7 +89,15 @@ class Engine:
         self.tcp_packets = 0
         self._first_ns: int | None = None
         self._last_ns: int | None = None
-        self._next_expire = 0.0
+        self._next_expire_ns = 0
+
+    @property
+    def flows_open(self) -> int:
+        return len(self._table)
+
+    @property
+    def flows_done(self) -> int:
+        return len(self._results)
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -70,19 +109,30 @@ class Engine:
         self._last_ns = ts
         if raw.linktype not in self._linktypes:
             self._linktypes.add(raw.linktype)
+        if ts >= self._next_expire_ns:
+            self._table.expire(ts / 1e9)
+            self._next_expire_ns = ts + _EXPIRE_EVERY_NS
         rec = self._decoder.decode(raw)
         if rec is None:
             return
-        if type(rec) is Segment:
+        kind = type(rec)
+        if kind is Segment:
             self.tcp_packets += 1
-            self._table.add(rec)
-            if rec.time >= self._next_expire:
-                self._table.expire(rec.time)
-                self._next_expire = rec.time + _EXPIRE_EVERY
-        elif type(rec) is IcmpError:
-            self._context.add_icmp(rec)
-        elif type(rec) is ArpPacket:
-            self._context.add_arp(rec)
+            seg: Segment = rec  # type: ignore[assignment]
+            if self._shard is not None:
+                index, count = self._shard
+                if shard_of(seg.src, seg.sport, seg.dst, seg.dport, count) != index:
+                    return
+            self._table.add(seg)
+        elif kind is IcmpError:
+            err: IcmpError = rec  # type: ignore[assignment]
+            if self._shard is None or (
+                shard_of(err.src, err.sport, err.dst, err.dport, self._shard[1]) == self._shard[0]
+            ):
+                self._context.add_icmp(err)
+        elif kind is ArpPacket:
+            if self._shard is None or self._shard[0] == 0:
+                self._context.add_arp(rec)  # type: ignore[arg-type]
 
     def feed_all(self, packets: Iterable[RawPacket]) -> None:
         for raw in packets:
@@ -103,6 +153,10 @@ class Engine:
         if self._on_flow is not None:
             result.verdict = verdict(result)
             self._on_flow(result)
+            # The live report keeps what it printed; drop the timeline of a healthy flow now so
+            # hours of capture do not accumulate packet rows.
+            if not self.options.keep_all_timelines and not problem_flow(result):
+                result.timeline = None
 
     def _flow_result(self, flow: Flow) -> FlowResult:
         result = flow.to_result(flow.id)
@@ -122,64 +176,77 @@ class Engine:
 
     # -- the end -------------------------------------------------------------------------------
 
-    def finish(self, reader: CaptureReader | None = None) -> CaptureResult:
+    def close(self, reader: Capture | None = None) -> PartialCapture:
+        """Close every flow; what is known before the capture-level rules."""
         self._table.finish()
-        flows = sorted(self._results, key=lambda r: r.id)
-        by_id = {f.id: f for f in flows}
-        capture_findings: list[Finding] = []
-        for flow_id, finding in capture_rules.diagnose_capture(
-            flows, self._context, self.options.thresholds, self._decoder.stats
-        ):
-            target = by_id.get(flow_id) if flow_id is not None else None
-            if target is None:
-                capture_findings.append(finding)
-            else:
-                target.findings.append(finding)
-        info: CaptureInfo | None = reader.info if reader is not None else None
+        if self._table.evictions:
+            self._context.add_evictions(self._table.evictions, self.options.limits.max_flows)
+        damaged = False
         if reader is not None:
-            capture_findings.extend(_reader_findings(reader))
-        keep_all = self.options.keep_all_timelines
-        for flow in flows:
-            flow.findings = _ordered(flow.findings)
-            flow.verdict = verdict(flow)
-            if not keep_all and not problem_flow(flow):
-                flow.timeline = None
-        first = self._first_ns / 1e9 if self._first_ns is not None else None
-        last = self._last_ns / 1e9 if self._last_ns is not None else None
-        linktypes = reader.linktypes if reader is not None else self._linktypes
-        return CaptureResult(
+            self._context.add_capture_notes(reader.notes)
+            for damage in reader.damage:
+                damaged = True
+                self._context.add_damage(damage.offset, damage.reason, reader.frames_read)
+        return PartialCapture(
             path=self.path,
-            format=info.format if info is not None else "pcap",
-            link_types=sorted({linktype_name(lt) for lt in linktypes}),
+            info=reader.info if reader is not None else None,
             packets=self.packets,
             tcp_packets=self.tcp_packets,
-            first_time=first,
-            last_time=last,
-            damaged=bool(reader is not None and reader.damage),
-            compression=info.compression if info is not None else None,
-            flows=flows,
-            findings=_ordered(capture_findings),
+            first_ns=self._first_ns,
+            last_ns=self._last_ns,
+            linktypes=set(reader.linktypes) if reader is not None else set(self._linktypes),
+            damaged=damaged,
+            flows=self._results,
+            context=self._context,
+            decode_stats=self._decoder.stats,
         )
+
+    def finish(self, reader: Capture | None = None) -> CaptureResult:
+        return conclude(self.close(reader), self.options)
+
+
+def conclude(part: PartialCapture, options: AnalysisOptions) -> CaptureResult:
+    """Capture-level rules, verdicts and ordering: the last step of every analysis."""
+    flows = sorted(part.flows, key=lambda r: r.id)
+    capture_findings = capture_rules.attach(
+        flows,
+        capture_rules.diagnose_capture(flows, part.context, options.thresholds, part.decode_stats),
+    )
+    for flow in flows:
+        flow.findings = _ordered(flow.findings)
+        flow.verdict = verdict(flow)
+        if not options.keep_all_timelines and not problem_flow(flow):
+            flow.timeline = None
+    info = part.info
+    return CaptureResult(
+        path=part.path,
+        format=info.format if info is not None else "pcap",
+        link_types=sorted({linktype_name(lt) for lt in part.linktypes}),
+        packets=part.packets,
+        tcp_packets=part.tcp_packets,
+        first_time=part.first_ns / 1e9 if part.first_ns is not None else None,
+        last_time=part.last_ns / 1e9 if part.last_ns is not None else None,
+        damaged=part.damaged,
+        compression=info.compression if info is not None else None,
+        flows=flows,
+        findings=_ordered(capture_findings),
+    )
 
 
 def _ordered(findings: list[Finding]) -> list[Finding]:
     return sorted(findings, key=Finding.sort_key)
 
 
-def _reader_findings(reader: CaptureReader) -> list[Finding]:
-    out: list[Finding] = []
-    for damage in reader.damage:
-        out.append(
-            make_finding(
-                "capture-damaged",
-                f"the capture is damaged at byte offset {damage.offset}: {damage.reason}; "
-                f"the {reader.frames_read} packets before it were analysed",
-                frames=(),
-            )
-        )
-    for note in reader.notes:
-        out.append(make_finding(note.name, note.message, frames=(), count=note.count))
-    return out
+def analyze_partial(
+    path: str, options: AnalysisOptions | None = None, shard: Shard | None = None
+) -> PartialCapture:
+    """Read one capture (or one shard of its flows) up to, not including, the capture rules."""
+    options = options or AnalysisOptions()
+    with open_capture(path, max_input_bytes=options.limits.max_input_bytes) as reader:
+        engine = Engine(options, path=path, shard=shard)
+        for raw in reader:
+            engine.feed(raw)
+        return engine.close(reader)
 
 
 def analyze_capture(

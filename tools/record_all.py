@@ -26,11 +26,14 @@ HEADER = """\
 # captures/: the project's own recordings
 
 Every file here was recorded by tcpdiag's lab (`tcpdiag/lab/`) on a real Linux kernel with real
-sockets: loopback, or network namespaces and veth/TUN links the lab creates and deletes itself
-(addresses 10.77.x.y exist only inside those namespaces). Nothing here is synthetic: where a
-scenario needs a misbehaving peer, the misbehaviour is real OpenSSL output that a client chose
-not to send in full, an nft rule, a Python TUN shaper that delays or drops packets, or a raw-socket
-replay of a segment recorded earlier in the same capture.
+sockets: the loopback interface of a fresh network namespace (127.0.0.1 and ::1; nothing else on
+the machine shares its ports or firewall), or two namespaces joined by a veth pair or by TUN
+devices, all created and deleted by the lab itself (addresses 10.77.x.y exist only inside them).
+Nothing here is synthetic: where a scenario needs a misbehaving peer, the misbehaviour is real
+OpenSSL output that a client chose not to send in full, an nft rule, a Python TUN shaper that
+delays or drops packets, or a raw-socket replay of a segment recorded earlier in the capture.
+Captures on a TUN device are raw IP; on loopback and veth, Ethernet; with `-i any`, Linux cooked
+v2 (or v1 with `-y LINUX_SLL`); `.pcapng` files come from dumpcap.
 
 Each capture `<case>.pcap`/`.pcapng` has a `<case>.truth.json`:
 

@@ -10,10 +10,8 @@ must not, report. Traffic goes only over loopback or inside namespaces the lab c
 from __future__ import annotations
 
 import contextlib
-import errno as errno_mod
 import functools
 import json
-import os
 import platform
 import socket
 import ssl
@@ -1433,15 +1431,3 @@ def tls_rst_mid_record(st: Stage) -> dict[str, Any]:
 )
 def tls_fin_mid_record(st: Stage) -> dict[str, Any]:
     return _memory_client_run(st, lambda cli, fl: _mid_record(cli, "fin"), complete=True)
-
-
-def names() -> list[str]:
-    return list(SCENARIOS)
-
-
-def errno_code(name: str) -> int:
-    return int(getattr(errno_mod, name))
-
-
-def is_root() -> bool:
-    return os.geteuid() == 0

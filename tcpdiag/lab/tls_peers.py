@@ -14,7 +14,6 @@ import socket
 import ssl
 import struct
 import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,9 +297,3 @@ class MemoryTls:
 
 
 MemoryClient = MemoryTls
-
-
-def run_in_thread(fn: Callable[[], Any]) -> threading.Thread:
-    t = threading.Thread(target=fn, daemon=True)
-    t.start()
-    return t

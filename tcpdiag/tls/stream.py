@@ -240,6 +240,24 @@ class TlsStream:
         self._finished = True
         for side in self.sides:
             self._cut(side, "eof", None)
+            pending = side.hs.pending
+            if pending is not None and side.stopped is None and not self._cut_short(side):
+                # Every record arrived whole, yet the last handshake message is short: its
+                # length field claims more than the records carried.
+                msg_type, total, seen = pending
+                self.malformed.append(
+                    MalformedEvent(
+                        side.direction,
+                        side.last_record.frame if side.last_record else 0,
+                        side.last_record.offset if side.last_record else 0,
+                        handshake_name(msg_type),
+                        f"its header claims {total} bytes but the Handshake records carried "
+                        f"only {seen}",
+                    )
+                )
+
+    def _cut_short(self, side: SideState) -> bool:
+        return any(t.sender == side.direction for t in self.truncated)
 
     def summary(self) -> TlsSummary:
         self.finish()

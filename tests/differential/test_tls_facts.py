@@ -220,6 +220,10 @@ def reference_summaries(path: Path) -> list[tuple[str, str, TlsSummary | None]]:
 
 
 def pipeline_summaries(path: Path) -> list[tuple[str, str, TlsSummary | None]]:
+    return [(c, s, st.summary() if st.is_tls else None) for c, s, st in pipeline_streams(path)]
+
+
+def pipeline_streams(path: Path) -> list[tuple[str, str, TlsStream]]:
     """capture -> decode -> flow (FlowTable, reassembly) -> TlsStream, wired here: the
     engine's job, without the rest of the engine."""
     try:
@@ -231,21 +235,20 @@ def pipeline_summaries(path: Path) -> list[tuple[str, str, TlsSummary | None]]:
         from tcpdiag.model import Segment, format_endpoint
     except ImportError as exc:
         pytest.skip(f"pipeline stages not available yet: {exc}")
-    done: list[tuple[int, str, str, TlsSummary | None]] = []
+    done: list[tuple[int, str, str, TlsStream]] = []
 
     def opened(flow: Any) -> None:
         flow.attach(TlsStream())
 
     def closed(flow: Any) -> None:
         stream = flow.consumer
-        summary = None
-        if isinstance(stream, TlsStream) and stream.is_tls:
-            summary = stream.summary()
+        assert isinstance(stream, TlsStream)
+        if stream.is_tls:
             tls_rules.diagnose(stream, tls_rules.context_from_flow(flow))
             stream.records_by_frame()
         client = _plain(format_endpoint(*flow.client))
         server = _plain(format_endpoint(*flow.server))
-        done.append((flow.id, client, server, summary))
+        done.append((flow.id, client, server, stream))
 
     table = FlowTable(AnalysisOptions(), on_open=opened, on_close=closed)
     decoder = Decoder()
@@ -255,7 +258,7 @@ def pipeline_summaries(path: Path) -> list[tuple[str, str, TlsSummary | None]]:
             if type(rec) is Segment:
                 table.add(rec)
     table.finish()
-    return [(c, s, summary) for _id, c, s, summary in sorted(done, key=lambda x: x[0])]
+    return [(c, s, stream) for _id, c, s, stream in sorted(done, key=lambda x: x[0])]
 
 
 def engine_summaries(path: Path) -> list[tuple[str, str, TlsSummary | None]]:
@@ -392,3 +395,35 @@ def test_reference_findings_never_raise_on_the_corpus() -> None:
             if conn.stream.is_tls:
                 tls_rules.diagnose(conn.stream, ctx)
                 conn.stream.records_by_frame()
+
+
+@pytest.mark.tshark
+def test_ja3_matches_tshark() -> None:
+    """JA3 of every ClientHello, against tshark's own `tls.handshake.ja3` (tshark 4.0 has no
+    JA4 field; JA4 is checked against FoxIO's published example in the unit tests)."""
+    import shutil
+    import subprocess
+
+    tshark = shutil.which("tshark")
+    if tshark is None:
+        pytest.skip("tshark not installed")
+    checked = 0
+    for name in _tls_files():
+        out = subprocess.run(
+            [tshark, "-o", "tcp.try_heuristic_first:TRUE", "-r", str(CORPUS / name), "-Y",
+             "tls.handshake.type==1", "-T", "fields", "-e", "frame.number", "-e",
+             "tls.handshake.ja3"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        theirs = dict(line.split("\t") for line in out.splitlines() if "\t" in line)
+        ours = {}
+        for _c, _s, stream in pipeline_streams(CORPUS / name):
+            summary = stream.summary() if stream.is_tls else None
+            if summary is not None and summary.ja3 and stream.client_hello_frame:
+                ours[str(stream.client_hello_frame)] = summary.ja3
+        for frame, value in theirs.items():
+            if frame in ours:  # tshark lists every ClientHello; we keep the first per flow
+                assert ours[frame] == value, f"{name} frame {frame}"
+                checked += 1
+    print(f"\n[tshark] JA3 agreement: {checked} ClientHellos")
+    assert checked >= 20

@@ -21,10 +21,12 @@ RANKS = {
     "report": 7,
     "checkconfig": 7,
     "lab": 8,
+    "distributed": 6,
     "cli": 9,
+    "__main__": 10,
 }
 # Shared leaf modules: importable from anywhere, and they import no stage.
-LEAVES = {"model", "result", "config", "errors", "sanitize", "__init__", "__main__"}
+LEAVES = {"model", "result", "config", "errors", "sanitize", "__init__"}
 
 
 def _stage(module: str) -> str:

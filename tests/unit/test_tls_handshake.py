@@ -285,3 +285,15 @@ def test_ja3_matches_a_published_pair() -> None:
     )
     assert ja3_string(hello) == text
     assert ja3(hello) == "98487aa16281980e7d1120d399efb6a4"
+
+
+def test_handshake_length_longer_than_what_the_records_carried() -> None:
+    body = client_hello_body([0x1301], sni(b"a.example"))
+    msg = b"\x01" + (len(body) + 400).to_bytes(3, "big") + body  # claims 400 bytes more
+    stream = TlsStream()
+    stream.on_data(C, 0, record(22, msg, 0x0301), 4, 1.0)
+    stream.on_end(C, "fin", 5, 1.1)
+    findings = tls_rules.diagnose(stream, tls_rules.TcpContext(flow=1))
+    bad = [f for f in findings if f.name == "tls-record-malformed"]
+    assert len(bad) == 1
+    assert f"header claims {len(body) + 400} bytes" in bad[0].message
