@@ -130,9 +130,8 @@ class Engine:
                 shard_of(err.src, err.sport, err.dst, err.dport, self._shard[1]) == self._shard[0]
             ):
                 self._context.add_icmp(err)
-        elif kind is ArpPacket:
-            if self._shard is None or self._shard[0] == 0:
-                self._context.add_arp(rec)  # type: ignore[arg-type]
+        elif kind is ArpPacket and (self._shard is None or self._shard[0] == 0):
+            self._context.add_arp(rec)  # type: ignore[arg-type]
 
     def feed_all(self, packets: Iterable[RawPacket]) -> None:
         for raw in packets:

@@ -13,8 +13,6 @@ from collections.abc import Iterable, Sequence
 
 from tcpdiag.capture import PcapngWriter, PcapWriter
 
-PUBLIC_DIR_PARTS = ("shared", "captures", "public")
-
 SHB_TYPE = 0x0A0D0D0A
 IDB_TYPE = 1
 SPB_TYPE = 3

@@ -24,7 +24,9 @@ FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
 @click.option("--flow", "flow_id", type=int, help="Show only this flow (id), with its timeline.")
 @click.option("--host", help="Show only flows with this address at either end.")
 @click.option("--port", type=click.IntRange(0, 65535), help="Show only flows with this port.")
-@click.option("--all", "show_all", is_flag=True, help="Timelines for every flow, not only problems.")
+@click.option(
+    "--all", "show_all", is_flag=True, help="Timelines for every flow, not only problem flows."
+)
 @click.option("--timeline/--no-timeline", default=True, help="Annotated timelines (text, html).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
@@ -57,7 +59,7 @@ def analyze(
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise click.BadParameter(f"{host!r} is not an IP address", param_hint="--host") from None
+            raise click.BadParameter(f"{host!r} is not an IP address", "--host") from None
     options = analysis_options(limits, keep_all=show_all or flow_id is not None)
     paths = expand_captures(captures)
     if output is not None and output != "-":

@@ -14,9 +14,9 @@ import click
 
 from tcpdiag import __version__
 from tcpdiag.checkconfig import load_config
+from tcpdiag.cli.common import expand_captures
 from tcpdiag.cli.output import emit
 from tcpdiag.config import AnalysisOptions
-from tcpdiag.errors import CaptureError
 from tcpdiag.findings.policy import apply_policy, failing_findings
 from tcpdiag.report import ReportOptions, renderer
 from tcpdiag.result import AnalysisResult, CaptureResult, Severity
@@ -32,20 +32,6 @@ def _analyze(path: str, options: AnalysisOptions) -> CaptureResult:
     return analyze_capture(path, options)
 
 
-def _expand(captures: Sequence[str]) -> list[str]:
-    from tcpdiag.capture import expand_inputs
-
-    paths: list[str] = []
-    for spec in expand_inputs(list(captures)):
-        if spec.skipped:
-            click.echo(f"tcpdiag: note: {spec.path}: {spec.skipped}", err=True)
-        else:
-            paths.append(spec.path)
-    if not paths:
-        raise CaptureError("no capture files found in " + ", ".join(captures))
-    return paths
-
-
 def run_check(
     captures: Sequence[str],
     *,
@@ -57,7 +43,7 @@ def run_check(
 ) -> int:
     """The whole command without click: returns the exit code (0 or 1)."""
     cfg = load_config(config)
-    paths = _expand(captures)
+    paths = expand_captures(captures)
     if output is not None:
         # Refuse a bad -o before spending time on the analysis.
         from tcpdiag.cli.output import check_output_path

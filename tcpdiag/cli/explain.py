@@ -60,7 +60,9 @@ def _wrap_block(block: str, width: int) -> list[str]:
 
 def plain_page(s: FindingSpec, width: int = PLAIN_WIDTH) -> str:
     """The page as plain text: no colour, ASCII layout, paragraphs wrapped to `width`."""
-    out = [f"{s.name} ({severity_text(s)}, {s.category})", "", *textwrap.wrap(s.title, width)]
+    out = [f"{s.name} ({s.severity.label}, {s.category})", "", *textwrap.wrap(s.title, width)]
+    if s.severity_note:
+        out += textwrap.wrap(f"Severity: {severity_text(s)}.", width)
     if s.capture_quality:
         out.append("Capture quality: a fault of the capture, not of the network.")
     for title, body in s.sections():

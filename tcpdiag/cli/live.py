@@ -166,8 +166,8 @@ def live(
         status=sys.stderr.isatty(),
     )
     filter_text = bpf if bpf else "none"
-    click.echo(f"tcpdiag: capturing on {interface} (filter: {filter_text})", err=True)
-    result = session.run(duration=duration, count=count)
+    ready = f"tcpdiag: capturing on {interface} (filter: {filter_text})"
+    result = session.run(duration=duration, count=count, ready_message=ready)
     session.print_report(result, show_all=show_all)
     if fail_on is not None:
         threshold = Severity.parse(fail_on)
@@ -215,7 +215,11 @@ class LiveSession:
 
     # -- the loop ------------------------------------------------------------------------------
 
-    def run(self, duration: float | None = None, count: int | None = None) -> CaptureResult:
+    def run(
+        self, duration: float | None = None, count: int | None = None, ready_message: str = ""
+    ) -> CaptureResult:
+        """Capture until stopped; `ready_message` goes to stderr once Ctrl-C/SIGTERM would
+        stop the capture normally (scripts send those as soon as they read it)."""
         source = self.source
         stopping = [False]
 
@@ -228,6 +232,8 @@ class LiveSession:
             source.stop()
 
         previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        if ready_message:
+            click.echo(ready_message, err=True)
         start = time.monotonic()
         deadline = start + duration if duration is not None else None
         next_tick = start + TICK

@@ -26,6 +26,10 @@ from tcpdiag.flow.seq import seq_gt
 from tcpdiag.model import ACK, Direction, format_endpoint
 from tcpdiag.result import Finding, Severity, TimelineRow
 
+# Shortest retransmission timeout a real stack uses for a SYN or SYN/ACK (RFC 6298 allows 1 s
+# initially; Linux's floor is 200 ms): copies closer together are capture duplicates.
+MIN_SYN_RTO = 0.2
+
 # Idle times a NAT, firewall or load balancer commonly uses (seconds): an idle period this close
 # to one of them before a reset is worth naming.
 ROUND_TIMEOUTS = (30, 60, 90, 120, 180, 240, 300, 600, 900, 1200, 1800, 3600, 7200, 7440)
@@ -162,6 +166,26 @@ def _syn_unanswered(x: _Facts) -> list[Finding]:
         )
     waited = x.now - times[-1]
     frames = list(hs.syn_frames)
+    gave_up = _first(f.c.rst_frame, f.c.fin_frame)
+    gave_up_time = _num(f.c.rst_time if gave_up == f.c.rst_frame else f.c.fin_time, f.end)
+    if gave_up is not None and gave_up_time - times[-1] < MIN_SYN_RTO:
+        # The client abandoned the attempt before any retry was due: nobody had a chance to
+        # answer, so this says nothing about the server.
+        how = "RST" if gave_up == f.c.rst_frame else "FIN"
+        return [
+            make_finding(
+                "syn-unanswered",
+                f"{x.client} abandoned its connection attempt to {x.server} ({how}, frame "
+                f"{gave_up}) {fmt_duration(gave_up_time - times[-1])} after its "
+                f"{'only SYN' if n == 1 else 'last SYN'}, before an answer was due — the "
+                "client gave up (a very short connect timeout, a cancelled connect, or a "
+                "port scan), which says nothing about the server",
+                frames=[*frames, gave_up],
+                time=times[0],
+                flow=f.id,
+                severity=Severity.WARNING,
+            )
+        ]
     if f.c.rst_frame is not None:
         msg += f"; the client then gave up (RST, frame {f.c.rst_frame})"
         frames.append(f.c.rst_frame)
@@ -212,6 +236,8 @@ def _synack_retransmitted(x: _Facts) -> list[Finding]:
     hs = f.handshake
     if hs.syn_ack_retransmissions <= 0 or len(hs.syn_ack_frames) < 2:
         return []
+    if all(g < MIN_SYN_RTO for g in _intervals(list(hs.syn_ack_times))):
+        return []  # the same SYN/ACK captured several times (SPAN, stacked VLANs), not resent
     n = len(hs.syn_ack_frames)
     gaps = ", ".join(fmt_duration(g) for g in _intervals(list(hs.syn_ack_times)))
     second = hs.syn_ack_frames[1]
@@ -814,6 +840,24 @@ def _data_segments(f: Flow) -> int:
     return f.packets
 
 
+def _capture_duplicates(x: _Facts, frames: set[int]) -> set[int]:
+    """Frames among `frames` that repeat the previous packet of the same side exactly (seq,
+    ack, flags, length) less than 1 ms later: copies made by the capture."""
+    out: set[int] = set()
+    last: dict[str, TimelineRow] = {}
+    for r in x.rows():
+        prev = last.get(r.sender)
+        if (
+            r.frame in frames
+            and prev is not None
+            and (prev.seq, prev.ack, prev.flags, prev.length) == (r.seq, r.ack, r.flags, r.length)
+            and 0 <= r.time - prev.time < 0.001
+        ):
+            out.add(r.frame)
+        last[r.sender] = r
+    return out
+
+
 def _retransmission(x: _Facts) -> list[Finding]:
     # Per-packet row "retransmission": info, warning above 1 % of the flow's data segments.
     f = x.flow
@@ -830,6 +874,22 @@ def _retransmission(x: _Facts) -> list[Finding]:
         if ep.retransmissions
     )
     severity = Severity.INFO
+    dups = _capture_duplicates(x, set(data))
+    if data and len(dups) * 2 >= len([r for r in x.rows() if r.frame in set(data)]) > 0:
+        # Most resends seen in the kept timeline are the same packet captured twice within a
+        # millisecond: a SPAN/mirror or multi-interface capture artefact, not loss.
+        return [
+            make_finding(
+                "retransmission",
+                f"{plural(len(frames), 'retransmission')} ({by}), but most are the same packet "
+                f"captured twice within 1 ms ({fmt_frames(sorted(dups))}) — duplicates made by "
+                "the capture (mirror port, several interfaces), not resends on the network",
+                frames=frames,
+                flow=f.id,
+                count=len(frames),
+                severity=Severity.INFO,
+            )
+        ]
     spurious = set(f.frames("spurious-retransmission"))
     lossy = [fr for fr in data if fr not in spurious]
     if data and segments:

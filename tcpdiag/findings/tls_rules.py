@@ -30,12 +30,14 @@ from tcpdiag.tls.constants import (
     is_grease,
     version_name,
 )
+from tcpdiag.tls.events import TruncatedEvent
 from tcpdiag.tls.flights import (
     CCS,
     ENC_HANDSHAKE,
     FlightProblem,
     RecordNote,
     compare,
+    encrypted_record_size,
     finished_record_size,
     flight_of,
     hello_retry_client_flight,
@@ -43,7 +45,7 @@ from tcpdiag.tls.flights import (
     tls12_client_flight,
 )
 from tcpdiag.tls.records import Record
-from tcpdiag.tls.stream import TLS13_ALERT_RECORD, TruncatedEvent
+from tcpdiag.tls.stream import TLS13_ALERT_RECORD
 
 MAX_PER_KIND = 5  # malformed/truncated findings per flow
 
@@ -324,14 +326,23 @@ def _alerts(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
             # ClientHello the capture started mid-session, where the same holds.
             continue
         if alert.encrypted:
+            cipher = (
+                cipher_suite_name(stream.server_hello.cipher_suite) if stream.server_hello else None
+            )
+            fits = encrypted_record_size(cipher, 2) == rec.size
             message = (
                 f"{alert.sender} sent an encrypted alert ({rec.size} B record, frame "
-                f"{rec.frame}) before the handshake completed; its level and description are "
-                "encrypted, but an alert at this point ends the handshake"
+                f"{rec.frame}"
+                + (f", the size of a 2-byte alert under {cipher}" if fits else "")
+                + ") before the handshake completed; its level and description are encrypted, "
+                "but an alert at this point ends the handshake"
             )
             severity = Severity.WARNING
         else:
             stage = _stage(stream, rec)
+            prior = _peer_close_before(stream, ctx, alert, rec)
+            if prior:
+                stage = prior
             message = (
                 f"{alert.level} {alert.description} alert from the {alert.sender} "
                 f"({rec.size} B, frame {rec.frame}){stage}"
@@ -355,6 +366,30 @@ def _stage(stream: TlsStream, rec: Record) -> str:
         return ""
     last = notes[at - 1]
     return f" after the {_name(last.sender)}'s {'+'.join(last.tokens) or 'record'}"
+
+
+def _peer_close_before(stream: TlsStream, ctx: TcpContext, alert: TlsAlert, rec: Record) -> str:
+    """When the peer closed its side (FIN/RST) after its last record and before this alert,
+    the alert answers that close: say so ("the client gave up without its next flight")."""
+    peer = "server" if alert.sender == "client" else "client"
+    before = [n for n in stream.notes if n.time <= rec.time and n.offset != rec.offset]
+    last = before[-1] if before else None
+    last_time = last.time if last is not None else float("-inf")
+    for when, who, kind, frame in ctx.closes():
+        if who != peer or not last_time <= when <= rec.time:
+            continue
+        text = f" in answer to the {peer} closing the connection ({kind}, frame {frame})"
+        if last is None:
+            return text
+        what = "+".join(last.tokens) or "record"
+        if _name(last.sender) != peer:
+            return f"{text} without sending its next flight (the last record was the " + (
+                f"{_name(last.sender)}'s {what})"
+            )
+        if last.got is not None:
+            return f"{text} right after a cut-short {what} record ({last.got} of {last.size} B)"
+        return f"{text} right after its {what}"
+    return ""
 
 
 def _tls13_inferred_alert(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
@@ -579,9 +614,9 @@ def _truncated(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
             end = "before the capture ended (likely where the capture stopped, not the peer)"
             severity = Severity.WARNING
         else:
-            end = f"before {event.how.upper()}" + (
-                f" (frame {event.frame})" if event.frame is not None else ""
-            )
+            by = f" from the {_name(event.by)}" if event.by is not None else ""
+            at = f" (frame {event.frame})" if event.frame is not None else ""
+            end = f"before {event.how.upper()}{by}{at}"
         message = (
             f"the {who}'s {kind} record at stream offset {p.offset} (frame {p.frame}) is cut "
             f"short: {size} arrived {end}"

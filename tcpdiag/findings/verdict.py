@@ -77,7 +77,7 @@ def verdict(flow: FlowResult) -> str:
             else ""
         )
         return f"connection refused by {flow.server} (RST{delay}: host up, port closed)"
-    if name == "syn-unanswered":
+    if name == "syn-unanswered" and "abandoned" not in main.message:
         n = len(flow.handshake.syn_frames) or 1 + flow.handshake.syn_retransmissions
         span = fmt_duration(flow.duration)
         why = (

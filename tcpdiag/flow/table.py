@@ -230,7 +230,13 @@ class FlowTable:
     # ------------------------------------------------------------------ lifetime
 
     def expire(self, now: float) -> int:
-        """Finalise flows silent for longer than their linger time. Returns how many."""
+        """Finalise flows silent for longer than their linger time. Returns how many.
+
+        `now` is capture time; a value more than `SUSPICIOUS_JUMP` ahead of the table's clock
+        (see `_advance_clock`) is not trusted until packets confirm it.
+        """
+        if self._clock != float("-inf") and now - self._clock > SUSPICIOUS_JUMP:
+            now = self._clock
         n = 0
         closing = self._closing
         linger = min(self.options.limits.idle_timeout, self.options.thresholds.time_wait)

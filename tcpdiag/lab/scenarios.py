@@ -27,7 +27,7 @@ from typing import Any
 
 from tcpdiag.lab import wire
 from tcpdiag.lab.firewall import Action, block_syns
-from tcpdiag.lab.netns import LabError, Namespace, namespace, veth_pair
+from tcpdiag.lab.netns import LabError, namespace, veth_pair
 from tcpdiag.lab.recorder import Recorder, Tool
 from tcpdiag.lab.shaper import tun_link
 from tcpdiag.lab.tls_peers import (
@@ -65,17 +65,9 @@ class Stage:
     server_port: int | None = None
     commands: list[str] = field(default_factory=list)
 
-    def recorder(
-        self,
-        iface: str,
-        bpf: str,
-        *,
-        netns: Namespace | None = None,
-        tool: Tool = "tcpdump",
-        linktype: str | None = None,
-        nano: bool = False,
-    ) -> Recorder:
-        rec = Recorder(self.path, iface, bpf, netns=netns, tool=tool, linktype=linktype, nano=nano)
+    def recorder(self, iface: str, bpf: str, **options: Any) -> Recorder:
+        """A :class:`Recorder` writing this scenario's capture (options as Recorder's)."""
+        rec = Recorder(self.path, iface, bpf, **options)
         self.commands.append(rec.command())
         return rec
 
@@ -264,6 +256,31 @@ def _serve_once(
     return Background(run)
 
 
+def _lo_listener(st: Stage, **listen: Any) -> tuple[socket.socket, int]:
+    """A loopback listener; its port is the scenario's server port."""
+    lst = _listener(**listen)
+    st.server_port = lst.getsockname()[1]
+    return lst, st.server_port
+
+
+@contextlib.contextmanager
+def _loopback(
+    st: Stage,
+    handler: Callable[[socket.socket], dict[str, Any]],
+    *,
+    iface: str = "lo",
+    listen: dict[str, Any] | None = None,
+    **recorder: Any,
+) -> Iterator[tuple[int, Background]]:
+    """Record on lo while one connection is served by ``handler``: yields (port, server)."""
+    lst, port = _lo_listener(st, **(listen or {}))
+    try:
+        with st.recorder(iface, f"tcp port {port}", **recorder):
+            yield port, _serve_once(lst, handler)
+    finally:
+        lst.close()
+
+
 def _request_response(conn: socket.socket) -> dict[str, Any]:
     req = conn.recv(65536)
     conn.sendall(RESPONSE)
@@ -395,9 +412,7 @@ def host_down(st: Stage) -> dict[str, Any]:
     absent=("connection-refused",),
 )
 def backlog_full(st: Stage) -> dict[str, Any]:
-    lst = _listener(backlog=1)
-    port = lst.getsockname()[1]
-    st.server_port = port
+    lst, port = _lo_listener(st, backlog=1)
     clients: list[dict[str, Any]] = []
 
     def client(i: int) -> dict[str, Any]:
@@ -518,9 +533,7 @@ def handshake_aborted(st: Stage) -> dict[str, Any]:
     absent=("abortive-close", "reset-mid-stream", "close-wait", "connection-refused"),
 )
 def capture_mid_flow(st: Stage) -> dict[str, Any]:
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
+    lst, port = _lo_listener(st)
 
     def handler(conn: socket.socket) -> dict[str, Any]:
         out = _request_response(conn)
@@ -544,15 +557,6 @@ def capture_mid_flow(st: Stage) -> dict[str, Any]:
 # Teardown
 
 
-def _connected_pair(
-    handler: Callable[[socket.socket], dict[str, Any]], **listen: Any
-) -> tuple[socket.socket, socket.socket, Background]:
-    lst = _listener(**listen)
-    server = _serve_once(lst, handler)
-    client = socket.create_connection(lst.getsockname()[:2])
-    return lst, client, server
-
-
 @scenario(
     "tcp-orderly-close",
     "Request, response, then FIN from each side, each ACKed (dumpcap, pcapng). The healthy "
@@ -573,11 +577,7 @@ def orderly_close(st: Stage) -> dict[str, Any]:
         out["eof_seen"] = conn.recv(100) == b""
         return out
 
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
-    with st.recorder("lo", f"tcp port {port}", tool="dumpcap"):
-        server = _serve_once(lst, handler)
+    with _loopback(st, handler, tool="dumpcap") as (port, server):
         t0 = time.perf_counter()
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
@@ -586,7 +586,6 @@ def orderly_close(st: Stage) -> dict[str, Any]:
         c.close()
         srv = server.join()
         time.sleep(0.05)
-    lst.close()
     return {"errno": None, "exception": None, "latency_ms": latency,
             "bytes_sent": len(REQUEST), "bytes_received": len(got), "server": srv}  # fmt: skip
 
@@ -608,17 +607,12 @@ def linger0_abort(st: Stage) -> dict[str, Any]:
             out["next_recv_errno"], out["next_recv_exception"] = _errno(exc), exc_text(exc)
         return out
 
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
-    with st.recorder("lo", f"tcp port {port}"):
-        server = _serve_once(lst, handler)
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
         got = _recv_exact(c, len(RESPONSE))
         _abort(c)
         srv = server.join()
-    lst.close()
     return {"close": "SO_LINGER {1,0} then close()", "bytes_sent": len(REQUEST),
             "bytes_received": len(got), "server": srv}  # fmt: skip
 
@@ -638,11 +632,7 @@ def close_unread(st: Stage) -> dict[str, Any]:
         conn.sendall(RESPONSE)
         return {"bytes_received": len(first), "bytes_sent": len(RESPONSE), "unread": True}
 
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
-    with st.recorder("lo", f"tcp port {port}"):
-        server = _serve_once(lst, handler)
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
         time.sleep(0.02)
@@ -658,7 +648,6 @@ def close_unread(st: Stage) -> dict[str, Any]:
         except OSError as exc:
             app.update(errno=_errno(exc), exception=exc_text(exc), end="error")
         c.close()
-    lst.close()
     return {**app, "bytes_sent": 2 * len(REQUEST), "bytes_received": len(got), "server": srv}
 
 
@@ -678,18 +667,13 @@ def half_close(st: Stage) -> dict[str, Any]:
             time.sleep(0.05)
         return {"bytes_received": len(req), "bytes_sent": 3 * len(RESPONSE)}
 
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
-    with st.recorder("any", f"tcp port {port}", linktype="LINUX_SLL"):
-        server = _serve_once(lst, handler)
+    with _loopback(st, handler, iface="any", linktype="LINUX_SLL") as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
         c.shutdown(socket.SHUT_WR)
         got = _recv_all(c)
         c.close()
         srv = server.join()
-    lst.close()
     return {"shutdown": "SHUT_WR after the request", "bytes_sent": len(REQUEST),
             "bytes_received": len(got), "server": srv}  # fmt: skip
 
@@ -698,13 +682,9 @@ def _close_wait(st: Stage, delay: float | None) -> dict[str, Any]:
     def handler(conn: socket.socket) -> dict[str, Any]:
         return _request_response(conn)  # then close(): the server's FIN
 
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
     c: socket.socket | None = None
     try:
-        with st.recorder("lo", f"tcp port {port}"):
-            server = _serve_once(lst, handler)
+        with _loopback(st, handler) as (port, server):
             c = socket.create_connection((LOOP4, port))
             c.sendall(REQUEST)
             got = _recv_all(c)  # returns at the server's FIN
@@ -720,7 +700,6 @@ def _close_wait(st: Stage, delay: float | None) -> dict[str, Any]:
     finally:
         if c is not None:
             c.close()
-        lst.close()
     return {"bytes_sent": len(REQUEST), "bytes_received": len(got), "eof_seen": True,
             "close_after_eof_ms": held if delay is not None else None,
             "closed_before_capture_end": delay is not None, "server": srv}  # fmt: skip
@@ -768,11 +747,7 @@ def zero_window(st: Stage) -> dict[str, Any]:
         got = _recv_all(conn)
         return {"bytes_received": len(got), "read_paused_ms": stall * 1000}
 
-    lst = _listener(rcvbuf=4096)
-    port = lst.getsockname()[1]
-    st.server_port = port
-    with st.recorder("lo", f"tcp port {port}"):
-        server = _serve_once(lst, handler)
+    with _loopback(st, handler, listen={"rcvbuf": 4096}) as (port, server):
         c = socket.create_connection((LOOP4, port))
         t0 = time.perf_counter()
         c.sendall(b"z" * total)
@@ -780,7 +755,6 @@ def zero_window(st: Stage) -> dict[str, Any]:
         srv = server.join()
         done = _ms(t0)
         c.close()
-    lst.close()
     return {"bytes_sent": total, "server_rcvbuf_set": 4096, "transfer_ms": done, "server": srv}
 
 
@@ -794,11 +768,7 @@ def _nagle(st: Stage, nodelay: bool) -> dict[str, Any]:
             served += 1
         return {"requests_served": served}
 
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
-    with st.recorder("lo", f"tcp port {port}"):
-        server = _serve_once(lst, handler)
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         if nodelay:
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -811,7 +781,6 @@ def _nagle(st: Stage, nodelay: bool) -> dict[str, Any]:
             lat.append(_ms(t0))
         c.close()
         srv = server.join()
-    lst.close()
     return {"pattern": "write(100) write(100) read(100)", "requests": n,
             "tcp_nodelay": nodelay, "latencies_ms": lat,
             "bytes_sent": 2 * part * n, "bytes_received": part * n, "server": srv}  # fmt: skip
@@ -910,11 +879,7 @@ def late_response(st: Stage) -> dict[str, Any]:
         conn.recv(100)
         return {"requests": [r1.decode(), r2.decode()]}
 
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
-    with st.recorder("lo", f"tcp port {port}"):
-        server = _serve_once(lst, handler)
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.settimeout(1.0)
         c.sendall(b"request-1\n")
@@ -928,7 +893,6 @@ def late_response(st: Stage) -> dict[str, Any]:
         _recv_exact(c, len(b"response-2\n"))
         c.close()
         srv = server.join()
-    lst.close()
     return {"request_1": first if isinstance(first, str) else first.decode(),
             "client_timeout_ms": 1000, "server_delay_ms": 1500,
             "answer_taken_for_request_2": answer2.decode(), "server": srv}  # fmt: skip
@@ -946,9 +910,7 @@ def _bound_client(port: int) -> socket.socket:
 
 
 def _reuse(st: Stage, stale: bool) -> dict[str, Any]:
-    lst = _listener()
-    port = lst.getsockname()[1]
-    st.server_port = port
+    lst, port = _lo_listener(st)
     cport_holder = socket.socket()
     cport_holder.bind((LOOP4, 0))
     cport = cport_holder.getsockname()[1]
@@ -1049,9 +1011,7 @@ def _certs() -> Iterator[Any]:
 
 def _tls_ok(st: Stage, version: ssl.TLSVersion, clean: bool, tool: Tool) -> dict[str, Any]:
     with _certs() as certs:
-        lst = _listener()
-        port = lst.getsockname()[1]
-        st.server_port = port
+        lst, port = _lo_listener(st)
         sctx = server_context(certs, minimum=version, maximum=version)
         server = TlsServer(sctx, lst, response=RESPONSE, clean_close=clean, read_after=not clean)
         with st.recorder("lo", f"tcp port {port}", tool=tool):
@@ -1130,9 +1090,7 @@ def _tls_fail(
     nano: bool = False,
 ) -> dict[str, Any]:
     with _certs() as certs:
-        lst = _listener()
-        port = lst.getsockname()[1]
-        st.server_port = port
+        lst, port = _lo_listener(st)
         server = TlsServer(server_context(certs, **sctx_kw), lst, response=RESPONSE)
         app: dict[str, Any] = {"handshake_ok": True, "errno": None, "exception": None}
         with st.recorder("lo", f"tcp port {port}", nano=nano):
@@ -1207,9 +1165,7 @@ def tls_no_server_hello(st: Stage) -> dict[str, Any]:
         return {"bytes_received": len(hello), "records": record_labels(split_records(hello))}
 
     with _certs() as certs:
-        lst = _listener()
-        port = lst.getsockname()[1]
-        st.server_port = port
+        lst, port = _lo_listener(st)
         app: dict[str, Any] = {"handshake_ok": True, "errno": None, "exception": None}
         with st.recorder("lo", f"tcp port {port}"):
             server = _serve_once(lst, handler)
@@ -1266,9 +1222,7 @@ def tls_server_stalls(st: Stage) -> dict[str, Any]:
             return {"first_flight_bytes": len(flight), "unprocessed_bytes": len(got),
                     "stalled": True}  # fmt: skip
 
-        lst = _listener()
-        port = lst.getsockname()[1]
-        st.server_port = port
+        lst, port = _lo_listener(st)
         app: dict[str, Any] = {"handshake_ok": True, "errno": None, "exception": None}
         with st.recorder("lo", f"tcp port {port}"):
             server = _serve_once(lst, handler)
@@ -1299,9 +1253,7 @@ def _memory_client_run(
     """
     tls12 = ssl.TLSVersion.TLSv1_2
     with _certs() as certs:
-        lst = _listener()
-        port = lst.getsockname()[1]
-        st.server_port = port
+        lst, port = _lo_listener(st)
         server = TlsServer(server_context(certs, maximum=tls12), lst, response=RESPONSE)
         cctx = client_context(certs, maximum=tls12, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256")
         with st.recorder("lo", f"tcp port {port}"):

@@ -102,20 +102,6 @@ def client_context(
     return ctx
 
 
-def describe_alerts(data: bytes) -> list[dict[str, Any]]:
-    """Plaintext alert records at record boundaries of ``data`` (level, code, name)."""
-    out: list[dict[str, Any]] = []
-    off = 0
-    while off + 5 <= len(data):
-        ctype, _ver, length = struct.unpack_from("!BHH", data, off)
-        body = data[off + 5 : off + 5 + length]
-        if ctype == 21 and length == 2 and len(body) == 2:
-            level = {1: "warning", 2: "fatal"}.get(body[0], str(body[0]))
-            out.append({"level": level, "code": body[1], "name": ALERT_NAMES.get(body[1], "?")})
-        off += 5 + length
-    return out
-
-
 def split_records(data: bytes) -> list[bytes]:
     out: list[bytes] = []
     off = 0
@@ -125,6 +111,16 @@ def split_records(data: bytes) -> list[bytes]:
         off += 5 + length
     if off < len(data):
         out.append(data[off:])
+    return out
+
+
+def describe_alerts(data: bytes) -> list[dict[str, Any]]:
+    """Plaintext alert records at record boundaries of ``data`` (level, code, name)."""
+    out: list[dict[str, Any]] = []
+    for rec in split_records(data):
+        if rec[0] == 21 and len(rec) == 7 and rec[3:5] == b"\x00\x02":
+            level = {1: "warning", 2: "fatal"}.get(rec[5], str(rec[5]))
+            out.append({"level": level, "code": rec[6], "name": ALERT_NAMES.get(rec[6], "?")})
     return out
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tcpdiag.capture.writer import PcapngWriter
 from tcpdiag.model import linktype_name
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
@@ -121,26 +122,33 @@ def _link(linktype: int, data: bytes, ts: float) -> Packet:
     return Packet(ts, "other")
 
 
-def read(path: Path) -> CaptureFile:
-    data = path.read_bytes()
-    magic = data[:4]
-    if magic == b"\x0a\x0d\x0d\x0a":
-        return _read_pcapng(data)
+def _pcap_records(data: bytes) -> tuple[int, bool, int, list[tuple[int, bytes, int]]]:
+    """(linktype, nanosecond, snaplen, [(ts_ns, captured bytes, original length)])."""
     for endian in ("<", ">"):
-        (m,) = struct.unpack(endian + "I", magic)
-        if m in (0xA1B2C3D4, 0xA1B23C4D):
+        (magic,) = struct.unpack(endian + "I", data[:4])
+        if magic in (0xA1B2C3D4, 0xA1B23C4D):
             break
     else:
-        raise ValueError(f"{path}: not a pcap/pcapng file")
-    nano = m == 0xA1B23C4D
-    linktype = struct.unpack_from(endian + "I", data, 20)[0] & 0x0FFFFFFF
-    cap = CaptureFile("pcap", [linktype], nano)
+        raise ValueError("not a pcap or pcapng file")
+    nano = magic == 0xA1B23C4D
+    snaplen, linktype = struct.unpack_from(endian + "II", data, 16)
+    records = []
     off = 24
     while off + 16 <= len(data):
-        sec, frac, incl, _orig = struct.unpack_from(endian + "IIII", data, off)
-        ts = sec + frac / (1e9 if nano else 1e6)
-        cap.packets.append(_link(linktype, data[off + 16 : off + 16 + incl], ts))
+        sec, frac, incl, orig = struct.unpack_from(endian + "IIII", data, off)
+        ts_ns = sec * 1_000_000_000 + (frac if nano else frac * 1000)
+        records.append((ts_ns, data[off + 16 : off + 16 + incl], orig))
         off += 16 + incl
+    return linktype & 0x0FFFFFFF, nano, snaplen, records
+
+
+def read(path: Path) -> CaptureFile:
+    data = path.read_bytes()
+    if data[:4] == b"\x0a\x0d\x0d\x0a":
+        return _read_pcapng(data)
+    linktype, nano, _snaplen, records = _pcap_records(data)
+    cap = CaptureFile("pcap", [linktype], nano)
+    cap.packets = [_link(linktype, pkt, ts / 1e9) for ts, pkt, _orig in records]
     return cap
 
 
@@ -175,17 +183,6 @@ def _read_pcapng(data: bytes) -> CaptureFile:
     return cap
 
 
-def tls_records(stream: bytes) -> list[tuple[int, int]]:
-    """(content type, total record length) for each record a byte stream starts with."""
-    out: list[tuple[int, int]] = []
-    off = 0
-    while off + 5 <= len(stream):
-        ctype, _ver, length = struct.unpack_from("!BHH", stream, off)
-        out.append((ctype, 5 + length))
-        off += 5 + length
-    return out
-
-
 def summarize(path: Path, server_port: int | None = None) -> dict[str, Any]:
     """Counts that the ground truth states about the wire, independent of tcpdiag's engine."""
     cap = read(path)
@@ -215,27 +212,10 @@ def summarize(path: Path, server_port: int | None = None) -> dict[str, Any]:
 
 
 def pcap_to_pcapng(src: Path, dst: Path) -> None:
-    """Rewrite a pcap file as pcapng (SHB, one IDB, EPBs), keeping timestamps and link type."""
-    data = src.read_bytes()
-    endian = "<" if data[:4] in (b"\xd4\xc3\xb2\xa1", b"\x4d\x3c\xb2\xa1") else ">"
-    (magic,) = struct.unpack(endian + "I", data[:4])
-    nano = magic == 0xA1B23C4D
-    snaplen, linktype = struct.unpack_from(endian + "II", data, 16)
-
-    def block(btype: int, body: bytes) -> bytes:
-        body += b"\0" * (-len(body) % 4)
-        n = 12 + len(body)
-        return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
-
-    out = [block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1) + b"\0" * 4)]
-    tsresol = struct.pack("<HHB", 9, 1, 9 if nano else 6) + b"\0" * 3
-    idb = struct.pack("<HHI", linktype & 0xFFFF, 0, snaplen) + tsresol + b"\0" * 4
-    out.append(block(1, idb))
-    off = 24
-    while off + 16 <= len(data):
-        sec, frac, incl, orig = struct.unpack_from(endian + "IIII", data, off)
-        ts = sec * (10**9 if nano else 10**6) + frac
-        pkt = data[off + 16 : off + 16 + incl]
-        out.append(block(6, struct.pack("<IIIII", 0, ts >> 32, ts & 0xFFFFFFFF, incl, orig) + pkt))
-        off += 16 + incl
-    dst.write_bytes(b"".join(out))
+    """Rewrite a pcap file as pcapng (one interface), keeping timestamps and link type."""
+    linktype, nano, snaplen, records = _pcap_records(src.read_bytes())
+    with dst.open("wb") as f:
+        writer = PcapngWriter(f)
+        iface = writer.add_interface(linktype, snaplen, tsresol=9 if nano else 6)
+        for ts_ns, pkt, orig in records:
+            writer.write(ts_ns, pkt, iface, orig)

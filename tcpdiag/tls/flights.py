@@ -128,17 +128,25 @@ def hello_retry_client_flight() -> tuple[list[str], set[str]]:
     return [CCS, "ClientHello"], {CCS}
 
 
-def finished_record_size(cipher: str | None) -> int | None:
-    """Size on the wire of an encrypted TLS 1.2 Finished (12-byte verify_data + 4-byte header)
-    for the negotiated suite, to say how big the missing record would have been."""
+def encrypted_record_size(cipher: str | None, plaintext: int) -> int | None:
+    """Size on the wire of a TLS 1.2 record carrying `plaintext` bytes under the negotiated
+    suite (explicit nonce or IV, tag or MAC and padding included), to tell what an encrypted
+    record probably holds: 16 bytes for a Finished (4-byte header + 12 verify_data), 2 for an
+    alert."""
     if cipher is None:
         return None
-    if "CCM_8" in cipher or "CHACHA20" in cipher:
-        return 5 + 16 + 16 if "CHACHA20" in cipher else 5 + 8 + 16 + 8
+    if "CHACHA20" in cipher:
+        return 5 + plaintext + 16
+    if "CCM_8" in cipher:
+        return 5 + 8 + plaintext + 8
     if "GCM" in cipher or "CCM" in cipher:
-        return 5 + 8 + 16 + 16  # explicit nonce + ciphertext + tag
+        return 5 + 8 + plaintext + 16  # explicit nonce + ciphertext + tag
     if "CBC" in cipher:
         mac = 48 if cipher.endswith("SHA384") else 32 if cipher.endswith("SHA256") else 20
-        padded = (16 + mac + 1 + 15) // 16 * 16
+        padded = (plaintext + mac + 1 + 15) // 16 * 16
         return 5 + 16 + padded  # explicit IV + padded ciphertext
     return None
+
+
+def finished_record_size(cipher: str | None) -> int | None:
+    return encrypted_record_size(cipher, 16)

@@ -12,7 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from tcpdiag.errors import DecodeError
-from tcpdiag.tls.constants import HRR_RANDOM, ExtensionType, is_grease
+from tcpdiag.model import Direction
+from tcpdiag.tls.constants import (
+    CLIENT_HANDSHAKE_TYPES,
+    HRR_RANDOM,
+    SERVER_HANDSHAKE_TYPES,
+    ExtensionType,
+    is_grease,
+)
 from tcpdiag.tls.cursor import Cursor
 
 MAX_NAME_CHARS = 255  # a DNS name is at most 253 characters; anything longer is cut here
@@ -303,3 +310,35 @@ class HandshakeReassembler:
                 self._body.clear()
                 out.append(RawMessage(self._type, self._total, self._frame, self._offset, body))
         return out
+
+
+def looks_plaintext(payload: bytes, sender: Direction, exact: bool) -> bool:
+    """Does this Handshake record read as plaintext messages `sender` may send? With `exact`,
+    the messages must end exactly at the record's end (used after CCS, where anything else is
+    ciphertext)."""
+    allowed = CLIENT_HANDSHAKE_TYPES if sender == Direction.CLIENT else SERVER_HANDSHAKE_TYPES
+    n = len(payload)
+    if n >= 5 and payload[:5] == b"\0\0\0\0\0":  # GCM/CCM explicit nonce of sequence number 0
+        return False
+    pos = 0
+    while pos < n:
+        if n - pos < 4:
+            return not exact
+        if payload[pos] not in allowed:
+            return False
+        length = int.from_bytes(payload[pos + 1 : pos + 4], "big")
+        if pos + 4 + length > n:
+            return not exact and length <= (1 << 20)
+        pos += 4 + length
+    return True
+
+
+def starting_types(payload: bytes, skip: int) -> list[int]:
+    """Types of the handshake messages that start in this record's payload, the first `skip`
+    bytes being the rest of a message begun in an earlier record."""
+    out: list[int] = []
+    pos = skip
+    while pos + 4 <= len(payload):
+        out.append(payload[pos])
+        pos += 4 + int.from_bytes(payload[pos + 1 : pos + 4], "big")
+    return out

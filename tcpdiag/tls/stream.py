@@ -17,6 +17,9 @@ TLS 1.3 everything after the ServerHello but CCS is (and typed application_data)
 record that does not parse as plaintext messages the sender may send is taken as encrypted
 (Wireshark's heuristic), which is how the seed case's lone encrypted Finished is recognised.
 
+What it noticed for the findings (malformed bytes, records cut short, gaps) is in `events.py`;
+the per-record notes for the flight checks in `flights.py`.
+
 Memory: application data is counted, never stored; handshake messages above the cap are typed
 and counted but not buffered; the record notes used by the flight checks and the timeline labels
 are capped. Nothing here raises on wire data: `DecodeError` becomes a `MalformedEvent`.
@@ -31,10 +34,6 @@ from tcpdiag.errors import DecodeError
 from tcpdiag.model import Direction
 from tcpdiag.result import TlsAlert, TlsMessage, TlsSummary
 from tcpdiag.tls.constants import (
-    CLIENT_HANDSHAKE_TYPES,
-    SERVER_HANDSHAKE_TYPES,
-    AlertDescription,
-    AlertLevel,
     ContentType,
     HandshakeType,
     alert_description_name,
@@ -46,6 +45,7 @@ from tcpdiag.tls.constants import (
     version_name,
 )
 from tcpdiag.tls.detect import DETECT_LIMIT, looks_like_tls
+from tcpdiag.tls.events import GapEvent, MalformedEvent, TruncatedEvent
 from tcpdiag.tls.fingerprint import ja3, ja4
 from tcpdiag.tls.flights import CCS, ENC_HANDSHAKE, FINISHED_ENC, RecordNote
 from tcpdiag.tls.handshake import (
@@ -54,12 +54,14 @@ from tcpdiag.tls.handshake import (
     RawMessage,
     ServerHello,
     ecdhe_point_length,
+    looks_plaintext,
     parse_certificate,
     parse_client_hello,
     parse_server_hello,
     parse_sslv2_client_hello,
+    starting_types,
 )
-from tcpdiag.tls.records import SSLV2_CLIENT_HELLO, Malformed, Partial, Record, RecordFramer
+from tcpdiag.tls.records import SSLV2_CLIENT_HELLO, Malformed, Record, RecordFramer
 from tcpdiag.tls.starttls import StartTlsWatcher, opener
 
 HANDSHAKE_CAP = 256 * 1024  # per message; the corpus has a 340 KB certificate chain
@@ -70,36 +72,6 @@ LABELS_HEAD = 512  # timeline labels kept per direction: the first ones...
 LABELS_TAIL = 256  # ...and the last ones (the timeline shows head and tail packets)
 MAX_STASH = 16 * 1024
 TLS13_ALERT_RECORD = 24  # 5 header + 2 alert + 1 inner content type + 16-byte AEAD tag
-
-
-@dataclass(slots=True)
-class MalformedEvent:
-    sender: Direction
-    frame: int
-    offset: int  # stream offset (relative, as the flow stage counts)
-    what: str  # "record header", "ClientHello"...
-    reason: str
-    data: bytes = b""  # the offending bytes, for a hex excerpt
-
-    @property
-    def hex(self) -> str:
-        return self.data[:16].hex(" ")
-
-
-@dataclass(slots=True)
-class TruncatedEvent:
-    sender: Direction
-    partial: Partial
-    how: str  # "fin" | "rst" | "eof" | "gap"
-    frame: int | None  # frame of the FIN/RST, when known
-
-
-@dataclass(slots=True)
-class GapEvent:
-    sender: Direction
-    offset: int
-    length: int
-    frame: int
 
 
 @dataclass(slots=True)
@@ -209,7 +181,7 @@ class TlsStream:
         self._cut(side, how, frame)
         if how == "rst":  # a reset ends both directions
             other = self.sides[side.direction.other]
-            self._cut(other, "rst", frame)
+            self._cut(other, "rst", frame, by=side.direction)
         self._update_wants()
 
     # ---------------------------------------------------------------- results
@@ -406,13 +378,16 @@ class TlsStream:
         side.framer = None
         self._update_wants()
 
-    def _cut(self, side: SideState, how: str, frame: int | None) -> None:
+    def _cut(
+        self, side: SideState, how: str, frame: int | None, by: Direction | None = None
+    ) -> None:
         if side.framer is None:
             return
         partial = side.framer.partial()
         if partial is not None:
             partial.offset += side.base
-            self.truncated.append(TruncatedEvent(side.direction, partial, how, frame))
+            by = by if by is not None else side.direction
+            self.truncated.append(TruncatedEvent(side.direction, partial, how, frame, by))
             name = content_type_name(partial.content_type) if partial.content_type else "Record"
             if partial.content_type == SSLV2_CLIENT_HELLO:
                 name = "ClientHello(SSLv2)"
@@ -511,9 +486,9 @@ class TlsStream:
         if side.hs.mid_message and side.ccs_frame is None:
             encrypted = False
         elif side.ccs_frame is not None or self._tls13_encrypting(side):
-            encrypted = not _plausible(payload, side.direction, exact=True)
+            encrypted = not looks_plaintext(payload, side.direction, exact=True)
         else:
-            encrypted = not _plausible(payload, side.direction, exact=False)
+            encrypted = not looks_plaintext(payload, side.direction, exact=False)
         if encrypted:
             side.hs = HandshakeReassembler(HANDSHAKE_CAP)  # nothing to reassemble in ciphertext
             if side.ccs_frame is not None:
@@ -530,7 +505,7 @@ class TlsStream:
             return (token,)
         pending = side.hs.pending
         skip = pending[1] - pending[2] if pending is not None else 0
-        starting = _starting_types(payload, skip)
+        starting = starting_types(payload, skip)
         names = [handshake_name(t) for t in starting]
         try:
             messages = side.hs.feed(payload, rec.frame, rec.offset)
@@ -616,41 +591,7 @@ class TlsStream:
         self._message(side, TlsMessage("client", rec.frame, "ClientHello", rec.length))
 
 
-def _plausible(payload: bytes, sender: Direction, exact: bool) -> bool:
-    """Does this Handshake record read as plaintext messages `sender` may send? With `exact`,
-    the messages must end exactly at the record's end (used after CCS, where anything else is
-    ciphertext)."""
-    allowed = CLIENT_HANDSHAKE_TYPES if sender == Direction.CLIENT else SERVER_HANDSHAKE_TYPES
-    n = len(payload)
-    if n >= 5 and payload[:5] == b"\0\0\0\0\0":  # GCM/CCM explicit nonce of sequence number 0
-        return False
-    pos = 0
-    while pos < n:
-        if n - pos < 4:
-            return not exact
-        if payload[pos] not in allowed:
-            return False
-        length = int.from_bytes(payload[pos + 1 : pos + 4], "big")
-        if pos + 4 + length > n:
-            return not exact and length <= (1 << 20)
-        pos += 4 + length
-    return True
-
-
-def _starting_types(payload: bytes, skip: int) -> list[int]:
-    """Types of the handshake messages that start in this record's payload, the first `skip`
-    bytes being the rest of a message begun in an earlier record."""
-    out: list[int] = []
-    pos = skip
-    while pos + 4 <= len(payload):
-        out.append(payload[pos])
-        pos += 4 + int.from_bytes(payload[pos + 1 : pos + 4], "big")
-    return out
-
-
 __all__ = [
-    "AlertDescription",
-    "AlertLevel",
     "GapEvent",
     "MalformedEvent",
     "SideState",

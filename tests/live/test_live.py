@@ -179,22 +179,42 @@ class LiveProcess:
 
     def __init__(self, args: list[str]) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        cmd = [sys.executable, "-c", "from tcpdiag.cli.live import live; live()", *args]
+        cmd = [sys.executable, "-m", "tcpdiag", "live", *args]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=ROOT
         )
         self.stderr_lines: list[str] = []
+        self.stdout_text: list[str] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        self._out_lines: queue.Queue[str] = queue.Queue()
+        self._readers = [
+            threading.Thread(target=self._read_err, daemon=True),
+            threading.Thread(target=self._read_out, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
 
-    def _read(self) -> None:
+    def _read_err(self) -> None:
         assert self.proc.stderr is not None
         for line in self.proc.stderr:
             text = line.decode(errors="replace").rstrip("\n")
             self.stderr_lines.append(text)
             self._lines.put(text)
         self._lines.put(None)
+
+    def _read_out(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            text = line.decode(errors="replace")
+            self.stdout_text.append(text)
+            self._out_lines.put(text)
+
+    def next_stdout_line(self, timeout: float = WAIT) -> str:
+        try:
+            return self._out_lines.get(timeout=timeout)
+        except queue.Empty:
+            self.kill()
+            pytest.fail(f"no output line in {timeout} s; stderr: {self.stderr_lines}")
 
     def wait_ready(self) -> str:
         deadline = time.monotonic() + WAIT
@@ -216,18 +236,19 @@ class LiveProcess:
 
     def wait(self, timeout: float = 60.0) -> tuple[int, str]:
         try:
-            out, _ = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             pytest.fail(f"tcpdiag live did not stop; stderr: {self.stderr_lines}")
-        self._reader.join(WAIT)
-        return self.proc.returncode, out.decode()
+        for reader in self._readers:
+            reader.join(WAIT)
+        return self.proc.returncode, "".join(self.stdout_text)
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.communicate(timeout=WAIT)
+            self.proc.wait(timeout=WAIT)
 
 
 class Tcpdump:
@@ -478,7 +499,8 @@ def test_stop_wakes_a_blocked_poll() -> None:
     with LiveSource("lo", None) as src:
         threading.Timer(0.2, src.stop).start()
         started = time.monotonic()
-        src.poll(None)  # would block forever on an idle filter
+        while not src.stopped and time.monotonic() - started < WAIT:
+            src.poll(None)  # returns early only when other loopback traffic comes in
         assert time.monotonic() - started < 5
         assert src.stopped
         assert list(src) == []
@@ -632,13 +654,7 @@ def test_live_jsonl_streams_each_flow_as_it_finishes(cert: tuple[Path, Path]) ->
         refuse("127.0.0.1", port)
         # The refused flow is printed while the capture still runs (flows finish in capture
         # time; the command ticks the engine once a second when traffic is quiet).
-        assert proc.proc.stdout is not None
-        lines: queue.Queue[bytes] = queue.Queue()
-        threading.Thread(
-            target=lambda: lines.put(proc.proc.stdout.readline()),  # type: ignore[union-attr]
-            daemon=True,
-        ).start()
-        first = json.loads(lines.get(timeout=WAIT))
+        first = json.loads(proc.next_stdout_line())
         assert proc.proc.poll() is None, "the flow should stream before the capture ends"
         assert first["state"] == "REJ" and first["capture"] == "live:lo"
         assert finding_names(first) == ["connection-refused"]
@@ -647,7 +663,9 @@ def test_live_jsonl_streams_each_flow_as_it_finishes(cert: tuple[Path, Path]) ->
         closed.close()
         proc.kill()
     assert code == 0
-    summary = json.loads(rest.strip().splitlines()[-1])
+    lines = rest.strip().splitlines()
+    assert len(lines) == 2  # the streamed flow (once), then the summary
+    summary = json.loads(lines[-1])
     assert summary["summary"]["flows"] == 1
     assert summary["summary"]["findings"] == {"connection-refused": 1}
 

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 from tcpdiag.flow import Flow
 from tcpdiag.flow.reassembly import Reassembler
-from tests.craft import Conversation
+from tcpdiag.model import Segment
+from tests.craft import Conversation, segment
 
 ISNS = st.one_of(
     st.integers(0, 2**32 - 1),
@@ -151,3 +152,49 @@ def test_consumer_losing_interest_stops_buffering() -> None:
     r.segment(20, b"b" * 10, 10, 2, 0.0)
     assert r.buffered == 0 and not r.storing
     assert sink.stream(0) == b"a" * 10
+
+
+@st.composite
+def garbage(draw: st.DrawFn) -> list[Segment]:
+    """Arbitrary segments on two 4-tuples: any flags, sequence numbers, lengths, times."""
+    ends = [("10.0.0.1:1000", "10.0.0.2:80"), ("10.0.0.2:80", "10.0.0.1:1000")]
+    out: list[Segment] = []
+    t = 0.0
+    for frame in range(1, draw(st.integers(1, 40)) + 1):
+        src, dst = draw(st.sampled_from(ends))
+        payload = draw(st.binary(max_size=40))
+        t += draw(st.floats(-1.0, 400.0, allow_nan=False))
+        out.append(
+            segment(
+                src=src,
+                dst=dst,
+                seq=draw(st.one_of(st.integers(0, 2**32 - 1), st.integers(0, 300))),
+                ack=draw(st.one_of(st.none(), st.integers(0, 2**32 - 1), st.integers(0, 300))),
+                flags=draw(st.integers(0, 0xFF)),
+                payload=payload,
+                length=len(payload) + draw(st.integers(0, 3)),
+                window=draw(st.integers(0, 65535)),
+                frame=frame,
+                time=t,
+            )
+        )
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(garbage())
+def test_any_segments_never_raise(segments: list[Segment]) -> None:
+    sink = Sink()
+
+    def on_open(flow: Flow) -> None:
+        flow.consumer = sink
+
+    flows = Conversation().run(on_open=on_open, segments=segments)
+    assert sum(f.packets for f in flows) == len(segments)
+    for f in flows:
+        r = f.to_result()
+        assert r.state in {
+            "S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH",
+            "SHR", "OTH",
+        }  # fmt: skip
+        assert r.timeline is not None

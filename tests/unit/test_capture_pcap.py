@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tcpdiag.capture import open_capture
+from tcpdiag.capture import Capture, open_capture
 from tcpdiag.errors import CaptureError
+from tcpdiag.model import RawPacket
 from tests.capture_files import frames, pcap_bytes, pcap_header, pcap_record, tcp_frame
 
 MAGIC_US = 0xA1B2C3D4
@@ -23,14 +24,14 @@ def _write(tmp_path: Path, content: bytes, name: str = "x.pcap") -> Path:
     return path
 
 
-def _read(path: Path) -> tuple[list, object]:
+def _read(path: Path) -> tuple[list[RawPacket], Capture]:
     with open_capture(path) as cap:
         packets = list(cap)
     return packets, cap
 
 
-def _note_names(cap: object) -> set[str]:
-    return {n.name for n in cap.notes}  # type: ignore[attr-defined]
+def _note_names(cap: Capture) -> set[str]:
+    return {n.name for n in cap.notes}
 
 
 @pytest.mark.parametrize(
@@ -75,7 +76,7 @@ def test_all_four_magics_give_identical_packets(
     assert [p.data for p in packets] == data
     expected = stamps if nanosecond else [ts // 1000 * 1000 for ts in stamps]
     assert [p.ts_ns for p in packets] == expected
-    assert cap.info.nanosecond is nanosecond  # type: ignore[attr-defined]
+    assert cap.info.nanosecond is nanosecond
     assert [p.frame for p in packets] == [1, 2, 3, 4, 5]
 
 
@@ -86,7 +87,7 @@ def test_bogus_snaplen_is_a_note_and_allocates_nothing(tmp_path: Path, snaplen: 
     packets, cap = _read(_write(tmp_path, content))
     assert len(packets) == 1
     assert "bogus-snaplen" in _note_names(cap)
-    assert not cap.damage  # type: ignore[attr-defined]
+    assert not cap.damage
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB
 
 
@@ -108,7 +109,7 @@ def test_absurd_caplen_stops_with_damage_at_its_offset(tmp_path: Path) -> None:
     assert time.perf_counter() - start < 1
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000
     assert len(packets) == 2
-    (damage,) = cap.damage  # type: ignore[attr-defined]
+    (damage,) = cap.damage
     assert damage.offset == 24 + len(records[0]) + len(records[1])
     assert "4294967280" in damage.reason
 
@@ -124,7 +125,7 @@ def test_original_length_above_caplen_is_kept(tmp_path: Path) -> None:
     content = pcap_header(snaplen=40) + pcap_record(1, 0, tcp_frame()[:40], orig_len=1514)
     packets, cap = _read(_write(tmp_path, content))
     assert (len(packets[0].data), packets[0].orig_len) == (40, 1514)
-    assert not cap.notes  # type: ignore[attr-defined]
+    assert not cap.notes
 
 
 @pytest.mark.parametrize("cut", [5, 16 + 10])  # inside the last header; inside its data
@@ -134,7 +135,7 @@ def test_truncated_final_record_keeps_earlier_packets(tmp_path: Path, cut: int) 
     content = content[: 24 + len(records[0]) + len(records[1]) + cut]
     packets, cap = _read(_write(tmp_path, content))
     assert len(packets) == 2
-    (damage,) = cap.damage  # type: ignore[attr-defined]
+    (damage,) = cap.damage
     assert damage.offset == 24 + len(records[0]) + len(records[1])
     assert damage.reason.startswith("truncated record")
 
@@ -144,7 +145,7 @@ def test_ten_thousand_zero_length_records(tmp_path: Path) -> None:
     packets, cap = _read(_write(tmp_path, content))
     assert len(packets) == 10_000
     assert all(p.data == b"" for p in packets)
-    assert not cap.damage  # type: ignore[attr-defined]
+    assert not cap.damage
 
 
 @pytest.mark.parametrize(
@@ -178,7 +179,7 @@ def test_fcs_bits_of_the_linktype_field_are_not_the_link_type(tmp_path: Path) ->
     content = pcap_header(linktype=0x14000001) + pcap_record(1, 0, tcp_frame())
     packets, cap = _read(_write(tmp_path, content))
     assert packets[0].linktype == 1
-    assert cap.linktypes == {1}  # type: ignore[attr-defined]
+    assert cap.linktypes == {1}
 
 
 def test_modified_pcap_variant_is_recognised_like_wireshark(tmp_path: Path) -> None:
@@ -193,14 +194,14 @@ def test_modified_pcap_variant_is_recognised_like_wireshark(tmp_path: Path) -> N
     assert [p.data for p in packets] == data
     assert [p.ts_ns for p in packets] == [(1_700_000_000 + i) * 10**9 for i in range(3)]
     assert "pcap-variant" in _note_names(cap)
-    assert not cap.damage  # type: ignore[attr-defined]
+    assert not cap.damage
 
 
 def test_standard_file_is_never_read_as_a_variant(tmp_path: Path) -> None:
     data = frames(4)
     packets, cap = _read(_write(tmp_path, pcap_bytes((i, d) for i, d in enumerate(data))))
     assert [p.data for p in packets] == data
-    assert not cap.notes  # type: ignore[attr-defined]
+    assert not cap.notes
 
 
 def test_version_2_3_with_swapped_lengths(tmp_path: Path) -> None:

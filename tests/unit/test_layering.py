@@ -64,7 +64,9 @@ def test_imports_point_left(path: Path) -> None:
             pytest.fail(f"leaf module {path.name} imports the stage {imported}")
         assert there in RANKS, f"{imported}: unknown stage {there!r}; add it to RANKS"
         assert here in RANKS, f"{path}: unknown stage {here!r}; add it to RANKS"
-        assert RANKS[there] <= RANKS[here], f"{_module_name(path)} imports {imported} (to its right)"
+        assert RANKS[there] <= RANKS[here], (
+            f"{_module_name(path)} imports {imported} (to its right)"
+        )
 
 
 def test_scapy_is_never_imported_at_module_level_on_the_file_path() -> None:

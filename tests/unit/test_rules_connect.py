@@ -313,3 +313,57 @@ def test_near_miss_client_closes_right_after_sending() -> None:
     c.fin("s")
     c.ack("c")
     assert "no-response" not in names(diagnose(c))
+
+
+def test_client_abandoning_before_any_retry_is_only_a_warning() -> None:
+    c = Conversation()
+    c.syn()
+    c.rst("c", dt=0.0003, ack=False)
+    f = only(diagnose(c), "syn-unanswered")
+    assert f.severity.label == "warning"
+    assert "abandoned its connection attempt" in f.message
+    assert "says nothing about the server" in f.message
+    flows, _ = results(c)
+    assert flows[0].verdict.startswith("10.0.0.1:40000 abandoned its connection attempt")
+
+
+def test_near_miss_synack_captured_several_times_is_not_resent() -> None:
+    c = Conversation()
+    c.syn()
+    c.synack(dt=0.0005)
+    c.synack(dt=0.05)  # the same SYN/ACK seen again 50 ms later: a capture duplicate
+    c.ack()
+    assert "synack-retransmitted" not in names(diagnose(c))
+
+
+def test_icmp_words_v4_and_v6() -> None:
+    from tcpdiag.findings.capture_rules import icmp_words
+
+    def err(version: int, icmp_type: int, code: int) -> IcmpError:
+        return IcmpError(1, 0.0, version, b"\0" * 4, icmp_type, code, b"", b"", 1, 2, None)
+
+    assert icmp_words(err(4, 3, 3)) == (
+        "ICMP destination unreachable, port unreachable (type 3 code 3)",
+        "ECONNREFUSED",
+    )
+    assert icmp_words(err(4, 11, 0))[0].startswith("ICMP time exceeded (TTL)")
+    words, errno = icmp_words(err(6, 1, 1))
+    assert "ICMPv6 destination unreachable" in words and "administratively prohibited" in words
+    assert errno == "EACCES"
+    assert icmp_words(err(6, 1, 4))[1] == "ECONNREFUSED"
+
+
+def test_icmpv6_error_attaches_to_ipv6_flow() -> None:
+    c = Conversation(client="[2001:db8::1]:40000", server="[2001:db8::2]:443")
+    c.syn()
+    c.frame += 1
+    c.syn(dt=1.0)
+    src, sport = parse_endpoint("[2001:db8::1]:40000")
+    dst, dport = parse_endpoint("[2001:db8::2]:443")
+    router = parse_endpoint("[2001:db8::fe]:0")[0]
+    ctx = CaptureContext()
+    ctx.add_icmp(IcmpError(2, 0.001, 6, router, 1, 3, src, dst, sport, dport, 1000))
+    flows, _ = results(c, ctx=ctx)
+    f = only(flows[0].findings, "icmp-unreachable")
+    assert "rejected by 2001:db8::fe" in f.message
+    assert "ICMPv6 destination unreachable, address unreachable (type 1 code 3)" in f.message

@@ -269,3 +269,16 @@ def test_per_packet_names_are_registered(name: str) -> None:
     from tcpdiag.findings.registry import REGISTRY
 
     assert name in REGISTRY
+
+
+def test_packets_captured_twice_are_not_reported_as_loss() -> None:
+    c = Conversation().handshake()
+    c.send("c", 10)
+    for _ in range(10):
+        s = c.send("s", 1000)
+        c.retransmit(s.frame, dt=0.00002, ack=s.ack)  # the same packet, captured again
+        c.ack("c")
+    f = only(diagnose(c), "retransmission")
+    assert f.severity is Severity.INFO
+    assert "captured twice within 1 ms" in f.message
+    assert "not resends on the network" in f.message

@@ -144,11 +144,14 @@ def test_tls12_encrypted_alert_during_handshake_is_reported() -> None:
     flights = session.flights
     feeder = feed_flights(flights[:3])  # ClientHello, server flight, client second flight
     feeder.send(S, b"\x14\x03\x03\x00\x01\x01")  # server CCS
-    feeder.send(S, b"\x15\x03\x03\x00\x1a" + b"\x55" * 26)  # then an encrypted alert
+    feeder.send(S, b"\x15\x03\x03\x00\x1a" + b"\x55" * 26)  # encrypted alert, GCM: 31 B
     fin = feeder.end(S, "fin")
     findings = tls_rules.diagnose(feeder.stream, context_for(feeder, {"sfin": fin}))
     alert = next(f for f in findings if f.name == "tls-alert")
     assert "encrypted alert" in alert.message and "before the handshake completed" in alert.message
+    assert "the size of a 2-byte alert under TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384" in (
+        alert.message
+    )
 
 
 def test_plaintext_close_notify_is_not_reported() -> None:
@@ -240,3 +243,31 @@ def test_uncaptured_alert_sized_bytes_are_named() -> None:
     assert [f.name for f in findings] == ["tls-handshake-incomplete"]
     assert "the client's next 7 bytes were never captured" in findings[0].message
     assert "size of a plaintext alert record" in findings[0].message
+
+
+def test_client_gives_up_and_the_server_answers_the_fin() -> None:
+    from test_tls_memorybio import _seed_session
+
+    session, _second = _seed_session()
+    session.s_in.write_eof()
+    with pytest.raises(ssl.SSLError):
+        session.server.do_handshake()
+    alert = session.s_out.read()
+    feeder = feed_flights(session.flights)
+    fin = feeder.end(C, "fin")
+    feeder.send(S, alert or bytes.fromhex("15030300020232"))
+    findings = tls_rules.diagnose(feeder.stream, context_for(feeder, {"cfin": fin}))
+    assert [f.name for f in findings] == ["tls-alert"]
+    assert "in answer to the client closing the connection (FIN" in findings[0].message
+    assert "without sending its next flight" in findings[0].message
+
+
+def test_encrypted_record_sizes_match_real_records() -> None:
+    from tcpdiag.tls.flights import encrypted_record_size, finished_record_size
+
+    gcm = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384"
+    cbc = "TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA"  # tls12-ecdhe-full: Finished* 69, Alert* 53
+    assert finished_record_size(gcm) == 45
+    assert (finished_record_size(cbc), encrypted_record_size(cbc, 2)) == (69, 53)
+    assert encrypted_record_size("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 2) == 23
+    assert encrypted_record_size(None, 2) is None

@@ -247,7 +247,7 @@ SPECS: tuple[FindingSpec, ...] = (
             more source ports (net.ipv4.ip_local_port_range) to reusing 4-tuples.
         """),
         references=(
-            "RFC 9293 §3.4.2 (Knowing When to Keep Quiet) and §3.6.1 (TIME-WAIT)",
+            "RFC 9293 §3.4.2 (Knowing When to Keep Quiet) and §3.6 (TIME-WAIT)",
             "RFC 6191 (reducing TIME-WAIT with timestamps)",
             "Linux sysctls net.ipv4.tcp_tw_reuse, net.ipv4.ip_local_port_range",
         ),

@@ -23,16 +23,15 @@ SPECS: tuple[FindingSpec, ...] = (
             server's address and port and acknowledges the SYN (ACK number = ISN + 1), with no
             SYN/ACK before it. The delay between the SYN and the RST is reported: a reset
             within a fraction of a millisecond on a LAN, or about one round-trip time, comes
-            from the host itself; a firewall usually answers faster than the server would.
-            Zeek calls this state REJ.
+            from the host itself or from a device close to it; compare it with the round-trip
+            time of other connections to that server. Zeek calls this state REJ.
         """),
         common_causes=text("""
             - The service is not running, crashed, or is still starting.
             - The service listens on another address (127.0.0.1 instead of 0.0.0.0, IPv4 only
               while the client uses IPv6) or on another port.
             - A firewall rule that rejects with a TCP reset (iptables/nftables
-              "reject with tcp-reset"), or a load balancer with no healthy backend.
-            - A listener whose accept queue overflowed with net.ipv4.tcp_abort_on_overflow=1.
+              "reject with tcp reset"), or a load balancer with no healthy backend.
         """),
         how_to_confirm=text("""
             In Wireshark: `tcp.stream eq N && (tcp.flags.syn == 1 || tcp.flags.reset == 1)`,
@@ -47,7 +46,6 @@ SPECS: tuple[FindingSpec, ...] = (
         references=(
             "RFC 9293 §3.5.2 (Reset Generation: a SYN to a port with no listener gets a RST)",
             "RFC 9293 §3.10.7.1 (SEGMENT ARRIVES in state CLOSED)",
-            "Linux sysctl net.ipv4.tcp_abort_on_overflow",
         ),
         example=example("""
             connection-refused (error) flow 1, frames 1, 2
@@ -58,6 +56,7 @@ SPECS: tuple[FindingSpec, ...] = (
     FindingSpec(
         name="syn-unanswered",
         severity=Severity.ERROR,
+        severity_note="warning when the client abandoned the attempt before any retry was due",
         category="connection",
         title="The client's SYNs got no answer at all",
         what_it_means=text("""
@@ -75,7 +74,9 @@ SPECS: tuple[FindingSpec, ...] = (
             are measured, not assumed. After the whole capture has been read, tcpdiag also
             looks for other connections to the same server address and port that completed
             a handshake within the same time span: if there are some, the server is up and
-            reachable, and the unanswered SYNs were dropped by the server itself.
+            reachable, and the unanswered SYNs were dropped by the server itself. When the
+            client itself gives up (RST or FIN) before its first retry was due (200 ms), the
+            finding is only a warning: nobody had a chance to answer.
         """),
         common_causes=text("""
             - The server host is down or unplugged; just after it dies the client still has
@@ -154,7 +155,7 @@ SPECS: tuple[FindingSpec, ...] = (
             check the server's firewall.
         """),
         references=(
-            "RFC 792 (ICMP destination unreachable), RFC 1812 §5.2.7.1 (codes 9, 10, 13)",
+            "RFC 792, RFC 1122 §3.2.2.1 and RFC 1812 §5.2.7.1 (unreachable codes)",
             "RFC 4443 §3.1 (ICMPv6 destination unreachable codes)",
             "RFC 1122 §4.2.3.9 (how TCP reacts to ICMP errors)",
             "RFC 5927 (ICMP attacks against TCP)",

@@ -118,7 +118,9 @@ SPECS: tuple[FindingSpec, ...] = (
             advance the sender's next sequence number and is not a keep-alive, a fast
             retransmission, a spurious one or out-of-order. One finding per flow, with the
             count and every frame; severity is raised to warning above 1 % of the flow's data
-            segments (`retransmission_warning_ratio`).
+            segments (`retransmission_warning_ratio`). Spurious retransmissions do not count
+            as loss, and when most resends are exact copies of the previous packet captured
+            less than 1 ms later, they are reported as capture duplicates (info).
         """),
         common_causes=text("""
             - Packet loss on the path (congestion, a bad link, a policer or shaper).
