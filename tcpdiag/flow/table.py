@@ -15,6 +15,12 @@ holds the current incarnation per key. For each segment `add()`:
    first packet's sender with `client_inferred`), calls `on_open(flow)`;
 3. hands the segment to `Flow.process`.
 
+Embryonic connections are cheap: a 4-tuple that so far has only pure SYNs from one side (same
+ISN, no payload) is kept as a compact `_Embryo` (its flow id and the segments) instead of a
+`Flow`; the `Flow` is built, `on_open` called and the stored SYNs replayed when anything else
+arrives on the tuple, or when the embryo is finalised. This keeps SYN floods and unanswered
+connection attempts to a few hundred bytes each. `add()` returns None for such segments.
+
 Lifetime (capture time only): a closed flow (both FINs ACKed, or a RST) stays in the table so
 that retransmitted FINs/RSTs and late ACKs still belong to it, until a new SYN reuses the tuple,
 or it has been silent for `Thresholds.time_wait` (60 s: after TIME_WAIT no stack would accept a
@@ -33,7 +39,7 @@ from collections.abc import Callable, Iterator
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.seq import seq_add
-from tcpdiag.model import ACK, SYN, Direction, FlowKey, Segment, flow_key
+from tcpdiag.model import ACK, FIN, RST, SYN, Direction, FlowKey, Segment, flow_key
 
 FlowCallback = Callable[[Flow], None]
 # (end time, sender -> ISN/base, sender -> (ISN, nextseq), established-and-closed)
@@ -45,6 +51,36 @@ SWEEP_INTERVAL = 1.0
 SUSPICIOUS_JUMP = 86_400.0
 # How far from the least recently used end `add` looks for an embryonic flow to evict.
 EVICTION_SCAN = 64
+# SYN retransmissions an embryo stores before it becomes a full Flow.
+EMBRYO_MAX_SEGMENTS = 8
+
+
+class _Embryo:
+    """A tuple that has seen only pure SYNs (same sender, same ISN, no payload) so far."""
+
+    __slots__ = ("end", "id", "key", "segs", "tomb")
+
+    def __init__(self, flow_id: int, key: FlowKey, seg: Segment, tomb: _Tomb | None) -> None:
+        self.id = flow_id
+        self.key = key
+        self.segs = [seg]
+        self.end = seg.time
+        self.tomb = tomb
+
+    def takes(self, seg: Segment) -> bool:
+        first = self.segs[0]
+        return (
+            seg.flags & (SYN | ACK | FIN | RST) == SYN
+            and not seg.length
+            and seg.seq == first.seq
+            and seg.src == first.src
+            and seg.sport == first.sport
+            and len(self.segs) < EMBRYO_MAX_SEGMENTS
+        )
+
+
+def _pure_syn(seg: Segment) -> bool:
+    return seg.flags & (SYN | ACK | FIN | RST) == SYN and not seg.length
 
 
 class FlowTable:
@@ -63,7 +99,8 @@ class FlowTable:
         self.options = options or AnalysisOptions()
         self.on_open = on_open
         self.on_close = on_close
-        self._flows: OrderedDict[FlowKey, Flow] = OrderedDict()  # LRU order: oldest first
+        # LRU order, oldest first; an entry is a Flow or a compact embryo (SYNs only)
+        self._flows: OrderedDict[FlowKey, Flow | _Embryo] = OrderedDict()
         self._closing: OrderedDict[FlowKey, Flow] = OrderedDict()
         # Finalised-by-timeout flows, kept tiny for `idle_timeout` to recognise port reuse.
         self._tombs: OrderedDict[FlowKey, _Tomb] = OrderedDict()
@@ -81,23 +118,47 @@ class FlowTable:
         return len(self._flows)
 
     def __iter__(self) -> Iterator[Flow]:
-        return iter(list(self._flows.values()))
+        """The flows being tracked (embryos are built into Flows first)."""
+        return iter([self._flow(entry) for entry in list(self._flows.values())])
 
     def get(self, key: FlowKey) -> Flow | None:
-        return self._flows.get(key)
+        entry = self._flows.get(key)
+        return None if entry is None else self._flow(entry)
+
+    def _flow(self, entry: Flow | _Embryo) -> Flow:
+        return self._materialize(entry) if isinstance(entry, _Embryo) else entry
+
+    def _materialize(self, e: _Embryo) -> Flow:
+        """Build the Flow of an embryo in place (same id, same LRU position) and replay it."""
+        first = e.segs[0]
+        flow = self._create(e.key, first, flow_id=e.id)
+        if e.tomb is not None:
+            self._reuse_after_tomb(flow, e.tomb, first)
+        for seg in e.segs:
+            flow.process(seg, flow.direction_of(seg.src, seg.sport))
+        return flow
 
     # ------------------------------------------------------------------ per packet
 
-    def add(self, seg: Segment) -> Flow:
-        """Account one TCP segment (capture order). Returns the flow it belongs to."""
+    def add(self, seg: Segment) -> Flow | None:
+        """Account one TCP segment (capture order). Returns the flow it belongs to, or None
+        while the tuple is only an embryo (pure SYNs; see the module docstring)."""
         now = self._advance_clock(seg.time)
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
             self.expire(now)
         key = flow_key(seg.src, seg.sport, seg.dst, seg.dport)
         flows = self._flows
-        flow = flows.get(key)
+        entry = flows.get(key)
         flags = seg.flags
+        if isinstance(entry, _Embryo):
+            if entry.takes(seg) and now - entry.end <= self.options.limits.idle_timeout:
+                entry.segs.append(seg)
+                entry.end = max(entry.end, seg.time)
+                flows.move_to_end(key)
+                return None
+            entry = self._materialize(entry)
+        flow = entry
         if flow is not None:
             d = flow.direction_of(seg.src, seg.sport)
             if flags & SYN:
@@ -116,6 +177,14 @@ class FlowTable:
                 flow = self._create(key, seg)
         else:
             tomb = self._tombs.pop(key, None) if self._tombs else None
+            if _pure_syn(seg):
+                if len(flows) >= self.options.limits.max_flows:
+                    self._evict_one()
+                flows[key] = _Embryo(self._next_id, key, seg, tomb)
+                self._next_id += 1
+                if len(flows) > self.max_concurrent:
+                    self.max_concurrent = len(flows)
+                return None
             flow = self._create(key, seg)
             if tomb is not None and flags & SYN:
                 self._reuse_after_tomb(flow, tomb, seg)
@@ -165,8 +234,9 @@ class FlowTable:
         # Same ISN: a retransmitted SYN, unless that connection was established and closed.
         return flow.saw_fin_or_rst and flow.handshake.syn_ack and flow.handshake.ack
 
-    def _create(self, key: FlowKey, seg: Segment) -> Flow:
-        if len(self._flows) >= self.options.limits.max_flows:
+    def _create(self, key: FlowKey, seg: Segment, flow_id: int | None = None) -> Flow:
+        replacing = flow_id is not None  # an embryo becomes a Flow in place
+        if not replacing and len(self._flows) >= self.options.limits.max_flows:
             self._evict_one()
         flags = seg.flags
         src = (seg.src, seg.sport)
@@ -178,7 +248,7 @@ class FlowTable:
         else:
             client, server, inferred, flipped = src, dst, True, False
         flow = Flow(
-            self._next_id,
+            self._next_id if flow_id is None else flow_id,
             key,
             client,
             server,
@@ -187,7 +257,8 @@ class FlowTable:
             self.options,
             flipped=flipped,
         )
-        self._next_id += 1
+        if flow_id is None:
+            self._next_id += 1
         self.flows_created += 1
         self._flows[key] = flow
         if len(self._flows) > self.max_concurrent:
@@ -249,10 +320,10 @@ class FlowTable:
         idle = self.options.limits.idle_timeout
         flows = self._flows
         while flows:
-            flow = next(iter(flows.values()))
-            if now - flow.end <= idle:
+            entry = next(iter(flows.values()))
+            if now - entry.end <= idle:
                 break
-            self._finalize(flow, timed_out=True)
+            self._finalize(self._flow(entry), timed_out=True)
             n += 1
         tombs = self._tombs
         while tombs:
@@ -264,22 +335,25 @@ class FlowTable:
         return n
 
     def _evict_one(self) -> None:
-        victim: Flow | None = None
+        victim: Flow | _Embryo | None = None
         if self._closing:
             victim = next(iter(self._closing.values()))
         else:
-            for i, flow in enumerate(self._flows.values()):
+            for i, entry in enumerate(self._flows.values()):
                 if i >= EVICTION_SCAN:
                     break
-                if not flow.handshake.syn_ack and flow.c.wire_bytes == 0 and flow.s.packets == 0:
-                    victim = flow
+                if isinstance(entry, _Embryo) or (
+                    not entry.handshake.syn_ack and entry.c.wire_bytes == 0 and entry.s.packets == 0
+                ):
+                    victim = entry
                     break
             if victim is None and self._flows:
                 victim = next(iter(self._flows.values()))
         if victim is not None:
-            victim.evicted = True
+            flow = self._flow(victim)
+            flow.evicted = True
             self.evictions += 1
-            self._finalize(victim)
+            self._finalize(flow)
 
     def _finalize(self, flow: Flow, timed_out: bool = False) -> None:
         key = flow.key
@@ -315,8 +389,8 @@ class FlowTable:
 
     def finish(self) -> None:
         """End of capture: finalise every remaining flow, in flow-id order."""
-        for flow in sorted(self._flows.values(), key=lambda f: f.id):
-            self._finalize(flow)
+        for entry in sorted(self._flows.values(), key=lambda f: f.id):
+            self._finalize(self._flow(entry))
 
 
 __all__ = ["Direction", "FlowTable"]

@@ -642,7 +642,7 @@ def test_live_json_diagnoses_real_failures_and_round_trips(
 @needs_root
 @needs_libpcap
 @needs_engine
-def test_live_jsonl_streams_each_flow_as_it_finishes(cert: tuple[Path, Path]) -> None:
+def test_live_jsonl_streams_each_flow_as_it_finishes() -> None:
     closed = reserved_closed_port()
     port = closed.getsockname()[1]
     # A closed flow lingers min(--idle-timeout, 60 s) of capture time before it is final.
@@ -718,20 +718,24 @@ def test_duration_stops_an_idle_capture_with_an_empty_report(tmp_path: Path) -> 
 @needs_root
 @needs_libpcap
 @needs_engine
-def test_sigterm_is_a_normal_stop_with_text_report() -> None:
+def test_text_streams_findings_and_sigterm_is_a_normal_stop() -> None:
     closed = reserved_closed_port()
     port = closed.getsockname()[1]
-    proc = LiveProcess(["-i", "lo", "-f", f"tcp port {port}", "--no-color"])
+    proc = LiveProcess(["-i", "lo", "-f", f"tcp port {port}", "--no-color", "--idle-timeout", "1"])
     try:
         proc.wait_ready()
         refuse("127.0.0.1", port)
+        head = proc.next_stdout_line()
+        assert head.startswith("flow 1  127.0.0.1:") and f"-> 127.0.0.1:{port}  REJ" in head
+        assert proc.next_stdout_line().lstrip().startswith("error   connection-refused: ")
         code, out = proc.stop(signal.SIGTERM)
     finally:
         closed.close()
         proc.kill()
     assert code == 0
-    assert "connection-refused" in out
+    assert "connection-refused" in out  # the final report too
     assert "Traceback" not in "\n".join(proc.stderr_lines)
+    assert proc.stderr_lines[-1] == "tcpdiag: 2 packets captured, 0 dropped by the kernel"
 
 
 @pytest.mark.live

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +87,36 @@ def test_packets_equal_scapy_raw_readers(name: str, tmp_path: Path) -> None:
         reader.close()
     packets, _ = _read(path)
     assert [(ts, data, orig, lt) for _, ts, data, orig, lt in packets] == expected
+
+
+@pytest.mark.tshark
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="tshark is not installed")
+@pytest.mark.parametrize("name", CLEAN)
+def test_timestamps_and_lengths_equal_tshark(name: str) -> None:
+    # tshark reads zstd too, so this covers the file scapy cannot.
+    out = subprocess.run(
+        [
+            "tshark",
+            "-r",
+            str(PUBLIC / name),
+            "-T",
+            "fields",
+            "-e",
+            "frame.time_epoch",
+            "-e",
+            "frame.len",
+            "-e",
+            "frame.cap_len",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    expected = []
+    for line in out.splitlines():
+        epoch, wire, cap = line.split("\t")
+        sec, _, frac = epoch.partition(".")
+        expected.append((int(sec) * 10**9 + int(frac.ljust(9, "0")), int(wire), int(cap)))
+    packets, _ = _read(PUBLIC / name)
+    assert [(ts, orig, len(data)) for _, ts, data, orig, _ in packets] == expected

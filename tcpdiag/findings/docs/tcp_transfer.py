@@ -73,9 +73,10 @@ SPECS: tuple[FindingSpec, ...] = (
         how_detected=text("""
             Heuristic. The client sends data, the server sends nothing for at least
             `late_response_delay` seconds, the client sends more data (a new request), and
-            only then does the server's data arrive. Pipelining protocols (HTTP/1.1
-            pipelining, Redis, many RPCs) do this legitimately, so it is a warning to check,
-            not a proof.
+            only then does the server's data arrive. It is read from the packets kept for the
+            timeline (the first and last packets of a long flow). Pipelining protocols
+            (HTTP/1.1 pipelining, Redis, many RPCs) do this legitimately, so it is a warning to
+            check, not a proof.
         """),
         common_causes=text("""
             - A client-side request timeout shorter than the server's worst-case response
