@@ -10,6 +10,7 @@ import click
 
 from tcpdiag import __version__
 from tcpdiag.cli.common import analysis_options, expand_captures, limit_options, use_color
+from tcpdiag.cli.distributed import SIZE
 from tcpdiag.cli.output import check_output_path, emit
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import analyze_capture
@@ -33,6 +34,13 @@ FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
 @click.option("--jobs", "-j", type=click.IntRange(1, 256), default=1, help="Captures in parallel.")
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")
+@click.option(
+    "--split-size",
+    type=SIZE,
+    default="256M",
+    show_default=True,
+    help="With --cluster/--scheduler: split captures larger than this by flow across workers.",
+)
 @click.option("--no-color", is_flag=True, help="Plain text even on a terminal (also NO_COLOR).")
 @limit_options
 def analyze(
@@ -47,6 +55,7 @@ def analyze(
     jobs: int,
     cluster: str | None,
     scheduler: str | None,
+    split_size: int,
     no_color: bool,
     **limits: object,
 ) -> None:
@@ -64,10 +73,16 @@ def analyze(
     paths = expand_captures(captures)
     if output is not None and output != "-":
         check_output_path(output, paths)  # refuse a bad -o before the analysis, not after
+    exit_code = 0
+    captured: list[CaptureResult]
     if cluster or scheduler:
         from tcpdiag.cli.distributed import analyze_distributed
 
-        captured = analyze_distributed(paths, options, cluster=cluster, scheduler=scheduler)
+        fleet = analyze_distributed(
+            paths, options, cluster=cluster, scheduler=scheduler, split_size=split_size
+        )
+        exit_code = fleet.exit_code  # 2: some captures could not be read (said on stderr)
+        captured = fleet
     else:
         captured = list(_analyze_all(paths, options, jobs))
     result = AnalysisResult(version=__version__, captures=captured)
@@ -80,6 +95,8 @@ def analyze(
         color=use_color(no_color, to_file=output is not None),
     )
     emit(renderer(fmt)(result, report_options), output, paths)
+    if exit_code:
+        raise SystemExit(exit_code)
 
 
 def _analyze_one(path: str, options: AnalysisOptions) -> CaptureResult:

@@ -608,11 +608,10 @@ def _truncated(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
         who = _name(event.sender)
         kind = content_type_name(p.content_type) if p.content_type is not None else "record"
         size = f"{p.got} of {p.total} B" if p.total is not None else f"{p.got} B of its header"
-        severity = None
         if event.how == "eof":
-            # The capture stopped, not the connection: most likely a capture artefact.
+            # The capture stopped, not the connection: most likely a capture artefact. The
+            # contract keeps this finding at error severity; the message says what to suspect.
             end = "before the capture ended (likely where the capture stopped, not the peer)"
-            severity = Severity.WARNING
         else:
             by = f" from the {_name(event.by)}" if event.by is not None else ""
             at = f" (frame {event.frame})" if event.frame is not None else ""
@@ -622,5 +621,5 @@ def _truncated(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
             f"short: {size} arrived {end}"
         )
         frames = [p.frame] + ([event.frame] if event.frame and event.how != "eof" else [])
-        out.append(_finding("tls-record-truncated", message, frames, p.time, ctx, severity))
+        out.append(_finding("tls-record-truncated", message, frames, p.time, ctx))
     return out

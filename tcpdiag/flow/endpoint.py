@@ -52,7 +52,9 @@ class Endpoint:
     zero_window_count     segments advertising a zero window (RST/SYN/FIN excluded)
     zero_windows          list of [start_time, end_time | None, start_frame, end_frame | None]:
                           each period this side advertised a zero window (end = the first
-                          non-zero window after it; None when still closed at the end)
+                          non-zero window after it; None when still closed at the end);
+                          an empty tuple until the first period
+    in_zero_window        True while the last window this side advertised was zero
     last_sack             SACK blocks (raw edges) of the last segment that carried some
     ts_val, ts_ecr        last TCP timestamp option values seen, or None
     retransmissions       segments of this side flagged retransmission (fast/spurious incl.)

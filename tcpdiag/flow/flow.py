@@ -188,6 +188,11 @@ class Flow:
     consumer            the `StreamConsumer` attached by on_open (or None)
     gaps, gap_bytes     reassembly holes reported (both directions)
     timeline_total      packets seen (the timeline keeps head + tail of them)
+
+    Methods: `timeline()` -> (rows, elided count); `counters()` -> `result.TcpCounters`;
+    `to_result(flow_id)` -> `result.FlowResult` (TCP parts); `frames(name)`; `endpoint(d)`;
+    `direction_of(addr, port)`. Sequence numbers in events are raw unless named `*_relative`;
+    `Endpoint.relative(raw)` converts.
     """
 
     __slots__ = (

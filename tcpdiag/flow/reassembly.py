@@ -24,11 +24,14 @@ bounded.
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from collections.abc import Callable
 from typing import Protocol
 
 RECENT_KEEP = 64 * 1024
+# Pending ranges kept per direction; beyond this the oldest hole is declared a gap (like the
+# byte cap), so a hole at the start of a long one-sided capture cannot grow the list forever.
+MAX_PIECES = 4096
 
 EventSink = Callable[[str, int, float, dict[str, object]], None]
 
@@ -46,6 +49,14 @@ class StreamConsumer(Protocol):
 
     def on_end(self, direction: int, how: str, frame: int, time: float) -> None:
         """The direction ended: how is "fin", "rst" or "eof"."""
+
+
+def _start(p: _Piece) -> int:
+    return p.start
+
+
+def _plain(p: _Piece) -> bool:
+    return p.data is None and not p.missing
 
 
 class _Piece:
@@ -210,7 +221,7 @@ class Reassembler:
             return
         self._insert(start, end, data, frame, time, missing)
         self._drain()
-        if self.buffered > self.limit:
+        if self.buffered > self.limit or len(self.pending) > MAX_PIECES:
             self._enforce_cap(frame, time)
 
     def _insert(
@@ -247,9 +258,22 @@ class Reassembler:
         if mismatch:
             self.overlaps += 1
             self._event("overlap-mismatch", frame, time, offset=start, length=end - start)
+        pending = self.pending
         for p0, p1 in pieces:
             chunk = data[p0 - start : p1 - start] if data is not None else None
-            insort(self.pending, _Piece(p0, p1, chunk, frame, time, missing))
+            if chunk is None and not missing:
+                # ranges without bytes (nobody wants them): extend a touching neighbour
+                i = bisect_left(pending, p0, key=_start)
+                if i and pending[i - 1].end == p0 and _plain(pending[i - 1]):
+                    pending[i - 1].end = p1
+                    if i < len(pending) and pending[i].start == p1 and _plain(pending[i]):
+                        pending[i - 1].end = pending[i].end
+                        del pending[i]
+                    continue
+                if i < len(pending) and pending[i].start == p1 and _plain(pending[i]):
+                    pending[i].start = p0
+                    continue
+            insort(pending, _Piece(p0, p1, chunk, frame, time, missing))
             if chunk is not None:
                 self.buffered += len(chunk)
 
@@ -309,7 +333,7 @@ class Reassembler:
         self.cap_hits += 1
         self._event("buffer-cap", frame, time, buffered=self.buffered, limit=self.limit)
         target = self.limit // 2
-        while self.pending and self.buffered > target:
+        while self.pending and (self.buffered > target or len(self.pending) > MAX_PIECES // 2):
             start = self.pending[0].start
             if start > self.next:
                 self._gap(self.next, start - self.next, frame)

@@ -350,6 +350,25 @@ def test_filter_without_libpcap_is_a_usage_error(monkeypatch: pytest.MonkeyPatch
     assert result.stderr.count("\n") == 1
 
 
+@pytest.mark.live
+@needs_root
+def test_without_cap_net_raw_for_real() -> None:
+    """Root with CAP_NET_RAW dropped from the bounding set: the kernel refuses the socket."""
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    done = subprocess.run(
+        ["setpriv", "--inh-caps=-net_raw", "--bounding-set=-net_raw",
+         sys.executable, "-m", "tcpdiag", "live", "-i", "lo"],
+        capture_output=True, timeout=60, cwd=ROOT,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.decode() == (
+        "tcpdiag: error: capturing on lo needs root or CAP_NET_RAW (e.g. sudo setcap "
+        "cap_net_raw,cap_net_admin=eip $(readlink -f $(which python3)))\n"
+    )
+    assert done.stdout == b""
+
+
 @needs_libpcap
 def test_bad_filter_is_a_usage_error() -> None:
     with pytest.raises(FilterError, match="bad capture filter"):

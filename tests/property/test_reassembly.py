@@ -198,3 +198,22 @@ def test_any_segments_never_raise(segments: list[Segment]) -> None:
             "SHR", "OTH",
         }  # fmt: skip
         assert r.timeline is not None
+
+
+def test_ranges_without_bytes_coalesce() -> None:
+    r = Reassembler(0, None, 1 << 20)  # nobody wants the bytes: only ranges are tracked
+    for i in range(1, 10_000):  # a hole at the start, then a long in-order stream
+        r.segment(i * 10, b"x" * 10, 10, i, 0.0)
+    assert len(r.pending) == 1
+    assert (r.pending[0].start, r.pending[0].end) == (10, 100_000)
+    r.ack(100_000, 10_000)
+    assert (r.gaps, r.gap_bytes, r.next) == (1, 10, 100_000)
+
+
+def test_many_tiny_out_of_order_pieces_stay_bounded() -> None:
+    sink = Sink()
+    r = Reassembler(0, sink, 1 << 20)
+    for i in range(1, 20_000):  # every other byte: nothing coalesces
+        r.segment(2 * i, b"y", 1, i, 0.0)
+    assert len(r.pending) <= 4096
+    assert r.cap_hits >= 1

@@ -107,6 +107,8 @@ def test_timestamps_and_lengths_equal_tshark(name: str) -> None:
             "frame.len",
             "-e",
             "frame.cap_len",
+            "-e",
+            "frame.interface_id",
         ],
         capture_output=True,
         text=True,
@@ -115,8 +117,10 @@ def test_timestamps_and_lengths_equal_tshark(name: str) -> None:
     ).stdout
     expected = []
     for line in out.splitlines():
-        epoch, wire, cap = line.split("\t")
+        epoch, wire, cap, iface = line.split("\t")
         sec, _, frac = epoch.partition(".")
-        expected.append((int(sec) * 10**9 + int(frac.ljust(9, "0")), int(wire), int(cap)))
-    packets, _ = _read(PUBLIC / name)
-    assert [(ts, orig, len(data)) for _, ts, data, orig, _ in packets] == expected
+        ts = int(sec) * 10**9 + int(frac.ljust(9, "0"))
+        expected.append((ts, int(wire), int(cap), int(iface or 0)))
+    with open_capture(PUBLIC / name) as cap:
+        got = [(r.ts_ns, r.orig_len, len(r.data), r.interface) for r in cap]
+    assert got == expected

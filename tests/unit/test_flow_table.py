@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.flow import Flow, FlowTable
-from tests.craft import CLIENT, SERVER, Conversation, ack, data, parse_endpoint, run, syn
+from tests.craft import CLIENT, SERVER, Conversation, ack, data, parse_endpoint, run, syn, synack
 
 
 def closed_conversation(**kw: object) -> Conversation:
@@ -176,3 +176,25 @@ def test_memory_released_flows_leave_the_table() -> None:
     table.expire(10_000.0)
     assert len(table) == 0
     assert table.flows_created == 50
+
+
+def test_syn_only_tuples_stay_compact_until_something_else_arrives() -> None:
+    opened: list[int] = []
+    done: list[Flow] = []
+    table = FlowTable(on_open=lambda f: opened.append(f.id), on_close=done.append)
+    assert table.add(syn(src="10.0.0.6:1000", frame=1, time=0.0)) is None
+    assert table.add(syn(src="10.0.0.6:1000", frame=2, time=1.0)) is None  # retransmission
+    flow = table.add(data(10, src="10.0.0.9:5000", frame=3, time=1.5))
+    assert flow is not None and flow.id == 2 and opened == [2]
+    # the SYN-ACK turns the embryo into a Flow: id 1, both SYNs replayed, on_open first
+    got = table.add(synack(dst="10.0.0.6:1000", frame=4, time=1.6))
+    assert got is not None and got.id == 1 and opened == [2, 1]
+    assert got.handshake.syn_frames == [1, 2] and got.analysis["retransmission"] == [2]
+    table.add(syn(src="10.0.0.7:1000", frame=5, time=2.0))
+    table.finish()
+    assert [(f.id, f.state, f.history) for f in done] == [
+        (1, "OTH", "Sh"),  # Zeek: SYN and SYN-ACK but no final ACK is OTH too
+        (2, "OTH", "D"),
+        (3, "S0", "S"),
+    ]
+    assert done[2].handshake.syn and done[2].first_frame == 5
