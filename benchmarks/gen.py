@@ -57,6 +57,8 @@ MS = 1_000_000
 SEC = 1_000_000_000
 EPOCH_NS = 1_790_000_000 * SEC  # capture start: 2026-09-21, fixed for determinism
 LINKTYPE_ETHERNET = 1
+# Bump when the bytes generated for a (pattern, seed, size) change: run.py caches by it.
+VERSION = 2
 MAX_CWND = 64
 TLS_MAX_FRAGMENT = 16384
 
@@ -170,7 +172,11 @@ class Side:
     ttl: int
     ts_base: int | None  # None: no TCP timestamps on this connection
     peer_ts_base: int
-    ts_lag: int  # ns: how old the peer's echoed timestamp is
+    ts_lag: int  # ns: the peer's clock this long ago bounds the echoed timestamp
+    # Last TSval sent by [client, server], shared by both sides of a connection: TSecr echoes
+    # the peer's latest, never one it has not sent yet (rounds are built before being sorted).
+    ts_sent: list[int]
+    me: int  # index of this side in ts_sent
     ip_id: int
     flow_label: int
 
@@ -178,6 +184,7 @@ class Side:
 def fast_builder(sd: Side) -> PacketFn:
     """pkt(t, rel_seq, rel_ack, flags, payload=b"", win=...) for ordinary segments."""
     isn, pisn, tsb, ptsb, lag = sd.isn, sd.peer_isn, sd.ts_base, sd.peer_ts_base, sd.ts_lag
+    sent, me, peer = sd.ts_sent, sd.me, 1 - sd.me
     ports = struct.pack("!HH", sd.sport, sd.dport)
     v6 = len(sd.src) == 16
     if v6:
@@ -196,6 +203,7 @@ def fast_builder(sd: Side) -> PacketFn:
             def pkt6ts(
                 t: int, seq: int, ack: int, flags: int, payload: bytes = b"", win: int = sd.window
             ) -> bytes:
+                tsval = sent[me] = (tsb + (t >> 20)) & MASK32
                 return (
                     pack(
                         pre,
@@ -206,8 +214,8 @@ def fast_builder(sd: Side) -> PacketFn:
                         off | flags,
                         win,
                         tail,
-                        (tsb + (t >> 20)) & MASK32,
-                        (ptsb + ((t - lag) >> 20)) & MASK32,
+                        tsval,
+                        min(sent[peer], (ptsb + ((t - lag) >> 20)) & MASK32),
                     )
                     + payload
                 )
@@ -220,6 +228,7 @@ def fast_builder(sd: Side) -> PacketFn:
         ) -> bytes:
             nonlocal ip_id
             ip_id = (ip_id + 1) & 0xFFFF
+            tsval = sent[me] = (tsb + (t >> 20)) & MASK32
             return (
                 pack(
                     pre,
@@ -231,8 +240,8 @@ def fast_builder(sd: Side) -> PacketFn:
                     off | flags,
                     win,
                     tail,
-                    (tsb + (t >> 20)) & MASK32,
-                    (ptsb + ((t - lag) >> 20)) & MASK32,
+                    tsval,
+                    min(sent[peer], (ptsb + ((t - lag) >> 20)) & MASK32),
                 )
                 + payload
             )
@@ -569,6 +578,7 @@ class Connection:
         cts = rng.randrange(1, 1 << 31) if use_ts else None
         sts = rng.randrange(1, 1 << 31) if use_ts else None
         windows_client = not use_ts and rng.random() < 0.7
+        ts_sent = [0, 0]
         self.cside = Side(
             eth=_GATEWAY_MAC + cmac + ethertype,
             src=caddr,
@@ -581,7 +591,9 @@ class Connection:
             ttl=128 if windows_client else 64,
             ts_base=cts,
             peer_ts_base=sts or 0,
-            ts_lag=rtt,
+            ts_lag=0,
+            ts_sent=ts_sent,
+            me=0,
             ip_id=rng.getrandbits(16),
             flow_label=flow_label,
         )
@@ -597,7 +609,10 @@ class Connection:
             ttl=64 - rng.randrange(4, 20),
             ts_base=sts,
             peer_ts_base=cts or 0,
-            ts_lag=0,
+            ts_lag=rtt,  # a server segment seen now left it rtt/2 ago, when it had seen
+            # client segments up to rtt/2 before that
+            ts_sent=ts_sent,
+            me=1,
             ip_id=rng.getrandbits(16),
             flow_label=flow_label,
         )
@@ -611,8 +626,11 @@ class Connection:
     def _ts(self, side: Side, t: int, echo: bool = True) -> bytes:
         if side.ts_base is None:
             return b""
-        tsval = (side.ts_base + (t >> 20)) & MASK32
-        tsecr = (side.peer_ts_base + ((t - side.ts_lag) >> 20)) & MASK32 if echo else 0
+        tsval = side.ts_sent[side.me] = (side.ts_base + (t >> 20)) & MASK32
+        tsecr = 0
+        if echo:
+            bound = (side.peer_ts_base + ((t - side.ts_lag) >> 20)) & MASK32
+            tsecr = min(side.ts_sent[1 - side.me], bound)
         return _TS_KIND + _TS_PAIR.pack(tsval, tsecr)
 
     def _syn_opts(self, side: Side, t: int, echo: bool, wscale: int) -> bytes:
@@ -1144,6 +1162,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = generate(args.output, args.packets, args.seed, args.pattern)
     elapsed = time.perf_counter() - start
     summary = {
+        "generator_version": VERSION,
         "pattern": args.pattern,
         "seed": args.seed,
         "packets": stats.packets,

@@ -231,10 +231,18 @@ def count_pcap(path: Path) -> int:
             n += 1
 
 
+def generator_version() -> int:
+    """gen.py's VERSION, read without importing it (it imports tcpdiag)."""
+    for line in (HERE / "gen.py").read_text().splitlines():
+        if line.startswith("VERSION = "):
+            return int(line.split("=")[1])
+    return 0
+
+
 def ensure_capture(packets: int, pattern: str, seed: int) -> tuple[Path, dict[str, Any]]:
     """The cached capture for (pattern, packets, seed), generated if missing."""
     OUT.mkdir(parents=True, exist_ok=True)  # git-ignored
-    path = OUT / f"{pattern}-{packets}-s{seed}.pcap"
+    path = OUT / f"{pattern}-{packets}-s{seed}-v{generator_version()}.pcap"
     stats_path = path.with_suffix(".json")
     if not (path.exists() and stats_path.exists()):
         print(f"generating {path.name} ...", file=sys.stderr, flush=True)

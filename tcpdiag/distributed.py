@@ -535,6 +535,7 @@ def dask_client(
     scheduler: str | None = None,
     *,
     processes: bool = True,
+    connect_timeout: float = 20.0,
 ) -> Iterator[Client]:
     """A client on a new `LocalCluster` (`cluster="local[:N]"`: N worker processes, one thread
     each, no dashboard) or on the running scheduler at `scheduler`. Both are closed on the way
@@ -562,7 +563,7 @@ def dask_client(
             client = Client(local)  # type: ignore[no-untyped-call]
         else:
             try:
-                client = Client(scheduler, timeout="20s")  # type: ignore[no-untyped-call]
+                client = Client(scheduler, timeout=connect_timeout)  # type: ignore[no-untyped-call]
             except (OSError, TimeoutError) as exc:
                 message = " ".join(str(exc).split())
                 raise DistributedError(

@@ -90,6 +90,9 @@ class Engine:
         self._first_ns: int | None = None
         self._last_ns: int | None = None
         self._next_expire_ns = 0
+        # True while `close()` ends the flows still open at the end of the capture: their rules
+        # measure "never answered"/"never closed" up to the capture's last packet.
+        self._at_capture_end = False
 
     @property
     def flows_open(self) -> int:
@@ -159,7 +162,9 @@ class Engine:
 
     def _flow_result(self, flow: Flow) -> FlowResult:
         result = flow.to_result(flow.id)
-        findings = tcp_rules.diagnose(flow, self.options.thresholds)
+        # The capture's last packet time is the same in every shard, so sharded runs agree.
+        now = self._last_ns / 1e9 if self._at_capture_end and self._last_ns is not None else None
+        findings = tcp_rules.diagnose(flow, self.options.thresholds, now=now)
         stream = flow.consumer
         if isinstance(stream, TlsStream) and stream.is_tls:
             result.tls = stream.summary()
@@ -177,6 +182,7 @@ class Engine:
 
     def close(self, reader: Capture | None = None) -> PartialCapture:
         """Close every flow; what is known before the capture-level rules."""
+        self._at_capture_end = True
         self._table.finish()
         if self._table.evictions:
             self._context.add_evictions(self._table.evictions, self.options.limits.max_flows)

@@ -33,7 +33,7 @@ from tcpdiag.capture.live import (
     LiveStats,
     TsharkSource,
 )
-from tcpdiag.cli.common import limit_options
+from tcpdiag.cli.common import limit_options, use_color
 from tcpdiag.model import RawPacket
 from tcpdiag.result import Severity
 
@@ -162,7 +162,7 @@ def live(
         interface=interface,
         fmt=fmt,
         out_file=out_file,
-        color=_use_color(no_color),
+        color=use_color(no_color, to_file=False),
         status=sys.stderr.isatty(),
     )
     filter_text = bpf if bpf else "none"
@@ -173,14 +173,6 @@ def live(
         threshold = Severity.parse(fail_on)
         if any(f.severity >= threshold for f in result.all_findings()):
             raise SystemExit(EXIT_FINDINGS)
-
-
-def _use_color(no_color: bool) -> bool:
-    import os
-
-    if no_color or "NO_COLOR" in os.environ:
-        return False
-    return sys.stdout.isatty()
 
 
 class LiveSession:
@@ -257,10 +249,12 @@ class LiveSession:
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
-                if now >= next_tick and len(batch) < limit:
-                    # The socket is drained: no packet older than "now" is still queued, so
-                    # expiring in wall-clock time cannot cut a flow short.
-                    engine.tick(time.time())
+                if now >= next_tick:
+                    if len(batch) < limit:
+                        # The socket is drained: no packet older than "now" is still queued,
+                        # so expiring in wall-clock time cannot cut a flow short. (Under
+                        # constant traffic the engine expires in packet time by itself.)
+                        engine.tick(time.time())
                     source.update_stats()
                     if self._out_file is not None:
                         self._out_file.flush()

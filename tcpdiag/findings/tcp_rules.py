@@ -571,16 +571,17 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
     fin_frame = ea.fin_frame
     fin_time = _num(ea.fin_time, f.end)
     assert fin_frame is not None
+    sent_later = any(br.direction == b and br.last_frame > fin_frame for br in f.bursts)
     rows_after = [
         r
-        for r in x.rows()
+        for r in (x.rows() if sent_later else [])
         if r.sender == ("client" if b == Direction.CLIENT else "server")
         and r.frame > fin_frame
         and r.length
         and "retransmission" not in r.notes
     ]
     sent_after = sum(r.length for r in rows_after)
-    if f.timeline_total > len(x.rows()):
+    if sent_later and f.timeline_total > len(x.rows()):
         # The timeline lost its middle: whole bursts after the FIN are a lower bound too.
         later = [br for br in f.bursts if br.direction == b and br.first_frame > fin_frame]
         sent_after = max(sent_after, sum(br.bytes for br in later))
@@ -748,6 +749,16 @@ def _late_response(x: _Facts) -> list[Finding]:
     # answer to the first arrives" (heuristic; read from the kept timeline packets only).
     f = x.flow
     delay = x.th.late_response_delay
+    # Cheap precheck on the bursts (a client turn that spans the delay, answered afterwards)
+    # before reading the timeline packets.
+    turns = f.bursts
+    if not any(
+        b.direction == Direction.CLIENT
+        and b.last_time - b.first_time >= delay
+        and any(n.direction == Direction.SERVER for n in turns[i + 1 : i + 2])
+        for i, b in enumerate(turns)
+    ):
+        return []
     hits: list[tuple[int, int, int, float]] = []
     req_time: float | None = None
     req_frame = 0

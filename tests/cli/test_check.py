@@ -49,7 +49,7 @@ def captures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]
         return results[path](path)
 
     monkeypatch.setattr(check_module, "_analyze", fake)
-    monkeypatch.setattr(check_module, "_expand", lambda caps: list(caps))
+    monkeypatch.setattr(check_module, "expand_captures", lambda caps: list(caps))
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NO_COLOR", raising=False)
     return files
