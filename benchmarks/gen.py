@@ -1128,9 +1128,10 @@ class Generator:
                 replace(heap, (nxt[0], next(tiebreak), nxt[1], gen))
 
 
-def generate(path: str, packets: int, seed: int = 1, pattern: str = "mixed") -> Stats:
-    """Write `packets` frames of `pattern` to a pcap at `path` ("-": standard output)."""
-    g = Generator(PATTERNS[pattern], seed)
+def generate(path: str, packets: int, seed: int = 1, pattern: str | Pattern = "mixed") -> Stats:
+    """Write `packets` frames of `pattern` (a name from PATTERNS, or a Pattern) to a pcap at
+    `path` ("-": standard output)."""
+    g = Generator(PATTERNS[pattern] if isinstance(pattern, str) else pattern, seed)
     stats = g.stats
     with contextlib.ExitStack() as stack:
         if path == "-":

@@ -10,8 +10,15 @@ from __future__ import annotations
 import io
 import struct
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from tcpdiag.capture import PcapngWriter, PcapWriter
+
+# The shared corpus of public captures, beside the repository (tests skip when it is absent).
+PUBLIC = Path(__file__).resolve().parents[1].parent / "shared/captures/public"
+# Public captures with TCP headers the decoder cannot use (data offset beyond the IP payload):
+# tshark counts them as malformed TCP frames; we count them in DecodeStats.bad_tcp_header.
+BAD_TCP_HEADERS = {"malformed-tcp-short-header.pcap": 2, "tcp-lost-segment-refused-rst.pcap": 1}
 
 SHB_TYPE = 0x0A0D0D0A
 IDB_TYPE = 1

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import fcntl
 import logging
 import os
 import select
@@ -230,7 +231,19 @@ def attach_filter(sock: socket.socket, program: bytes) -> None:
 # -- the source ---------------------------------------------------------------------------------
 
 
+SIOCGIFHWADDR = 0x8927
+_IFREQ = struct.Struct("16sH14s")  # ifr_name, then ifr_hwaddr: sa_family (the ARPHRD_ type)
+
+
 def _interface_hatype(iface: str) -> int | None:
+    """The interface's ARPHRD_* type, from the kernel (needs no privilege), or None."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            ifreq = _IFREQ.pack(iface.encode()[:15], 0, b"")
+            _name, family, _addr = _IFREQ.unpack(fcntl.ioctl(probe, SIOCGIFHWADDR, ifreq))
+            return int(family)
+    except OSError:
+        pass
     try:
         with open(f"/sys/class/net/{iface}/type", encoding="ascii") as fh:
             return int(fh.read().strip())

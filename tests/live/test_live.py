@@ -782,3 +782,63 @@ def test_tshark_engine_sees_the_same_refused_flow() -> None:
     report = json.loads(out)
     assert report["captures"][0]["packets"] == 2
     assert report["summary"]["findings"] == {"connection-refused": 1}
+
+
+# -- pieces without a capture -------------------------------------------------------------------
+
+
+def test_epoch_text_to_nanoseconds_exactly() -> None:
+    assert live_capture._epoch_ns("1795320935.775775154") == 1_795_320_935_775_775_154
+    assert live_capture._epoch_ns("1795320935.5") == 1_795_320_935_500_000_000
+    assert live_capture._epoch_ns("1795320935") == 1_795_320_935_000_000_000
+
+
+class _Layer:
+    def __init__(self, fields: object) -> None:
+        self._fields_dict = fields
+
+
+def test_pyshark_ek_packet_fields() -> None:
+    """The shape pyshark 0.6 gives in EK mode with include_raw (checked against tshark 4.0)."""
+    packet = type("P", (), {})()
+    packet.frame_info = _Layer(
+        {
+            "frame_frame_time_epoch": "1795321323.384678187",
+            "frame_frame_len": "74",
+            "frame_frame_encap_type": "1",
+        }
+    )
+    packet.frame_raw = _Layer("0011ff")
+    assert live_capture._pyshark_fields(packet) == (
+        b"\x00\x11\xff",
+        1_795_321_323_384_678_187,
+        74,
+        1,
+    )
+
+
+def test_streamed_text_escapes_packet_derived_strings() -> None:
+    from tcpdiag.cli.live import _flow_text
+    from tcpdiag.result import Finding, FlowResult, Severity
+
+    flow = FlowResult(
+        id=7,
+        client="10.0.0.1:5000",
+        server="10.0.0.2:443",
+        ip_version=4,
+        client_inferred=False,
+        first_frame=1,
+        last_frame=9,
+        start=0.0,
+        end=1.0,
+        state="SF",
+        verdict="TLS failed for sni evil\x1b]52;c;AAAA\x07",
+        findings=[
+            Finding("tls-alert", Severity.ERROR, "alert \x1b[2J", frames=tuple(range(1, 12)))
+        ],
+    )
+    text = _flow_text(flow)
+    assert "\x1b" not in text and "\x07" not in text
+    assert text.splitlines()[0].startswith("flow 7  10.0.0.1:5000 -> 10.0.0.2:443  SF  TLS")
+    assert text.splitlines()[1].startswith("  error   tls-alert: alert ")
+    assert text.endswith("(frames 1, 2, 3, 4, 5, 6, 7, 8, ...)")

@@ -15,8 +15,8 @@ import zstandard
 
 from tcpdiag.capture import open_capture
 from tcpdiag.errors import CaptureError
+from tests.capture_files import PUBLIC
 
-PUBLIC = Path(__file__).resolve().parents[2].parent / "shared/captures/public"
 FACTS: dict[str, Any] = (
     json.loads((PUBLIC / "facts.json").read_text())["files"] if PUBLIC.is_dir() else {}
 )

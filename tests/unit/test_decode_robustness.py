@@ -7,7 +7,6 @@ from __future__ import annotations
 import functools
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,9 +16,9 @@ from hypothesis import strategies as st
 from tcpdiag.capture import open_capture
 from tcpdiag.decode import Decoder
 from tcpdiag.model import IcmpError, RawPacket, Segment
+from tests.capture_files import BAD_TCP_HEADERS, PUBLIC
 
 LINKTYPES = [0, 1, 12, 14, 101, 108, 113, 228, 229, 276, 147]
-PUBLIC = Path(__file__).resolve().parents[2].parent / "shared/captures/public"
 
 
 @functools.cache
@@ -103,11 +102,6 @@ def test_encapsulation_bombs_are_fast(linktype: int, data: bytes) -> None:
     for _ in range(100):
         assert dec.decode(RawPacket(1, 0, linktype, data, len(data), 0)) is None
     assert (time.perf_counter() - start) / 100 < 0.001
-
-
-# tshark counts a TCP header it cannot parse as a (malformed) TCP frame; we count it in
-# DecodeStats.bad_tcp_header and make no Segment of it.
-BAD_TCP_HEADERS = {"malformed-tcp-short-header.pcap": 2, "tcp-lost-segment-refused-rst.pcap": 1}
 
 
 def _facts() -> dict[str, Any]:

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from pathlib import Path
 
 import pytest
 
 from tcpdiag.capture import open_capture
 from tcpdiag.decode import Decoder
 from tcpdiag.model import Segment
+from tests.capture_files import BAD_TCP_HEADERS, PUBLIC
 
-PUBLIC = Path(__file__).resolve().parents[2].parent / "shared/captures/public"
 NAMES = (
     sorted(
         p.name
@@ -23,8 +22,6 @@ NAMES = (
     if PUBLIC.is_dir()
     else []
 )
-# Frames whose TCP header is unusable (data offset beyond the IP payload).
-BAD_TCP_HEADERS = {"malformed-tcp-short-header.pcap": 2, "tcp-lost-segment-refused-rst.pcap": 1}
 FIELDS = [
     "frame.number",
     "tcp.srcport",
