@@ -463,42 +463,45 @@ def run_fleet(
     from distributed import as_completed
 
     workers = max_shards if max_shards is not None else cluster_threads(client)
-    futures: dict[Future[Any], int] = {}
-    pending: list[Future[Any]] = []
+    futures: dict[Future[Any], int] = {}  # the future of each capture's result -> its index
+    live: dict[int, list[Future[Any]]] = {}  # every future of a capture not finished yet
+    outcomes: dict[int, CaptureResult | Failure] = {}
+    start = time.monotonic()
+    packets = failed = 0
     try:
         for index, source in enumerate(sources):
             count = shard_count(source.size, split_size, workers)
             if count == 1:
                 future = client.submit(analyze_task, source, options, pure=False)
+                live[index] = [future]
             else:
                 shards = [
                     client.submit(shard_task, source, options, (i, count), pure=False)
                     for i in range(count)
                 ]
-                pending.extend(shards)
                 future = client.submit(merge_task, options, *shards, pure=False)
+                live[index] = [*shards, future]
             futures[future] = index
-            pending.append(future)
 
-        outcomes: dict[int, CaptureResult | Failure] = {}
-        start = time.monotonic()
-        packets = failed = 0
         for future in as_completed(list(futures)):  # type: ignore[no-untyped-call]
             index = futures[future]
             outcome = _outcome(future, sources[index])
             outcomes[index] = outcome
+            # Let the cluster forget the shards' partial results and the result itself.
+            for done in live.pop(index):
+                done.release()  # type: ignore[no-untyped-call]
             if isinstance(outcome, Failure):
                 failed += 1
             else:
                 packets += outcome.packets
-            future.release()
             if progress is not None:
                 elapsed = time.monotonic() - start
                 progress(Progress(len(outcomes), len(sources), failed, packets, elapsed))
     finally:
-        unfinished = [f for f in pending if not f.done()]  # type: ignore[no-untyped-call]
-        if unfinished:
-            client.cancel(unfinished)  # type: ignore[no-untyped-call]
+        # Interrupted (Ctrl-C) or failed: cancel whatever is still queued or running.
+        leftover = [f for fs in live.values() for f in fs]
+        if leftover:
+            client.cancel(leftover)  # type: ignore[no-untyped-call]
     result = FleetResult([], [], [])
     for index in range(len(sources)):
         outcome = outcomes[index]

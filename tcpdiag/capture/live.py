@@ -617,7 +617,7 @@ class TsharkSource:
         self._thread: threading.Thread | None = None
         self._capture: object = None
         self._error: BaseException | None = None
-        self._linktype_known = threading.Event()
+        self._done = threading.Event()
 
     def open(self) -> TsharkSource:
         import shutil
@@ -633,13 +633,20 @@ class TsharkSource:
         self._thread = threading.Thread(target=self._run, name="tcpdiag-tshark", daemon=True)
         self._thread.start()
         # dumpcap says "Capturing on 'lo'" on stderr once it listens; pyshark logs its stderr
-        # lines, and a handler on that logger sets `ready` (bounded wait: dumpcap may hang).
-        self.ready.wait(30.0)
-        if self._error is not None:
-            raise LiveCaptureError(f"tshark failed on {self.interface}: {self._error}")
-        if not self.ready.is_set():
+        # lines, and a handler on that logger sets `ready`. Bounded: dumpcap may hang, or fail
+        # (no permission, bad filter), which ends the thread.
+        deadline = time.monotonic() + 30.0
+        while not self.ready.wait(0.1):
+            if self._done.is_set() or time.monotonic() > deadline:
+                break
+        if not self.ready.is_set() or self._error is not None:
             self.close()
-            raise LiveCaptureError(f"tshark did not start capturing on {self.interface} in 30 s")
+            why = self._error or getattr(self._capture, "_last_error_line", None)
+            if not why and not self._done.is_set():
+                why = "dumpcap did not start in 30 s"
+            raise LiveCaptureError(
+                f"tshark could not capture on {self.interface}: {why or 'tshark exited'}"
+            )
         return self
 
     def _run(self) -> None:
@@ -669,10 +676,10 @@ class TsharkSource:
                 self._queue.put(self._raw(packet))
         except BaseException as exc:  # handed to the reading thread, which reports it
             self._error = exc
-            self.ready.set()
             self._queue.put(exc)
         finally:
             self._queue.put(None)
+            self._done.set()
 
     def _raw(self, packet: object) -> RawPacket:
         data, ts_ns, orig_len, encap = _pyshark_fields(packet)
