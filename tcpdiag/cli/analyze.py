@@ -68,7 +68,9 @@ def analyze(
         try:
             ipaddress.ip_address(host)
         except ValueError:
-            raise click.BadParameter(f"{host!r} is not an IP address", "--host") from None
+            raise click.BadParameter(
+                f"{host!r} is not an IP address", param_hint="--host"
+            ) from None
     options = analysis_options(limits, keep_all=show_all or flow_id is not None)
     paths = expand_captures(captures)
     if output is not None and output != "-":
