@@ -84,7 +84,7 @@ class Pattern:
     zero_window: float = 0.02  # per bulk download: the client stops reading for a while
     n_clients: int = 4000
     n_servers: int = 400
-    web_exchanges_mean: float = 2.0  # requests per web connection (geometric)
+    web_exchanges_mean: float = 2.0  # 1 + floor(exponential of mean - 1): ~1.6 on average
     response_median: int = 3000  # bytes, lognormal
     response_sigma: float = 1.4
     bulk_min: int = 64_000  # bytes, Pareto
@@ -528,7 +528,6 @@ class Connection:
         "cg",
         "cside",
         "cwnd",
-        "g",
         "gap",
         "kind",
         "mss",
@@ -547,7 +546,7 @@ class Connection:
     def __init__(self, g: Generator, t0: int, kind: str) -> None:
         rng = g.rng
         p = g.pattern
-        self.g, self.rng, self.p, self.t0, self.kind = g, rng, p, t0, kind
+        self.rng, self.p, self.t0, self.kind = rng, p, t0, kind
         v6 = rng.random() < p.ipv6_share
         ci = rng.randrange(p.n_clients)
         si = rng.randrange(p.n_servers)

@@ -69,11 +69,11 @@ def run_profile(path: Path, extra: list[str], engine: bool) -> tuple[cProfile.Pr
         def work() -> None:
             analyze_capture(str(path))
     else:
-        from tcpdiag.cli.main import main
+        from tcpdiag.cli.main import cli
 
         def work() -> None:
             try:
-                main(["analyze", str(path), "--format", "json", *extra])
+                cli.main(["analyze", str(path), "--format", "json", *extra], prog_name="tcpdiag")
             except SystemExit as exc:
                 if exc.code not in (0, None):
                     print(f"tcpdiag exited with {exc.code}", file=sys.stderr)

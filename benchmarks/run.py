@@ -402,15 +402,16 @@ def measure_best(tool: Tool, packets: int, size: int, args: argparse.Namespace) 
 
 def tcpdiag_summary(stdout: bytes) -> dict[str, Any]:
     """A few numbers from tcpdiag's JSON, to see that it really analysed the capture."""
+    summary: dict[str, Any] = {"output_bytes": len(stdout)}
     try:
         doc = json.loads(stdout)
         cap = doc["captures"][0]
-    except (ValueError, KeyError, IndexError, TypeError):
-        return {"output_bytes": len(stdout)}
-    summary: dict[str, Any] = {"output_bytes": len(stdout)}
-    for key in ("packets", "flows", "findings"):
-        value = cap.get(key)
-        summary[key] = len(value) if isinstance(value, list) else value
+        summary["packets"] = cap["packets"]
+        summary["flows"] = len(cap["flows"]) if isinstance(cap["flows"], list) else cap["flows"]
+        counts = doc.get("summary", {}).get("findings", {})
+        summary["findings"] = sum(counts.values()) if isinstance(counts, dict) else counts
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        pass
     return summary
 
 

@@ -37,7 +37,8 @@ def _parsers(body: bytes) -> None:
             continue
         sni = getattr(parsed, "sni", None)
         assert sni is None or len(sni) <= MAX_SNI, len(sni)
-        assert len(getattr(parsed, "alpn", ())) <= hs.MAX_ALPN_ITEMS
+        alpn = getattr(parsed, "alpn", None)
+        assert not isinstance(alpn, list) or len(alpn) <= hs.MAX_ALPN_ITEMS, alpn
     for sender in Direction:
         hs.looks_plaintext(body, sender, True)
         hs.looks_plaintext(body, sender, False)
@@ -137,7 +138,10 @@ def seeds() -> list[bytes]:
         b"\x01" + _framed(ch, 0) + _framed(sh + ccs, 1) + _framed(ccs + app, 0) + _framed(alert, 1),
         b"\x02" + _framed(ch, 0) + _framed(alert, 1),
         b"\x01" + _framed(sslv2, 0) + _framed(sh, 1),
-        b"\x01" + _framed(smtp_s[:14], 1) + _framed(smtp_c, 0) + _framed(smtp_s[14:], 1)
+        b"\x01"
+        + _framed(smtp_s[:14], 1)
+        + _framed(smtp_c, 0)
+        + _framed(smtp_s[14:], 1)
         + _framed(ch, 0),
     ]
 

@@ -48,6 +48,10 @@ class Limits:
     max_input_bytes: int = 8 << 30
     # A flow silent this long (capture time) is finalised: Zeek's tcp_inactivity_timeout.
     idle_timeout: float = 300.0
+    # A closed flow (FINs both ways, or a RST) stays in the table this long (capture time) so
+    # that retransmitted FINs/RSTs and late ACKs still land in it: TIME_WAIT's 60 s by default.
+    # Live capture uses a few seconds so closed flows are reported promptly.
+    close_linger: float = 60.0
     # Packets kept per flow for the timeline: this many at the start and at the end.
     timeline_head: int = 60
     timeline_tail: int = 40

@@ -44,14 +44,17 @@ import logging
 import math
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import tcpdiag.engine as engine_module
 from tcpdiag.capture import Capture, expand_inputs, open_capture
 from tcpdiag.config import AnalysisOptions
-from tcpdiag.engine import Engine, PartialCapture, Shard, conclude
+from tcpdiag.engine import Engine, PartialCapture, Shard, analyze_partial, conclude
 from tcpdiag.errors import CaptureError, TcpdiagError
 from tcpdiag.findings.context import MAX_ICMP_TUPLES, CaptureContext, Tuple4
 from tcpdiag.model import IcmpError
@@ -246,11 +249,27 @@ def _renamed(message: str, old: str, new: str) -> str:
 
 
 def _read(source: Source, options: AnalysisOptions, shard: Shard | None) -> PartialCapture:
-    with open_source(source, options.limits.max_input_bytes) as reader:
+    if not is_url(source.location):
+        # Exactly what a local run does (same reader, same engine set-up), named as given.
+        try:
+            part = analyze_partial(source.location, options, shard)
+        except CaptureError as exc:
+            raise CaptureError(_renamed(str(exc), source.location, source.name)) from None
+        part.path = source.name
+        return part
+    with _batch_gc(), open_source(source, options.limits.max_input_bytes) as reader:
         engine = Engine(options, path=source.name, shard=shard)
         for raw in reader:
             engine.feed(raw)
         return engine.close(reader)
+
+
+def _batch_gc() -> contextlib.AbstractContextManager[None]:
+    """The engine's garbage-collector tuning for batch analyses, when it has one."""
+    tuned: Callable[[], contextlib.AbstractContextManager[None]] | None = getattr(
+        engine_module, "gc_tuned", None
+    )
+    return tuned() if tuned is not None else contextlib.nullcontext()
 
 
 def _failure(source: Source, exc: CaptureError) -> Failure:
@@ -338,7 +357,7 @@ def merge_shards(parts: Sequence[PartialCapture], options: AnalysisOptions) -> C
         flows=flows,
         context=context,
         decode_stats=base.decode_stats,
-        extra=dict(base.extra),
+        flows_released=sum(part.flows_released for part in parts),
     )
     return conclude(merged, options)
 
@@ -533,6 +552,24 @@ def _outcome(future: Future[Any], source: Source) -> CaptureResult | Failure:
 
 
 @contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    """Hold back SIGINT while the local cluster starts: a Ctrl-C pressed meanwhile is delivered
+    when the mask is lifted, once the cluster exists and can be shut down in order (not from an
+    atexit hook that trips over half-started workers). Worker processes do not inherit the mask
+    (subprocesses start with an empty one): Ctrl-C reaches them too, and a worker still
+    importing prints its own KeyboardInterrupt traceback."""
+    block = getattr(signal, "pthread_sigmask", None)
+    if block is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    block(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        block(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
 def dask_client(
     cluster: str | None = None,
     scheduler: str | None = None,
@@ -549,6 +586,7 @@ def dask_client(
     if not cluster and not scheduler:
         raise DistributedError("a Dask run needs --cluster local[:N] or --scheduler ADDRESS")
     require_dask("--cluster" if cluster else "--scheduler")
+    import dask
     from distributed import Client, LocalCluster
 
     local: LocalCluster | None = None
@@ -556,13 +594,21 @@ def dask_client(
     try:
         if cluster:
             workers = parse_cluster(cluster)
-            local = LocalCluster(  # type: ignore[no-untyped-call]
-                n_workers=workers,
-                threads_per_worker=1,
-                processes=processes,
-                dashboard_address=None,
-                silence_logs=logging.ERROR,
-            )
+            # The workers' statistical profiler samples every thread's stack every 10 ms: a few
+            # percent of the CPU of a pure-Python task. The nannies hand this config to their
+            # worker processes.
+            with _sigint_blocked(), dask.config.set({"distributed.worker.profile.enabled": False}):
+                local = LocalCluster(  # type: ignore[no-untyped-call]
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=processes,
+                    dashboard_address=None,
+                    # No dashboard; the scheduler's small HTTP server (health, metrics) on a
+                    # free local port, so concurrent runs do not fight over (and warn about)
+                    # port 8787.
+                    scheduler_kwargs={"dashboard": False, "dashboard_address": "127.0.0.1:0"},
+                    silence_logs=logging.CRITICAL,  # worker trouble is reported per capture
+                )
             client = Client(local)  # type: ignore[no-untyped-call]
         else:
             try:

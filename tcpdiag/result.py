@@ -190,6 +190,10 @@ class CaptureResult:
     compression: str | None = None  # "gzip" | "zstd" | None
     flows: list[FlowResult] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # capture-level findings
+    # Live capture over hours releases healthy flows once reported (memory stays bounded); they
+    # still count in the summary: how many, and their findings per name.
+    flows_released: int = 0
+    released_findings: dict[str, int] = field(default_factory=dict)
 
     def all_findings(self) -> list[Finding]:
         out = list(self.findings)

@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterable
 
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow import Flow, FlowTable
-from tcpdiag.model import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, Segment, TcpOptions
+from tcpdiag.model import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, RawPacket, Segment, TcpOptions
 
 CLIENT = "10.0.0.1:40000"
 SERVER = "10.0.0.2:80"
@@ -337,3 +337,62 @@ def run(segments: Iterable[Segment], options: AnalysisOptions | None = None) -> 
         table.add(seg)
     table.finish()
     return sorted(done, key=lambda f: f.id)
+
+
+# ------------------------------------------------------------------------- whole packets
+# Engine-level tests feed RawPackets: these encode a Segment as a raw IP packet (LINKTYPE_RAW).
+
+LINKTYPE_RAW = 101
+
+
+def _tcp_options(opts: TcpOptions) -> bytes:
+    out = b""
+    if opts.mss is not None:
+        out += bytes([2, 4]) + opts.mss.to_bytes(2, "big")
+    if opts.wscale is not None:
+        out += bytes([1, 3, 3, opts.wscale])
+    if opts.sack_permitted:
+        out += bytes([1, 1, 4, 2])
+    if opts.ts_val is not None:
+        out += bytes([1, 1, 8, 10]) + opts.ts_val.to_bytes(4, "big")
+        out += (opts.ts_ecr or 0).to_bytes(4, "big")
+    if opts.sack:
+        out += bytes([1, 1, 5, 2 + 8 * len(opts.sack)])
+        for left, right in opts.sack:
+            out += left.to_bytes(4, "big") + right.to_bytes(4, "big")
+    return out + b"\0" * (-len(out) % 4)
+
+
+def encode(seg: Segment) -> bytes:
+    """The segment as an IPv4 or IPv6 packet with a TCP header (checksums zero)."""
+    options = _tcp_options(seg.options)
+    header_len = 20 + len(options)
+    tcp = (
+        seg.sport.to_bytes(2, "big")
+        + seg.dport.to_bytes(2, "big")
+        + (seg.seq & MASK).to_bytes(4, "big")
+        + (seg.ack & MASK).to_bytes(4, "big")
+        + bytes([header_len // 4 << 4, seg.flags & 0xFF])
+        + seg.window.to_bytes(2, "big")
+        + b"\0\0\0\0"
+        + options
+        + seg.payload
+    )
+    wire_payload = header_len + seg.length
+    if seg.ip_version == 4:
+        ip = bytes([0x45, 0]) + (20 + wire_payload).to_bytes(2, "big") + b"\0\0\x40\0"
+        ip += bytes([seg.ttl or 64, 6]) + b"\0\0" + seg.src + seg.dst
+    else:
+        ip = b"\x60\0\0\0" + wire_payload.to_bytes(2, "big") + bytes([6, seg.ttl or 64])
+        ip += seg.src + seg.dst
+    return ip + tcp
+
+
+def raw_packets(segments: Iterable[Segment]) -> list[RawPacket]:
+    """RawPackets (frame numbers and times from the segments) for `Engine.feed`."""
+    out = []
+    for seg in segments:
+        data = encode(seg)
+        wire = len(data) + (seg.length - len(seg.payload))
+        out.append(RawPacket(seg.frame, round(seg.time * 1e9), LINKTYPE_RAW, data, wire))
+    return out

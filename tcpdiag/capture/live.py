@@ -544,6 +544,15 @@ PYSHARK_MISSING = (
 )
 
 
+def _dumpcap_linktype(hatype: int | None) -> int:
+    """The link type dumpcap captures an interface of this ARPHRD_ type in."""
+    if hatype in (ARPHRD_ETHER, ARPHRD_LOOPBACK):
+        return int(LinkType.ETHERNET)
+    if hatype == ARPHRD_NONE:
+        return int(LinkType.RAW)
+    return int(LinkType.LINUX_SLL)
+
+
 def _pyshark_fields(packet: object) -> tuple[bytes, int, int, int]:
     """(frame bytes, ts_ns, original length, wiretap encapsulation) of a pyshark packet with
     raw data, EK or JSON mode."""
@@ -618,6 +627,7 @@ class TsharkSource:
         self._capture: object = None
         self._error: BaseException | None = None
         self._done = threading.Event()
+        self._killed: list[object] = []
 
     def open(self) -> TsharkSource:
         import shutil
@@ -630,6 +640,11 @@ class TsharkSource:
             raise LiveCaptureError(PYSHARK_MISSING)
         if self.interface != "any" and self.interface not in interface_names():
             raise UnknownInterfaceError(unknown_interface_message(self.interface))
+        if self.bpf is not None and load_libpcap() is not None:
+            # dumpcap announces "Capturing on" before it rejects a bad filter, and pyshark then
+            # waits forever: check the filter with the same libpcap first.
+            hatype = None if self.interface == "any" else _interface_hatype(self.interface)
+            compile_filter(self.bpf, _dumpcap_linktype(hatype), self.snaplen)
         self._thread = threading.Thread(target=self._run, name="tcpdiag-tshark", daemon=True)
         self._thread.start()
         # dumpcap says "Capturing on 'lo'" on stderr once it listens; pyshark logs its stderr
@@ -678,6 +693,11 @@ class TsharkSource:
             self._error = exc
             self._queue.put(exc)
         finally:
+            # Our close() kills what is left; pyshark's __del__ would otherwise try to close
+            # through this thread's event loop at interpreter exit and print a traceback.
+            with contextlib.suppress(Exception):
+                self._killed = list(getattr(self._capture, "_running_processes", ()))
+                self._capture._running_processes.clear()  # type: ignore[attr-defined]
             self._queue.put(None)
             self._done.set()
 
@@ -746,8 +766,8 @@ class TsharkSource:
         self._stopped = True
         # pyshark's own close() needs its event loop, which runs in our thread: kill tshark and
         # dumpcap instead; the thread then sees the end of tshark's output and returns.
-        processes = getattr(self._capture, "_running_processes", ())
-        for process in list(processes):
+        processes = [*getattr(self._capture, "_running_processes", ()), *self._killed]
+        for process in processes:
             with contextlib.suppress(Exception):
                 os.kill(int(process.pid), signal.SIGTERM)
         if self._thread is not None:

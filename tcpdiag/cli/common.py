@@ -13,12 +13,12 @@ from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.errors import CaptureError
 
 F = TypeVar("F", bound=Callable[..., Any])
+Decorator = Callable[[Any], Any]
 
 
-def limit_options(func: F) -> F:
-    """Resource limits as flags; defaults are `config.Limits`' documented ones."""
+def _limit_decorators(*, input_limit: bool, linger: float | None) -> list[Decorator]:
     defaults = Limits()
-    decorators = [
+    decorators: list[Decorator] = [
         click.option(
             "--max-flows",
             type=click.IntRange(1),
@@ -34,13 +34,6 @@ def limit_options(func: F) -> F:
             help="Bytes buffered per flow direction for reassembly.",
         ),
         click.option(
-            "--max-input-bytes",
-            type=click.IntRange(1),
-            default=defaults.max_input_bytes,
-            show_default=True,
-            help="Decompressed bytes read from one capture (stops decompression bombs).",
-        ),
-        click.option(
             "--idle-timeout",
             type=click.FloatRange(0.001),
             default=defaults.idle_timeout,
@@ -48,9 +41,46 @@ def limit_options(func: F) -> F:
             help="Seconds of silence (capture time) after which a flow is finalised.",
         ),
     ]
+    if input_limit:
+        decorators.append(
+            click.option(
+                "--max-input-bytes",
+                type=click.IntRange(1),
+                default=defaults.max_input_bytes,
+                show_default=True,
+                help="Decompressed bytes read from one capture (stops decompression bombs).",
+            )
+        )
+    if linger is not None:
+        decorators.append(
+            click.option(
+                "--linger",
+                "close_linger",
+                type=click.FloatRange(0.0),
+                default=linger,
+                show_default=True,
+                help="Seconds a closed flow waits for retransmitted FINs/RSTs before it is "
+                "reported.",
+            )
+        )
+    return decorators
+
+
+def _apply(func: F, decorators: list[Decorator]) -> F:
     for decorator in reversed(decorators):
         func = decorator(func)
     return func
+
+
+def limit_options(func: F) -> F:
+    """Resource limits as flags; defaults are `config.Limits`' documented ones."""
+    return _apply(func, _limit_decorators(input_limit=True, linger=None))
+
+
+def live_limit_options(func: F) -> F:
+    """The limits that mean something for live capture, and a short close linger so flows are
+    reported promptly (a file keeps TIME_WAIT's 60 s: nobody waits for it)."""
+    return _apply(func, _limit_decorators(input_limit=False, linger=3.0))
 
 
 def analysis_options(limits: Mapping[str, object], keep_all: bool = False) -> AnalysisOptions:
@@ -60,6 +90,7 @@ def analysis_options(limits: Mapping[str, object], keep_all: bool = False) -> An
     lim.max_flow_buffer = int(str(limits.get("max_flow_buffer", lim.max_flow_buffer)))
     lim.max_input_bytes = int(str(limits.get("max_input_bytes", lim.max_input_bytes)))
     lim.idle_timeout = float(str(limits.get("idle_timeout", lim.idle_timeout)))
+    lim.close_linger = float(str(limits.get("close_linger", lim.close_linger)))
     return options
 
 

@@ -33,7 +33,7 @@ from tcpdiag.capture.live import (
     LiveStats,
     TsharkSource,
 )
-from tcpdiag.cli.common import limit_options, use_color
+from tcpdiag.cli.common import live_limit_options, use_color
 from tcpdiag.model import RawPacket
 from tcpdiag.result import Severity
 
@@ -112,7 +112,7 @@ def _fail(message: str) -> NoReturn:
 )
 @click.option("--all", "show_all", is_flag=True, help="Timelines for every flow in the report.")
 @click.option("--no-color", is_flag=True, help="Plain text even on a terminal (also NO_COLOR).")
-@limit_options
+@live_limit_options
 def live(
     interface: str,
     bpf: str | None,
@@ -175,6 +175,28 @@ def live(
             raise SystemExit(EXIT_FINDINGS)
 
 
+class KeepForReport:
+    """Which finished flows the final report of a live capture keeps: all of them while few,
+    then problem flows only, so memory stays bounded over hours (~1.7 KB per kept flow)."""
+
+    def __init__(self, healthy: int = 10_000, problems: int = 100_000) -> None:
+        self.healthy_left = healthy
+        self.problems_left = problems
+
+    def __call__(self, flow: FlowResult) -> bool:
+        from tcpdiag.findings.verdict import problem_flow
+
+        if problem_flow(flow):
+            if self.problems_left > 0:
+                self.problems_left -= 1
+                return True
+            return False
+        if self.healthy_left > 0:
+            self.healthy_left -= 1
+            return True
+        return False
+
+
 class LiveSession:
     """The capture loop: source -> (writer, engine) -> streamed findings, then the result."""
 
@@ -203,7 +225,10 @@ class LiveSession:
         self._status_shown = False
         self.flows_done = 0
         self.findings_seen = 0
-        self.engine: Engine = Engine(options, path=self.path, on_flow=self._on_flow)
+        # Hours of capture: the final report keeps every flow up to a cap, then only problem
+        # flows (the healthy ones were printed as they finished and are counted).
+        retain = None if options.keep_all_timelines else KeepForReport()
+        self.engine: Engine = Engine(options, path=self.path, on_flow=self._on_flow, retain=retain)
 
     # -- the loop ------------------------------------------------------------------------------
 

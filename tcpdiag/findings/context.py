@@ -136,7 +136,10 @@ class CaptureContext:
         """The capture reader's `CaptureNote(name, message, count)` objects."""
         for n in notes:
             name = str(getattr(n, "name", "capture-damaged"))
-            self.add_note(name, str(getattr(n, "message", name)), int(getattr(n, "count", 1)))
+            message = str(getattr(n, "message", name))
+            if name == "bogus-snaplen" and " — " not in message:
+                message += _ANOMALY_MEANING
+            self.add_note(name, message, int(getattr(n, "count", 1)))
 
     def add_damage(self, offset: int, reason: str, packets_before: int | None = None) -> None:
         before = (
@@ -183,8 +186,13 @@ DECODE_COUNTERS: dict[str, tuple[str, str]] = {
     ),
     "bad_ip_header": ("capture-truncated-packets", "with an invalid IP header: skipped"),
     "ip_length_exceeds_frame": (
-        "capture-truncated-packets",
-        "whose IP length exceeds the captured frame",
+        "capture-snaplen-truncated",
+        "announce more bytes in their IP header than the frame holds: the capture cut them "
+        "(a snap length, with the cut size recorded as the packet's length, as some tools "
+        "write it), or, more rarely, their IP length field is wrong (a crafted or corrupted "
+        "packet); their TCP payload is incomplete either way, so sequence gaps that follow "
+        "them (previous-segment-lost, capture-packet-loss) are bytes the capture did not "
+        "keep, not bytes lost on the network",
     ),
     "bad_tcp_header": ("capture-truncated-packets", "with an invalid TCP header: skipped"),
     "bad_tcp_options": (
@@ -226,11 +234,31 @@ _NOTE_KEYWORDS: tuple[tuple[str, str], ...] = (
 )
 
 
+# Reader notes about unusual header values that did not stop reading or skip a record: not
+# damage (capture-damaged is for files whose reading stopped early or skipped records).
+_HEADER_ANOMALIES = frozenset(
+    {
+        "bogus-snaplen",
+        "caplen-exceeds-snaplen",
+        "caplen-exceeds-length",
+        "linktype-reserved-bits",
+        "pcap-variant",
+        "pcapng-bad-option",
+    }
+)
+# What a header anomaly means for the analysis, appended to the reader's own words.
+_ANOMALY_MEANING = (
+    " — an unusual header value, not damage: every record was read with its own captured length"
+)
+
+
 def note_finding_name(name: str) -> str:
     """The registered finding a note name belongs to (unknown ones: capture-damaged)."""
     if name in REGISTRY:
         return name
     low = name.lower()
+    if low in _HEADER_ANOMALIES:
+        return "capture-header-anomaly"
     if low.startswith(("pcap", "caplen", "bogus", "input", "linktype-reserved")):
         return "capture-damaged"
     for word, finding in _NOTE_KEYWORDS:

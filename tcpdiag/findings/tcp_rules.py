@@ -20,10 +20,15 @@ from itertools import pairwise
 from tcpdiag.config import Thresholds
 from tcpdiag.findings.context import fmt_bytes, fmt_duration, fmt_frames, plural
 from tcpdiag.findings.registry import make_finding
+from tcpdiag.findings.tls_rules import (
+    alert_before_reset,
+    closing_alert,
+    handshake_failure_reported,
+)
 from tcpdiag.flow.endpoint import Endpoint
 from tcpdiag.flow.flow import Burst, Flow, FlowEvent
 from tcpdiag.flow.seq import seq_gt
-from tcpdiag.model import ACK, Direction, format_endpoint
+from tcpdiag.model import ACK, FIN, PSH, SYN, URG, Direction, format_endpoint
 from tcpdiag.result import Finding, Severity, TimelineRow
 
 # Shortest retransmission timeout a real stack uses for a SYN or SYN/ACK (RFC 6298 allows 1 s
@@ -131,6 +136,11 @@ def _connection_refused(x: _Facts) -> list[Finding]:
     syns = [(fr, t) for fr, t in zip(hs.syn_frames, hs.syn_times, strict=False) if fr < rst_frame]
     if not syns:
         return []
+    # A refusal is the server's answer to the SYN: nothing from the server before its RST. A
+    # server that acknowledged the client's data or sent its own first had accepted the
+    # connection (its SYN/ACK is just missing from the capture): judged by the reset rules.
+    if any(r.sender == "server" and r.frame < rst_frame for r in x.rows()):
+        return []
     delay = rst_time - syns[-1][1]
     kind = "RST/ACK" if rst is None or rst.details.get("has_ack", True) else "RST"
     tries = f" (the client had sent {plural(len(syns), 'SYN')})" if len(syns) > 1 else ""
@@ -203,11 +213,32 @@ def _handshake_aborted(x: _Facts) -> list[Finding]:
     f = x.flow
     hs = f.handshake
     c = f.c
-    if not (hs.syn and hs.syn_ack) or hs.ack or c.rst_frame is None or c.first_data_frame:
+    if not (hs.syn and hs.syn_ack) or c.rst_frame is None or c.first_data_frame:
+        return []
+    if hs.ack and not _connect_then_reset(x):
         return []
     if not hs.syn_ack_frames or c.rst_frame < hs.syn_ack_frames[0]:
         return []
     sa_frame, sa_time = hs.syn_ack_frames[0], hs.syn_ack_times[0]
+    if hs.ack:
+        # The kernel completed the handshake and the client reset it at once, nothing sent
+        # either way: connect() succeeded, then close() with SO_LINGER 0 (a connect scan).
+        ack_frame = next((e.frame for e in x.events("handshake-ack")), None)
+        rst_time = _num(c.rst_time, f.end)
+        acked = f" (ACK, frame {ack_frame})" if ack_frame is not None else ""
+        return [
+            make_finding(
+                "handshake-aborted-by-client",
+                f"{x.client} completed the handshake with {x.server}{acked} and reset the "
+                f"connection (frame {c.rst_frame}) {fmt_duration(rst_time - sa_time)} after "
+                "the SYN/ACK, before either side sent any data — a TCP connect scan or health "
+                "check (connect(), then close() with SO_LINGER 0), or a client that gave up at "
+                "once; the port is open",
+                frames=[*hs.syn_frames, sa_frame, *([ack_frame] if ack_frame else []), c.rst_frame],
+                time=rst_time,
+                flow=f.id,
+            )
+        ]
     prior = [t for fr, t in zip(hs.syn_frames, hs.syn_times, strict=False) if fr < sa_frame]
     rst_time = _num(c.rst_time, f.end)
     late = ""
@@ -228,6 +259,22 @@ def _handshake_aborted(x: _Facts) -> list[Finding]:
             flow=f.id,
         )
     ]
+
+
+def _connect_then_reset(x: _Facts) -> bool:
+    """The client completed the handshake and its RST is the next thing it did: no data from
+    either side, no FIN, and no RST from the server before."""
+    f = x.flow
+    c, s = f.c, f.s
+    return bool(
+        f.handshake.ack
+        and c.rst_frame is not None
+        and c.first_data_frame is None
+        and s.first_data_frame is None
+        and c.fin_frame is None
+        and s.fin_frame is None
+        and (s.rst_frame is None or s.rst_frame > c.rst_frame)
+    )
 
 
 def _synack_retransmitted(x: _Facts) -> list[Finding]:
@@ -347,9 +394,10 @@ def _resets(x: _Facts) -> list[Finding]:
     # never answered. A request after a long silence answered by a reset is rather a lost
     # NAT/firewall mapping or a restarted server: reset-mid-stream, with the idle time.
     f = x.flow
-    if not x.established():
+    if not x.established() or _connect_then_reset(x):
         return []
-    rst = next(iter(x.events("rst")), None)
+    ignored = _ignored_resets(x)
+    rst = next((e for e in x.events("rst") if e not in ignored), None)
     if rst is None or rst.direction is None:
         return []
     d = rst.direction
@@ -359,8 +407,23 @@ def _resets(x: _Facts) -> list[Finding]:
     own_fin = bool(rst.details.get("after_own_fin"))
     peer_fin = bool(rst.details.get("after_peer_fin"))
     last = next((b for b in reversed(f.bursts) if b.first_frame < rst.frame), None)
+    if last is not None and last.last_frame > rst.frame:
+        last = _cut_at(x, last, rst.frame)
     peer_last = last if last is not None and last.direction == d.other else None
     silent = peer_last.gap_before if peer_last is not None and peer_last.gap_before else 0.0
+
+    # One root cause per flow: a reset right after a TLS alert (the resetter's own, or the
+    # peer's as the last data before it) is that alert's consequence; the tls-alert finding
+    # reports it in its TCP context ("then RST from the server 58 µs later (frame 10)"). So
+    # is a reset that ends a TLS handshake that never completed: the TLS finding (no
+    # ServerHello, incomplete handshake...) says how the connection ended.
+    stream = getattr(f, "consumer", None)
+    if (
+        alert_before_reset(stream, _side(d), rst.frame) is not None
+        or (peer_last is not None and alert_before_reset(stream, _side(d.other), rst.frame))
+        or handshake_failure_reported(stream)
+    ):
+        return []
 
     if (
         own_fin
@@ -369,7 +432,10 @@ def _resets(x: _Facts) -> list[Finding]:
         and peer_last.last_frame > sender.fin_frame
     ):
         late = _bytes_between(x, d.other, sender.fin_frame, rst.frame) or peer_last.bytes
-        return [_unread(x, rst, late, peer_last.last_frame, "after_fin")]
+        alert = closing_alert(stream, _side(d.other), sender.fin_frame, late)
+        if alert is not None:
+            return [_closing_alert_reset(x, rst, alert, sender.fin_frame, peer_last.last_frame)]
+        return [_unread(x, rst, late, peer_last.last_frame, "after_fin", ignored)]
     if own_fin and peer_fin:
         frames = [rst.frame, *(fr for fr in (sender.fin_frame, other.fin_frame) if fr)]
         return [
@@ -406,6 +472,9 @@ def _resets(x: _Facts) -> list[Finding]:
     elif never_acked > 0 and peer_last is not None:
         return [_unread(x, rst, never_acked, peer_last.last_frame, "never_acked")]
     kind = "RST/ACK" if rst.details.get("has_ack") else "a bare RST"
+    stray = _stray_probe(x, rst)
+    if stray is not None:
+        return [stray]
     before = ""
     frames = [rst.frame]
     if peer_fin and not own_fin and other.fin_frame is not None:
@@ -414,17 +483,139 @@ def _resets(x: _Facts) -> list[Finding]:
     elif own_fin and sender.fin_frame is not None:
         before = f" after its own FIN (frame {sender.fin_frame})"
         frames.append(sender.fin_frame)
+    frames.extend(e.frame for e in ignored[:1])
     return [
         make_finding(
             "abortive-close",
             f"{x.name(d)} ended the connection with {kind} (frame {rst.frame}){before} instead "
             "of a FIN exchange — an abort: SO_LINGER 0, a killed or crashed process, or close() "
-            "with unread data; data still queued on that side is lost",
+            "with unread data; data still queued on that side is lost" + _ignored_note(x, ignored),
             frames=frames,
             time=rst.time,
             flow=f.id,
         )
     ]
+
+
+def _cut_at(x: _Facts, burst: Burst, frame: int) -> Burst:
+    """The part of `burst` sent before `frame` (a burst can go on after a RST that crossed
+    it on the wire): bytes, segments and last frame from the kept timeline."""
+    sender = _side(burst.direction)
+    rows = [
+        r
+        for r in x.rows()
+        if r.sender == sender
+        and burst.first_frame <= r.frame < frame
+        and r.length
+        and "retransmission" not in r.notes
+    ]
+    if not rows:
+        return burst
+    cut = Burst(burst.direction, burst.first_frame, burst.first_time, burst.gap_before)
+    cut.last_frame, cut.last_time = rows[-1].frame, rows[-1].time
+    cut.bytes = sum(r.length for r in rows)
+    cut.segments = len(rows)
+    return cut
+
+
+_FLAG_WORDS = ((SYN, "SYN"), (FIN, "FIN"), (PSH, "PSH"), (URG, "URG"), (ACK, "ACK"))
+
+
+def _stray_probe(x: _Facts, rst: FlowEvent) -> Finding | None:
+    """No handshake in the capture, one packet from one side and a RST from the other in
+    answer: the receiver has no connection for that packet (RFC 9293 §3.10.7.1: a segment
+    to a closed port gets a reset). Not an abort of a connection that was running: a
+    FIN/NULL/Xmas port scan against a closed port, or a connection the host had forgotten."""
+    f = x.flow
+    hs = f.handshake
+    if hs.syn or hs.syn_ack or rst.direction is None:
+        return None
+    d = rst.direction
+    prober = f.endpoints[d.other]
+    if prober.packets != 1 or f.endpoints[d].packets != 1 or prober.first_data_frame is not None:
+        return None
+    probe = next((r for r in x.rows() if r.frame < rst.frame), None)
+    if probe is None:
+        return None
+    flags = "/".join(w for bit, w in _FLAG_WORDS if probe.flags & bit) or "no flags at all"
+    scan = {"FIN": "a FIN scan", "no flags at all": "a NULL scan", "FIN/PSH/URG": "an Xmas scan"}
+    kind = scan.get(flags, "a probe")
+    return make_finding(
+        "abortive-close",
+        f"{x.name(d)} answered the only packet seen from {x.name(d.other)} ({flags}, frame "
+        f"{probe.frame}; no handshake in the capture) with "
+        f"{'RST/ACK' if rst.details.get('has_ack') else 'a bare RST'} "
+        f"{fmt_duration(rst.time - probe.time)} later (frame {rst.frame}) — it has no "
+        f"connection for that packet: the port is closed ({kind} finds this out without a "
+        "handshake), or the connection was forgotten by that host (restart, lost state); no "
+        "established connection was aborted here",
+        frames=[probe.frame, rst.frame],
+        time=rst.time,
+        flow=f.id,
+    )
+
+
+def _side(d: Direction) -> str:
+    return "client" if d == Direction.CLIENT else "server"
+
+
+def _ignored_resets(x: _Facts) -> list[FlowEvent]:
+    """RSTs the connection did not die of: sent before the SYN/ACK of a handshake that then
+    completed. A RST answering a SYN is accepted only if its ACK acknowledges that SYN (RFC
+    9293 §3.10.7.3); the client's stack ignored these (a forged or injected reset, or one from
+    stale state elsewhere), so the connection went on. With the RST's own ACK number (event
+    detail `ack`, raw) a RST that does acknowledge the SYN is never ignored."""
+    hs = x.flow.handshake
+    if not (hs.syn_ack and hs.syn_ack_frames and (hs.ack or x.flow.c.first_data_frame)):
+        return []
+    synack = hs.syn_ack_frames[0]
+    syn_seq = next((e.details.get("seq") for e in x.events("syn")), None)
+    out = []
+    for e in x.events("rst"):
+        if e.frame >= synack:
+            break
+        ack = e.details.get("ack")
+        if isinstance(ack, int) and isinstance(syn_seq, int) and ack == (syn_seq + 1) & 0xFFFFFFFF:
+            continue
+        out.append(e)
+    return out
+
+
+def _ignored_note(x: _Facts, ignored: list[FlowEvent]) -> str:
+    if not ignored:
+        return ""
+    first = ignored[0]
+    who = x.name(first.direction) if first.direction is not None else "?"
+    return (
+        f". The earlier RST from {who} (frame {first.frame}) came before the SYN/ACK and the "
+        "handshake still completed: the client ignored it, as a stack does with a reset whose "
+        "ACK does not acknowledge its SYN (a forged, injected or stale reset)"
+    )
+
+
+def _closing_alert_reset(
+    x: _Facts, rst: FlowEvent, alert: str, fin_frame: int, data_frame: int
+) -> Finding:
+    """The end of a TLS session closed with a bare FIN (no close_notify): the peer's closing
+    alert arrives after the socket is closed and is answered with a RST. Info: the data
+    exchanged before was delivered; recording.md calls this an artefact of the closing
+    program (Python's SSLSocket.close()), not a failure."""
+    assert rst.direction is not None
+    who, peer = x.name(rst.direction), x.name(rst.direction.other)
+    return make_finding(
+        "reset-with-unread-data",
+        f"{who} closed the connection with a bare FIN (frame {fin_frame}) and no TLS "
+        f"close_notify before it; {peer} answered with {alert}, which arrived after the socket "
+        f"was closed, so {who}'s kernel reset the connection (frame {rst.frame}) — the usual "
+        "end of a TLS session whose side closes without close_notify (Python's "
+        "SSLSocket.close() does this): the data exchanged before was delivered, only the "
+        "closing alert was discarded; send close_notify (SSLSocket.unwrap()) before close() "
+        "for a clean end",
+        frames=[fin_frame, data_frame, rst.frame],
+        time=rst.time,
+        flow=x.flow.id,
+        severity=Severity.INFO,
+    )
 
 
 def _pipelined_writes(x: _Facts, f: Flow, answer: Burst) -> int:
@@ -463,7 +654,14 @@ def _bytes_between(x: _Facts, d: Direction, after: int, before: int) -> int:
     )
 
 
-def _unread(x: _Facts, rst: FlowEvent, nbytes: int, data_frame: int | None, why: str) -> Finding:
+def _unread(
+    x: _Facts,
+    rst: FlowEvent,
+    nbytes: int,
+    data_frame: int | None,
+    why: str,
+    ignored: list[FlowEvent] | None = None,
+) -> Finding:
     assert rst.direction is not None
     who, peer = x.name(rst.direction), x.name(rst.direction.other)
     got = f"{fmt_bytes(nbytes)} from {peer}" + (f" (frame {data_frame})" if data_frame else "")
@@ -484,17 +682,27 @@ def _unread(x: _Facts, rst: FlowEvent, nbytes: int, data_frame: int | None, why:
             "a pipelined request was probably still unread when it closed the socket (heuristic)"
         )
     else:
+        # Measured from the data, not from the previous packet of the flow (an ACK of it may
+        # have come in between).
+        data_time = next(
+            (r.time for r in x.rows() if r.frame == data_frame),
+            rst.time - _num(rst.details.get("idle")),
+        )
         facts = (
             f"{who} reset the connection (frame {rst.frame}) "
-            f"{fmt_duration(_num(rst.details.get('idle')))} after receiving {got} that it "
+            f"{fmt_duration(max(0.0, rst.time - data_time))} after receiving {got} that it "
             "never answered"
         )
         meaning = "it closed the socket with that data unread (or crashed on it)"
     return make_finding(
         "reset-with-unread-data",
         f"{facts} — {meaning}; the kernel sends a reset instead of a FIN, and {peer} sees "
-        "ECONNRESET on its next send() or recv()",
-        frames=[rst.frame, *([data_frame] if data_frame else [])],
+        f"ECONNRESET on its next send() or recv(){_ignored_note(x, ignored or _ignored_resets(x))}",
+        frames=[
+            rst.frame,
+            *([data_frame] if data_frame else []),
+            *(e.frame for e in (ignored or _ignored_resets(x))[:1]),
+        ],
         time=rst.time,
         flow=x.flow.id,
     )
@@ -529,6 +737,7 @@ def _mid_stream(
         )
     if in_flight:
         facts += f", with {fmt_bytes(in_flight)} it had sent still unacknowledged"
+    ignored = _ignored_resets(x)
     if waiting:
         meaning = (
             "it gave up in the middle of the exchange (an application timeout or abort, "
@@ -549,9 +758,13 @@ def _mid_stream(
             "the transfer was cut short: the application aborted or crashed, or a middlebox "
             f"reset the connection; {peer} sees ECONNRESET"
         )
-    frames = [rst.frame, *([data_frame] if data_frame else [])]
+    frames = [rst.frame, *([data_frame] if data_frame else []), *(e.frame for e in ignored[:1])]
     return make_finding(
-        "reset-mid-stream", f"{facts} — {meaning}", frames=frames, time=rst.time, flow=x.flow.id
+        "reset-mid-stream",
+        f"{facts} — {meaning}{_ignored_note(x, ignored)}",
+        frames=frames,
+        time=rst.time,
+        flow=x.flow.id,
     )
 
 
@@ -585,7 +798,11 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
         # The timeline lost its middle: whole bursts after the FIN are a lower bound too.
         later = [br for br in f.bursts if br.direction == b and br.first_frame > fin_frame]
         sent_after = max(sent_after, sum(br.bytes for br in later))
-    if sent_after > 0:
+    segments_after = len(rows_after)
+    if sent_later and f.timeline_total > len(x.rows()):
+        later_bursts = [br for br in f.bursts if br.direction == b and br.first_frame > fin_frame]
+        segments_after = max(segments_after, sum(br.segments for br in later_bursts))
+    if sent_after > 0 and not _closing_reply(x, a, rows_after, segments_after, sent_after):
         first_after = rows_after[0].frame if rows_after else eb.last_data_frame
         last_after = eb.last_data_frame
         span = (
@@ -606,6 +823,8 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
             )
         )
         return out
+    if sent_after > 0 and ea.rst_frame is not None and ea.rst_frame > fin_frame:
+        return out  # the reset rules judge data that arrived after a close
     acked = (
         ea.fin_seq is not None and eb.highest_ack is not None and seq_gt(eb.highest_ack, ea.fin_seq)
     )
@@ -639,6 +858,44 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
         )
     )
     return out
+
+
+# A reply to a FIN this small, in one segment, followed by the replier's own close, answers
+# the close (a TLS alert, a goodbye line) rather than going on with the conversation.
+CLOSING_REPLY_MAX = 256
+
+
+def _closing_reply(
+    x: _Facts, a: Direction, rows_after: list[TimelineRow], segments: int, nbytes: int
+) -> bool:
+    """Whether what `a.other` sent after `a`'s FIN is not the half-close pattern of
+    scenarios.md ("one side sends FIN, the other keeps sending data"):
+
+    - `a` reset the connection after that data arrived: it had closed, not shut down its
+      sending side (the reset rules report data arriving after a close);
+    - or it was a single small segment (at most CLOSING_REPLY_MAX bytes) after which `a.other`
+      closed too (FIN or RST) within `close_wait_delay`: a reply to the close, such as the
+      7-byte TLS alert OpenSSL sends when a peer's FIN cuts a handshake short.
+
+    A half-close needs the peer to keep sending: more than one data segment, or more bytes,
+    or staying open afterwards."""
+    f = x.flow
+    ea, eb = f.endpoints[a], f.endpoints[a.other]
+    first = rows_after[0].frame if rows_after else None
+    if ea.rst_frame is not None and first is not None and ea.rst_frame > first:
+        return True
+    if segments != 1 or nbytes > CLOSING_REPLY_MAX or not rows_after:
+        return False
+    reply = rows_after[0]
+    closes = [
+        (fr, t)
+        for fr, t in ((eb.fin_frame, eb.fin_time), (eb.rst_frame, eb.rst_time))
+        if fr is not None and fr >= reply.frame
+    ]
+    if not closes:
+        return False
+    _, when = min(closes)
+    return _num(when, f.end) - reply.time <= x.th.close_wait_delay
 
 
 def _port_reuse(x: _Facts) -> list[Finding]:
@@ -851,26 +1108,84 @@ def _data_segments(f: Flow) -> int:
     return f.packets
 
 
-def _capture_duplicates(x: _Facts, frames: set[int]) -> set[int]:
-    """Frames among `frames` that repeat the previous packet of the same side exactly (seq,
-    ack, flags, length) less than 1 ms later: copies made by the capture."""
-    out: set[int] = set()
+# At least this many lost (non-spurious) retransmissions before the percentage can make a
+# warning: one resend in a 10-segment flow is 10 % but says nothing about the path.
+MIN_RETRANSMISSIONS_FOR_WARNING = 2
+# Copies of earlier packets at the same time offset, from both sides, at least this many: the
+# conversation captured a second time (another capture point, VLAN or interface), a fixed
+# delay later.
+MIN_REPLAYED = 3
+# Copies this close to the previous packet of the same side are capture duplicates (seconds).
+DUPLICATE_WINDOW = 0.001
+# Time offsets of replayed copies are compared at this resolution (seconds).
+REPLAY_RESOLUTION = 0.0001
+
+
+def _capture_duplicates(x: _Facts) -> tuple[set[int], float | None]:
+    """Frames that are copies of an earlier packet of the same side made by the capture, and
+    the fixed delay of a replayed copy of the conversation (or None).
+
+    Two signatures: a packet repeating the previous packet of the same side exactly (seq,
+    ack, flags, length, window) less than DUPLICATE_WINDOW later (a mirror port or two
+    interfaces of the same host); or packets of both sides repeating earlier ones exactly at
+    one and the same time offset (MIN_REPLAYED or more), which real retransmissions, timed by
+    each sender's own timers, never do (the same traffic seen on several VLANs or capture
+    points, merged into one file)."""
+    dups: set[int] = set()
     last: dict[str, TimelineRow] = {}
+    seen: dict[tuple[str, int, int, int, int, int], float] = {}
+    offsets: dict[int, list[tuple[str, int]]] = {}
     for r in x.rows():
+        key = (r.sender, r.seq, r.ack, r.flags, r.length, r.window)
         prev = last.get(r.sender)
         if (
-            r.frame in frames
-            and prev is not None
-            and (prev.seq, prev.ack, prev.flags, prev.length) == (r.seq, r.ack, r.flags, r.length)
-            and 0 <= r.time - prev.time < 0.001
+            prev is not None
+            and (prev.seq, prev.ack, prev.flags, prev.length, prev.window) == key[1:]
+            and 0 <= r.time - prev.time < DUPLICATE_WINDOW
         ):
-            out.add(r.frame)
+            dups.add(r.frame)
+        elif key in seen:
+            bucket = round((r.time - seen[key]) / REPLAY_RESOLUTION)
+            offsets.setdefault(bucket, []).append((r.sender, r.frame))
+        seen[key] = r.time
         last[r.sender] = r
-    return out
+    delay = None
+    best = max(offsets.items(), key=lambda kv: len(kv[1]), default=None)
+    if best is not None:
+        bucket, _ = best
+        near = [e for b in (bucket - 1, bucket, bucket + 1) for e in offsets.get(b, [])]
+        if len(near) >= MIN_REPLAYED and len({sender for sender, _ in near}) == 2:
+            delay = bucket * REPLAY_RESOLUTION
+            dups.update(frame for _, frame in near)
+    return dups, delay
+
+
+def _duplicate_finding(x: _Facts, dups: set[int], delay: float | None, resent: int) -> Finding:
+    f = x.flow
+    how = (
+        f"repeat the conversation exactly {fmt_duration(delay)} later, from both sides"
+        if delay is not None
+        else f"repeat the previous packet of the same side exactly, less than "
+        f"{fmt_duration(DUPLICATE_WINDOW)} later"
+    )
+    return make_finding(
+        "capture-duplicate-packets",
+        f"{plural(len(dups), 'packet')} of {x.client} ⇄ {x.server} ({fmt_frames(sorted(dups))}) "
+        f"{how}; {resent} of the flow's retransmissions "
+        f"{'is such a copy' if resent == 1 else 'are such copies'} — the capture saw the "
+        "same packets twice (a mirror port, several interfaces or VLANs, or merged captures), "
+        "so the retransmissions, duplicate ACKs and keep-alives on these frames are not "
+        "network events",
+        frames=dups,
+        time=f.start,
+        flow=f.id,
+        count=len(dups),
+    )
 
 
 def _retransmission(x: _Facts) -> list[Finding]:
-    # Per-packet row "retransmission": info, warning above 1 % of the flow's data segments.
+    # Per-packet row "retransmission": info, warning above 1 % of the flow's data segments
+    # (and at least MIN_RETRANSMISSIONS_FOR_WARNING lost segments: see the finding's docs).
     f = x.flow
     frames = f.frames("retransmission")
     if not frames:
@@ -885,21 +1200,28 @@ def _retransmission(x: _Facts) -> list[Finding]:
         if ep.retransmissions
     )
     severity = Severity.INFO
-    dups = _capture_duplicates(x, set(data))
-    if data and len(dups) * 2 >= len([r for r in x.rows() if r.frame in set(data)]) > 0:
-        # Most resends seen in the kept timeline are the same packet captured twice within a
-        # millisecond: a SPAN/mirror or multi-interface capture artefact, not loss.
+    dups, delay = _capture_duplicates(x)
+    kept = {r.frame for r in x.rows()}
+    resent_dups = sorted(set(frames) & dups)
+    seen_resends = [fr for fr in frames if fr in kept]
+    if resent_dups and len(resent_dups) * 2 >= len(seen_resends) > 0:
+        # Most resends seen in the kept timeline are copies made by the capture, not loss.
         return [
             make_finding(
                 "retransmission",
-                f"{plural(len(frames), 'retransmission')} ({by}), but most are the same packet "
-                f"captured twice within 1 ms ({fmt_frames(sorted(dups))}) — duplicates made by "
-                "the capture (mirror port, several interfaces), not resends on the network",
+                f"{plural(len(frames), 'retransmission')} ({by}), but "
+                f"{len(resent_dups)} of the {len(seen_resends)}"
+                + (" kept in the timeline" if len(seen_resends) < len(frames) else "")
+                + (" is a packet" if len(resent_dups) == 1 else " are packets")
+                + " captured twice "
+                f"({fmt_frames(resent_dups)}; see capture-duplicate-packets) — duplicates made "
+                "by the capture, not resends on the network",
                 frames=frames,
                 flow=f.id,
                 count=len(frames),
                 severity=Severity.INFO,
-            )
+            ),
+            _duplicate_finding(x, dups, delay, len(resent_dups)),
         ]
     spurious = set(f.frames("spurious-retransmission"))
     lossy = [fr for fr in data if fr not in spurious]
@@ -915,9 +1237,17 @@ def _retransmission(x: _Facts) -> list[Finding]:
         msg += f": {ratio:.1%} loss"
         if not lossy:
             msg += " — nothing was actually lost"
-        elif ratio > x.th.retransmission_warning_ratio:
+        elif (
+            ratio > x.th.retransmission_warning_ratio
+            and len(lossy) >= MIN_RETRANSMISSIONS_FOR_WARNING
+        ):
             severity = Severity.WARNING
             msg += " — packets are being lost on the path, which slows this connection down"
+        elif ratio > x.th.retransmission_warning_ratio:
+            msg += (
+                " — a single lost segment: too few to say the path is lossy (the percentage "
+                "of so small a flow means little)"
+            )
         else:
             msg += " — a normal amount of loss recovery"
     else:
@@ -1154,4 +1484,5 @@ def names_emitted() -> Iterable[str]:
         "tcp-overlap-inconsistent",
         "reassembly-limit",
         "capture-snaplen-truncated",
+        "capture-duplicate-packets",
     )

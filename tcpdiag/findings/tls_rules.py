@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from tcpdiag.findings.context import plural
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.model import Direction
 from tcpdiag.result import Finding, Severity, TlsAlert
@@ -314,16 +315,106 @@ def _peer_reply(
 # -- tls-alert ----------------------------------------------------------------------------
 
 
+def _reported(stream: TlsStream, alert: TlsAlert, rec: Record) -> bool:
+    """Whether `_alerts` reports this alert as a tls-alert finding."""
+    if not alert.encrypted and alert.description == "close_notify":
+        return False  # the normal end of a session
+    complete = stream.complete_frame
+    post_handshake = complete is not None and rec.frame >= complete
+    # An encrypted alert after the handshake is close_notify, or a peer's reply to a bare
+    # FIN: a normal shutdown. With no ClientHello the capture started mid-session, where the
+    # same holds.
+    return not (alert.encrypted and (post_handshake or stream.client_hello is None))
+
+
+def _last_record(stream: TlsStream, sender: str, before_frame: int) -> Record | None:
+    side = next((s for s in stream.sides if _name(s.direction) == sender), None)
+    rec = side.last_record if side is not None else None
+    return rec if rec is not None and rec.frame <= before_frame else None
+
+
+def alert_before_reset(stream: object, sender: str, rst_frame: int) -> str | None:
+    """When `sender`'s last TLS record before its RST (frame `rst_frame`) is an alert that the
+    tls-alert rule reports, the alert is the root cause and the RST only its consequence: the
+    words naming it ("fatal unknown_ca alert (frame 10)"), else None. TCP rules use this to
+    leave the reset to the tls-alert finding (one root cause per flow), which names the RST
+    in its TCP context."""
+    if not isinstance(stream, TlsStream) or not stream.is_tls:
+        return None
+    last = _last_record(stream, sender, rst_frame)
+    if last is None:
+        return None
+    for alert, rec in stream.alert_records:
+        if alert.sender == sender and rec.offset == last.offset and _reported(stream, alert, rec):
+            return f"{_alert_text(alert)} alert (frame {rec.frame})"
+    if (
+        stream.tls13
+        and not stream.handshake_complete
+        and last.content_type == 23
+        and last.size == TLS13_ALERT_RECORD
+    ):
+        return f"{last.size} B encrypted record, most likely an alert (frame {last.frame})"
+    return None
+
+
+def handshake_failure_reported(stream: object) -> bool:
+    """Whether the TLS rules report a handshake failure for this stream: a ClientHello was
+    seen and the handshake never completed (tls-no-server-hello, tls-alert,
+    tls-flight-incomplete or tls-handshake-incomplete then fires, each saying how the TCP
+    connection ended and listing a RST's frame). TCP rules leave a reset of such a flow to
+    that finding: the failed handshake is the root cause, the reset how it ended."""
+    return (
+        isinstance(stream, TlsStream)
+        and stream.is_tls
+        and stream.client_hello is not None
+        and not stream.handshake_complete
+    )
+
+
+def closing_alert(stream: object, sender: str, after_frame: int, nbytes: int) -> str | None:
+    """When the `nbytes` that `sender` sent after frame `after_frame` (its peer's FIN) are
+    exactly one TLS alert record that ends a session (plaintext close_notify, or an encrypted
+    alert after the handshake), its description ("a 31 B encrypted alert (frame 13), most
+    likely close_notify"), else None. Python's SSLSocket.close() sends a bare FIN without
+    close_notify; an OpenSSL peer answers with such an alert, which arrives after the socket
+    is closed and is answered by an RST: the normal end of such a session, not lost data."""
+    if not isinstance(stream, TlsStream) or not stream.is_tls:
+        return None
+    later = [
+        (a, r) for a, r in stream.alert_records if a.sender == sender and r.frame > after_frame
+    ]
+    if not later and stream.tls13 and stream.handshake_complete:
+        # TLS 1.3 carries its alerts in application_data records: 24 B is the size of one.
+        last = _last_record(stream, sender, 1 << 62)
+        if (
+            last is not None
+            and last.frame > after_frame
+            and last.content_type == 23
+            and last.size == TLS13_ALERT_RECORD == nbytes
+        ):
+            return (
+                f"a {last.size} B encrypted record (frame {last.frame}), the size of a TLS 1.3 "
+                "alert, most likely close_notify"
+            )
+    if len(later) != 1:
+        return None
+    alert, rec = later[0]
+    if rec.size != nbytes:
+        return None
+    if not alert.encrypted:
+        if alert.description != "close_notify":
+            return None
+        return f"a {rec.size} B close_notify alert (frame {rec.frame})"
+    if _reported(stream, alert, rec):
+        return None
+    return f"a {rec.size} B encrypted alert (frame {rec.frame}), most likely close_notify"
+
+
 def _alerts(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
     out: list[Finding] = []
     complete = stream.complete_frame
     for alert, rec in stream.alert_records:
-        if not alert.encrypted and alert.description == "close_notify":
-            continue  # the normal end of a session
-        post_handshake = complete is not None and rec.frame >= complete
-        if alert.encrypted and (post_handshake or stream.client_hello is None):
-            # close_notify, or a peer's reply to a bare FIN: a normal shutdown. With no
-            # ClientHello the capture started mid-session, where the same holds.
+        if not _reported(stream, alert, rec):
             continue
         if alert.encrypted:
             cipher = (
@@ -348,11 +439,46 @@ def _alerts(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
                 f"({rec.size} B, frame {rec.frame}){stage}"
             )
             severity = Severity.ERROR if alert.level == "fatal" else Severity.WARNING
+        frames = [rec.frame]
         if severity == Severity.ERROR or complete is None:
             message += _then(ctx, rec.time, rec.frame)
-        out.append(_finding("tls-alert", message, [rec.frame], rec.time, ctx, severity))
+            close = ctx.after(rec.time)
+            if close is not None and close[2] == "RST":
+                # The reset is this alert's consequence: the TCP rules leave it to this
+                # finding (alert_before_reset), so its frame is part of the evidence here.
+                frames.append(close[3])
+        out.append(_finding("tls-alert", message, frames, rec.time, ctx, severity))
     out.extend(_tls13_inferred_alert(stream, ctx))
     return out
+
+
+def _encrypted_handshake(stream: TlsStream, note: RecordNote) -> bool:
+    """A TLS 1.3 application_data record before the handshake completed: it carries the
+    encrypted handshake (EncryptedExtensions, Certificate, CertificateVerify, Finished), not
+    application data."""
+    complete = stream.complete_frame
+    return (
+        stream.tls13
+        and tuple(note.tokens) == ("ApplicationData",)
+        and (complete is None or note.frame < complete)
+    )
+
+
+def _tokens(stream: TlsStream, notes: list[RecordNote]) -> str:
+    """The record names of `notes`, TLS 1.3's encrypted handshake records counted as such."""
+    out: list[str] = []
+    run = 0
+    for note in notes:
+        if _encrypted_handshake(stream, note):
+            run += 1
+            continue
+        if run:
+            out.append(plural(run, "encrypted handshake record"))
+            run = 0
+        out.extend(note.tokens)
+    if run:
+        out.append(plural(run, "encrypted handshake record"))
+    return ", ".join(out)
 
 
 def _stage(stream: TlsStream, rec: Record) -> str:
@@ -365,6 +491,19 @@ def _stage(stream: TlsStream, rec: Record) -> str:
     if at == 0:
         return ""
     last = notes[at - 1]
+    if _encrypted_handshake(stream, last):
+        flight = [last]
+        for note in reversed(notes[: at - 1]):
+            if note.sender != last.sender or not _encrypted_handshake(stream, note):
+                break
+            flight.insert(0, note)
+        size = sum(n.size for n in flight)
+        return (
+            f" after the {_name(last.sender)}'s encrypted handshake flight "
+            f"({plural(len(flight), 'record')}, {size} B, last in frame {last.frame}: "
+            "EncryptedExtensions, Certificate, CertificateVerify and Finished, which TLS 1.3 "
+            "encrypts)"
+        )
     return f" after the {_name(last.sender)}'s {'+'.join(last.tokens) or 'record'}"
 
 
@@ -488,6 +627,7 @@ def _no_server_hello(stream: TlsStream, ctx: TcpContext) -> Finding | None:
             when, who, kind, frame = close
             message += f"; {kind} from the {who} {_ms(when - ch_time)} after the ClientHello"
             message += f" (frame {frame})"
+            frames.append(frame)
         return _finding("tls-no-server-hello", message, frames, ch_time, ctx)
     if stream.sides[1].records:
         return None  # the server sent TLS records, just no ServerHello: handshake-incomplete
@@ -510,8 +650,10 @@ def _no_server_hello(stream: TlsStream, ctx: TcpContext) -> Finding | None:
 
 
 PLAINTEXT_HINTS = (
-    (b"220", "That is an SMTP or FTP greeting: this port speaks plaintext first and upgrades "
-     "with STARTTLS/AUTH TLS; use STARTTLS, or the implicit-TLS port (465 SMTP, 990 FTP)"),
+    (b"220", "That is an SMTP or FTP greeting: the server speaks plaintext first on this port "
+     "(upgrading with STARTTLS/AUTH TLS); connect with STARTTLS, or to the port where it runs "
+     "implicit TLS (usually 465 for SMTP, 990 for FTP); if this is that port, the server is "
+     "configured for plaintext there"),
     (b"HTTP/", "That is plain HTTP: the port serves http://, not https://"),
     (b"SSH-", "That is an SSH server banner"),
     (b"+OK", "That is a POP3 greeting: use STLS, or port 995 for implicit TLS"),
@@ -547,7 +689,7 @@ def _handshake_incomplete(stream: TlsStream, ctx: TcpContext) -> Finding | None:
         flight.insert(0, note)
     who = _name(last.sender)
     waiting = "server" if who == "client" else "client"
-    what = ", ".join(t for n in flight for t in n.tokens) or "records"
+    what = _tokens(stream, flight) or "records"
     n = len(flight)
     size = sum(x.size for x in flight)
     head = (
@@ -555,6 +697,19 @@ def _handshake_incomplete(stream: TlsStream, ctx: TcpContext) -> Finding | None:
         f"({n} record{'s' if n != 1 else ''}, {size} B, last in frame {last.frame}); "
     )
     gap = next((g for g in stream.gaps if _name(g.sender) == waiting), None)
+    cut = next((t for t in stream.truncated if t.how == "eof" and _name(t.sender) == who), None)
+    if cut is not None and not ctx.closes():
+        p = cut.partial
+        got = f"{p.got} of {p.total} B" if p.total is not None else f"{p.got} B"
+        return _finding(
+            "tls-handshake-incomplete",
+            f"{head}the {who}'s flight was still arriving when the capture ended (its next "
+            f"record, frame {p.frame}, has {got}): the capture stopped too early to tell "
+            "whether the handshake would have completed",
+            [last.frame],
+            last.time,
+            ctx,
+        )
     if gap is not None:
         # The waiting side did send something, the capture just missed it.
         message = (
@@ -576,7 +731,8 @@ def _handshake_incomplete(stream: TlsStream, ctx: TcpContext) -> Finding | None:
                 f"(stream offset {gap.offset}), so part of the handshake may be missing from "
                 "the capture only"
             )
-    return _finding("tls-handshake-incomplete", message, [last.frame], last.time, ctx)
+    frames = [last.frame, *[c[3] for c in ctx.closes() if c[2] == "RST"][:1]]
+    return _finding("tls-handshake-incomplete", message, frames, last.time, ctx)
 
 
 # -- tls-record-malformed / tls-record-truncated ---------------------------------------------
@@ -607,6 +763,8 @@ def _truncated(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
         p = event.partial
         who = _name(event.sender)
         kind = content_type_name(p.content_type) if p.content_type is not None else "record"
+        if p.content_type == 23 and stream.tls13 and not stream.handshake_complete:
+            kind = "encrypted handshake (application_data)"
         size = f"{p.got} of {p.total} B" if p.total is not None else f"{p.got} B of its header"
         if event.how == "eof":
             # The capture stopped, not the connection: most likely a capture artefact. The

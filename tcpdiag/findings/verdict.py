@@ -9,6 +9,8 @@ verdict; they are appended as a remark to an "ok" one. Flows without a problem g
 
 from __future__ import annotations
 
+import re
+
 from tcpdiag.findings.context import fmt_bytes, fmt_duration, plural
 from tcpdiag.findings.registry import REGISTRY, is_capture_quality
 from tcpdiag.result import Finding, FlowResult, Severity
@@ -99,12 +101,45 @@ def _tls_verdict(flow: FlowResult, main: Finding) -> str:
     names = {f.name for f in flow.findings}
     if fatal is not None and main.name in ("tls-alert", "tls-flight-incomplete"):
         desc = fatal.description or ("encrypted alert" if fatal.encrypted else "alert")
+        gave_up = _GAVE_UP.search(main.message) if main.name == "tls-alert" else None
+        if gave_up is not None and "tls-flight-incomplete" not in names:
+            # The peer's close came first; the alert only answers it.
+            who, kind, frame = gave_up.groups()
+            return (
+                f"TLS handshake abandoned by the {who} ({kind}, frame {frame}) before its next "
+                f"flight; the {fatal.sender} answered with fatal {desc}"
+            )
         text = f"TLS handshake failed: fatal {desc} from {fatal.sender}"
         if "tls-flight-incomplete" in names:
             other = "client" if fatal.sender == "server" else "server"
             text += f" after {other}'s incomplete flight"
         return text
-    return headline(main.message)
+    text = headline(main.message)
+    # One line: the facts, not the advice that follows them in the finding.
+    for cut in (". Likely causes", ". That is", ". Note:"):
+        text = text.split(cut, 1)[0]
+    if main.name == "tls-handshake-incomplete":
+        text = text.split("; ", 1)[0].replace(
+            "the handshake did not complete: it stopped after", "TLS handshake stopped after"
+        )
+        close = flow.close
+        at = f", frame {close.frame}" if close.frame is not None else ""
+        if close.kind == "rst":
+            text += f"; then reset by the {close.by or '?'} (RST{at})"
+        elif close.kind == "fin":
+            if close.by == "both":
+                text += f"; then closed by both sides (first FIN{at})"
+            else:
+                text += f"; then closed by the {close.by or '?'} (FIN{at})"
+        else:
+            text += "; still open when the capture ended"
+    return text
+
+
+_GAVE_UP = re.compile(
+    r"in answer to the (client|server) closing the connection \((FIN|RST), frame (\d+)\) "
+    r"without sending its next flight"
+)
 
 
 def _ok(flow: FlowResult) -> str:
@@ -125,6 +160,11 @@ def _ok(flow: FlowResult) -> str:
         for f in flow.findings
         if f.name in ("capture-started-mid-flow", "half-close")
     ]
+    if any(
+        f.name == "reset-with-unread-data" and "no TLS close_notify" in f.message
+        for f in flow.findings
+    ):
+        remarks.append("closed without TLS close_notify")
     if remarks:
         text += f" ({'; '.join(dict.fromkeys(remarks))})"
     return text

@@ -15,7 +15,7 @@ turns it into a `result.FlowResult`.
 from __future__ import annotations
 
 import statistics
-from collections import deque
+import struct
 from typing import NamedTuple
 
 from tcpdiag.config import AnalysisOptions
@@ -28,9 +28,19 @@ from tcpdiag.flow.analysis import (
 )
 from tcpdiag.flow.endpoint import MAX_UNACKED, WSCALE_NONE, WSCALE_UNKNOWN, Endpoint
 from tcpdiag.flow.reassembly import EventSink, Reassembler, StreamConsumer
-from tcpdiag.flow.seq import MASK, seq_diff, seq_ge, seq_gt, seq_le
+from tcpdiag.flow.seq import HALF, MASK, seq_diff, seq_ge, seq_gt, seq_le
 from tcpdiag.flow.state import CLOSED, RESET, ZeekTracker
-from tcpdiag.model import ACK, FIN, RST, SYN, Direction, FlowKey, Segment, format_endpoint
+from tcpdiag.model import (
+    ACK,
+    FIN,
+    NO_OPTIONS,
+    RST,
+    SYN,
+    Direction,
+    FlowKey,
+    Segment,
+    format_endpoint,
+)
 from tcpdiag.result import Close, FlowResult, Handshake, RttStats, TcpCounters, TimelineRow
 
 # A data segment is "small" (a Nagle / delayed-ACK candidate) below this many bytes when the
@@ -44,6 +54,11 @@ MAX_EVENTS = 1000
 MAX_BURSTS = 1000
 MAX_DELAYED_ACK_SAMPLES = 1000
 MAX_RTT_SAMPLES = 4096
+_SFR = SYN | FIN | RST
+# One timeline row, packed: frame, time, direction, flags, seq, ack, length, window (35 bytes
+# instead of a tuple of eight objects, ~250 bytes, for every one of the 100 rows kept per flow).
+_ROW = struct.Struct("<qdBHIIII")
+_ROW_SIZE = _ROW.size
 
 
 class FlowEvent:
@@ -211,6 +226,7 @@ class Flow:
         "_saw_rst",
         "_small",
         "_tail",
+        "_tail_max",
         "analysis",
         "bursts",
         "bursts_dropped",
@@ -308,10 +324,12 @@ class Flow:
         self.finished = False
         self.consumer: StreamConsumer | None = None
         self._reasm: list[Reassembler | None] = [None, None]
-        self._head: list[tuple[int, float, int, int, int, int, int, int]] = []
-        self._head_max = self.options.limits.timeline_head
-        # created when the head is full (a deque is large; most flows never need one)
-        self._tail: deque[tuple[int, float, int, int, int, int, int, int]] | None = None
+        # Timeline rows packed with `_ROW`: the first `_head_max` packets, then a ring of the
+        # last `_tail_max` (created when the head is full; most flows never need one).
+        self._head = bytearray()
+        self._head_max = max(0, self.options.limits.timeline_head)
+        self._tail: bytearray | None = None
+        self._tail_max = max(0, self.options.limits.timeline_tail)
         self._pending_reuse: int | None = None
         self.timeline_total = 0
         self._saw_fin_ack = False
@@ -387,24 +405,26 @@ class Flow:
 
     def process(self, seg: Segment, d: Direction) -> int:
         """Account one segment sent in direction `d`. Returns its analysis flags."""
-        frame = seg.frame
-        time = seg.time
-        flags = seg.flags
-        seq = seg.seq
-        ack = seg.ack
-        length = seg.length
-        window = seg.window
-        fwd = self.endpoints[d]
-        rev = self.endpoints[1 - d]
-        if self.packets == 0:
+        # One unpack instead of fifteen attribute reads (Segment is a NamedTuple).
+        (frame, time, _, _, _, _, _, seq, ack, flags, window, length, payload, opts, _) = seg
+        di = 1 if d else 0
+        if di:
+            fwd = self.s
+            rev = self.c
+        else:
+            fwd = self.c
+            rev = self.s
+        packets = self.packets
+        if packets == 0:
             self.first_frame = frame
             self.start = time
             prev_time = time
         else:
             prev_time = self.end
-        self.packets += 1
+        packets += 1
+        self.packets = packets
         self.last_frame = frame
-        if time > self.end or self.packets == 1:
+        if time > self.end or packets == 1:
             self.end = time
         fwd.packets += 1
         fwd.last_frame = frame
@@ -427,9 +447,10 @@ class Flow:
         if self._pending_reuse == frame or (self.reuse_frame == frame and self.port_reused):
             ta |= A_REUSED_PORTS
             self._pending_reuse = None
+        retrans = ta & A_ANY_RETRANSMISSION
         if ta:
             self._record(ta, frame, dupnum)
-            if ta & A_ANY_RETRANSMISSION:
+            if retrans:
                 fwd.retransmissions += 1
 
         # -- SYN / options / window scale (Wireshark processes these after the analysis) ----
@@ -437,34 +458,40 @@ class Flow:
             self._syn(seg, d, fwd, rev)
         elif flags & ACK:
             fwd.ws_first_ack = False
-        if (
-            flags & (SYN | ACK) == ACK
-            and self._mru_syn is not None
-            and self.irtt is None
-            and self.handshake.syn_ack
-        ):
+        if not self._handshake_done:
+            hs = self.handshake
+            if (
+                flags & (SYN | ACK) == ACK
+                and self._mru_syn is not None
+                and self.irtt is None
+                and hs.syn_ack
+            ):
+                self.irtt = time - self._mru_syn
+                hs.rtt = self.irtt
+            if (
+                flags & ACK
+                and not hs.ack
+                and not syn
+                and not di
+                and hs.syn_ack
+                and self.s.isn is not None
+                and ack == (self.s.isn + 1) & MASK
+            ):
+                hs.ack = True
+                self._handshake_done = True
+                self._event("handshake-ack", frame, time, d)
+        elif self.irtt is None and flags & (SYN | ACK) == ACK and self._mru_syn is not None:
+            # (the handshake ACK was seen, so the SYN-ACK was too)
             self.irtt = time - self._mru_syn
             self.handshake.rtt = self.irtt
-        if (
-            flags & ACK
-            and not self.handshake.ack
-            and not syn
-            and d == Direction.CLIENT
-            and self.handshake.syn_ack
-            and self.s.isn is not None
-            and ack == (self.s.isn + 1) & MASK
-        ):
-            self.handshake.ack = True
-            self._handshake_done = True
-            self._event("handshake-ack", frame, time, d)
 
         # -- endpoint facts ------------------------------------------------------------------
-        opts = seg.options
-        if opts.sack:
-            fwd.last_sack = opts.sack
-        if opts.ts_val is not None:
-            fwd.ts_val = opts.ts_val
-            fwd.ts_ecr = opts.ts_ecr
+        if opts is not NO_OPTIONS:
+            if opts.sack:
+                fwd.last_sack = opts.sack
+            if opts.ts_val is not None:
+                fwd.ts_val = opts.ts_val
+                fwd.ts_ecr = opts.ts_ecr
         if not flags & (RST | SYN | FIN):
             zw = fwd.zero_windows
             if window == 0:
@@ -480,55 +507,60 @@ class Flow:
             fwd.zero_windows[-1][1] = time
             fwd.zero_windows[-1][3] = frame
         fwd.window = window
-        if flags & ACK and (fwd.highest_ack is None or seq_gt(ack, fwd.highest_ack)):
-            fwd.highest_ack = ack
-            if rev.stream_base is not None:
-                acked = rev.offset(ack)
-                if rev.fin_seq is not None and seq_gt(ack, rev.fin_seq):
-                    acked -= 1
-                if acked > fwd.acked:
-                    fwd.acked = acked
-            self._on_ack(fwd, rev, d, ack, frame, time, length, flags)
+        if flags & ACK:
+            high = fwd.highest_ack
+            # seq_gt(ack, high), inlined
+            if high is None or ((ack - high + HALF) & MASK) > HALF:
+                fwd.highest_ack = ack
+                rev_fin = rev.fin_seq
+                if rev.stream_base is not None:
+                    acked = rev.offset(ack)
+                    if rev_fin is not None and ((ack - rev_fin + HALF) & MASK) > HALF:
+                        acked -= 1
+                    if acked > fwd.acked:
+                        fwd.acked = acked
+                self._on_ack(fwd, rev, d, ack, frame, time, length, flags)
 
-        data_start = (seq + 1) & MASK if syn else seq
-        new_data = False
         if length:
+            data_start = (seq + 1) & MASK if syn else seq
             fwd.wire_bytes += length
             if fwd.first_data_frame is None:
                 fwd.first_data_frame = frame
                 fwd.first_data_time = time
             fwd.last_data_frame = frame
             fwd.last_data_time = time
-            start = fwd.offset(data_start)
+            # fwd.offset(data_start), inlined
+            start = fwd.ref_abs + (((data_start - fwd.ref_raw + HALF) & MASK) - HALF)
             end = start + length
-            high = fwd.high_abs
-            if high is None:
+            high_abs = fwd.high_abs
+            new_data = False
+            if high_abs is None:
                 fwd.unique_bytes += length if start >= 0 else max(0, end)
                 fwd.high_abs = end
                 new_data = True
-            elif end > high:
-                fwd.unique_bytes += end - max(start, high)
+            elif end > high_abs:
+                fwd.unique_bytes += end - max(start, high_abs)
                 fwd.high_abs = end
                 new_data = True
             if end > fwd.ref_abs:
                 fwd.ref_raw = (data_start + length) & MASK
                 fwd.ref_abs = end
-            if not stale and not ta & A_ZERO_WINDOW_PROBE and start + length > 0:
-                r = self._reasm[d]
+            if not stale and not ta & A_ZERO_WINDOW_PROBE and end > 0:
+                r = self._reasm[di]
                 if r is None:
-                    r = self._reasm[d] = Reassembler(
-                        int(d), self.consumer, self.options.limits.max_flow_buffer, None
+                    r = self._reasm[di] = Reassembler(
+                        di, self.consumer, self.options.limits.max_flow_buffer, None
                     )
                     r.on_event = self._reasm_sink(d)
                 if start < 0:
-                    r.segment(0, seg.payload[-start:], end, frame, time)
+                    r.segment(0, payload[-start:], end, frame, time)
                 else:
-                    r.segment(start, seg.payload, length, frame, time)
-            if new_data and not ta & A_ANY_RETRANSMISSION:
+                    r.segment(start, payload, length, frame, time)
+            if new_data and not retrans:
                 self._data_burst(d, frame, time, length)
                 self._small_data(d, fwd, rev, seq, length, frame, time)
-            elif ta & A_ANY_RETRANSMISSION:
-                self._small[d] = None
+            elif retrans:
+                self._small[di] = None
 
         # -- unacked list for RTT ------------------------------------------------------------
         if length or flags & (SYN | FIN):
@@ -537,8 +569,8 @@ class Flow:
                 ua = fwd.unacked = []
             if len(ua) < MAX_UNACKED:
                 nxt = (seq + length + (1 if flags & (SYN | FIN) else 0)) & MASK
-                ua.append([seq, nxt, frame, time, bool(ta & A_ANY_RETRANSMISSION)])
-            if ta & A_ANY_RETRANSMISSION:
+                ua.append([seq, nxt, frame, time, bool(retrans)])
+            if retrans:
                 end_raw = (seq + max(length, 1)) & MASK
                 for item in ua:
                     s0 = item[0]
@@ -547,6 +579,66 @@ class Flow:
                     if seq_gt(end_raw, s0) and seq_gt(s1, seq):
                         item[4] = True
 
+        if flags & (FIN | RST) or stale:
+            self._fin_rst(seg, d, fwd, rev, pre_ack, prev_time, stale)
+        elif not self.closed:
+            c_fin = self.c.fin_seq
+            s_fin = self.s.fin_seq
+            if c_fin is not None and s_fin is not None:
+                ca, sa = self.c.highest_ack, self.s.highest_ack
+                if ca is not None and sa is not None and seq_gt(ca, s_fin) and seq_gt(sa, c_fin):
+                    self.closed = True
+                    self.close_time = time
+
+        # -- Zeek state and history ----------------------------------------------------------
+        zk = self.zeek
+        zk.update(di, flags, fwd.relative(seq) if flags & _SFR else 0, length)
+        if length:
+            end_raw = (seq + length) & MASK
+            zh = fwd.zh_high
+            if zh is None or ((end_raw - zh + HALF) & MASK) > HALF:
+                fwd.zh_high = end_raw
+            elif not syn:
+                zk.scaled(di, "t")
+        if window == 0 and not flags & RST:
+            st = zk.state
+            if st[1 - di] != CLOSED and st[1 - di] != RESET and st[di] != RESET:
+                zk.scaled(di, "w")
+
+        # -- timeline: fixed-size packed rows (a tuple of 8 objects per packet costs ~250 B) --
+        n = self.timeline_total
+        self.timeline_total = n + 1
+        if n < self._head_max:
+            self._head += _ROW.pack(frame, time, di, flags, seq, ack, length, window)
+        else:
+            tail = self._tail
+            size = self._tail_max
+            if size:
+                if tail is None:
+                    tail = self._tail = bytearray(size * _ROW_SIZE)
+                i = n - self._head_max
+                _ROW.pack_into(
+                    tail, (i % size) * _ROW_SIZE, frame, time, di, flags, seq, ack, length, window
+                )
+        return ta
+
+    def _fin_rst(
+        self,
+        seg: Segment,
+        d: Direction,
+        fwd: Endpoint,
+        rev: Endpoint,
+        pre_ack: int | None,
+        prev_time: float,
+        stale: bool,
+    ) -> None:
+        """FIN / RST facts and events, the closed test, stale-segment events (rare packets)."""
+        frame = seg.frame
+        time = seg.time
+        flags = seg.flags
+        seq = seg.seq
+        length = seg.length
+        syn = flags & SYN
         # -- FIN / RST -----------------------------------------------------------------------
         if flags & FIN:
             fin_seq = (seq + length + (1 if syn else 0)) & MASK
@@ -609,35 +701,6 @@ class Flow:
 
         if stale:
             self._event("stale-segment", frame, time, d, seq=seq)
-
-        # -- Zeek state and history ----------------------------------------------------------
-        zk = self.zeek
-        zk.update(int(d), flags, fwd.relative(seq), length)
-        if length:
-            end_raw = (seq + length) & MASK
-            if fwd.zh_high is None or seq_gt(end_raw, fwd.zh_high):
-                fwd.zh_high = end_raw
-            elif not syn:
-                zk.scaled(int(d), "t")
-        if (
-            window == 0
-            and not flags & RST
-            and zk.state[1 - d] not in (CLOSED, RESET)
-            and zk.state[d] != RESET
-        ):
-            zk.scaled(int(d), "w")
-
-        # -- timeline ------------------------------------------------------------------------
-        row = (frame, time, int(d), flags, seq, ack, length, window)
-        self.timeline_total += 1
-        if len(self._head) < self._head_max:
-            self._head.append(row)
-        else:
-            tail = self._tail
-            if tail is None:
-                tail = self._tail = deque(maxlen=max(0, self.options.limits.timeline_tail))
-            tail.append(row)
-        return ta
 
     # ------------------------------------------------------------------ helpers
 
@@ -847,6 +910,10 @@ class Flow:
                 end_how, end_frame, end_time = how, self.last_frame, self.end
             if r is not None:
                 r.end(end_how, end_frame, end_time)
+                # An ended reassembler reports nothing more; dropping its sink (a closure over
+                # this flow) breaks the only reference cycle, so the flow is freed by reference
+                # counting as soon as the table forgets it, without the cyclic GC.
+                r.on_event = None
             elif self.consumer is not None:
                 self.consumer.on_end(int(d), end_how, end_frame, end_time)
         c, s = self.c, self.s
@@ -894,18 +961,29 @@ class Flow:
             rtt=self.rtt,
         )
 
+    def _timeline_rows(self) -> list[tuple[int, float, int, int, int, int, int, int]]:
+        """The kept rows, unpacked, in capture order (head, then the tail ring oldest first)."""
+        rows = list(_ROW.iter_unpack(self._head))
+        tail = self._tail
+        if tail is not None:
+            kept = min(self.timeline_total - self._head_max, self._tail_max)
+            first = (self.timeline_total - self._head_max - kept) % self._tail_max
+            for i in range(kept):
+                rows.append(_ROW.unpack_from(tail, ((first + i) % self._tail_max) * _ROW_SIZE))
+        return rows
+
     def timeline(self) -> tuple[list[TimelineRow], int]:
         """The capped timeline (head + tail rows) and the number of packets elided."""
         notes: dict[int, list[str]] = {}
-        tail = self._tail or ()
-        frames_kept = {r[0] for r in self._head} | {r[0] for r in tail}
+        kept = self._timeline_rows()
+        frames_kept = {r[0] for r in kept}
         for name, frames in self.analysis.items():
             for f in frames:
                 if f in frames_kept:
                     notes.setdefault(f, []).append(name)
         rows: list[TimelineRow] = []
         eps = self.endpoints
-        for frame, time, d, flags, seq, ack, length, window in (*self._head, *tail):
+        for frame, time, d, flags, seq, ack, length, window in kept:
             ep = eps[d]
             peer = eps[1 - d]
             rel_ack = 0

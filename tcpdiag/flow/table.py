@@ -39,7 +39,10 @@ from collections.abc import Callable, Iterator
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.seq import seq_add
-from tcpdiag.model import ACK, FIN, RST, SYN, Direction, FlowKey, Segment, flow_key
+from tcpdiag.model import ACK, FIN, RST, SYN, Direction, FlowKey, Segment
+
+CLIENT = Direction.CLIENT
+SERVER = Direction.SERVER
 
 FlowCallback = Callable[[Flow], None]
 # (end time, sender -> ISN/base, sender -> (ISN, nextseq), established-and-closed)
@@ -143,15 +146,42 @@ class FlowTable:
     def add(self, seg: Segment) -> Flow | None:
         """Account one TCP segment (capture order). Returns the flow it belongs to, or None
         while the tuple is only an embryo (pure SYNs; see the module docstring)."""
-        now = self._advance_clock(seg.time)
+        t = seg.time
+        clock = self._clock
+        if clock < t and t - clock <= SUSPICIOUS_JUMP and self._jump is None:
+            now = self._clock = t  # the common case of `_advance_clock`
+        else:
+            now = self._advance_clock(t)
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
             self.expire(now)
-        key = flow_key(seg.src, seg.sport, seg.dst, seg.dport)
+        src = seg.src
+        sport = seg.sport
+        # flow_key(), inlined
+        a = (src, sport)
+        b = (seg.dst, seg.dport)
+        key = (a, b) if a <= b else (b, a)
         flows = self._flows
         entry = flows.get(key)
         flags = seg.flags
-        if isinstance(entry, _Embryo):
+        if type(entry) is Flow:
+            # Fast path: a packet of a tracked flow that is neither a SYN nor late.
+            if not flags & SYN and now - entry.end <= (
+                min(self.options.limits.idle_timeout, self.options.thresholds.time_wait)
+                if entry.closed
+                else self.options.limits.idle_timeout
+            ):
+                flows.move_to_end(key)
+                client = entry.client
+                was_closed = entry.closed
+                entry.process(seg, CLIENT if sport == client[1] and src == client[0] else SERVER)
+                if entry.closed:
+                    if was_closed:
+                        self._closing.move_to_end(key)
+                    else:
+                        self._closing[key] = entry
+                return entry
+        elif isinstance(entry, _Embryo):
             if entry.takes(seg) and now - entry.end <= self.options.limits.idle_timeout:
                 entry.segs.append(seg)
                 entry.end = max(entry.end, seg.time)
@@ -224,7 +254,7 @@ class FlowTable:
     def _linger(self, flow: Flow) -> float:
         lim = self.options.limits.idle_timeout
         if flow.closed:
-            return min(lim, self.options.thresholds.time_wait)
+            return min(lim, self.options.limits.close_linger)
         return lim
 
     @staticmethod

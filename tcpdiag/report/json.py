@@ -140,7 +140,7 @@ def flow_json(flow: FlowResult) -> JsonObject:
 
 def capture_json(cap: CaptureResult, flows: list[FlowResult] | None = None) -> JsonObject:
     selected = cap.flows if flows is None else flows
-    return {
+    out: JsonObject = {
         "path": no_surrogates(cap.path),
         "format": cap.format,
         "link_types": [no_surrogates(t) for t in cap.link_types],
@@ -153,6 +153,10 @@ def capture_json(cap: CaptureResult, flows: list[FlowResult] | None = None) -> J
         "flows": [flow_json(f) for f in selected],
         "findings": [finding_json(f) for f in cap.findings],
     }
+    if cap.flows_released:
+        # Live capture only: healthy flows reported while running, then released.
+        out["flows_released"] = cap.flows_released
+    return out
 
 
 def _filtered(cap: CaptureResult, options: ReportOptions) -> list[FlowResult]:

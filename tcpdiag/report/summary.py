@@ -30,8 +30,9 @@ def summarize_captures(captures: list[CaptureResult]) -> Summary:
     flows = problems = 0
     worst: Severity | None = None
     for cap in captures:
-        flows += len(cap.flows)
+        flows += len(cap.flows) + cap.flows_released
         problems += sum(1 for f in cap.flows if is_problem(f))
+        counts.update(cap.released_findings)
         for finding in cap.all_findings():
             counts[finding.name] += 1
             if worst is None or finding.severity > worst:

@@ -169,6 +169,8 @@ def _header(cap: CaptureResult, ctx: _Ctx) -> RenderableType:
     for f in cap.all_findings():
         counts[f.severity] = counts.get(f.severity, 0) + 1
     line3 = Text(f"{summary.flows} flows, {summary.problem_flows} with problems")
+    if cap.flows_released:
+        line3.append(f" ({cap.flows_released} healthy, reported while live and not kept)")
     if counts:
         line3.append("; findings: ")
         parts = [
@@ -212,9 +214,14 @@ def _flow_table(cap: CaptureResult, flows: list[FlowResult], ctx: _Ctx) -> list[
     for flow in flows[:limit]:
         sev = flow.max_severity
         verdict = Text()
-        verdict.append(ctx.g.marks[sev], style=ctx.style(_sev_style(sev, "green")))
-        verdict.append(" ")
-        verdict.append_text(ctx.text(flow.verdict or "-", max_len=200))
+        mark = ctx.g.marks[sev]
+        said = flow.verdict or "-"
+        # The plain glyph of a healthy flow is the word "ok", which healthy verdicts already
+        # start with ("ok: 12 bytes ..."): print it once, not "ok ok: ...".
+        if not said.startswith(f"{mark}:"):
+            verdict.append(mark, style=ctx.style(_sev_style(sev, "green")))
+            verdict.append(" ")
+        verdict.append_text(ctx.text(said, max_len=200))
         table.add_row(
             str(flow.id),
             ctx.text(flow.client, max_len=64),

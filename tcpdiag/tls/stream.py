@@ -98,16 +98,20 @@ class SideState:
     last_record: Record | None = None
     end: tuple[str, int | None, float | None] | None = None  # (how, frame, time)
     labels_head: list[tuple[int, str]] = field(default_factory=list)
-    labels_tail: deque[tuple[int, str]] = field(default_factory=lambda: deque(maxlen=LABELS_TAIL))
+    # created when the head is full (an empty deque is ~600 bytes; most sides never need one)
+    labels_tail: deque[tuple[int, str]] | None = None
     labels_dropped: int = 0
 
     def label(self, frame: int, text: str) -> None:
         if len(self.labels_head) < LABELS_HEAD:
             self.labels_head.append((frame, text))
         else:
-            if len(self.labels_tail) == LABELS_TAIL:
+            tail = self.labels_tail
+            if tail is None:
+                tail = self.labels_tail = deque(maxlen=LABELS_TAIL)
+            if len(tail) == LABELS_TAIL:
                 self.labels_dropped += 1
-            self.labels_tail.append((frame, text))
+            tail.append((frame, text))
 
 
 class TlsStream:
@@ -258,7 +262,7 @@ class TlsStream:
         self.finish()
         merged: dict[int, list[str]] = {}
         for side in self.sides:
-            for frame, text in [*side.labels_head, *side.labels_tail]:
+            for frame, text in [*side.labels_head, *(side.labels_tail or ())]:
                 merged.setdefault(frame, []).append(text)
         return dict(sorted(merged.items()))
 

@@ -842,3 +842,14 @@ def test_streamed_text_escapes_packet_derived_strings() -> None:
     assert text.splitlines()[0].startswith("flow 7  10.0.0.1:5000 -> 10.0.0.2:443  SF  TLS")
     assert text.splitlines()[1].startswith("  error   tls-alert: alert ")
     assert text.endswith("(frames 1, 2, 3, 4, 5, 6, 7, 8, ...)")
+
+
+@needs_libpcap
+def test_tshark_engine_checks_the_filter_first() -> None:
+    """dumpcap says "Capturing on" before it rejects a bad filter: check it before."""
+    pytest.importorskip("pyshark")
+    if shutil.which("tshark") is None:
+        pytest.skip("tshark is not installed")
+    result = CliRunner().invoke(live_command, ["-i", "lo", "--engine", "tshark", "-f", "tcp prot"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("tcpdiag: error: bad capture filter 'tcp prot'")

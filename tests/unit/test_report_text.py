@@ -182,3 +182,20 @@ def test_check_text_lists_failing_findings_and_verdict() -> None:
     assert lines[-1] == "4 findings at or above error in 1 of 1 capture (2 below the threshold)"
     ok = render_check(AnalysisResult("0", [CaptureResult("a.pcap", "pcap")]), PLAIN)
     assert ok.strip() == "ok no findings at or above error in 1 capture"
+
+
+def test_healthy_flow_verdict_says_ok_once() -> None:
+    # The plain glyph of a healthy flow is "ok" and its verdict starts with "ok:": the table
+    # used to print "ok ok: ...".
+    result = seed_result()
+    healthy = result.captures[0].flows[-1]
+    healthy.findings = []
+    healthy.verdict = "ok: 4,139 bytes in 61 ms, closed by both sides (FIN)"
+    out = render_text(result, PLAIN)
+    assert "ok ok" not in out
+    assert "| ok: 4,139 bytes in 61 ms" in out
+
+
+def test_near_miss_problem_flow_keeps_its_glyph() -> None:
+    out = render_text(seed_result(), PLAIN)
+    assert "| E connection refused by 10.0.0.2:8080" in out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from tcpdiag.config import AnalysisOptions, Thresholds
 from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.findings import capture_rules, tcp_rules
@@ -155,7 +157,7 @@ def test_near_miss_ordinary_counters_are_not_findings() -> None:
 
 
 def test_capture_reader_notes_map_to_registered_findings() -> None:
-    assert note_finding_name("bogus-snaplen") == "capture-damaged"
+    assert note_finding_name("bogus-snaplen") == "capture-header-anomaly"
     assert note_finding_name("invalid-timestamp") == "capture-timestamps-invalid"
     assert note_finding_name("pcapng-corrupt-block") == "capture-damaged"
     assert note_finding_name("capture-link-unsupported") == "capture-link-unsupported"
@@ -169,6 +171,52 @@ def test_capture_reader_notes_map_to_registered_findings() -> None:
     damaged = only(found, "capture-damaged")
     assert damaged.severity is Severity.WARNING and "byte offset 1,024" in damaged.message
     assert "10 flows" in only(found, "flow-table-full").message
+
+
+def test_unusual_snaplen_is_a_header_anomaly_not_damage() -> None:
+    # Trigger: the public tcp-fast-port-reuse.pcap.gz declares snaplen 1,000,000; every record
+    # was read, so this is an info header anomaly, not capture-damaged.
+    note = SimpleNamespace(
+        name="bogus-snaplen",
+        message="pcap header snaplen 1000000 is not a usable snap length",
+        count=1,
+    )
+    ctx = CaptureContext()
+    ctx.add_capture_notes([note])
+    found = [f for _, f in capture_rules.diagnose_capture([], ctx, Thresholds())]
+    anomaly = only(found, "capture-header-anomaly")
+    assert anomaly.severity is Severity.INFO
+    assert "1000000" in anomaly.message and "not damage" in anomaly.message
+    assert not [f for f in found if f.name == "capture-damaged"]
+
+
+def test_near_miss_a_corrupt_block_is_still_damage() -> None:
+    assert note_finding_name("pcapng-corrupt-block") == "capture-damaged"
+    assert note_finding_name("pcapng-unknown-interface") == "capture-damaged"
+    ctx = CaptureContext()
+    ctx.add_damage(261, "record 3 has captured length 16711424, above the maximum 262144", 2)
+    found = [f for _, f in capture_rules.diagnose_capture([], ctx, Thresholds())]
+    assert only(found, "capture-damaged").severity is Severity.WARNING
+
+
+def test_ip_length_beyond_the_frame_is_snaplen_truncation() -> None:
+    # Trigger: tcptrace's fast_reuse dump cut frames at 128 B but recorded orig_len = caplen.
+    stats = DecodeStats(packets=513, tcp=513, ip_length_exceeds_frame=202)
+    found = [
+        f for _, f in capture_rules.diagnose_capture([], CaptureContext(), Thresholds(), stats)
+    ]
+    cut = only(found, "capture-snaplen-truncated")
+    assert cut.count == 202 and "not bytes lost on the network" in cut.message
+    assert not [f for f in found if f.name == "capture-truncated-packets"]
+
+
+def test_near_miss_bad_tcp_options_stay_truncated_packets() -> None:
+    stats = DecodeStats(packets=10, tcp=10, bad_tcp_options=2)
+    found = [
+        f for _, f in capture_rules.diagnose_capture([], CaptureContext(), Thresholds(), stats)
+    ]
+    assert only(found, "capture-truncated-packets").count == 2
+    assert not [f for f in found if f.name == "capture-snaplen-truncated"]
 
 
 def test_context_memory_is_bounded() -> None:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from tcpdiag.config import Thresholds
+from tcpdiag.result import FlowResult, Severity
 from tests.craft import Conversation
 from tests.unit.rules_craft import diagnose, names, only, results
+
+ROOT = Path(__file__).resolve().parents[2]
+CAPTURES = ROOT / "captures"
+PUBLIC = ROOT.parent / "shared/captures/public"
 
 
 def _exchange(c: Conversation) -> Conversation:
@@ -135,7 +144,8 @@ def test_data_arriving_after_fin_is_reset() -> None:
     found = diagnose(c)
     f = only(found, "reset-with-unread-data")
     assert "after 50 bytes from 10.0.0.2:80 (frame 9) arrived following its own FIN" in f.message
-    assert "half-close" in names(found)
+    # The client reset the data: it had closed, not shut down its sending side only.
+    assert "half-close" not in names(found)
 
 
 def test_near_miss_server_linger0_after_single_answer_is_abortive() -> None:
@@ -258,3 +268,135 @@ def test_stale_segment_of_previous_incarnation() -> None:
     assert f.severity.label == "warning"
     assert f.frames == (10,)
     assert "belongs to the previous connection on these ports" in f.message
+
+
+# -- half-close: a reply to a FIN is not "keeps sending" ----------------------------------------
+
+
+def test_peer_keeps_sending_after_fin_is_half_close() -> None:
+    c = _exchange(Conversation())
+    c.fin("c")
+    c.ack("s")
+    for _ in range(3):
+        c.send("s", 40, dt=0.01)
+        c.ack("c")
+    c.fin("s", dt=0.01)
+    c.ack("c")
+    f = only(diagnose(c), "half-close")
+    assert "kept sending 120 bytes afterwards" in f.message
+
+
+def test_near_miss_single_small_reply_then_close_is_not_half_close() -> None:
+    # tls-client-gives-up: the client's FIN, the server's 7-byte alert 0.1 ms later, its FIN.
+    c = _exchange(Conversation())
+    c.fin("c")
+    c.send("s", 7, dt=0.0001)
+    c.ack("c")
+    c.fin("s", dt=0.0001)
+    c.ack("c")
+    assert "half-close" not in names(diagnose(c))
+
+
+def test_single_reply_then_staying_open_is_half_close() -> None:
+    # The same single reply, but the peer stays open for 2 s before its FIN: it kept going.
+    c = _exchange(Conversation())
+    c.fin("c")
+    c.send("s", 7, dt=0.0001)
+    c.ack("c")
+    c.fin("s", dt=2.0)
+    c.ack("c")
+    assert "half-close" in names(diagnose(c))
+
+
+# -- resets explained by something else -----------------------------------------------------------
+
+
+def _capture(name: str) -> list[FlowResult]:
+    from tcpdiag.config import AnalysisOptions
+    from tcpdiag.engine import analyze_capture
+
+    return analyze_capture(str(CAPTURES / name), AnalysisOptions()).flows
+
+
+def test_reset_after_a_tls_alert_is_left_to_the_alert() -> None:
+    # tls-ccs-first: fatal unexpected_message (frame 9) then the server's RST (frame 10).
+    (flow,) = _capture("tls-ccs-first.pcap")
+    found = {f.name for f in flow.findings}
+    assert not found & {"reset-mid-stream", "reset-with-unread-data", "abortive-close"}
+    alert = next(f for f in flow.findings if f.name == "tls-alert")
+    assert 10 in alert.frames and "then RST from the server" in alert.message
+    # tls-unknown-ca: the client's own alert, then its RST.
+    (flow,) = _capture("tls-unknown-ca.pcap")
+    assert [f.name for f in flow.findings] == ["tls-alert"]
+
+
+def test_near_miss_reset_mid_record_without_alert_stays() -> None:
+    (flow,) = _capture("tls-rst-mid-record.pcap")
+    assert "reset-mid-stream" in {f.name for f in flow.findings}
+
+
+def test_closing_alert_answered_by_reset_is_info() -> None:
+    # tls12-no-close-notify: bare FIN, the server's 31 B encrypted alert, the client's RST.
+    (flow,) = _capture("tls12-no-close-notify.pcap")
+    f = next(f for f in flow.findings if f.name == "reset-with-unread-data")
+    assert f.severity is Severity.INFO
+    assert "no TLS close_notify" in f.message and "31 B encrypted alert (frame 13)" in f.message
+    assert "half-close" not in {x.name for x in flow.findings}
+    assert flow.verdict.startswith("ok:")
+    assert flow.verdict.endswith("reset by client (closed without TLS close_notify)")
+
+
+def test_near_miss_plain_data_after_fin_answered_by_reset_stays_warning() -> None:
+    # tcp-ftp-quit-halfclose-rst (public): 6 bytes of FTP after the server's FIN, then RST.
+    from tcpdiag.config import AnalysisOptions
+    from tcpdiag.engine import analyze_capture
+
+    if not PUBLIC.is_dir():
+        pytest.skip("public capture corpus not available")
+    cap = analyze_capture(str(PUBLIC / "tcp-ftp-quit-halfclose-rst.pcap"), AnalysisOptions())
+    f = next(f for f in cap.flows[0].findings if f.name == "reset-with-unread-data")
+    assert f.severity is Severity.WARNING
+
+
+def test_reset_ignored_before_the_synack_is_not_judged() -> None:
+    # A RST before the SYN/ACK, after which the handshake completes: the client ignored it.
+    c = Conversation()
+    c.syn()
+    c.rst("s", dt=0.2)
+    c.synack(dt=1.0)
+    c.ack("c")
+    c.send("c", 25)
+    c.ack("s", dt=1.5)
+    c.rst("s", dt=0.002)
+    found = diagnose(c)
+    f = only(found, "reset-with-unread-data")
+    assert "(frame 7) 1.5 s after receiving 25 bytes" in f.message
+    assert "earlier RST from 10.0.0.2:80 (frame 2)" in f.message
+    assert "abortive-close" not in names(found)
+
+
+def test_near_miss_reset_after_synack_is_judged() -> None:
+    c = _exchange(Conversation())
+    c.rst("s")
+    f = only(diagnose(c), "abortive-close")
+    assert "earlier RST" not in f.message
+
+
+def test_lone_fin_answered_by_reset_is_a_closed_port_not_an_abort() -> None:
+    # tcp-scan-refused-rst-after-synack (public), flow 5: nmap -sF against a closed port.
+    c = Conversation()
+    c.fin("c", ack=False)
+    c.rst("s", dt=0.0006)
+    f = only(diagnose(c), "abortive-close")
+    assert "answered the only packet seen from 10.0.0.1:40000 (FIN, frame 1" in f.message
+    assert "a FIN scan" in f.message and "no established connection was aborted" in f.message
+
+
+def test_near_miss_reset_after_midflow_data_is_still_an_abort() -> None:
+    c = Conversation()
+    c.send("c", 100)
+    c.send("s", 100, dt=0.01)
+    c.ack("c")
+    c.rst("s", dt=0.01)
+    found = diagnose(c)
+    assert not any("only packet seen" in f.message for f in found)

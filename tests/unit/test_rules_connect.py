@@ -367,3 +367,36 @@ def test_icmpv6_error_attaches_to_ipv6_flow() -> None:
     f = only(flows[0].findings, "icmp-unreachable")
     assert "rejected by 2001:db8::fe" in f.message
     assert "ICMPv6 destination unreachable, address unreachable (type 1 code 3)" in f.message
+
+
+def test_connect_then_immediate_reset_is_an_aborted_handshake() -> None:
+    # tcp-scan-refused-rst-after-synack (public), flows 1-2: a connect() scan.
+    c = Conversation().handshake()
+    c.rst("c", dt=0.0001)
+    found = diagnose(c)
+    f = only(found, "handshake-aborted-by-client")
+    assert "completed the handshake with 10.0.0.2:80 (ACK, frame 3)" in f.message
+    assert "before either side sent any data" in f.message and f.frames == (1, 2, 3, 4)
+    assert "abortive-close" not in names(found)
+
+
+def test_near_miss_reset_after_the_server_greets_is_not_an_aborted_handshake() -> None:
+    c = Conversation().handshake()
+    c.send("s", 20, dt=0.01)
+    c.rst("c", dt=0.01)
+    assert "handshake-aborted-by-client" not in names(diagnose(c))
+
+
+def test_rst_after_the_server_accepted_data_is_not_a_refusal() -> None:
+    # tcp-lost-segment-refused-rst (public), flow 2: the SYN/ACK is missing from the capture,
+    # but the server acknowledged the request and sent data before its RST.
+    c = Conversation()
+    c.syn()
+    c.ack("c", dt=0.06, ack=5001)
+    c.send("c", 119)
+    c.ack("s", dt=0.09)
+    c.send("s", 1391, dt=0.3)
+    c.rst("s", dt=0.06)
+    found = diagnose(c)
+    assert "connection-refused" not in names(found)
+    assert names(found) & {"reset-mid-stream", "reset-with-unread-data", "abortive-close"}

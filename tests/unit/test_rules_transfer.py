@@ -278,7 +278,43 @@ def test_packets_captured_twice_are_not_reported_as_loss() -> None:
         s = c.send("s", 1000)
         c.retransmit(s.frame, dt=0.00002, ack=s.ack)  # the same packet, captured again
         c.ack("c")
-    f = only(diagnose(c), "retransmission")
+    found = diagnose(c)
+    f = only(found, "retransmission")
     assert f.severity is Severity.INFO
-    assert "captured twice within 1 ms" in f.message
+    assert "10 of the 10 are packets captured twice" in f.message
     assert "not resends on the network" in f.message
+    dup = only(found, "capture-duplicate-packets")
+    assert "less than 1.0 ms later" in dup.message and dup.count == 10
+
+
+def test_single_retransmission_in_a_tiny_flow_stays_info() -> None:
+    # tls12-ecdhe-full (public): 1 resend among 11 data segments is "9 %", but one segment
+    # says nothing about the path: at least 2 lost segments before the percentage applies.
+    f = only(diagnose(_bulk(Conversation(), 10, 1)), "retransmission")
+    assert f.severity is Severity.INFO
+    assert "a single lost segment: too few to say the path is lossy" in f.message
+
+
+def test_near_miss_two_retransmissions_in_a_tiny_flow_warn() -> None:
+    f = only(diagnose(_bulk(Conversation(), 10, 2)), "retransmission")
+    assert f.severity is Severity.WARNING and "lost on the path" in f.message
+
+
+def test_conversation_captured_again_later_is_a_capture_artefact() -> None:
+    # vlan-qinq-same-flow-x3 (public): the same packets seen on another VLAN 50 ms later.
+    c = Conversation().handshake()
+    first = [c.send("c", 100), c.send("s", 1000), c.ack("c"), c.send("s", 500), c.ack("c")]
+    for seg in first:
+        c.retransmit(seg.frame, at=seg.time + 0.05, ack=seg.ack)
+    found = diagnose(c)
+    dup = only(found, "capture-duplicate-packets")
+    assert "repeat the conversation exactly 50 ms later, from both sides" in dup.message
+    r = only(found, "retransmission")
+    assert r.severity is Severity.INFO and "captured twice" in r.message
+
+
+def test_near_miss_timeout_resends_of_one_side_are_not_duplicates() -> None:
+    # Equal RTO offsets from one sender only: real retransmissions, not a replayed capture.
+    found = diagnose(_bulk(Conversation(), 100, 3))
+    assert "capture-duplicate-packets" not in names(found)
+    assert only(found, "retransmission").severity is Severity.WARNING

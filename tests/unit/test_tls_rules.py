@@ -271,3 +271,64 @@ def test_encrypted_record_sizes_match_real_records() -> None:
     assert (finished_record_size(cbc), encrypted_record_size(cbc, 2)) == (69, 53)
     assert encrypted_record_size("TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256", 2) == 23
     assert encrypted_record_size(None, 2) is None
+
+
+def _lab_flow(name: str):  # type: ignore[no-untyped-def]
+    from pathlib import Path
+
+    from tcpdiag.config import AnalysisOptions
+    from tcpdiag.engine import analyze_capture
+
+    path = Path(__file__).resolve().parents[2] / "captures" / name
+    (flow,) = analyze_capture(str(path), AnalysisOptions()).flows
+    return flow
+
+
+def test_tls13_alert_after_the_encrypted_handshake_flight_is_named_so() -> None:
+    # tls-unknown-ca: TLS 1.3 hides EncryptedExtensions..Finished in application_data records;
+    # "after the server's ApplicationData" misled: no application data was ever sent.
+    flow = _lab_flow("tls-unknown-ca.pcap")
+    alert = next(f for f in flow.findings if f.name == "tls-alert")
+    assert "after the server's encrypted handshake flight (4 records, 638 B" in alert.message
+    assert "ApplicationData" not in alert.message
+
+
+def test_near_miss_tls12_alert_names_the_plain_message() -> None:
+    flow = _lab_flow("tls-no-shared-cipher.pcap")
+    alert = next(f for f in flow.findings if f.name == "tls-alert")
+    assert "after the client's ClientHello" in alert.message
+    assert "encrypted handshake" not in alert.message
+
+
+def test_verdict_says_the_client_gave_up_first() -> None:
+    # tls-client-gives-up: the client's FIN (frame 8) came first; the alert only answers it.
+    flow = _lab_flow("tls-client-gives-up.pcap")
+    assert flow.verdict == (
+        "TLS handshake abandoned by the client (FIN, frame 8) before its next flight; the "
+        "server answered with fatal decode_error"
+    )
+
+
+def test_near_miss_incomplete_flight_verdict_blames_the_flight() -> None:
+    flow = _lab_flow("tls-half-record.pcap")
+    assert flow.verdict == (
+        "TLS handshake failed: fatal decode_error from server after client's incomplete flight"
+    )
+
+
+def test_incomplete_handshake_verdict_is_one_line_with_the_ending() -> None:
+    flow = _lab_flow("tls-server-stalls.pcap")
+    assert flow.verdict.startswith("TLS handshake stopped after the client's flight")
+    assert flow.verdict.endswith("then closed by both sides (first FIN, frame 10)")
+
+
+def test_reset_ending_a_failed_handshake_is_left_to_the_tls_finding() -> None:
+    # tls-no-server-hello: the server's RST after the ClientHello is how the failure ended.
+    flow = _lab_flow("tls-no-server-hello.pcap")
+    assert [f.name for f in flow.findings] == ["tls-no-server-hello"]
+    assert 6 in flow.findings[0].frames
+
+
+def test_near_miss_reset_after_a_completed_handshake_stays_a_tcp_finding() -> None:
+    flow = _lab_flow("tls-rst-mid-record.pcap")
+    assert "reset-mid-stream" in {f.name for f in flow.findings}

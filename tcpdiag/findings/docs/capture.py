@@ -119,8 +119,10 @@ SPECS: tuple[FindingSpec, ...] = (
         """),
         how_detected=text("""
             The capture reader stops at a record or block that cannot be valid (length beyond
-            the file or beyond sane limits) and reports the byte offset and the reason; other
-            invalid but recoverable values (bogus snap length, unknown interface) are noted.
+            the file or beyond sane limits) and reports the byte offset and the reason, or
+            skips records it cannot use (a pcapng block whose lengths disagree, a packet for an
+            interface the section does not describe). Unusual header values that do not stop
+            reading (a snap length of 1,000,000) are `capture-header-anomaly` instead.
         """),
         common_causes=text("""
             - The capture was still being written, or tcpdump was killed with SIGKILL.
@@ -143,6 +145,98 @@ SPECS: tuple[FindingSpec, ...] = (
             capture-damaged (warning)
               capture damaged at byte offset 1,048,600: record length 4294967280 is larger
               than the rest of the file; 1,020 packets before it were analysed
+        """),
+    ),
+    FindingSpec(
+        name="capture-header-anomaly",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="The capture file's headers hold unusual values (the file was still read)",
+        what_it_means=text("""
+            A field of the capture file's own headers is unusual or invalid, but reading went
+            on: a snap length of 0 or above the 262,144 bytes tcpdump and Wireshark use, a
+            record whose captured length exceeds the file's snap length or the packet's
+            original length, reserved bits in the link-type field, a pcap variant with longer
+            record headers, or a pcapng option that does not fit its block. Every packet was
+            read; nothing is missing because of it. This is not `capture-damaged`, which means
+            that reading stopped early or skipped records.
+        """),
+        how_detected=text("""
+            The capture reader checks the pcap file header (snap length, link type), every
+            record header (captured length against the snap length and the original length)
+            and pcapng options, and notes values outside the formats' rules while using
+            each record's own captured length.
+        """),
+        common_causes=text("""
+            - Tools that write their own pcap files (tcptrace, test generators, converters)
+              with a made-up snap length such as 1,000,000 or 0.
+            - Packets captured with offloads (TSO/GRO) larger than the declared snap length.
+            - Files edited or fuzzed by hand.
+        """),
+        how_to_confirm=text("""
+            `capinfos -l FILE` prints the snap length; in Wireshark, `frame.cap_len >
+            frame.len` finds records whose captured length exceeds their original length.
+        """),
+        what_to_do=text("""
+            Nothing for the analysis itself. If another tool rejects the file, rewrite it with
+            `editcap FILE OUT.pcap` (which writes a standard header).
+        """),
+        references=(
+            "pcap file format (draft-ietf-opsawg-pcap): SnapLen, LinkType",
+            "pcapng file format (draft-ietf-opsawg-pcapng): options",
+        ),
+        example=example("""
+            capture-header-anomaly (info)
+              pcap header snaplen 1000000 is not a usable snap length — an unusual header
+              value, not damage: every record was read with its own captured length
+        """),
+    ),
+    FindingSpec(
+        name="capture-duplicate-packets",
+        severity=Severity.INFO,
+        category="capture",
+        capture_quality=True,
+        title="The capture holds the same packets twice",
+        what_it_means=text("""
+            Some packets of the connection are in the capture more than once: exact copies
+            (same sequence and acknowledgment numbers, flags, length and window) made by the
+            capture, not sent twice by the endpoints. Wireshark and tcpdiag flag such copies
+            as retransmissions, duplicate ACKs or keep-alives; those flags, on these frames,
+            say nothing about the network.
+        """),
+        how_detected=text("""
+            Two signatures, in the kept timeline of the flow. A packet that repeats the
+            previous packet of the same side exactly, less than 1 ms later (a mirror port
+            copying both directions of a link, or a capture on two interfaces of a host). Or
+            packets of both sides repeating earlier ones exactly, at one and the same time
+            offset (three copies or more): the conversation captured again at another point
+            a fixed delay later. Real retransmissions are timed by each sender's own timers
+            and never replay the other side's ACKs. When these copies are at least half of a
+            flow's retransmissions, the retransmission finding stays info and this finding
+            lists the copies.
+        """),
+        common_causes=text("""
+            - A SPAN/mirror port that copies both ingress and egress of the same traffic.
+            - Capturing on `-i any` when a packet crosses several interfaces (bridge, VLAN
+              sub-interface, veth and its bond).
+            - Captures from several points or VLANs merged with mergecap.
+        """),
+        how_to_confirm=text("""
+            In Wireshark, the copies have the same `tcp.seq`, `tcp.ack` and `ip.id` as the
+            original; `vlan.id`, `frame.interface_id` or `eth.src` usually differ.
+            `editcap -D 5` (or `-w 0.001`) removes duplicates.
+        """),
+        what_to_do=text("""
+            Capture at one point (one interface, one direction of the mirror), or
+            de-duplicate with `editcap -D` before analysis.
+        """),
+        references=("editcap(1) options -D / -w", "Wireshark wiki: Duplicate packets"),
+        example=example("""
+            capture-duplicate-packets (info) flow 1, 22 frames: 2, 6, 7, 9, …
+              22 packets of 10.0.0.1:59856 ⇄ 10.0.0.2:80 repeat the conversation exactly 50 ms
+              later, from both sides; 18 of the flow's retransmissions are such copies — the
+              capture saw the same packets twice
         """),
     ),
     FindingSpec(

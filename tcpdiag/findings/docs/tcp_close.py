@@ -24,6 +24,14 @@ SPECS: tuple[FindingSpec, ...] = (
             another TTL), the bytes in flight, and how long the connection had been idle
             before: an idle time close to a round number of seconds or minutes (30 s, 60 s,
             300 s, 3600 s) suggests a NAT or firewall idle timeout.
+
+            One root cause per flow: a RST that comes right after a TLS alert (the resetter's
+            own, or the peer's as the last data before it) is not reported here; the
+            tls-alert finding names the reset in its TCP context ("then RST from the server
+            58 µs later (frame 10)") and lists the RST's frame. A RST sent before the SYN/ACK
+            of a handshake that then completed was ignored by the client (its ACK did not
+            acknowledge the SYN: forged, injected or stale) and is not the one judged; the
+            message of the reset that did end the connection mentions it.
         """),
         common_causes=text("""
             - The peer process crashed or was killed, or aborted the connection on an error.
@@ -74,7 +82,15 @@ SPECS: tuple[FindingSpec, ...] = (
             A connection that ends with a RST from one side, with no FIN from that side before
             it, when neither reset-mid-stream (data in flight) nor reset-with-unread-data (data
             just received and not answered) applies. A RST that follows an orderly FIN exchange
-            is also reported when it carries no sign of unread data.
+            is also reported when it carries no sign of unread data (info).
+
+            When the capture holds no handshake and exactly one packet from one side answered
+            by a RST from the other (a lone FIN, a packet with no flags, FIN/PSH/URG), the
+            message says what that is: the receiver has no connection for the packet (RFC
+            9293 §3.10.7.1), so the port is closed or the connection was forgotten (a
+            FIN/NULL/Xmas port scan, a restarted host) — no running connection was aborted.
+            A RST right after the handshake, with no data either way, is
+            handshake-aborted-by-client instead (a connect scan).
         """),
         common_causes=text("""
             - SO_LINGER with a timeout of 0, then close(): the kernel sends RST/ACK, no FIN.
@@ -82,6 +98,7 @@ SPECS: tuple[FindingSpec, ...] = (
             - close() with unread data in the receive buffer (see reset-with-unread-data).
             - Writing to a socket whose peer already closed (CLOSE_WAIT peer answers with a
               bare RST).
+            - A stray packet (port scan, a connection the host forgot) answered with a reset.
         """),
         how_to_confirm=text("""
             In Wireshark: `tcp.stream eq N && (tcp.flags.fin == 1 || tcp.flags.reset == 1)`.
@@ -106,6 +123,10 @@ SPECS: tuple[FindingSpec, ...] = (
     FindingSpec(
         name="reset-with-unread-data",
         severity=Severity.WARNING,
+        severity_note=(
+            "info when the late data is only the peer's TLS closing alert, answered by a "
+            "socket closed without close_notify"
+        ),
         category="close",
         title="A socket was closed with data still unread: the kernel sent a reset",
         what_it_means=text("""
@@ -119,12 +140,24 @@ SPECS: tuple[FindingSpec, ...] = (
             A RST sent right after the resetting side received data it never acknowledged by
             any answer (for example a pipelined second request), or in answer to data that
             arrived after that side's FIN.
+
+            One case is only info: the side closed a TLS session with a bare FIN (no
+            close_notify), the peer answered with exactly one TLS alert record (a plaintext
+            close_notify, an encrypted alert after the handshake, or a 24-byte TLS 1.3
+            record, the size of an encrypted alert), and the reset answers that alert.
+            Python's SSLSocket.close() ends every session this way against an OpenSSL peer
+            (design/recording.md calls it an artefact of the closing program): the data
+            exchanged before was delivered and only the closing alert was discarded, so it is
+            not a problem flow. Data of any other kind arriving after the close stays a
+            warning.
         """),
         common_causes=text("""
             - A server that answers one request and closes while the client has already sent
               the next one (HTTP keep-alive races, pipelining).
             - An application that does not drain the socket before close().
             - A client that writes to a connection the server already closed.
+            - (info) A TLS client or server closing without close_notify: the peer's closing
+              alert arrives after the close.
         """),
         how_to_confirm=text("""
             In Wireshark: `tcp.stream eq N`; the data segment just before the RST (from the
@@ -200,12 +233,20 @@ SPECS: tuple[FindingSpec, ...] = (
             applications that treat EOF as the end of the whole connection.
         """),
         how_detected=text("""
-            After a FIN from one side, the other side sent data (new bytes) before its own
-            FIN or RST.
+            After a FIN from one side, the other side kept sending data (new bytes) and the
+            FIN sender did not reset it. Not a half-close: a single reply of at most 256
+            bytes in one segment followed within `close_wait_delay` by the replier's own FIN
+            or RST (a reply to the close, such as the 7-byte TLS alert OpenSSL sends when a
+            FIN cuts a handshake short, or a closing close_notify); and data the FIN sender
+            answers with a RST (it had closed, not shut down its sending side: that is
+            reset-with-unread-data).
         """),
         common_causes=text("""
             - shutdown(SHUT_WR) after sending a request, to signal its end.
             - A server still streaming a response after the client finished sending.
+            (A one-segment reply to a FIN, followed at once by the replier's own close, is on
+            the wire the same as a short response to shutdown(SHUT_WR); tcpdiag does not call
+            it a half-close, as nothing was "kept" sending.)
         """),
         how_to_confirm=text("`tcp.stream eq N && (tcp.flags.fin == 1 || tcp.len > 0)`."),
         what_to_do=text("""

@@ -225,7 +225,11 @@ SPECS: tuple[FindingSpec, ...] = (
         how_detected=text("""
             A flow with the client's SYN, the server's SYN/ACK, and then a RST from the client
             before any ACK or data from it. The delay between SYN and SYN/ACK is reported: a
-            SYN/ACK later than the client's connect timeout explains the abort.
+            SYN/ACK later than the client's connect timeout explains the abort. Also a client
+            that completes the handshake (its kernel ACKs the SYN/ACK) and resets at once,
+            with no data and no FIN from either side: connect() succeeded and the socket was
+            closed with SO_LINGER 0 (a TCP connect scan such as `nmap -sT`, or a health
+            check); the message says the port is open.
         """),
         common_causes=text("""
             - The client's connect timed out just before the SYN/ACK arrived (a non-blocking

@@ -27,6 +27,14 @@ SPECS: tuple[FindingSpec, ...] = (
             ChangeCipherSpec by its type, in TLS 1.3 by its size (an application_data record
             of 19 bytes, 2 bytes of alert plus the content type and a 16-byte tag) followed
             by the end of the connection.
+
+            The message puts the alert in its TCP context: what it answered (in TLS 1.3 the
+            server's encrypted handshake flight, EncryptedExtensions to Finished, which is
+            sent in application_data records and is named as such, not as application data)
+            and how the connection ended. When the connection then ends with a RST, that
+            reset is the alert's consequence: its frame is part of this finding's evidence
+            and no separate reset-mid-stream / reset-with-unread-data / abortive-close is
+            reported for it (one root cause per flow).
         """),
         common_causes=text("""
             - handshake_failure (40): no cipher suite or group in common.

@@ -1,0 +1,79 @@
+"""Optional compilation of tcpdiag's hot modules with mypyc (metadata lives in pyproject.toml).
+
+`pip install .` compiles the per-packet modules (flow engine, decoders, pcap reader, TLS record
+framer) into C extensions when mypyc and a C compiler are available, and falls back to the
+pure-Python package, with a warning, when either is missing or the build fails: the results are
+identical either way (tests/unit/test_compiled_equivalence.py), only the speed differs.
+
+Environment:
+  TCPDIAG_COMPILE=0   never compile (pure Python)
+  TCPDIAG_COMPILE=1   compile editable installs too (`pip install -e .` skips compilation by
+                      default: a stale extension beside an edited .py file would shadow it)
+At run time, TCPDIAG_PURE=1 makes an installed compiled build run its Python source.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from setuptools import setup
+from setuptools.command.build_ext import build_ext
+
+# Grouped by the package whose __init__ lists them in COMPILED_MODULES (keep both in step).
+COMPILED = [
+    "tcpdiag/flow/seq.py",
+    "tcpdiag/flow/endpoint.py",
+    "tcpdiag/flow/analysis.py",
+    "tcpdiag/flow/state.py",
+    "tcpdiag/flow/reassembly.py",
+    "tcpdiag/flow/flow.py",
+    "tcpdiag/flow/table.py",
+]
+
+
+def _warn(message: str) -> None:
+    print(f"tcpdiag setup: {message}; installing pure Python", file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """Build the extensions, or none of them: a partial set would not import."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # compiler missing or failing: pure Python still works
+            _warn(f"compiling the extensions failed ({exc})")
+            for path in self.get_outputs():
+                if os.path.exists(path):
+                    os.remove(path)
+            self.extensions = []
+
+
+def _wanted() -> bool:
+    setting = os.environ.get("TCPDIAG_COMPILE", "").strip().lower()
+    if setting in ("0", "false", "no"):
+        return False
+    if setting in ("1", "true", "yes"):
+        return True
+    if "editable_wheel" in sys.argv or "develop" in sys.argv:
+        return False
+    return sys.implementation.name == "cpython"
+
+
+def _extensions() -> list[object]:
+    if not _wanted():
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        _warn("mypyc is not available")
+        return []
+    try:
+        return list(mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"))
+    except Exception as exc:  # a mypy/mypyc version that rejects the code
+        _warn(f"mypyc could not compile the hot modules ({exc})")
+        return []
+
+
+setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -1,0 +1,155 @@
+"""The mypyc-compiled hot modules and their pure-Python source give identical results.
+
+`setup.py` compiles the per-packet modules when it can; `TCPDIAG_PURE=1` makes a compiled
+build run the Python source instead (see `tcpdiag/flow/_native.py`). Here every capture of
+`captures/` and `../shared/captures/public/` is analysed both ways, with every timeline kept and
+once more with tight limits (eviction, buffer caps, idle timeouts), and the JSON reports must be
+equal byte for byte.
+
+When the installed package is not compiled (an editable install skips compilation by default),
+a compiled copy of the source is built in a temporary directory first (about a minute); the
+test is skipped only when that is impossible (no mypyc or no C compiler).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tcpdiag.flow.flow
+from tcpdiag.flow._native import compiled
+
+REPO = Path(__file__).resolve().parents[2]
+CAPTURE_DIRS = (REPO / "captures", REPO.parent / "shared" / "captures" / "public")
+SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcap.zst", ".pcapng.gz", ".pcapng.zst", ".cap")
+
+# Analyses every capture named on the command line; prints one JSON report per capture (or the
+# error), in order. Run in a child process so that TCPDIAG_PURE applies from the first import.
+SCRIPT = r"""
+import sys
+from tcpdiag.config import AnalysisOptions, Limits
+from tcpdiag.engine import analyze_capture
+from tcpdiag.errors import TcpdiagError
+from tcpdiag.flow import _native
+import tcpdiag.flow.flow, tcpdiag.flow.table
+from tcpdiag.report.json import capture_json, dumps
+
+mode = "compiled" if _native.compiled(tcpdiag.flow.flow) else "pure"
+print("mode", mode, _native.compiled(tcpdiag.flow.table))
+runs = (
+    AnalysisOptions(keep_all_timelines=True),
+    AnalysisOptions(
+        limits=Limits(max_flows=3, max_flow_buffer=1024, idle_timeout=0.5, timeline_head=5,
+                      timeline_tail=3),
+        keep_all_timelines=True,
+    ),
+)
+for path in sys.argv[1:]:
+    for options in runs:
+        try:
+            text = dumps(capture_json(analyze_capture(path, options)))
+        except TcpdiagError as exc:
+            text = f"error: {exc}"
+        print(path, text)
+"""
+
+
+def _captures() -> list[str]:
+    out: list[str] = []
+    for folder in CAPTURE_DIRS:
+        if folder.is_dir():
+            out += [str(p) for p in sorted(folder.iterdir()) if p.name.endswith(SUFFIXES)]
+    return out
+
+
+def _run(root: Path | None, pure: bool, captures: list[str]) -> list[str]:
+    env = dict(os.environ)
+    env.pop("TCPDIAG_PURE", None)
+    if pure:
+        env["TCPDIAG_PURE"] = "1"
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *captures],
+        cwd=root or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return proc.stdout.splitlines()
+
+
+@pytest.fixture(scope="module")
+def compiled_root(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
+    """None when the installed package is compiled; else a directory holding a compiled copy."""
+    if compiled(tcpdiag.flow.flow):
+        return None
+    pytest.importorskip("mypyc", reason="mypyc is needed to build the compiled modules")
+    if shutil.which(os.environ.get("CC", "gcc")) is None and shutil.which("cc") is None:
+        pytest.skip("no C compiler")
+    root = tmp_path_factory.mktemp("compiled")
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, root / name)
+    shutil.copytree(
+        REPO / "tcpdiag",
+        root / "tcpdiag",
+        ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.pyd"),
+    )
+    env = dict(os.environ, TCPDIAG_COMPILE="1")
+    proc = subprocess.run(
+        [sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+    if not list((root / "tcpdiag" / "flow").glob("flow.*.so")):
+        pytest.skip(f"could not compile the hot modules:\n{proc.stderr[-2000:]}")
+    return root
+
+
+@pytest.mark.slow
+def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | None) -> None:
+    captures = _captures()
+    assert len(captures) >= 10
+    fast = _run(compiled_root, pure=False, captures=captures)
+    slow = _run(compiled_root, pure=True, captures=captures)
+    assert fast[0] == "mode compiled True", fast[0]
+    assert slow[0] == "mode pure False", slow[0]
+    assert len(fast) == len(slow) == 1 + 2 * len(captures)
+    for a, b in zip(fast[1:], slow[1:], strict=True):
+        assert a == b, f"compiled and pure Python differ on {a.split(' ', 1)[0]}"
+
+
+def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
+    """TCPDIAG_PURE=1 loads every listed hot module from its .py file."""
+    script = (
+        "import importlib, tcpdiag.flow as f\n"
+        "for m in f.COMPILED_MODULES:\n"
+        "    mod = importlib.import_module('tcpdiag.flow.' + m)\n"
+        "    print(mod.__spec__.origin)\n"
+    )
+    env = dict(os.environ, TCPDIAG_PURE="1")
+    if compiled_root is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(compiled_root), env.get("PYTHONPATH", "")])
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=compiled_root or REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    origins = proc.stdout.split()
+    assert origins and all(o.endswith(".py") for o in origins), origins

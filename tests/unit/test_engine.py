@@ -1,0 +1,104 @@
+"""The engine wires decode, flow, TLS and rules: these tests feed it whole packets."""
+
+from __future__ import annotations
+
+from tcpdiag.cli.live import KeepForReport
+from tcpdiag.config import AnalysisOptions
+from tcpdiag.decode import Decoder
+from tcpdiag.engine import Engine, shard_of
+from tcpdiag.model import Segment
+from tcpdiag.report.summary import summarize_captures
+from tests.craft import Conversation, raw_packets, syn
+
+
+def _refused_and_healthy() -> list[Segment]:
+    refused = Conversation(client="10.0.0.1:40001", server="10.0.0.2:8080")
+    refused.syn()
+    refused.rst("s", ack=refused.next_seq("c"))
+    ok = Conversation(client="10.0.0.1:40002", server="10.0.0.2:80", start=1.0)
+    ok.syn()
+    ok.synack()
+    ok.ack()
+    ok.send("c", b"hello")
+    ok.send("s", b"world")
+    ok.fin("c")
+    ok.fin("s")
+    ok.ack("c")
+    segs = [*refused.segments, *ok.segments]
+    return [s._replace(frame=i) for i, s in enumerate(segs, 1)]
+
+
+def test_encoded_segments_decode_back_to_themselves() -> None:
+    decoder = Decoder()
+    for seg, raw in zip(_refused_and_healthy(), raw_packets(_refused_and_healthy()), strict=True):
+        back = decoder.decode(raw)
+        assert isinstance(back, Segment)
+        assert (back.seq, back.ack, back.flags, back.payload) == (
+            seg.seq,
+            seg.ack,
+            seg.flags,
+            seg.payload,
+        )
+
+
+def test_flows_ordered_by_first_frame_with_verdicts() -> None:
+    engine = Engine(AnalysisOptions(), path="x")
+    engine.feed_all(raw_packets(_refused_and_healthy()))
+    result = engine.finish()
+    assert [f.id for f in result.flows] == [1, 2]
+    assert [f.first_frame for f in result.flows] == [1, 3]
+    assert result.flows[0].state == "REJ"
+    assert [x.name for x in result.flows[0].findings] == ["connection-refused"]
+    assert result.flows[0].verdict.startswith("connection refused by 10.0.0.2:8080")
+    assert result.flows[1].state == "SF"
+    assert result.flows[1].bytes_client == 5 and result.flows[1].bytes_server == 5
+    assert result.packets == result.tcp_packets == 10
+
+
+def test_released_flows_still_count_in_the_summary() -> None:
+    seen: list[int] = []
+    engine = Engine(AnalysisOptions(), path="x", on_flow=lambda f: seen.append(f.id), retain=None)
+    engine.feed_all(raw_packets(_refused_and_healthy()))
+    assert len(engine.finish().flows) == 2
+    keep_none = Engine(AnalysisOptions(), path="x", on_flow=lambda f: None, retain=lambda f: False)
+    keep_none.feed_all(raw_packets(_refused_and_healthy()))
+    result = keep_none.finish()
+    assert result.flows == []
+    assert result.flows_released == 2
+    assert result.released_findings == {"connection-refused": 1}
+    summary = summarize_captures([result])
+    assert summary.flows == 2
+    assert summary.findings == {"connection-refused": 1}
+
+
+def test_live_keeps_every_flow_while_few_then_problems_only() -> None:
+    keep = KeepForReport(healthy=1, problems=1)
+    engine = Engine(AnalysisOptions(), path="x")
+    engine.feed_all(raw_packets(_refused_and_healthy()))
+    refused, healthy = engine.finish().flows
+    assert keep(healthy) is True
+    assert keep(healthy) is False  # the healthy quota is spent
+    assert keep(refused) is True
+    assert keep(refused) is False
+
+
+def test_shards_partition_the_flows() -> None:
+    segments = [
+        syn(src=f"10.0.{i // 250}.{i % 250 + 1}:{1024 + i}", frame=i + 1) for i in range(400)
+    ]
+    counts = [0, 0, 0]
+    for seg in segments:
+        counts[shard_of(seg.src, seg.sport, seg.dst, seg.dport, 3)] += 1
+        # Both directions of a flow land in the same shard.
+        assert shard_of(seg.src, seg.sport, seg.dst, seg.dport, 3) == shard_of(
+            seg.dst, seg.dport, seg.src, seg.sport, 3
+        )
+    assert all(c > 80 for c in counts), counts
+    total = 0
+    for index in range(3):
+        engine = Engine(AnalysisOptions(), path="x", shard=(index, 3))
+        engine.feed_all(raw_packets(segments))
+        part = engine.finish()
+        assert part.packets == 400  # every shard reads every packet
+        total += len(part.flows)
+    assert total == 400
