@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from tcpdiag.capture.writer import PcapWriter
     from tcpdiag.config import AnalysisOptions
     from tcpdiag.engine import Engine
-    from tcpdiag.result import AnalysisResult, CaptureResult, FlowResult
+    from tcpdiag.result import CaptureResult, FlowResult
 
 FORMATS = ("text", "json", "jsonl")
 EXIT_OK = 0
@@ -365,9 +365,9 @@ class LiveSession:
             # A healthy flow's timeline is never shown: free it now, not at the end.
             flow.timeline = None
         if self.fmt == "jsonl":
-            from tcpdiag.report.json import dumps, flow_json
+            from tcpdiag.report.json import jsonl_flow_line
 
-            self._emit(dumps({"capture": self.path, **flow_json(flow)}))
+            self._emit(jsonl_flow_line(self.path, flow))
         elif self.fmt == "text" and not self._finishing and flow.findings:
             self._emit(_flow_text(flow))
 
@@ -405,7 +405,9 @@ class LiveSession:
 
             sys.stdout.write(render_json(full, options))
         elif self.fmt == "jsonl":
-            sys.stdout.write(_jsonl_summary(full) + "\n")
+            from tcpdiag.report.json import jsonl_summary_line
+
+            sys.stdout.write(jsonl_summary_line(full.version, full.captures) + "\n")
         else:
             from tcpdiag.report.text import render_text
 
@@ -431,17 +433,3 @@ def _flow_text(flow: FlowResult) -> str:
             clean(f"  {f.severity.label:<7} {f.name}{count}: {f.message}{where}", max_len=400)
         )
     return "\n".join(lines)
-
-
-def _jsonl_summary(result: AnalysisResult) -> str:
-    """The closing line of JSON Lines output: captures without flows, and the summary."""
-    from tcpdiag.report.json import capture_json, dumps
-    from tcpdiag.report.summary import summarize_captures
-
-    headers = []
-    for cap in result.captures:
-        header = capture_json(cap, flows=[])
-        del header["flows"]
-        headers.append(header)
-    summary = summarize_captures(result.captures).to_json()
-    return dumps({"tcpdiag": result.version, "captures": headers, "summary": summary})

@@ -231,15 +231,22 @@ def render_jsonl(result: AnalysisResult, options: ReportOptions) -> str:
     `{"tcpdiag": version, "captures": [capture objects without "flows"], "summary": {...}}`
     (so capture-level findings and headers are not lost)."""
     captures = _filtered_captures(result, options)
-    lines: list[str] = []
+    lines = [jsonl_flow_line(cap.path, flow) for cap in captures for flow in cap.flows]
+    lines.append(jsonl_summary_line(result.version, captures))
+    return "\n".join(lines) + "\n"
+
+
+def jsonl_flow_line(capture_path: str, flow: FlowResult) -> str:
+    """One JSON Lines flow record (live capture streams these as flows finish)."""
+    return dumps({"capture": no_surrogates(capture_path), **flow_json(flow)})
+
+
+def jsonl_summary_line(version: str, captures: list[CaptureResult]) -> str:
+    """The closing JSON Lines record: the captures without their flows, and the summary."""
     headers: list[JsonObject] = []
     for cap in captures:
-        path = no_surrogates(cap.path)
-        for flow in cap.flows:
-            lines.append(dumps({"capture": path, **flow_json(flow)}))
         header = capture_json(cap, flows=[])
         del header["flows"]
         headers.append(header)
     summary = summarize_captures(captures).to_json()
-    lines.append(dumps({"tcpdiag": result.version, "captures": headers, "summary": summary}))
-    return "\n".join(lines) + "\n"
+    return dumps({"tcpdiag": version, "captures": headers, "summary": summary})
