@@ -14,7 +14,7 @@ from tcpdiag.cli.distributed import SIZE
 from tcpdiag.cli.output import check_output_path, emit
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import analyze_capture
-from tcpdiag.report import ReportOptions, renderer
+from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, CaptureResult
 
 FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
@@ -96,7 +96,7 @@ def analyze(
         timelines=timeline,
         color=use_color(no_color, to_file=output is not None),
     )
-    emit(renderer(fmt)(result, report_options), output, paths)
+    emit(render(fmt, result, report_options), output, paths)
     if exit_code:
         raise SystemExit(exit_code)
 

@@ -18,7 +18,7 @@ from tcpdiag.cli.common import expand_captures
 from tcpdiag.cli.output import emit
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.findings.policy import apply_policy, failing_findings
-from tcpdiag.report import ReportOptions, renderer
+from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, CaptureResult, Severity
 
 FORMATS = ("text", "json", "jsonl", "junit", "sarif", "github")
@@ -64,7 +64,7 @@ def run_check(
         fail_on=level or cfg.policy.base.fail_on or Severity.ERROR,
         fail_on_by_path=thresholds,
     )
-    emit(renderer("check" if fmt == "text" else fmt)(result, options), output, paths)
+    emit(render("check" if fmt == "text" else fmt, result, options), output, paths)
     return EXIT_FINDINGS if failed else EXIT_OK
 
 

@@ -17,7 +17,7 @@ import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from tcpdiag.errors import TcpdiagError
@@ -50,12 +50,15 @@ def check_output_path(path: str, inputs: Sequence[str] = ()) -> None:
         raise OutputError(f"{path}: directory {directory} does not exist")
 
 
-def write_file(path: str, text: str, inputs: Sequence[str] = ()) -> None:
-    """Write `text` (UTF-8) to `path` atomically (temporary file + rename in the same
-    directory); keeps an existing file's permission bits."""
+def _chunks(text: str | Iterable[str]) -> Iterable[str]:
+    return (text,) if isinstance(text, str) else text
+
+
+def write_file(path: str, text: str | Iterable[str], inputs: Sequence[str] = ()) -> None:
+    """Write `text` (UTF-8; a string or chunks of one) to `path` atomically (temporary file +
+    rename in the same directory); keeps an existing file's permission bits."""
     check_output_path(path, inputs)
     directory = os.path.dirname(path) or "."
-    data = text.encode("utf-8", errors="replace")
     try:
         mode = os.stat(path).st_mode & 0o7777
     except FileNotFoundError:
@@ -72,7 +75,8 @@ def write_file(path: str, text: str, inputs: Sequence[str] = ()) -> None:
         raise OutputError(f"{path}: cannot create a file in {directory}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
+            for chunk in _chunks(text):
+                fh.write(chunk.encode("utf-8", errors="replace"))
             fh.flush()
             os.fsync(fh.fileno())
         os.chmod(tmp, mode)
@@ -100,18 +104,21 @@ def _silence_stdout() -> None:
         pass
 
 
-def write_stdout(text: str, stream: TextIO | None = None) -> bool:
-    """Write `text` to stdout (UTF-8 bytes when the stream has a buffer, so an ASCII locale
-    cannot fail on a Unicode report). Returns False when the reader went away."""
+def write_stdout(text: str | Iterable[str], stream: TextIO | None = None) -> bool:
+    """Write `text` (a string or chunks of one) to stdout (UTF-8 bytes when the stream has a
+    buffer, so an ASCII locale cannot fail on a Unicode report). Returns False when the reader
+    went away."""
     out = stream or sys.stdout
     try:
         buffer = getattr(out, "buffer", None)
         if buffer is not None:
             out.flush()
-            buffer.write(text.encode("utf-8", errors="replace"))
+            for chunk in _chunks(text):
+                buffer.write(chunk.encode("utf-8", errors="replace"))
             buffer.flush()
         else:
-            out.write(text)
+            for chunk in _chunks(text):
+                out.write(chunk)
             out.flush()
     except BrokenPipeError:
         if stream is None:
@@ -120,7 +127,7 @@ def write_stdout(text: str, stream: TextIO | None = None) -> bool:
     return True
 
 
-def emit(text: str, output: str | None, inputs: Sequence[str] = ()) -> None:
+def emit(text: str | Iterable[str], output: str | None, inputs: Sequence[str] = ()) -> None:
     """The report to `output` (a file path) or to stdout when `output` is None or "-"."""
     if output is None or output == "-":
         write_stdout(text)

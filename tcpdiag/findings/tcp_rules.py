@@ -149,7 +149,15 @@ def _connection_refused(x: _Facts) -> list[Finding]:
             "connection-refused",
             f"connection refused by {x.server}: {kind} {fmt_duration(delay)} after the SYN "
             f"(frame {rst_frame}){tries} — the host is up but nothing listens on that port, "
-            "or a firewall rejects with a reset (client saw ECONNREFUSED)",
+            "or a firewall rejects with a reset (client saw ECONNREFUSED)"
+            + (
+                "; but a RST without the ACK flag does not acknowledge the SYN, and a stack "
+                "that sent the SYN ignores it (RFC 9293 §3.10.7.3): a Linux server answers a "
+                "closed port with RST/ACK, so suspect a middlebox or crafted reset, and check "
+                "whether the client retried"
+                if kind == "RST"
+                else ""
+            ),
             frames=[*(fr for fr, _ in syns), rst_frame],
             time=rst_time,
             flow=f.id,

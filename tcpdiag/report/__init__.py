@@ -5,7 +5,7 @@ console, options)` for a live console, and `renderer(fmt)` to pick one by its `-
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 from tcpdiag.report.options import ReportOptions
 from tcpdiag.result import AnalysisResult
@@ -25,6 +25,24 @@ FORMATS: dict[str, tuple[str, str]] = {
 }
 
 
+# Formats that can be written in chunks as they are produced (bounded memory for huge reports).
+STREAMING: dict[str, tuple[str, str]] = {
+    "json": ("tcpdiag.report.json", "iter_json"),
+    "jsonl": ("tcpdiag.report.json", "iter_jsonl"),
+}
+
+
+def render(fmt: str, result: AnalysisResult, options: ReportOptions) -> Iterable[str]:
+    """The report in `fmt` as chunks of text: streamed where the format allows, else whole."""
+    if fmt in STREAMING:
+        module, name = STREAMING[fmt]
+        chunks: Callable[[AnalysisResult, ReportOptions], Iterator[str]] = getattr(
+            importlib.import_module(module), name
+        )
+        return chunks(result, options)
+    return (renderer(fmt)(result, options),)
+
+
 def renderer(fmt: str) -> Renderer:
     """The render function for `fmt` (imported on demand: `rich` only when text is wanted)."""
     module, name = FORMATS[fmt]
@@ -32,4 +50,4 @@ def renderer(fmt: str) -> Renderer:
     return func
 
 
-__all__ = ["FORMATS", "Renderer", "ReportOptions", "renderer"]
+__all__ = ["FORMATS", "STREAMING", "Renderer", "ReportOptions", "render", "renderer"]

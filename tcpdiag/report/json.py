@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from tcpdiag.report.options import ReportOptions, flow_matches
@@ -222,18 +223,85 @@ def dumps_outline(obj: object, depth: int = 4, _level: int = 0) -> str:
     return "[\n" + ",\n".join(items) + "\n" + "  " * _level + "]"
 
 
+class LazyList:
+    """A JSON array whose items are produced while writing (one flow object at a time), so a
+    report of a million flows never holds a million dicts or one giant string."""
+
+    __slots__ = ("count", "make")
+
+    def __init__(self, count: int, make: Callable[[], Iterator[object]]) -> None:
+        self.count = count
+        self.make = make
+
+
+def iter_outline(obj: object, depth: int = 4, _level: int = 0) -> Iterator[str]:
+    """`dumps_outline`, as chunks; `LazyList` values are expanded item by item."""
+    if isinstance(obj, LazyList):
+        if not obj.count:
+            yield "[]"
+            return
+        pad = "  " * (_level + 1)
+        yield "[\n"
+        for i, item in enumerate(obj.make()):
+            yield (",\n" if i else "") + pad
+            yield from iter_outline(item, depth, _level + 1)
+        yield "\n" + "  " * _level + "]"
+        return
+    if _level >= depth or not isinstance(obj, dict | list) or not obj:
+        yield dumps(obj)
+        return
+    pad = "  " * (_level + 1)
+    if isinstance(obj, dict):
+        yield "{\n"
+        for i, (key, value) in enumerate(obj.items()):
+            yield (",\n" if i else "") + f"{pad}{dumps(str(key))}: "
+            yield from iter_outline(value, depth, _level + 1)
+        yield "\n" + "  " * _level + "}"
+        return
+    yield "[\n"
+    for i, item in enumerate(obj):
+        yield (",\n" if i else "") + pad
+        yield from iter_outline(item, depth, _level + 1)
+    yield "\n" + "  " * _level + "]"
+
+
+def _lazy_capture(cap: CaptureResult) -> JsonObject:
+    doc = capture_json(cap, flows=[])
+    flows = cap.flows
+    doc["flows"] = LazyList(len(flows), lambda: (flow_json(f) for f in flows))
+    return doc
+
+
+def iter_json(result: AnalysisResult, options: ReportOptions) -> Iterator[str]:
+    """The `--format json` document in chunks (identical to `render_json`'s text)."""
+    captures = _filtered_captures(result, options)
+    doc: JsonObject = {
+        "tcpdiag": result.version,
+        "captures": [_lazy_capture(c) for c in captures],
+        "summary": summarize_captures(captures).to_json(),
+    }
+    yield from iter_outline(doc)
+    yield "\n"
+
+
+def iter_jsonl(result: AnalysisResult, options: ReportOptions) -> Iterator[str]:
+    """`--format jsonl` line by line."""
+    captures = _filtered_captures(result, options)
+    for cap in captures:
+        for flow in cap.flows:
+            yield jsonl_flow_line(cap.path, flow) + "\n"
+    yield jsonl_summary_line(result.version, captures) + "\n"
+
+
 def render_json(result: AnalysisResult, options: ReportOptions) -> str:
-    return dumps_outline(result_json(result, options)) + "\n"
+    return "".join(iter_json(result, options))
 
 
 def render_jsonl(result: AnalysisResult, options: ReportOptions) -> str:
     """One flow object per line, each with `"capture": path`, then one summary line:
     `{"tcpdiag": version, "captures": [capture objects without "flows"], "summary": {...}}`
     (so capture-level findings and headers are not lost)."""
-    captures = _filtered_captures(result, options)
-    lines = [jsonl_flow_line(cap.path, flow) for cap in captures for flow in cap.flows]
-    lines.append(jsonl_summary_line(result.version, captures))
-    return "\n".join(lines) + "\n"
+    return "".join(iter_jsonl(result, options))
 
 
 def jsonl_flow_line(capture_path: str, flow: FlowResult) -> str:

@@ -400,3 +400,20 @@ def test_rst_after_the_server_accepted_data_is_not_a_refusal() -> None:
     found = diagnose(c)
     assert "connection-refused" not in names(found)
     assert names(found) & {"reset-mid-stream", "reset-with-unread-data", "abortive-close"}
+
+
+def test_bare_rst_refusal_says_the_client_would_ignore_it() -> None:
+    # tcp-port-reuse-single (public), flow 1: a RST without ACK answers the SYN.
+    c = Conversation()
+    c.syn()
+    c.rst("s", dt=0.0009, ack=False)
+    f = only(diagnose(c), "connection-refused")
+    assert "RST 0.9 ms after the SYN" in f.message and "RFC 9293 §3.10.7.3" in f.message
+
+
+def test_near_miss_rst_ack_refusal_has_no_such_note() -> None:
+    c = Conversation()
+    c.syn()
+    c.rst("s", dt=0.0009)
+    f = only(diagnose(c), "connection-refused")
+    assert "RST/ACK 0.9 ms after the SYN" in f.message and "RFC 9293" not in f.message
