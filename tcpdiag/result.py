@@ -123,6 +123,9 @@ class TlsSummary:
     ja3: str | None = None
     ja4: str | None = None
     starttls: str | None = None  # "smtp", "imap"... when TLS followed a plaintext upgrade
+    # Sizes (bytes) of the certificates in the server's plaintext Certificate message, in chain
+    # order; empty when none was seen (TLS 1.3 sends it encrypted).
+    certificates: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -77,6 +77,7 @@ def tls_json(tls: TlsSummary) -> JsonObject:
         "ja3": _str(tls.ja3),
         "ja4": _str(tls.ja4),
         "starttls": _str(tls.starttls),
+        "certificates": list(tls.certificates),
     }
 
 

@@ -245,6 +245,7 @@ class TlsStream:
             messages=list(self.messages),
             alerts=list(self.alerts),
             starttls=self.starttls,
+            certificates=list(self.cert_sizes),
         )
         if ch is not None:
             offered = [v for v in ch.supported_versions if not is_grease(v)] or [ch.legacy_version]

@@ -102,3 +102,15 @@ def test_shards_partition_the_flows() -> None:
         assert part.packets == 400  # every shard reads every packet
         total += len(part.flows)
     assert total == 400
+
+
+def test_tls_summary_lists_the_server_certificate_sizes() -> None:
+    from tcpdiag.engine import analyze_capture
+    from tests.conftest import PROJECT_CAPTURES
+
+    tls12 = analyze_capture(str(PROJECT_CAPTURES / "tls12-ok.pcapng")).flows[0].tls
+    assert tls12 is not None and tls12.version == "TLS1.2"
+    assert tls12.certificates == [401]  # one self-signed ECDSA certificate
+    tls13 = analyze_capture(str(PROJECT_CAPTURES / "tls13-ok.pcap")).flows[0].tls
+    assert tls13 is not None and tls13.version == "TLS1.3"
+    assert tls13.certificates == []  # TLS 1.3 sends it encrypted
