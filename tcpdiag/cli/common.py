@@ -99,11 +99,22 @@ def expand_captures(captures: Sequence[str]) -> list[str]:
     from tcpdiag.capture import expand_inputs
 
     paths: list[str] = []
+    skipped: list[str] = []
     for spec in expand_inputs(list(captures)):
         if spec.note:
-            click.echo(f"tcpdiag: note: {spec.note}", err=True)
+            skipped.append(spec.note)
         else:
             paths.append(spec.path)
+    # A directory of captures usually holds notes and scripts too: say so once, not per file.
+    if len(skipped) <= 3:
+        for note in skipped:
+            click.echo(f"tcpdiag: note: {note}", err=True)
+    else:
+        click.echo(
+            f"tcpdiag: note: skipped {len(skipped)} files that are not captures "
+            f"(first: {skipped[0].removeprefix('skipped ')})",
+            err=True,
+        )
     if not paths:
         raise CaptureError("no capture files found in " + ", ".join(captures))
     return paths
