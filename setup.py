@@ -29,6 +29,10 @@ COMPILED = [
     "tcpdiag/flow/reassembly.py",
     "tcpdiag/flow/flow.py",
     "tcpdiag/flow/table.py",
+    "tcpdiag/tls/cursor.py",
+    "tcpdiag/tls/records.py",
+    "tcpdiag/tls/handshake.py",
+    "tcpdiag/tls/stream.py",
 ]
 
 

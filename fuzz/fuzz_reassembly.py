@@ -27,7 +27,9 @@ with common.instrumented():
     from tcpdiag.model import ACK, FIN, NO_OPTIONS, RST, SYN, Segment
 
 MASK = 0xFFFFFFFF
-PERIOD = 65521  # prime: the content function does not repeat with any power-of-two stride
+# The content of the byte at sequence number s is CONTENT[d][s % PERIOD]: PERIOD divides 2**32,
+# so the function is continuous across sequence wraparound.
+PERIOD = 1 << 16
 CONTENT = [bytes(((i * 2654435761) >> 11 ^ d * 0x5A) & 0xFF for i in range(PERIOD)) for d in (0, 1)]
 OP = struct.Struct("!BhBbB")
 ADDRS = (bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))

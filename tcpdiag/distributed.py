@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import glob
 import logging
 import math
 import os
@@ -49,10 +48,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any
 
 import tcpdiag.engine as engine_module
 from tcpdiag.capture import Capture, expand_inputs, open_capture
+from tcpdiag.capture.remote import INSTALL_HINT, expand_url, is_url
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import Engine, PartialCapture, Shard, analyze_partial, conclude
 from tcpdiag.errors import CaptureError, TcpdiagError
@@ -64,10 +64,7 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 DEFAULT_SPLIT_SIZE = 256 * 1024 * 1024
-INSTALL_HINT = "pip install 'tcpdiag[dask]'"
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://")
-_GLOB = re.compile(r"[*?\[]")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -100,10 +97,6 @@ class Failure:
     name: str
     message: str  # one line, starting with the capture's name
     kind: str  # "unreadable" (exit 2) | "skipped" (a listed non-capture: a note) | "internal" (3)
-
-
-def is_url(path: str) -> bool:
-    return bool(_URL.match(path))
 
 
 def require_dask(flag: str = "--cluster") -> None:
@@ -156,10 +149,7 @@ def expand_sources(paths: Sequence[str]) -> tuple[list[Source], list[str]]:
         if is_url(given):
             sources.extend(_expand_url(given))
             continue
-        names = [given]
-        if _GLOB.search(given) and not os.path.exists(given):
-            names = sorted(glob.glob(given, recursive=True)) or [given]
-        for spec in expand_inputs(names):
+        for spec in expand_inputs([given]):
             if spec.note:
                 notes.append(spec.note)
                 continue
@@ -171,43 +161,8 @@ def expand_sources(paths: Sequence[str]) -> tuple[list[Source], list[str]]:
     return sources, notes
 
 
-def _fsspec() -> Any:
-    try:
-        import fsspec  # type: ignore[import-untyped]
-    except ImportError:
-        raise DaskUnavailable(f"reading URLs needs fsspec: {INSTALL_HINT}") from None
-    return fsspec
-
-
 def _expand_url(url: str) -> list[Source]:
-    fsspec = _fsspec()
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        if _GLOB.search(path):
-            found = fs.glob(path, detail=True)
-        elif fs.isdir(path):
-            found = fs.find(path, detail=True)
-        else:
-            try:
-                size = int(fs.size(path))
-            except (OSError, ValueError, TypeError):
-                size = -1
-            return [Source(url, url, size if size >= 0 else None)]
-    except ImportError as exc:  # the protocol's backend (s3fs, gcsfs...) is not installed
-        raise CaptureError(f"{url}: {exc}") from None
-    except (OSError, ValueError) as exc:
-        raise CaptureError(f"{url}: {exc}") from None
-    sources = []
-    for name in sorted(found):
-        entry = found[name]
-        if entry.get("type") == "directory":
-            continue
-        full = fs.unstrip_protocol(name)
-        size = entry.get("size")
-        sources.append(Source(full, full, size if isinstance(size, int) else None, listed=True))
-    if not sources:
-        raise CaptureError(f"{url}: no files found")
-    return sources
+    return [Source(f.url, f.url, f.size, listed=f.listed) for f in expand_url(url)]
 
 
 # -- worker tasks (module level: workers import them by name) -------------------------------------
@@ -215,33 +170,13 @@ def _expand_url(url: str) -> list[Source]:
 
 @contextlib.contextmanager
 def open_source(source: Source, max_input_bytes: int) -> Iterator[Capture]:
-    """`open_capture` for a source; URLs through fsspec. Errors name `source.name`."""
-    if not is_url(source.location):
-        try:
-            reader = open_capture(source.location, max_input_bytes)
-        except CaptureError as exc:
-            raise CaptureError(_renamed(str(exc), source.location, source.name)) from None
-        with reader:
-            yield reader
-        return
-    fsspec = _fsspec()
+    """`open_capture` for a source (URLs through fsspec). Errors name `source.name`."""
     try:
-        fileobj: BinaryIO = fsspec.open(source.location, "rb").open()
-    except ImportError as exc:
-        raise CaptureError(f"{source.name}: {exc}") from None
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise CaptureError(f"{source.name}: {reason}") from None
-    try:
-        try:
-            # "-" with stdin= is open_capture's way of reading an already open file object.
-            reader = open_capture("-", max_input_bytes, stdin=fileobj)
-        except CaptureError as exc:
-            raise CaptureError(_renamed(str(exc), "<stdin>", source.name)) from None
-        with reader:
-            yield reader
-    finally:
-        fileobj.close()
+        reader = open_capture(source.location, max_input_bytes)
+    except CaptureError as exc:
+        raise CaptureError(_renamed(str(exc), source.location, source.name)) from None
+    with reader:
+        yield reader
 
 
 def _renamed(message: str, old: str, new: str) -> str:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import glob
 import os
 from collections.abc import Iterable
 
 from tcpdiag.capture.reader import open_capture
 from tcpdiag.capture.records import InputSpec
+from tcpdiag.capture.remote import GLOB, expand_url, is_url
 from tcpdiag.errors import CaptureError
 
 
@@ -14,14 +16,22 @@ def expand_inputs(paths: Iterable[str | os.PathLike[str]]) -> list[InputSpec]:
     """Files and "-" as given (a bad one fails later, loudly, when opened); directories walked
     recursively in sorted path order, keeping the files whose content is a capture and marking
     the others `skipped` with a one-line reason. Symlinked directories are not followed, so a
-    link loop cannot make the walk endless."""
+    link loop cannot make the walk endless. A quoted glob that names no file is expanded
+    (sorted); URLs (fsspec) are taken as given, or listed when they name a directory or glob."""
     specs: list[InputSpec] = []
     for given in paths:
         path = os.fspath(given)
-        if path != "-" and os.path.isdir(path):
-            specs.extend(_walk(path))
-        else:
-            specs.append(InputSpec(path))
+        if is_url(path):
+            specs.extend(InputSpec(f.url) for f in expand_url(path))
+            continue
+        names = [path]
+        if path != "-" and GLOB.search(path) and not os.path.exists(path):
+            names = sorted(glob.glob(path, recursive=True)) or [path]
+        for name in names:
+            if name != "-" and os.path.isdir(name):
+                specs.extend(_walk(name))
+            else:
+                specs.append(InputSpec(name))
     return specs
 
 

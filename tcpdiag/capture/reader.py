@@ -15,6 +15,7 @@ from typing import BinaryIO
 from tcpdiag.capture.pcap import PcapReader, is_pcap_magic, is_variant_magic
 from tcpdiag.capture.pcapng import PcapngReader, is_pcapng_magic
 from tcpdiag.capture.records import CaptureDamage, CaptureInfo, CaptureNote, NoteBook
+from tcpdiag.capture.remote import is_url, open_url
 from tcpdiag.capture.source import Feed, InputStream, display_name
 from tcpdiag.config import Limits
 from tcpdiag.errors import CaptureError
@@ -96,12 +97,18 @@ def open_capture(
     max_input_bytes: int | None = None,
     *,
     stdin: BinaryIO | None = None,
+    fileobj: BinaryIO | None = None,
 ) -> Capture:
-    """Open a pcap or pcapng file, plain, gzip or zstd, or standard input for "-" (`stdin`
-    replaces `sys.stdin.buffer`, for tests). Raises CaptureError when it cannot be read at all."""
+    """Open a pcap or pcapng file, plain, gzip or zstd, standard input for "-" (`stdin`
+    replaces `sys.stdin.buffer`, for tests), a URL (through fsspec), or an already open binary
+    `fileobj` that `path` names (the caller closes it). Raises CaptureError when it cannot be
+    read at all."""
     name = os.fspath(path)
     limit = Limits().max_input_bytes if max_input_bytes is None else max_input_bytes
-    stream = InputStream(name, limit, stdin)
+    if fileobj is None and is_url(name):
+        stream = InputStream(name, limit, fileobj=open_url(name), owned=True)
+    else:
+        stream = InputStream(name, limit, stdin, fileobj)
     notes = NoteBook()
     damage: list[CaptureDamage] = []
     try:

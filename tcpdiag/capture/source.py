@@ -42,17 +42,36 @@ def display_name(path: str) -> str:
     return "<stdin>" if path == "-" else path
 
 
+def _regular_file(fileobj: BinaryIO) -> bool:
+    try:
+        return stat.S_ISREG(os.fstat(fileobj.fileno()).st_mode)
+    except (OSError, ValueError, AttributeError):  # fsspec files have no descriptor
+        return True
+
+
 class InputStream:
     """Decompressed chunks of one input; see the module docstring."""
 
-    def __init__(self, path: str, max_input_bytes: int, stdin: BinaryIO | None = None) -> None:
+    def __init__(
+        self,
+        path: str,
+        max_input_bytes: int,
+        stdin: BinaryIO | None = None,
+        fileobj: BinaryIO | None = None,
+        owned: bool = False,
+    ) -> None:
         self.path = path
         self.max_input_bytes = max_input_bytes
         self.problem: str | None = None  # why the stream ended early (damage), if it did
         self.limit_hit = False
         self._owned: BinaryIO | None = None
-        if path == "-":
-            self._raw: BinaryIO = stdin if stdin is not None else sys.stdin.buffer
+        self._raw: BinaryIO
+        if fileobj is not None:
+            # An already open file (a URL through fsspec): `path` only names it.
+            self._raw = fileobj
+            self._owned = fileobj if owned else None
+        elif path == "-":
+            self._raw = stdin if stdin is not None else sys.stdin.buffer
         else:
             try:
                 self._raw = self._owned = open(path, "rb")  # noqa: SIM115 - closed by close()
@@ -60,7 +79,7 @@ class InputStream:
                 raise CaptureError(f"{path}: {exc.strerror or exc}") from None
         # A pipe or FIFO is read with read1 (what is there now, so a live writer's packets flow
         # through); a regular file with full reads.
-        self._pipe = self._owned is None or not stat.S_ISREG(os.fstat(self._raw.fileno()).st_mode)
+        self._pipe = self._owned is None or not _regular_file(self._raw)
         try:
             head = self._read_head(4)
         except CaptureError:

@@ -8,13 +8,14 @@ input or a bad config (one line on stderr).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import click
 
 from tcpdiag import __version__
 from tcpdiag.checkconfig import load_config
 from tcpdiag.cli.common import expand_captures
+from tcpdiag.cli.distributed import DEFAULT_SPLIT_SIZE, SIZE
 from tcpdiag.cli.output import emit
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.findings.policy import apply_policy, failing_findings
@@ -40,8 +41,12 @@ def run_check(
     fmt: str = "text",
     output: str | None = None,
     color: bool = False,
+    cluster: str | None = None,
+    scheduler: str | None = None,
+    split_size: int = DEFAULT_SPLIT_SIZE,
 ) -> int:
-    """The whole command without click: returns the exit code (0 or 1)."""
+    """The whole command without click: returns the exit code (0, 1, or 2/3 when a Dask run
+    could not read some captures: those are reported on stderr, the others still checked)."""
     cfg = load_config(config)
     paths = expand_captures(captures)
     if output is not None:
@@ -54,8 +59,19 @@ def run_check(
     result = AnalysisResult(__version__)
     thresholds: dict[str, Severity] = {}
     failed = 0
-    for path in paths:
-        cap = apply_policy(_analyze(path, cfg.options), cfg.policy)
+    unreadable = 0
+    analysed: Iterable[CaptureResult]
+    if cluster or scheduler:
+        from tcpdiag.cli.distributed import analyze_distributed
+
+        fleet = analyze_distributed(
+            paths, cfg.options, cluster=cluster, scheduler=scheduler, split_size=split_size
+        )
+        analysed, unreadable = fleet, fleet.exit_code
+    else:
+        analysed = (_analyze(path, cfg.options) for path in paths)
+    for raw in analysed:
+        cap = apply_policy(raw, cfg.policy)
         result.captures.append(cap)
         thresholds[cap.path] = level or cfg.policy.for_capture(cap.path).fail_on or Severity.ERROR
         failed += len(failing_findings(cap, cfg.policy, level))
@@ -65,6 +81,8 @@ def run_check(
         fail_on_by_path=thresholds,
     )
     emit(render("check" if fmt == "text" else fmt, result, options), output, paths)
+    if unreadable:
+        return unreadable
     return EXIT_FINDINGS if failed else EXIT_OK
 
 
@@ -85,6 +103,15 @@ def run_check(
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--no-color", is_flag=True, help="Plain text even on a terminal (also NO_COLOR).")
+@click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
+@click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")
+@click.option(
+    "--split-size",
+    type=SIZE,
+    default="256M",
+    show_default=True,
+    help="With --cluster/--scheduler: split captures larger than this by flow across workers.",
+)
 def check(
     captures: tuple[str, ...],
     fail_on: str | None,
@@ -92,6 +119,9 @@ def check(
     fmt: str,
     output: str | None,
     no_color: bool,
+    cluster: str | None,
+    scheduler: str | None,
+    split_size: int,
 ) -> None:
     """Analyse captures for CI: exit 1 when a finding is at or above the threshold.
 
@@ -103,6 +133,14 @@ def check(
 
     color = not no_color and "NO_COLOR" not in os.environ and sys.stdout.isatty()
     code = run_check(
-        captures, fail_on=fail_on, config=config_path, fmt=fmt, output=output, color=color
+        captures,
+        fail_on=fail_on,
+        config=config_path,
+        fmt=fmt,
+        output=output,
+        color=color,
+        cluster=cluster,
+        scheduler=scheduler,
+        split_size=split_size,
     )
     raise SystemExit(code)

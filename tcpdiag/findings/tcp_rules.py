@@ -28,7 +28,7 @@ from tcpdiag.findings.tls_rules import (
 from tcpdiag.flow.endpoint import Endpoint
 from tcpdiag.flow.flow import Burst, Flow, FlowEvent
 from tcpdiag.flow.seq import seq_gt
-from tcpdiag.model import ACK, FIN, PSH, SYN, URG, Direction, format_endpoint
+from tcpdiag.model import ACK, FIN, PSH, RST, SYN, URG, Direction, format_endpoint
 from tcpdiag.result import Finding, Severity, TimelineRow
 
 # Shortest retransmission timeout a real stack uses for a SYN or SYN/ACK (RFC 6298 allows 1 s
@@ -152,9 +152,9 @@ def _connection_refused(x: _Facts) -> list[Finding]:
             "or a firewall rejects with a reset (client saw ECONNREFUSED)"
             + (
                 "; but a RST without the ACK flag does not acknowledge the SYN, and a stack "
-                "that sent the SYN ignores it (RFC 9293 §3.10.7.3): a Linux server answers a "
-                "closed port with RST/ACK, so suspect a middlebox or crafted reset, and check "
-                "whether the client retried"
+                "that sent the SYN ignores it (RFC 9293 section 3.10.7.3): a Linux server "
+                "answers a closed port with RST/ACK, so suspect a middlebox or crafted reset, "
+                "and check whether the client retried"
                 if kind == "RST"
                 else ""
             ),
@@ -404,8 +404,8 @@ def _resets(x: _Facts) -> list[Finding]:
     f = x.flow
     if not x.established() or _connect_then_reset(x):
         return []
-    ignored = _ignored_resets(x)
-    rst = next((e for e in x.events("rst") if e not in ignored), None)
+    ignored = {id(e) for e, _, _ in _ignored_resets(x)}
+    rst = next((e for e in x.events("rst") if id(e) not in ignored), None)
     if rst is None or rst.direction is None:
         return []
     d = rst.direction
@@ -443,7 +443,7 @@ def _resets(x: _Facts) -> list[Finding]:
         alert = closing_alert(stream, _side(d.other), sender.fin_frame, late)
         if alert is not None:
             return [_closing_alert_reset(x, rst, alert, sender.fin_frame, peer_last.last_frame)]
-        return [_unread(x, rst, late, peer_last.last_frame, "after_fin", ignored)]
+        return [_unread(x, rst, late, peer_last.last_frame, "after_fin")]
     if own_fin and peer_fin:
         frames = [rst.frame, *(fr for fr in (sender.fin_frame, other.fin_frame) if fr)]
         return [
@@ -491,13 +491,12 @@ def _resets(x: _Facts) -> list[Finding]:
     elif own_fin and sender.fin_frame is not None:
         before = f" after its own FIN (frame {sender.fin_frame})"
         frames.append(sender.fin_frame)
-    frames.extend(e.frame for e in ignored[:1])
     return [
         make_finding(
             "abortive-close",
             f"{x.name(d)} ended the connection with {kind} (frame {rst.frame}){before} instead "
             "of a FIN exchange — an abort: SO_LINGER 0, a killed or crashed process, or close() "
-            "with unread data; data still queued on that side is lost" + _ignored_note(x, ignored),
+            "with unread data; data still queued on that side is lost",
             frames=frames,
             time=rst.time,
             flow=f.id,
@@ -567,38 +566,88 @@ def _side(d: Direction) -> str:
     return "client" if d == Direction.CLIENT else "server"
 
 
-def _ignored_resets(x: _Facts) -> list[FlowEvent]:
-    """RSTs the connection did not die of: sent before the SYN/ACK of a handshake that then
-    completed. A RST answering a SYN is accepted only if its ACK acknowledges that SYN (RFC
-    9293 §3.10.7.3); the client's stack ignored these (a forged or injected reset, or one from
-    stale state elsewhere), so the connection went on. With the RST's own ACK number (event
-    detail `ack`, raw) a RST that does acknowledge the SYN is never ignored."""
-    hs = x.flow.handshake
-    if not (hs.syn_ack and hs.syn_ack_frames and (hs.ack or x.flow.c.first_data_frame)):
-        return []
-    synack = hs.syn_ack_frames[0]
+def _ignored_resets(x: _Facts) -> list[tuple[FlowEvent, int, str]]:
+    """RSTs the connection did not die of, each with the frame that proves it and why:
+
+    - sent before the SYN/ACK of a handshake that then completed: a RST answering a SYN is
+      accepted only if its ACK acknowledges that SYN (RFC 9293 §3.10.7.3), so the client's
+      stack ignored it. With the RST's own ACK number (event detail `ack`, raw; the flow
+      engine may not record it yet) a RST that does acknowledge the SYN is never ignored;
+    - followed by more data or a FIN from the same address: an endpoint's stack sends nothing
+      on a connection after resetting it, so the RST came from elsewhere (a middlebox
+      spoofing that address) or fell outside the receiver's window."""
+    f = x.flow
+    hs = f.handshake
+    out: list[tuple[FlowEvent, int, str]] = []
+    established = bool(hs.ack or f.c.first_data_frame)
+    synack = hs.syn_ack_frames[0] if hs.syn_ack and hs.syn_ack_frames else None
     syn_seq = next((e.details.get("seq") for e in x.events("syn")), None)
-    out = []
+    rows = x.rows()
     for e in x.events("rst"):
-        if e.frame >= synack:
-            break
-        ack = e.details.get("ack")
-        if isinstance(ack, int) and isinstance(syn_seq, int) and ack == (syn_seq + 1) & 0xFFFFFFFF:
+        if e.direction is None:
             continue
-        out.append(e)
+        if synack is not None and established and e.frame < synack:
+            ack = e.details.get("ack")
+            if not (
+                isinstance(ack, int)
+                and isinstance(syn_seq, int)
+                and ack == (syn_seq + 1) & 0xFFFFFFFF
+            ):
+                out.append((e, synack, "synack"))
+                continue
+        sender = _side(e.direction)
+        later = next(
+            (
+                r.frame
+                for r in rows
+                if r.sender == sender
+                and r.frame > e.frame
+                and not r.flags & RST
+                and (r.length > 0 or r.flags & (FIN | SYN))
+            ),
+            None,
+        )
+        if later is not None:
+            out.append((e, later, "went-on"))
     return out
 
 
-def _ignored_note(x: _Facts, ignored: list[FlowEvent]) -> str:
+def _reset_ignored(x: _Facts) -> list[Finding]:
+    # Not a scenarios.md row: a RST that did not end the connection (a forged or injected
+    # reset, RFC 5961) is reported on its own, so the reset rules judge the reset that did.
+    ignored = _ignored_resets(x)
     if not ignored:
-        return ""
-    first = ignored[0]
-    who = x.name(first.direction) if first.direction is not None else "?"
-    return (
-        f". The earlier RST from {who} (frame {first.frame}) came before the SYN/ACK and the "
-        "handshake still completed: the client ignored it, as a stack does with a reset whose "
-        "ACK does not acknowledge its SYN (a forged, injected or stale reset)"
-    )
+        return []
+    parts = []
+    for e, proof, why in ignored[:3]:
+        assert e.direction is not None
+        who = x.name(e.direction)
+        if why == "synack":
+            parts.append(
+                f"{who} sent a RST (frame {e.frame}) before its SYN/ACK (frame {proof}), and the "
+                "handshake still completed: the client ignored it, as a stack does with a reset "
+                "that does not acknowledge its SYN"
+            )
+        else:
+            parts.append(
+                f"{who} sent a RST (frame {e.frame}) and then went on sending (frame {proof}): "
+                "a stack sends nothing on a connection after resetting it, so the reset was "
+                "not that endpoint's, or the receiver ignored it (outside its window)"
+            )
+    more = f" ({len(ignored)} such resets in all)" if len(ignored) > 3 else ""
+    frames = [fr for e, proof, _ in ignored for fr in (e.frame, proof)]
+    return [
+        make_finding(
+            "reset-ignored",
+            "; ".join(parts) + more + " — a forged reset: injected by a middlebox (IPS, "
+            "censorship, a load balancer) or crafted, or stale from an earlier connection; "
+            "compare its TTL and IP ID with that address's other packets",
+            frames=frames,
+            time=ignored[0][0].time,
+            flow=x.flow.id,
+            count=len(ignored),
+        )
+    ]
 
 
 def _closing_alert_reset(
@@ -662,14 +711,7 @@ def _bytes_between(x: _Facts, d: Direction, after: int, before: int) -> int:
     )
 
 
-def _unread(
-    x: _Facts,
-    rst: FlowEvent,
-    nbytes: int,
-    data_frame: int | None,
-    why: str,
-    ignored: list[FlowEvent] | None = None,
-) -> Finding:
+def _unread(x: _Facts, rst: FlowEvent, nbytes: int, data_frame: int | None, why: str) -> Finding:
     assert rst.direction is not None
     who, peer = x.name(rst.direction), x.name(rst.direction.other)
     got = f"{fmt_bytes(nbytes)} from {peer}" + (f" (frame {data_frame})" if data_frame else "")
@@ -705,12 +747,8 @@ def _unread(
     return make_finding(
         "reset-with-unread-data",
         f"{facts} — {meaning}; the kernel sends a reset instead of a FIN, and {peer} sees "
-        f"ECONNRESET on its next send() or recv(){_ignored_note(x, ignored or _ignored_resets(x))}",
-        frames=[
-            rst.frame,
-            *([data_frame] if data_frame else []),
-            *(e.frame for e in (ignored or _ignored_resets(x))[:1]),
-        ],
+        "ECONNRESET on its next send() or recv()",
+        frames=[rst.frame, *([data_frame] if data_frame else [])],
         time=rst.time,
         flow=x.flow.id,
     )
@@ -745,7 +783,6 @@ def _mid_stream(
         )
     if in_flight:
         facts += f", with {fmt_bytes(in_flight)} it had sent still unacknowledged"
-    ignored = _ignored_resets(x)
     if waiting:
         meaning = (
             "it gave up in the middle of the exchange (an application timeout or abort, "
@@ -766,10 +803,10 @@ def _mid_stream(
             "the transfer was cut short: the application aborted or crashed, or a middlebox "
             f"reset the connection; {peer} sees ECONNRESET"
         )
-    frames = [rst.frame, *([data_frame] if data_frame else []), *(e.frame for e in ignored[:1])]
+    frames = [rst.frame, *([data_frame] if data_frame else [])]
     return make_finding(
         "reset-mid-stream",
-        f"{facts} — {meaning}{_ignored_note(x, ignored)}",
+        f"{facts} — {meaning}",
         frames=frames,
         time=rst.time,
         flow=x.flow.id,
@@ -1178,7 +1215,7 @@ def _duplicate_finding(x: _Facts, dups: set[int], delay: float | None, resent: i
     )
     return make_finding(
         "capture-duplicate-packets",
-        f"{plural(len(dups), 'packet')} of {x.client} ⇄ {x.server} ({fmt_frames(sorted(dups))}) "
+        f"{plural(len(dups), 'packet')} of {x.client} → {x.server} ({fmt_frames(sorted(dups))}) "
         f"{how}; {resent} of the flow's retransmissions "
         f"{'is such a copy' if resent == 1 else 'are such copies'} — the capture saw the "
         "same packets twice (a mirror port, several interfaces or VLANs, or merged captures), "
@@ -1359,7 +1396,7 @@ def _capture_quality(x: _Facts) -> list[Finding]:
             )
         else:
             msg = (
-                f"no SYN seen for {x.client} ⇄ {x.server}: the connection was already open "
+                f"no SYN seen for {x.client} → {x.server}: the connection was already open "
                 "when the capture started"
                 + (" (client inferred from the first packet)" if f.client_inferred else "")
                 + "; relative sequence numbers start at the first packet seen"
@@ -1447,6 +1484,7 @@ RULES: tuple[Rule, ...] = (
     _synack_retransmitted,
     _no_response,
     _resets,
+    _reset_ignored,
     _close_wait_and_half_close,
     _port_reuse,
     _delayed_ack_stall,
@@ -1478,6 +1516,7 @@ def names_emitted() -> Iterable[str]:
         "reset-mid-stream",
         "reset-with-unread-data",
         "abortive-close",
+        "reset-ignored",
         "close-wait",
         "half-close",
         "port-reused",

@@ -439,6 +439,14 @@ def _alerts(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
                 f"({rec.size} B, frame {rec.frame}){stage}"
             )
             severity = Severity.ERROR if alert.level == "fatal" else Severity.WARNING
+            if alert.level == "warning" and complete is not None and rec.frame < complete:
+                message += " — the handshake went on and completed (a warning alert is not fatal)"
+                if alert.description == "unrecognized_name":
+                    message += (
+                        ": the server has no certificate configured for the SNI name the "
+                        "client sent and used its default one (check its name-based "
+                        "virtual hosts)"
+                    )
         frames = [rec.frame]
         if severity == Severity.ERROR or complete is None:
             message += _then(ctx, rec.time, rec.frame)

@@ -37,6 +37,7 @@ RANK: tuple[str, ...] = (
     "delayed-ack-stall",
     "stale-segment",
     "abortive-close",
+    "reset-ignored",
     "synack-retransmitted",
     "window-full",
     "retransmission",

@@ -5,7 +5,15 @@ Public API: `TlsStream` (a flow-stage StreamConsumer; `summary()`, `records_by_f
 `tcpdiag.findings.tls_rules`.
 """
 
-from tcpdiag.tls.detect import detect, looks_like_tls
-from tcpdiag.tls.stream import TlsStream
+import os as _os
+
+from tcpdiag.flow._native import use_pure_python as _use_pure_python
+
+# Modules that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source instead).
+COMPILED_MODULES = ("cursor", "records", "handshake", "stream")
+_use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)
+
+from tcpdiag.tls.detect import detect, looks_like_tls  # noqa: E402
+from tcpdiag.tls.stream import TlsStream  # noqa: E402
 
 __all__ = ["TlsStream", "detect", "looks_like_tls"]

@@ -56,8 +56,13 @@ INTENTIONAL: dict[tuple[str, int, str], str] = {
         "(frame 21) the server had acknowledged the client's 119-byte request (frame 10) and "
         "sent data of its own (frame 14): it had accepted the connection, whose SYN/ACK is "
         "missing from this rewritten capture. A refusal is the server's answer to the SYN; "
-        "tcpdiag reports reset-mid-stream (2,782 bytes unacknowledged), as the derived "
-        "rst_midstream verdict for the same stream does"
+        "its RST did not end the connection either (see the rst_midstream entry)"
+    ),
+    ("tcp-lost-segment-refused-rst.pcap", 1, "rst_midstream"): (
+        "the server's RST (frame 21, RST/PSH/ECE carrying 1391 bytes) was followed by more "
+        "data and a FIN from the same address (frames 27-42), which a stack never sends after "
+        "resetting a connection: the reset did not end the connection, and tcpdiag reports it "
+        "as reset-ignored (forged or out-of-window) instead of a reset mid-stream"
     ),
     ("tcp-ftp-quit-halfclose-rst.pcap", 0, "half_close"): (
         "the server closed (FIN, frame 4) and reset the client's 6 bytes that came after it "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import shutil
 import struct
 import subprocess
 import sys
@@ -131,6 +132,7 @@ def test_case04_all_four_magics_identical(tmp_path: Path) -> None:
 
 
 @pytest.mark.tshark
+@pytest.mark.skipif(shutil.which("tshark") is None, reason="needs tshark")
 def test_case04_nanosecond_timestamps_equal_tshark(tmp_path: Path) -> None:
     packets = [
         (T0 * 10**9 + i * 1_000_000_007 + 999_999_999 - i, f) for i, (_, f) in enumerate(PACKETS)

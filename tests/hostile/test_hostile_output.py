@@ -396,7 +396,6 @@ def test_case50_sigint_partial_report(tmp_path: Path) -> None:
 def test_case50_live_without_cap_net_raw() -> None:
     if not os.path.exists("/usr/sbin/capsh") or os.geteuid() != 0:
         pytest.skip("needs root and capsh to drop CAP_NET_RAW")
-    run = cli("live", "-i", "lo", "--duration", "1")
     cmd = [
         "/usr/sbin/capsh",
         "--drop=cap_net_raw",
@@ -409,7 +408,6 @@ def test_case50_live_without_cap_net_raw() -> None:
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("tcpdiag: error: "), lines
     assert "CAP_NET_RAW" in lines[0]
-    assert run.rc in (0, 2)
 
 
 def test_case50_million_flow_report_renders_top_n() -> None:

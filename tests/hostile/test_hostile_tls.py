@@ -76,8 +76,7 @@ def test_case42_split_client_hello_same_facts() -> None:
     assert facts == ("control.example", ["h2", "http/1.1"])
     msg = p.client_hello(b"control.example", (b"h2", b"http/1.1"))
 
-    five = p.tls_session(CH, SH)  # handshake + CH in five segments below
-    five = p.Session()
+    five = p.Session()  # the ClientHello in five TCP segments
     five.handshake()
     five.send("c", CH, mss=-(-len(CH) // 5))
     five.send("s", SH)
@@ -185,7 +184,9 @@ def test_case44_two_sni_extensions_and_entries() -> None:
     )
     for client in (two_ext, two_names):
         flow = flow_of(client)
-        assert flow.tls is not None and flow.tls.sni in ("one.example", None)
+        # the first name is recorded; the duplicate is not flagged (see the xfail below)
+        assert flow.tls is not None and flow.tls.sni == "one.example"
+        assert "tls-record-malformed" not in finding_names(flow)
 
 
 @pytest.mark.xfail(

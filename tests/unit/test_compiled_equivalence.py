@@ -36,11 +36,11 @@ from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import analyze_capture
 from tcpdiag.errors import TcpdiagError
 from tcpdiag.flow import _native
-import tcpdiag.flow.flow, tcpdiag.flow.table
+import tcpdiag.flow.flow, tcpdiag.flow.table, tcpdiag.tls.records
 from tcpdiag.report.json import capture_json, dumps
 
 mode = "compiled" if _native.compiled(tcpdiag.flow.flow) else "pure"
-print("mode", mode, _native.compiled(tcpdiag.flow.table))
+print("mode", mode, _native.compiled(tcpdiag.flow.table), _native.compiled(tcpdiag.tls.records))
 runs = (
     AnalysisOptions(keep_all_timelines=True),
     AnalysisOptions(
@@ -124,8 +124,8 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
     assert len(captures) >= 10
     fast = _run(compiled_root, pure=False, captures=captures)
     slow = _run(compiled_root, pure=True, captures=captures)
-    assert fast[0] == "mode compiled True", fast[0]
-    assert slow[0] == "mode pure False", slow[0]
+    assert fast[0] == "mode compiled True True", fast[0]
+    assert slow[0] == "mode pure False False", slow[0]
     assert len(fast) == len(slow) == 1 + 2 * len(captures)
     for a, b in zip(fast[1:], slow[1:], strict=True):
         assert a == b, f"compiled and pure Python differ on {a.split(' ', 1)[0]}"
@@ -134,10 +134,11 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
 def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
     """TCPDIAG_PURE=1 loads every listed hot module from its .py file."""
     script = (
-        "import importlib, tcpdiag.flow as f\n"
-        "for m in f.COMPILED_MODULES:\n"
-        "    mod = importlib.import_module('tcpdiag.flow.' + m)\n"
-        "    print(mod.__spec__.origin)\n"
+        "import importlib, tcpdiag.flow, tcpdiag.tls\n"
+        "for pkg in (tcpdiag.flow, tcpdiag.tls):\n"
+        "    for m in pkg.COMPILED_MODULES:\n"
+        "        mod = importlib.import_module(pkg.__name__ + '.' + m)\n"
+        "        print(mod.__spec__.origin)\n"
     )
     env = dict(os.environ, TCPDIAG_PURE="1")
     if compiled_root is not None:

@@ -359,7 +359,8 @@ def test_near_miss_plain_data_after_fin_answered_by_reset_stays_warning() -> Non
 
 
 def test_reset_ignored_before_the_synack_is_not_judged() -> None:
-    # A RST before the SYN/ACK, after which the handshake completes: the client ignored it.
+    # tcp-rst-injection (public): a RST before the SYN/ACK, after which the handshake
+    # completes: the client ignored it; the RST that ends the connection is frame 8.
     c = Conversation()
     c.syn()
     c.rst("s", dt=0.2)
@@ -371,15 +372,28 @@ def test_reset_ignored_before_the_synack_is_not_judged() -> None:
     found = diagnose(c)
     f = only(found, "reset-with-unread-data")
     assert "(frame 7) 1.5 s after receiving 25 bytes" in f.message
-    assert "earlier RST from 10.0.0.2:80 (frame 2)" in f.message
+    ignored = only(found, "reset-ignored")
+    assert "10.0.0.2:80 sent a RST (frame 2) before its SYN/ACK (frame 3)" in ignored.message
+    assert ignored.frames == (2, 3)
     assert "abortive-close" not in names(found)
+
+
+def test_reset_followed_by_more_data_from_its_sender_was_not_its_own() -> None:
+    c = _exchange(Conversation())
+    c.rst("s", dt=0.05)
+    c.send("s", 500, dt=0.001)
+    c.ack("c")
+    found = diagnose(c)
+    f = only(found, "reset-ignored")
+    assert "sent a RST (frame 7) and then went on sending (frame 8)" in f.message
+    assert not names(found) & {"reset-mid-stream", "abortive-close", "reset-with-unread-data"}
 
 
 def test_near_miss_reset_after_synack_is_judged() -> None:
     c = _exchange(Conversation())
     c.rst("s")
-    f = only(diagnose(c), "abortive-close")
-    assert "earlier RST" not in f.message
+    found = diagnose(c)
+    assert "abortive-close" in names(found) and "reset-ignored" not in names(found)
 
 
 def test_lone_fin_answered_by_reset_is_a_closed_port_not_an_abort() -> None:

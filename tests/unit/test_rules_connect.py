@@ -408,7 +408,7 @@ def test_bare_rst_refusal_says_the_client_would_ignore_it() -> None:
     c.syn()
     c.rst("s", dt=0.0009, ack=False)
     f = only(diagnose(c), "connection-refused")
-    assert "RST 0.9 ms after the SYN" in f.message and "RFC 9293 §3.10.7.3" in f.message
+    assert "RST 0.9 ms after the SYN" in f.message and "RFC 9293 section 3.10.7.3" in f.message
 
 
 def test_near_miss_rst_ack_refusal_has_no_such_note() -> None:

@@ -332,3 +332,28 @@ def test_reset_ending_a_failed_handshake_is_left_to_the_tls_finding() -> None:
 def test_near_miss_reset_after_a_completed_handshake_stays_a_tcp_finding() -> None:
     flow = _lab_flow("tls-rst-mid-record.pcap")
     assert "reset-mid-stream" in {f.name for f in flow.findings}
+
+
+def test_warning_alert_before_a_completed_handshake_says_it_went_on() -> None:
+    # tls-early-alert-unrecognized-name (public): warning unrecognized_name, then the
+    # handshake completes: say so, and what the alert means.
+    from pathlib import Path
+
+    from tcpdiag.config import AnalysisOptions
+    from tcpdiag.engine import analyze_capture
+
+    path = Path(__file__).resolve().parents[3] / "shared/captures/public"
+    path /= "tls-early-alert-unrecognized-name.pcap"
+    if not path.is_file():
+        pytest.skip("public capture corpus not available")
+    (flow,) = analyze_capture(str(path), AnalysisOptions()).flows
+    alert = next(f for f in flow.findings if f.name == "tls-alert")
+    assert "the handshake went on and completed" in alert.message
+    assert "no certificate configured for the SNI name" in alert.message
+    assert flow.verdict.endswith("after the client's ClientHello")
+
+
+def test_near_miss_fatal_alert_does_not_say_the_handshake_went_on() -> None:
+    flow = _lab_flow("tls-no-shared-cipher.pcap")
+    alert = next(f for f in flow.findings if f.name == "tls-alert")
+    assert "went on" not in alert.message

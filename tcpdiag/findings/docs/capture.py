@@ -234,7 +234,7 @@ SPECS: tuple[FindingSpec, ...] = (
         references=("editcap(1) options -D / -w", "Wireshark wiki: Duplicate packets"),
         example=example("""
             capture-duplicate-packets (info) flow 1, 22 frames: 2, 6, 7, 9, …
-              22 packets of 10.0.0.1:59856 ⇄ 10.0.0.2:80 repeat the conversation exactly 50 ms
+              22 packets of 10.0.0.1:59856 → 10.0.0.2:80 repeat the conversation exactly 50 ms
               later, from both sides; 18 of the flow's retransmissions are such copies — the
               capture saw the same packets twice
         """),

@@ -30,8 +30,9 @@ SPECS: tuple[FindingSpec, ...] = (
             tls-alert finding names the reset in its TCP context ("then RST from the server
             58 µs later (frame 10)") and lists the RST's frame. A RST sent before the SYN/ACK
             of a handshake that then completed was ignored by the client (its ACK did not
-            acknowledge the SYN: forged, injected or stale) and is not the one judged; the
-            message of the reset that did end the connection mentions it.
+            acknowledge the SYN: forged, injected or stale), and so was a RST after which the
+            same address went on sending: neither is the one judged here; each is a
+            reset-ignored finding.
         """),
         common_causes=text("""
             - The peer process crashed or was killed, or aborted the connection on an error.
@@ -118,6 +119,55 @@ SPECS: tuple[FindingSpec, ...] = (
             abortive-close (warning) flow 8, frame 30
               10.0.0.1:51000 ended the connection with RST/ACK (frame 30) instead of FIN — an
               abort: SO_LINGER 0, a killed process, or close() with unread data
+        """),
+    ),
+    FindingSpec(
+        name="reset-ignored",
+        severity=Severity.WARNING,
+        category="close",
+        title="A reset that did not end the connection (forged, injected or stale)",
+        what_it_means=text("""
+            A RST appeared on the connection, but the connection went on as if it had not:
+            the handshake completed after it, or the address it claims to come from kept
+            sending afterwards. A TCP stack sends nothing more on a connection it has reset,
+            and accepts a reset only when it fits (in SYN-SENT its ACK must acknowledge the
+            SYN; in a synchronized state its sequence number must be in the window, RFC 5961
+            even asks for the exact next one). So this reset was not sent by that endpoint's
+            own stack, or was ignored by the receiver: it was forged (a middlebox injecting
+            resets, or a crafted packet) or stale. The reset rules judge the reset that did
+            end the connection, if any, not this one.
+        """),
+        how_detected=text("""
+            A RST before the SYN/ACK of a handshake that then completed (with the RST's ACK
+            number, when the flow engine records it, a RST that does acknowledge the SYN is
+            not counted); or a RST after which the same address sent data, a FIN or a SYN.
+        """),
+        common_causes=text("""
+            - An IPS, a firewall or a censor injecting resets (they race the real traffic,
+              often with another TTL or IP ID than the endpoint's packets).
+            - Crafted or replayed packets (tests, fuzzing, attack tools).
+            - A reset from an old incarnation of the 4-tuple, or a path with asymmetric
+              routing where another box answers.
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tcp.stream eq N && tcp.flags.reset == 1`; add `ip.ttl`, `ip.id`
+            and `tcp.ack` columns and compare the RST with the real packets of that address;
+            for a RST answering a SYN, `tcp.ack` should be the SYN's sequence number + 1.
+        """),
+        what_to_do=text("""
+            Find the box that injects resets (capture on both sides of each middlebox, compare
+            TTLs). If connections do fail because of such resets, the receiving stack accepted
+            one: check RFC 5961 protections (Linux has them by default).
+        """),
+        references=(
+            "RFC 9293 §3.10.7.3 (SYN-SENT: a RST is acceptable only if it acknowledges the SYN)",
+            "RFC 5961 §3 (blind reset attacks: RST accepted only at the exact sequence number)",
+        ),
+        example=example("""
+            reset-ignored (warning) flow 1, frames 2, 3
+              1.2.0.3:6649 sent a RST (frame 2) before its SYN/ACK (frame 3), and the handshake
+              still completed: the client ignored it — a forged reset: injected by a middlebox
+              or crafted, or stale; compare its TTL and IP ID with that address's other packets
         """),
     ),
     FindingSpec(
