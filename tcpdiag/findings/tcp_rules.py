@@ -877,10 +877,32 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
         ea.rst_frame is not None and ea.rst_frame > fin_frame and eb.fin_frame is None
     ):
         return out
+    # CLOSE_WAIT starts when b's stack could take the FIN: a FIN behind lost data is
+    # delivered only with the retransmission that fills the hole (the last data or FIN
+    # segment from a before b acknowledged the FIN), not when it was first sent.
+    ack_row = _fin_ack_row(x, a, fin_frame)
+    since = fin_time
+    if ack_row is not None:
+        a_side = _side(a)
+        since = max(
+            (
+                r.time
+                for r in x.rows()
+                if r.sender == a_side
+                and fin_frame <= r.frame < ack_row.frame
+                and (r.length or r.flags & FIN)
+            ),
+            default=fin_time,
+        )
+    got = (
+        f", delivered only with the retransmission {fmt_duration(since - fin_time)} later"
+        if since - fin_time > x.th.close_wait_delay
+        else ""
+    )
     b_close = _first(eb.fin_frame, eb.rst_frame)
     if b_close is not None:
         b_time = _num(eb.fin_time if b_close == eb.fin_frame else eb.rst_time, f.end)
-        delay = b_time - fin_time
+        delay = b_time - since
         if delay <= x.th.close_wait_delay:
             return out
         how = "FIN" if b_close == eb.fin_frame else "RST"
@@ -888,21 +910,41 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
         frames = [fin_frame, b_close]
     else:
         # "or never before the capture ends": no delay threshold, the capture is all we have.
-        delay = x.now - fin_time
+        delay = x.now - since
         late = f"never closed in the {fmt_duration(delay)} until the end of the capture"
         frames = [fin_frame]
     out.append(
         make_finding(
             "close-wait",
-            f"{x.name(a)} closed (FIN, frame {fin_frame}) and {x.name(b)} acknowledged it, but "
-            f"{late} — {x.name(b)}'s application got EOF (recv() returned 0) and did not close "
-            "the socket: it sat in CLOSE_WAIT",
+            f"{x.name(a)} closed (FIN, frame {fin_frame}{got}) and {x.name(b)} acknowledged it, "
+            f"but {late} — {x.name(b)}'s application got EOF (recv() returned 0) and did not "
+            "close the socket: it sat in CLOSE_WAIT",
             frames=frames,
             time=fin_time,
             flow=f.id,
         )
     )
     return out
+
+
+def _fin_ack_row(x: _Facts, a: Direction, fin_frame: int) -> TimelineRow | None:
+    """The first packet from `a.other` acknowledging `a`'s FIN (from the kept timeline)."""
+    a_side, b_side = _side(a), _side(a.other)
+    fin_row = next((r for r in x.rows() if r.frame == fin_frame and r.sender == a_side), None)
+    if fin_row is None:
+        return None
+    end = (fin_row.seq + fin_row.length + 1) & 0xFFFFFFFF
+    return next(
+        (
+            r
+            for r in x.rows()
+            if r.sender == b_side
+            and r.frame > fin_frame
+            and r.flags & ACK
+            and not seq_gt(end, r.ack & 0xFFFFFFFF)
+        ),
+        None,
+    )
 
 
 # A reply to a FIN this small, in one segment, followed by the replier's own close, answers
@@ -1106,9 +1148,22 @@ def _zero_window(x: _Facts) -> list[Finding]:
     if not frames:
         return []
     parts = []
+    closing: list[str] = []
     for d in (Direction.CLIENT, Direction.SERVER):
         ep: Endpoint = f.endpoints[d]
         if not ep.zero_windows:
+            continue
+        sender_fin = f.endpoints[d.other].fin_time
+        if sender_fin is not None and all(
+            _num(period[0]) >= _num(sender_fin) for period in ep.zero_windows
+        ):
+            # The peer had sent its FIN: no data could come any more, so a zero window is
+            # the closing socket's (some stacks advertise 0 after close()), not a stall.
+            closing.append(
+                f"{x.name(d)} advertised a zero window only after "
+                f"{x.name(d.other)}'s FIN (frame {f.endpoints[d.other].fin_frame}), when no "
+                "more data could come"
+            )
             continue
         stall = 0.0
         still = False
@@ -1130,6 +1185,18 @@ def _zero_window(x: _Facts) -> list[Finding]:
         if probes:
             text += f"; {x.name(d.other)} sent {plural(probes, 'window probe')}"
         parts.append(text)
+    if not parts:
+        return [
+            make_finding(
+                "zero-window",
+                "; ".join(closing) + " — the window of a socket being closed, not a receiver "
+                "that stopped reading: nothing had to wait",
+                frames=frames,
+                flow=f.id,
+                count=len(frames),
+                severity=Severity.INFO,
+            )
+        ]
     return [
         make_finding(
             "zero-window",

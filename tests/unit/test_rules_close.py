@@ -414,3 +414,26 @@ def test_near_miss_reset_after_midflow_data_is_still_an_abort() -> None:
     c.rst("s", dt=0.01)
     found = diagnose(c)
     assert not any("only packet seen" in f.message for f in found)
+
+
+def test_fin_behind_lost_data_starts_close_wait_when_delivered() -> None:
+    # tcp-zero-window-small (public): the server's data is lost, its FIN (frame 9) cannot be
+    # delivered until the retransmission 1.3 s later; the client then closes at once.
+    c = _exchange(Conversation())
+    lost = c.send("s", 132, dt=0.01)
+    fin = c.fin("s", dt=0.5)
+    c.retransmit(lost.frame, dt=1.3)
+    c.ack("c", dt=0.001)
+    c.fin("c", dt=0.09)
+    c.ack("s")
+    assert fin.frame
+    assert "close-wait" not in names(diagnose(c))
+
+
+def test_near_miss_fin_delivered_at_once_then_late_close_is_close_wait() -> None:
+    c = _exchange(Conversation())
+    c.fin("s", dt=0.01)
+    c.ack("c", dt=0.001)
+    c.fin("c", dt=1.5)
+    c.ack("s")
+    assert "close-wait" in names(diagnose(c))

@@ -318,3 +318,29 @@ def test_near_miss_timeout_resends_of_one_side_are_not_duplicates() -> None:
     found = diagnose(_bulk(Conversation(), 100, 3))
     assert "capture-duplicate-packets" not in names(found)
     assert only(found, "retransmission").severity is Severity.WARNING
+
+
+def test_zero_window_only_after_the_peers_fin_is_info() -> None:
+    # tcp-zero-window-small (public): the last ACK, after both FINs, advertises window 0.
+    c = Conversation().handshake()
+    c.send("c", 100)
+    c.send("s", 100, dt=0.01)
+    c.fin("c", dt=0.01)
+    c.fin("s")
+    c.ack("c", window=0)
+    found = diagnose(c)
+    f = only(found, "zero-window")
+    assert f.severity is Severity.INFO and "only after 10.0.0.2:80's FIN" in f.message
+
+
+def test_near_miss_zero_window_before_the_fin_is_a_warning() -> None:
+    c = Conversation().handshake()
+    c.send("c", 100)
+    c.send("s", 100, dt=0.01)
+    c.ack("c", window=0)
+    c.ack("c", window=65535, dt=1.0)
+    c.fin("c", dt=0.01)
+    c.fin("s")
+    c.ack("c")
+    f = only(diagnose(c), "zero-window")
+    assert f.severity is Severity.WARNING

@@ -374,6 +374,10 @@ SPECS: tuple[FindingSpec, ...] = (
     FindingSpec(
         name="zero-window",
         severity=Severity.WARNING,
+        severity_note=(
+            "info when the window is zero only after the peer's FIN: a closing socket, "
+            "nothing had to wait"
+        ),
         category="transfer",
         title="The receiver's window fell to zero: its application stopped reading",
         what_it_means=text("""
@@ -386,7 +390,9 @@ SPECS: tuple[FindingSpec, ...] = (
             Segments from one side advertising a zero window (no SYN/FIN/RST), as Wireshark's
             `tcp.analysis.zero_window`; tcpdiag reports who advertised it, how many zero-window
             probes the sender sent (Linux probes look like keep-alives) and how long the
-            window stayed closed.
+            window stayed closed. A zero window advertised only after the peer's FIN (the
+            final ACK of a closing socket, as some stacks send it) stays info: no more data
+            could come, so nobody waited.
         """),
         common_causes=text("""
             - The receiving application is blocked, busy, or slower than the sender.
