@@ -11,6 +11,7 @@ them to the flow results and returns the capture-level ones.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterable
 
 from tcpdiag.config import Thresholds
@@ -184,20 +185,23 @@ def _icmp_finding(flow: FlowResult, errs: list[IcmpError]) -> Finding:
 
 def _syn_drop_context(flows: list[FlowResult], ctx: CaptureContext) -> list[Finding]:
     out: list[Finding] = []
-    completed = [f for f in flows if f.handshake.syn_ack]
+    # Completed handshakes per server, by SYN/ACK time: each unanswered flow then looks up its
+    # time window with a binary search (a capture of 100k flows must not cost 100k x 100k).
+    completed: dict[str, list[tuple[float, int, FlowResult]]] = {}
+    for f in flows:
+        if f.handshake.syn_ack:
+            when = ctx.synack_time.get(f.id, f.start)
+            completed.setdefault(f.server, []).append((when, f.id, f))
+    for entries in completed.values():
+        entries.sort(key=lambda e: (e[0], e[1]))
     for flow in flows:
         original = next((x for x in flow.findings if x.name == "syn-unanswered"), None)
         if original is None:
             continue
-        others = [
-            f
-            for f in completed
-            if f.id != flow.id
-            and f.server == flow.server
-            and flow.start - _MEANWHILE_SLACK
-            <= ctx.synack_time.get(f.id, f.start)
-            <= flow.end + _MEANWHILE_SLACK
-        ]
+        entries = completed.get(flow.server, [])
+        lo = bisect.bisect_left(entries, flow.start - _MEANWHILE_SLACK, key=lambda e: e[0])
+        hi = bisect.bisect_right(entries, flow.end + _MEANWHILE_SLACK, key=lambda e: e[0])
+        others = sorted((e[2] for e in entries[lo:hi] if e[1] != flow.id), key=lambda f: f.id)
         if not others:
             continue
         head = original.message.split(" — ", 1)[0]
@@ -230,12 +234,15 @@ def _arp_unanswered(
     flows: list[FlowResult], ctx: CaptureContext, thresholds: Thresholds
 ) -> list[Finding]:
     out: list[Finding] = []
+    by_server_ip: dict[str, list[FlowResult]] = {}
+    for f in flows:
+        by_server_ip.setdefault(_server_ip(f), []).append(f)
     for target, t in ctx.arp.items():
         if t.replied or t.requests < thresholds.arp_min_requests:
             continue
         ip = format_ip(target)
         who = ", ".join(sorted(format_ip(r) for r in t.requesters)) or "?"
-        tcp_flows = [f for f in flows if _server_ip(f) == ip]
+        tcp_flows = by_server_ip.get(ip, [])
         if tcp_flows:
             tail = (
                 f"; {plural(len(tcp_flows), 'TCP connection')} to it "
