@@ -101,7 +101,7 @@ def _server_ip(flow: FlowResult) -> str:
     return flow.server.rsplit(":", 1)[0].strip("[]")
 
 
-# -- icmp-unreachable (scenarios.md, set-up: "SYNs answered by ICMP ... unreachable") ------------
+# -- icmp-unreachable (set-up: "SYNs answered by ICMP ... unreachable") ------------
 
 
 def _icmp_unreachable(flows: list[FlowResult], ctx: CaptureContext) -> list[Finding]:
@@ -179,7 +179,7 @@ def _icmp_finding(flow: FlowResult, errs: list[IcmpError]) -> Finding:
     return make_finding("icmp-unreachable", message, frames=frames, time=first.time, flow=flow.id)
 
 
-# -- syn-unanswered, with context (scenarios.md: "SYNs unanswered while other connections to the
+# -- syn-unanswered, with context ("SYNs unanswered while other connections to the
 #    same server:port completed around the same time") -------------------------------------------
 
 
@@ -227,7 +227,7 @@ def _syn_drop_context(flows: list[FlowResult], ctx: CaptureContext) -> list[Find
     return out
 
 
-# -- arp-unanswered (scenarios.md: "ARP who-has for an address, repeated, never answered") -------
+# -- arp-unanswered ("ARP who-has for an address, repeated, never answered") -------
 
 
 def _arp_unanswered(
@@ -267,7 +267,7 @@ def _arp_unanswered(
     return out
 
 
-# -- capture quality (scenarios.md, "Capture problems"; bad-inputs.md) ---------------------------
+# -- capture quality (Capture problems; hostile inputs) ---------------------------
 
 
 def _capture_notes(ctx: CaptureContext) -> list[Finding]:

@@ -1,7 +1,7 @@
 """TCP rules: one closed `Flow` in, its connection-level and per-packet findings out.
 
 Each rule is a small function for one family of findings, citing the row of
-`design/scenarios.md` it implements. Rules read only the public attributes documented in the
+the table of diagnoses it implements. Rules read only the public attributes documented in the
 `Flow` class docstring (`tcpdiag/flow/flow.py`) and `Endpoint` (`tcpdiag/flow/endpoint.py`).
 Messages read "facts — meaning": concrete values first (addresses, frames, delays, bytes),
 then what they mean in plain words; `verdict.headline()` relies on the " — ".
@@ -121,7 +121,7 @@ def _first(*frames: int | None) -> int | None:
     return min(present) if present else None
 
 
-# -- connection set-up (scenarios.md, "Connection set-up") ---------------------------------------
+# -- connection set-up (Connection set-up) ---------------------------------------
 
 
 def _connection_refused(x: _Facts) -> list[Finding]:
@@ -386,7 +386,7 @@ def _no_response(x: _Facts) -> list[Finding]:
     return [make_finding("no-response", msg, frames=frames, time=end_time, flow=f.id)]
 
 
-# -- teardown (scenarios.md, "Teardown") ---------------------------------------------------------
+# -- teardown (Teardown) ---------------------------------------------------------
 
 
 def _resets(x: _Facts) -> list[Finding]:
@@ -613,7 +613,7 @@ def _ignored_resets(x: _Facts) -> list[tuple[FlowEvent, int, str]]:
 
 
 def _reset_ignored(x: _Facts) -> list[Finding]:
-    # Not a scenarios.md row: a RST that did not end the connection (a forged or injected
+    # Not a classic scenario: a RST that did not end the connection (a forged or injected
     # reset, RFC 5961) is reported on its own, so the reset rules judge the reset that did.
     ignored = _ignored_resets(x)
     if not ignored:
@@ -655,7 +655,7 @@ def _closing_alert_reset(
 ) -> Finding:
     """The end of a TLS session closed with a bare FIN (no close_notify): the peer's closing
     alert arrives after the socket is closed and is answered with a RST. Info: the data
-    exchanged before was delivered; recording.md calls this an artefact of the closing
+    exchanged before was delivered; this is an artefact of the closing
     program (Python's SSLSocket.close()), not a failure."""
     assert rst.direction is not None
     who, peer = x.name(rst.direction), x.name(rst.direction.other)
@@ -956,7 +956,7 @@ def _closing_reply(
     x: _Facts, a: Direction, rows_after: list[TimelineRow], segments: int, nbytes: int
 ) -> bool:
     """Whether what `a.other` sent after `a`'s FIN is not the half-close pattern of
-    scenarios.md ("one side sends FIN, the other keeps sending data"):
+    ("one side sends FIN, the other keeps sending data"):
 
     - `a` reset the connection after that data arrived: it had closed, not shut down its
       sending side (the reset rules report data arriving after a close);
@@ -1039,7 +1039,7 @@ def _port_reuse(x: _Facts) -> list[Finding]:
     return out
 
 
-# -- data transfer (scenarios.md, "Data transfer" and the zero-window row) -----------------------
+# -- data transfer ("Data transfer" and the zero-window row) -----------------------
 
 
 def _delayed_ack_stall(x: _Facts) -> list[Finding]:
@@ -1448,7 +1448,7 @@ def _per_packet(x: _Facts) -> list[Finding]:
     return out
 
 
-# -- capture quality (scenarios.md, "Capture problems"; bad-inputs.md 35, 36) ---------------------
+# -- capture quality (Capture problems; hostile inputs) ---------------------
 
 
 def _capture_quality(x: _Facts) -> list[Finding]:

@@ -2,7 +2,7 @@
 
 Rules, in the order a reader needs them (one root cause per flow where possible):
 
-    tls-flight-incomplete     a handshake flight lacks messages the protocol requires (seed 000)
+    tls-flight-incomplete     a handshake flight lacks messages the protocol requires
     tls-alert                 an alert that matters (not close_notify, not a post-handshake
                               encrypted alert before the close: that is a normal shutdown)
     tls-version-mismatch      alert protocol_version, or a chosen version the client never offered

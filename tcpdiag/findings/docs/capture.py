@@ -1,4 +1,4 @@
-"""Capture-quality findings (scenarios.md, "Capture problems"; bad-inputs.md).
+"""Capture-quality findings (Capture problems; hostile inputs).
 
 They describe the capture, not the network, and are kept apart so that nobody blames the
 network for a bad capture.

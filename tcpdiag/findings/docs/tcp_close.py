@@ -1,4 +1,4 @@
-"""Teardown findings (scenarios.md, "Teardown"; seeds 002 and 003)."""
+"""Teardown findings (Teardown)."""
 
 from __future__ import annotations
 
@@ -196,7 +196,7 @@ SPECS: tuple[FindingSpec, ...] = (
             close_notify, an encrypted alert after the handshake, or a 24-byte TLS 1.3
             record, the size of an encrypted alert), and the reset answers that alert.
             Python's SSLSocket.close() ends every session this way against an OpenSSL peer
-            (design/recording.md calls it an artefact of the closing program): the data
+            (an artefact of how the program closes, not a network problem): the data
             exchanged before was delivered and only the closing alert was discarded, so it is
             not a problem flow. Data of any other kind arriving after the close stays a
             warning.

@@ -1,4 +1,4 @@
-"""Connection set-up findings (scenarios.md, "Connection set-up"; seeds 001 and 003)."""
+"""Connection set-up findings (Connection set-up)."""
 
 from __future__ import annotations
 

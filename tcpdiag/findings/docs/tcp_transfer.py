@@ -1,7 +1,7 @@
-"""Data transfer findings (scenarios.md, "Data transfer" and the zero-window row; seeds 002, 003).
+"""Data transfer findings ("Data transfer" and the zero-window row).
 
-The per-packet ones keep Wireshark's vocabulary and rules (anchors-rules.md §1.2) so that their
-frames can be compared one by one with `tcp.analysis.*`.
+The per-packet ones keep Wireshark's vocabulary and rules (its tcp_analyze_sequence_number) so
+that their frames can be compared one by one with `tcp.analysis.*`.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ SPECS: tuple[FindingSpec, ...] = (
             On a connection reused for several requests, a response arrived only after the
             client had already sent its next request. If the client gave up waiting for the
             first response (an application timeout) and reused the connection, it will take
-            the late answer to the first request for the answer to the second ("串包" in seed
-            003: responses shifted by one). This is a heuristic: tcpdiag does not parse the
-            application protocol, it only sees the timing.
+            the late answer to the first request for the answer to the second (responses
+            shifted by one). This is a heuristic: tcpdiag does not parse the application
+            protocol, it only sees the timing.
         """),
         how_detected=text("""
             Heuristic. The client sends data, the server sends nothing for at least

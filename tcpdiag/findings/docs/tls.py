@@ -1,4 +1,4 @@
-"""TLS findings (scenarios.md, "TLS"; seed 000). The rules live in `findings/tls_rules.py`."""
+"""TLS findings (TLS). The rules live in `findings/tls_rules.py`."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ SPECS: tuple[FindingSpec, ...] = (
               rejected the server's certificate (sent in plaintext even in TLS 1.3).
             - unrecognized_name (112): the server does not know the SNI name.
             - unexpected_message (10), decode_error (50): a message out of order or badly
-              formed; with a truncated client flight (seed 000) the server answers
+              formed; with a truncated client flight the server answers
               unexpected_message.
             - Capture artefact with test programs: a peer that closes without close_notify
               may get an alert back, which is not a handshake failure.
@@ -91,7 +91,7 @@ SPECS: tuple[FindingSpec, ...] = (
         common_causes=text("""
             - The application lost part of its send buffer: wrong offset or length in its own
               send queue, a partial write() not retried, an io_uring/unbuffered TLS client
-              sending only the last record (seed 000).
+              sending only the last record.
             - A middlebox stripping records (rare).
             - Capture artefact: the capture missed the segments (then capture-packet-loss or
               previous-segment-lost is reported too).
