@@ -8,13 +8,13 @@ input or a bad config (one line on stderr).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import click
 
 from tcpdiag import __version__
 from tcpdiag.checkconfig import load_config
-from tcpdiag.cli.common import expand_captures
+from tcpdiag.cli.common import apply_limit_flags, check_limit_options, expand_captures
 from tcpdiag.cli.distributed import DEFAULT_SPLIT_SIZE, SIZE
 from tcpdiag.cli.output import emit
 from tcpdiag.config import AnalysisOptions
@@ -44,10 +44,12 @@ def run_check(
     cluster: str | None = None,
     scheduler: str | None = None,
     split_size: int = DEFAULT_SPLIT_SIZE,
+    limits: Mapping[str, object] | None = None,
 ) -> int:
     """The whole command without click: returns the exit code (0, 1, or 2/3 when a Dask run
     could not read some captures: those are reported on stderr, the others still checked)."""
     cfg = load_config(config)
+    apply_limit_flags(cfg.options, limits or {})
     paths = expand_captures(captures)
     if output is not None:
         # Refuse a bad -o before spending time on the analysis.
@@ -112,6 +114,7 @@ def run_check(
     show_default=True,
     help="With --cluster/--scheduler: split captures larger than this by flow across workers.",
 )
+@check_limit_options
 def check(
     captures: tuple[str, ...],
     fail_on: str | None,
@@ -122,6 +125,7 @@ def check(
     cluster: str | None,
     scheduler: str | None,
     split_size: int,
+    **limits: object,
 ) -> None:
     """Analyse captures for CI: exit 1 when a finding is at or above the threshold.
 
@@ -142,5 +146,6 @@ def check(
         cluster=cluster,
         scheduler=scheduler,
         split_size=split_size,
+        limits=limits,
     )
     raise SystemExit(code)

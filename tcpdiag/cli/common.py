@@ -16,38 +16,48 @@ F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[Any], Any]
 
 
-def _limit_decorators(*, input_limit: bool, linger: float | None) -> list[Decorator]:
-    defaults = Limits()
+def _limit_decorators(
+    *, input_limit: bool, linger: float | None, from_config: bool = False
+) -> list[Decorator]:
+    """With `from_config`, a flag left unset keeps the config file's value (default None)."""
+    limits = Limits()
+
+    def option(*decls: str, help: str, value: object, type: click.ParamType) -> Decorator:
+        if from_config:
+            return click.option(
+                *decls,
+                type=type,
+                default=None,
+                help=f"{help} [default: the config's, else {value}]",
+            )
+        return click.option(*decls, type=type, default=value, show_default=True, help=help)
+
     decorators: list[Decorator] = [
-        click.option(
+        option(
             "--max-flows",
             type=click.IntRange(1),
-            default=defaults.max_flows,
-            show_default=True,
+            value=limits.max_flows,
             help="Flows tracked at once; the oldest embryonic, then idle, are evicted beyond it.",
         ),
-        click.option(
+        option(
             "--max-flow-buffer",
             type=click.IntRange(1024),
-            default=defaults.max_flow_buffer,
-            show_default=True,
+            value=limits.max_flow_buffer,
             help="Bytes buffered per flow direction for reassembly.",
         ),
-        click.option(
+        option(
             "--idle-timeout",
             type=click.FloatRange(0.001),
-            default=defaults.idle_timeout,
-            show_default=True,
+            value=limits.idle_timeout,
             help="Seconds of silence (capture time) after which a flow is finalised.",
         ),
     ]
     if input_limit:
         decorators.append(
-            click.option(
+            option(
                 "--max-input-bytes",
                 type=click.IntRange(1),
-                default=defaults.max_input_bytes,
-                show_default=True,
+                value=limits.max_input_bytes,
                 help="Decompressed bytes read from one capture (stops decompression bombs).",
             )
         )
@@ -77,6 +87,24 @@ def limit_options(func: F) -> F:
     return _apply(func, _limit_decorators(input_limit=True, linger=None))
 
 
+def check_limit_options(func: F) -> F:
+    """The limits for `check`: a flag given on the command line overrides the config file."""
+    return _apply(func, _limit_decorators(input_limit=True, linger=None, from_config=True))
+
+
+def apply_limit_flags(options: AnalysisOptions, flags: Mapping[str, object]) -> None:
+    """Set the limits given on the command line (None: not given) on `options`."""
+    lim = options.limits
+    for name in ("max_flows", "max_flow_buffer", "max_input_bytes"):
+        value = flags.get(name)
+        if value is not None:
+            setattr(lim, name, int(str(value)))
+    for name in ("idle_timeout", "close_linger"):
+        value = flags.get(name)
+        if value is not None:
+            setattr(lim, name, float(str(value)))
+
+
 def live_limit_options(func: F) -> F:
     """The limits that mean something for live capture, and a short close linger so flows are
     reported promptly (a file keeps TIME_WAIT's 60 s: nobody waits for it)."""
@@ -85,12 +113,7 @@ def live_limit_options(func: F) -> F:
 
 def analysis_options(limits: Mapping[str, object], keep_all: bool = False) -> AnalysisOptions:
     options = AnalysisOptions(keep_all_timelines=keep_all)
-    lim = options.limits
-    lim.max_flows = int(str(limits.get("max_flows", lim.max_flows)))
-    lim.max_flow_buffer = int(str(limits.get("max_flow_buffer", lim.max_flow_buffer)))
-    lim.max_input_bytes = int(str(limits.get("max_input_bytes", lim.max_input_bytes)))
-    lim.idle_timeout = float(str(limits.get("idle_timeout", lim.idle_timeout)))
-    lim.close_linger = float(str(limits.get("close_linger", lim.close_linger)))
+    apply_limit_flags(options, limits)
     return options
 
 

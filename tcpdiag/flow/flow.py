@@ -61,6 +61,44 @@ _ROW = struct.Struct("<qdBHIIII")
 _ROW_SIZE = _ROW.size
 
 
+# What `Flow.timeline()` is made of (`Flow.timeline_state()`): packed rows (`_ROW`), client and
+# server sequence bases and window scales, analysis names of the kept frames, packets seen.
+TimelineState = tuple[bytes, int | None, int | None, int, int, dict[int, list[str]], int]
+
+
+def timeline_rows(state: TimelineState) -> tuple[list[TimelineRow], int]:
+    """The timeline rows of a `Flow.timeline_state()` and the number of packets elided."""
+    packed, c_base, s_base, c_wscale, s_wscale, notes, total = state
+    bases = (c_base, s_base)
+    wscales = (c_wscale, s_wscale)
+    rows: list[TimelineRow] = []
+    for frame, time, d, flags, seq, ack, length, window in _ROW.iter_unpack(packed):
+        base = bases[d]
+        peer_base = bases[1 - d]
+        rel_ack = 0
+        if flags & ACK and peer_base is not None:
+            rel_ack = (ack - peer_base) & MASK
+        if flags & SYN:
+            win = window
+        else:
+            wscale = wscales[d]
+            win = (window << wscale if wscale > 0 else window) or window
+        rows.append(
+            TimelineRow(
+                frame=frame,
+                time=time,
+                sender="client" if d == 0 else "server",
+                flags=flags,
+                seq=seq if base is None else (seq - base) & MASK,
+                ack=rel_ack,
+                length=length,
+                window=win,
+                notes=notes.get(frame, []),
+            )
+        )
+    return rows, total - len(rows)
+
+
 class FlowEvent:
     """A connection event: `kind`, `frame`, `time`, `direction` (a `Direction`, or None for
     events about the connection as a whole) and kind-specific `details` (also readable as
@@ -961,50 +999,34 @@ class Flow:
             rtt=self.rtt,
         )
 
-    def _timeline_rows(self) -> list[tuple[int, float, int, int, int, int, int, int]]:
-        """The kept rows, unpacked, in capture order (head, then the tail ring oldest first)."""
-        rows = list(_ROW.iter_unpack(self._head))
+    def _packed_rows(self) -> bytes:
+        """The kept rows, packed, in capture order (head, then the tail ring oldest first)."""
         tail = self._tail
-        if tail is not None:
-            kept = min(self.timeline_total - self._head_max, self._tail_max)
-            first = (self.timeline_total - self._head_max - kept) % self._tail_max
-            for i in range(kept):
-                rows.append(_ROW.unpack_from(tail, ((first + i) % self._tail_max) * _ROW_SIZE))
-        return rows
+        if tail is None:
+            return bytes(self._head)
+        size = self._tail_max
+        appended = self.timeline_total - self._head_max
+        if appended < size:
+            return bytes(self._head) + bytes(tail[: appended * _ROW_SIZE])
+        cut = (appended % size) * _ROW_SIZE
+        return bytes(self._head) + bytes(tail[cut:]) + bytes(tail[:cut])
 
-    def timeline(self) -> tuple[list[TimelineRow], int]:
-        """The capped timeline (head + tail rows) and the number of packets elided."""
+    def timeline_state(self) -> TimelineState:
+        """Everything `timeline()` needs, detached from the flow: plain bytes, ints and the
+        analysis names of the kept frames (see `timeline_rows`)."""
+        packed = self._packed_rows()
+        frames_kept = {row[0] for row in _ROW.iter_unpack(packed)}
         notes: dict[int, list[str]] = {}
-        kept = self._timeline_rows()
-        frames_kept = {r[0] for r in kept}
         for name, frames in self.analysis.items():
             for f in frames:
                 if f in frames_kept:
                     notes.setdefault(f, []).append(name)
-        rows: list[TimelineRow] = []
-        eps = self.endpoints
-        for frame, time, d, flags, seq, ack, length, window in kept:
-            ep = eps[d]
-            peer = eps[1 - d]
-            rel_ack = 0
-            if flags & ACK:
-                rel_ack = peer.relative(ack) if peer.base is not None else 0
-            win = window if flags & SYN else (ep.scaled_window(window) or window)
-            rows.append(
-                TimelineRow(
-                    frame=frame,
-                    time=time,
-                    sender="client" if d == 0 else "server",
-                    flags=flags,
-                    seq=ep.relative(seq),
-                    ack=rel_ack,
-                    length=length,
-                    window=win,
-                    notes=notes.get(frame, []),
-                )
-            )
-        skipped = self.timeline_total - len(rows)
-        return rows, skipped
+        c, s = self.c, self.s
+        return (packed, c.base, s.base, c.wscale, s.wscale, notes, self.timeline_total)
+
+    def timeline(self) -> tuple[list[TimelineRow], int]:
+        """The capped timeline (head + tail rows) and the number of packets elided."""
+        return timeline_rows(self.timeline_state())
 
     def to_result(self, flow_id: int | None = None, with_timeline: bool = True) -> FlowResult:
         """The TCP parts of this flow's `result.FlowResult` (TLS, findings, verdict: others)."""

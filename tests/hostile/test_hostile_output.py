@@ -270,6 +270,11 @@ def test_case50_output_refusals(hostile: Path, tmp_path: Path) -> None:
     line = assert_error(analyze(hostile, "-o", str(hostile)), "refusing to overwrite the input")
     assert str(hostile) in line
     assert hostile.read_bytes() == before
+    hardlink = tmp_path / "same-inode.pcap"
+    os.link(hostile, hardlink)
+    assert_error(analyze(hostile, "-o", str(hardlink)), "refusing to overwrite the input")
+    hardlink.unlink()
+    assert hostile.read_bytes() == before
 
     target = tmp_path / "precious.txt"
     target.write_text("keep me")
