@@ -22,14 +22,10 @@ def _limit_decorators(
     """With `from_config`, a flag left unset keeps the config file's value (default None)."""
     limits = Limits()
 
-    def option(*decls: str, help: str, value: object, type: click.ParamType) -> Decorator:
+    def option(*decls: str, help: str, value: object, type: Any) -> Decorator:
         if from_config:
-            return click.option(
-                *decls,
-                type=type,
-                default=None,
-                help=f"{help} [default: the config's, else {value}]",
-            )
+            text = f"{help} [default: the config's, else {value}]"
+            return click.option(*decls, type=type, default=None, help=text)
         return click.option(*decls, type=type, default=value, show_default=True, help=help)
 
     decorators: list[Decorator] = [
