@@ -197,6 +197,8 @@ class CaptureResult:
     # still count in the summary: how many, and their findings per name.
     flows_released: int = 0
     released_findings: dict[str, int] = field(default_factory=dict)
+    # The analysis was interrupted (Ctrl-C): what was read so far, analysed as if it ended there.
+    incomplete: bool = False
 
     def all_findings(self) -> list[Finding]:
         out = list(self.findings)

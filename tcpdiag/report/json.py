@@ -155,6 +155,8 @@ def capture_json(cap: CaptureResult, flows: list[FlowResult] | None = None) -> J
         "flows": [flow_json(f) for f in selected],
         "findings": [finding_json(f) for f in cap.findings],
     }
+    if cap.incomplete:
+        out["incomplete"] = True  # interrupted: only the packets read before Ctrl-C
     if cap.flows_released:
         # Live capture only: healthy flows reported while running, then released.
         out["flows_released"] = cap.flows_released

@@ -171,6 +171,8 @@ def _header(cap: CaptureResult, ctx: _Ctx) -> RenderableType:
     line3 = Text(f"{summary.flows} flows, {summary.problem_flows} with problems")
     if cap.flows_released:
         line3.append(f" ({cap.flows_released} healthy, reported while live and not kept)")
+    if cap.incomplete:
+        line3.append(" -- INCOMPLETE: interrupted, only the packets read so far", ctx.style("bold"))
     if counts:
         line3.append("; findings: ")
         parts = [
