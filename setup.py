@@ -1,7 +1,7 @@
 """Optional compilation of tcpdiag's hot modules with mypyc (metadata lives in pyproject.toml).
 
-`pip install .` compiles the per-packet modules (flow engine, decoders, pcap reader, TLS record
-framer) into C extensions when mypyc and a C compiler are available, and falls back to the
+`pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream) into C
+extensions when mypyc and a C compiler are available, and falls back to the
 pure-Python package, with a warning, when either is missing or the build fails: the results are
 identical either way (tests/unit/test_compiled_equivalence.py), only the speed differs.
 
@@ -20,7 +20,8 @@ import sys
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-# Grouped by the package whose __init__ lists them in COMPILED_MODULES (keep both in step).
+# Each package's __init__ lists its modules in COMPILED_MODULES (keep both in step): that is
+# where TCPDIAG_PURE=1 takes effect. decode/stats.py stays Python (pickled between processes).
 COMPILED = [
     "tcpdiag/flow/seq.py",
     "tcpdiag/flow/endpoint.py",
@@ -33,6 +34,14 @@ COMPILED = [
     "tcpdiag/tls/records.py",
     "tcpdiag/tls/handshake.py",
     "tcpdiag/tls/stream.py",
+    "tcpdiag/tls/fingerprint.py",
+    "tcpdiag/decode/arp.py",
+    "tcpdiag/decode/icmp.py",
+    "tcpdiag/decode/ipv6ext.py",
+    "tcpdiag/decode/link.py",
+    "tcpdiag/decode/tcp.py",
+    "tcpdiag/decode/ip.py",
+    "tcpdiag/decode/decoder.py",
 ]
 
 

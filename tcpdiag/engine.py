@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import marshal
+import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from tcpdiag.findings import capture_rules, tcp_rules, tls_rules
 from tcpdiag.findings.context import CaptureContext
 from tcpdiag.findings.verdict import problem_flow, verdict
 from tcpdiag.flow import Flow, FlowTable
+from tcpdiag.flow.flow import TimelineState, timeline_frames, timeline_rows
 from tcpdiag.model import ArpPacket, IcmpError, RawPacket, Segment, flow_key, linktype_name
 from tcpdiag.result import CaptureResult, Finding, FlowResult, TimelineRow
 from tcpdiag.tls import TlsStream
@@ -173,19 +175,6 @@ class Engine:
         result = self._flow_result(flow)
         if self._on_flow is None and self._retain is None:
             self._results.append(result)
-            if (
-                result.timeline
-                and self._shard is None
-                and not self.options.keep_all_timelines
-                and not problem_flow(result)
-            ):
-                # `conclude` drops the timelines of healthy flows, keeping only those of flows
-                # that a capture-level rule turns into problem flows. Until then the rows are
-                # kept packed (~1 KB instead of ~30 KB of row objects per flow): the closed
-                # flows of a long capture would otherwise hold most of the memory. (Sharded
-                # runs keep the rows: `merge_shards` builds a new PartialCapture.)
-                self._parked[result.first_frame] = _park(result.timeline)
-                result.timeline = None
             return
         if self._on_flow is not None:
             result.verdict = verdict(result)
@@ -204,21 +193,45 @@ class Engine:
         self._results.append(result)
 
     def _flow_result(self, flow: Flow) -> FlowResult:
-        result = flow.to_result(flow.id)
+        result = flow.to_result(flow.id, with_timeline=False)
+        timeline = flow.timeline_state()
         # The capture's last packet time is the same in every shard, so sharded runs agree.
         now = self._last_ns / 1e9 if self._at_capture_end and self._last_ns is not None else None
         findings = tcp_rules.diagnose(flow, self.options.thresholds, now=now)
         stream = flow.consumer
+        labels: dict[int, list[str]] | None = None
         if isinstance(stream, TlsStream) and stream.is_tls:
             result.tls = stream.summary()
             findings.extend(tls_rules.diagnose(stream, tls_rules.context_from_flow(flow)))
-            if result.timeline is not None:
-                labels = stream.records_by_frame()
-                for row in result.timeline:
-                    row.tls = labels.get(row.frame, [])
+            labels = stream.records_by_frame()
         flow.consumer = None
         result.findings = _ordered(findings)
         self._context.add_flow(flow, result)
+        if (
+            timeline[0]
+            and self._on_flow is None
+            and self._retain is None
+            and self._shard is None
+            and not self.options.keep_all_timelines
+            and not problem_flow(result)
+        ):
+            # `conclude` drops the timelines of healthy flows, keeping only those of flows that
+            # a capture-level rule turns into problem flows. Until then the timeline is kept
+            # packed (~1 KB instead of ~30 KB of row objects per flow: the closed flows of a
+            # long capture would otherwise hold most of the memory) and its rows are never
+            # built for the flows that stay healthy. (Sharded runs build the rows:
+            # `merge_shards` makes a new PartialCapture.)
+            rows_kept = timeline_frames(timeline)
+            if labels is not None and len(labels) > len(rows_kept):
+                labels = {f: labels[f] for f in rows_kept if f in labels}
+            self._parked[result.first_frame] = _park(timeline, labels)
+            result.timeline_skipped = timeline[6] - len(rows_kept)
+        else:
+            rows, result.timeline_skipped = timeline_rows(timeline)
+            if labels is not None:
+                for row in rows:
+                    row.tls = labels.get(row.frame, [])
+            result.timeline = rows
         return result
 
     # -- the end -------------------------------------------------------------------------------
@@ -291,16 +304,17 @@ def conclude(part: PartialCapture, options: AnalysisOptions) -> CaptureResult:
     )
 
 
-def _park(rows: list[TimelineRow]) -> bytes:
-    packed = [
-        (r.frame, r.time, r.sender, r.flags, r.seq, r.ack, r.length, r.window, r.tls, r.notes)
-        for r in rows
-    ]
-    return zlib.compress(marshal.dumps(packed), 1)
+def _park(timeline: TimelineState, labels: dict[int, list[str]] | None) -> bytes:
+    return zlib.compress(marshal.dumps((timeline, labels)), 1)
 
 
 def _unpark(blob: bytes) -> list[TimelineRow]:
-    return [TimelineRow(*row) for row in marshal.loads(zlib.decompress(blob))]
+    timeline, labels = marshal.loads(zlib.decompress(blob))
+    rows, _ = timeline_rows(timeline)
+    if labels is not None:
+        for row in rows:
+            row.tls = labels.get(row.frame, [])
+    return rows
 
 
 def _ordered(findings: list[Finding]) -> list[Finding]:
@@ -314,14 +328,29 @@ def gc_tuned() -> Iterator[None]:
     `gc.freeze()` moves what exists now (modules, registries, options) out of the collector's
     sight, so the collections that still run only walk objects created by the analysis.
     """
-    old = gc.get_threshold()
-    gc.freeze()
-    gc.set_threshold(*(max(a, b) for a, b in zip(old, _GC_THRESHOLDS, strict=True)))
+    global _gc_depth, _gc_saved
+    with _gc_lock:  # analyses may run in threads (Dask workers): the outermost one decides
+        _gc_depth += 1
+        if _gc_depth == 1:
+            _gc_saved = gc.get_threshold()
+            if _gc_saved[0]:  # 0: the collector was disabled on purpose; leave it so
+                gc.freeze()
+                gc.set_threshold(
+                    *(max(a, b) for a, b in zip(_gc_saved, _GC_THRESHOLDS, strict=True))
+                )
     try:
         yield
     finally:
-        gc.set_threshold(*old)
-        gc.unfreeze()
+        with _gc_lock:
+            _gc_depth -= 1
+            if _gc_depth == 0 and _gc_saved[0]:
+                gc.set_threshold(*_gc_saved)
+                gc.unfreeze()
+
+
+_gc_lock = threading.Lock()
+_gc_depth = 0
+_gc_saved: tuple[int, ...] = (0, 0, 0)
 
 
 def analyze_partial(

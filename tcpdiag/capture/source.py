@@ -226,10 +226,22 @@ class InputStream:
 
 
 def _salvage(dec: zlib._Decompress, data: bytes) -> Iterator[bytes]:
+    """Decompress `data` from the state before the error, a small step at a time, and the step
+    that fails once more a byte at a time: zlib raises for a bad CRC only after the trailer's
+    bytes, so every byte of output before the bad spot is kept (as `gzip -dc` does)."""
     for i in range(0, len(data), _SALVAGE_STEP):
+        saved = dec.copy()
         try:
             out = dec.decompress(data[i : i + _SALVAGE_STEP], _OUT_STEP)
         except zlib.error:
+            dec = saved
+            for j in range(i, min(i + _SALVAGE_STEP, len(data))):
+                try:
+                    out = dec.decompress(data[j : j + 1], _OUT_STEP)
+                except zlib.error:
+                    return
+                if out:
+                    yield out
             return
         if out:
             yield out

@@ -8,6 +8,8 @@ from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.model import NO_OPTIONS, Segment, TcpOptions
 
 _TCP = struct.Struct("!HHIIBBH")
+# NamedTuple construction without the generated Python-level __new__ (same objects, ~2x faster).
+_tuple_new = tuple.__new__
 _PAIR = struct.Struct("!II")
 # The option block most data segments carry (NOP, NOP, timestamps): parsed without the walk.
 _NOP_NOP_TS = b"\x01\x01\x08\x0a"
@@ -47,7 +49,8 @@ def segment(
     if hlen == 20:
         opts = NO_OPTIONS
     elif hlen == 32 and data[off + 20 : off + 24] == _NOP_NOP_TS:
-        opts = TcpOptions(None, None, False, (), *_PAIR.unpack_from(data, off + 24))
+        ts_val, ts_ecr = _PAIR.unpack_from(data, off + 24)
+        opts = _tuple_new(TcpOptions, (None, None, False, (), ts_val, ts_ecr))
     else:
         opts = options(data, off + 20, p, stats)
     payload = data[p:end]  # slicing stops at the captured end by itself
@@ -55,22 +58,25 @@ def segment(
     if len(payload) < length:
         stats.snaplen_truncated += 1
     stats.tcp += 1
-    return Segment(
-        frame,
-        time,
-        version,
-        src,
-        dst,
-        sport,
-        dport,
-        seq,
-        ack,
-        flags,
-        window,
-        length,
-        payload,
-        opts,
-        ttl,
+    return _tuple_new(
+        Segment,
+        (
+            frame,
+            time,
+            version,
+            src,
+            dst,
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+            window,
+            length,
+            payload,
+            opts,
+            ttl,
+        ),
     )
 
 

@@ -99,6 +99,11 @@ def timeline_rows(state: TimelineState) -> tuple[list[TimelineRow], int]:
     return rows, total - len(rows)
 
 
+def timeline_frames(state: TimelineState) -> list[int]:
+    """The frames of the rows a `Flow.timeline_state()` keeps, in order."""
+    return [row[0] for row in _ROW.iter_unpack(state[0])]
+
+
 class FlowEvent:
     """A connection event: `kind`, `frame`, `time`, `direction` (a `Direction`, or None for
     events about the connection as a whole) and kind-specific `details` (also readable as
@@ -764,9 +769,14 @@ class Flow:
             fwd.syn_time = seg.time
         if fwd.isn is None:
             fwd.isn = seg.seq
-            if fwd.base != seg.seq:
+            # Data seen before this side's SYN set the base; the SYN moves it to the ISN, unless
+            # that would move the stream's offset 0: bytes already handed to (or buffered for)
+            # the stream consumer are numbered from the old base and must stay consistent.
+            stream_base = (seg.seq + 1) & MASK
+            moves_stream = stream_base != fwd.stream_base and self._reasm[d] is not None
+            if fwd.base != seg.seq and not moves_stream:
                 fwd.base = seg.seq
-                fwd.stream_base = (seg.seq + 1) & MASK
+                fwd.stream_base = stream_base
                 fwd.ref_raw = fwd.stream_base
                 fwd.ref_abs = 0
         if is_synack:

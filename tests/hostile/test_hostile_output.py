@@ -157,6 +157,53 @@ def test_case48_markup_never_interpreted_api() -> None:
         assert "\x1b]8;" not in out
 
 
+def _stderr_on_tty(*args: str) -> bytes:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tcpdiag", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        cwd=REPO,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([master], [], [], 30)
+        if not ready:
+            break
+        try:
+            data = os.read(master, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(30)
+    os.close(master)
+    return b"".join(chunks)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug (cli/main.py fail(), cli/common.py expand_captures, lead): file names reach "
+    "the terminal raw on stderr; a capture directory with a file named 'x\\x1b[2J.txt' "
+    "clears the screen",
+)
+def test_case47_file_names_on_stderr_escaped(tmp_path: Path) -> None:
+    evil = tmp_path / "in"
+    evil.mkdir()
+    (evil / "a\x1b[2J.txt").write_bytes(b"not a capture")
+    (evil / "b\x1b]0;pwn\x07.pcap").write_bytes(b"")
+    (evil / "ok.pcap").write_bytes(hostile_capture())
+    for args in (
+        ("analyze", str(evil), "--format", "json"),
+        ("analyze", str(evil / "b\x1b]0;pwn\x07.pcap")),
+    ):
+        err = _stderr_on_tty(*args)
+        assert err, args
+        assert b"\x1b" not in err and b"\x07" not in err, err
+
+
 # -- 49: structured output ---------------------------------------------------------------------
 
 SARIF_SUBSET = {
@@ -360,21 +407,31 @@ def test_case50_head_closes_pipe(tmp_path: Path) -> None:
     assert err == "", err
 
 
-def test_case50_sigint_exits_130(tmp_path: Path) -> None:
+def _interrupted(tmp_path: Path) -> tuple[int, bytes, bytes]:
+    """Analyse standard input that stays open (a live pipe: the analysis is mid-way whatever
+    the machine's speed), then send SIGINT."""
     path = tmp_path / "many.pcap"
-    _big_capture(path, 60_000)
+    _big_capture(path, 2000)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tcpdiag", "analyze", str(path), "--format", "json"],
+        [sys.executable, "-m", "tcpdiag", "analyze", "-", "--format", "json"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         cwd=REPO,
     )
-    time.sleep(2.0)
+    assert proc.stdin is not None
+    proc.stdin.write(path.read_bytes())
+    proc.stdin.flush()
+    time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, (proc.returncode, err)
-    lines = err.decode().splitlines()
-    assert lines == ["tcpdiag: interrupted"], lines
+    out, err = proc.communicate(timeout=60)
+    return proc.returncode, out, err
+
+
+def test_case50_sigint_exits_130(tmp_path: Path) -> None:
+    rc, _, err = _interrupted(tmp_path)
+    assert rc == 130, (rc, err)
+    assert err.decode().splitlines() == ["tcpdiag: interrupted"], err
 
 
 @pytest.mark.xfail(
@@ -383,18 +440,8 @@ def test_case50_sigint_exits_130(tmp_path: Path) -> None:
     "incomplete, exit 130')",
 )
 def test_case50_sigint_partial_report(tmp_path: Path) -> None:
-    path = tmp_path / "many.pcap"
-    _big_capture(path, 60_000)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tcpdiag", "analyze", str(path), "--format", "json"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        cwd=REPO,
-    )
-    time.sleep(2.0)
-    proc.send_signal(signal.SIGINT)
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    rc, out, _ = _interrupted(tmp_path)
+    assert rc == 130
     assert b"incomplete" in out
 
 

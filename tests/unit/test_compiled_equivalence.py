@@ -1,7 +1,7 @@
 """The mypyc-compiled hot modules and their pure-Python source give identical results.
 
 `setup.py` compiles the per-packet modules when it can; `TCPDIAG_PURE=1` makes a compiled
-build run the Python source instead (see `tcpdiag/flow/_native.py`). Here every capture of
+build run the Python source instead (see `tcpdiag/decode/_native.py`). Here every capture of
 `captures/` and `../shared/captures/public/` is analysed both ways, with every timeline kept and
 once more with tight limits (eviction, buffer caps, idle timeouts), and the JSON reports must be
 equal byte for byte.
@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import tcpdiag.flow.flow
-from tcpdiag.flow._native import compiled
+from tcpdiag.decode._native import compiled
 
 REPO = Path(__file__).resolve().parents[2]
 CAPTURE_DIRS = (REPO / "captures", REPO.parent / "shared" / "captures" / "public")
@@ -35,12 +35,12 @@ import sys
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import analyze_capture
 from tcpdiag.errors import TcpdiagError
-from tcpdiag.flow import _native
-import tcpdiag.flow.flow, tcpdiag.flow.table, tcpdiag.tls.records
+from tcpdiag.decode import _native
+import tcpdiag.decode.tcp, tcpdiag.flow.flow, tcpdiag.flow.table, tcpdiag.tls.records
 from tcpdiag.report.json import capture_json, dumps
 
 mode = "compiled" if _native.compiled(tcpdiag.flow.flow) else "pure"
-print("mode", mode, _native.compiled(tcpdiag.flow.table), _native.compiled(tcpdiag.tls.records))
+print("mode", mode, *(_native.compiled(m) for m in (tcpdiag.decode.tcp, tcpdiag.tls.records)))
 runs = (
     AnalysisOptions(keep_all_timelines=True),
     AnalysisOptions(
@@ -124,7 +124,7 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
     assert len(captures) >= 10
     fast = _run(compiled_root, pure=False, captures=captures)
     slow = _run(compiled_root, pure=True, captures=captures)
-    assert fast[0] == "mode compiled True True", fast[0]
+    assert fast[0] == "mode compiled True True", fast[0]  # decode, flow and tls compiled
     assert slow[0] == "mode pure False False", slow[0]
     assert len(fast) == len(slow) == 1 + 2 * len(captures)
     for a, b in zip(fast[1:], slow[1:], strict=True):
@@ -134,8 +134,8 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
 def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
     """TCPDIAG_PURE=1 loads every listed hot module from its .py file."""
     script = (
-        "import importlib, tcpdiag.flow, tcpdiag.tls\n"
-        "for pkg in (tcpdiag.flow, tcpdiag.tls):\n"
+        "import importlib, tcpdiag.decode, tcpdiag.flow, tcpdiag.tls\n"
+        "for pkg in (tcpdiag.decode, tcpdiag.flow, tcpdiag.tls):\n"
         "    for m in pkg.COMPILED_MODULES:\n"
         "        mod = importlib.import_module(pkg.__name__ + '.' + m)\n"
         "        print(mod.__spec__.origin)\n"
