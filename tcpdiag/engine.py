@@ -365,13 +365,27 @@ def analyze_partial(
         return engine.close(reader)
 
 
+class AnalysisInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an analysis: `partial` holds what the packets read so far show."""
+
+    def __init__(self, partial: CaptureResult) -> None:
+        super().__init__()
+        self.partial = partial
+
+
 def analyze_capture(
     path: str, options: AnalysisOptions | None = None, on_flow: FlowCallback | None = None
 ) -> CaptureResult:
-    """Open, read and analyse one capture (raises CaptureError if it cannot be read at all)."""
+    """Open, read and analyse one capture (raises CaptureError if it cannot be read at all;
+    AnalysisInterrupted, carrying the result so far marked incomplete, on Ctrl-C)."""
     options = options or AnalysisOptions()
     with gc_tuned(), open_capture(path, max_input_bytes=options.limits.max_input_bytes) as reader:
         engine = Engine(options, path=path, on_flow=on_flow)
-        for raw in reader:
-            engine.feed(raw)
+        try:
+            for raw in reader:
+                engine.feed(raw)
+        except KeyboardInterrupt:
+            partial = engine.finish(reader)
+            partial.incomplete = True
+            raise AnalysisInterrupted(partial) from None
         return engine.finish(reader)

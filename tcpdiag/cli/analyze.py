@@ -13,10 +13,11 @@ from tcpdiag.cli.common import analysis_options, expand_captures, limit_options,
 from tcpdiag.cli.distributed import SIZE
 from tcpdiag.cli.output import check_output_path, emit
 from tcpdiag.config import AnalysisOptions
-from tcpdiag.engine import analyze_capture
+from tcpdiag.engine import AnalysisInterrupted, analyze_capture
 from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, CaptureResult
 
+EXIT_INTERRUPTED = 130
 FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
 
 
@@ -86,7 +87,13 @@ def analyze(
         exit_code = fleet.exit_code  # 2: some captures could not be read (said on stderr)
         captured = fleet
     else:
-        captured = list(_analyze_all(paths, options, jobs))
+        captured = []
+        try:
+            captured.extend(_analyze_all(paths, options, jobs))
+        except AnalysisInterrupted as stop:
+            # Ctrl-C: report what was read so far (marked incomplete), then exit 130.
+            captured.append(stop.partial)
+            exit_code = EXIT_INTERRUPTED
     result = AnalysisResult(version=__version__, captures=captured)
     report_options = ReportOptions(
         show_all_timelines=show_all,
@@ -97,6 +104,8 @@ def analyze(
         color=use_color(no_color, to_file=output is not None),
     )
     emit(render(fmt, result, report_options), output, paths)
+    if exit_code == EXIT_INTERRUPTED:
+        click.echo("tcpdiag: interrupted: the report covers the packets read so far", err=True)
     if exit_code:
         raise SystemExit(exit_code)
 
