@@ -117,7 +117,8 @@ class FlowEvent:
                        after_peer_fin (bool)
     rst                bytes_in_flight, idle (seconds since the previous packet of the flow),
                        unread_data (bytes the peer sent that the RST's sender never ACKed),
-                       after_own_fin, after_peer_fin (bool), has_ack (bool), ttl, seq_relative
+                       after_own_fin, after_peer_fin (bool), has_ack (bool), ack (raw ACK
+                       number or None), ttl, seq_relative
     gap                offset, length (bytes never captured in this direction's stream)
     overlap-mismatch   offset, length (retransmitted bytes that differ; first copy kept)
     buffer-cap         buffered, limit (reassembly buffer limit hit; a gap follows)
@@ -725,6 +726,8 @@ class Flow:
                 after_own_fin=fwd.fin_frame is not None and fwd.fin_frame < frame,
                 after_peer_fin=rev.fin_frame is not None,
                 has_ack=bool(flags & ACK),
+                # raw ACK number (None without the ACK flag): does the RST acknowledge the SYN?
+                ack=seg.ack if flags & ACK else None,
                 ttl=seg.ttl,
                 seq_relative=fwd.relative(seq),
             )

@@ -363,7 +363,7 @@ def test_reset_ignored_before_the_synack_is_not_judged() -> None:
     # completes: the client ignored it; the RST that ends the connection is frame 8.
     c = Conversation()
     c.syn()
-    c.rst("s", dt=0.2)
+    c.rst("s", dt=0.2, ack=123_456)  # does not acknowledge the SYN: the client ignores it
     c.synack(dt=1.0)
     c.ack("c")
     c.send("c", 25)
@@ -376,6 +376,16 @@ def test_reset_ignored_before_the_synack_is_not_judged() -> None:
     assert "10.0.0.2:80 sent a RST (frame 2) before its SYN/ACK (frame 3)" in ignored.message
     assert ignored.frames == (2, 3)
     assert "abortive-close" not in names(found)
+
+
+def test_reset_acknowledging_the_syn_is_a_refusal_not_ignored() -> None:
+    # Near miss: the same RST with an ACK of the SYN is accepted by the client's stack.
+    c = Conversation()
+    c.syn()
+    c.rst("s", dt=0.2)
+    found = diagnose(c)
+    assert "reset-ignored" not in names(found)
+    assert "connection-refused" in names(found)
 
 
 def test_reset_followed_by_more_data_from_its_sender_was_not_its_own() -> None:
