@@ -4,7 +4,8 @@ Theory of operation: each direction has a Zeek endpoint state (INACTIVE, SYN_SEN
 SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET) updated per segment by `ZeekTracker.update`,
 which also appends history letters (upper case = originator = our client). At the end,
 `conn_state()` derives Zeek's state from the two endpoint states in the order of Zeek's
-`conn/main.zeek`. History rules (anchors-rules §3.3): `a d i q` at most once per direction;
+`conn/main.zeek`. History rules (Zeek's `update_history`, `ScaledHistoryEntry`): `a d i q` at
+most once per direction;
 `s h f r` again only when the sequence number differs from the last packet of the same kind;
 `g t w` (and `c`, never produced: checksums are not validated) are logarithmic — the letter is
 added at the 1st, 10th, 100th... occurrence.

@@ -15,7 +15,7 @@ The stream sits on a flow from its first byte and goes through three modes:
 Encryption: in TLS <= 1.2 a side's records after its ChangeCipherSpec are encrypted; in
 TLS 1.3 everything after the ServerHello but CCS is (and typed application_data). A Handshake
 record that does not parse as plaintext messages the sender may send is taken as encrypted
-(Wireshark's heuristic), which is how the seed case's lone encrypted Finished is recognised.
+(Wireshark's heuristic), which is how a truncated flight's lone encrypted Finished is recognised.
 
 What it noticed for the findings (malformed bytes, records cut short, gaps) is in `events.py`;
 the per-record notes for the flight checks in `flights.py`.

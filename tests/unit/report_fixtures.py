@@ -112,7 +112,7 @@ def refused_flow(fid: int = 1, frame: int = 1, t: float = 0.0) -> FlowResult:
 
 
 def truncated_tls_flow(fid: int = 2, frame: int = 3) -> FlowResult:
-    """The seed's failure: the client's second flight lost ClientKeyExchange and
+    """The truncated-flight failure: the client's second flight lost ClientKeyExchange and
     ChangeCipherSpec; only the 45-byte encrypted Finished went out. The server answers with a
     fatal unexpected_message alert and resets."""
     t = 1.0

@@ -1,4 +1,4 @@
-"""Zeek-compatible conn_state and history (anchors-rules §3.2-3.3) on crafted ladders."""
+"""Zeek-compatible conn_state and history (Zeek's conn/main.zeek rules) on crafted ladders."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Teardown rules (scenarios.md, "Teardown"): trigger and near miss for each finding."""
+"""Teardown rules (teardown): trigger and near miss for each finding."""
 
 from __future__ import annotations
 

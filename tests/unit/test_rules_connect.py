@@ -1,4 +1,4 @@
-"""Connection set-up rules (scenarios.md, "Connection set-up"): each finding is triggered by a
+"""Connection set-up rules (connection set-up): each finding is triggered by a
 crafted conversation, and a near miss that must not trigger it."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Data-transfer rules (scenarios.md, "Data transfer" and the zero-window row) and the per-packet
+"""Data-transfer rules (data transfer and zero windows) and the per-packet
 findings: trigger and near miss for each."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Real OpenSSL handshakes, in memory (`ssl.MemoryBIO` + `SSLObject`, no sockets), fed to
-`TlsStream`; plus the seed case (an incomplete client flight) reproduced the same way.
+`TlsStream`; plus the truncated-flight case (an incomplete client flight) reproduced the same way.
 
 The helpers at the top are imported by the other `test_tls_*` modules.
 """
@@ -54,7 +54,7 @@ def contexts(
     server.load_cert_chain(cert, key)
     server.maximum_version = version
     if curve is not None and version == ssl.TLSVersion.TLSv1_2:
-        server.set_ecdh_curve(curve)  # P-256: a 75-byte ClientKeyExchange, as in the seed
+        server.set_ecdh_curve(curve)  # P-256: a 75-byte ClientKeyExchange
     client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     client.check_hostname = False
     client.verify_mode = ssl.CERT_NONE
