@@ -9,7 +9,13 @@ from concurrent.futures import ProcessPoolExecutor
 import click
 
 from tcpdiag import __version__
-from tcpdiag.cli.common import analysis_options, expand_captures, limit_options, use_color
+from tcpdiag.cli.common import (
+    analysis_options,
+    expand_captures,
+    limit_options,
+    say,
+    use_color,
+)
 from tcpdiag.cli.distributed import SIZE
 from tcpdiag.cli.output import check_output_path, emit
 from tcpdiag.config import AnalysisOptions
@@ -17,6 +23,7 @@ from tcpdiag.engine import AnalysisInterrupted, analyze_capture
 from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, CaptureResult
 
+EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
 
@@ -43,6 +50,11 @@ FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
     help="With --cluster/--scheduler: split captures larger than this by flow across workers.",
 )
 @click.option("--no-color", is_flag=True, help="Plain text even on a terminal (also NO_COLOR).")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Exit 2 when a capture is damaged part-way (its readable part is still reported).",
+)
 @limit_options
 def analyze(
     captures: tuple[str, ...],
@@ -58,6 +70,7 @@ def analyze(
     scheduler: str | None,
     split_size: int,
     no_color: bool,
+    strict: bool,
     **limits: object,
 ) -> None:
     """Analyse captures and explain every failed TCP connection and TLS handshake.
@@ -104,8 +117,12 @@ def analyze(
         color=use_color(no_color, to_file=output is not None),
     )
     emit(render(fmt, result, report_options), output, paths)
+    damaged = [c.path for c in captured if c.damaged]
+    if strict and damaged and not exit_code:
+        say("error", f"{damaged[0]}: the capture is damaged (see capture-damaged); --strict")
+        exit_code = EXIT_USAGE
     if exit_code == EXIT_INTERRUPTED:
-        click.echo("tcpdiag: interrupted: the report covers the packets read so far", err=True)
+        say("interrupted", "the report covers the packets read so far")
     if exit_code:
         raise SystemExit(exit_code)
 

@@ -11,6 +11,7 @@ import click
 
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.errors import CaptureError
+from tcpdiag.sanitize import clean
 
 F = TypeVar("F", bound=Callable[..., Any])
 Decorator = Callable[[Any], Any]
@@ -113,6 +114,14 @@ def analysis_options(limits: Mapping[str, object], keep_all: bool = False) -> An
     return options
 
 
+def say(kind: str, message: object) -> None:
+    """One line on stderr, `tcpdiag: KIND: message`: whitespace folded, and control and bidi
+    characters escaped, since messages quote file names and packet data (a file named
+    `x\x1b[2J.pcap` must not clear the terminal)."""
+    text = clean(" ".join(str(message).split()), max_len=2000)
+    click.echo(f"tcpdiag: {kind}: {text}", err=True)
+
+
 def expand_captures(captures: Sequence[str]) -> list[str]:
     """Files, directories (every capture below, sorted) and `-`; skipped files noted on stderr."""
     from tcpdiag.capture import expand_inputs
@@ -127,12 +136,12 @@ def expand_captures(captures: Sequence[str]) -> list[str]:
     # A directory of captures usually holds notes and scripts too: say so once, not per file.
     if len(skipped) <= 3:
         for note in skipped:
-            click.echo(f"tcpdiag: note: {note}", err=True)
+            say("note", note)
     else:
-        click.echo(
-            f"tcpdiag: note: skipped {len(skipped)} files that are not captures "
+        say(
+            "note",
+            f"skipped {len(skipped)} files that are not captures "
             f"(first: {skipped[0].removeprefix('skipped ')})",
-            err=True,
         )
     if not paths:
         raise CaptureError("no capture files found in " + ", ".join(captures))

@@ -16,6 +16,7 @@ from typing import TextIO
 
 import click
 
+from tcpdiag.cli.common import say
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.distributed import (
     DEFAULT_SPLIT_SIZE,
@@ -115,15 +116,15 @@ def analyze_distributed(
         if progress is not None:
             progress.end()
     for note in fleet.notes:
-        click.echo(f"tcpdiag: note: {note}", err=True)
+        say("note", note)
     for failure in fleet.failures:
-        click.echo(f"tcpdiag: error: {' '.join(failure.message.split())}", err=True)
+        say("error", failure.message)
     if not fleet.captures:
         if not fleet.failures:
             raise CaptureError("no capture files found in " + ", ".join(paths))
         summary = f"no capture could be analysed ({len(fleet.failures):,} failed)"
         if fleet.exit_code == 3:
-            click.echo(f"tcpdiag: error: {summary}", err=True)
+            say("error", summary)
             raise SystemExit(3)
         raise DistributedError(summary)
     out = FleetCaptures(fleet.captures)

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import click
 
+from tcpdiag.cli.common import say
+
 EXIT_USAGE = 2
 
 
@@ -56,7 +58,7 @@ def lab(scenario: str | None, list_only: bool, out_dir: Path) -> None:
         try:
             truth = record_and_save(name, out_dir)
         except LabError as exc:
-            click.echo(f"tcpdiag: error: {name}: {exc}", err=True)
+            say("error", f"{name}: {exc}")
             raise SystemExit(EXIT_USAGE) from None
         expected = ", ".join(truth["expect"]["findings"]) or "no finding"
         click.echo(

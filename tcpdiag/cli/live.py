@@ -33,7 +33,7 @@ from tcpdiag.capture.live import (
     LiveStats,
     TsharkSource,
 )
-from tcpdiag.cli.common import live_limit_options, use_color
+from tcpdiag.cli.common import live_limit_options, say, use_color
 from tcpdiag.model import RawPacket
 from tcpdiag.result import Severity
 
@@ -68,7 +68,7 @@ class PacketSource(Protocol):
 
 
 def _fail(message: str) -> NoReturn:
-    click.echo(f"tcpdiag: error: {' '.join(message.split())}", err=True)
+    say("error", message)
     raise SystemExit(EXIT_USAGE)
 
 
@@ -302,7 +302,7 @@ class LiveSession:
         stats = source.update_stats()
         error = getattr(source, "error", None)
         if error:
-            click.echo(f"tcpdiag: warning: {error}", err=True)
+            say("warning", error)
         self._finishing = True
         result = engine.finish()
         self._add_capture_findings(result, stats)

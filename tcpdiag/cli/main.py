@@ -29,12 +29,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
     """One line on stderr, then exit."""
-    click.echo(f"tcpdiag: error: {_one_line(message)}", err=True)
+    from tcpdiag.cli.common import say
+
+    say("error", message)
     raise SystemExit(code)
-
-
-def _one_line(message: str) -> str:
-    return " ".join(str(message).split())
 
 
 class TcpdiagGroup(click.Group):
@@ -64,10 +62,12 @@ class TcpdiagGroup(click.Group):
             if debug:
                 traceback.print_exc()
             else:
-                click.echo(
-                    f"tcpdiag: internal error: {type(exc).__name__}: {_one_line(str(exc))} "
+                from tcpdiag.cli.common import say
+
+                say(
+                    "internal error",
+                    f"{type(exc).__name__}: {exc} "
                     "(this is a bug; run with --debug for the traceback)",
-                    err=True,
                 )
             raise SystemExit(EXIT_INTERNAL) from None
 

@@ -183,12 +183,6 @@ def _stderr_on_tty(*args: str) -> bytes:
     return b"".join(chunks)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug (cli/main.py fail(), cli/common.py expand_captures, lead): file names reach "
-    "the terminal raw on stderr; a capture directory with a file named 'x\\x1b[2J.txt' "
-    "clears the screen",
-)
 def test_case47_file_names_on_stderr_escaped(tmp_path: Path) -> None:
     evil = tmp_path / "in"
     evil.mkdir()
@@ -431,14 +425,10 @@ def _interrupted(tmp_path: Path) -> tuple[int, bytes, bytes]:
 def test_case50_sigint_exits_130(tmp_path: Path) -> None:
     rc, _, err = _interrupted(tmp_path)
     assert rc == 130, (rc, err)
-    assert err.decode().splitlines() == ["tcpdiag: interrupted"], err
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tcpdiag: interrupted"), err
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing: SIGINT prints no partial report (bad-inputs 50: 'partial report marked "
-    "incomplete, exit 130')",
-)
 def test_case50_sigint_partial_report(tmp_path: Path) -> None:
     rc, out, _ = _interrupted(tmp_path)
     assert rc == 130
