@@ -633,7 +633,7 @@ class TsharkSource:
         import shutil
 
         try:
-            import pyshark  # type: ignore[import-untyped]  # noqa: F401
+            import pyshark  # noqa: F401
         except ImportError:
             raise LiveCaptureError(PYSHARK_MISSING) from None
         if self.tshark_path is None and shutil.which("tshark") is None:

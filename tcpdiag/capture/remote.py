@@ -29,7 +29,7 @@ def is_url(path: str) -> bool:
 
 def _fsspec() -> Any:
     try:
-        import fsspec  # type: ignore[import-untyped]
+        import fsspec
     except ImportError:
         raise CaptureError(f"reading URLs needs fsspec: {INSTALL_HINT}") from None
     return fsspec
