@@ -202,7 +202,29 @@ def diagnose(stream: TlsStream, ctx: TcpContext) -> list[Finding]:
             out.append(incomplete)
     out.extend(_malformed(stream, ctx))
     out.extend(_truncated(stream, ctx))
+    sni = _suspicious_sni(stream, ctx)
+    if sni is not None:
+        out.append(sni)
     return out
+
+
+# -- tls-sni-suspicious -------------------------------------------------------------------
+
+
+def _suspicious_sni(stream: TlsStream, ctx: TcpContext) -> Finding | None:
+    hello = stream.client_hello
+    if hello is None or not hello.sni_problems:
+        return None
+    frame = next((m.frame for m in stream.messages if m.type == "ClientHello"), None)
+    at = f" (frame {frame})" if frame is not None else ""
+    name = f' "{hello.sni}"' if hello.sni else ""
+    problems = "; ".join(dict.fromkeys(hello.sni_problems))
+    message = (
+        f"the client's ClientHello{at} names the server{name} with {problems} — RFC 6066 "
+        "does not allow it: a client bug (UTF-8 instead of an xn-- name, a final dot, an "
+        "IP address) or probing of how the server and middleboxes pick a name"
+    )
+    return _finding("tls-sni-suspicious", message, [frame] if frame else [], None, ctx)
 
 
 # -- tls-flight-incomplete ----------------------------------------------------------------

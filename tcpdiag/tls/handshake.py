@@ -9,6 +9,7 @@ report layer escapes them, we only keep them bounded.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from tcpdiag.errors import DecodeError
@@ -40,6 +41,7 @@ class ClientHello:
     compression_methods: bytes
     extensions: list[int] = field(default_factory=list)  # types in wire order
     sni: str | None = None
+    sni_problems: list[str] = field(default_factory=list)  # RFC 6066 violations, in words
     alpn: list[str] = field(default_factory=list)
     supported_versions: list[int] = field(default_factory=list)
     supported_groups: list[int] = field(default_factory=list)
@@ -70,18 +72,48 @@ class ServerHello:
         return self.selected_version if self.selected_version is not None else self.legacy_version
 
 
-def _server_name(ext: Cursor) -> str | None:
+def _server_name(ext: Cursor, problems: list[str]) -> str | None:
+    """The first host_name; what RFC 6066 section 3 forbids in the extension goes to `problems`
+    (evasion and log-injection attempts use exactly these)."""
     names = ext.pull_vector(2, "server_name_list")
     first: str | None = None
+    host_names = 0
     while not names.eof():
         name_type = names.pull_uint8("name_type")
         value = names.pull_vector(2, "host_name")
         raw = value.pull_bytes(value.remaining)
-        if name_type == 0 and first is None:
+        if name_type != 0:
+            continue
+        host_names += 1
+        if first is None:
             if not raw:
                 raise DecodeError("server_name: empty host_name")
             first = packet_text(raw)
+            problems.extend(_host_name_problems(raw))
+    if host_names > 1:
+        problems.append(f"{host_names} host names in one server_name extension")
     return first
+
+
+def _host_name_problems(raw: bytes) -> list[str]:
+    out: list[str] = []
+    if len(raw) > 253:
+        out.append(f"a {len(raw)}-byte name, longer than any DNS name (253)")
+    if any(b < 0x21 or b > 0x7E for b in raw):
+        out.append("bytes that are not printable ASCII (control characters or non-ASCII)")
+    elif raw.endswith(b"."):
+        out.append("a trailing dot")
+    elif _is_ip_literal(raw):
+        out.append("an IP address literal")
+    return out
+
+
+def _is_ip_literal(raw: bytes) -> bool:
+    try:
+        ipaddress.ip_address(raw.decode("ascii").strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _alpn(ext: Cursor) -> list[str]:
@@ -117,7 +149,10 @@ def parse_client_hello(body: bytes) -> ClientHello:
         ext = exts.pull_vector(2, "extension_data")
         hello.extensions.append(ext_type)
         if ext_type == ExtensionType.server_name and ext.remaining:
-            name = _server_name(ext)
+            if hello.extensions.count(ExtensionType.server_name) > 1:
+                hello.sni_problems.append("two server_name extensions")
+                continue
+            name = _server_name(ext, hello.sni_problems)
             if hello.sni is None:
                 hello.sni = name
         elif ext_type == ExtensionType.application_layer_protocol_negotiation:

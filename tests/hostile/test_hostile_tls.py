@@ -184,19 +184,44 @@ def test_case44_two_sni_extensions_and_entries() -> None:
     )
     for client in (two_ext, two_names):
         flow = flow_of(client)
-        # the first name is recorded; the duplicate is not flagged (see the xfail below)
+        # the first name is recorded; the duplicate is flagged (tls-sni-suspicious, below)
         assert flow.tls is not None and flow.tls.sni == "one.example"
         assert "tls-record-malformed" not in finding_names(flow)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="missing: no finding flags a suspicious SNI (control characters, bidi, duplicate "
-    "server_name, oversize): bad-inputs 44 wants `tls.sni_suspicious`",
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        (HOSTILE_NAMES[0], "a trailing dot"),
+        (HOSTILE_NAMES[1], "not printable ASCII"),
+        (HOSTILE_NAMES[2], "not printable ASCII"),
+        (b"x" * 300, "300-byte name"),
+        (b"192.0.2.1", "IP address literal"),
+    ],
+    ids=["dot", "nul", "escapes", "long", "ip"],
 )
-def test_case44_suspicious_sni_finding() -> None:
-    flow = flow_of(p.record(p.client_hello(HOSTILE_NAMES[2])))
-    assert any("SNI" in f.message or "server name" in f.message for f in flow.findings)
+def test_case44_suspicious_sni_finding(name: bytes, words: str) -> None:
+    flow = flow_of(p.record(p.client_hello(name)))
+    (f,) = [f for f in flow.findings if f.name == "tls-sni-suspicious"]
+    assert words in f.message and f.severity.label == "warning"
+
+
+def test_case44_duplicate_names_are_suspicious_a_plain_name_is_not() -> None:
+    two_ext = p.record(
+        p.handshake(1, p.client_hello_body([p.sni_ext(b"one.example"), p.sni_ext(b"two.example")]))
+    )
+    two_names = p.record(
+        p.handshake(1, p.client_hello_body([p.sni_ext(b"one.example", b"two.example")]))
+    )
+    assert "two server_name extensions" in _sni_finding(two_ext)
+    assert "2 host names" in _sni_finding(two_names)
+    plain = flow_of(p.record(p.client_hello(b"www.example.com")))
+    assert "tls-sni-suspicious" not in finding_names(plain)
+
+
+def _sni_finding(client: bytes) -> str:
+    (f,) = [f for f in flow_of(client).findings if f.name == "tls-sni-suspicious"]
+    return f.message
 
 
 # -- 45: protocol variety ----------------------------------------------------------------------

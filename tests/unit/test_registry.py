@@ -79,6 +79,9 @@ DIAGNOSES_BEYOND_CONTRACT = {
     # handshake, or followed by more data from the same address): a forged/injected reset.
     # Folding it into another reset finding would judge the wrong RST.
     "reset-ignored",
+    # A ClientHello whose server_name breaks RFC 6066 (duplicates, control bytes, oversize):
+    # evasion and log-injection attempts, or client bugs; a TLS diagnosis, not capture quality.
+    "tls-sni-suspicious",
 }
 
 

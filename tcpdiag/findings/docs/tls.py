@@ -282,4 +282,48 @@ SPECS: tuple[FindingSpec, ...] = (
               (frame 8)
         """),
     ),
+    FindingSpec(
+        name="tls-sni-suspicious",
+        severity=Severity.WARNING,
+        category="tls",
+        title="The ClientHello's server name breaks the rules for SNI",
+        what_it_means=text("""
+            The server_name extension of a ClientHello holds something RFC 6066 does not
+            allow: two server_name extensions, several host names, a name longer than any
+            DNS name, control or non-ASCII bytes, a trailing dot, or an IP address literal.
+            Servers and middleboxes pick a certificate, a backend or a policy from this name,
+            so a malformed one either breaks the handshake or slips past a filter; in logs it
+            can inject terminal escapes or fake entries (tcpdiag prints it escaped).
+        """),
+        how_detected=text("""
+            While parsing each ClientHello: the server_name extension is checked for a second
+            occurrence, more than one host_name entry, a length above 253 bytes, bytes outside
+            printable ASCII, a trailing dot, and a name that parses as an IP address.
+        """),
+        common_causes=text("""
+            - Evasion or probing: a scanner or attacker testing how a server or a middlebox
+              reacts to ambiguous names (which of two names does the filter check?).
+            - A client bug: an internationalised name sent as UTF-8 instead of its xn-- form,
+              a fully qualified name with its final dot, an IP address put into SNI.
+            - Fuzzers and test tools.
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tls.handshake.extensions_server_name` on the ClientHello, and
+            `tls.handshake.extension.type == 0` to count the server_name extensions.
+        """),
+        what_to_do=text("""
+            If the client is yours, send the A-label (xn--) form without a trailing dot and
+            no SNI for IP addresses. If it is not, check that the server and every middlebox
+            reject or log the name consistently; block the source if it is probing.
+        """),
+        references=(
+            "RFC 6066 §3 (Server Name Indication)",
+            "RFC 5890 §2.3.2.1 (A-labels)",
+        ),
+        example=example("""
+            tls-sni-suspicious (warning) flow 2, frame 4
+              the client's ClientHello (frame 4) names the server "a.example." with a trailing
+              dot — RFC 6066 does not allow it
+        """),
+    ),
 )
