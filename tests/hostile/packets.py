@@ -11,7 +11,8 @@ import io
 import struct
 from collections.abc import Iterable, Sequence
 
-from tcpdiag.capture import PcapngWriter, PcapWriter
+from tcpdiag.capture import PcapngWriter
+from tests.capture_files import pcap_bytes
 
 FIN, SYN, RST, PSH, ACK = 0x01, 0x02, 0x04, 0x08, 0x10
 CLIENT_IP = bytes([10, 0, 0, 1])
@@ -263,18 +264,8 @@ def tls_session(
 # -- capture files --------------------------------------------------------------------------------
 
 
-def pcap(
-    packets: Iterable[tuple[int, bytes]],
-    linktype: int = 1,
-    nanosecond: bool = False,
-    big_endian: bool = False,
-    snaplen: int = 262144,
-) -> bytes:
-    out = io.BytesIO()
-    writer = PcapWriter(out, linktype, nanosecond, snaplen, big_endian=big_endian)
-    for ts_ns, data in packets:
-        writer.write(ts_ns, data)
-    return out.getvalue()
+# (ts_ns, data) pairs through PcapWriter: the same builder the capture tests use.
+pcap = pcap_bytes
 
 
 def pcap_header(
