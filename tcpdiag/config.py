@@ -52,6 +52,10 @@ class Limits:
     # that retransmitted FINs/RSTs and late ACKs still land in it: TIME_WAIT's 60 s by default.
     # Live capture uses a few seconds so closed flows are reported promptly.
     close_linger: float = 60.0
+    # Finished flows the report lists (half for healthy flows, half for problem flows); beyond
+    # it flows are still analysed and counted in the summary, but not kept: a capture of a
+    # million flows (a SYN flood) stays within memory. Hitting it is a capture-report-limit.
+    max_report_flows: int = 50_000
     # Packets kept per flow for the timeline: this many at the start and at the end.
     timeline_head: int = 60
     timeline_tail: int = 40

@@ -33,6 +33,7 @@ from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import Decoder
 from tcpdiag.findings import capture_rules, tcp_rules, tls_rules
 from tcpdiag.findings.context import CaptureContext
+from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.verdict import problem_flow, verdict
 from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.flow.flow import TimelineState, timeline_frames, timeline_rows
@@ -82,6 +83,29 @@ class PartialCapture:
     parked_timelines: dict[int, bytes] = field(default_factory=dict)
 
 
+class ReportQuota:
+    """Which finished flows the report keeps: every flow while few, then none of that kind
+    (healthy or problem), each kind with half of `Limits.max_report_flows`. The flows not
+    kept are counted, so memory is bounded by the quota, not by the capture."""
+
+    __slots__ = ("healthy_left", "problems_left")
+
+    def __init__(self, limit: int) -> None:
+        self.healthy_left = limit // 2
+        self.problems_left = limit - limit // 2
+
+    def keep(self, flow: FlowResult) -> bool:
+        if problem_flow(flow):
+            if self.problems_left > 0:
+                self.problems_left -= 1
+                return True
+            return False
+        if self.healthy_left > 0:
+            self.healthy_left -= 1
+            return True
+        return False
+
+
 class Engine:
     """Feed RawPackets in capture order, then `finish()` for the CaptureResult."""
 
@@ -99,6 +123,7 @@ class Engine:
         self._shard = shard
         # Live capture keeps only what `retain` accepts (problem flows); the rest is counted.
         self._retain = retain
+        self._quota = ReportQuota(self.options.limits.max_report_flows)
         self._released = 0
         self._released_findings: dict[str, int] = {}
         self._decoder = Decoder()
@@ -174,7 +199,10 @@ class Engine:
     def _flow_closed(self, flow: Flow) -> None:
         result = self._flow_result(flow)
         if self._on_flow is None and self._retain is None:
-            self._results.append(result)
+            if self._quota.keep(result):
+                self._results.append(result)
+            else:
+                self._release(result)
             return
         if self._on_flow is not None:
             result.verdict = verdict(result)
@@ -183,14 +211,16 @@ class Engine:
             # hours of capture do not accumulate packet rows.
             if not self.options.keep_all_timelines and not problem_flow(result):
                 result.timeline = None
-        if self._retain is not None and not self._retain(result):
-            self._released += 1
-            for finding in result.findings:
-                self._released_findings[finding.name] = (
-                    self._released_findings.get(finding.name, 0) + 1
-                )
+        if (self._retain is not None and not self._retain(result)) or not self._quota.keep(result):
+            self._release(result)
             return
         self._results.append(result)
+
+    def _release(self, result: FlowResult) -> None:
+        """Not kept for the report: counted in the summary, then forgotten."""
+        self._released += 1
+        for finding in result.findings:
+            self._released_findings[finding.name] = self._released_findings.get(finding.name, 0) + 1
 
     def _flow_result(self, flow: Flow) -> FlowResult:
         result = flow.to_result(flow.id, with_timeline=False)
@@ -276,6 +306,8 @@ def conclude(part: PartialCapture, options: AnalysisOptions) -> CaptureResult:
         flows,
         capture_rules.diagnose_capture(flows, part.context, options.thresholds, part.decode_stats),
     )
+    if part.flows_released:
+        capture_findings.append(_report_limit(part, options))
     parked = part.parked_timelines
     for flow in flows:
         flow.findings = _ordered(flow.findings)
@@ -315,6 +347,20 @@ def _unpark(blob: bytes) -> list[TimelineRow]:
         for row in rows:
             row.tls = labels.get(row.frame, [])
     return rows
+
+
+def _report_limit(part: PartialCapture, options: AnalysisOptions) -> Finding:
+    limit = options.limits.max_report_flows
+    worst = ", ".join(f"{name} {n}" for name, n in sorted(part.released_findings.items()))
+    return make_finding(
+        "capture-report-limit",
+        f"{part.flows_released:,} more flows were analysed but are not listed: the report keeps "
+        f"at most {limit:,} flows (--max-report-flows; half healthy, half with problems) so "
+        "memory stays bounded; they count in the summary"
+        + (f" (their findings: {worst})" if worst else ""),
+        frames=(),
+        count=part.flows_released,
+    )
 
 
 def _ordered(findings: list[Finding]) -> list[Finding]:

@@ -43,6 +43,13 @@ def _limit_decorators(
             help="Bytes buffered per flow direction for reassembly.",
         ),
         option(
+            "--max-report-flows",
+            type=click.IntRange(2),
+            value=limits.max_report_flows,
+            help="Flows the report lists (half healthy, half with problems); the rest are "
+            "analysed and counted, not kept.",
+        ),
+        option(
             "--idle-timeout",
             type=click.FloatRange(0.001),
             value=limits.idle_timeout,
@@ -92,7 +99,7 @@ def check_limit_options(func: F) -> F:
 def apply_limit_flags(options: AnalysisOptions, flags: Mapping[str, object]) -> None:
     """Set the limits given on the command line (None: not given) on `options`."""
     lim = options.limits
-    for name in ("max_flows", "max_flow_buffer", "max_input_bytes"):
+    for name in ("max_flows", "max_flow_buffer", "max_input_bytes", "max_report_flows"):
         value = flags.get(name)
         if value is not None:
             setattr(lim, name, int(str(value)))

@@ -175,28 +175,6 @@ def live(
             raise SystemExit(EXIT_FINDINGS)
 
 
-class KeepForReport:
-    """Which finished flows the final report of a live capture keeps: all of them while few,
-    then problem flows only, so memory stays bounded over hours (~1.7 KB per kept flow)."""
-
-    def __init__(self, healthy: int = 10_000, problems: int = 100_000) -> None:
-        self.healthy_left = healthy
-        self.problems_left = problems
-
-    def __call__(self, flow: FlowResult) -> bool:
-        from tcpdiag.findings.verdict import problem_flow
-
-        if problem_flow(flow):
-            if self.problems_left > 0:
-                self.problems_left -= 1
-                return True
-            return False
-        if self.healthy_left > 0:
-            self.healthy_left -= 1
-            return True
-        return False
-
-
 class LiveSession:
     """The capture loop: source -> (writer, engine) -> streamed findings, then the result."""
 
@@ -225,10 +203,9 @@ class LiveSession:
         self._status_shown = False
         self.flows_done = 0
         self.findings_seen = 0
-        # Hours of capture: the final report keeps every flow up to a cap, then only problem
-        # flows (the healthy ones were printed as they finished and are counted).
-        retain = None if options.keep_all_timelines else KeepForReport()
-        self.engine: Engine = Engine(options, path=self.path, on_flow=self._on_flow, retain=retain)
+        # Hours of capture: the engine's report quota (--max-report-flows) bounds the flows the
+        # final report keeps; the healthy ones were printed as they finished and are counted.
+        self.engine: Engine = Engine(options, path=self.path, on_flow=self._on_flow)
 
     # -- the loop ------------------------------------------------------------------------------
 

@@ -172,21 +172,18 @@ def test_case37_syn_flood_evictions_reported(tmp_path: Path) -> None:
     assert run.cpu < 20, run.cpu
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: the engine keeps every finished flow's FlowResult (~2 KB each, more while "
-    "rendering) until the end, so peak RSS grows with the total number of flows even with "
-    "--max-flows (602 MB for 100k SYNs; M1 wants < 300 MB for 1M)",
-)
 def test_case37_syn_flood_memory_bounded(tmp_path: Path) -> None:
     small, large = tmp_path / "small.pcap", tmp_path / "large.pcap"
     syn_flood(small, 4_000)
     syn_flood(large, 24_000)
-    a = analyze(small, "--max-flows", "1000", fmt="text")
-    b = analyze(large, "--max-flows", "1000", fmt="text")
+    limits = ("--max-flows", "1000", "--max-report-flows", "1000")
+    a = analyze(small, *limits, fmt="text")
+    b = analyze(large, *limits, fmt="text")
     assert a.rc == b.rc == 0
-    # 20,000 more flows through a 1,000-flow table: bounded means (almost) no growth.
+    # 20,000 more flows through a 1,000-flow table and a 1,000-flow report: bounded means
+    # (almost) no growth, and the flows not listed are still counted.
     assert b.rss_mb - a.rss_mb < 16, (a.rss_mb, b.rss_mb)
+    assert "capture-report-limit" in b.out and "23,500 more flows" in b.out, b.out[:3000]
 
 
 def test_case37_embryonic_flows_evicted_first() -> None:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from tcpdiag.cli.live import KeepForReport
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import Decoder
-from tcpdiag.engine import Engine, shard_of
+from tcpdiag.engine import Engine, ReportQuota, shard_of
 from tcpdiag.model import Segment
 from tcpdiag.report.summary import summarize_captures
 from tests.craft import Conversation, raw_packets, syn
@@ -68,18 +67,35 @@ def test_released_flows_still_count_in_the_summary() -> None:
     assert result.released_findings == {"connection-refused": 1}
     summary = summarize_captures([result])
     assert summary.flows == 2
-    assert summary.findings == {"connection-refused": 1}
+    assert summary.findings == {"capture-report-limit": 1, "connection-refused": 1}
 
 
-def test_live_keeps_every_flow_while_few_then_problems_only() -> None:
-    keep = KeepForReport(healthy=1, problems=1)
+def test_report_quota_keeps_each_kind_up_to_half_the_limit() -> None:
+    keep = ReportQuota(2)
     engine = Engine(AnalysisOptions(), path="x")
     engine.feed_all(raw_packets(_refused_and_healthy()))
     refused, healthy = engine.finish().flows
-    assert keep(healthy) is True
-    assert keep(healthy) is False  # the healthy quota is spent
-    assert keep(refused) is True
-    assert keep(refused) is False
+    assert keep.keep(healthy) is True
+    assert keep.keep(healthy) is False  # the healthy half is spent
+    assert keep.keep(refused) is True
+    assert keep.keep(refused) is False
+
+
+def test_flows_beyond_the_report_limit_are_counted_and_reported() -> None:
+    options = AnalysisOptions()
+    options.limits.max_report_flows = 2  # one healthy, one problem
+    again = Conversation(client="10.0.0.1:40003", server="10.0.0.2:8080", start=5.0)
+    again.syn()
+    again.rst("s", ack=again.next_seq("c"))
+    segments = [*_refused_and_healthy(), *again.segments]
+    engine = Engine(options, path="x")
+    engine.feed_all(raw_packets([s._replace(frame=i) for i, s in enumerate(segments, 1)]))
+    result = engine.finish()
+    assert [f.first_frame for f in result.flows] == [1, 3]
+    assert result.flows_released == 1
+    (limit,) = [f for f in result.findings if f.name == "capture-report-limit"]
+    assert limit.count == 1 and "connection-refused 1" in limit.message
+    assert summarize_captures([result]).findings["connection-refused"] == 2
 
 
 def test_shards_partition_the_flows() -> None:

@@ -409,4 +409,41 @@ SPECS: tuple[FindingSpec, ...] = (
               10.0.0.2:443 → client: 1 MiB buffered beyond a hole; stream analysis stopped
         """),
     ),
+    FindingSpec(
+        name="capture-report-limit",
+        severity=Severity.INFO,
+        category="capture",
+        title="More flows than the report keeps: the rest were analysed and counted",
+        what_it_means=text("""
+            The capture holds more finished flows than the report lists
+            (`--max-report-flows`, default 50,000: half for healthy flows, half for flows
+            with problems). The others were analysed like every flow and count in the
+            summary (flows, findings per name), but their details are not in the report.
+        """),
+        how_detected=text("""
+            Each finished flow takes a place in the report while places of its kind (healthy
+            or problem) are left; the flows that find none are counted and released.
+        """),
+        common_causes=text("""
+            - A very large capture, or a scan or SYN flood: a million one-packet flows.
+            - A limit set low on purpose to bound memory.
+        """),
+        how_to_confirm=text("""
+            The summary's `flows` is larger than the number of flows listed; in Wireshark,
+            Statistics > Conversations > TCP counts them all.
+        """),
+        what_to_do=text("""
+            Raise `--max-report-flows` when memory allows (about 2 KB per kept flow), or
+            narrow the capture (`--host`, `--port`, a capture filter, `editcap`) to the flows
+            that matter.
+        """),
+        references=("tcpdiag's resource limits: `tcpdiag analyze --help`",),
+        example=example("""
+            capture-report-limit (info) x950,000
+              950,000 more flows were analysed but are not listed: the report keeps at most
+              50,000 flows (--max-report-flows; half healthy, half with problems) so memory
+              stays bounded; they count in the summary (their findings: syn-unanswered 950000)
+        """),
+        capture_quality=True,
+    ),
 )
