@@ -10,8 +10,6 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow import FlowTable
 from tcpdiag.result import FlowResult
