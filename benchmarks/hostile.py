@@ -333,7 +333,7 @@ def main() -> None:
     results: dict[str, Any] = {"scale": args.scale, "python": sys.version.split()[0]}
     for name in args.only.split(","):
         start = time.monotonic()
-        res = BENCHMARKS[name](args.scale)
+        res = BENCHMARKS[name.lower()](args.scale)
         res["bench_wall_s"] = round(time.monotonic() - start, 1)
         results[name] = res
         print(f"{name}: {json.dumps(res, default=str)}", flush=True)
