@@ -177,7 +177,13 @@ class FlowResult:
 
     @property
     def max_severity(self) -> Severity | None:
-        return max((f.severity for f in self.findings), default=None)
+        # A plain loop: reports of a million flows ask this for every flow, most of which have
+        # no finding or one (max() over a generator costs several times more).
+        worst: Severity | None = None
+        for finding in self.findings:
+            if worst is None or finding.severity > worst:
+                worst = finding.severity
+        return worst
 
 
 @dataclass(slots=True)

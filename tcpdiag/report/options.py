@@ -75,5 +75,23 @@ def is_problem(flow: FlowResult) -> bool:
 
 
 def problem_order(flows: list[FlowResult]) -> list[FlowResult]:
-    """Problem flows first (most severe first), then the rest; flow id within each group."""
-    return sorted(flows, key=lambda f: (-(f.max_severity or 0) if is_problem(f) else 0, f.id))
+    """Problem flows first (most severe first), then the rest; flow id within each group.
+    Each flow's severity is computed once (a million-flow report sorts a million keys)."""
+    keyed = []
+    for f in flows:
+        sev = f.max_severity
+        keyed.append((-int(sev) if sev is not None and sev >= Severity.WARNING else 0, f.id, f))
+    keyed.sort(key=lambda k: (k[0], k[1]))
+    return [k[2] for k in keyed]
+
+
+def count_problems(ordered: list[FlowResult]) -> int:
+    """How many flows of a `problem_order`ed list are problem flows (they come first)."""
+    lo, hi = 0, len(ordered)
+    while lo < hi:  # binary search for the first non-problem flow
+        mid = (lo + hi) // 2
+        if is_problem(ordered[mid]):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

@@ -23,7 +23,12 @@ from rich.table import Table
 from rich.text import Text
 
 from tcpdiag.model import ACK, CWR, ECE, FIN, PSH, RST, SYN, URG
-from tcpdiag.report.options import ReportOptions, flow_matches, is_problem, problem_order
+from tcpdiag.report.options import (
+    ReportOptions,
+    count_problems,
+    flow_matches,
+    problem_order,
+)
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.result import AnalysisResult, CaptureResult, Finding, FlowResult, Severity, TimelineRow
 from tcpdiag.sanitize import clean
@@ -210,7 +215,9 @@ def _findings_grid(findings: Iterable[Finding], ctx: _Ctx, indent: int = 2) -> T
     return grid
 
 
-def _flow_table(cap: CaptureResult, flows: list[FlowResult], ctx: _Ctx) -> list[RenderableType]:
+def _flow_table(
+    cap: CaptureResult, flows: list[FlowResult], ctx: _Ctx, problems: int
+) -> list[RenderableType]:
     table = ctx.table("#", "client", "server", "state", "duration", "verdict")
     limit = max(0, ctx.options.max_rows)
     for flow in flows[:limit]:
@@ -234,7 +241,7 @@ def _flow_table(cap: CaptureResult, flows: list[FlowResult], ctx: _Ctx) -> list[
         )
     out: list[RenderableType] = [table]
     if len(flows) > limit:
-        problems_hidden = sum(1 for f in flows[limit:] if is_problem(f))
+        problems_hidden = max(0, problems - limit)
         more = f"{len(flows) - limit} more flows not shown"
         if problems_hidden:
             more += f" ({problems_hidden} with problems)"
@@ -410,12 +417,13 @@ def _capture(cap: CaptureResult, ctx: _Ctx) -> list[RenderableType]:
         )
         return out
     ordered = problem_order(flows)
+    problems = count_problems(ordered)
     out.append(Text(""))
-    out.extend(_flow_table(cap, ordered, ctx))
+    out.extend(_flow_table(cap, ordered, ctx, problems))
     if opts.flow_filter is not None or opts.show_all_timelines:
         detailed = ordered
     else:
-        detailed = [f for f in ordered if is_problem(f)]
+        detailed = ordered[:problems]
     limit = max(0, opts.max_details)
     for flow in detailed[:limit]:
         out.append(Text(""))
