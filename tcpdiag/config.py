@@ -55,7 +55,7 @@ class Limits:
     # Finished flows the report lists (half for healthy flows, half for problem flows); beyond
     # it flows are still analysed and counted in the summary, but not kept: a capture of a
     # million flows (a SYN flood) stays within memory. Hitting it is a capture-report-limit.
-    max_report_flows: int = 50_000
+    max_report_flows: int = 40_000
     # Packets kept per flow for the timeline: this many at the start and at the end.
     timeline_head: int = 60
     timeline_tail: int = 40

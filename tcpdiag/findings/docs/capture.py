@@ -416,7 +416,7 @@ SPECS: tuple[FindingSpec, ...] = (
         title="More flows than the report keeps: the rest were analysed and counted",
         what_it_means=text("""
             The capture holds more finished flows than the report lists
-            (`--max-report-flows`, default 50,000: half for healthy flows, half for flows
+            (`--max-report-flows`, default 40,000: half for healthy flows, half for flows
             with problems). The others were analysed like every flow and count in the
             summary (flows, findings per name), but their details are not in the report.
         """),
@@ -439,10 +439,10 @@ SPECS: tuple[FindingSpec, ...] = (
         """),
         references=("tcpdiag's resource limits: `tcpdiag analyze --help`",),
         example=example("""
-            capture-report-limit (info) x950,000
-              950,000 more flows were analysed but are not listed: the report keeps at most
-              50,000 flows (--max-report-flows; half healthy, half with problems) so memory
-              stays bounded; they count in the summary (their findings: syn-unanswered 950000)
+            capture-report-limit (info) x980,000
+              980,000 more flows were analysed but are not listed: the report keeps at most
+              40,000 flows (--max-report-flows; half healthy, half with problems) so memory
+              stays bounded; they count in the summary (their findings: syn-unanswered 980000)
         """),
         capture_quality=True,
     ),
