@@ -46,6 +46,7 @@ class Recorder:
         tool: Tool = "tcpdump",
         linktype: str | None = None,
         nano: bool = False,
+        snaplen: int = 0,
         grace: float = 0.3,
     ) -> None:
         self.path = path
@@ -55,6 +56,7 @@ class Recorder:
         self.tool: Tool = tool
         self.linktype = linktype
         self.nano = nano
+        self.snaplen = snaplen  # 0: whole frames
         self.grace = grace
         self.stderr_lines: list[str] = []
         self._proc: subprocess.Popen[str] | None = None
@@ -70,7 +72,7 @@ class Recorder:
     def argv(self) -> list[str]:
         if self.tool == "tcpdump":
             argv = ["tcpdump", "-i", self.iface, "-n", "-Z", "root", "--immediate-mode"]
-            argv += ["-B", "32768", "-s", "0", "-U"]
+            argv += ["-B", "32768", "-s", str(self.snaplen), "-U"]
             if self.linktype:
                 argv += ["-y", self.linktype]
             if self.nano:

@@ -1383,3 +1383,181 @@ def tls_rst_mid_record(st: Stage) -> dict[str, Any]:
 )
 def tls_fin_mid_record(st: Stage) -> dict[str, Any]:
     return _memory_client_run(st, lambda cli, fl: _mid_record(cli, "fin"), complete=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Keep-alives, and what a capture itself can get wrong
+
+
+@scenario(
+    "tcp-keepalive",
+    "An idle connection with SO_KEEPALIVE (TCP_KEEPIDLE 1 s, TCP_KEEPINTVL 1 s): the client's "
+    "kernel probes with seq = snd_una - 1 and no payload, the server's kernel answers each.",
+    findings=("keep-alive",),
+    absent=("retransmission", "abortive-close", "zero-window"),
+)
+def keepalive(st: Stage) -> dict[str, Any]:
+    def handler(conn: socket.socket) -> dict[str, Any]:
+        out = _request_response(conn)
+        out["eof_seen"] = conn.recv(100) == b""
+        return out
+
+    with _loopback(st, handler) as (port, server):
+        c = socket.create_connection((LOOP4, port))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 1)
+        c.sendall(REQUEST)
+        got = _recv_exact(c, len(RESPONSE))
+        time.sleep(2.6)  # two probes, each answered
+        c.close()
+        srv = server.join()
+        time.sleep(0.05)
+    return {"keepalive_idle_s": 1, "idle_s": 2.6, "bytes_sent": len(REQUEST),
+            "bytes_received": len(got), "server": srv}  # fmt: skip
+
+
+def _bulk_exchange(st: Stage, size: int, **recorder: Any) -> dict[str, Any]:
+    payload = bytes(range(256)) * (size // 256)
+
+    def handler(conn: socket.socket) -> dict[str, Any]:
+        req = conn.recv(65536)
+        conn.sendall(payload)
+        conn.shutdown(socket.SHUT_WR)
+        return {"bytes_received": len(req), "bytes_sent": len(payload),
+                "eof_seen": conn.recv(100) == b""}  # fmt: skip
+
+    with _loopback(st, handler, **recorder) as (port, server):
+        c = socket.create_connection((LOOP4, port))
+        # Small segments, so the transfer is many packets even on loopback (MTU 64 KiB).
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.sendall(REQUEST)
+        got = _recv_all(c)
+        c.close()
+        srv = server.join()
+        time.sleep(0.05)
+    return {"bytes_sent": len(REQUEST), "bytes_received": len(got), "server": srv}
+
+
+@scenario(
+    "tcp-snaplen-truncated",
+    "A 64 KiB response recorded with a 96-byte snap length (tcpdump -s 96): every data "
+    "segment is cut after its headers, so the payload is not in the capture.",
+    findings=("capture-snaplen-truncated",),
+    absent=("previous-segment-lost", "retransmission", "abortive-close"),
+)
+def snaplen_truncated(st: Stage) -> dict[str, Any]:
+    out = _bulk_exchange(st, 65536, snaplen=96)
+    out["snaplen"] = 96
+    return out
+
+
+def _frames_of(path: Path) -> list[tuple[int, Any]]:
+    """(frame number, decoded record) for every packet of a capture, with tcpdiag's reader."""
+    from tcpdiag.capture import open_capture
+    from tcpdiag.decode import Decoder
+
+    decoder = Decoder()
+    with open_capture(path) as cap:
+        return [(raw.frame, decoder.decode(raw)) for raw in cap]
+
+
+def _pcap_records(data: bytes) -> tuple[bytes, list[bytes]]:
+    """A little-endian classic pcap (what tcpdump writes here): header and whole records."""
+    header, pos, records = data[:24], 24, []
+    while pos + 16 <= len(data):
+        caplen = int.from_bytes(data[pos + 8 : pos + 12], "little")
+        records.append(data[pos : pos + 16 + caplen])
+        pos += 16 + caplen
+    return header, records
+
+
+@scenario(
+    "capture-loss",
+    "A real 64 KiB transfer, then one server data segment removed from the file (as a "
+    "capture point that dropped it would): the receiver's ACKs cover bytes the capture never "
+    "saw. Derived from the recording by tcpdiag.lab.scenarios.capture_loss.",
+    findings=("previous-segment-lost", "acked-unseen-segment", "capture-packet-loss"),
+    absent=("retransmission", "abortive-close"),
+)
+def capture_loss(st: Stage) -> dict[str, Any]:
+    from tcpdiag.model import Segment
+
+    out = _bulk_exchange(st, 65536)
+    data = [
+        frame
+        for frame, rec in _frames_of(st.path)
+        if isinstance(rec, Segment) and rec.sport == st.server_port and rec.length > 0
+    ]
+    dropped = data[len(data) // 2]
+    header, records = _pcap_records(st.path.read_bytes())
+    st.path.write_bytes(header + b"".join(r for i, r in enumerate(records, 1) if i != dropped))
+    st.commands.append(f"then frame {dropped} (a server data segment) removed from the file")
+    out["frame_removed"] = dropped
+    return out
+
+
+@scenario(
+    "capture-damaged",
+    "A real request/response recording whose last record is cut in the middle, as when the "
+    "disk filled up or the capture was copied while being written. Derived from the recording "
+    "by tcpdiag.lab.scenarios.capture_damaged.",
+    findings=("capture-damaged",),
+    absent=("connection-refused",),
+)
+def capture_damaged(st: Stage) -> dict[str, Any]:
+    def handler(conn: socket.socket) -> dict[str, Any]:
+        out = _request_response(conn)
+        out["eof_seen"] = conn.recv(100) == b""
+        return out
+
+    with _loopback(st, handler) as (port, server):
+        c = socket.create_connection((LOOP4, port))
+        c.sendall(REQUEST)
+        got = _recv_exact(c, len(RESPONSE))
+        c.close()
+        srv = server.join()
+        time.sleep(0.05)
+    data = st.path.read_bytes()
+    _, records = _pcap_records(data)
+    cut = len(records[-1]) // 2
+    st.path.write_bytes(data[: len(data) - cut])
+    st.commands.append(f"then the last record cut short by {cut} bytes")
+    return {"bytes_sent": len(REQUEST), "bytes_received": len(got), "server": srv,
+            "records_recorded": len(records), "bytes_cut": cut}  # fmt: skip
+
+
+@scenario(
+    "tls-garbage-after-hello",
+    "A real ClientHello (OpenSSL through ssl.MemoryBIO), then bytes that cannot start a TLS "
+    "record, to a server that reads and closes.",
+    findings=("tls-record-malformed",),
+    absent=("tls-flight-incomplete",),
+)
+def tls_garbage_after_hello(st: Stage) -> dict[str, Any]:
+    import ssl
+
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(incoming, outgoing, server_hostname="tcpdiag.test")
+    with contextlib.suppress(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    garbage = b"\xff\xfe GARBAGE, not a TLS record \x00\x01"
+
+    def handler(conn: socket.socket) -> dict[str, Any]:
+        got = _recv_all(conn)
+        return {"bytes_received": len(got)}
+
+    with _loopback(st, handler) as (port, server):
+        c = socket.create_connection((LOOP4, port))
+        c.sendall(hello)
+        time.sleep(0.02)
+        c.sendall(garbage)
+        c.shutdown(socket.SHUT_WR)
+        srv = server.join()
+        c.close()
+        time.sleep(0.05)
+    return {"client_hello_bytes": len(hello), "garbage_bytes": len(garbage), "server": srv}

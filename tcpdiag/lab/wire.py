@@ -136,6 +136,8 @@ def _pcap_records(data: bytes) -> tuple[int, bool, int, list[tuple[int, bytes, i
     off = 24
     while off + 16 <= len(data):
         sec, frac, incl, orig = struct.unpack_from(endian + "IIII", data, off)
+        if off + 16 + incl > len(data):
+            break  # a record cut short (a damaged capture): the truth counts whole records
         ts_ns = sec * 1_000_000_000 + (frac if nano else frac * 1000)
         records.append((ts_ns, data[off + 16 : off + 16 + incl], orig))
         off += 16 + incl

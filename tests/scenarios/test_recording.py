@@ -46,6 +46,45 @@ def gaps(times: list[float]) -> list[float]:
     return [b - a for a, b in itertools.pairwise(times)]
 
 
+@check("tcp-keepalive")
+def _keepalive(t: Truth) -> None:
+    w = t["wire"]
+    # Two idle seconds with a 1 s keep-alive timer: probes and their ACKs beyond the
+    # handshake (3), one request and response (2 + ACKs) and the close.
+    assert t["app"]["bytes_received"] == t["app"]["server"]["bytes_sent"]
+    assert w["tcp_packets"] >= 3 + 4 + 4 + 2, w
+    assert w["rst"] == {"client": 0, "server": 0}
+
+
+@check("tcp-snaplen-truncated")
+def _snaplen(t: Truth) -> None:
+    # The application received every byte; the capture holds only the first bytes of each.
+    assert t["app"]["bytes_received"] == 65536 and t["app"]["snaplen"] == 96
+    assert t["wire"]["payload_bytes"]["server"] < 65536
+
+
+@check("capture-loss")
+def _capture_loss(t: Truth) -> None:
+    # The application received everything; the file lacks one of the server's segments.
+    assert t["app"]["bytes_received"] == t["app"]["server"]["bytes_sent"] == 65536
+    assert t["app"]["frame_removed"] > 3
+    assert t["wire"]["payload_bytes"]["server"] < 65536
+
+
+@check("capture-damaged")
+def _capture_damaged(t: Truth) -> None:
+    assert t["app"]["bytes_received"] == t["app"]["server"]["bytes_sent"]
+    assert t["app"]["bytes_cut"] > 0
+    assert t["wire"]["packets"] == t["app"]["records_recorded"] - 1
+
+
+@check("tls-garbage-after-hello")
+def _tls_garbage(t: Truth) -> None:
+    app = t["app"]
+    assert app["server"]["bytes_received"] == app["client_hello_bytes"] + app["garbage_bytes"]
+    assert t["wire"]["payload_bytes"]["client"] == app["server"]["bytes_received"]
+
+
 @check("tcp-refused-ipv4", "tcp-refused-ipv6")
 def _refused(t: Truth) -> None:
     assert t["app"]["errno"] == "ECONNREFUSED"
