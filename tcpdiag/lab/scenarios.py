@@ -287,6 +287,13 @@ def _request_response(conn: socket.socket) -> dict[str, Any]:
     return {"bytes_received": len(req), "bytes_sent": len(RESPONSE)}
 
 
+def _answer_then_eof(conn: socket.socket) -> dict[str, Any]:
+    """Serve one request, then wait for the client's close (an orderly server)."""
+    out = _request_response(conn)
+    out["eof_seen"] = conn.recv(100) == b""
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Connection set-up
 
@@ -535,12 +542,7 @@ def handshake_aborted(st: Stage) -> dict[str, Any]:
 def capture_mid_flow(st: Stage) -> dict[str, Any]:
     lst, port = _lo_listener(st)
 
-    def handler(conn: socket.socket) -> dict[str, Any]:
-        out = _request_response(conn)
-        out["eof_seen"] = conn.recv(100) == b""
-        return out
-
-    server = _serve_once(lst, handler)
+    server = _serve_once(lst, _answer_then_eof)
     c = socket.create_connection((LOOP4, port))
     time.sleep(0.05)
     with st.recorder("lo", f"tcp port {port}", nano=True):
@@ -572,12 +574,7 @@ def capture_mid_flow(st: Stage) -> dict[str, Any]:
     ext="pcapng",
 )
 def orderly_close(st: Stage) -> dict[str, Any]:
-    def handler(conn: socket.socket) -> dict[str, Any]:
-        out = _request_response(conn)
-        out["eof_seen"] = conn.recv(100) == b""
-        return out
-
-    with _loopback(st, handler, tool="dumpcap") as (port, server):
+    with _loopback(st, _answer_then_eof, tool="dumpcap") as (port, server):
         t0 = time.perf_counter()
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
@@ -607,7 +604,7 @@ def linger0_abort(st: Stage) -> dict[str, Any]:
             out["next_recv_errno"], out["next_recv_exception"] = _errno(exc), exc_text(exc)
         return out
 
-    with _loopback(st, handler) as (port, server):
+    with _loopback(st, _answer_then_eof) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
         got = _recv_exact(c, len(RESPONSE))
@@ -632,7 +629,7 @@ def close_unread(st: Stage) -> dict[str, Any]:
         conn.sendall(RESPONSE)
         return {"bytes_received": len(first), "bytes_sent": len(RESPONSE), "unread": True}
 
-    with _loopback(st, handler) as (port, server):
+    with _loopback(st, _answer_then_eof) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
         time.sleep(0.02)
@@ -684,7 +681,7 @@ def _close_wait(st: Stage, delay: float | None) -> dict[str, Any]:
 
     c: socket.socket | None = None
     try:
-        with _loopback(st, handler) as (port, server):
+        with _loopback(st, _answer_then_eof) as (port, server):
             c = socket.create_connection((LOOP4, port))
             c.sendall(REQUEST)
             got = _recv_all(c)  # returns at the server's FIN
@@ -768,7 +765,7 @@ def _nagle(st: Stage, nodelay: bool) -> dict[str, Any]:
             served += 1
         return {"requests_served": served}
 
-    with _loopback(st, handler) as (port, server):
+    with _loopback(st, _answer_then_eof) as (port, server):
         c = socket.create_connection((LOOP4, port))
         if nodelay:
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -879,7 +876,7 @@ def late_response(st: Stage) -> dict[str, Any]:
         conn.recv(100)
         return {"requests": [r1.decode(), r2.decode()]}
 
-    with _loopback(st, handler) as (port, server):
+    with _loopback(st, _answer_then_eof) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.settimeout(1.0)
         c.sendall(b"request-1\n")
@@ -1397,12 +1394,7 @@ def tls_fin_mid_record(st: Stage) -> dict[str, Any]:
     absent=("retransmission", "abortive-close", "zero-window"),
 )
 def keepalive(st: Stage) -> dict[str, Any]:
-    def handler(conn: socket.socket) -> dict[str, Any]:
-        out = _request_response(conn)
-        out["eof_seen"] = conn.recv(100) == b""
-        return out
-
-    with _loopback(st, handler) as (port, server):
+    with _loopback(st, _answer_then_eof) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 1)
@@ -1506,12 +1498,7 @@ def capture_loss(st: Stage) -> dict[str, Any]:
     absent=("connection-refused",),
 )
 def capture_damaged(st: Stage) -> dict[str, Any]:
-    def handler(conn: socket.socket) -> dict[str, Any]:
-        out = _request_response(conn)
-        out["eof_seen"] = conn.recv(100) == b""
-        return out
-
-    with _loopback(st, handler) as (port, server):
+    with _loopback(st, _answer_then_eof) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
         got = _recv_exact(c, len(RESPONSE))
@@ -1551,7 +1538,7 @@ def tls_garbage_after_hello(st: Stage) -> dict[str, Any]:
         got = _recv_all(conn)
         return {"bytes_received": len(got)}
 
-    with _loopback(st, handler) as (port, server):
+    with _loopback(st, _answer_then_eof) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(hello)
         time.sleep(0.02)
