@@ -604,7 +604,7 @@ def linger0_abort(st: Stage) -> dict[str, Any]:
             out["next_recv_errno"], out["next_recv_exception"] = _errno(exc), exc_text(exc)
         return out
 
-    with _loopback(st, _answer_then_eof) as (port, server):
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
         got = _recv_exact(c, len(RESPONSE))
@@ -629,7 +629,7 @@ def close_unread(st: Stage) -> dict[str, Any]:
         conn.sendall(RESPONSE)
         return {"bytes_received": len(first), "bytes_sent": len(RESPONSE), "unread": True}
 
-    with _loopback(st, _answer_then_eof) as (port, server):
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(REQUEST)
         time.sleep(0.02)
@@ -681,7 +681,7 @@ def _close_wait(st: Stage, delay: float | None) -> dict[str, Any]:
 
     c: socket.socket | None = None
     try:
-        with _loopback(st, _answer_then_eof) as (port, server):
+        with _loopback(st, handler) as (port, server):
             c = socket.create_connection((LOOP4, port))
             c.sendall(REQUEST)
             got = _recv_all(c)  # returns at the server's FIN
@@ -765,7 +765,7 @@ def _nagle(st: Stage, nodelay: bool) -> dict[str, Any]:
             served += 1
         return {"requests_served": served}
 
-    with _loopback(st, _answer_then_eof) as (port, server):
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         if nodelay:
             c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -876,7 +876,7 @@ def late_response(st: Stage) -> dict[str, Any]:
         conn.recv(100)
         return {"requests": [r1.decode(), r2.decode()]}
 
-    with _loopback(st, _answer_then_eof) as (port, server):
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.settimeout(1.0)
         c.sendall(b"request-1\n")
@@ -1538,7 +1538,7 @@ def tls_garbage_after_hello(st: Stage) -> dict[str, Any]:
         got = _recv_all(conn)
         return {"bytes_received": len(got)}
 
-    with _loopback(st, _answer_then_eof) as (port, server):
+    with _loopback(st, handler) as (port, server):
         c = socket.create_connection((LOOP4, port))
         c.sendall(hello)
         time.sleep(0.02)
