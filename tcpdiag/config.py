@@ -52,6 +52,11 @@ class Limits:
     # that retransmitted FINs/RSTs and late ACKs still land in it: TIME_WAIT's 60 s by default.
     # Live capture uses a few seconds so closed flows are reported promptly.
     close_linger: float = 60.0
+    # Closed flows lingering at once; beyond this the one closed longest ago is finalised early.
+    # A lingering flow holds its whole analysis state (~16 KB): on a busy link (400 closes a
+    # second) 60 s of linger would otherwise hold 24,000 of them. Late packets of a flow
+    # finalised early start a new flow, as in Zeek after its tcp_close_delay.
+    max_closed_flows: int = 4096
     # Finished flows the report lists (half for healthy flows, half for problem flows); beyond
     # it flows are still analysed and counted in the summary, but not kept: a capture of a
     # million flows (a SYN flood) stays within memory. Hitting it is a capture-report-limit.

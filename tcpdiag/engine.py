@@ -39,6 +39,7 @@ from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.flow.flow import TimelineState, timeline_frames, timeline_rows
 from tcpdiag.model import ArpPacket, IcmpError, RawPacket, Segment, flow_key, linktype_name
 from tcpdiag.result import CaptureResult, Finding, FlowResult, TimelineRow
+from tcpdiag.store import FlowStore
 from tcpdiag.tls import TlsStream
 
 # Expire idle flows at most this often (capture time): a scan of the table is not free.
@@ -73,14 +74,13 @@ class PartialCapture:
     last_ns: int | None
     linktypes: set[int]
     damaged: bool
-    flows: list[FlowResult]
+    # A whole capture analysed in one process keeps its flows in a `FlowStore` (memory does not
+    # grow with the number of flows); shards and live capture keep a list.
+    flows: list[FlowResult] | FlowStore
     context: CaptureContext
     decode_stats: object | None = None
     flows_released: int = 0
     released_findings: dict[str, int] = field(default_factory=dict)
-    # first frame -> packed timeline of a flow that was no problem when it closed (see
-    # `Engine._flow_closed`); `conclude` unpacks those that became problem flows.
-    parked_timelines: dict[int, bytes] = field(default_factory=dict)
 
 
 class ReportQuota:
@@ -129,8 +129,7 @@ class Engine:
         self._decoder = Decoder()
         self._table = FlowTable(self.options, on_open=self._flow_opened, on_close=self._flow_closed)
         self._context = CaptureContext()
-        self._results: list[FlowResult] = []
-        self._parked: dict[int, bytes] = {}
+        self._results: list[FlowResult] | FlowStore = FlowStore() if self._stores_flows() else []
         self._linktypes: set[int] = set()
         self.packets = 0
         self.tcp_packets = 0
@@ -140,6 +139,11 @@ class Engine:
         # True while `close()` ends the flows still open at the end of the capture: their rules
         # measure "never answered"/"never closed" up to the capture's last packet.
         self._at_capture_end = False
+
+    def _stores_flows(self) -> bool:
+        """A batch analysis of a whole capture: finished flows go to a `FlowStore`, healthy
+        flows with their timeline packed beside them (see `_flow_result`)."""
+        return self._on_flow is None and self._retain is None and self._shard is None
 
     @property
     def flows_open(self) -> int:
@@ -197,10 +201,17 @@ class Engine:
         flow.consumer = TlsStream()
 
     def _flow_closed(self, flow: Flow) -> None:
-        result = self._flow_result(flow)
+        result, packed_timeline = self._flow_result(flow)
+        results = self._results
+        if isinstance(results, FlowStore):
+            if self._quota.keep(result):
+                results.add(result, packed_timeline)
+            else:
+                self._release(result)
+            return
         if self._on_flow is None and self._retain is None:
             if self._quota.keep(result):
-                self._results.append(result)
+                results.append(result)
             else:
                 self._release(result)
             return
@@ -214,7 +225,7 @@ class Engine:
         if (self._retain is not None and not self._retain(result)) or not self._quota.keep(result):
             self._release(result)
             return
-        self._results.append(result)
+        results.append(result)
 
     def _release(self, result: FlowResult) -> None:
         """Not kept for the report: counted in the summary, then forgotten."""
@@ -222,7 +233,9 @@ class Engine:
         for finding in result.findings:
             self._released_findings[finding.name] = self._released_findings.get(finding.name, 0) + 1
 
-    def _flow_result(self, flow: Flow) -> FlowResult:
+    def _flow_result(self, flow: Flow) -> tuple[FlowResult, bytes | None]:
+        """The flow's result, and for a healthy flow of a stored batch analysis its timeline
+        packed instead of built (`conclude` unpacks it if a capture rule makes it a problem)."""
         result = flow.to_result(flow.id, with_timeline=False)
         timeline = flow.timeline_state()
         # The capture's last packet time is the same in every shard, so sharded runs agree.
@@ -239,30 +252,26 @@ class Engine:
         self._context.add_flow(flow, result)
         if (
             timeline[0]
-            and self._on_flow is None
-            and self._retain is None
-            and self._shard is None
+            and isinstance(self._results, FlowStore)
             and not self.options.keep_all_timelines
             and not problem_flow(result)
         ):
             # `conclude` drops the timelines of healthy flows, keeping only those of flows that
             # a capture-level rule turns into problem flows. Until then the timeline is kept
-            # packed (~1 KB instead of ~30 KB of row objects per flow: the closed flows of a
-            # long capture would otherwise hold most of the memory) and its rows are never
+            # packed (~1 KB instead of ~30 KB of row objects per flow) and its rows are never
             # built for the flows that stay healthy. (Sharded runs build the rows:
             # `merge_shards` makes a new PartialCapture.)
             rows_kept = timeline_frames(timeline)
             if labels is not None and len(labels) > len(rows_kept):
                 labels = {f: labels[f] for f in rows_kept if f in labels}
-            self._parked[result.first_frame] = _park(timeline, labels)
             result.timeline_skipped = timeline[6] - len(rows_kept)
-        else:
-            rows, result.timeline_skipped = timeline_rows(timeline)
-            if labels is not None:
-                for row in rows:
-                    row.tls = labels.get(row.frame, [])
-            result.timeline = rows
-        return result
+            return result, _park(timeline, labels)
+        rows, result.timeline_skipped = timeline_rows(timeline)
+        if labels is not None:
+            for row in rows:
+                row.tls = labels.get(row.frame, [])
+        result.timeline = rows
+        return result, None
 
     # -- the end -------------------------------------------------------------------------------
 
@@ -292,7 +301,6 @@ class Engine:
             decode_stats=self._decoder.stats,
             flows_released=self._released,
             released_findings=dict(self._released_findings),
-            parked_timelines=self._parked,
         )
 
     def finish(self, reader: Capture | None = None) -> CaptureResult:
@@ -301,23 +309,22 @@ class Engine:
 
 def conclude(part: PartialCapture, options: AnalysisOptions) -> CaptureResult:
     """Capture-level rules, verdicts and ordering: the last step of every analysis."""
-    flows = sorted(part.flows, key=lambda r: r.id)
-    capture_findings = capture_rules.attach(
-        flows,
-        capture_rules.diagnose_capture(flows, part.context, options.thresholds, part.decode_stats),
-    )
+    flows: list[FlowResult] | FlowStore
+    if isinstance(part.flows, FlowStore):
+        flows = part.flows
+        capture_findings = _conclude_store(flows, part, options)
+    else:
+        flows = sorted(part.flows, key=lambda r: r.id)
+        capture_findings = capture_rules.attach(
+            flows,
+            capture_rules.diagnose_capture(
+                flows, part.context, options.thresholds, part.decode_stats
+            ),
+        )
+        for flow in flows:
+            _finish_flow(flow, None, options)
     if part.flows_released:
         capture_findings.append(_report_limit(part, options))
-    parked = part.parked_timelines
-    for flow in flows:
-        flow.findings = _ordered(flow.findings)
-        flow.verdict = verdict(flow)
-        if not options.keep_all_timelines and not problem_flow(flow):
-            flow.timeline = None
-        elif flow.timeline is None and parked:
-            blob = parked.get(flow.first_frame)
-            if blob is not None:
-                flow.timeline = _unpark(blob)
     info = part.info
     return CaptureResult(
         path=part.path,
@@ -334,6 +341,35 @@ def conclude(part: PartialCapture, options: AnalysisOptions) -> CaptureResult:
         flows_released=part.flows_released,
         released_findings=dict(sorted(part.released_findings.items())),
     )
+
+
+def _conclude_store(
+    store: FlowStore, part: PartialCapture, options: AnalysisOptions
+) -> list[Finding]:
+    """`conclude` for stored flows: capture-rule findings of a flow become amendments of the
+    store, and each flow gets its last touches (`_finish_flow`) whenever it is read."""
+    capture_level: list[Finding] = []
+    pairs = capture_rules.diagnose_capture(
+        store, part.context, options.thresholds, part.decode_stats
+    )
+    for flow_id, finding in pairs:
+        if flow_id is None:
+            capture_level.append(finding)
+        else:
+            store.amend(flow_id, finding, capture_rules.superseded_by(finding))
+    store.seal(lambda flow, packed: _finish_flow(flow, packed, options))
+    return sorted(capture_level, key=Finding.sort_key)
+
+
+def _finish_flow(flow: FlowResult, packed_timeline: bytes | None, options: AnalysisOptions) -> None:
+    """Findings in report order, the verdict, and a timeline only for a problem flow (or for
+    every flow when asked)."""
+    flow.findings = _ordered(flow.findings)
+    flow.verdict = verdict(flow)
+    if not options.keep_all_timelines and not problem_flow(flow):
+        flow.timeline = None
+    elif flow.timeline is None and packed_timeline is not None:
+        flow.timeline = _unpark(packed_timeline)
 
 
 def _park(timeline: TimelineState, labels: dict[int, list[str]] | None) -> bytes:

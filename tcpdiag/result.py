@@ -8,6 +8,7 @@ Like `model.py`, this module is a shared leaf: every stage may import it, it imp
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 
@@ -197,7 +198,9 @@ class CaptureResult:
     last_time: float | None = None
     damaged: bool = False
     compression: str | None = None  # "gzip" | "zstd" | None
-    flows: list[FlowResult] = field(default_factory=list)
+    # In flow-id order. A list, or for a batch analysis a `store.FlowStore` that reads each flow
+    # from a temporary file when asked (iterate it; do not hold all flows at once).
+    flows: Sequence[FlowResult] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)  # capture-level findings
     # Live capture over hours releases healthy flows once reported (memory stays bounded); they
     # still count in the summary: how many, and their findings per name.

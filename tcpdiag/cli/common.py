@@ -50,6 +50,13 @@ def _limit_decorators(
             "analysed and counted, not kept.",
         ),
         option(
+            "--max-closed-flows",
+            type=click.IntRange(1),
+            value=limits.max_closed_flows,
+            help="Closed flows kept waiting for late packets at once; the one closed longest "
+            "ago is finalised beyond it.",
+        ),
+        option(
             "--idle-timeout",
             type=click.FloatRange(0.001),
             value=limits.idle_timeout,
@@ -99,7 +106,13 @@ def check_limit_options(func: F) -> F:
 def apply_limit_flags(options: AnalysisOptions, flags: Mapping[str, object]) -> None:
     """Set the limits given on the command line (None: not given) on `options`."""
     lim = options.limits
-    for name in ("max_flows", "max_flow_buffer", "max_input_bytes", "max_report_flows"):
+    for name in (
+        "max_flows",
+        "max_flow_buffer",
+        "max_input_bytes",
+        "max_report_flows",
+        "max_closed_flows",
+    ):
         value = flags.get(name)
         if value is not None:
             setattr(lim, name, int(str(value)))

@@ -5,14 +5,17 @@ packets, ARP requests nobody answers, "other connections to this server complete
 SYNs went unanswered", and the capture-quality notes of the capture and decode stages.
 
 `diagnose_capture` returns findings: those with `flow` set belong to that flow (a finding with
-the same name on that flow is superseded by it), the others are capture-level. `attach` applies
-them to the flow results and returns the capture-level ones.
+the same name on that flow is superseded by it, see `superseded_by`), the others are
+capture-level. `attach` applies them to the flow results and returns the capture-level ones.
+The rules only read the flows, each at most once, and only when the capture holds what they
+look for (ICMP errors, unanswered ARP, unanswered SYNs): the flows may be a `FlowStore` that
+reads each flow from a file.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tcpdiag.config import Thresholds
 from tcpdiag.findings.context import (
@@ -25,6 +28,7 @@ from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.verdict import verdict
 from tcpdiag.model import IcmpError, format_endpoint, format_ip
 from tcpdiag.result import Finding, FlowResult
+from tcpdiag.store import flow_facts
 
 # ICMP errors kept apart from connection rejection: they report a path MTU, not a refusal.
 _PMTU = {(4, 3, 4), (6, 2, 0)}
@@ -104,7 +108,9 @@ def _server_ip(flow: FlowResult) -> str:
 # -- icmp-unreachable (set-up: "SYNs answered by ICMP ... unreachable") ------------
 
 
-def _icmp_unreachable(flows: list[FlowResult], ctx: CaptureContext) -> list[Finding]:
+def _icmp_unreachable(flows: Iterable[FlowResult], ctx: CaptureContext) -> list[Finding]:
+    if not ctx.icmp:
+        return []
     by_pair: dict[tuple[str, str], list[IcmpError]] = {}
     for (src, sport, dst, dport), errs in ctx.icmp.items():
         by_pair[(format_endpoint(src, sport), format_endpoint(dst, dport))] = errs
@@ -183,31 +189,34 @@ def _icmp_finding(flow: FlowResult, errs: list[IcmpError]) -> Finding:
 #    same server:port completed around the same time") -------------------------------------------
 
 
-def _syn_drop_context(flows: list[FlowResult], ctx: CaptureContext) -> list[Finding]:
+def _syn_drop_context(flows: Sequence[FlowResult], ctx: CaptureContext) -> list[Finding]:
+    if "syn-unanswered" not in flow_facts(flows)[1]:
+        return []
     out: list[Finding] = []
     # Completed handshakes per server, by SYN/ACK time: each unanswered flow then looks up its
     # time window with a binary search (a capture of 100k flows must not cost 100k x 100k).
-    completed: dict[str, list[tuple[float, int, FlowResult]]] = {}
+    completed: dict[str, list[tuple[float, int]]] = {}
+    unanswered: list[tuple[int, str, float, float, Finding]] = []
     for f in flows:
         if f.handshake.syn_ack:
             when = ctx.synack_time.get(f.id, f.start)
-            completed.setdefault(f.server, []).append((when, f.id, f))
+            completed.setdefault(f.server, []).append((when, f.id))
+        original = next((x for x in f.findings if x.name == "syn-unanswered"), None)
+        if original is not None:
+            unanswered.append((f.id, f.server, f.start, f.end, original))
     for entries in completed.values():
-        entries.sort(key=lambda e: (e[0], e[1]))
-    for flow in flows:
-        original = next((x for x in flow.findings if x.name == "syn-unanswered"), None)
-        if original is None:
-            continue
-        entries = completed.get(flow.server, [])
-        lo = bisect.bisect_left(entries, flow.start - _MEANWHILE_SLACK, key=lambda e: e[0])
-        hi = bisect.bisect_right(entries, flow.end + _MEANWHILE_SLACK, key=lambda e: e[0])
-        others = sorted((e[2] for e in entries[lo:hi] if e[1] != flow.id), key=lambda f: f.id)
+        entries.sort()
+    for flow_id, server, start, end, original in unanswered:
+        entries = completed.get(server, [])
+        lo = bisect.bisect_left(entries, start - _MEANWHILE_SLACK, key=lambda e: e[0])
+        hi = bisect.bisect_right(entries, end + _MEANWHILE_SLACK, key=lambda e: e[0])
+        others = sorted(e[1] for e in entries[lo:hi] if e[1] != flow_id)
         if not others:
             continue
         head = original.message.split(" — ", 1)[0]
-        ids = ", ".join(str(f.id) for f in others[:8]) + (", …" if len(others) > 8 else "")
+        ids = ", ".join(str(i) for i in others[:8]) + (", …" if len(others) > 8 else "")
         message = (
-            f"{head}; meanwhile {plural(len(others), 'other connection')} to {flow.server} "
+            f"{head}; meanwhile {plural(len(others), 'other connection')} to {server} "
             f"completed the handshake (flow{'s' if len(others) > 1 else ''} {ids}) — the "
             "server is up but dropping SYNs: its accept queue is likely full (the "
             "application does not call accept() fast enough, or its listen backlog is too "
@@ -219,7 +228,7 @@ def _syn_drop_context(flows: list[FlowResult], ctx: CaptureContext) -> list[Find
                 message,
                 frames=original.frames,
                 time=original.time,
-                flow=flow.id,
+                flow=flow_id,
                 count=original.count,
                 severity=original.severity,
             )
@@ -231,22 +240,27 @@ def _syn_drop_context(flows: list[FlowResult], ctx: CaptureContext) -> list[Find
 
 
 def _arp_unanswered(
-    flows: list[FlowResult], ctx: CaptureContext, thresholds: Thresholds
+    flows: Iterable[FlowResult], ctx: CaptureContext, thresholds: Thresholds
 ) -> list[Finding]:
     out: list[Finding] = []
-    by_server_ip: dict[str, list[FlowResult]] = {}
+    targets = [
+        (target, t)
+        for target, t in ctx.arp.items()
+        if not t.replied and t.requests >= thresholds.arp_min_requests
+    ]
+    if not targets:
+        return out
+    by_server_ip: dict[str, list[int]] = {}
     for f in flows:
-        by_server_ip.setdefault(_server_ip(f), []).append(f)
-    for target, t in ctx.arp.items():
-        if t.replied or t.requests < thresholds.arp_min_requests:
-            continue
+        by_server_ip.setdefault(_server_ip(f), []).append(f.id)
+    for target, t in targets:
         ip = format_ip(target)
         who = ", ".join(sorted(format_ip(r) for r in t.requesters)) or "?"
         tcp_flows = by_server_ip.get(ip, [])
         if tcp_flows:
             tail = (
                 f"; {plural(len(tcp_flows), 'TCP connection')} to it "
-                f"(flow {', '.join(str(f.id) for f in tcp_flows[:8])}) got no answer"
+                f"(flow {', '.join(str(i) for i in tcp_flows[:8])}) got no answer"
             )
         else:
             tail = (
@@ -297,7 +311,7 @@ def _capture_notes(ctx: CaptureContext) -> list[Finding]:
 
 
 def diagnose_capture(
-    flows: list[FlowResult],
+    flows: Sequence[FlowResult],
     ctx: CaptureContext,
     thresholds: Thresholds,
     stats: object | None = None,
@@ -305,10 +319,10 @@ def diagnose_capture(
     """Cross-flow and capture-level findings, as (flow id or None, finding) pairs.
 
     Run after every flow has its own findings. `stats` is the decoder's `DecodeStats` (its
-    capture-quality counters become findings). A flow finding returned here supersedes one
-    already on that flow (the same name, e.g. syn-unanswered with the "server up" context, or
-    syn-unanswered replaced by icmp-unreachable): the superseded ones are removed from the
-    flow's list here, so the caller only appends what is returned.
+    capture-quality counters become findings). A flow finding returned here supersedes those
+    already on that flow named by `superseded_by` (the same name, e.g. syn-unanswered with the
+    "server up" context, or syn-unanswered replaced by icmp-unreachable): the caller removes
+    them, then appends what is returned (`attach` does both). The flows are not modified.
     """
     if stats is not None:
         ctx.add_decode_stats(stats)
@@ -317,18 +331,17 @@ def diagnose_capture(
     out += _syn_drop_context(flows, ctx)
     out += _arp_unanswered(flows, ctx, thresholds)
     out += _capture_notes(ctx)
-    by_id = {f.id: f for f in flows}
-    for finding in out:
-        flow = by_id.get(finding.flow) if finding.flow is not None else None
-        if flow is not None:
-            drop = {finding.name, *_SUPERSEDES.get(finding.name, ())}
-            flow.findings = [x for x in flow.findings if x.name not in drop]
     out.sort(key=lambda f: (f.flow or 0, *f.sort_key()))
-    return [(f.flow if f.flow in by_id else None, f) for f in out]
+    return [(f.flow, f) for f in out]
 
 
 # A flow finding that makes another one on the same flow redundant.
 _SUPERSEDES = {"icmp-unreachable": ("syn-unanswered",)}
+
+
+def superseded_by(finding: Finding) -> set[str]:
+    """Names of a flow's own findings that this capture-level finding for it replaces."""
+    return {finding.name, *_SUPERSEDES.get(finding.name, ())}
 
 
 def attach(flows: Iterable[FlowResult], pairs: list[tuple[int | None, Finding]]) -> list[Finding]:
@@ -338,7 +351,12 @@ def attach(flows: Iterable[FlowResult], pairs: list[tuple[int | None, Finding]])
     by_id = {f.id: f for f in flows}
     capture_level: list[Finding] = []
     changed: set[int] = set()
-    for flow_id, finding in pairs:
+    for flow_id, finding in pairs:  # first remove what the new findings replace...
+        flow = by_id.get(flow_id) if flow_id is not None else None
+        if flow is not None:
+            drop = superseded_by(finding)
+            flow.findings = [x for x in flow.findings if x.name not in drop]
+    for flow_id, finding in pairs:  # ...then add them
         flow = by_id.get(flow_id) if flow_id is not None else None
         if flow is None:
             capture_level.append(finding)

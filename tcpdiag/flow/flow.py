@@ -631,8 +631,7 @@ class Flow:
             if c_fin is not None and s_fin is not None:
                 ca, sa = self.c.highest_ack, self.s.highest_ack
                 if ca is not None and sa is not None and seq_gt(ca, s_fin) and seq_gt(sa, c_fin):
-                    self.closed = True
-                    self.close_time = time
+                    self._mark_closed(time)
 
         # -- Zeek state and history ----------------------------------------------------------
         zk = self.zeek
@@ -732,8 +731,7 @@ class Flow:
                 seq_relative=fwd.relative(seq),
             )
             if not self.closed:
-                self.closed = True
-                self.close_time = time
+                self._mark_closed(time)
         elif not self.closed and self.c.fin_seq is not None and self.s.fin_seq is not None:
             ca, sa = self.c.highest_ack, self.s.highest_ack
             if (
@@ -742,13 +740,21 @@ class Flow:
                 and seq_gt(ca, self.s.fin_seq)
                 and seq_gt(sa, self.c.fin_seq)
             ):
-                self.closed = True
-                self.close_time = time
+                self._mark_closed(time)
 
         if stale:
             self._event("stale-segment", frame, time, d, seq=seq)
 
     # ------------------------------------------------------------------ helpers
+
+    def _mark_closed(self, time: float) -> None:
+        """Both FINs ACKed, or a RST: the flow now only lingers for late packets, so the
+        copies of delivered bytes go (see `Reassembler.forget_delivered`)."""
+        self.closed = True
+        self.close_time = time
+        for r in self._reasm:
+            if r is not None:
+                r.forget_delivered()
 
     def _record(self, ta: int, frame: int, dupnum: int) -> None:
         analysis = self.analysis

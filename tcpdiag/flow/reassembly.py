@@ -28,7 +28,9 @@ from bisect import bisect_left, insort
 from collections.abc import Callable
 from typing import Protocol
 
-RECENT_KEEP = 64 * 1024
+# 16 KB: retransmissions resend the oldest unacknowledged data, mostly within the last few
+# segments; a connection idle for minutes keeps up to twice this per direction.
+RECENT_KEEP = 16 * 1024
 # Pending ranges kept per direction; beyond this the oldest hole is declared a gap (like the
 # byte cap), so a hole at the start of a long one-sided capture cannot grow the list forever.
 MAX_PIECES = 4096
@@ -168,6 +170,15 @@ class Reassembler:
         self.recent_size = 0
         if self.consumer is not None:
             self.consumer.on_end(self.direction, how, frame, time)
+
+    def forget_delivered(self) -> None:
+        """Drop the copy of delivered bytes kept to compare retransmissions with (`recent`).
+
+        Called when the connection has closed: what still arrives is late retransmissions,
+        and a closed flow lingering for them must cost little memory (a busy capture holds
+        thousands of them). Their bytes are no longer compared."""
+        self.recent = []
+        self.recent_size = 0
 
     # -- internals --------------------------------------------------------------------------
 

@@ -23,9 +23,11 @@ connection attempts to a few hundred bytes each. `add()` returns None for such s
 
 Lifetime (capture time only): a closed flow (both FINs ACKed, or a RST) stays in the table so
 that retransmitted FINs/RSTs and late ACKs still belong to it, until a new SYN reuses the tuple,
-or it has been silent for `Thresholds.time_wait` (60 s: after TIME_WAIT no stack would accept a
-segment of the old connection), whichever comes first. Any other flow is finalised after
-`Limits.idle_timeout` of silence. When `Limits.max_flows` flows are tracked, the table evicts
+or it has been silent for `Limits.close_linger` (60 s, TIME_WAIT: after it no stack would
+accept a segment of the old connection), whichever comes first; at most
+`Limits.max_closed_flows` closed flows linger at once (beyond it the one closed longest ago is
+finalised early: a lingering flow holds its whole state, and a busy link closes hundreds of
+connections a second). Any other flow is finalised after `Limits.idle_timeout` of silence. When `Limits.max_flows` flows are tracked, the table evicts
 a lingering closed flow first, then the oldest embryonic one (SYNs only), then the least
 recently active one (`evictions` counts them). Finalising calls `Flow.finish()` then
 `on_close(flow)` and forgets the flow, so memory is bounded by concurrent flows.
@@ -45,8 +47,12 @@ CLIENT = Direction.CLIENT
 SERVER = Direction.SERVER
 
 FlowCallback = Callable[[Flow], None]
-# (end time, sender -> ISN/base, sender -> (ISN, nextseq), established-and-closed)
-_Tomb = tuple[float, dict[tuple[bytes, int], int], dict[tuple[bytes, int], tuple[int, int]], bool]
+# (end time, established-and-closed, per endpoint with a known sequence space: (address, port,
+# ISN or base, next sequence number or 0)). Flat tuples: tens of thousands of tombs are kept.
+_Tomb = tuple[float, bool, tuple[tuple[bytes, int, int, int], ...]]
+# Tombs kept per lingering closed flow allowed (`Limits.max_closed_flows`): port reuse is still
+# recognised for the connections closed in the last minutes of a busy link.
+TOMBS_PER_CLOSED_FLOW = 4
 
 # How often (capture seconds) `add` sweeps for idle flows on its own.
 SWEEP_INTERVAL = 1.0
@@ -90,7 +96,7 @@ class FlowTable:
     """Demultiplexes segments into flows. See the module docstring for the rules.
 
     Counters: `flows_created`, `evictions`, `expired` (idle timeouts), `reused` (new
-    incarnations on a 4-tuple), `max_concurrent`.
+    incarnations on a 4-tuple), `max_concurrent`, `closed_early` (see `_linger_closed`).
     """
 
     def __init__(
@@ -116,6 +122,7 @@ class FlowTable:
         self.expired = 0
         self.reused = 0
         self.max_concurrent = 0
+        self.closed_early = 0  # closed flows finalised before their linger (max_closed_flows)
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -167,7 +174,7 @@ class FlowTable:
         if type(entry) is Flow:
             # Fast path: a packet of a tracked flow that is neither a SYN nor late.
             if not flags & SYN and now - entry.end <= (
-                min(self.options.limits.idle_timeout, self.options.thresholds.time_wait)
+                min(self.options.limits.idle_timeout, self.options.limits.close_linger)
                 if entry.closed
                 else self.options.limits.idle_timeout
             ):
@@ -179,7 +186,7 @@ class FlowTable:
                     if was_closed:
                         self._closing.move_to_end(key)
                     else:
-                        self._closing[key] = entry
+                        self._linger_closed(key, entry)
                 return entry
         elif isinstance(entry, _Embryo):
             if entry.takes(seg) and now - entry.end <= self.options.limits.idle_timeout:
@@ -226,8 +233,17 @@ class FlowTable:
             if was_closed:
                 self._closing.move_to_end(key)
             else:
-                self._closing[key] = flow
+                self._linger_closed(key, flow)
         return flow
+
+    def _linger_closed(self, key: FlowKey, flow: Flow) -> None:
+        """A flow just closed: it lingers for late packets, but at most `max_closed_flows` do
+        (the one closed longest ago is finalised first, remembered as a tomb for port reuse)."""
+        closing = self._closing
+        closing[key] = flow
+        if len(closing) > self.options.limits.max_closed_flows:
+            self.closed_early += 1
+            self._finalize(next(iter(closing.values())), timed_out=True)
 
     def _advance_clock(self, t: float) -> float:
         """The table's capture clock, used for every timeout decision.
@@ -316,16 +332,15 @@ class FlowTable:
 
     def _reuse_after_tomb(self, flow: Flow, tomb: _Tomb, seg: Segment) -> None:
         """A SYN on a 4-tuple whose previous flow was already finalised (closed long ago)."""
-        end, bases, spaces, established = tomb
-        sender = (seg.src, seg.sport)
-        base = bases.get(sender)
+        end, established, endpoints = tomb
+        base = next((b for a, p, b, _ in endpoints if a == seg.src and p == seg.sport), None)
         if base is None:
             return
         if seg.seq == base and not established:
             return
         self.reused += 1
         flow.mark_reused(seg.frame, end)
-        flow.prev_spaces = spaces
+        flow.prev_spaces = {(a, p): (b, nxt) for a, p, b, nxt in endpoints if nxt}
         flow._event("port-reused", seg.frame, seg.time, None, prev_close_time=end)
 
     # ------------------------------------------------------------------ lifetime
@@ -340,7 +355,7 @@ class FlowTable:
             now = self._clock
         n = 0
         closing = self._closing
-        linger = min(self.options.limits.idle_timeout, self.options.thresholds.time_wait)
+        linger = min(self.options.limits.idle_timeout, self.options.limits.close_linger)
         while closing:
             flow = next(iter(closing.values()))
             if now - flow.end <= linger:
@@ -401,20 +416,17 @@ class FlowTable:
 
     def _bury(self, flow: Flow) -> None:
         """Remember just enough of a finalised flow to recognise a later port reuse."""
-        bases: dict[tuple[bytes, int], int] = {}
-        spaces: dict[tuple[bytes, int], tuple[int, int]] = {}
+        endpoints = []
         for ep in flow.endpoints:
             base = ep.isn if ep.isn is not None else ep.base
-            if base is None:
-                continue
-            bases[(ep.addr, ep.port)] = base
-            if ep.ws_nextseq:
-                spaces[(ep.addr, ep.port)] = (base, ep.ws_nextseq)
+            if base is not None:
+                endpoints.append((ep.addr, ep.port, base, ep.ws_nextseq or 0))
         established = flow.saw_fin_or_rst and flow.handshake.syn_ack and flow.handshake.ack
         tombs = self._tombs
-        tombs[flow.key] = (flow.end, bases, spaces, established)
+        tombs[flow.key] = (flow.end, established, tuple(endpoints))
         tombs.move_to_end(flow.key)
-        if len(tombs) > self.options.limits.max_flows:
+        limits = self.options.limits
+        if len(tombs) > min(limits.max_flows, TOMBS_PER_CLOSED_FLOW * limits.max_closed_flows):
             tombs.popitem(last=False)
 
     def finish(self) -> None:

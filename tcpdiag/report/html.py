@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import html
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from tcpdiag.report.options import ReportOptions, flow_matches, is_problem, problem_order
 from tcpdiag.report.summary import summarize_captures
@@ -391,7 +391,7 @@ def tsg_svg(flow: FlowResult) -> str:
 # -- page --------------------------------------------------------------------------------------
 
 
-def _flow_table(flows: list[FlowResult], cap_no: int, limit: int) -> str:
+def _flow_table(flows: Sequence[FlowResult], cap_no: int, limit: int) -> str:
     rows = []
     for flow in flows[:limit]:
         cls = ' class="problem"' if is_problem(flow) else ""

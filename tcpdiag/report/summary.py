@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from tcpdiag.report.options import is_problem
 from tcpdiag.result import AnalysisResult, CaptureResult, Severity
+from tcpdiag.store import flow_facts
 
 
 @dataclass(slots=True)
@@ -31,9 +31,14 @@ def summarize_captures(captures: list[CaptureResult]) -> Summary:
     worst: Severity | None = None
     for cap in captures:
         flows += len(cap.flows) + cap.flows_released
-        problems += sum(1 for f in cap.flows if is_problem(f))
+        # one look at every flow at most (a `FlowStore` answers without reading its flows)
+        flow_problems, names, flow_worst = flow_facts(cap.flows)
+        problems += flow_problems
+        counts.update(names)
         counts.update(cap.released_findings)
-        for finding in cap.all_findings():
+        if flow_worst is not None and (worst is None or flow_worst > worst):
+            worst = flow_worst
+        for finding in cap.findings:
             counts[finding.name] += 1
             if worst is None or finding.severity > worst:
                 worst = finding.severity

@@ -13,7 +13,7 @@ row, and a million-flow capture must still render in well under two seconds.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -216,7 +216,7 @@ def _findings_grid(findings: Iterable[Finding], ctx: _Ctx, indent: int = 2) -> T
 
 
 def _flow_table(
-    cap: CaptureResult, flows: list[FlowResult], ctx: _Ctx, problems: int
+    cap: CaptureResult, flows: Sequence[FlowResult], ctx: _Ctx, problems: int
 ) -> list[RenderableType]:
     table = ctx.table("#", "client", "server", "state", "duration", "verdict")
     limit = max(0, ctx.options.max_rows)

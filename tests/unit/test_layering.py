@@ -26,7 +26,7 @@ RANKS = {
     "__main__": 10,
 }
 # Shared leaf modules: importable from anywhere, and they import no stage.
-LEAVES = {"model", "result", "config", "errors", "sanitize", "__init__"}
+LEAVES = {"model", "result", "store", "config", "errors", "sanitize", "__init__"}
 
 
 def _stage(module: str) -> str:

@@ -1,0 +1,237 @@
+"""The finished flows of one capture, kept serialised until the report reads them.
+
+Why: a long capture finishes tens of thousands of flows, and a `FlowResult` with its findings,
+TLS summary and timeline costs ~6 KB as Python objects (~2 KB pickled). Holding them all made
+memory grow with the capture's length instead of with the connections open at one time. The
+store writes each finished flow to a spooled temporary file (in memory while small, then on
+disk in $TMPDIR, deleted when the store is) and keeps, per flow, only its id, its place in the
+file and its worst severity. Readers get a `Sequence[FlowResult]` in flow-id order; each access
+unpickles a fresh object, so a long report holds one flow at a time.
+
+What a report needs about all flows at once (problem count, findings per name, worst severity,
+problems-first order) comes from the per-flow facts kept in memory, without reading the file.
+Capture-level rules may replace or add findings of a stored flow after it was written: those
+are `amend`ed by flow id and applied on every read (and to the facts, when `seal`ed).
+"""
+
+from __future__ import annotations
+
+import pickle
+import tempfile
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import overload
+
+from tcpdiag.result import Finding, FlowResult, Severity
+
+# Pickled flows kept in memory before the store moves to a temporary file (~4,000 flows).
+SPOOL_BYTES = 8 << 20
+
+# What `seal` hands each flow read from the store (with the packed timeline stored beside it):
+# the last touches of the analysis (verdict, timeline kept or dropped).
+Finisher = Callable[[FlowResult, bytes | None], None]
+
+
+class FlowStore(Sequence[FlowResult]):
+    """Append `FlowResult`s in any order, `seal()`, then read them in flow-id order."""
+
+    def __init__(self, spool_bytes: int = SPOOL_BYTES) -> None:
+        # Lives as long as the store (the report reads it after the analysis); closed by
+        # `close()` or when the store is garbage-collected, which deletes the file.
+        self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115
+            max_size=spool_bytes, prefix="tcpdiag-flows-"
+        )
+        self._size = 0
+        self._ids = array("q")
+        self._offsets = array("q")
+        self._lengths = array("q")
+        # per record: worst finding severity (0 when the flow has no finding)
+        self._severity = bytearray()
+        self._names: Counter[str] = Counter()
+        self._order: list[int] | None = None  # record positions in flow-id order, once sealed
+        self._amended: dict[int, tuple[set[str], list[Finding]]] = {}
+        self._finisher: Finisher | None = None
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def add(self, flow: FlowResult, packed_timeline: bytes | None = None) -> None:
+        if self._order is not None:
+            raise RuntimeError("the flow store is sealed")
+        blob = pickle.dumps((flow, packed_timeline), pickle.HIGHEST_PROTOCOL)
+        self._file.seek(self._size)
+        self._file.write(blob)
+        self._ids.append(flow.id)
+        self._offsets.append(self._size)
+        self._lengths.append(len(blob))
+        self._size += len(blob)
+        self._severity.append(_worst(flow.findings))
+        for finding in flow.findings:
+            self._names[finding.name] += 1
+
+    def amend(self, flow_id: int, finding: Finding, drop: Iterable[str] = ()) -> None:
+        """A capture-level rule's finding for a stored flow: remove that flow's findings named
+        in `drop`, then add `finding` (before `seal`)."""
+        dropped, added = self._amended.setdefault(flow_id, (set(), []))
+        dropped.update(drop)
+        added.append(finding)
+
+    def seal(self, finisher: Finisher | None = None) -> None:
+        """No more flows: order them by id, fold the amendments into the facts, and remember
+        `finisher` for every read."""
+        ids = self._ids
+        self._order = sorted(range(len(ids)), key=ids.__getitem__)
+        self._finisher = finisher
+        if not self._amended:
+            return
+        position = {ids[i]: i for i in range(len(ids)) if ids[i] in self._amended}
+        for flow_id in self._amended:
+            i = position.get(flow_id)
+            if i is None:
+                continue
+            flow, _ = self._load(i)
+            self._names.subtract(f.name for f in flow.findings)
+            self._apply(flow)
+            self._names.update(f.name for f in flow.findings)
+            self._severity[i] = _worst(flow.findings)
+        self._names = +self._names  # drop names whose count fell to zero
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @overload
+    def __getitem__(self, index: int) -> FlowResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[FlowResult]: ...
+
+    def __getitem__(self, index: int | slice) -> FlowResult | list[FlowResult]:
+        order = self._sealed_order()
+        if isinstance(index, slice):
+            return [self._read(i) for i in order[index]]
+        return self._read(order[index])
+
+    def __iter__(self) -> Iterator[FlowResult]:
+        for i in self._sealed_order():
+            yield self._read(i)
+
+    def view(self, positions: list[int]) -> StoreView:
+        """The flows at these record positions, in this order (see `problems_first`)."""
+        return StoreView(self, positions)
+
+    def problems_first(self) -> StoreView:
+        """Flows with a warning or an error first (most severe first), then the rest; flow id
+        within each group — `report.options.problem_order` without reading a flow."""
+        sev = self._severity
+        ids = self._ids
+
+        def key(i: int) -> tuple[int, int]:
+            s = sev[i]
+            return (-s if s >= Severity.WARNING else 0, ids[i])
+
+        return StoreView(self, sorted(self._sealed_order(), key=key))
+
+    def problem_count(self) -> int:
+        """Flows whose worst finding is a warning or an error."""
+        return sum(1 for s in self._severity if s >= Severity.WARNING)
+
+    def finding_names(self) -> Counter[str]:
+        """Findings of all flows per name."""
+        return Counter(self._names)
+
+    def worst(self) -> Severity | None:
+        top = max(self._severity, default=0)
+        return Severity(top) if top else None
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __reduce__(self) -> tuple[type[list[FlowResult]], tuple[list[FlowResult]]]:
+        # Crossing a process boundary (`analyze --jobs`): the receiver gets a plain list.
+        return (list, (list(self),))
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _sealed_order(self) -> list[int]:
+        if self._order is None:
+            self.seal()
+        assert self._order is not None
+        return self._order
+
+    def _load(self, i: int) -> tuple[FlowResult, bytes | None]:
+        self._file.seek(self._offsets[i])
+        flow, packed = pickle.loads(self._file.read(self._lengths[i]))
+        assert isinstance(flow, FlowResult)
+        return flow, packed
+
+    def _apply(self, flow: FlowResult) -> None:
+        amendment = self._amended.get(flow.id)
+        if amendment is None:
+            return
+        dropped, added = amendment
+        flow.findings = [f for f in flow.findings if f.name not in dropped] + added
+
+    def _read(self, i: int) -> FlowResult:
+        flow, packed = self._load(i)
+        if self._amended:
+            self._apply(flow)
+        if self._finisher is not None:
+            self._finisher(flow, packed)
+        return flow
+
+
+class StoreView(Sequence[FlowResult]):
+    """Some of a store's flows in a given order, read on access like the store itself."""
+
+    def __init__(self, store: FlowStore, positions: list[int]) -> None:
+        self._store = store
+        self._positions = positions
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> FlowResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> StoreView: ...
+
+    def __getitem__(self, index: int | slice) -> FlowResult | StoreView:
+        if isinstance(index, slice):
+            return StoreView(self._store, self._positions[index])
+        return self._store._read(self._positions[index])
+
+    def __iter__(self) -> Iterator[FlowResult]:
+        read = self._store._read
+        for i in self._positions:
+            yield read(i)
+
+
+def _worst(findings: list[Finding]) -> int:
+    worst = 0
+    for finding in findings:
+        if finding.severity > worst:
+            worst = int(finding.severity)
+    return worst
+
+
+def flow_facts(flows: Sequence[FlowResult]) -> tuple[int, Counter[str], Severity | None]:
+    """(problem flows, findings per name, worst severity) of the flows — from a store's facts
+    without reading it, else by looking at every flow."""
+    if isinstance(flows, FlowStore):
+        return flows.problem_count(), flows.finding_names(), flows.worst()
+    problems = 0
+    names: Counter[str] = Counter()
+    worst: Severity | None = None
+    for flow in flows:
+        sev = flow.max_severity
+        if sev is not None:
+            if sev >= Severity.WARNING:
+                problems += 1
+            if worst is None or sev > worst:
+                worst = sev
+        for finding in flow.findings:
+            names[finding.name] += 1
+    return problems, names, worst
