@@ -748,12 +748,16 @@ class Flow:
     # ------------------------------------------------------------------ helpers
 
     def _mark_closed(self, time: float) -> None:
-        """Both FINs ACKed, or a RST: the flow now only lingers for late packets, so the
-        copies of delivered bytes go (see `Reassembler.forget_delivered`)."""
+        """Both FINs ACKed, or a RST: the flow now only lingers for late packets."""
         self.closed = True
         self.close_time = time
+        self.forget_delivered()
+
+    def forget_delivered(self) -> None:
+        """Drop the copies of delivered bytes kept to compare retransmissions with (see
+        `Reassembler.forget_delivered`): done when the flow closes or goes idle."""
         for r in self._reasm:
-            if r is not None:
+            if r is not None and r.recent:
                 r.forget_delivered()
 
     def _record(self, ta: int, frame: int, dupnum: int) -> None:

@@ -27,14 +27,19 @@ or it has been silent for `Limits.close_linger` (60 s, TIME_WAIT: after it no st
 accept a segment of the old connection), whichever comes first; at most
 `Limits.max_closed_flows` closed flows linger at once (beyond it the one closed longest ago is
 finalised early: a lingering flow holds its whole state, and a busy link closes hundreds of
-connections a second). Any other flow is finalised after `Limits.idle_timeout` of silence. When `Limits.max_flows` flows are tracked, the table evicts
-a lingering closed flow first, then the oldest embryonic one (SYNs only), then the least
-recently active one (`evictions` counts them). Finalising calls `Flow.finish()` then
-`on_close(flow)` and forgets the flow, so memory is bounded by concurrent flows.
+connections a second). Any other flow is finalised after `Limits.idle_timeout` of silence;
+one silent for `IDLE_COMPACT` first drops its copy of delivered bytes. When `Limits.max_flows`
+flows are tracked, the table evicts a lingering closed flow first, then the oldest embryonic
+one (SYNs only), then the least recently active one (`evictions` counts them). Finalising
+calls `Flow.finish()` then `on_close(flow)` and forgets the flow, so memory is bounded by
+concurrent flows. A finalised flow leaves a packed tomb (4-tuple, end time, sequence spaces)
+for `idle_timeout`, at most `TOMBS_PER_CLOSED_FLOW` x `max_closed_flows` of them, to recognise
+a later reuse of its ports.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
@@ -47,9 +52,12 @@ CLIENT = Direction.CLIENT
 SERVER = Direction.SERVER
 
 FlowCallback = Callable[[Flow], None]
-# (end time, established-and-closed, per endpoint with a known sequence space: (address, port,
-# ISN or base, next sequence number or 0)). Flat tuples: tens of thousands of tombs are kept.
-_Tomb = tuple[float, bool, tuple[tuple[bytes, int, int, int], ...]]
+# A tomb, packed (tens of thousands are kept, ~200 bytes each with the packed 4-tuple as key):
+# end time, established-and-closed, how many endpoints follow; then per endpoint with a known
+# sequence space: its side of the flow key (0 or 1), ISN or base, next sequence number or 0.
+_Tomb = bytes
+_TOMB_HEAD = struct.Struct("<d?B")
+_TOMB_ENDPOINT = struct.Struct("<BII")
 # Tombs kept per lingering closed flow allowed (`Limits.max_closed_flows`): port reuse is still
 # recognised for the connections closed in the last minutes of a busy link.
 TOMBS_PER_CLOSED_FLOW = 4
@@ -60,6 +68,10 @@ SWEEP_INTERVAL = 1.0
 SUSPICIOUS_JUMP = 86_400.0
 # How far from the least recently used end `add` looks for an embryonic flow to evict.
 EVICTION_SCAN = 64
+# A flow silent this long (capture seconds) drops its copy of delivered bytes (see
+# `Flow.forget_delivered`): a connection left open but idle, common behind keep-alive pools,
+# then costs a third less while it waits for `Limits.idle_timeout`.
+IDLE_COMPACT = 10.0
 # SYN retransmissions an embryo stores before it becomes a full Flow.
 EMBRYO_MAX_SEGMENTS = 8
 
@@ -72,12 +84,43 @@ class _Embryo:
     def __init__(self, flow_id: int, key: FlowKey, seg: Segment, tomb: _Tomb | None) -> None:
         self.id = flow_id
         self.key = key
-        self.segs = [seg]
+        # The first SYN, then each retransmission: as (frame, time, ttl, TSval) when only those
+        # differ from the first (the usual case: unanswered SYNs wait here for minutes, thousands
+        # of them on a busy link), else the whole Segment.
+        self.segs: list[Segment | tuple[int, float, int, int | None]] = [seg]
         self.end = seg.time
         self.tomb = tomb
 
+    def add(self, seg: Segment) -> None:
+        first = self.segs[0]
+        assert isinstance(first, Segment)
+        if seg == first._replace(
+            frame=seg.frame,
+            time=seg.time,
+            ttl=seg.ttl,
+            options=first.options._replace(ts_val=seg.options.ts_val),
+        ):
+            self.segs.append((seg.frame, seg.time, seg.ttl, seg.options.ts_val))
+        else:
+            self.segs.append(seg)
+        self.end = max(self.end, seg.time)
+
+    def segments(self) -> list[Segment]:
+        first = self.segs[0]
+        assert isinstance(first, Segment)
+        out = [first]
+        for s in self.segs[1:]:
+            if isinstance(s, Segment):
+                out.append(s)
+            else:
+                frame, time, ttl, ts_val = s
+                options = first.options._replace(ts_val=ts_val)
+                out.append(first._replace(frame=frame, time=time, ttl=ttl, options=options))
+        return out
+
     def takes(self, seg: Segment) -> bool:
         first = self.segs[0]
+        assert isinstance(first, Segment)
         return (
             seg.flags & (SYN | ACK | FIN | RST) == SYN
             and not seg.length
@@ -86,6 +129,12 @@ class _Embryo:
             and seg.sport == first.sport
             and len(self.segs) < EMBRYO_MAX_SEGMENTS
         )
+
+
+def _tomb_key(key: FlowKey) -> bytes:
+    """The 4-tuple as one bytes object (a tuple of tuples costs ~300 bytes per tomb)."""
+    (a, pa), (b, pb) = key
+    return a + pa.to_bytes(2, "big") + b + pb.to_bytes(2, "big")
 
 
 def _pure_syn(seg: Segment) -> bool:
@@ -112,7 +161,7 @@ class FlowTable:
         self._flows: OrderedDict[FlowKey, Flow | _Embryo] = OrderedDict()
         self._closing: OrderedDict[FlowKey, Flow] = OrderedDict()
         # Finalised-by-timeout flows, kept tiny for `idle_timeout` to recognise port reuse.
-        self._tombs: OrderedDict[FlowKey, _Tomb] = OrderedDict()
+        self._tombs: OrderedDict[bytes, _Tomb] = OrderedDict()  # by `_tomb_key`
         self._next_id = 1
         self._last_sweep = float("-inf")
         self._clock = float("-inf")
@@ -140,11 +189,12 @@ class FlowTable:
 
     def _materialize(self, e: _Embryo) -> Flow:
         """Build the Flow of an embryo in place (same id, same LRU position) and replay it."""
-        first = e.segs[0]
+        segs = e.segments()
+        first = segs[0]
         flow = self._create(e.key, first, flow_id=e.id)
         if e.tomb is not None:
             self._reuse_after_tomb(flow, e.tomb, first)
-        for seg in e.segs:
+        for seg in segs:
             flow.process(seg, flow.direction_of(seg.src, seg.sport))
         return flow
 
@@ -190,8 +240,7 @@ class FlowTable:
                 return entry
         elif isinstance(entry, _Embryo):
             if entry.takes(seg) and now - entry.end <= self.options.limits.idle_timeout:
-                entry.segs.append(seg)
-                entry.end = max(entry.end, seg.time)
+                entry.add(seg)
                 flows.move_to_end(key)
                 return None
             entry = self._materialize(entry)
@@ -213,7 +262,7 @@ class FlowTable:
                 self._finalize(flow, timed_out=True)
                 flow = self._create(key, seg)
         else:
-            tomb = self._tombs.pop(key, None) if self._tombs else None
+            tomb = self._tombs.pop(_tomb_key(key), None) if self._tombs else None
             if _pure_syn(seg):
                 if len(flows) >= self.options.limits.max_flows:
                     self._evict_one()
@@ -332,15 +381,20 @@ class FlowTable:
 
     def _reuse_after_tomb(self, flow: Flow, tomb: _Tomb, seg: Segment) -> None:
         """A SYN on a 4-tuple whose previous flow was already finalised (closed long ago)."""
-        end, established, endpoints = tomb
-        base = next((b for a, p, b, _ in endpoints if a == seg.src and p == seg.sport), None)
+        end, established, _ = _TOMB_HEAD.unpack_from(tomb)
+        endpoints = [
+            (flow.key[side], base, nxt)
+            for side, base, nxt in _TOMB_ENDPOINT.iter_unpack(tomb[_TOMB_HEAD.size :])
+        ]
+        sender = (seg.src, seg.sport)
+        base = next((b for who, b, _ in endpoints if who == sender), None)
         if base is None:
             return
         if seg.seq == base and not established:
             return
         self.reused += 1
         flow.mark_reused(seg.frame, end)
-        flow.prev_spaces = {(a, p): (b, nxt) for a, p, b, nxt in endpoints if nxt}
+        flow.prev_spaces = {who: (b, nxt) for who, b, nxt in endpoints if nxt}
         flow._event("port-reused", seg.frame, seg.time, None, prev_close_time=end)
 
     # ------------------------------------------------------------------ lifetime
@@ -370,10 +424,15 @@ class FlowTable:
                 break
             self._finalize(self._flow(entry), timed_out=True)
             n += 1
+        for entry in flows.values():  # least recently active first
+            if now - entry.end <= IDLE_COMPACT:
+                break
+            if type(entry) is Flow:
+                entry.forget_delivered()
         tombs = self._tombs
         while tombs:
             tomb = next(iter(tombs.values()))
-            if now - tomb[0] <= idle:
+            if now - _TOMB_HEAD.unpack_from(tomb)[0] <= idle:
                 break
             tombs.popitem(last=False)
         self.expired += n
@@ -416,15 +475,18 @@ class FlowTable:
 
     def _bury(self, flow: Flow) -> None:
         """Remember just enough of a finalised flow to recognise a later port reuse."""
-        endpoints = []
+        key = flow.key
+        packed = []
         for ep in flow.endpoints:
             base = ep.isn if ep.isn is not None else ep.base
             if base is not None:
-                endpoints.append((ep.addr, ep.port, base, ep.ws_nextseq or 0))
+                side = 0 if key[0] == (ep.addr, ep.port) else 1
+                packed.append(_TOMB_ENDPOINT.pack(side, base, ep.ws_nextseq or 0))
         established = flow.saw_fin_or_rst and flow.handshake.syn_ack and flow.handshake.ack
         tombs = self._tombs
-        tombs[flow.key] = (flow.end, established, tuple(endpoints))
-        tombs.move_to_end(flow.key)
+        tomb_key = _tomb_key(key)
+        tombs[tomb_key] = _TOMB_HEAD.pack(flow.end, established, len(packed)) + b"".join(packed)
+        tombs.move_to_end(tomb_key)
         limits = self.options.limits
         if len(tombs) > min(limits.max_flows, TOMBS_PER_CLOSED_FLOW * limits.max_closed_flows):
             tombs.popitem(last=False)
