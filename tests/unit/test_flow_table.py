@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.flow import Flow, FlowTable
+from tcpdiag.model import TcpOptions
 from tests.craft import CLIENT, SERVER, Conversation, ack, data, parse_endpoint, run, syn, synack
 
 
@@ -198,3 +199,77 @@ def test_syn_only_tuples_stay_compact_until_something_else_arrives() -> None:
         (3, "S0", "S"),
     ]
     assert done[2].handshake.syn and done[2].first_frame == 5
+
+
+def test_closed_flows_beyond_max_closed_flows_are_finalised_in_close_order() -> None:
+    opts = AnalysisOptions(limits=Limits(max_closed_flows=2))
+    done: list[Flow] = []
+    table = FlowTable(opts, on_close=done.append)
+    frame, start = 1, 0.0
+    for port in (1001, 1002, 1003, 1004):
+        c = closed_conversation(client=f"10.0.0.1:{port}", first_frame=frame, start=start)
+        for seg in c.segments:
+            table.add(seg)
+        frame, start = c.frame + 1, c.time + 0.1
+    # four closed within a second, only two may linger: the first two closed are reported
+    assert table.closed_early == 2
+    assert [f.client[1] for f in done] == [1001, 1002]
+    assert all(f.closed and not f.timed_out for f in done)
+    assert len(table) == 2
+    table.finish()
+    assert sorted(f.client[1] for f in done) == [1001, 1002, 1003, 1004]
+
+
+def test_closing_and_idle_flows_drop_their_copy_of_delivered_bytes() -> None:
+    table = FlowTable()
+    idle = Conversation(client="10.0.0.1:2000").handshake()
+    idle.send("c", 500)
+    idle.send("s", 700)
+    idle.ack("c")
+    busy = Conversation(client="10.0.0.1:2001", start=0.5).handshake()
+    busy.send("c", 300)
+    for seg in sorted([*idle.segments, *busy.segments], key=lambda s: s.time):
+        table.add(seg)
+    flows = {f.client[1]: f for f in table}
+
+    class Wants:  # a consumer that keeps wanting bytes, as TLS parsing does
+        wants_data = True
+
+        def on_data(self, *args: object) -> None: ...
+        def on_gap(self, *args: object) -> None: ...
+        def on_end(self, *args: object) -> None: ...
+
+    for f in flows.values():
+        f.attach(Wants())
+    extra = idle.send("c", 400)
+    table.add(extra)
+    reasm = flows[2000]._reasm[0]
+    assert reasm is not None and reasm.recent_size == 400
+    table.expire(extra.time + 5.0)  # not idle long enough yet
+    assert reasm.recent_size == 400
+    table.expire(extra.time + 11.0)  # IDLE_COMPACT
+    assert reasm.recent == [] and reasm.recent_size == 0
+    assert len(table) == 2  # still open: only its copy of delivered bytes went
+
+
+def test_unanswered_syn_retransmissions_replay_exactly() -> None:
+    # An embryo keeps retransmitted SYNs as (frame, time, TTL, TSval) when nothing else
+    # differs; the Flow built from it must see every SYN exactly as captured.
+    c = Conversation()
+    first = c.syn(options=TcpOptions(mss=1460, ts_val=99, ts_ecr=0))
+    c.syn(dt=1.0, window=1024, options=first.options._replace(ts_val=200))  # kept whole
+    for i in range(3):
+        c.syn(dt=1.0, options=first.options._replace(ts_val=100 + i))
+    table = FlowTable()
+    for seg in c.segments:
+        assert table.add(seg) is None  # still an embryo
+    embryo = next(iter(table._flows.values()))
+    assert [type(s).__name__ for s in embryo.segs] == ["Segment", "Segment", *["tuple"] * 3]
+    flow = table.get(next(iter(table._flows)))
+    assert flow is not None
+    assert flow.handshake.syn_retransmissions == 4
+    assert flow.c.ts_val == 102
+    rows, _ = flow.timeline()
+    assert [(r.frame, r.time, r.window) for r in rows] == [
+        (s.frame, s.time, s.window) for s in c.segments
+    ]

@@ -426,16 +426,17 @@ SPECS: tuple[FindingSpec, ...] = (
         """),
         common_causes=text("""
             - A very large capture, or a scan or SYN flood: a million one-packet flows.
-            - A limit set low on purpose to bound memory.
+            - A limit set low on purpose to keep the report short.
         """),
         how_to_confirm=text("""
             The summary's `flows` is larger than the number of flows listed; in Wireshark,
             Statistics > Conversations > TCP counts them all.
         """),
         what_to_do=text("""
-            Raise `--max-report-flows` when memory allows (about 2 KB per kept flow), or
-            narrow the capture (`--host`, `--port`, a capture filter, `editcap`) to the flows
-            that matter.
+            Raise `--max-report-flows` (kept flows wait for the report in a temporary file,
+            about 2 KB each, so the limit bounds disk use and the report's size rather than
+            memory), or narrow the capture (`--host`, `--port`, a capture filter, `editcap`)
+            to the flows that matter.
         """),
         references=("tcpdiag's resource limits: `tcpdiag analyze --help`",),
         example=example("""

@@ -1,0 +1,113 @@
+"""The flow store: flows spooled out of memory, read back in id order with amendments."""
+
+from __future__ import annotations
+
+import pickle
+
+from tcpdiag.config import AnalysisOptions
+from tcpdiag.engine import PartialCapture, conclude
+from tcpdiag.findings.context import CaptureContext
+from tcpdiag.findings.registry import make_finding
+from tcpdiag.report.options import count_problems, problem_order
+from tcpdiag.report.summary import summarize_captures
+from tcpdiag.result import FlowResult, Severity
+from tcpdiag.store import FlowStore, flow_facts
+from tests.unit.report_fixtures import healthy_tls_flow, refused_flow, truncated_tls_flow
+
+
+def _flows() -> list[FlowResult]:
+    return [truncated_tls_flow(fid=2), refused_flow(fid=5), healthy_tls_flow(fid=1)]
+
+
+def _store(flows: list[FlowResult], spool_bytes: int = 1 << 20) -> FlowStore:
+    store = FlowStore(spool_bytes=spool_bytes)
+    for flow in flows:
+        store.add(flow)
+    return store
+
+
+def test_reads_back_in_id_order_equal_to_what_was_added() -> None:
+    flows = _flows()
+    store = _store(flows)
+    store.seal()
+    assert [f.id for f in store] == [1, 2, 5]
+    assert len(store) == 3
+    assert store[0] == flows[2] and store[-1] == flows[1]
+    assert [f.id for f in store[1:]] == [2, 5]
+    assert store[1] is not store[1]  # every read is a fresh object: nothing stays in memory
+
+
+def test_spills_to_disk_beyond_the_spool_size() -> None:
+    flows = [refused_flow(fid=i, frame=i) for i in range(1, 201)]
+    store = _store(flows, spool_bytes=4096)
+    assert store._file._rolled  # type: ignore[attr-defined]  # on disk now
+    assert [f.id for f in store] == list(range(1, 201))
+    assert store[150] == flows[150]
+
+
+def test_facts_match_the_flows_without_reading_them() -> None:
+    flows = _flows()
+    store = _store(flows)
+    store.seal()
+    assert flow_facts(store) == flow_facts(flows)
+    problems, names, worst = flow_facts(store)
+    assert problems == 2 and worst == Severity.ERROR
+    assert names["connection-refused"] == 1
+    assert [f.id for f in problem_order(store)] == [f.id for f in problem_order(flows)]
+    assert count_problems(problem_order(store)) == 2
+
+
+def test_amendments_replace_and_add_findings_and_update_the_facts() -> None:
+    store = _store(_flows())
+    note = make_finding("icmp-unreachable", "ICMP port unreachable", frames=(9,), flow=5)
+    store.amend(5, note, drop={"icmp-unreachable", "connection-refused"})
+    store.seal()
+    amended = store[2]
+    assert amended.id == 5
+    assert [f.name for f in amended.findings] == ["icmp-unreachable"]
+    assert store.finding_names()["connection-refused"] == 0
+    assert store.finding_names()["icmp-unreachable"] == 1
+
+
+def test_finisher_runs_on_every_read() -> None:
+    store = _store(_flows())
+    seen: list[tuple[int, bytes | None]] = []
+
+    def finish(flow: FlowResult, packed: bytes | None) -> None:
+        seen.append((flow.id, packed))
+        flow.verdict = f"read {flow.id}"
+
+    store.seal(finish)
+    assert [f.verdict for f in store] == ["read 1", "read 2", "read 5"]
+    assert [s[0] for s in seen] == [1, 2, 5]
+
+
+def test_pickles_as_a_plain_list() -> None:
+    store = _store(_flows())
+    store.seal()
+    copy = pickle.loads(pickle.dumps(store))
+    assert isinstance(copy, list) and [f.id for f in copy] == [1, 2, 5]
+
+
+def _part(flows: list[FlowResult] | FlowStore) -> PartialCapture:
+    return PartialCapture(
+        path="x.pcap",
+        info=None,
+        packets=10,
+        tcp_packets=10,
+        first_ns=0,
+        last_ns=10**9,
+        linktypes={1},
+        damaged=False,
+        flows=flows,
+        context=CaptureContext(),
+    )
+
+
+def test_conclude_gives_the_same_result_from_a_store_as_from_a_list() -> None:
+    options = AnalysisOptions()
+    from_list = conclude(_part(_flows()), options)
+    from_store = conclude(_part(_store(_flows())), options)
+    assert list(from_store.flows) == from_list.flows
+    assert from_store.findings == from_list.findings
+    assert summarize_captures([from_store]) == summarize_captures([from_list])
