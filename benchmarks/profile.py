@@ -3,6 +3,7 @@
     python benchmarks/profile.py --packets 200000          # generated capture (cached)
     python benchmarks/profile.py capture.pcap --top 40 --sort cumulative
     python benchmarks/profile.py capture.pcap --py-spy     # also a py-spy flame graph
+    python benchmarks/profile.py capture.pcap --py-spy --native   # ... with a compiled build's C
 
 cProfile runs the whole command in this process (output to /dev/null) and prints the top
 functions by own time and by cumulative time, then the own time summed per tcpdiag stage
@@ -102,12 +103,14 @@ def print_stages(stats: pstats.Stats, total: float) -> None:
         print(f"{stage:14} {seconds:9.2f} {seconds / total:7.1%} {calls[stage]:12,}")
 
 
-def py_spy(path: Path, extra: list[str], out: Path) -> None:
+def py_spy(path: Path, extra: list[str], out: Path, native: bool = False) -> None:
     exe = shutil.which("py-spy")
     if exe is None:
         print("\npy-spy is not installed (pip install py-spy): skipped", file=sys.stderr)
         return
-    cmd = [exe, "record", "--rate", "250", "--format", "flamegraph", "-o", str(out), "--"]
+    cmd = [exe, "record", "--rate", "250", "--format", "flamegraph", "-o", str(out)]
+    # A compiled (mypyc) build runs its hot code as C functions, invisible without --native.
+    cmd += ["--native", "--"] if native else ["--"]
     cmd += [sys.executable, "-m", "tcpdiag", "analyze", str(path), "--format", "json", *extra]
     subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
     print(f"\npy-spy flame graph: {out}")
@@ -123,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sort", choices=("tottime", "cumulative", "both"), default="both")
     ap.add_argument("--save", type=Path, help="write the raw profile (for snakeviz, pstats)")
     ap.add_argument("--py-spy", action="store_true", help="also record a py-spy flame graph")
+    ap.add_argument(
+        "--native",
+        action="store_true",
+        help="py-spy --native: show the C functions of a compiled build in the flame graph",
+    )
     ap.add_argument(
         "--engine", action="store_true", help="profile engine.analyze_capture only (no CLI/report)"
     )
@@ -152,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         prof.dump_stats(str(args.save))
         print(f"\nraw profile: {args.save}")
     if args.py_spy:
-        py_spy(path, args.tcpdiag_arg, path.with_suffix(".flame.svg"))
+        py_spy(path, args.tcpdiag_arg, path.with_suffix(".flame.svg"), args.native)
     return 0
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.model import ArpPacket
 
-_ARP = struct.Struct("!HHBBH")
-_ETHER_IPV4 = (1, 0x0800, 6, 4)
+_ARP: Final = struct.Struct("!HHBBH")
+_ETHER_IPV4: Final = (1, 0x0800, 6, 4)
 
 
 def arp(frame: int, time: float, data: bytes, off: int, stats: DecodeStats) -> ArpPacket | None:

@@ -7,18 +7,19 @@ An error quotes the offending packet's IP header and at least the first 8 bytes 
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from tcpdiag.decode.ipv6ext import skip_extensions
 from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.model import IcmpError
 
 # Destination unreachable, source quench, time exceeded, parameter problem.
-ICMP4_ERRORS = frozenset({3, 4, 11, 12})
+ICMP4_ERRORS: Final = frozenset({3, 4, 11, 12})
 # Destination unreachable, packet too big, time exceeded, parameter problem.
-ICMP6_ERRORS = frozenset({1, 2, 3, 4})
+ICMP6_ERRORS: Final = frozenset({1, 2, 3, 4})
 
-_PORTS = struct.Struct("!HH")
-_SEQ = struct.Struct("!I")
+_PORTS: Final = struct.Struct("!HH")
+_SEQ: Final = struct.Struct("!I")
 
 
 def icmp4_error(

@@ -8,6 +8,7 @@ writes for TSO/GRO super-packets; then the frame's length on the wire is used in
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from tcpdiag.decode.icmp import icmp4_error, icmp6_error
 from tcpdiag.decode.ipv6ext import skip_extensions
@@ -15,8 +16,8 @@ from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.decode.tcp import segment
 from tcpdiag.model import IcmpError, Segment
 
-_IP4 = struct.Struct("!BxHxxHBB2x4s4s")
-_IP6 = struct.Struct("!BxxxHBB16s16s")
+_IP4: Final = struct.Struct("!BxHxxHBB2x4s4s")
+_IP6: Final = struct.Struct("!BxxxHBB16s16s")
 
 
 def ipv4(
@@ -25,6 +26,15 @@ def ipv4(
     if len(data) - off < 20:
         stats.truncated += 1
         return None
+    # Declared types: compiled (mypyc), the header fields are then machine integers; unpacked
+    # as they come (Any), every test below would be a generic Python operation.
+    vihl: int
+    total: int
+    frag: int
+    ttl: int
+    proto: int
+    src: bytes
+    dst: bytes
     vihl, total, frag, ttl, proto, src, dst = _IP4.unpack_from(data, off)
     ihl = (vihl & 15) << 2
     if vihl >> 4 != 4 or ihl < 20 or (total and total < ihl):
@@ -54,6 +64,12 @@ def ipv6(
     if len(data) - off < 40:
         stats.truncated += 1
         return None
+    vtc: int  # declared types: see ipv4
+    plen: int
+    nh: int
+    hlim: int
+    src: bytes
+    dst: bytes
     vtc, plen, nh, hlim, src, dst = _IP6.unpack_from(data, off)
     if vtc >> 4 != 6:
         stats.bad_ip_header += 1

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Final
+
 from tcpdiag.decode.stats import MAX_LAYERS, DecodeStats
 
-HOP_BY_HOP = 0
-ROUTING = 43
-FRAGMENT = 44
-AH = 51
-DEST_OPTIONS = 60
+HOP_BY_HOP: Final = 0
+ROUTING: Final = 43
+FRAGMENT: Final = 44
+AH: Final = 51
+DEST_OPTIONS: Final = 60
 # Headers with the generic (next header, length in 8-octet units beyond the first) layout.
-_GENERIC = frozenset({HOP_BY_HOP, ROUTING, DEST_OPTIONS, 135, 139, 140})
+_GENERIC: Final = frozenset({HOP_BY_HOP, ROUTING, DEST_OPTIONS, 135, 139, 140})
 
 # Result of `skip_extensions` for "give up" (already counted in stats).
-STOP = (-1, 0, False)
+STOP: Final = (-1, 0, False)
 
 
 def skip_extensions(

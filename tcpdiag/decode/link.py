@@ -7,23 +7,25 @@ as they are; the caller decides what it wants.
 
 from __future__ import annotations
 
+from typing import Final
+
 from tcpdiag.decode.stats import MAX_LAYERS, DecodeStats
 
-ETH_IPV4 = 0x0800
-ETH_ARP = 0x0806
-ETH_IPV6 = 0x86DD
+ETH_IPV4: Final = 0x0800
+ETH_ARP: Final = 0x0806
+ETH_IPV6: Final = 0x86DD
 # 802.1Q, 802.1ad, and the pre-standard QinQ TPIDs some switches still emit.
-VLAN_TPIDS = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
-MPLS_TYPES = frozenset({0x8847, 0x8848})
-PPPOE_SESSION = 0x8864
+VLAN_TPIDS: Final = frozenset({0x8100, 0x88A8, 0x9100, 0x9200})
+MPLS_TYPES: Final = frozenset({0x8847, 0x8848})
+PPPOE_SESSION: Final = 0x8864
 # PPP protocol numbers of the network layers we decode (RFC 1332, RFC 5072).
-_PPP_TO_ETHERTYPE = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}
+_PPP_TO_ETHERTYPE: Final = {0x0021: ETH_IPV4, 0x0057: ETH_IPV6}
 
 # BSD loopback address families meaning IPv6: OpenBSD/NetBSD 24, FreeBSD 28, Darwin 30, Linux 10.
-_NULL_IPV6 = frozenset({24, 28, 30, 10})
-_RAW_LINKTYPES = frozenset({101, 12, 14})
+_NULL_IPV6: Final = frozenset({24, 28, 30, 10})
+_RAW_LINKTYPES: Final = frozenset({101, 12, 14})
 
-FAIL = (-1, 0)
+FAIL: Final = (-1, 0)
 
 
 def ethernet_inner(data: bytes, ethertype: int, off: int, stats: DecodeStats) -> tuple[int, int]:

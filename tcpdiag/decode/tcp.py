@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import struct
+from typing import Final
 
 from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.model import NO_OPTIONS, Segment, TcpOptions
 
-_TCP = struct.Struct("!HHIIBBH")
+_TCP: Final = struct.Struct("!HHIIBBH")
 # NamedTuple construction without the generated Python-level __new__ (same objects, ~2x faster).
-_tuple_new = tuple.__new__
-_PAIR = struct.Struct("!II")
+_tuple_new: Final = tuple.__new__
+_PAIR: Final = struct.Struct("!II")
 # The option block most data segments carry (NOP, NOP, timestamps): parsed without the walk.
-_NOP_NOP_TS = b"\x01\x01\x08\x0a"
-MAX_WSCALE = 14  # RFC 7323 section 2.3: larger shifts are treated as 14
+_NOP_NOP_TS: Final = b"\x01\x01\x08\x0a"
+MAX_WSCALE: Final = 14  # RFC 7323 section 2.3: larger shifts are treated as 14
+# The model's records as Final names: compiled with mypyc, these are read from C statics
+# instead of being looked up in the module's dict for every packet.
+_SEGMENT: Final = Segment
+_TCP_OPTIONS: Final = TcpOptions
+_NO_OPTIONS: Final = NO_OPTIONS
 
 
 def segment(
@@ -37,8 +43,10 @@ def segment(
     if n - off < 20:
         stats.truncated += 1
         return None
-    sport, dport, seq, ack, doff, flags, window = _TCP.unpack_from(data, off)
-    hlen = (doff >> 4) << 2
+    # The fields only travel into the Segment as they are; the data offset is read as a byte
+    # (an int to mypyc, where the unpacked value is Any and its arithmetic generic).
+    sport, dport, seq, ack, _, flags, window = _TCP.unpack_from(data, off)
+    hlen = (data[off + 12] >> 4) << 2
     if hlen < 20 or off + hlen > end:
         stats.bad_tcp_header += 1
         return None
@@ -47,10 +55,10 @@ def segment(
         stats.truncated += 1
         return None
     if hlen == 20:
-        opts = NO_OPTIONS
+        opts = _NO_OPTIONS
     elif hlen == 32 and data[off + 20 : off + 24] == _NOP_NOP_TS:
         ts_val, ts_ecr = _PAIR.unpack_from(data, off + 24)
-        opts = _tuple_new(TcpOptions, (None, None, False, (), ts_val, ts_ecr))
+        opts = _tuple_new(_TCP_OPTIONS, (None, None, False, (), ts_val, ts_ecr))
     else:
         opts = options(data, off + 20, p, stats)
     payload = data[p:end]  # slicing stops at the captured end by itself
@@ -59,7 +67,7 @@ def segment(
         stats.snaplen_truncated += 1
     stats.tcp += 1
     return _tuple_new(
-        Segment,
+        _SEGMENT,
         (
             frame,
             time,
@@ -117,4 +125,4 @@ def options(data: bytes, p: int, end: int, stats: DecodeStats) -> TcpOptions:
         elif kind == 8 and size == 10:
             ts_val, ts_ecr = _PAIR.unpack_from(data, p + 2)
         p += size
-    return TcpOptions(mss, wscale, sack_permitted, sack, ts_val, ts_ecr)
+    return _TCP_OPTIONS(mss, wscale, sack_permitted, sack, ts_val, ts_ecr)

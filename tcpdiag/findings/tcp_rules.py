@@ -26,7 +26,7 @@ from tcpdiag.findings.tls_rules import (
     handshake_failure_reported,
 )
 from tcpdiag.flow.endpoint import Endpoint
-from tcpdiag.flow.flow import Burst, Flow, FlowEvent
+from tcpdiag.flow.flow import Burst, Flow, FlowEvent, TimelineState, timeline_rows
 from tcpdiag.flow.seq import seq_gt
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN, URG, Direction, format_endpoint
 from tcpdiag.result import Finding, Severity, TimelineRow
@@ -43,11 +43,20 @@ ROUND_TIMEOUTS = (30, 60, 90, 120, 180, 240, 300, 600, 900, 1200, 1800, 3600, 72
 class _Facts:
     """Per-flow values several rules need, computed once."""
 
-    def __init__(self, flow: Flow, thresholds: Thresholds, now: float | None) -> None:
+    def __init__(
+        self,
+        flow: Flow,
+        thresholds: Thresholds,
+        now: float | None,
+        timeline: TimelineState | None = None,
+    ) -> None:
         self.flow = flow
         self.th = thresholds
         self.now = max(flow.end, now if now is not None else flow.end)
+        self._timeline = timeline
         self._rows: list[TimelineRow] | None = None
+        # `_resets` and `_reset_ignored` both need these: computed once (see _ignored_resets).
+        self.ignored_resets: list[tuple[FlowEvent, int, str]] | None = None
 
     def name(self, d: Direction | int) -> str:
         ep = self.flow.endpoints[d]
@@ -62,9 +71,13 @@ class _Facts:
         return self.name(Direction.SERVER)
 
     def rows(self) -> list[TimelineRow]:
-        """The flow's capped timeline (head and tail packets)."""
+        """The flow's capped timeline (head and tail packets). Built only for the flows whose
+        rules need it (a few in ten): it is the costliest part of judging a flow."""
         if self._rows is None:
-            self._rows, _ = self.flow.timeline()
+            if self._timeline is not None:
+                self._rows, _ = timeline_rows(self._timeline)
+            else:
+                self._rows, _ = self.flow.timeline()
         return self._rows
 
     def events(self, kind: str) -> list[FlowEvent]:
@@ -139,7 +152,10 @@ def _connection_refused(x: _Facts) -> list[Finding]:
     # A refusal is the server's answer to the SYN: nothing from the server before its RST. A
     # server that acknowledged the client's data or sent its own first had accepted the
     # connection (its SYN/ACK is just missing from the capture): judged by the reset rules.
-    if any(r.sender == "server" and r.frame < rst_frame for r in x.rows()):
+    # (When every server packet is a RST, the first of them is rst_frame: no row to look at.)
+    if f.s.packets != f.s.rst_count and any(
+        r.sender == "server" and r.frame < rst_frame for r in x.rows()
+    ):
         return []
     delay = rst_time - syns[-1][1]
     kind = "RST/ACK" if rst is None or rst.details.get("has_ack", True) else "RST"
@@ -576,16 +592,24 @@ def _ignored_resets(x: _Facts) -> list[tuple[FlowEvent, int, str]]:
     - followed by more data or a FIN from the same address: an endpoint's stack sends nothing
       on a connection after resetting it, so the RST came from elsewhere (a middlebox
       spoofing that address) or fell outside the receiver's window."""
+    if x.ignored_resets is None:
+        x.ignored_resets = _find_ignored_resets(x)
+    return x.ignored_resets
+
+
+def _find_ignored_resets(x: _Facts) -> list[tuple[FlowEvent, int, str]]:
+    out: list[tuple[FlowEvent, int, str]] = []
+    resets = [e for e in x.events("rst") if e.direction is not None]
+    if not resets:
+        # Most flows: no RST at all, and the timeline rows (costly to build) are not needed.
+        return out
     f = x.flow
     hs = f.handshake
-    out: list[tuple[FlowEvent, int, str]] = []
     established = bool(hs.ack or f.c.first_data_frame)
     synack = hs.syn_ack_frames[0] if hs.syn_ack and hs.syn_ack_frames else None
     syn_seq = next((e.details.get("seq") for e in x.events("syn")), None)
-    rows = x.rows()
-    for e in x.events("rst"):
-        if e.direction is None:
-            continue
+    for e in resets:
+        assert e.direction is not None
         if synack is not None and established and e.frame < synack:
             ack = e.details.get("ack")
             if not (
@@ -595,11 +619,14 @@ def _ignored_resets(x: _Facts) -> list[tuple[FlowEvent, int, str]]:
             ):
                 out.append((e, synack, "synack"))
                 continue
+        last = f.endpoints[e.direction].last_frame
+        if last is not None and last <= e.frame:
+            continue  # the RST was the last thing that side sent: no row can follow it
         sender = _side(e.direction)
         later = next(
             (
                 r.frame
-                for r in rows
+                for r in x.rows()
                 if r.sender == sender
                 and r.frame > e.frame
                 and not r.flags & RST
@@ -877,6 +904,14 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
         ea.rst_frame is not None and ea.rst_frame > fin_frame and eb.fin_frame is None
     ):
         return out
+    b_close = _first(eb.fin_frame, eb.rst_frame)
+    b_time = 0.0
+    if b_close is not None:
+        b_time = _num(eb.fin_time if b_close == eb.fin_frame else eb.rst_time, f.end)
+        if b_time - fin_time <= x.th.close_wait_delay:
+            # `since` below is never before the FIN (the FIN's own row counts), so the delay
+            # is at most this: b closed in time, and the timeline rows are not needed.
+            return out
     # CLOSE_WAIT starts when b's stack could take the FIN: a FIN behind lost data is
     # delivered only with the retransmission that fills the hole (the last data or FIN
     # segment from a before b acknowledged the FIN), not when it was first sent.
@@ -899,9 +934,7 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
         if since - fin_time > x.th.close_wait_delay
         else ""
     )
-    b_close = _first(eb.fin_frame, eb.rst_frame)
     if b_close is not None:
-        b_time = _num(eb.fin_time if b_close == eb.fin_frame else eb.rst_time, f.end)
         delay = b_time - since
         if delay <= x.th.close_wait_delay:
             return out
@@ -1312,10 +1345,11 @@ def _retransmission(x: _Facts) -> list[Finding]:
         if ep.retransmissions
     )
     severity = Severity.INFO
-    dups, delay = _capture_duplicates(x)
     kept = {r.frame for r in x.rows()}
-    resent_dups = sorted(set(frames) & dups)
     seen_resends = [fr for fr in frames if fr in kept]
+    # Duplicates are kept rows: with no resend in the timeline, none of them can be one.
+    dups, delay = _capture_duplicates(x) if seen_resends else (set(), None)
+    resent_dups = sorted(set(frames) & dups)
     if resent_dups and len(resent_dups) * 2 >= len(seen_resends) > 0:
         # Most resends seen in the kept timeline are copies made by the capture, not loss.
         return [
@@ -1563,9 +1597,17 @@ RULES: tuple[Rule, ...] = (
 )
 
 
-def diagnose(flow: Flow, thresholds: Thresholds, now: float | None = None) -> list[Finding]:
-    """Every TCP finding of one finalised flow, ordered by (first frame, name)."""
-    facts = _Facts(flow, thresholds, now)
+def diagnose(
+    flow: Flow,
+    thresholds: Thresholds,
+    now: float | None = None,
+    timeline: TimelineState | None = None,
+) -> list[Finding]:
+    """Every TCP finding of one finalised flow, ordered by (first frame, name).
+
+    `timeline` is `flow.timeline_state()` when the caller has it already (it is not computed
+    again then)."""
+    facts = _Facts(flow, thresholds, now, timeline)
     out: list[Finding] = []
     for rule in RULES:
         out.extend(rule(facts))

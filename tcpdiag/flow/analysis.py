@@ -20,30 +20,40 @@ Sequence numbers are raw 32-bit values here; every comparison goes through `seq.
 
 from __future__ import annotations
 
+from typing import Final
+
+from tcpdiag import model
 from tcpdiag.flow.endpoint import Endpoint
 from tcpdiag.flow.seq import MASK, seq_gt, seq_le, seq_lt
-from tcpdiag.model import ACK, FIN, RST, SYN
 
-A_RETRANSMISSION = 0x0001
-A_LOST_PACKET = 0x0002
-A_ACK_LOST_PACKET = 0x0004
-A_KEEP_ALIVE = 0x0008
-A_DUPLICATE_ACK = 0x0010
-A_ZERO_WINDOW = 0x0020
-A_ZERO_WINDOW_PROBE = 0x0040
-A_ZERO_WINDOW_PROBE_ACK = 0x0080
-A_KEEP_ALIVE_ACK = 0x0100
-A_OUT_OF_ORDER = 0x0200
-A_FAST_RETRANSMISSION = 0x0400
-A_WINDOW_UPDATE = 0x0800
-A_WINDOW_FULL = 0x1000
-A_REUSED_PORTS = 0x2000
-A_SPURIOUS_RETRANSMISSION = 0x4000
+# The flag bits as Final names of this module: compiled with mypyc, a Final int is read
+# from a C static, while a name imported from an uncompiled module costs a dict lookup
+# on every use (and this code runs for every packet).
+ACK: Final = model.ACK
+FIN: Final = model.FIN
+RST: Final = model.RST
+SYN: Final = model.SYN
 
-A_ANY_RETRANSMISSION = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION
+A_RETRANSMISSION: Final = 0x0001
+A_LOST_PACKET: Final = 0x0002
+A_ACK_LOST_PACKET: Final = 0x0004
+A_KEEP_ALIVE: Final = 0x0008
+A_DUPLICATE_ACK: Final = 0x0010
+A_ZERO_WINDOW: Final = 0x0020
+A_ZERO_WINDOW_PROBE: Final = 0x0040
+A_ZERO_WINDOW_PROBE_ACK: Final = 0x0080
+A_KEEP_ALIVE_ACK: Final = 0x0100
+A_OUT_OF_ORDER: Final = 0x0200
+A_FAST_RETRANSMISSION: Final = 0x0400
+A_WINDOW_UPDATE: Final = 0x0800
+A_WINDOW_FULL: Final = 0x1000
+A_REUSED_PORTS: Final = 0x2000
+A_SPURIOUS_RETRANSMISSION: Final = 0x4000
+
+A_ANY_RETRANSMISSION: Final = A_RETRANSMISSION | A_FAST_RETRANSMISSION | A_SPURIOUS_RETRANSMISSION
 
 # Finding name per flag, in the order names are listed for a frame.
-FLAG_NAMES: tuple[tuple[int, str], ...] = (
+FLAG_NAMES: Final[tuple[tuple[int, str], ...]] = (
     (A_REUSED_PORTS, "port-reused"),
     (A_RETRANSMISSION, "retransmission"),
     (A_FAST_RETRANSMISSION, "fast-retransmission"),
@@ -61,14 +71,14 @@ FLAG_NAMES: tuple[tuple[int, str], ...] = (
     (A_KEEP_ALIVE_ACK, "keep-alive-ack"),
 )
 
-ANALYSIS_NAMES: tuple[str, ...] = tuple(name for _, name in FLAG_NAMES)
+ANALYSIS_NAMES: Final[tuple[str, ...]] = tuple(name for _, name in FLAG_NAMES)
 
 # Wireshark: fast retransmission only within 20 ms of the peer's last packet.
-FAST_RETRANSMIT_WINDOW = 0.020
+FAST_RETRANSMIT_WINDOW: Final = 0.020
 # Wireshark: out-of-order threshold when the initial RTT is unknown.
-OOO_DEFAULT_THRESHOLD = 0.003
+OOO_DEFAULT_THRESHOLD: Final = 0.003
 
-_SFR = SYN | FIN | RST
+_SFR: Final = SYN | FIN | RST
 
 
 def flag_names(flags: int) -> list[str]:

@@ -18,13 +18,15 @@ offset 0 (ISN + 1 with a SYN, else the first sequence number seen).
 
 from __future__ import annotations
 
+from typing import Final
+
 from tcpdiag.flow.seq import MASK, seq_diff
 
 # Wireshark's TCP_MAX_UNACKED_SEGMENTS.
-MAX_UNACKED = 10_000
+MAX_UNACKED: Final = 10_000
 
-WSCALE_UNKNOWN = -1  # no SYN captured from this side (Wireshark: -1)
-WSCALE_NONE = -2  # no scaling negotiated (Wireshark: -2)
+WSCALE_UNKNOWN: Final = -1  # no SYN captured from this side (Wireshark: -1)
+WSCALE_NONE: Final = -2  # no scaling negotiated (Wireshark: -2)
 
 
 class Endpoint:

@@ -7,9 +7,11 @@ numbers anywhere else is a bug (it breaks near 2**32).
 
 from __future__ import annotations
 
-MOD = 1 << 32
-MASK = MOD - 1
-HALF = 1 << 31
+from typing import Final
+
+MOD: Final = 1 << 32
+MASK: Final = MOD - 1
+HALF: Final = 1 << 31
 
 
 def seq_add(a: int, n: int) -> int:

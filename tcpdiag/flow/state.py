@@ -14,18 +14,28 @@ added at the 1st, 10th, 100th... occurrence.
 from __future__ import annotations
 
 import re
+from typing import Final
 
-from tcpdiag.model import ACK, FIN, RST, SYN
+from tcpdiag import model
 
-INACTIVE = 0
-SYN_SENT = 1
-SYN_ACK_SENT = 2
-PARTIAL = 3
-ESTABLISHED = 4
-CLOSED = 5
-RESET = 6
+# The flag bits as Final names of this module: compiled with mypyc, a Final int is read
+# from a C static, while a name imported from an uncompiled module costs a dict lookup
+# on every use (and this code runs for every packet).
+ACK: Final = model.ACK
+FIN: Final = model.FIN
+RST: Final = model.RST
+SYN: Final = model.SYN
+_SFR: Final = SYN | FIN | RST
 
-STATE_NAMES = (
+INACTIVE: Final = 0
+SYN_SENT: Final = 1
+SYN_ACK_SENT: Final = 2
+PARTIAL: Final = 3
+ESTABLISHED: Final = 4
+CLOSED: Final = 5
+RESET: Final = 6
+
+STATE_NAMES: Final = (
     "INACTIVE",
     "SYN_SENT",
     "SYN_ACK_SENT",
@@ -35,16 +45,16 @@ STATE_NAMES = (
     "RESET",
 )
 
-_RSTOS0 = re.compile(r"^\^?S[^HAFGIQ]*R")
+_RSTOS0: Final = re.compile(r"^\^?S[^HAFGIQ]*R")
 
 # once-per-direction letters
-_H_ACK = 0x01
-_H_DATA = 0x02
-_H_FINRST = 0x04
-_H_MULTI = 0x08
-_H_SYN = 0x10
-_H_FIN = 0x20
-_H_RST = 0x40
+_H_ACK: Final = 0x01
+_H_DATA: Final = 0x02
+_H_FINRST: Final = 0x04
+_H_MULTI: Final = 0x08
+_H_SYN: Final = 0x10
+_H_FIN: Final = 0x20
+_H_RST: Final = 0x40
 
 
 class ZeekTracker:
@@ -94,6 +104,16 @@ class ZeekTracker:
 
     def update(self, direction: int, flags: int, rel_seq: int, length: int) -> None:
         """One segment from `direction` (0 = originator); `rel_seq` relative to its base."""
+        if not flags & _SFR:
+            # Most segments: data or a pure ACK. Once both sides are established such a segment
+            # changes no state (see _transition), and its letter is usually recorded already.
+            bit = _H_DATA if length else _H_ACK if flags & ACK else 0
+            if bit and not self.flags[direction] & bit:
+                self._once(direction, bit, "d" if length else "a")
+            st = self.state
+            if st[0] != ESTABLISHED or st[1] != ESTABLISHED:
+                self._transition(direction, flags, length)
+            return
         syn, fin, rst = flags & SYN, flags & FIN, flags & RST
         bits = (1 if syn else 0) + (1 if fin else 0) + (1 if rst else 0)
         if bits > 1:

@@ -19,7 +19,8 @@ class ContentType(enum.IntEnum):
     HEARTBEAT = 24
 
 
-CONTENT_TYPE_LABELS = {
+# Keyed by the enum members, which hash and compare as their ints: looked up by plain int.
+CONTENT_TYPE_LABELS: dict[int, str] = {
     ContentType.CHANGE_CIPHER_SPEC: "ChangeCipherSpec",
     ContentType.ALERT: "Alert",
     ContentType.HANDSHAKE: "Handshake",
@@ -52,7 +53,8 @@ class HandshakeType(enum.IntEnum):
     MESSAGE_HASH = 254
 
 
-HANDSHAKE_LABELS = {
+# Keyed by the enum members, which hash and compare as their ints: looked up by plain int.
+HANDSHAKE_LABELS: dict[int, str] = {
     HandshakeType.HELLO_REQUEST: "HelloRequest",
     HandshakeType.CLIENT_HELLO: "ClientHello",
     HandshakeType.SERVER_HELLO: "ServerHello",
@@ -312,18 +314,16 @@ def cipher_suite_name(value: int) -> str:
     return CIPHER_SUITES.get(value, f"0x{value:04x}")
 
 
+# Every member has a label, so a plain lookup names exactly the values the enum knows, without
+# building an enum member per call (labels are made for every record and message).
 def handshake_name(value: int) -> str:
-    try:
-        return HANDSHAKE_LABELS[HandshakeType(value)]
-    except ValueError:
-        return f"Handshake({value})"
+    name = HANDSHAKE_LABELS.get(value)
+    return name if name is not None else f"Handshake({value})"
 
 
 def content_type_name(value: int) -> str:
-    try:
-        return CONTENT_TYPE_LABELS[ContentType(value)]
-    except ValueError:
-        return f"ContentType({value})"
+    name = CONTENT_TYPE_LABELS.get(value)
+    return name if name is not None else f"ContentType({value})"
 
 
 def alert_level_name(value: int) -> str:

@@ -36,17 +36,19 @@ class Cursor:
         self.pos += 1
         return value
 
+    # Fixed-size integers from their bytes, no slice and no int.from_bytes call: the hello
+    # parsers read a few hundred per handshake.
     def pull_uint16(self, what: str = "uint16") -> int:
         self._need(2, what)
-        value = int.from_bytes(self._data[self.pos : self.pos + 2], "big")
-        self.pos += 2
-        return value
+        data, pos = self._data, self.pos
+        self.pos = pos + 2
+        return (data[pos] << 8) | data[pos + 1]
 
     def pull_uint24(self, what: str = "uint24") -> int:
         self._need(3, what)
-        value = int.from_bytes(self._data[self.pos : self.pos + 3], "big")
-        self.pos += 3
-        return value
+        data, pos = self._data, self.pos
+        self.pos = pos + 3
+        return (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
 
     def pull_bytes(self, n: int, what: str = "bytes") -> bytes:
         self._need(n, what)

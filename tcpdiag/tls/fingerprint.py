@@ -11,11 +11,12 @@ wire order. GREASE is ignored everywhere; counts include SNI and ALPN and are ca
 from __future__ import annotations
 
 import hashlib
+from typing import Final
 
 from tcpdiag.tls.constants import is_grease
 from tcpdiag.tls.handshake import ClientHello
 
-_JA4_VERSIONS = {
+_JA4_VERSIONS: Final = {
     0x0304: "13",
     0x0303: "12",
     0x0302: "11",
@@ -91,3 +92,32 @@ def ja4(hello: ClientHello, alpn_first_raw: bytes | None = None) -> str:
     b = _hash12(ciphers) if ciphers else "000000000000"
     c = _hash12(exts) if exts else "000000000000"
     return f"{a}_{b}_{c}"
+
+
+# A capture holds the same few ClientHello shapes over and over (one program, one TLS library
+# per client): the fingerprints of a shape are computed once. Cleared when full, so hostile
+# input (a scanner's random hellos) cannot grow it without bound.
+_CACHE_MAX: Final = 4096
+_cache: Final[dict[tuple[object, ...], tuple[str, str]]] = {}
+
+
+def fingerprints(hello: ClientHello) -> tuple[str, str]:
+    """(JA3, JA4) of `hello`: `ja3(hello), ja4(hello)`, memoised by the fields they read."""
+    key = (
+        hello.legacy_version,
+        tuple(hello.cipher_suites),
+        tuple(hello.extensions),
+        tuple(hello.supported_groups),
+        tuple(hello.ec_point_formats),
+        tuple(hello.supported_versions),
+        hello.sni is not None,
+        hello.alpn[0] if hello.alpn else None,
+        tuple(hello.signature_algorithms),
+    )
+    found = _cache.get(key)
+    if found is None:
+        found = (ja3(hello), ja4(hello))
+        if len(_cache) >= _CACHE_MAX:
+            _cache.clear()
+        _cache[key] = found
+    return found

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Final
 
 from tcpdiag.errors import DecodeError
 from tcpdiag.model import Direction
@@ -23,8 +24,17 @@ from tcpdiag.tls.constants import (
 )
 from tcpdiag.tls.cursor import Cursor
 
-MAX_NAME_CHARS = 255  # a DNS name is at most 253 characters; anything longer is cut here
-MAX_ALPN_ITEMS = 16
+MAX_NAME_CHARS: Final = 255  # a DNS name is at most 253 characters; anything longer is cut here
+MAX_ALPN_ITEMS: Final = 16
+# Extension types compared for every extension of every hello, as Final ints: compiled, that
+# is a C integer comparison instead of a dict and an attribute lookup of the IntEnum member.
+_EXT_SERVER_NAME: Final = int(ExtensionType.server_name)
+_EXT_ALPN: Final = int(ExtensionType.application_layer_protocol_negotiation)
+_EXT_SUPPORTED_VERSIONS: Final = int(ExtensionType.supported_versions)
+_EXT_SUPPORTED_GROUPS: Final = int(ExtensionType.supported_groups)
+_EXT_SIGNATURE_ALGORITHMS: Final = int(ExtensionType.signature_algorithms)
+_EXT_EC_POINT_FORMATS: Final = int(ExtensionType.ec_point_formats)
+_EXT_KEY_SHARE: Final = int(ExtensionType.key_share)
 
 
 def packet_text(raw: bytes, limit: int = MAX_NAME_CHARS) -> str:
@@ -110,7 +120,12 @@ def _host_name_problems(raw: bytes) -> list[str]:
 
 def _is_ip_literal(raw: bytes) -> bool:
     try:
-        ipaddress.ip_address(raw.decode("ascii").strip("[]"))
+        text = raw.decode("ascii").strip("[]")
+        # Without a colon only a dotted-decimal IPv4 address can parse: a host name is turned
+        # down here instead of by two failing (and costly) parses.
+        if ":" not in text and not text.replace(".", "").isdigit():
+            return False
+        ipaddress.ip_address(text)
     except ValueError:
         return False
     return True
@@ -148,26 +163,26 @@ def parse_client_hello(body: bytes) -> ClientHello:
         ext_type = exts.pull_uint16("extension_type")
         ext = exts.pull_vector(2, "extension_data")
         hello.extensions.append(ext_type)
-        if ext_type == ExtensionType.server_name and ext.remaining:
-            if hello.extensions.count(ExtensionType.server_name) > 1:
+        if ext_type == _EXT_SERVER_NAME and ext.remaining:
+            if hello.extensions.count(_EXT_SERVER_NAME) > 1:
                 hello.sni_problems.append("two server_name extensions")
                 continue
             name = _server_name(ext, hello.sni_problems)
             if hello.sni is None:
                 hello.sni = name
-        elif ext_type == ExtensionType.application_layer_protocol_negotiation:
+        elif ext_type == _EXT_ALPN:
             hello.alpn = _alpn(ext)
-        elif ext_type == ExtensionType.supported_versions:
+        elif ext_type == _EXT_SUPPORTED_VERSIONS:
             vec = ext.pull_vector(1, "supported_versions")
             hello.supported_versions = [vec.pull_uint16() for _ in range(vec.remaining // 2)]
-        elif ext_type == ExtensionType.supported_groups:
+        elif ext_type == _EXT_SUPPORTED_GROUPS:
             hello.supported_groups = ext.pull_uint16_list(2, "supported_groups")
-        elif ext_type == ExtensionType.signature_algorithms:
+        elif ext_type == _EXT_SIGNATURE_ALGORITHMS:
             hello.signature_algorithms = ext.pull_uint16_list(2, "signature_algorithms")
-        elif ext_type == ExtensionType.ec_point_formats:
+        elif ext_type == _EXT_EC_POINT_FORMATS:
             vec = ext.pull_vector(1, "ec_point_formats")
             hello.ec_point_formats = list(vec.pull_bytes(vec.remaining))
-        elif ext_type == ExtensionType.key_share:
+        elif ext_type == _EXT_KEY_SHARE:
             shares = ext.pull_vector(2, "client_shares")
             while not shares.eof():
                 hello.key_share_groups.append(shares.pull_uint16("group"))
@@ -221,12 +236,12 @@ def parse_server_hello(body: bytes) -> ServerHello:
         ext_type = exts.pull_uint16("extension_type")
         ext = exts.pull_vector(2, "extension_data")
         hello.extensions.append(ext_type)
-        if ext_type == ExtensionType.supported_versions:
+        if ext_type == _EXT_SUPPORTED_VERSIONS:
             hello.selected_version = ext.pull_uint16("selected_version")
-        elif ext_type == ExtensionType.application_layer_protocol_negotiation:
+        elif ext_type == _EXT_ALPN:
             names = _alpn(ext)
             hello.alpn = names[0] if names else None
-        elif ext_type == ExtensionType.key_share and ext.remaining >= 2:
+        elif ext_type == _EXT_KEY_SHARE and ext.remaining >= 2:
             hello.key_share_group = ext.pull_uint16("group")
     return hello
 

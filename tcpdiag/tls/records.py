@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from tcpdiag.tls.constants import MAX_RECORD_LENGTH, ContentType
 
-SSLV2_CLIENT_HELLO = -2  # pseudo content type for an SSLv2-compatible CLIENT-HELLO record
-MAX_RECORDS_PER_CHUNK = 4096  # Suricata's TOO_MANY_RECORDS_IN_PACKET idea: hostile input
-_VALID_TYPES = frozenset(int(t) for t in ContentType)
+SSLV2_CLIENT_HELLO: Final = -2  # pseudo content type for an SSLv2-compatible CLIENT-HELLO record
+MAX_RECORDS_PER_CHUNK: Final = 4096  # Suricata's TOO_MANY_RECORDS_IN_PACKET idea: hostile input
+_VALID_TYPES: Final = frozenset(int(t) for t in ContentType)
 
 
 @dataclass(slots=True)

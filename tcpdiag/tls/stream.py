@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Final
 
 from tcpdiag.errors import DecodeError
 from tcpdiag.model import Direction
@@ -46,7 +47,7 @@ from tcpdiag.tls.constants import (
 )
 from tcpdiag.tls.detect import DETECT_LIMIT, looks_like_tls
 from tcpdiag.tls.events import GapEvent, MalformedEvent, TruncatedEvent
-from tcpdiag.tls.fingerprint import ja3, ja4
+from tcpdiag.tls.fingerprint import fingerprints
 from tcpdiag.tls.flights import CCS, ENC_HANDSHAKE, FINISHED_ENC, RecordNote
 from tcpdiag.tls.handshake import (
     ClientHello,
@@ -64,14 +65,20 @@ from tcpdiag.tls.handshake import (
 from tcpdiag.tls.records import SSLV2_CLIENT_HELLO, Malformed, Record, RecordFramer
 from tcpdiag.tls.starttls import StartTlsWatcher, opener
 
-HANDSHAKE_CAP = 256 * 1024  # per message; the corpus has a 340 KB certificate chain
-MAX_NOTES = 256  # record notes kept for the flight checks (handshakes are a few records)
-MAX_MESSAGES = 256
-MAX_ALERTS = 64
-LABELS_HEAD = 512  # timeline labels kept per direction: the first ones...
-LABELS_TAIL = 256  # ...and the last ones (the timeline shows head and tail packets)
-MAX_STASH = 16 * 1024
-TLS13_ALERT_RECORD = 24  # 5 header + 2 alert + 1 inner content type + 16-byte AEAD tag
+HANDSHAKE_CAP: Final = 256 * 1024  # per message; the corpus has a 340 KB certificate chain
+MAX_NOTES: Final = 256  # record notes kept for the flight checks (handshakes are a few records)
+MAX_MESSAGES: Final = 256
+MAX_ALERTS: Final = 64
+LABELS_HEAD: Final = 512  # timeline labels kept per direction: the first ones...
+LABELS_TAIL: Final = 256  # ...and the last ones (the timeline shows head and tail packets)
+MAX_STASH: Final = 16 * 1024
+TLS13_ALERT_RECORD: Final = 24  # 5 header + 2 alert + 1 inner content type + 16-byte AEAD tag
+# The content types tested for every record, as Final ints: compiled, a comparison with them is
+# a C integer comparison, with an IntEnum member a dict and an attribute lookup first.
+_HANDSHAKE: Final = int(ContentType.HANDSHAKE)
+_CHANGE_CIPHER_SPEC: Final = int(ContentType.CHANGE_CIPHER_SPEC)
+_ALERT: Final = int(ContentType.ALERT)
+_APPLICATION_DATA: Final = int(ContentType.APPLICATION_DATA)
 
 
 @dataclass(slots=True)
@@ -252,8 +259,7 @@ class TlsStream:
             out.versions_offered = [version_name(v) for v in offered]
             out.sni = ch.sni
             out.alpn = list(ch.alpn)
-            out.ja3 = ja3(ch)
-            out.ja4 = ja4(ch)
+            out.ja3, out.ja4 = fingerprints(ch)
         if sh is not None:
             out.version = version_name(sh.version)
             out.cipher_suite = cipher_suite_name(sh.cipher_suite)
@@ -425,16 +431,16 @@ class TlsStream:
         side.record_bytes += rec.size
         side.last_record = rec
         ct = rec.content_type
-        if ct == ContentType.HANDSHAKE:
+        if ct == _HANDSHAKE:
             tokens = self._handshake_record(side, rec)
-        elif ct == ContentType.CHANGE_CIPHER_SPEC:
+        elif ct == _CHANGE_CIPHER_SPEC:
             if side.ccs_frame is None:
                 side.ccs_frame = rec.frame
             tokens = (CCS,)
-        elif ct == ContentType.ALERT:
+        elif ct == _ALERT:
             tokens = ("Alert",)
             self._alert(side, rec)
-        elif ct == ContentType.APPLICATION_DATA:
+        elif ct == _APPLICATION_DATA:
             side.app_records += 1
             if side.first_app_frame is None:
                 side.first_app_frame = rec.frame
@@ -445,7 +451,7 @@ class TlsStream:
             self._sslv2(side, rec)
         else:
             tokens = (content_type_name(ct),)
-        if ct not in (ContentType.HANDSHAKE, ContentType.ALERT, SSLV2_CLIENT_HELLO):
+        if ct != _HANDSHAKE and ct != _ALERT and ct != SSLV2_CLIENT_HELLO:
             side.label(rec.frame, f"{tokens[0]} {rec.size}")
         if self._noting:
             note = RecordNote(side.direction, rec.frame, rec.time, rec.offset, rec.size, tokens)
