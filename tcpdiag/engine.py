@@ -44,12 +44,14 @@ from tcpdiag.tls import TlsStream
 
 # Expire idle flows at most this often (capture time): a scan of the table is not free.
 _EXPIRE_EVERY_NS = 1_000_000_000
-# Cyclic-GC thresholds while a whole capture is analysed. With the defaults (700, 10, 10) the
-# collector walks every live flow, endpoint and result again and again (measured: 25% of the
-# CPU time on 200k packets, growing with the number of flows). Flows do not form reference
-# cycles once finished (`Flow.finish` breaks them), so reference counting frees them and the
-# collector has little to find: run it rarely.
-_GC_THRESHOLDS = (100_000, 50, 100)
+# The cyclic garbage collector is off while a whole capture is analysed (`gc_tuned`). With the
+# default thresholds it walked every live flow, endpoint and result again and again (25% of the
+# CPU time on 200k packets); with rare collections, still 12-15% of the compiled build's time,
+# for nothing: flows form no reference cycles once finished (`Flow.finish` breaks the only
+# one), so reference counting frees them (same peak RSS at 2M packets with and without it).
+# As a safety net against a cycle introduced later, the engine collects once every this many
+# packets (a power of two: tested with a mask, per packet).
+_GC_SAFETY_PACKETS = 1 << 20
 
 FlowCallback = Callable[[FlowResult], None]
 RetainPredicate = Callable[[FlowResult], bool]
@@ -157,6 +159,8 @@ class Engine:
 
     def feed(self, raw: RawPacket) -> None:
         self.packets += 1
+        if not self.packets & (_GC_SAFETY_PACKETS - 1) and not gc.isenabled():
+            gc.collect()
         ts = raw.ts_ns
         if self._first_ns is None:
             self._first_ns = ts
@@ -240,7 +244,7 @@ class Engine:
         timeline = flow.timeline_state()
         # The capture's last packet time is the same in every shard, so sharded runs agree.
         now = self._last_ns / 1e9 if self._at_capture_end and self._last_ns is not None else None
-        findings = tcp_rules.diagnose(flow, self.options.thresholds, now=now)
+        findings = tcp_rules.diagnose(flow, self.options.thresholds, now=now, timeline=timeline)
         stream = flow.consumer
         labels: dict[int, list[str]] | None = None
         if isinstance(stream, TlsStream) and stream.is_tls:
@@ -405,34 +409,33 @@ def _ordered(findings: list[Finding]) -> list[Finding]:
 
 @contextlib.contextmanager
 def gc_tuned() -> Iterator[None]:
-    """Rare cyclic GC for the length of a batch analysis; the previous settings come back after.
+    """No automatic cyclic GC for the length of a batch analysis (see `_GC_SAFETY_PACKETS`);
+    the collector's state comes back after.
 
     `gc.freeze()` moves what exists now (modules, registries, options) out of the collector's
-    sight, so the collections that still run only walk objects created by the analysis.
+    sight, so the safety collections only walk objects created by the analysis.
     """
-    global _gc_depth, _gc_saved
+    global _gc_depth, _gc_was_enabled
     with _gc_lock:  # analyses may run in threads (Dask workers): the outermost one decides
         _gc_depth += 1
         if _gc_depth == 1:
-            _gc_saved = gc.get_threshold()
-            if _gc_saved[0]:  # 0: the collector was disabled on purpose; leave it so
+            _gc_was_enabled = gc.isenabled()
+            if _gc_was_enabled:  # disabled on purpose by the caller: leave it so
                 gc.freeze()
-                gc.set_threshold(
-                    *(max(a, b) for a, b in zip(_gc_saved, _GC_THRESHOLDS, strict=True))
-                )
+                gc.disable()
     try:
         yield
     finally:
         with _gc_lock:
             _gc_depth -= 1
-            if _gc_depth == 0 and _gc_saved[0]:
-                gc.set_threshold(*_gc_saved)
+            if _gc_depth == 0 and _gc_was_enabled:
+                gc.enable()
                 gc.unfreeze()
 
 
 _gc_lock = threading.Lock()
 _gc_depth = 0
-_gc_saved: tuple[int, ...] = (0, 0, 0)
+_gc_was_enabled = False
 
 
 def analyze_partial(
