@@ -7,9 +7,31 @@ Like `model.py`, this module is a shared leaf: every stage may import it, it imp
 
 from __future__ import annotations
 
+import dataclasses
 import enum
-from collections.abc import Sequence
+import operator
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+_T = TypeVar("_T")
+
+
+def _pickled_by_fields(cls: type[_T]) -> type[_T]:
+    """Pickle instances as (class, field values). Finished flows are pickled into the flow
+    store one by one (`store.py`); the dataclass default (a state dict built by Python code
+    per object) took twice the time and twice the bytes."""
+    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    get: Callable[[Any], Any] = operator.attrgetter(*names)
+    if len(names) == 1:
+        single = get
+        get = lambda obj: (single(obj),)  # noqa: E731 - attrgetter of one name gives no tuple
+
+    def reduce(self: _T) -> tuple[type[_T], tuple[Any, ...]]:
+        return (cls, get(self))
+
+    setattr(cls, "__reduce__", reduce)  # noqa: B010 - mypy refuses assigning a method
+    return cls
 
 
 class Severity(enum.IntEnum):
@@ -29,6 +51,7 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r} (info, warning, error)") from None
 
 
+@_pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One diagnosis. Per-packet analyses (retransmission...) appear once per flow with `count`
@@ -46,6 +69,7 @@ class Finding:
         return (self.frames[0] if self.frames else 0, self.name)
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class Handshake:
     syn: bool = False
@@ -61,6 +85,7 @@ class Handshake:
     syn_ack_times: list[float] = field(default_factory=list)
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class Close:
     kind: str = "none"  # "fin" | "rst" | "none"
@@ -68,6 +93,7 @@ class Close:
     frame: int | None = None
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class RttStats:
     min: float
@@ -76,6 +102,7 @@ class RttStats:
     samples: int
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class TcpCounters:
     retransmissions: int = 0
@@ -92,6 +119,7 @@ class TcpCounters:
     rtt: RttStats | None = None
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class TlsMessage:
     sender: str  # "client" | "server"  (JSON key "from")
@@ -100,6 +128,7 @@ class TlsMessage:
     length: int
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class TlsAlert:
     sender: str
@@ -109,6 +138,7 @@ class TlsAlert:
     encrypted: bool
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class TlsSummary:
     versions_offered: list[str] = field(default_factory=list)
@@ -129,6 +159,7 @@ class TlsSummary:
     certificates: list[int] = field(default_factory=list)
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class TimelineRow:
     """One packet of a flow as the annotated timeline shows it."""
@@ -145,6 +176,7 @@ class TimelineRow:
     notes: list[str] = field(default_factory=list)  # finding names that apply to this frame
 
 
+@_pickled_by_fields
 @dataclass(slots=True)
 class FlowResult:
     id: int
