@@ -13,7 +13,9 @@ write durations, sizes and frame lists the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import math
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 
 from tcpdiag.findings.registry import REGISTRY
@@ -53,6 +55,44 @@ class Note:
     frames: list[int] = field(default_factory=list)
 
 
+class FlowTimes(MutableMapping[int, float]):
+    """flow id -> time, as an array indexed by flow id (ids are dense, from 1): 8 bytes per
+    flow where a dict took ~100 (a capture of 40k completed handshakes: 0.3 MB, not 4 MB)."""
+
+    def __init__(self) -> None:
+        self._times = array("d")
+        self._count = 0
+
+    def __getitem__(self, flow_id: int) -> float:
+        if 0 <= flow_id < len(self._times):
+            t = self._times[flow_id]
+            if not math.isnan(t):
+                return t
+        raise KeyError(flow_id)
+
+    def __setitem__(self, flow_id: int, time: float) -> None:
+        if flow_id < 0 or math.isnan(time):
+            raise ValueError(f"flow id {flow_id}, time {time}")
+        times = self._times
+        if flow_id >= len(times):
+            times.extend([math.nan] * (flow_id + 1 - len(times)))
+        if math.isnan(times[flow_id]):
+            self._count += 1
+        times[flow_id] = time
+
+    def __delitem__(self, flow_id: int) -> None:
+        if flow_id not in self:
+            raise KeyError(flow_id)
+        self._times[flow_id] = math.nan
+        self._count -= 1
+
+    def __iter__(self) -> Iterator[int]:
+        return (i for i, t in enumerate(self._times) if not math.isnan(t))
+
+    def __len__(self) -> int:
+        return self._count
+
+
 class CaptureContext:
     """Capture-wide facts for the capture-level rules (see the module docstring)."""
 
@@ -64,7 +104,7 @@ class CaptureContext:
         self.evicted_flows = 0
         self.max_flows: int | None = None
         # flow id -> time the server's SYN/ACK was first seen (for "completed meanwhile").
-        self.synack_time: dict[int, float] = {}
+        self.synack_time: MutableMapping[int, float] = FlowTimes()
 
     # -- feeding ------------------------------------------------------------------------------
 

@@ -291,3 +291,18 @@ def test_info_findings_only_give_ok_verdict() -> None:
     r = _result()
     r.findings = [make_finding("retransmission", "1 retransmission — fine", frames=[3])]
     assert verdict(r).startswith("ok:") and not problem_flow(r)
+
+
+def test_flow_times_behaves_like_a_dict() -> None:
+    from tcpdiag.findings.context import FlowTimes
+
+    times = FlowTimes()
+    plain: dict[int, float] = {}
+    for flow_id, t in ((3, 0.5), (1, 0.25), (7, 1.0), (3, 0.75)):
+        times[flow_id] = t
+        plain[flow_id] = t
+    assert times == plain and len(times) == 3
+    assert times.get(2, -1.0) == -1.0 and times.get(7) == 1.0
+    assert sorted(times.items()) == sorted(plain.items())
+    del times[1]
+    assert 1 not in times and len(times) == 2
