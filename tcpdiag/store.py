@@ -1,11 +1,11 @@
 """The finished flows of one capture, kept serialised until the report reads them.
 
 Why: a long capture finishes tens of thousands of flows, and a `FlowResult` with its findings,
-TLS summary and timeline costs ~6 KB as Python objects (~2 KB pickled). Holding them all made
+TLS summary and timeline costs ~6 KB as Python objects (~1 KB pickled). Holding them all made
 memory grow with the capture's length instead of with the connections open at one time. The
 store writes each finished flow to a spooled temporary file (in memory while small, then on
-disk in $TMPDIR, deleted when the store is) and keeps, per flow, only its id, its place in the
-file and its worst severity. Readers get a `Sequence[FlowResult]` in flow-id order; each access
+disk in $TMPDIR, deleted when the store is; in memory still where $TMPDIR cannot be written)
+and keeps, per flow, only its id, its place in the file and its worst severity. Readers get a `Sequence[FlowResult]` in flow-id order; each access
 unpickles a fresh object, so a long report holds one flow at a time.
 
 What a report needs about all flows at once (problem count, findings per name, worst severity,
@@ -16,12 +16,13 @@ are `amend`ed by flow id and applied on every read (and to the facts, when `seal
 
 from __future__ import annotations
 
+import io
 import pickle
 import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import overload
+from typing import BinaryIO, overload
 
 from tcpdiag.result import Finding, FlowResult, Severity
 
@@ -37,11 +38,12 @@ class FlowStore(Sequence[FlowResult]):
     """Append `FlowResult`s in any order, `seal()`, then read them in flow-id order."""
 
     def __init__(self, spool_bytes: int = SPOOL_BYTES) -> None:
-        # Lives as long as the store (the report reads it after the analysis); closed by
-        # `close()` or when the store is garbage-collected, which deletes the file.
-        self._file = tempfile.SpooledTemporaryFile(  # noqa: SIM115
-            max_size=spool_bytes, prefix="tcpdiag-flows-"
-        )
+        # In memory up to `spool_bytes`, then an anonymous temporary file that lives as long as
+        # the store (the report reads it after the analysis) and is deleted with it.
+        self._file: BinaryIO = io.BytesIO()
+        self._spool_bytes = spool_bytes
+        self.on_disk = False
+        self.disk_error: str | None = None  # why the flows stayed in memory, if they did
         self._size = 0
         self._ids = array("q")
         self._offsets = array("q")
@@ -59,8 +61,7 @@ class FlowStore(Sequence[FlowResult]):
         if self._order is not None:
             raise RuntimeError("the flow store is sealed")
         blob = pickle.dumps((flow, packed_timeline), pickle.HIGHEST_PROTOCOL)
-        self._file.seek(self._size)
-        self._file.write(blob)
+        self._write(blob)
         self._ids.append(flow.id)
         self._offsets.append(self._size)
         self._lengths.append(len(blob))
@@ -153,6 +154,43 @@ class FlowStore(Sequence[FlowResult]):
         return (list, (list(self),))
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _write(self, blob: bytes) -> None:
+        if (
+            not self.on_disk
+            and self.disk_error is None
+            and self._size + len(blob) > self._spool_bytes
+        ):
+            self._spill()
+        try:
+            self._file.seek(self._size)
+            self._file.write(blob)
+        except OSError as exc:  # disk full: carry on in memory, as without a store
+            if not self.on_disk:
+                raise
+            self._back_to_memory(exc)
+            self._file.seek(self._size)
+            self._file.write(blob)
+
+    def _spill(self) -> None:
+        memory = self._file
+        assert isinstance(memory, io.BytesIO)
+        try:
+            disk = tempfile.TemporaryFile(prefix="tcpdiag-flows-")  # noqa: SIM115 - see __init__
+            disk.write(memory.getbuffer()[: self._size])
+        except OSError as exc:  # $TMPDIR read-only or full: stay in memory
+            self.disk_error = f"{tempfile.gettempdir()}: {exc.strerror or exc}"
+            return
+        self._file = disk
+        self.on_disk = True
+
+    def _back_to_memory(self, exc: OSError) -> None:
+        self._file.seek(0)
+        memory = io.BytesIO(self._file.read(self._size))
+        self._file.close()
+        self._file = memory
+        self.on_disk = False
+        self.disk_error = f"{tempfile.gettempdir()}: {exc.strerror or exc}"
 
     def _sealed_order(self) -> list[int]:
         if self._order is None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
+import tempfile
+from pathlib import Path
+
+import pytest
 
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import PartialCapture, conclude
@@ -40,9 +45,39 @@ def test_reads_back_in_id_order_equal_to_what_was_added() -> None:
 def test_spills_to_disk_beyond_the_spool_size() -> None:
     flows = [refused_flow(fid=i, frame=i) for i in range(1, 201)]
     store = _store(flows, spool_bytes=4096)
-    assert store._file._rolled  # type: ignore[attr-defined]  # on disk now
+    assert store.on_disk and store.disk_error is None
     assert [f.id for f in store] == list(range(1, 201))
     assert store[150] == flows[150]
+
+
+def test_stays_in_memory_when_tmpdir_cannot_be_written(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    missing = tmp_path / "gone"
+    monkeypatch.setattr(tempfile, "tempdir", str(missing))  # every temporary file fails
+    flows = [refused_flow(fid=i, frame=i) for i in range(1, 101)]
+    store = _store(flows, spool_bytes=4096)
+    assert not store.on_disk
+    assert store.disk_error is not None and str(missing) in store.disk_error
+    assert [f.id for f in store] == list(range(1, 101))
+
+
+def test_back_to_memory_when_the_disk_fills_up() -> None:
+    flows = [refused_flow(fid=i, frame=i) for i in range(1, 101)]
+    store = _store(flows[:50], spool_bytes=4096)
+    assert store.on_disk
+    disk = store._file
+    real_write = disk.write
+
+    def full(data: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    disk.write = full  # type: ignore[method-assign]
+    for flow in flows[50:]:
+        store.add(flow)
+    disk.write = real_write  # type: ignore[method-assign]
+    assert not store.on_disk and "No space left" in (store.disk_error or "")
+    assert list(store) == sorted(flows, key=lambda f: f.id)
 
 
 def test_facts_match_the_flows_without_reading_them() -> None:
