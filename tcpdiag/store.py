@@ -5,8 +5,9 @@ TLS summary and timeline costs ~6 KB as Python objects (~1 KB pickled). Holding 
 memory grow with the capture's length instead of with the connections open at one time. The
 store writes each finished flow to a spooled temporary file (in memory while small, then on
 disk in $TMPDIR, deleted when the store is; in memory still where $TMPDIR cannot be written)
-and keeps, per flow, only its id, its place in the file and its worst severity. Readers get a `Sequence[FlowResult]` in flow-id order; each access
-unpickles a fresh object, so a long report holds one flow at a time.
+and keeps, per flow, only its id, its place in the file and its worst severity. Readers get a
+`Sequence[FlowResult]` in flow-id order; each access unpickles a fresh object, so a long report
+holds one flow at a time.
 
 What a report needs about all flows at once (problem count, findings per name, worst severity,
 problems-first order) comes from the per-flow facts kept in memory, without reading the file.
