@@ -207,17 +207,13 @@ class Engine:
     def _flow_closed(self, flow: Flow) -> None:
         result, packed_timeline = self._flow_result(flow)
         results = self._results
-        if isinstance(results, FlowStore):
-            if self._quota.keep(result):
-                results.add(result, packed_timeline)
-            else:
-                self._release(result)
-            return
         if self._on_flow is None and self._retain is None:
-            if self._quota.keep(result):
-                results.append(result)
-            else:
+            if not self._quota.keep(result):
                 self._release(result)
+            elif isinstance(results, FlowStore):
+                results.add(result, packed_timeline)
+            else:  # a shard
+                results.append(result)
             return
         if self._on_flow is not None:
             result.verdict = verdict(result)
@@ -229,6 +225,7 @@ class Engine:
         if (self._retain is not None and not self._retain(result)) or not self._quota.keep(result):
             self._release(result)
             return
+        assert not isinstance(results, FlowStore)  # with on_flow/retain: a list (_stores_flows)
         results.append(result)
 
     def _release(self, result: FlowResult) -> None:
