@@ -49,9 +49,9 @@ _EXPIRE_EVERY_NS = 1_000_000_000
 # CPU time on 200k packets); with rare collections, still 12-15% of the compiled build's time,
 # for nothing: flows form no reference cycles once finished (`Flow.finish` breaks the only
 # one), so reference counting frees them (same peak RSS at 2M packets with and without it).
-# As a safety net against a cycle introduced later, the engine collects once every this many
-# packets (a power of two: tested with a mask, per packet).
-_GC_SAFETY_PACKETS = 1 << 20
+# As a safety net against a cycle introduced later, the engine collects once every 2^20
+# packets (a power of two, tested with a mask per packet).
+_GC_SAFETY_MASK = (1 << 20) - 1
 
 FlowCallback = Callable[[FlowResult], None]
 RetainPredicate = Callable[[FlowResult], bool]
@@ -159,7 +159,7 @@ class Engine:
 
     def feed(self, raw: RawPacket) -> None:
         self.packets += 1
-        if not self.packets & (_GC_SAFETY_PACKETS - 1) and not gc.isenabled():
+        if not self.packets & _GC_SAFETY_MASK and not gc.isenabled():
             gc.collect()
         ts = raw.ts_ns
         if self._first_ns is None:
@@ -406,7 +406,7 @@ def _ordered(findings: list[Finding]) -> list[Finding]:
 
 @contextlib.contextmanager
 def gc_tuned() -> Iterator[None]:
-    """No automatic cyclic GC for the length of a batch analysis (see `_GC_SAFETY_PACKETS`);
+    """No automatic cyclic GC for the length of a batch analysis (see `_GC_SAFETY_MASK`);
     the collector's state comes back after.
 
     `gc.freeze()` moves what exists now (modules, registries, options) out of the collector's

@@ -166,17 +166,17 @@ class Reassembler:
                 self.next = start
             self._drain()
         self.ended = True
-        self.recent = []
-        self.recent_size = 0
+        self.forget_delivered()
         if self.consumer is not None:
             self.consumer.on_end(self.direction, how, frame, time)
 
     def forget_delivered(self) -> None:
         """Drop the copy of delivered bytes kept to compare retransmissions with (`recent`).
 
-        Called when the connection has closed: what still arrives is late retransmissions,
-        and a closed flow lingering for them must cost little memory (a busy capture holds
-        thousands of them). Their bytes are no longer compared."""
+        Called when the direction ends, when the connection has closed (what still arrives is
+        late retransmissions, and a closed flow lingering for them must cost little memory: a
+        busy capture holds thousands) and when it has been idle for a while. Retransmissions
+        of the bytes dropped are no longer compared."""
         self.recent = []
         self.recent_size = 0
 
@@ -188,8 +188,7 @@ class Reassembler:
 
     def _stop_storing(self) -> None:
         self.storing = False
-        self.recent = []
-        self.recent_size = 0
+        self.forget_delivered()
         for piece in self.pending:
             piece.data = None
         self.buffered = 0
