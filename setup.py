@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sys
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 # Each package's __init__ lists its modules in COMPILED_MODULES (keep both in step): that is
@@ -74,6 +74,11 @@ def _wanted() -> bool:
     return sys.implementation.name == "cpython"
 
 
+# Hand-written C: the classic pcap block reader (tcpdiag/decode/scan.py says why). It needs
+# only a C compiler; built and dropped together with the mypyc modules.
+SCANNER = Extension("tcpdiag.decode._scan", ["tcpdiag/decode/_scan.c"], extra_compile_args=["-O2"])
+
+
 def _extensions() -> list[object]:
     if not _wanted():
         return []
@@ -83,7 +88,7 @@ def _extensions() -> list[object]:
         _warn("mypyc is not available")
         return []
     try:
-        return list(mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"))
+        return [*mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"), SCANNER]
     except Exception as exc:  # a mypy/mypyc version that rejects the code
         _warn(f"mypyc could not compile the hot modules ({exc})")
         return []

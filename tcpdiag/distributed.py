@@ -194,8 +194,7 @@ def _read(source: Source, options: AnalysisOptions, shard: Shard | None) -> Part
         return part
     with _batch_gc(), open_source(source, options.limits.max_input_bytes) as reader:
         engine = Engine(options, path=source.name, shard=shard)
-        for raw in reader:
-            engine.feed(raw)
+        engine.feed_capture(reader)
         return engine.close(reader)
 
 

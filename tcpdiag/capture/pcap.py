@@ -60,6 +60,7 @@ class PcapReader:
             raise CaptureError(f"truncated pcap header ({feed.available()} of 24 bytes)")
         magic = _U32_LE.unpack_from(feed.buf, feed.pos)[0]
         order, self.nanosecond = MAGICS[magic]
+        self.big_endian = order == ">"
         header = struct.Struct(order + "IHHiIII")
         _, major, minor, _zone, _sigfigs, snaplen, linkfield = header.unpack_from(
             feed.buf, feed.pos
@@ -127,6 +128,25 @@ class PcapReader:
             offset += header_len + caplen
         return score, lengths_bad
 
+    @property
+    def snaplen_bound(self) -> int:
+        """Captured lengths above this send a record to the slow path (`read_record`): notes,
+        damage, the caplen/len swap of old versions (-1 for those: every record)."""
+        if self.version < (2, 4):
+            return -1
+        return self.snaplen if 0 < self.snaplen <= MAX_CAPLEN else MAX_CAPLEN
+
+    @property
+    def header_len(self) -> int:
+        """Bytes of each record header (16, more in a pcap variant)."""
+        return 16 + self.extra
+
+    @property
+    def feed(self) -> Feed:
+        """The parse buffer; a block reader (`decode.scan`) moves `feed.pos` over the records it
+        consumed and calls `read_record` for the one it leaves."""
+        return self._feed
+
     def packets(self) -> Iterator[RawPacket]:
         feed = self._feed
         unpack = self._record.unpack_from
@@ -134,48 +154,64 @@ class PcapReader:
         sec_ns = 1_000_000_000
         frac_mult = 1 if self.nanosecond else 1000
         frac_limit = 1_000_000_000 if self.nanosecond else 1_000_000
-        # Anything above this sends a record to the slow path (notes, damage, old versions).
-        snaplen = self.snaplen if 0 < self.snaplen <= MAX_CAPLEN else MAX_CAPLEN
-        if self.version < (2, 4):
-            snaplen = -1
-        hlen = 16 + self.extra
+        snaplen = self.snaplen_bound
+        hlen = self.header_len
         frame = 0
         try:
             while True:
+                # The common case inline: a plainly fine record wholly in the buffer.
                 buf = feed.buf
                 pos = feed.pos
-                if len(buf) - pos < hlen:
-                    if not feed.ensure(hlen):
-                        if feed.available():
-                            self._stop(
-                                f"truncated record header ({feed.available()} of {hlen} bytes)"
-                            )
-                        return
-                    buf = feed.buf
-                    pos = feed.pos
-                sec, frac, caplen, orig_len = unpack(buf, pos)
-                if caplen > snaplen or orig_len < caplen or frac >= frac_limit:
-                    fixed = self._odd_record(frame + 1, frac, caplen, orig_len)
-                    if fixed is None:
-                        return
-                    caplen, orig_len = fixed
-                end = pos + hlen + caplen
-                if end > len(buf):
-                    if not feed.ensure(hlen + caplen):
-                        got = feed.available() - hlen
-                        self._stop(f"truncated record: {got} of {caplen} captured bytes")
-                        return
-                    buf = feed.buf
-                    pos = feed.pos
+                if len(buf) - pos >= hlen:
+                    sec, frac, caplen, orig_len = unpack(buf, pos)
                     end = pos + hlen + caplen
-                feed.pos = end
+                    if (
+                        end <= len(buf)
+                        and caplen <= snaplen
+                        and orig_len >= caplen
+                        and frac < frac_limit
+                    ):
+                        feed.pos = end
+                        frame += 1
+                        data = buf[pos + hlen : end]
+                        ts_ns = sec * sec_ns + frac * frac_mult
+                        yield _tuple_new(RawPacket, (frame, ts_ns, linktype, data, orig_len, 0))
+                        continue
+                raw = self.read_record(frame + 1)
+                if raw is None:
+                    return
                 frame += 1
-                data = buf[pos + hlen : end]
-                ts_ns = sec * sec_ns + frac * frac_mult
-                yield _tuple_new(RawPacket, (frame, ts_ns, linktype, data, orig_len, 0))
+                yield raw
         finally:
             # Records read, skipped ones included: the frame number reached.
             self.frames = frame
+
+    def read_record(self, frame: int) -> RawPacket | None:
+        """Record number `frame` at `feed.pos`, however odd its header or wherever it ends
+        (refilling the buffer); None at the end of the capture or after damage (recorded)."""
+        feed = self._feed
+        hlen = self.header_len
+        if not feed.ensure(hlen):
+            if feed.available():
+                self._stop(f"truncated record header ({feed.available()} of {hlen} bytes)")
+            return None
+        sec, frac, caplen, orig_len = self._record.unpack_from(feed.buf, feed.pos)
+        frac_limit = 1_000_000_000 if self.nanosecond else 1_000_000
+        if caplen > self.snaplen_bound or orig_len < caplen or frac >= frac_limit:
+            fixed = self._odd_record(frame, frac, caplen, orig_len)
+            if fixed is None:
+                return None
+            caplen, orig_len = fixed
+        if not feed.ensure(hlen + caplen):
+            got = feed.available() - hlen
+            self._stop(f"truncated record: {got} of {caplen} captured bytes")
+            return None
+        pos = feed.pos
+        end = pos + hlen + caplen
+        feed.pos = end
+        ts_ns = sec * 1_000_000_000 + frac * (1 if self.nanosecond else 1000)
+        data = feed.buf[pos + hlen : end]
+        return _tuple_new(RawPacket, (frame, ts_ns, self.linktype, data, orig_len, 0))
 
     def _odd_record(
         self, frame: int, frac: int, caplen: int, orig_len: int

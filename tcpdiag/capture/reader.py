@@ -60,9 +60,19 @@ class Capture:
             return
         self._started = True
         yield from self._reader.packets()
-        self._finish()
+        self.finish_reading()
 
-    def _finish(self) -> None:
+    def take_pcap_reader(self) -> PcapReader | None:
+        """For a block reader (`decode.scan`): the classic pcap reader, which the caller then
+        reads to the end instead of iterating this capture, calling `finish_reading` after.
+        None for pcapng, or when the capture has been iterated already."""
+        if self._started or not isinstance(self._reader, PcapReader):
+            return None
+        self._started = True
+        return self._reader
+
+    def finish_reading(self) -> None:
+        """What only the end of the input tells: the input limit, a stream problem."""
         stream = self._stream
         self.info.nanosecond = self._reader.nanosecond
         end = self._feed.base + len(self._feed.buf)

@@ -35,12 +35,13 @@ import sys
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import analyze_capture
 from tcpdiag.errors import TcpdiagError
-from tcpdiag.decode import _native
+from tcpdiag.decode import _native, scan
 import tcpdiag.decode.tcp, tcpdiag.flow.flow, tcpdiag.flow.table, tcpdiag.tls.records
 from tcpdiag.report.json import capture_json, dumps
 
 mode = "compiled" if _native.compiled(tcpdiag.flow.flow) else "pure"
-print("mode", mode, *(_native.compiled(m) for m in (tcpdiag.decode.tcp, tcpdiag.tls.records)))
+modules = (tcpdiag.decode.tcp, tcpdiag.tls.records)
+print("mode", mode, *(_native.compiled(m) for m in modules), scan.available())
 runs = (
     AnalysisOptions(keep_all_timelines=True),
     AnalysisOptions(
@@ -124,8 +125,9 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
     assert len(captures) >= 10
     fast = _run(compiled_root, pure=False, captures=captures)
     slow = _run(compiled_root, pure=True, captures=captures)
-    assert fast[0] == "mode compiled True True", fast[0]  # decode, flow and tls compiled
-    assert slow[0] == "mode pure False False", slow[0]
+    # decode, flow and tls compiled, and the C block reader in use
+    assert fast[0] == "mode compiled True True True", fast[0]
+    assert slow[0] == "mode pure False False False", slow[0]
     assert len(fast) == len(slow) == 1 + 2 * len(captures)
     for a, b in zip(fast[1:], slow[1:], strict=True):
         assert a == b, f"compiled and pure Python differ on {a.split(' ', 1)[0]}"

@@ -1,0 +1,433 @@
+/* tcpdiag.decode._scan: classic pcap records read and decoded to TCP segments in one C loop.
+ *
+ * Why: in Python, every packet costs a RawPacket tuple, a copy of its bytes, a Decoder call and
+ * a Segment tuple (about 2 us of a packet's ~10 us, compiled with mypyc). Here one call walks
+ * many records of the read buffer and builds, for each, the very objects the Python path would
+ * build:
+ *
+ *   - a `Segment` for a TCP segment in the common case (Ethernet, Linux cooked v1/v2 or raw IP;
+ *     an unfragmented IPv4 or extension-less IPv6 header; a well-formed TCP header and options),
+ *     identical field for field to what `Decoder.decode` returns for it;
+ *   - a `RawPacket` for every other record, which the caller decodes in Python, so every case
+ *     that counts something in `DecodeStats` (other than `packets`, `tcp` and
+ *     `snaplen_truncated`, which the caller adds from the counts returned here), every
+ *     encapsulation and every malformed header keeps its one implementation, in Python.
+ *
+ * The walk stops, leaving the record unread, at a record header the Python reader must judge
+ * (captured length above the snap length or the length on the wire, timestamp fraction out of
+ * range), at a record not wholly in the buffer, at a record whose timestamp reaches `stop_ns`
+ * (the caller's next flow-table expiry), or after `max_items` records. Every read is bounds
+ * checked against the buffer and against the record's captured length: the input is hostile.
+ *
+ * `decode/scan.py` drives it; `tests/unit/test_scan.py` compares it with the Python path.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+/* Why the walk stopped. */
+#define STOP_NEED_DATA 0 /* the next record header or body is not wholly in the buffer */
+#define STOP_ODD 1       /* the next record header needs the Python reader's judgement */
+#define STOP_TIME 2      /* the next record's timestamp reaches stop_ns */
+#define STOP_FULL 3      /* max_items records were read */
+
+#define ETH_IPV4 0x0800
+#define ETH_IPV6 0x86DD
+#define MAX_WSCALE 14
+
+/* The model's record types and the shared empty options, set once by `configure`. */
+static PyObject *raw_packet_type = NULL;
+static PyObject *segment_type = NULL;
+static PyObject *tcp_options_type = NULL;
+static PyObject *no_options = NULL;
+
+static inline uint32_t be16(const unsigned char *p) { return ((uint32_t)p[0] << 8) | p[1]; }
+
+static inline uint32_t be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline uint32_t le32(const unsigned char *p) {
+    return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];
+}
+
+/* A NamedTuple instance built as `tuple.__new__(cls, items)` does: a tuple of the subclass. */
+static PyObject *new_record(PyObject *type, PyObject **items, Py_ssize_t n) {
+    PyObject *record = PyTuple_Type.tp_alloc((PyTypeObject *)type, n);
+    if (record == NULL) {
+        for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(items[i]);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (items[i] == NULL) { /* a failed allocation among the items */
+            for (Py_ssize_t j = i + 1; j < n; j++) Py_XDECREF(items[j]);
+            Py_DECREF(record);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(record, i, items[i]);
+    }
+    return record;
+}
+
+static PyObject *int_or_none(int present, long value) {
+    if (!present) Py_RETURN_NONE;
+    return PyLong_FromLong(value);
+}
+
+/* The SACK blocks of an option of `size` bytes at p: a tuple of (left, right) tuples. */
+static PyObject *sack_blocks(const unsigned char *p, Py_ssize_t size) {
+    Py_ssize_t count = (size - 2) / 8;
+    PyObject *blocks = PyTuple_New(count);
+    if (blocks == NULL) return NULL;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const unsigned char *q = p + 2 + 8 * i;
+        PyObject *pair = Py_BuildValue("(kk)", (unsigned long)be32(q), (unsigned long)be32(q + 4));
+        if (pair == NULL) {
+            Py_DECREF(blocks);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(blocks, i, pair);
+    }
+    return blocks;
+}
+
+/* `decode.tcp.options` for data[p:end]. Sets *fallback (and returns NULL without an error) when
+ * the walk would count something (a malformed option, a clamped window scale): the caller then
+ * leaves the whole packet to Python. */
+static PyObject *tcp_options(const unsigned char *d, Py_ssize_t p, Py_ssize_t end, int *fallback) {
+    int have_mss = 0, have_wscale = 0, have_ts = 0, sack_permitted = 0;
+    long mss = 0, wscale = 0;
+    uint32_t ts_val = 0, ts_ecr = 0;
+    const unsigned char *sack_at = NULL;
+    Py_ssize_t sack_size = 0;
+    while (p < end) {
+        unsigned char kind = d[p];
+        if (kind == 0) break;
+        if (kind == 1) {
+            p += 1;
+            continue;
+        }
+        if (p + 1 >= end) {
+            *fallback = 1;
+            return NULL;
+        }
+        Py_ssize_t size = d[p + 1];
+        if (size < 2 || p + size > end) {
+            *fallback = 1;
+            return NULL;
+        }
+        if (kind == 2 && size == 4) {
+            have_mss = 1;
+            mss = (long)be16(d + p + 2);
+        } else if (kind == 3 && size == 3) {
+            have_wscale = 1;
+            wscale = d[p + 2];
+            if (wscale > MAX_WSCALE) {
+                *fallback = 1;
+                return NULL;
+            }
+        } else if (kind == 4 && size == 2) {
+            sack_permitted = 1;
+        } else if (kind == 5 && size >= 10 && (size - 2) % 8 == 0) {
+            sack_at = d + p; /* the last SACK option wins, as in Python */
+            sack_size = size;
+        } else if (kind == 8 && size == 10) {
+            have_ts = 1;
+            ts_val = be32(d + p + 2);
+            ts_ecr = be32(d + p + 6);
+        }
+        p += size;
+    }
+    PyObject *sack;
+    if (sack_at != NULL) {
+        sack = sack_blocks(sack_at, sack_size);
+    } else {
+        sack = PyTuple_New(0);
+    }
+    PyObject *items[6] = {
+        int_or_none(have_mss, mss),
+        int_or_none(have_wscale, wscale),
+        PyBool_FromLong(sack_permitted),
+        sack,
+        have_ts ? PyLong_FromUnsignedLong(ts_val) : (Py_INCREF(Py_None), Py_None),
+        have_ts ? PyLong_FromUnsignedLong(ts_ecr) : (Py_INCREF(Py_None), Py_None),
+    };
+    return new_record(tcp_options_type, items, 6);
+}
+
+/* Where the IP header starts and which version it is, for the link types taken here; 0 for
+ * anything else (left to Python: VLAN, MPLS, PPPoE, loopback, ARP, short frames...). */
+static int network_layer(int linktype, const unsigned char *d, Py_ssize_t n, Py_ssize_t *off) {
+    uint32_t ethertype;
+    if (linktype == 1) { /* Ethernet, untagged */
+        if (n < 14) return 0;
+        ethertype = be16(d + 12);
+        *off = 14;
+    } else if (linktype == 113) { /* Linux cooked v1 */
+        if (n < 16) return 0;
+        ethertype = be16(d + 14);
+        *off = 16;
+    } else if (linktype == 276) { /* Linux cooked v2 */
+        if (n < 20) return 0;
+        ethertype = be16(d);
+        *off = 20;
+    } else if (linktype == 228) { /* raw IPv4 */
+        if (n < 1) return 0;
+        *off = 0;
+        return 4;
+    } else if (linktype == 229) { /* raw IPv6 */
+        if (n < 1) return 0;
+        *off = 0;
+        return 6;
+    } else if (linktype == 101 || linktype == 12 || linktype == 14) { /* raw IP */
+        if (n < 1) return 0;
+        *off = 0;
+        int version = d[0] >> 4;
+        return version == 4 || version == 6 ? version : 0;
+    } else {
+        return 0;
+    }
+    if (ethertype == ETH_IPV4) return 4;
+    if (ethertype == ETH_IPV6) return 6;
+    return 0;
+}
+
+/* The Segment of one record, or NULL: with an error set when an allocation failed, without one
+ * when the record is not of the common case (the caller then emits a RawPacket). */
+static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t orig_len,
+                                Py_ssize_t frame, long long ts_ns, int linktype, int *snap_cut) {
+    Py_ssize_t off = 0;
+    int version = network_layer(linktype, d, n, &off);
+    if (version == 0) return NULL;
+    /* The frame's length on the wire bounds any IP length. */
+    Py_ssize_t wire_len = orig_len > n ? orig_len : n;
+    Py_ssize_t tcp_at, end, addr_len, src_at, dst_at;
+    int ttl;
+    if (version == 4) {
+        if (n - off < 20) return NULL;
+        const unsigned char *ip = d + off;
+        int vihl = ip[0];
+        Py_ssize_t ihl = (Py_ssize_t)(vihl & 15) << 2;
+        Py_ssize_t total = be16(ip + 2);
+        if (vihl >> 4 != 4 || ihl < 20 || (total && total < ihl)) return NULL;
+        end = total ? off + total : wire_len;
+        if (end > wire_len) return NULL;
+        if (be16(ip + 6) & 0x3FFF) return NULL; /* a fragment */
+        if (ip[9] != 6) return NULL;
+        ttl = ip[8];
+        addr_len = 4;
+        src_at = off + 12;
+        dst_at = off + 16;
+        tcp_at = off + ihl;
+    } else {
+        if (n - off < 40) return NULL;
+        const unsigned char *ip = d + off;
+        if (ip[0] >> 4 != 6) return NULL;
+        Py_ssize_t plen = be16(ip + 4);
+        Py_ssize_t p = off + 40;
+        end = plen ? p + plen : wire_len;
+        if (end > wire_len) return NULL;
+        if (ip[6] != 6) return NULL; /* extension headers, ICMPv6, other protocols */
+        ttl = ip[7];
+        addr_len = 16;
+        src_at = off + 8;
+        dst_at = off + 24;
+        tcp_at = p;
+    }
+    /* decode.tcp.segment */
+    if (end - tcp_at < 20 || n - tcp_at < 20) return NULL;
+    const unsigned char *t = d + tcp_at;
+    Py_ssize_t hlen = (Py_ssize_t)(t[12] >> 4) << 2;
+    if (hlen < 20 || tcp_at + hlen > end) return NULL;
+    Py_ssize_t p = tcp_at + hlen;
+    if (p > n) return NULL;
+    PyObject *opts;
+    if (hlen == 20) {
+        Py_INCREF(no_options);
+        opts = no_options;
+    } else {
+        int fallback = 0;
+        opts = tcp_options(d, tcp_at + 20, p, &fallback);
+        if (opts == NULL) return NULL; /* an error, or fallback (no error set) */
+    }
+    Py_ssize_t payload_end = end < n ? end : n;
+    Py_ssize_t length = end - p;
+    if (payload_end - p < length) *snap_cut = 1;
+    PyObject *items[15] = {
+        PyLong_FromSsize_t(frame),
+        PyFloat_FromDouble((double)ts_ns / 1e9),
+        PyLong_FromLong(version),
+        PyBytes_FromStringAndSize((const char *)d + src_at, addr_len),
+        PyBytes_FromStringAndSize((const char *)d + dst_at, addr_len),
+        PyLong_FromLong((long)be16(t)),
+        PyLong_FromLong((long)be16(t + 2)),
+        PyLong_FromUnsignedLong(be32(t + 4)),
+        PyLong_FromUnsignedLong(be32(t + 8)),
+        PyLong_FromLong(t[13]),
+        PyLong_FromLong((long)be16(t + 14)),
+        PyLong_FromSsize_t(length),
+        PyBytes_FromStringAndSize((const char *)d + p, payload_end - p),
+        opts,
+        PyLong_FromLong(ttl),
+    };
+    return new_record(segment_type, items, 15);
+}
+
+static PyObject *raw_packet(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t orig_len,
+                            Py_ssize_t frame, long long ts_ns, int linktype) {
+    PyObject *items[6] = {
+        PyLong_FromSsize_t(frame),
+        PyLong_FromLongLong(ts_ns),
+        PyLong_FromLong(linktype),
+        PyBytes_FromStringAndSize((const char *)d, caplen),
+        PyLong_FromSsize_t(orig_len),
+        PyLong_FromLong(0),
+    };
+    return new_record(raw_packet_type, items, 6);
+}
+
+PyDoc_STRVAR(configure_doc,
+             "configure(raw_packet, segment, tcp_options, no_options)\n\n"
+             "The record types to build (tcpdiag.model's) and the shared empty TcpOptions.");
+
+static PyObject *configure(PyObject *module, PyObject *args) {
+    PyObject *raw, *seg, *opts, *none_opts;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!:configure", &PyType_Type, &raw, &PyType_Type, &seg,
+                          &PyType_Type, &opts, &PyTuple_Type, &none_opts))
+        return NULL;
+    PyTypeObject *types[3] = {(PyTypeObject *)raw, (PyTypeObject *)seg, (PyTypeObject *)opts};
+    for (int i = 0; i < 3; i++) {
+        if (!PyType_IsSubtype(types[i], &PyTuple_Type)) {
+            PyErr_SetString(PyExc_TypeError, "configure: record types must be tuple subclasses");
+            return NULL;
+        }
+    }
+    Py_INCREF(raw);
+    Py_XSETREF(raw_packet_type, raw);
+    Py_INCREF(seg);
+    Py_XSETREF(segment_type, seg);
+    Py_INCREF(opts);
+    Py_XSETREF(tcp_options_type, opts);
+    Py_INCREF(none_opts);
+    Py_XSETREF(no_options, none_opts);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(
+    scan_doc,
+    "scan(buf, pos, frame, stop_ns, header_len, big_endian, frac_mult, frac_limit, snaplen,\n"
+    "     linktype, max_items)\n"
+    "-> (items, pos, frame, stop, next_ts_ns, segments, snaplen_cut, first_ts_ns, last_ts_ns)\n\n"
+    "Read the pcap records of buf from pos: `items` holds a Segment or a RawPacket per record,\n"
+    "`pos` and `frame` where the walk stopped and the last frame number read, `stop` why it\n"
+    "stopped (0 need data, 1 odd record header, 2 stop_ns reached, 3 max_items), `next_ts_ns`\n"
+    "the timestamp of the record that reached stop_ns, `segments` how many items are Segments,\n"
+    "`snaplen_cut` how many of those the snap length cut, first/last_ts_ns those of the items\n"
+    "(0 when there are none). A snaplen below 0 sends every record header to the Python reader.");
+
+static PyObject *scan(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, frame, header_len, max_items;
+    long long stop_ns, snaplen, frac_limit, frac_mult;
+    int big_endian, linktype;
+    if (!PyArg_ParseTuple(args, "y*nnLnpLLLin:scan", &view, &pos, &frame, &stop_ns, &header_len,
+                          &big_endian, &frac_mult, &frac_limit, &snaplen, &linktype, &max_items))
+        return NULL;
+    if (segment_type == NULL) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_RuntimeError, "scan: configure() was not called");
+        return NULL;
+    }
+    if (pos < 0 || pos > view.len || header_len < 16) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "scan: position or header length out of range");
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t len = view.len;
+    PyObject *items = PyList_New(0);
+    if (items == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int stop = STOP_FULL;
+    long long next_ts = 0, first_ts = 0, last_ts = 0;
+    Py_ssize_t segments = 0, snap_cuts = 0, count = 0;
+    while (count < max_items) {
+        if (len - pos < header_len) {
+            stop = STOP_NEED_DATA;
+            break;
+        }
+        const unsigned char *h = buf + pos;
+        uint32_t (*u32)(const unsigned char *) = big_endian ? be32 : le32;
+        long long sec = u32(h), frac = u32(h + 4), caplen = u32(h + 8), orig_len = u32(h + 12);
+        if (caplen > snaplen || orig_len < caplen || frac >= frac_limit) {
+            stop = STOP_ODD;
+            break;
+        }
+        if (len - pos - header_len < caplen) {
+            stop = STOP_NEED_DATA;
+            break;
+        }
+        /* Below 2^63: sec < 2^32 and frac * frac_mult < 10^9. */
+        long long ts_ns = sec * 1000000000LL + frac * frac_mult;
+        if (ts_ns >= stop_ns) {
+            stop = STOP_TIME;
+            next_ts = ts_ns;
+            break;
+        }
+        const unsigned char *data = h + header_len;
+        int snap_cut = 0;
+        PyObject *item =
+            decode_segment(data, (Py_ssize_t)caplen, (Py_ssize_t)orig_len, frame + 1, ts_ns,
+                           linktype, &snap_cut);
+        if (item != NULL) {
+            segments++;
+            snap_cuts += snap_cut;
+        } else if (!PyErr_Occurred()) {
+            item = raw_packet(data, (Py_ssize_t)caplen, (Py_ssize_t)orig_len, frame + 1, ts_ns,
+                              linktype);
+        }
+        if (item == NULL || PyList_Append(items, item) < 0) {
+            Py_XDECREF(item);
+            Py_DECREF(items);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        Py_DECREF(item);
+        pos += header_len + (Py_ssize_t)caplen;
+        frame++;
+        if (count == 0) first_ts = ts_ns;
+        last_ts = ts_ns;
+        count++;
+    }
+    PyBuffer_Release(&view);
+    return Py_BuildValue("(NnniLnnLL)", items, pos, frame, stop, next_ts, segments, snap_cuts,
+                         first_ts, last_ts);
+}
+
+static PyMethodDef methods[] = {
+    {"configure", configure, METH_VARARGS, configure_doc},
+    {"scan", scan, METH_VARARGS, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_scan",
+    "Classic pcap records read and decoded to TCP segments in C (see decode/scan.py).", -1,
+    methods,
+};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) return NULL;
+    if (PyModule_AddIntConstant(module, "STOP_NEED_DATA", STOP_NEED_DATA) < 0 ||
+        PyModule_AddIntConstant(module, "STOP_ODD", STOP_ODD) < 0 ||
+        PyModule_AddIntConstant(module, "STOP_TIME", STOP_TIME) < 0 ||
+        PyModule_AddIntConstant(module, "STOP_FULL", STOP_FULL) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,357 @@
+"""The C block reader (`decode/_scan.c`, driven by `decode/scan.py`) against the per-packet path.
+
+The extension is built by `pip install .`; an editable install has none, so this module builds
+`_scan.c` alone with the C compiler into a temporary directory (a second or two) and puts it in
+place of the installed one. Every check reads the same capture both ways and requires the same
+records (every Segment field, every RawPacket decoded in Python), the same decoder counters,
+frame count, notes and damage, and, through the engine, the same JSON report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import os
+import random
+import re
+import shutil
+import struct
+import subprocess
+import sysconfig
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import tcpdiag.capture.source as source_module
+from tcpdiag.capture import open_capture
+from tcpdiag.config import AnalysisOptions, Limits
+from tcpdiag.decode import Decoder, scan
+from tcpdiag.engine import analyze_capture
+from tcpdiag.errors import CaptureError
+from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
+from tcpdiag.report.json import capture_json, dumps
+from tests.capture_files import PUBLIC, pcap_header, pcap_record
+
+REPO = Path(__file__).resolve().parents[2]
+SOURCE = REPO / "tcpdiag" / "decode" / "_scan.c"
+CAPTURE_DIRS = (REPO / "captures", PUBLIC)
+
+
+def _build(directory: Path) -> ModuleType:
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip("no C compiler to build _scan.c")
+    target = directory / ("_scan" + str(sysconfig.get_config_var("EXT_SUFFIX")))
+    include = sysconfig.get_paths()["include"]
+    command = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}"]
+    subprocess.run([*command, str(SOURCE), "-o", str(target)], check=True, capture_output=True)
+    spec = importlib.util.spec_from_file_location("tcpdiag.decode._scan", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
+    return module
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    return _build(tmp_path_factory.mktemp("scan"))
+
+
+@pytest.fixture
+def use_native(native: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.setattr(scan, "_SCAN", native)
+    return native
+
+
+@dataclasses.dataclass
+class Reading:
+    records: list[tuple[int, object]]  # (frame, decoded record or None)
+    stats: dict[str, object]
+    frames: int
+    notes: list[object]
+    damage: list[object]
+
+
+def _read(path: Path, blocks: bool, stop: Callable[[], int] = lambda: 1 << 62) -> Reading:
+    decoder = Decoder()
+    records: list[tuple[int, object]] = []
+    with open_capture(path) as capture:
+        found = scan.open_blocks(capture, decoder.stats, stop) if blocks else None
+        if found is not None:
+            for block in found:
+                assert block.segments == sum(type(i) is Segment for i in block.items)
+                for item in block.items:
+                    if type(item) is Segment:
+                        records.append((item.frame, item))
+                    else:
+                        records.append((item.frame, decoder.decode(item)))  # type: ignore[arg-type]
+        else:
+            for raw in capture:
+                records.append((raw.frame, decoder.decode(raw)))
+        return Reading(
+            records,
+            dataclasses.asdict(decoder.stats),
+            capture.frames_read,
+            capture.notes,
+            list(capture.damage),
+        )
+
+
+def _same(path: Path, stop: Callable[[], int] = lambda: 1 << 62) -> Reading | None:
+    """The block reading, once checked against the per-packet one (None: neither can open it)."""
+    try:
+        by_packet = _read(path, blocks=False)
+    except CaptureError as exc:
+        with pytest.raises(CaptureError, match=re.escape(str(exc))):
+            _read(path, blocks=True, stop=stop)
+        return None
+    by_block = _read(path, blocks=True, stop=stop)
+    assert by_block.records == by_packet.records
+    assert by_block.stats == by_packet.stats
+    assert by_block.frames == by_packet.frames
+    assert by_block.notes == by_packet.notes
+    assert by_block.damage == by_packet.damage
+    return by_block
+
+
+def _corpus() -> list[Path]:
+    found: list[Path] = []
+    for folder in CAPTURE_DIRS:
+        if folder.is_dir():
+            found += sorted(p for p in folder.iterdir() if ".pcap" in p.name or p.suffix == ".cap")
+    return found
+
+
+def test_corpus_reads_the_same_both_ways(use_native: ModuleType) -> None:
+    captures = _corpus()
+    assert len(captures) >= 10
+    segments_in_c = 0
+    for path in captures:
+        reading = _same(path)
+        if reading is not None:
+            segments_in_c += sum(type(r) is Segment for _, r in reading.records)
+    assert segments_in_c > 10_000  # the C path did the work, not the fallback
+
+
+def test_engine_reports_are_identical(
+    use_native: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With tight limits, idle expiry lands inside blocks: the stop at the expiry time must
+    reproduce the per-packet order of expiries and packets exactly."""
+    tight = AnalysisOptions(
+        limits=Limits(max_flows=3, idle_timeout=0.5, timeline_head=5, timeline_tail=3),
+        keep_all_timelines=True,
+    )
+    for path in _corpus():
+        for options in (AnalysisOptions(keep_all_timelines=True), tight):
+            with_c = _report(path, options)
+            monkeypatch.setattr(scan, "_SCAN", None)
+            without = _report(path, options)
+            monkeypatch.setattr(scan, "_SCAN", use_native)
+            assert with_c == without, path.name
+
+
+def _report(path: Path, options: AnalysisOptions) -> str:
+    try:
+        return dumps(capture_json(analyze_capture(str(path), options)))
+    except CaptureError as exc:
+        return f"error: {exc}"
+
+
+# ------------------------------------------------------------------ crafted and mutated files
+
+
+def _tcp(options: bytes = b"", payload: bytes = b"", flags: int = 0x18) -> bytes:
+    options += b"\0" * (-len(options) % 4)
+    offset = (20 + len(options)) // 4 << 4
+    header = struct.pack("!HHIIBBHHH", 40000, 443, 1000, 2000, offset, flags, 512, 0, 0)
+    return header + options + payload
+
+
+def _ipv4(tcp: bytes, frag: int = 0x4000, ihl: int = 5, proto: int = 6) -> bytes:
+    opts = b"\x01" * (ihl * 4 - 20)
+    total = ihl * 4 + len(tcp)
+    addresses = b"\x0a\0\0\x01\xc0\xa8\0\x02"
+    head = struct.pack("!BBHHHBBH", 0x40 | ihl, 0, total, 7, frag, 61, proto, 0) + addresses
+    return head + opts + tcp
+
+
+def _ipv6(tcp: bytes, next_header: int = 6) -> bytes:
+    src = bytes(range(16))
+    dst = bytes(range(16, 32))
+    return struct.pack("!IHBB", 0x60000000, len(tcp), next_header, 55) + src + dst + tcp
+
+
+ETHERNET_V4 = b"\x02" * 6 + b"\x04" * 6 + b"\x08\x00"
+ETHERNET_V6 = b"\x02" * 6 + b"\x04" * 6 + b"\x86\xdd"
+OPTION_BLOCKS = (
+    b"",
+    b"\x01\x01\x08\x0a" + bytes(range(8)),  # NOP NOP timestamps
+    b"\x02\x04\x05\xb4\x04\x02\x08\x0a" + bytes(8) + b"\x01\x03\x03\x07",  # SYN options
+    b"\x01\x01\x05\x12" + bytes(range(16)),  # two SACK blocks
+    b"\x03\x03\x0f",  # window scale 15: clamped (counted: left to Python)
+    b"\x02\x01",  # length 1: malformed (counted: left to Python)
+    b"\x00\x02\x04",  # end of list, then garbage
+)
+
+
+def _frames() -> list[tuple[int, bytes]]:
+    """(link type, frame) of every shape the C path takes or deliberately leaves to Python."""
+    out: list[tuple[int, bytes]] = []
+    for opts in OPTION_BLOCKS:
+        for payload in (b"", b"hello", bytes(1400)):
+            tcp = _tcp(opts, payload)
+            out += [(1, ETHERNET_V4 + _ipv4(tcp)), (1, ETHERNET_V6 + _ipv6(tcp))]
+    tcp = _tcp(payload=b"x" * 30)
+    out += [
+        (1, ETHERNET_V4 + _ipv4(tcp, frag=0x2000)),  # a first fragment: Python
+        (1, ETHERNET_V4 + _ipv4(tcp, ihl=6)),  # IPv4 options
+        (1, ETHERNET_V4 + _ipv4(tcp, proto=17)),  # not TCP
+        (1, ETHERNET_V6 + _ipv6(tcp, next_header=0)),  # extension header: Python
+        (1, b"\x02" * 12 + b"\x81\x00\x00\x05\x08\x00" + _ipv4(tcp)),  # VLAN: Python
+        (1, ETHERNET_V4 + _ipv4(tcp) + bytes(12)),  # Ethernet padding past the IP length
+        (1, ETHERNET_V4 + _ipv4(tcp)[:30]),  # cut inside the TCP header
+        (113, bytes(14) + b"\x08\x00" + _ipv4(tcp)),  # Linux cooked v1
+        (276, b"\x86\xdd" + bytes(18) + _ipv6(tcp)),  # Linux cooked v2
+        (101, _ipv4(tcp)),
+        (228, _ipv4(tcp)),
+        (229, _ipv6(tcp)),
+        (0, b"\x02\0\0\0" + _ipv4(tcp)),  # BSD loopback: Python
+    ]
+    return out
+
+
+def _pcap(
+    records: list[tuple[int, int, bytes, int | None, int | None]],
+    linktype: int,
+    big_endian: bool = False,
+    nanosecond: bool = False,
+    snaplen: int = 65535,
+    version: tuple[int, int] = (2, 4),
+) -> bytes:
+    magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
+    out = pcap_header(magic, version, snaplen, linktype, big_endian)
+    for sec, frac, data, caplen, orig_len in records:
+        out += pcap_record(sec, frac, data, caplen, orig_len, big_endian)
+    return out
+
+
+def _write(tmp: Path, content: bytes) -> Path:
+    path = tmp / "x.pcap"
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("nanosecond", [False, True])
+def test_every_frame_shape_reads_the_same(
+    use_native: ModuleType, tmp_path: Path, big_endian: bool, nanosecond: bool
+) -> None:
+    for linktype, frame in _frames():
+        records = [(1_700_000_000 + i, 999 * i, frame, None, None) for i in range(3)]
+        # The snap length cut: a captured length below the length on the wire.
+        records.append((1_700_000_010, 5, frame[:60], None, len(frame)))
+        content = _pcap(records, linktype, big_endian, nanosecond)
+        _same(_write(tmp_path, content))
+
+
+def test_the_common_case_is_decoded_in_c(use_native: ModuleType, tmp_path: Path) -> None:
+    frame = ETHERNET_V4 + _ipv4(_tcp(OPTION_BLOCKS[1], b"hello"))
+    content = _pcap([(1_700_000_000, i, frame, None, None) for i in range(1000)], 1)
+    decoder = Decoder()
+    with open_capture(_write(tmp_path, content)) as capture:
+        blocks = scan.open_blocks(capture, decoder.stats, lambda: 1 << 62)
+        assert blocks is not None
+        items = [item for block in blocks for item in block.items]
+    assert len(items) == 1000 and all(type(i) is Segment for i in items)
+    assert items[5].options == TcpOptions(ts_val=0x00010203, ts_ecr=0x04050607)
+    assert items[5].payload == b"hello" and items[5].frame == 6
+    assert items[5].time == (1_700_000_000 * 10**9 + 5000) / 1e9
+    assert decoder.stats.packets == decoder.stats.tcp == 1000
+
+
+def test_no_record_at_or_after_the_stop_time_is_decoded_in_c(
+    use_native: ModuleType, tmp_path: Path
+) -> None:
+    frame = ETHERNET_V4 + _ipv4(_tcp())
+    content = _pcap([(1_700_000_000 + i, 0, frame, None, None) for i in range(10)], 1)
+    stop = (1_700_000_004) * 10**9
+    with open_capture(_write(tmp_path, content)) as capture:
+        blocks = scan.open_blocks(capture, Decoder().stats, lambda: stop)
+        assert blocks is not None
+        kinds = [(type(i).__name__, i.frame) for b in blocks for i in b.items]
+    assert kinds[:4] == [("Segment", n) for n in range(1, 5)]
+    # From the stop on, each record comes from the reader (a RawPacket): the caller expires
+    # flows on the first of them and moves the stop on.
+    assert kinds[4:] == [("RawPacket", n) for n in range(5, 11)]
+
+
+def test_odd_record_headers_and_damage_read_the_same(
+    use_native: ModuleType, tmp_path: Path
+) -> None:
+    frame = ETHERNET_V4 + _ipv4(_tcp(payload=b"abc"))
+    good = (1_700_000_000, 0, frame, None, None)
+    cases = [
+        [good, (1_700_000_001, 2_000_000, frame, None, None), good],  # fraction out of range
+        [good, (1_700_000_001, 0, frame, None, len(frame) - 4), good],  # caplen > orig_len
+        [good, (1_700_000_001, 0, frame, 70_000, None), good],  # caplen > snaplen, truncated
+        [good, good, (1_700_000_002, 0, frame[:10], len(frame), None)],  # truncated record
+    ]
+    for records in cases:
+        _same(_write(tmp_path, _pcap(records, 1)))
+        _same(_write(tmp_path, _pcap(records, 1, snaplen=64)))
+        _same(_write(tmp_path, _pcap(records, 1, version=(2, 2))))
+    # A record header cut short at the end of the file.
+    _same(_write(tmp_path, _pcap([good, good], 1) + b"\x01\x02\x03"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data())
+def test_mutated_captures_read_the_same(
+    native: ModuleType, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Random frames with random bytes overwritten, random record lengths, tiny read chunks
+    (records split across reads), tiny blocks and a moving stop time."""
+    linktype = data.draw(st.sampled_from([1, 113, 276, 101, 229, 0]))
+    every = [frame for _, frame in _frames()]
+    matching = [frame for lt, frame in _frames() if lt == linktype]
+    rng = random.Random(data.draw(st.integers(0, 2**32 - 1)))
+    records = []
+    for i in range(data.draw(st.integers(1, 25))):
+        frame = bytearray(rng.choice(matching if rng.random() < 0.8 else every))
+        for _ in range(rng.choice((0, 0, 1, 3))):
+            frame[rng.randrange(len(frame))] = rng.randrange(256)
+        caplen = orig_len = None
+        if rng.random() < 0.1:
+            caplen = rng.randrange(0, len(frame) + 50)
+        if rng.random() < 0.1:
+            orig_len = rng.randrange(0, len(frame) * 2)
+        when = (1_700_000_000 + i // 3, rng.randrange(1_100_000))
+        records.append((*when, bytes(frame), caplen, orig_len))
+    content = _pcap(records, linktype)
+    if data.draw(st.booleans()):
+        content = content[: data.draw(st.integers(24, len(content)))]
+    path = _write(tmp_path_factory.mktemp("fuzz"), content)
+    stops = iter(range(1_700_000_000 * 10**9, 1 << 62, 10**9 // 3))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scan, "_SCAN", native)
+        patch.setattr(scan, "BLOCK_RECORDS", data.draw(st.integers(1, 5)))
+        patch.setattr(source_module, "_READ_SIZE", data.draw(st.integers(1, 300)))
+        _same(path, stop=lambda: next(stops))
+
+
+def test_not_used_for_pcapng_or_when_pure(
+    use_native: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pcapng = next((p for p in _corpus() if p.name.endswith(".pcapng")), None)
+    if pcapng is not None:
+        with open_capture(pcapng) as capture:
+            assert scan.open_blocks(capture, Decoder().stats, lambda: 0) is None
+            assert sum(1 for _ in capture) > 0  # still readable the usual way
+    monkeypatch.setenv("TCPDIAG_PURE", "1")
+    assert scan._native() is None
