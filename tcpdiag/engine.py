@@ -197,15 +197,15 @@ class Engine:
             self.feed(raw)
 
     def feed_capture(self, capture: Capture) -> None:
-        """Every packet of `capture`, in order: in blocks decoded in C when the capture is a
-        classic pcap and the extension is built (`decode.scan`), else one `feed` at a time.
-        The two give the same result."""
+        """Every packet of `capture`, in order: in blocks decoded in C when the extension is
+        built (`decode.scan`), else one `feed` at a time. The two give the same result."""
         blocks = open_blocks(capture, self._decoder.stats, self._expiry_ns)
         if blocks is None:
             self.feed_all(capture)
             return
         for block in blocks:
             self._feed_block(block)
+        self._linktypes |= capture.linktypes
 
     def _expiry_ns(self) -> int:
         return self._next_expire_ns
@@ -222,7 +222,6 @@ class Engine:
                 gc.collect()  # the safety collection of `feed`, once per 2^20 packets
             if self._first_ns is None:
                 self._first_ns = block.first_ns
-            self._linktypes.add(block.linktype)
         add = self._table.add
         shard = self._shard
         for item in block.items:

@@ -110,6 +110,8 @@ class PcapngReader:
         self._next_number = 0
         self._order = _LE
         self._skipping = False  # inside a section of an unknown version
+        self._framed = True  # the block at feed.pos is framed already (below: the first SHB)
+        self.ended = False  # set by `read_block` at the end of the input or after damage
         if not feed.ensure(12):
             raise CaptureError(f"truncated pcapng header ({feed.available()} of 28 bytes)")
         problem = self._frame_block()
@@ -146,33 +148,63 @@ class PcapngReader:
         return None
 
     def packets(self) -> Iterator[RawPacket]:
-        feed = self._feed
-        framed = True  # the constructor framed the first block
-        while framed or self._next_block():
-            framed = False
-            buf, pos = feed.buf, feed.pos
-            btype, length = self._order.pair.unpack_from(buf, pos)
-            end = pos + length - 4  # end of the body
-            feed.pos = pos + length  # the block is consumed whatever it holds
-            if btype == SHB:
-                self._section(buf, pos)
-                continue
-            if self._skipping:
-                continue
-            if btype == EPB:
-                packet = self._enhanced(buf, pos, end)
-            elif btype == SPB:
-                packet = self._simple(buf, pos, end)
-            elif btype == OPB:
-                packet = self._obsolete(buf, pos, end)
-            else:
-                if btype == IDB:
-                    self._interface(buf, pos, end)
-                # Name resolution, statistics, decryption secrets, custom and unknown blocks
-                # carry nothing we analyse: skipped by their length.
-                continue
+        while True:
+            packet = self.read_block()
             if packet is not None:
                 yield packet
+            elif self.ended:
+                return
+
+    def read_block(self) -> RawPacket | None:
+        """Read the block at `feed.pos`: its packet, or None for a block without one (or a
+        packet skipped with a note), and at the end of the input, when `ended` is set."""
+        if self._framed:
+            self._framed = False
+        elif not self._next_block():
+            self.ended = True
+            return None
+        feed = self._feed
+        buf, pos = feed.buf, feed.pos
+        btype, length = self._order.pair.unpack_from(buf, pos)
+        end = pos + length - 4  # end of the body
+        feed.pos = pos + length  # the block is consumed whatever it holds
+        if btype == SHB:
+            self._section(buf, pos)
+        elif self._skipping:
+            pass
+        elif btype == EPB:
+            return self._enhanced(buf, pos, end)
+        elif btype == SPB:
+            return self._simple(buf, pos, end)
+        elif btype == OPB:
+            return self._obsolete(buf, pos, end)
+        elif btype == IDB:
+            self._interface(buf, pos, end)
+        # Name resolution, statistics, decryption secrets, custom and unknown blocks carry
+        # nothing we analyse: skipped by their length.
+        return None
+
+    @property
+    def feed(self) -> Feed:
+        """The parse buffer; a block reader (`decode.scan`) moves `feed.pos` over the enhanced
+        packet blocks it consumed (counting them in `frames`) and calls `read_block` for any
+        other block."""
+        return self._feed
+
+    @property
+    def big_endian(self) -> bool:
+        """The byte order of the current section."""
+        return self._order is _BE
+
+    @property
+    def skipping(self) -> bool:
+        """Inside a section of an unsupported version: its blocks are skipped."""
+        return self._skipping
+
+    @property
+    def interfaces(self) -> tuple[Interface, ...]:
+        """The current section's interfaces, by interface id."""
+        return tuple(self._interfaces)
 
     def _next_block(self) -> bool:
         """Frame the next block; False at the end of the input or after recording damage."""

@@ -62,11 +62,11 @@ class Capture:
         yield from self._reader.packets()
         self.finish_reading()
 
-    def take_pcap_reader(self) -> PcapReader | None:
-        """For a block reader (`decode.scan`): the classic pcap reader, which the caller then
-        reads to the end instead of iterating this capture, calling `finish_reading` after.
-        None for pcapng, or when the capture has been iterated already."""
-        if self._started or not isinstance(self._reader, PcapReader):
+    def take_reader(self) -> PcapReader | PcapngReader | None:
+        """For a block reader (`decode.scan`): the format's reader, which the caller then reads
+        to the end instead of iterating this capture, calling `finish_reading` after. None when
+        the capture has been iterated already."""
+        if self._started:
             return None
         self._started = True
         return self._reader

@@ -275,16 +275,50 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
 }
 
 static PyObject *raw_packet(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t orig_len,
-                            Py_ssize_t frame, long long ts_ns, int linktype) {
+                            Py_ssize_t frame, long long ts_ns, int linktype, long interface) {
     PyObject *items[6] = {
         PyLong_FromSsize_t(frame),
         PyLong_FromLongLong(ts_ns),
         PyLong_FromLong(linktype),
         PyBytes_FromStringAndSize((const char *)d, caplen),
         PyLong_FromSsize_t(orig_len),
-        PyLong_FromLong(0),
+        PyLong_FromLong(interface),
     };
     return new_record(raw_packet_type, items, 6);
+}
+
+/* What one walk has read so far. */
+typedef struct {
+    PyObject *items;
+    Py_ssize_t segments;  /* items that are Segments */
+    Py_ssize_t snap_cuts; /* Segments whose payload the snap length cut */
+    long long first_ts, last_ts;
+} Walk;
+
+/* Append the record's Segment, or its RawPacket when it is not of the common case. */
+static int emit(Walk *walk, const unsigned char *data, Py_ssize_t caplen, Py_ssize_t orig_len,
+                Py_ssize_t frame, long long ts_ns, int linktype, long interface) {
+    int snap_cut = 0;
+    PyObject *item = decode_segment(data, caplen, orig_len, frame, ts_ns, linktype, &snap_cut);
+    if (item != NULL) {
+        walk->segments++;
+        walk->snap_cuts += snap_cut;
+    } else if (!PyErr_Occurred()) {
+        item = raw_packet(data, caplen, orig_len, frame, ts_ns, linktype, interface);
+    }
+    if (item == NULL) return -1;
+    int failed = PyList_Append(walk->items, item);
+    Py_DECREF(item);
+    if (failed) return -1;
+    if (PyList_GET_SIZE(walk->items) == 1) walk->first_ts = ts_ns;
+    walk->last_ts = ts_ns;
+    return 0;
+}
+
+static PyObject *walk_result(Walk *walk, Py_ssize_t pos, Py_ssize_t frame, int stop,
+                             long long next_ts) {
+    return Py_BuildValue("(NnniLnnLL)", walk->items, pos, frame, stop, next_ts, walk->segments,
+                         walk->snap_cuts, walk->first_ts, walk->last_ts);
 }
 
 PyDoc_STRVAR(configure_doc,
@@ -346,21 +380,20 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     }
     const unsigned char *buf = (const unsigned char *)view.buf;
     Py_ssize_t len = view.len;
-    PyObject *items = PyList_New(0);
-    if (items == NULL) {
+    Walk walk = {PyList_New(0), 0, 0, 0, 0};
+    if (walk.items == NULL) {
         PyBuffer_Release(&view);
         return NULL;
     }
+    uint32_t (*u32)(const unsigned char *) = big_endian ? be32 : le32;
     int stop = STOP_FULL;
-    long long next_ts = 0, first_ts = 0, last_ts = 0;
-    Py_ssize_t segments = 0, snap_cuts = 0, count = 0;
-    while (count < max_items) {
+    long long next_ts = 0;
+    while (PyList_GET_SIZE(walk.items) < max_items) {
         if (len - pos < header_len) {
             stop = STOP_NEED_DATA;
             break;
         }
         const unsigned char *h = buf + pos;
-        uint32_t (*u32)(const unsigned char *) = big_endian ? be32 : le32;
         long long sec = u32(h), frac = u32(h + 4), caplen = u32(h + 8), orig_len = u32(h + 12);
         if (caplen > snaplen || orig_len < caplen || frac >= frac_limit) {
             stop = STOP_ODD;
@@ -377,39 +410,148 @@ static PyObject *scan(PyObject *module, PyObject *args) {
             next_ts = ts_ns;
             break;
         }
-        const unsigned char *data = h + header_len;
-        int snap_cut = 0;
-        PyObject *item =
-            decode_segment(data, (Py_ssize_t)caplen, (Py_ssize_t)orig_len, frame + 1, ts_ns,
-                           linktype, &snap_cut);
-        if (item != NULL) {
-            segments++;
-            snap_cuts += snap_cut;
-        } else if (!PyErr_Occurred()) {
-            item = raw_packet(data, (Py_ssize_t)caplen, (Py_ssize_t)orig_len, frame + 1, ts_ns,
-                              linktype);
-        }
-        if (item == NULL || PyList_Append(items, item) < 0) {
-            Py_XDECREF(item);
-            Py_DECREF(items);
+        if (emit(&walk, h + header_len, (Py_ssize_t)caplen, (Py_ssize_t)orig_len, frame + 1, ts_ns,
+                 linktype, 0) < 0) {
+            Py_DECREF(walk.items);
             PyBuffer_Release(&view);
             return NULL;
         }
-        Py_DECREF(item);
         pos += header_len + (Py_ssize_t)caplen;
         frame++;
-        if (count == 0) first_ts = ts_ns;
-        last_ts = ts_ns;
-        count++;
     }
     PyBuffer_Release(&view);
-    return Py_BuildValue("(NnniLnnLL)", items, pos, frame, stop, next_ts, segments, snap_cuts,
-                         first_ts, last_ts);
+    return walk_result(&walk, pos, frame, stop, next_ts);
+}
+
+/* One interface of the current pcapng section (PcapngReader's `Interface`). */
+typedef struct {
+    int linktype;
+    long long mult, div, offset_ns;
+    long number;
+} Interface;
+
+#define PCAPNG_EPB 6
+#define PCAPNG_MAX_BLOCK (16 << 20)
+
+/* The interface table as C structs (PyMem_Free it), or NULL with an error set. */
+static Interface *read_interfaces(PyObject *table, Py_ssize_t *count) {
+    *count = PyTuple_GET_SIZE(table);
+    Interface *out = PyMem_New(Interface, *count ? *count : 1);
+    if (out == NULL) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < *count; i++) {
+        Interface *iface = &out[i];
+        if (!PyArg_ParseTuple(PyTuple_GET_ITEM(table, i), "iLLLl:interface", &iface->linktype,
+                              &iface->mult, &iface->div, &iface->offset_ns, &iface->number) ||
+            iface->mult < 0 || iface->div < 1) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "scan_pcapng: bad timestamp resolution");
+            PyMem_Free(out);
+            return NULL;
+        }
+    }
+    return out;
+}
+
+PyDoc_STRVAR(
+    scan_pcapng_doc,
+    "scan_pcapng(buf, pos, frame, stop_ns, big_endian, interfaces, max_items) -> as scan()\n\n"
+    "Read the enhanced packet blocks of a pcapng section from pos. `interfaces` holds the\n"
+    "section's (linktype, mult, div, offset_ns, number) per interface id (mult 0: leave the\n"
+    "interface's blocks to Python). Any other block, and\n"
+    "any block the Python reader must judge (framing, captured length, unknown interface,\n"
+    "captured length above the original length, a timestamp beyond 64 bits), stops the walk\n"
+    "(stop 1) with the block unread; so does a block not wholly in the buffer (stop 0).");
+
+static PyObject *scan_pcapng(PyObject *module, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t pos, frame, max_items, count = 0;
+    long long stop_ns;
+    int big_endian;
+    PyObject *table;
+    if (!PyArg_ParseTuple(args, "y*nnLpO!n:scan_pcapng", &view, &pos, &frame, &stop_ns,
+                          &big_endian, &PyTuple_Type, &table, &max_items))
+        return NULL;
+    if (segment_type == NULL || pos < 0 || pos > view.len) {
+        PyErr_SetString(PyExc_ValueError, "scan_pcapng: not configured, or bad position");
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    Interface *interfaces = read_interfaces(table, &count);
+    if (interfaces == NULL) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    const unsigned char *buf = (const unsigned char *)view.buf;
+    Py_ssize_t len = view.len;
+    Walk walk = {PyList_New(0), 0, 0, 0, 0};
+    if (walk.items == NULL) {
+        PyMem_Free(interfaces);
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    uint32_t (*u32)(const unsigned char *) = big_endian ? be32 : le32;
+    int stop = STOP_FULL;
+    long long next_ts = 0;
+    while (PyList_GET_SIZE(walk.items) < max_items) {
+        if (len - pos < 12) {
+            stop = STOP_NEED_DATA;
+            break;
+        }
+        const unsigned char *b = buf + pos;
+        uint32_t type = u32(b), length = u32(b + 4);
+        if (type != PCAPNG_EPB || length < 32 || length % 4 || length > PCAPNG_MAX_BLOCK) {
+            stop = STOP_ODD;
+            break;
+        }
+        if (len - pos < (Py_ssize_t)length) {
+            stop = STOP_NEED_DATA;
+            break;
+        }
+        uint32_t iface_id = u32(b + 8), caplen = u32(b + 20), orig_len = u32(b + 24);
+        if (u32(b + length - 4) != length || 28 + (unsigned long long)caplen > length - 4 ||
+            iface_id >= (uint32_t)count || orig_len < caplen) {
+            stop = STOP_ODD;
+            break;
+        }
+        const Interface *iface = &interfaces[iface_id];
+        if (iface->mult == 0) { /* its timestamps need Python's integers */
+            stop = STOP_ODD;
+            break;
+        }
+        unsigned long long units = ((unsigned long long)u32(b + 12) << 32) | u32(b + 16);
+        __int128 ts = (__int128)units * iface->mult / iface->div + iface->offset_ns;
+        if (ts > INT64_MAX || ts < INT64_MIN) {
+            stop = STOP_ODD; /* a timestamp only Python's integers hold */
+            break;
+        }
+        long long ts_ns = (long long)ts;
+        if (ts_ns >= stop_ns) {
+            stop = STOP_TIME;
+            next_ts = ts_ns;
+            break;
+        }
+        if (emit(&walk, b + 28, (Py_ssize_t)caplen, (Py_ssize_t)orig_len, frame + 1, ts_ns,
+                 iface->linktype, iface->number) < 0) {
+            Py_DECREF(walk.items);
+            PyMem_Free(interfaces);
+            PyBuffer_Release(&view);
+            return NULL;
+        }
+        pos += length;
+        frame++;
+    }
+    PyMem_Free(interfaces);
+    PyBuffer_Release(&view);
+    return walk_result(&walk, pos, frame, stop, next_ts);
 }
 
 static PyMethodDef methods[] = {
     {"configure", configure, METH_VARARGS, configure_doc},
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"scan_pcapng", scan_pcapng, METH_VARARGS, scan_pcapng_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,3 +27,13 @@ def scan(
     max_items: int,
     /,
 ) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int]: ...
+def scan_pcapng(
+    buf: bytes,
+    pos: int,
+    frame: int,
+    stop_ns: int,
+    big_endian: bool,
+    interfaces: tuple[tuple[int, ...], ...],
+    max_items: int,
+    /,
+) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int]: ...

@@ -1,16 +1,19 @@
-"""Blocks of decoded records read straight from a classic pcap file's buffer, in C.
+"""Blocks of decoded records read straight from a capture's buffer, in C.
 
-Theory of operation: `_scan.scan` (C, `_scan.c`, built by `setup.py` beside the mypyc modules)
-walks the records in the read buffer and returns, per record, the `Segment` that `Decoder`
-would return for a TCP segment of the common case, or the `RawPacket` that `PcapReader` would
-yield for anything else (the engine decodes those in Python). It stops at what only Python
-handles: a record header the reader must judge, a record split across reads, the caller's next
-flow-table expiry time; `PcapBlocks` then reads that one record with `PcapReader.read_record`
-and goes on. The frames, records and counters come out exactly as from the per-packet path
-(`tests/unit/test_scan.py`, `tests/unit/test_compiled_equivalence.py`).
+Theory of operation: `_scan.scan` (classic pcap) and `_scan.scan_pcapng` (the enhanced packet
+blocks of a pcapng section), in C (`_scan.c`, built by `setup.py` beside the mypyc modules),
+walk the records in the read buffer and return, per record, the `Segment` that `Decoder` would
+return for a TCP segment of the common case, or the `RawPacket` that the reader would yield for
+anything else (the engine decodes those in Python). A walk stops at what only Python handles:
+a record header or block the reader must judge, any pcapng block but an enhanced packet block,
+a record split across reads, the caller's next flow-table expiry time. The reader's own
+per-record path (`PcapReader.read_record`, `PcapngReader.read_block`) then reads that one
+record or block, and the next walk goes on after it. Frames, records, counters, notes and
+damage come out exactly as from the per-packet path (`tests/unit/test_scan.py`,
+`tests/unit/test_compiled_equivalence.py`).
 
-Not used (`open_blocks` returns None) for pcapng, when the extension was not built (pure-Python
-install), or with TCPDIAG_PURE=1.
+Not used (`open_blocks` returns None) when the extension was not built (a pure-Python install)
+or with TCPDIAG_PURE=1.
 """
 
 from __future__ import annotations
@@ -21,23 +24,29 @@ from typing import NamedTuple
 
 from tcpdiag.capture import Capture
 from tcpdiag.capture.pcap import PcapReader
+from tcpdiag.capture.pcapng import Interface, PcapngReader
 from tcpdiag.decode._native import pure_requested
 from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 
-# Records per call: enough to amortise the call, few enough to keep a block's objects small.
+# Records per walk: enough to amortise the call, few enough to keep a block's objects small.
 BLOCK_RECORDS = 512
+_INT64 = 1 << 63
+
+# What a walk returns: items, position, last frame, why it stopped, the timestamp that reached
+# the stop time, Segments among the items, Segments cut by the snap length, first and last
+# timestamps of the items.
+Walked = tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int]
 
 
 class Block(NamedTuple):
     """Consecutive records: `items` (a Segment or a RawPacket each), how many are Segments,
-    the first and last timestamps (ns) of the block, and the capture's link type."""
+    and the first and last timestamps (ns) of the block."""
 
     items: list[Segment | RawPacket]
     segments: int
     first_ns: int
     last_ns: int
-    linktype: int
 
 
 def _native() -> ModuleType | None:
@@ -62,63 +71,105 @@ def available() -> bool:
 def open_blocks(
     capture: Capture, stats: DecodeStats, stop_ns: Callable[[], int]
 ) -> Iterator[Block] | None:
-    """The records of `capture` as blocks, or None when the C reader cannot read it (then
+    """The records of `capture` as blocks, or None when the C reader is not available (then
     iterate the capture as usual). `stats` gets the counts of the Segments made in C;
-    `stop_ns()` is read before each call: no record at or after that time is decoded in C (the
-    caller expires flows when it gets that record, as a RawPacket)."""
+    `stop_ns()` is read before each walk: no record at or after that time is decoded in C
+    (the caller expires flows when it gets that record, as a RawPacket)."""
     if _SCAN is None:
         return None
-    reader = capture.take_pcap_reader()
+    reader = capture.take_reader()
     if reader is None:
         return None
-    return _blocks(_SCAN, capture, reader, stats, stop_ns)
+    if isinstance(reader, PcapReader):
+        blocks = _pcap_blocks(_SCAN, reader, stats, stop_ns)
+    else:
+        blocks = _pcapng_blocks(_SCAN, reader, stats, stop_ns)
+    return _then_finish(blocks, capture)
 
 
-def _blocks(
-    native: ModuleType,
-    capture: Capture,
-    reader: PcapReader,
-    stats: DecodeStats,
-    stop_ns: Callable[[], int],
+def _then_finish(blocks: Iterator[Block], capture: Capture) -> Iterator[Block]:
+    yield from blocks
+    capture.finish_reading()
+
+
+def _counted(walked: Walked, stats: DecodeStats) -> Block:
+    items, _, _, _, _, segments, cut, first_ns, last_ns = walked
+    stats.packets += segments
+    stats.tcp += segments
+    stats.snaplen_truncated += cut
+    return Block(items, segments, first_ns, last_ns)
+
+
+def _single(raw: RawPacket) -> Block:
+    return Block([raw], 0, raw.ts_ns, raw.ts_ns)
+
+
+def _pcap_blocks(
+    native: ModuleType, reader: PcapReader, stats: DecodeStats, stop_ns: Callable[[], int]
 ) -> Iterator[Block]:
-    scan = native.scan
-    full = native.STOP_FULL
     feed = reader.feed
-    header_len = reader.header_len
-    big_endian = reader.big_endian
-    frac_mult = 1 if reader.nanosecond else 1000
-    frac_limit = 1_000_000_000 if reader.nanosecond else 1_000_000
-    snaplen = reader.snaplen_bound
-    linktype = reader.linktype
+    fixed = (
+        reader.header_len,
+        reader.big_endian,
+        1 if reader.nanosecond else 1000,
+        1_000_000_000 if reader.nanosecond else 1_000_000,
+        reader.snaplen_bound,
+        reader.linktype,
+        BLOCK_RECORDS,
+    )
     frame = 0
     try:
         while True:
-            items, feed.pos, frame, stop, _, segments, cut, first_ns, last_ns = scan(
-                feed.buf,
-                feed.pos,
-                frame,
-                stop_ns(),
-                header_len,
-                big_endian,
-                frac_mult,
-                frac_limit,
-                snaplen,
-                linktype,
-                BLOCK_RECORDS,
-            )
-            if items:
-                stats.packets += segments
-                stats.tcp += segments
-                stats.snaplen_truncated += cut
-                yield Block(items, segments, first_ns, last_ns, linktype)
-            if stop != full:
+            walked: Walked = native.scan(feed.buf, feed.pos, frame, _clamped(stop_ns()), *fixed)
+            feed.pos, frame, stop = walked[1:4]
+            if walked[0]:
+                yield _counted(walked, stats)
+            if stop != native.STOP_FULL:
                 # Refill the buffer, judge an odd header, or hand over the record at the
                 # expiry time: the reader's own path, one record.
                 raw = reader.read_record(frame + 1)
                 if raw is None:
                     break
                 frame += 1
-                yield Block([raw], 0, raw.ts_ns, raw.ts_ns, linktype)
+                yield _single(raw)
     finally:
         reader.frames = frame
-    capture.finish_reading()
+
+
+def _pcapng_blocks(
+    native: ModuleType, reader: PcapngReader, stats: DecodeStats, stop_ns: Callable[[], int]
+) -> Iterator[Block]:
+    feed = reader.feed
+    while not reader.ended:
+        if not reader.skipping:
+            table = _interface_table(reader.interfaces)
+            walked: Walked = native.scan_pcapng(
+                feed.buf, feed.pos, reader.frames, _clamped(stop_ns()), reader.big_endian, table,
+                BLOCK_RECORDS,
+            )
+            feed.pos, reader.frames, stop = walked[1:4]
+            if walked[0]:
+                yield _counted(walked, stats)
+            if stop == native.STOP_FULL:
+                continue
+        # Any other block, a block to judge, a refill, the record at the expiry time.
+        raw = reader.read_block()
+        if raw is not None:
+            yield _single(raw)
+
+
+def _clamped(stop_ns: int) -> int:
+    """A stop time C can hold: after a timestamp beyond 64 bits (pcapng), every later one that
+    fits is earlier anyway."""
+    return stop_ns if stop_ns < _INT64 else _INT64 - 1
+
+
+def _interface_table(interfaces: tuple[Interface, ...]) -> tuple[tuple[int, ...], ...]:
+    """The interfaces as the C walk takes them. An interface whose values do not fit 64 bits
+    (a huge if_tsoffset) gets a multiplier of 0: its blocks are left to Python's integers."""
+    return tuple(
+        (i.linktype, i.mult, i.div, i.offset_ns, i.number)
+        if i.mult < _INT64 and i.div < _INT64 and -_INT64 <= i.offset_ns < _INT64
+        else (i.linktype, 0, 1, 0, i.number)
+        for i in interfaces
+    )

@@ -34,7 +34,7 @@ from tcpdiag.engine import analyze_capture
 from tcpdiag.errors import CaptureError
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
-from tests.capture_files import PUBLIC, pcap_header, pcap_record
+from tests.capture_files import PUBLIC, block, epb, idb, option, pcap_header, pcap_record, shb, spb
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "tcpdiag" / "decode" / "_scan.c"
@@ -48,6 +48,8 @@ def _build(directory: Path) -> ModuleType:
     target = directory / ("_scan" + str(sysconfig.get_config_var("EXT_SUFFIX")))
     include = sysconfig.get_paths()["include"]
     command = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}"]
+    # e.g. "-g -fsanitize=address,undefined" (docs/fuzzing.md: run with the sanitizers)
+    command += os.environ.get("TCPDIAG_TEST_SCAN_CFLAGS", "").split()
     subprocess.run([*command, str(SOURCE), "-o", str(target)], check=True, capture_output=True)
     spec = importlib.util.spec_from_file_location("tcpdiag.decode._scan", target)
     assert spec is not None and spec.loader is not None
@@ -71,6 +73,7 @@ def use_native(native: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleTyp
 @dataclasses.dataclass
 class Reading:
     records: list[tuple[int, object]]  # (frame, decoded record or None)
+    in_c: int  # Segments the C walk made
     stats: dict[str, object]
     frames: int
     notes: list[object]
@@ -80,11 +83,13 @@ class Reading:
 def _read(path: Path, blocks: bool, stop: Callable[[], int] = lambda: 1 << 62) -> Reading:
     decoder = Decoder()
     records: list[tuple[int, object]] = []
+    in_c = 0
     with open_capture(path) as capture:
         found = scan.open_blocks(capture, decoder.stats, stop) if blocks else None
         if found is not None:
             for block in found:
                 assert block.segments == sum(type(i) is Segment for i in block.items)
+                in_c += block.segments
                 for item in block.items:
                     if type(item) is Segment:
                         records.append((item.frame, item))
@@ -95,6 +100,7 @@ def _read(path: Path, blocks: bool, stop: Callable[[], int] = lambda: 1 << 62) -
                 records.append((raw.frame, decoder.decode(raw)))
         return Reading(
             records,
+            in_c,
             dataclasses.asdict(decoder.stats),
             capture.frames_read,
             capture.notes,
@@ -134,7 +140,7 @@ def test_corpus_reads_the_same_both_ways(use_native: ModuleType) -> None:
     for path in captures:
         reading = _same(path)
         if reading is not None:
-            segments_in_c += sum(type(r) is Segment for _, r in reading.records)
+            segments_in_c += reading.in_c
     assert segments_in_c > 10_000  # the C path did the work, not the fallback
 
 
@@ -345,13 +351,91 @@ def test_mutated_captures_read_the_same(
         _same(path, stop=lambda: next(stops))
 
 
-def test_not_used_for_pcapng_or_when_pure(
-    use_native: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+# ------------------------------------------------------------------ pcapng
+
+
+def _pcapng(big_endian: bool, rng: random.Random | None = None) -> bytes:
+    """Two sections (one of an unknown version, skipped), interfaces of several link types and
+    timestamp resolutions, enhanced, simple and obsolete packet blocks, statistics blocks, and
+    the blocks the reader must judge: unknown interface, captured length beyond the block or
+    above the original length, a timestamp offset beyond 64 bits."""
+    shapes = _frames()
+    tsresol_us, tsresol_ns, tsresol_2 = (b"\x06", b"\x09", b"\x94")
+    huge_offset = struct.pack(">q" if big_endian else "<q", 2**62)
+
+    def opt(code: int, value: bytes) -> bytes:
+        return option(code, value, big_endian)
+
+    out = shb(big_endian)
+    out += idb(1, options=[opt(9, tsresol_us)], big_endian=big_endian)
+    out += idb(101, options=[opt(9, tsresol_ns)], big_endian=big_endian)
+    out += idb(113, options=[opt(9, tsresol_2)], big_endian=big_endian)
+    out += idb(1, options=[opt(14, huge_offset)], big_endian=big_endian)
+    by_link = {1: [0, 3], 101: [1], 113: [2]}
+    for i, (linktype, frame) in enumerate(shapes * 2):
+        if rng is not None:
+            linktype, frame = shapes[rng.randrange(len(shapes))]
+        iface = by_link.get(linktype, [0])[i % len(by_link.get(linktype, [0]))]
+        units = 1_700_000_000_000_000 + 1000 * i
+        out += epb(iface, units, frame, big_endian=big_endian)
+        if i % 17 == 3:
+            out += epb(9, units, frame, big_endian=big_endian)  # unknown interface
+            out += epb(0, units, frame, orig_len=len(frame) - 1, big_endian=big_endian)
+            out += epb(0, units, frame, caplen=len(frame) + 64, big_endian=big_endian)
+            # A captured length reaching into the block's trailer, by two bytes.
+            aligned = frame + bytes(-len(frame) % 4)
+            over = len(aligned) + 2
+            out += epb(0, units, aligned, caplen=over, orig_len=over, big_endian=big_endian)
+            out += spb(len(frame), frame, big_endian=big_endian)
+            out += block(5, bytes(24), big_endian)  # interface statistics
+        if i % 23 == 5:
+            out += block(
+                2,
+                struct.pack(
+                    ("<" if not big_endian else ">") + "HHIIII", 0, 0, 0, i, len(frame), len(frame)
+                )
+                + frame,
+                big_endian,
+            )  # obsolete packet block
+    out += shb(big_endian, major=2)  # a section of an unknown version: skipped
+    out += idb(1, big_endian=big_endian)
+    out += epb(0, 5, shapes[0][1], big_endian=big_endian)
+    out += shb(not big_endian)  # the next section in the other byte order
+    out += idb(1, big_endian=not big_endian)
+    out += epb(0, 10**15, shapes[0][1], big_endian=not big_endian)
+    return out
+
+
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_pcapng_reads_the_same(use_native: ModuleType, tmp_path: Path, big_endian: bool) -> None:
+    path = tmp_path / "x.pcapng"
+    path.write_bytes(_pcapng(big_endian))
+    reading = _same(path)
+    assert reading is not None
+    assert reading.in_c > 20
+    assert reading.notes  # the blocks to judge were judged (by Python)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_mutated_pcapng_reads_the_same(
+    native: ModuleType, data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    pcapng = next((p for p in _corpus() if p.name.endswith(".pcapng")), None)
-    if pcapng is not None:
-        with open_capture(pcapng) as capture:
-            assert scan.open_blocks(capture, Decoder().stats, lambda: 0) is None
-            assert sum(1 for _ in capture) > 0  # still readable the usual way
+    rng = random.Random(data.draw(st.integers(0, 2**32 - 1)))
+    content = bytearray(_pcapng(data.draw(st.booleans()), rng))
+    for _ in range(data.draw(st.integers(0, 6))):
+        content[rng.randrange(len(content))] = rng.randrange(256)
+    cut = data.draw(st.integers(28, len(content)))
+    path = tmp_path_factory.mktemp("fuzzng") / "x.pcapng"
+    path.write_bytes(bytes(content[:cut]))
+    stops = iter(range(1_700_000_000 * 10**9, 1 << 62, 10**6))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scan, "_SCAN", native)
+        patch.setattr(scan, "BLOCK_RECORDS", data.draw(st.integers(1, 7)))
+        patch.setattr(source_module, "_READ_SIZE", data.draw(st.integers(1, 500)))
+        _same(path, stop=lambda: next(stops))
+
+
+def test_not_used_when_pure(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TCPDIAG_PURE", "1")
     assert scan._native() is None
