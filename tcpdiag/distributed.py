@@ -26,7 +26,8 @@ the shards back together:
   shard sees every packet, so they come from shard 0 (the engine feeds ARP to shard 0 only);
 * flow-table evictions: summed (each shard's table holds at most `max_flows` flows, so the limit
   is effectively `count * max_flows`: the one place where a split run can differ, and only on
-  captures that overflow the table);
+  captures that overflow the table); likewise late packets of flows finalised early by the
+  closed-flow cap (`max_closed_flows` per shard);
 
 then `engine.conclude` runs the capture-level rules once over the merged capture.
 
@@ -305,7 +306,18 @@ def _renumbered(finding: Finding, mapping: dict[int, int]) -> Finding:
 # The `CaptureContext` attributes `merge_contexts` knows how to merge (a test checks that this
 # is all of them, so a new one cannot be forgotten silently).
 MERGED_CONTEXT_FIELDS = frozenset(
-    {"icmp", "icmp_dropped", "arp", "notes", "evicted_flows", "max_flows", "synack_time"}
+    {
+        "icmp",
+        "icmp_dropped",
+        "arp",
+        "notes",
+        "evicted_flows",
+        "max_flows",
+        "late_after_early_close",
+        "late_after_early_close_frames",
+        "max_closed_flows",
+        "synack_time",
+    }
 )
 
 
@@ -339,6 +351,11 @@ def merge_contexts(
         out.evicted_flows += ctx.evicted_flows
         if ctx.max_flows is not None:
             out.max_flows = ctx.max_flows
+        if ctx.max_closed_flows is not None:
+            # the same count as one table's: each shard's table lingers at most that many
+            out.add_late_after_early_close(
+                ctx.late_after_early_close, ctx.late_after_early_close_frames, ctx.max_closed_flows
+            )
     synack: list[tuple[int, float]] = []
     for ctx, mapping in zip(contexts, ids, strict=True):
         synack.extend((mapping[old], t) for old, t in ctx.synack_time.items() if old in mapping)

@@ -318,8 +318,15 @@ class Engine:
         """Close every flow; what is known before the capture-level rules."""
         self._at_capture_end = True
         self._table.finish()
-        if self._table.evictions:
-            self._context.add_evictions(self._table.evictions, self.options.limits.max_flows)
+        table = self._table
+        if table.evictions:
+            self._context.add_evictions(table.evictions, self.options.limits.max_flows)
+        if table.late_after_early_close:
+            self._context.add_late_after_early_close(
+                table.late_after_early_close,
+                table.late_after_early_close_frames,
+                self.options.limits.max_closed_flows,
+            )
         damaged = False
         if reader is not None:
             self._context.add_capture_notes(reader.notes)

@@ -284,6 +284,20 @@ def _arp_unanswered(
 # -- capture quality (Capture problems; hostile inputs) ---------------------------
 
 
+def _flow_linger_limit(ctx: CaptureContext) -> Finding:
+    count = ctx.late_after_early_close
+    cap = f"{ctx.max_closed_flows or 0:,}"
+    return make_finding(
+        "flow-linger-limit",
+        f"{plural(count, 'connection')} sent packets after being finalised early: more than "
+        f"{cap} closed connections were waiting out their linger for late packets "
+        "(--max-closed-flows), so the oldest were finalised first; each late packet started a "
+        "new flow, analysed as if the capture had begun mid-connection",
+        frames=tuple(ctx.late_after_early_close_frames),
+        count=count,
+    )
+
+
 def _capture_notes(ctx: CaptureContext) -> list[Finding]:
     out = [make_finding(n.name, n.message, frames=n.frames, count=n.count) for n in ctx.notes]
     if ctx.evicted_flows:
@@ -297,6 +311,8 @@ def _capture_notes(ctx: CaptureContext) -> list[Finding]:
                 count=ctx.evicted_flows,
             )
         )
+    if ctx.late_after_early_close:
+        out.append(_flow_linger_limit(ctx))
     if ctx.icmp_dropped:
         out.append(
             make_finding(

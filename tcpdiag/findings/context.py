@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
 from tcpdiag.findings.registry import REGISTRY
 from tcpdiag.flow.flow import Flow
+from tcpdiag.flow.table import LATE_FRAMES_KEPT
 from tcpdiag.model import ArpPacket, IcmpError, linktype_name
 from tcpdiag.result import FlowResult
 
@@ -103,6 +104,11 @@ class CaptureContext:
         self.notes: list[Note] = []
         self.evicted_flows = 0
         self.max_flows: int | None = None
+        # Connections that sent a packet after the closed-flow cap had finalised them (each was
+        # then followed as a new flow), the first of those packets, and the cap.
+        self.late_after_early_close = 0
+        self.late_after_early_close_frames: list[int] = []
+        self.max_closed_flows: int | None = None
         # flow id -> time the server's SYN/ACK was first seen (for "completed meanwhile").
         self.synack_time: MutableMapping[int, float] = FlowTimes()
 
@@ -215,6 +221,15 @@ class CaptureContext:
     def add_evictions(self, count: int, max_flows: int) -> None:
         self.evicted_flows += count
         self.max_flows = max_flows
+
+    def add_late_after_early_close(
+        self, count: int, frames: Sequence[int], max_closed_flows: int
+    ) -> None:
+        """See `FlowTable.late_after_early_close`."""
+        self.late_after_early_close += count
+        merged = sorted({*self.late_after_early_close_frames, *frames})
+        self.late_after_early_close_frames = merged[:LATE_FRAMES_KEPT]
+        self.max_closed_flows = max_closed_flows
 
 
 # Decoder counters worth a capture-quality note: counter -> (finding, what happened).

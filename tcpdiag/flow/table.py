@@ -53,10 +53,11 @@ SERVER = Direction.SERVER
 
 FlowCallback = Callable[[Flow], None]
 # A tomb, packed (tens of thousands are kept, ~200 bytes each with the packed 4-tuple as key):
-# end time, established-and-closed, how many endpoints follow; then per endpoint with a known
-# sequence space: its side of the flow key (0 or 1), ISN or base, next sequence number or 0.
+# end time, established-and-closed, finalised before its linger ended (`max_closed_flows`), how
+# many endpoints follow; then per endpoint with a known sequence space: its side of the flow key
+# (0 or 1), ISN or base, next sequence number or 0.
 _Tomb = bytes
-_TOMB_HEAD = struct.Struct("<d?B")
+_TOMB_HEAD = struct.Struct("<d??B")
 _TOMB_ENDPOINT = struct.Struct("<BII")
 # Tombs kept per lingering closed flow allowed (`Limits.max_closed_flows`): port reuse is still
 # recognised for the connections closed in the last minutes of a busy link.
@@ -74,6 +75,8 @@ EVICTION_SCAN = 64
 IDLE_COMPACT = 10.0
 # SYN retransmissions an embryo stores before it becomes a full Flow.
 EMBRYO_MAX_SEGMENTS = 8
+# Frames kept as evidence of packets that came after their flow was finalised early.
+LATE_FRAMES_KEPT = 10
 
 
 class _Embryo:
@@ -145,7 +148,10 @@ class FlowTable:
     """Demultiplexes segments into flows. See the module docstring for the rules.
 
     Counters: `flows_created`, `evictions`, `expired` (idle timeouts), `reused` (new
-    incarnations on a 4-tuple), `max_concurrent`, `closed_early` (see `_linger_closed`).
+    incarnations on a 4-tuple), `max_concurrent`, `closed_early` (see `_linger_closed`),
+    `late_after_early_close` (connections that sent a packet within their linger after being
+    finalised early, each then followed as a new flow; `late_after_early_close_frames` holds
+    the first `LATE_FRAMES_KEPT` such packets).
     """
 
     def __init__(
@@ -172,6 +178,8 @@ class FlowTable:
         self.reused = 0
         self.max_concurrent = 0
         self.closed_early = 0  # closed flows finalised before their linger (max_closed_flows)
+        self.late_after_early_close = 0
+        self.late_after_early_close_frames: list[int] = []
 
     def __len__(self) -> int:
         return len(self._flows)
@@ -263,6 +271,8 @@ class FlowTable:
                 flow = self._create(key, seg)
         else:
             tomb = self._tombs.pop(_tomb_key(key), None) if self._tombs else None
+            if tomb is not None and not flags & SYN:
+                self._count_late(tomb, seg, now)
             if _pure_syn(seg):
                 if len(flows) >= self.options.limits.max_flows:
                     self._evict_one()
@@ -292,7 +302,18 @@ class FlowTable:
         closing[key] = flow
         if len(closing) > self.options.limits.max_closed_flows:
             self.closed_early += 1
-            self._finalize(next(iter(closing.values())), timed_out=True)
+            self._finalize(next(iter(closing.values())), timed_out=True, early=True)
+
+    def _count_late(self, tomb: _Tomb, seg: Segment, now: float) -> None:
+        """A packet (not a SYN) for a finalised flow's 4-tuple: counted when that flow was
+        finalised early and would still have lingered, so the new flow it starts (mid-stream)
+        is an effect of `max_closed_flows`, which the report says."""
+        end, _, early, _ = _TOMB_HEAD.unpack_from(tomb)
+        limits = self.options.limits
+        if early and now - end <= min(limits.idle_timeout, limits.close_linger):
+            self.late_after_early_close += 1
+            if len(self.late_after_early_close_frames) < LATE_FRAMES_KEPT:
+                self.late_after_early_close_frames.append(seg.frame)
 
     def _advance_clock(self, t: float) -> float:
         """The table's capture clock, used for every timeout decision.
@@ -381,7 +402,7 @@ class FlowTable:
 
     def _reuse_after_tomb(self, flow: Flow, tomb: _Tomb, seg: Segment) -> None:
         """A SYN on a 4-tuple whose previous flow was already finalised (closed long ago)."""
-        end, established, _ = _TOMB_HEAD.unpack_from(tomb)
+        end, established, _, _ = _TOMB_HEAD.unpack_from(tomb)
         endpoints = [
             (flow.key[side], base, nxt)
             for side, base, nxt in _TOMB_ENDPOINT.iter_unpack(tomb[_TOMB_HEAD.size :])
@@ -459,7 +480,7 @@ class FlowTable:
             self.evictions += 1
             self._finalize(flow)
 
-    def _finalize(self, flow: Flow, timed_out: bool = False) -> None:
+    def _finalize(self, flow: Flow, timed_out: bool = False, early: bool = False) -> None:
         key = flow.key
         if self._flows.get(key) is flow:
             del self._flows[key]
@@ -468,13 +489,14 @@ class FlowTable:
         if timed_out and not flow.closed:
             flow.timed_out = True
         if timed_out:
-            self._bury(flow)
+            self._bury(flow, early)
         flow.finish("eof")
         if self.on_close is not None:
             self.on_close(flow)
 
-    def _bury(self, flow: Flow) -> None:
-        """Remember just enough of a finalised flow to recognise a later port reuse."""
+    def _bury(self, flow: Flow, early: bool) -> None:
+        """Remember just enough of a finalised flow to recognise a later port reuse (and a
+        late packet of a flow finalised `early`, before its linger ended)."""
         key = flow.key
         packed = []
         for ep in flow.endpoints:
@@ -485,7 +507,8 @@ class FlowTable:
         established = flow.saw_fin_or_rst and flow.handshake.syn_ack and flow.handshake.ack
         tombs = self._tombs
         tomb_key = _tomb_key(key)
-        tombs[tomb_key] = _TOMB_HEAD.pack(flow.end, established, len(packed)) + b"".join(packed)
+        head = _TOMB_HEAD.pack(flow.end, established, early, len(packed))
+        tombs[tomb_key] = head + b"".join(packed)
         tombs.move_to_end(tomb_key)
         limits = self.options.limits
         if len(tombs) > min(limits.max_flows, TOMBS_PER_CLOSED_FLOW * limits.max_closed_flows):

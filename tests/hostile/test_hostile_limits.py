@@ -23,6 +23,7 @@ FLAGS = {
     "max_flow_buffer": "--max-flow-buffer",
     "max_input_bytes": "--max-input-bytes",
     "idle_timeout": "--idle-timeout",
+    "max_closed_flows": "--max-closed-flows",
 }
 
 
@@ -61,6 +62,39 @@ def test_max_flows_hit_reported(write: Any) -> None:
     assert len(run.capture["flows"]) == 30  # evicted flows are still reported
     check = cli("check", str(path), "--max-flows", "10", "--format", "json", "--fail-on", "error")
     assert check.rc == 1 and "flow-table-full" in check.out, check.err
+
+
+def _closed_then_late(late_after_ns: int) -> bytes:
+    """Three connections closed one after the other, then the first one's last ACK again
+    `late_after_ns` later (frame 25)."""
+    frames: list[tuple[int, bytes]] = []
+    t0 = T0
+    for sport in (40001, 40002, 40003):
+        s = p.Session(sport=sport, t0_ns=t0)
+        s.handshake()
+        s.send("c", b"x" * 100)
+        s.close()
+        frames += s.packets
+        t0 = s.t + 10**8
+    late = frames[7][1]  # the first connection's final ACK
+    frames.append((t0 + late_after_ns, late))
+    return p.pcap(frames)
+
+
+def test_max_closed_flows_hit_reported(write: Any) -> None:
+    path = write("closed.pcap", _closed_then_late(late_after_ns=5 * 10**9))
+    run = analyze(path, "--max-closed-flows", "1")
+    assert_read(run)
+    (hit,) = run.findings("flow-linger-limit")
+    assert hit["count"] == 1 and hit["frames"] == [25], hit
+    assert "more than 1 closed connections were waiting" in hit["message"], hit
+    assert len(run.capture["flows"]) == 4  # the late ACK became a flow of its own
+    # Near misses: room for the closed flows to linger (the late ACK joins its connection),
+    # and a packet after the linger would have ended anyway (60 s: a new flow either way).
+    assert not analyze(path).findings("flow-linger-limit")
+    assert len(analyze(path).capture["flows"]) == 3
+    later = write("later.pcap", _closed_then_late(late_after_ns=61 * 10**9))
+    assert not analyze(later, "--max-closed-flows", "1").findings("flow-linger-limit")
 
 
 def _out_of_order(gap_first: bool = True, size: int = 20_000) -> bytes:

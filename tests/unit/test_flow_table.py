@@ -220,6 +220,39 @@ def test_closed_flows_beyond_max_closed_flows_are_finalised_in_close_order() -> 
     assert sorted(f.client[1] for f in done) == [1001, 1002, 1003, 1004]
 
 
+def test_a_late_packet_of_a_flow_finalised_early_is_counted() -> None:
+    """A retransmitted last ACK of a flow the closed-flow cap finalised starts a new flow (as
+    in Zeek after tcp_close_delay); the table counts it so the report can say why."""
+    done: list[Flow] = []
+    table = FlowTable(AnalysisOptions(limits=Limits(max_closed_flows=1)), on_close=done.append)
+    first = closed_conversation(client="10.0.0.1:1001")
+    second = closed_conversation(client="10.0.0.1:1002", first_frame=first.frame + 1, start=1.0)
+    for seg in [*first.segments, *second.segments]:
+        table.add(seg)
+    assert table.closed_early == 1 and [f.client[1] for f in done] == [1001]
+    late = first.segments[-1]._replace(frame=second.frame + 1, time=second.time + 5)
+    table.add(late)
+    assert table.late_after_early_close == 1
+    assert table.late_after_early_close_frames == [late.frame]
+    reborn = table.get(done[0].key)  # a new flow, started mid-stream by the late packet
+    assert reborn is not None and reborn.first_frame == late.frame and reborn.client_inferred
+
+
+def test_late_packets_are_not_counted_without_an_early_finalisation() -> None:
+    # Near misses: the same late ACK with room for both closed flows (the flow still lingers
+    # and takes it), and after the linger would have ended anyway (a new flow either way).
+    for limits, delay in ((Limits(max_closed_flows=2), 5.0), (Limits(max_closed_flows=1), 61.0)):
+        table = FlowTable(AnalysisOptions(limits=limits))
+        first = closed_conversation(client="10.0.0.1:1001")
+        second = closed_conversation(client="10.0.0.1:1002", first_frame=first.frame + 1, start=1.0)
+        for seg in [*first.segments, *second.segments]:
+            table.add(seg)
+        late = first.segments[-1]._replace(frame=second.frame + 1, time=second.time + delay)
+        table.add(late)
+        assert table.late_after_early_close == 0, (limits, delay)
+        assert table.late_after_early_close_frames == []
+
+
 def test_closing_and_idle_flows_drop_their_copy_of_delivered_bytes() -> None:
     table = FlowTable()
     idle = Conversation(client="10.0.0.1:2000").handshake()

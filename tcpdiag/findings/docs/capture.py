@@ -384,6 +384,53 @@ SPECS: tuple[FindingSpec, ...] = (
         """),
     ),
     FindingSpec(
+        name="flow-linger-limit",
+        severity=Severity.WARNING,
+        category="capture",
+        capture_quality=True,
+        title="Connections closed too fast to linger: late packets started new flows",
+        what_it_means=text("""
+            After a connection closes, tcpdiag keeps it for up to a minute (TIME_WAIT) so
+            that a retransmitted FIN or a late ACK still belongs to it. To keep memory
+            bounded, at most `max_closed_flows` closed connections wait at once; beyond that
+            the one closed longest ago is finalised early. These connections then sent
+            another packet while they would still have been waiting: each such packet
+            started a new flow, which the report shows as a connection whose start the
+            capture missed (no handshake, client guessed). The original connection's own
+            findings are complete.
+        """),
+        how_detected=text("""
+            A packet other than a SYN arrives on the 4-tuple of a connection that the
+            closed-flow cap finalised early, within the linger it would have had.
+        """),
+        common_causes=text("""
+            - A busy link closing thousands of connections a minute (HTTP/1.0, health checks,
+              short RPCs), with FINs retransmitted or last ACKs arriving late.
+            - A limit set low on purpose.
+        """),
+        how_to_confirm=text("""
+            In Wireshark, `tcp.stream == N` with the stream of a frame listed as evidence: the
+            packet belongs to a connection that closed shortly before it. Or run again with
+            `tcpdiag analyze --max-closed-flows 100000`: the extra flows are gone.
+        """),
+        what_to_do=text("""
+            Raise `--max-closed-flows` (each lingering closed connection costs about 16 KB
+            of memory), or treat the extra mid-connection flows of these 4-tuples as part of
+            the connections that closed before them.
+        """),
+        references=(
+            "RFC 9293 §3.6 (TIME-WAIT)",
+            "Zeek's tcp_close_delay (the same trade-off)",
+        ),
+        example=example("""
+            flow-linger-limit (warning) x12, frames 48211, 48390
+              12 connections sent packets after being finalised early: more than 4,096
+              closed connections were waiting out their linger for late packets
+              (--max-closed-flows), so the oldest were finalised first; each late packet
+              started a new flow, analysed as if the capture had begun mid-connection
+        """),
+    ),
+    FindingSpec(
         name="reassembly-limit",
         severity=Severity.INFO,
         category="capture",
