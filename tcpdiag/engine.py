@@ -144,8 +144,8 @@ class Engine:
         self._at_capture_end = False
 
     def _stores_flows(self) -> bool:
-        """A batch analysis of a whole capture: finished flows go to a `FlowStore`, healthy
-        flows with their timeline packed beside them (see `_flow_result`)."""
+        """A batch analysis of a whole capture: finished flows go to a `FlowStore`, each with
+        its timeline packed beside it (see `_flow_result`)."""
         return self._on_flow is None and self._retain is None and self._shard is None
 
     @property
@@ -273,8 +273,9 @@ class Engine:
             self._released_findings[finding.name] = self._released_findings.get(finding.name, 0) + 1
 
     def _flow_result(self, flow: Flow) -> tuple[FlowResult, bytes | None]:
-        """The flow's result, and for a healthy flow of a stored batch analysis its timeline
-        packed instead of built (`conclude` unpacks it if a capture rule makes it a problem)."""
+        """The flow's result, and for a stored batch analysis its timeline packed instead of
+        built (`_finish_flow` builds the rows when the flow is read, if the report shows
+        them)."""
         result = flow.to_result(flow.id, with_timeline=False)
         timeline = flow.timeline_state()
         # The capture's last packet time is the same in every shard, so sharded runs agree.
@@ -289,17 +290,13 @@ class Engine:
         flow.consumer = None
         result.findings = _ordered(findings)
         self._context.add_flow(flow, result)
-        if (
-            timeline[0]
-            and isinstance(self._results, FlowStore)
-            and not self.options.keep_all_timelines
-            and not problem_flow(result)
-        ):
-            # `conclude` drops the timelines of healthy flows, keeping only those of flows that
-            # a capture-level rule turns into problem flows. Until then the timeline is kept
-            # packed (~1 KB instead of ~30 KB of row objects per flow) and its rows are never
-            # built for the flows that stay healthy. (Sharded runs build the rows:
-            # `merge_shards` makes a new PartialCapture.)
+        if timeline[0] and isinstance(self._results, FlowStore):
+            # The store keeps the timeline packed (~1.5 KB instead of ~30 KB of row objects
+            # per flow, and pickling a hundred rows into the store and back cost more than
+            # building them). `_finish_flow` builds the rows when the flow is read, only for
+            # the flows whose timeline the report shows: problem flows (some become problems
+            # only through a capture-level rule), or all with `keep_all_timelines`. (Sharded
+            # runs build the rows: `merge_shards` makes a new PartialCapture.)
             rows_kept = timeline_frames(timeline)
             if labels is not None and len(labels) > len(rows_kept):
                 labels = {f: labels[f] for f in rows_kept if f in labels}
@@ -419,11 +416,13 @@ def _finish_flow(flow: FlowResult, packed_timeline: bytes | None, options: Analy
 
 
 def _park(timeline: TimelineState, labels: dict[int, list[str]] | None) -> bytes:
-    return zlib.compress(marshal.dumps((timeline, labels)), 1)
+    # marshal: ~3 us per flow. Not compressed: zlib took ten times as long to save ~900 bytes
+    # per flow of a store that moves to a temporary file beyond a few MB anyway.
+    return marshal.dumps((timeline, labels))
 
 
 def _unpark(blob: bytes) -> list[TimelineRow]:
-    timeline, labels = marshal.loads(zlib.decompress(blob))
+    timeline, labels = marshal.loads(blob)
     rows, _ = timeline_rows(timeline)
     if labels is not None:
         for row in rows:

@@ -17,15 +17,26 @@ from typing import Any, TypeVar
 _T = TypeVar("_T")
 
 
-def _pickled_by_fields(cls: type[_T]) -> type[_T]:
-    """Pickle instances as (class, field values). Finished flows are pickled into the flow
-    store one by one (`store.py`); the dataclass default (a state dict built by Python code
-    per object) took twice the time and twice the bytes."""
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+def _field_values(cls: type[Any]) -> Callable[[Any], tuple[Any, ...]]:
+    """A function giving an instance's field values in field order (what `cls(*values)`
+    takes), in C (`operator.attrgetter`)."""
+    names = [f.name for f in dataclasses.fields(cls)]
     get: Callable[[Any], Any] = operator.attrgetter(*names)
     if len(names) == 1:
         single = get
         get = lambda obj: (single(obj),)  # noqa: E731 - attrgetter of one name gives no tuple
+    return get
+
+
+def _field_index(cls: type[Any], name: str) -> int:
+    return [f.name for f in dataclasses.fields(cls)].index(name)
+
+
+def _pickled_by_fields(cls: type[_T]) -> type[_T]:
+    """Pickle instances as (class, field values): results cross process boundaries
+    (`analyze --jobs`, Dask shards) by the thousand; the dataclass default (a state dict built
+    by Python code per object) took twice the time and twice the bytes."""
+    get = _field_values(cls)
 
     def reduce(self: _T) -> tuple[type[_T], tuple[Any, ...]]:
         return (cls, get(self))
@@ -217,6 +228,101 @@ class FlowResult:
             if worst is None or finding.severity > worst:
                 worst = finding.severity
         return worst
+
+
+# -- a FlowResult as plain values ---------------------------------------------------------------
+# The flow store (`store.py`) writes every finished flow and reads it back for the report. As
+# nested lists and tuples of plain values (no class, no enum) through `marshal`, a flow costs
+# about half what pickling its objects did: pickle names the class of each of a flow's ~15
+# objects and looks every name up again when loading. `flow_from_plain` is the exact inverse of
+# `flow_to_plain`.
+
+_FLOW = _field_values(FlowResult)
+_HANDSHAKE = _field_values(Handshake)
+_CLOSE = _field_values(Close)
+_TCP = _field_values(TcpCounters)
+_RTT = _field_values(RttStats)
+_TLS = _field_values(TlsSummary)
+_TLS_MESSAGE = _field_values(TlsMessage)
+_TLS_ALERT = _field_values(TlsAlert)
+_FINDING = _field_values(Finding)
+_ROW = _field_values(TimelineRow)
+# Where the values that are objects themselves sit among their owner's field values.
+_AT_HANDSHAKE = _field_index(FlowResult, "handshake")
+_AT_CLOSE = _field_index(FlowResult, "close")
+_AT_TCP = _field_index(FlowResult, "tcp")
+_AT_TLS = _field_index(FlowResult, "tls")
+_AT_FINDINGS = _field_index(FlowResult, "findings")
+_AT_TIMELINE = _field_index(FlowResult, "timeline")
+_AT_RTT = _field_index(TcpCounters, "rtt")
+_AT_MESSAGES = _field_index(TlsSummary, "messages")
+_AT_ALERTS = _field_index(TlsSummary, "alerts")
+_AT_SEVERITY = _field_index(Finding, "severity")
+_SEVERITIES = {int(s): s for s in Severity}
+
+
+def flow_to_plain(flow: FlowResult) -> list[Any]:
+    """The flow's field values, its objects turned into lists of their own (see above)."""
+    values = list(_FLOW(flow))
+    values[_AT_HANDSHAKE] = _HANDSHAKE(flow.handshake)
+    values[_AT_CLOSE] = _CLOSE(flow.close)
+    values[_AT_TCP] = _tcp_to_plain(flow.tcp)
+    if flow.tls is not None:
+        values[_AT_TLS] = _tls_to_plain(flow.tls)
+    values[_AT_FINDINGS] = [_finding_to_plain(f) for f in flow.findings]
+    if flow.timeline is not None:
+        values[_AT_TIMELINE] = [_ROW(row) for row in flow.timeline]
+    return values
+
+
+def flow_from_plain(values: list[Any]) -> FlowResult:
+    """The `FlowResult` that `flow_to_plain` turned into `values` (which it reuses)."""
+    values[_AT_HANDSHAKE] = Handshake(*values[_AT_HANDSHAKE])
+    values[_AT_CLOSE] = Close(*values[_AT_CLOSE])
+    values[_AT_TCP] = _tcp_from_plain(values[_AT_TCP])
+    if values[_AT_TLS] is not None:
+        values[_AT_TLS] = _tls_from_plain(values[_AT_TLS])
+    values[_AT_FINDINGS] = [_finding_from_plain(f) for f in values[_AT_FINDINGS]]
+    if values[_AT_TIMELINE] is not None:
+        values[_AT_TIMELINE] = [TimelineRow(*row) for row in values[_AT_TIMELINE]]
+    return FlowResult(*values)
+
+
+def _tcp_to_plain(tcp: TcpCounters) -> list[Any]:
+    values = list(_TCP(tcp))
+    if tcp.rtt is not None:
+        values[_AT_RTT] = _RTT(tcp.rtt)
+    return values
+
+
+def _tcp_from_plain(values: list[Any]) -> TcpCounters:
+    if values[_AT_RTT] is not None:
+        values[_AT_RTT] = RttStats(*values[_AT_RTT])
+    return TcpCounters(*values)
+
+
+def _tls_to_plain(tls: TlsSummary) -> list[Any]:
+    values = list(_TLS(tls))
+    values[_AT_MESSAGES] = [_TLS_MESSAGE(m) for m in tls.messages]
+    values[_AT_ALERTS] = [_TLS_ALERT(a) for a in tls.alerts]
+    return values
+
+
+def _tls_from_plain(values: list[Any]) -> TlsSummary:
+    values[_AT_MESSAGES] = [TlsMessage(*m) for m in values[_AT_MESSAGES]]
+    values[_AT_ALERTS] = [TlsAlert(*a) for a in values[_AT_ALERTS]]
+    return TlsSummary(*values)
+
+
+def _finding_to_plain(finding: Finding) -> list[Any]:
+    values = list(_FINDING(finding))
+    values[_AT_SEVERITY] = int(finding.severity)
+    return values
+
+
+def _finding_from_plain(values: list[Any]) -> Finding:
+    values[_AT_SEVERITY] = _SEVERITIES[values[_AT_SEVERITY]]
+    return Finding(*values)
 
 
 @dataclass(slots=True)

@@ -1,37 +1,43 @@
 """The finished flows of one capture, kept serialised until the report reads them.
 
 Why: a long capture finishes tens of thousands of flows, and a `FlowResult` with its findings,
-TLS summary and timeline costs ~6 KB as Python objects (~1 KB pickled). Holding them all made
+TLS summary and timeline costs ~6 KB as Python objects (~1 KB serialised). Holding them all made
 memory grow with the capture's length instead of with the connections open at one time. The
-store writes each finished flow to a spooled temporary file (in memory while small, then on
-disk in $TMPDIR, deleted when the store is; in memory still where $TMPDIR cannot be written)
-and keeps, per flow, only its id, its place in the file and its worst severity. Readers get a
-`Sequence[FlowResult]` in flow-id order; each access unpickles a fresh object, so a long report
-holds one flow at a time.
+store writes each finished flow (`result.flow_to_plain` through `marshal`, with the flow's
+packed timeline beside it) to a spooled temporary file (in memory while small, then on disk in
+$TMPDIR, deleted when the store is; in memory still where $TMPDIR cannot be written) and keeps,
+per flow, only its id, its place in the file and its worst severity. Readers get a
+`Sequence[FlowResult]` in flow-id order; each access builds a fresh object from the file, so a
+long report holds one flow at a time.
 
 What a report needs about all flows at once (problem count, findings per name, worst severity,
 problems-first order) comes from the per-flow facts kept in memory, without reading the file.
-Capture-level rules may replace or add findings of a stored flow after it was written: those
-are `amend`ed by flow id and applied on every read (and to the facts, when `seal`ed).
+So does what lets a capture-level rule read only the flows it can concern instead of all of
+them: which flows carry a finding of a given name, and the server (as a `server_key`) of each
+flow that completed a handshake. Capture-level rules may replace or add findings of a stored
+flow after it was written: those are `amend`ed by flow id and applied on every read (and to the
+facts, when `seal`ed).
 """
 
 from __future__ import annotations
 
 import io
-import pickle
+import marshal
 import tempfile
+import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import BinaryIO, overload
 
-from tcpdiag.result import Finding, FlowResult, Severity
+from tcpdiag.result import Finding, FlowResult, Severity, flow_from_plain, flow_to_plain
 
-# Pickled flows kept in memory before the store moves to a temporary file (~4,000 flows).
+# Stored flows kept in memory before the store moves to a temporary file (~4,000 flows).
 SPOOL_BYTES = 8 << 20
 
-# What `seal` hands each flow read from the store (with the packed timeline stored beside it):
-# the last touches of the analysis (verdict, timeline kept or dropped).
+# What `seal` hands each flow read from the store (with the packed timeline stored beside it,
+# None when there is none or the reader wants no timeline): the last touches of the analysis
+# (verdict, timeline built or dropped).
 Finisher = Callable[[FlowResult, bytes | None], None]
 
 
@@ -52,6 +58,10 @@ class FlowStore(Sequence[FlowResult]):
         # per record: worst finding severity (0 when the flow has no finding)
         self._severity = bytearray()
         self._names: Counter[str] = Counter()
+        # record positions of the flows with a finding of each name (as added)
+        self._with_name: dict[str, array[int]] = {}
+        # per record: `server_key` of a flow that completed a handshake (saw a SYN/ACK), else -1
+        self._handshake_servers = array("q")
         self._order: list[int] | None = None  # record positions in flow-id order, once sealed
         self._amended: dict[int, tuple[set[str], list[Finding]]] = {}
         self._finisher: Finisher | None = None
@@ -61,15 +71,19 @@ class FlowStore(Sequence[FlowResult]):
     def add(self, flow: FlowResult, packed_timeline: bytes | None = None) -> None:
         if self._order is not None:
             raise RuntimeError("the flow store is sealed")
-        blob = pickle.dumps((flow, packed_timeline), pickle.HIGHEST_PROTOCOL)
+        blob = marshal.dumps((flow_to_plain(flow), packed_timeline))
         self._write(blob)
+        position = len(self._ids)
         self._ids.append(flow.id)
         self._offsets.append(self._size)
         self._lengths.append(len(blob))
         self._size += len(blob)
         self._severity.append(_worst(flow.findings))
+        self._handshake_servers.append(server_key(flow.server) if flow.handshake.syn_ack else -1)
         for finding in flow.findings:
             self._names[finding.name] += 1
+        for name in {finding.name for finding in flow.findings}:
+            self._with_name.setdefault(name, array("i")).append(position)
 
     def amend(self, flow_id: int, finding: Finding, drop: Iterable[str] = ()) -> None:
         """A capture-level rule's finding for a stored flow: remove that flow's findings named
@@ -123,6 +137,12 @@ class FlowStore(Sequence[FlowResult]):
         """The flows at these record positions, in this order (see `problems_first`)."""
         return StoreView(self, positions)
 
+    def without_timelines(self) -> StoreView:
+        """The flows in id order, for a reader that shows no timeline: the finisher gets no
+        packed timeline, so it builds none (for a problem flow, as costly as the rest of the
+        reading)."""
+        return StoreView(self, self._sealed_order(), timelines=False)
+
     def problems_first(self) -> StoreView:
         """Flows with a warning or an error first (most severe first), then the rest; flow id
         within each group — `report.options.problem_order` without reading a flow."""
@@ -134,6 +154,18 @@ class FlowStore(Sequence[FlowResult]):
             return (-s if s >= Severity.WARNING else 0, ids[i])
 
         return StoreView(self, sorted(self._sealed_order(), key=key))
+
+    def with_finding(self, name: str) -> StoreView:
+        """The flows that were added with a finding named `name` (amendments aside)."""
+        return StoreView(self, list(self._with_name.get(name, ())))
+
+    def handshake_servers(self) -> Iterator[tuple[int, int, int]]:
+        """(record position, flow id, `server_key` of its server) of every flow that completed
+        a handshake, without reading any (`view` reads those at chosen positions)."""
+        ids = self._ids
+        for position, key in enumerate(self._handshake_servers):
+            if key >= 0:
+                yield position, ids[position], key
 
     def problem_count(self) -> int:
         """Flows whose worst finding is a warning or an error."""
@@ -201,9 +233,8 @@ class FlowStore(Sequence[FlowResult]):
 
     def _load(self, i: int) -> tuple[FlowResult, bytes | None]:
         self._file.seek(self._offsets[i])
-        flow, packed = pickle.loads(self._file.read(self._lengths[i]))
-        assert isinstance(flow, FlowResult)
-        return flow, packed
+        values, packed = marshal.loads(self._file.read(self._lengths[i]))
+        return flow_from_plain(values), packed
 
     def _apply(self, flow: FlowResult) -> None:
         amendment = self._amended.get(flow.id)
@@ -212,21 +243,22 @@ class FlowStore(Sequence[FlowResult]):
         dropped, added = amendment
         flow.findings = [f for f in flow.findings if f.name not in dropped] + added
 
-    def _read(self, i: int) -> FlowResult:
+    def _read(self, i: int, timeline: bool = True) -> FlowResult:
         flow, packed = self._load(i)
         if self._amended:
             self._apply(flow)
         if self._finisher is not None:
-            self._finisher(flow, packed)
+            self._finisher(flow, packed if timeline else None)
         return flow
 
 
 class StoreView(Sequence[FlowResult]):
     """Some of a store's flows in a given order, read on access like the store itself."""
 
-    def __init__(self, store: FlowStore, positions: list[int]) -> None:
+    def __init__(self, store: FlowStore, positions: list[int], timelines: bool = True) -> None:
         self._store = store
         self._positions = positions
+        self._timelines = timelines  # False: see `FlowStore.without_timelines`
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -239,13 +271,20 @@ class StoreView(Sequence[FlowResult]):
 
     def __getitem__(self, index: int | slice) -> FlowResult | StoreView:
         if isinstance(index, slice):
-            return StoreView(self._store, self._positions[index])
-        return self._store._read(self._positions[index])
+            return StoreView(self._store, self._positions[index], self._timelines)
+        return self._store._read(self._positions[index], self._timelines)
 
     def __iter__(self) -> Iterator[FlowResult]:
         read = self._store._read
+        timelines = self._timelines
         for i in self._positions:
-            yield read(i)
+            yield read(i, timelines)
+
+
+def server_key(server: str) -> int:
+    """A flow's server ("addr:port") as a 32-bit number: equal servers have equal keys; a few
+    different ones may share one, so a reader compares the servers of the flows it reads."""
+    return zlib.crc32(server.encode("utf-8", "surrogatepass"))
 
 
 def _worst(findings: list[Finding]) -> int:

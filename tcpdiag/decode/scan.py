@@ -144,7 +144,12 @@ def _pcapng_blocks(
         if not reader.skipping:
             table = _interface_table(reader.interfaces)
             walked: Walked = native.scan_pcapng(
-                feed.buf, feed.pos, reader.frames, _clamped(stop_ns()), reader.big_endian, table,
+                feed.buf,
+                feed.pos,
+                reader.frames,
+                _clamped(stop_ns()),
+                reader.big_endian,
+                table,
                 BLOCK_RECORDS,
             )
             feed.pos, reader.frames, stop = walked[1:4]

@@ -418,10 +418,11 @@ def _resets(x: _Facts) -> list[Finding]:
     # never answered. A request after a long silence answered by a reset is rather a lost
     # NAT/firewall mapping or a restarted server: reset-mid-stream, with the idle time.
     f = x.flow
-    if not x.established() or _connect_then_reset(x):
-        return []
+    resets = x.events("rst")
+    if not resets or not x.established() or _connect_then_reset(x):
+        return []  # most flows end without a RST: nothing to judge
     ignored = {id(e) for e, _, _ in _ignored_resets(x)}
-    rst = next((e for e in x.events("rst") if id(e) not in ignored), None)
+    rst = next((e for e in resets if id(e) not in ignored), None)
     if rst is None or rst.direction is None:
         return []
     d = rst.direction

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from tcpdiag.report.options import ReportOptions, flow_matches
+from tcpdiag.report.options import ReportOptions, flow_matches, without_timelines
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.result import (
     AnalysisResult,
@@ -34,15 +34,21 @@ def _num(value: float | None) -> float | None:
     return value
 
 
+def _text(value: str) -> str:
+    # ASCII text (most strings of a report: addresses, names, states) has no lone surrogate:
+    # skip the regular expression of `no_surrogates` for it.
+    return value if value.isascii() else no_surrogates(value)
+
+
 def _str(value: str | None) -> str | None:
-    return None if value is None else no_surrogates(value)
+    return None if value is None else _text(value)
 
 
 def finding_json(f: Finding) -> JsonObject:
     return {
         "name": f.name,
         "severity": f.severity.label,
-        "message": no_surrogates(f.message),
+        "message": _text(f.message),
         "frames": list(f.frames),
         "time": _num(f.time),
         "flow": f.flow,
@@ -52,15 +58,15 @@ def finding_json(f: Finding) -> JsonObject:
 
 def tls_json(tls: TlsSummary) -> JsonObject:
     return {
-        "versions_offered": [no_surrogates(v) for v in tls.versions_offered],
+        "versions_offered": [_text(v) for v in tls.versions_offered],
         "version": _str(tls.version),
         "sni": _str(tls.sni),
-        "alpn": [no_surrogates(a) for a in tls.alpn],
+        "alpn": [_text(a) for a in tls.alpn],
         "cipher_suite": _str(tls.cipher_suite),
         "handshake_complete": tls.handshake_complete,
         "records": {"client": tls.records_client, "server": tls.records_server},
         "messages": [
-            {"from": m.sender, "frame": m.frame, "type": no_surrogates(m.type), "length": m.length}
+            {"from": m.sender, "frame": m.frame, "type": _text(m.type), "length": m.length}
             for m in tls.messages
         ],
         "alerts": [
@@ -86,8 +92,8 @@ def flow_json(flow: FlowResult) -> JsonObject:
     tcp = flow.tcp
     out: JsonObject = {
         "id": flow.id,
-        "client": no_surrogates(flow.client),
-        "server": no_surrogates(flow.server),
+        "client": _text(flow.client),
+        "server": _text(flow.server),
         "ip_version": flow.ip_version,
         "client_inferred": flow.client_inferred,
         "first_frame": flow.first_frame,
@@ -99,7 +105,7 @@ def flow_json(flow: FlowResult) -> JsonObject:
         "packets": {"client": flow.packets_client, "server": flow.packets_server},
         "bytes": {"client": flow.bytes_client, "server": flow.bytes_server},
         "state": flow.state,
-        "history": no_surrogates(flow.history),
+        "history": _text(flow.history),
         "handshake": {
             "syn": hs.syn,
             "syn_ack": hs.syn_ack,
@@ -135,7 +141,7 @@ def flow_json(flow: FlowResult) -> JsonObject:
         },
         "tls": None if flow.tls is None else tls_json(flow.tls),
         "findings": [finding_json(f) for f in flow.findings],
-        "verdict": no_surrogates(flow.verdict),
+        "verdict": _text(flow.verdict),
     }
     return out
 
@@ -143,9 +149,9 @@ def flow_json(flow: FlowResult) -> JsonObject:
 def capture_json(cap: CaptureResult, flows: list[FlowResult] | None = None) -> JsonObject:
     selected = cap.flows if flows is None else flows
     out: JsonObject = {
-        "path": no_surrogates(cap.path),
+        "path": _text(cap.path),
         "format": cap.format,
-        "link_types": [no_surrogates(t) for t in cap.link_types],
+        "link_types": [_text(t) for t in cap.link_types],
         "packets": cap.packets,
         "tcp_packets": cap.tcp_packets,
         "first_time": _num(cap.first_time),
@@ -200,7 +206,11 @@ def result_json(result: AnalysisResult, options: ReportOptions | None = None) ->
     }
 
 
-_COMPACT = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+# No check for circular references (a set of the ids of the containers being written, for
+# every dict and list): the documents are built here, as trees.
+_COMPACT = json.JSONEncoder(
+    ensure_ascii=True, allow_nan=False, separators=(",", ":"), check_circular=False
+)
 
 
 def dumps(obj: object) -> str:
@@ -270,7 +280,7 @@ def iter_outline(obj: object, depth: int = 4, _level: int = 0) -> Iterator[str]:
 
 def _lazy_capture(cap: CaptureResult) -> JsonObject:
     doc = capture_json(cap, flows=[])
-    flows = cap.flows
+    flows = without_timelines(cap.flows)
     doc["flows"] = LazyList(len(flows), lambda: (flow_json(f) for f in flows))
     return doc
 
@@ -291,7 +301,7 @@ def iter_jsonl(result: AnalysisResult, options: ReportOptions) -> Iterator[str]:
     """`--format jsonl` line by line."""
     captures = _filtered_captures(result, options)
     for cap in captures:
-        for flow in cap.flows:
+        for flow in without_timelines(cap.flows):
             yield jsonl_flow_line(cap.path, flow) + "\n"
     yield jsonl_summary_line(result.version, captures) + "\n"
 
@@ -309,7 +319,7 @@ def render_jsonl(result: AnalysisResult, options: ReportOptions) -> str:
 
 def jsonl_flow_line(capture_path: str, flow: FlowResult) -> str:
     """One JSON Lines flow record (live capture streams these as flows finish)."""
-    return dumps({"capture": no_surrogates(capture_path), **flow_json(flow)})
+    return dumps({"capture": _text(capture_path), **flow_json(flow)})
 
 
 def jsonl_summary_line(version: str, captures: list[CaptureResult]) -> str:

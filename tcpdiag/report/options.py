@@ -90,6 +90,14 @@ def problem_order(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:
     return [k[2] for k in keyed]
 
 
+def without_timelines(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:
+    """The flows, for a renderer that shows no timeline: a `FlowStore` then skips building
+    them (`FlowStore.without_timelines`)."""
+    if isinstance(flows, FlowStore):
+        return flows.without_timelines()
+    return flows
+
+
 def count_problems(ordered: Sequence[FlowResult]) -> int:
     """How many flows of a `problem_order`ed list are problem flows (they come first)."""
     lo, hi = 0, len(ordered)

@@ -25,6 +25,24 @@ def diagnose(
     return out
 
 
+def flow_results(
+    *convs: Conversation, ctx: CaptureContext, thresholds: Thresholds
+) -> list[FlowResult]:
+    """Flow results with their own findings and verdicts, before the capture-level rules, of
+    several conversations merged in time order as one capture (`ctx` gets their facts)."""
+    segments = sorted((s for c in convs for s in c.segments), key=lambda s: (s.time, s.frame))
+    flows = convs[0].run(segments=segments)
+    out: list[FlowResult] = []
+    for flow in flows:
+        r = flow.to_result()
+        r.findings = tcp_rules.diagnose(flow, thresholds)
+        ctx.add_flow(flow, r)
+        out.append(r)
+    for r in out:
+        r.verdict = verdict(r)
+    return out
+
+
 def results(
     *convs: Conversation,
     ctx: CaptureContext | None = None,
@@ -34,16 +52,7 @@ def results(
     conversations merged in time order as one capture, and the capture-level findings."""
     th = thresholds or Thresholds()
     ctx = ctx or CaptureContext()
-    segments = sorted((s for c in convs for s in c.segments), key=lambda s: (s.time, s.frame))
-    flows = convs[0].run(segments=segments)
-    out: list[FlowResult] = []
-    for flow in flows:
-        r = flow.to_result()
-        r.findings = tcp_rules.diagnose(flow, th)
-        ctx.add_flow(flow, r)
-        out.append(r)
-    for r in out:
-        r.verdict = verdict(r)
+    out = flow_results(*convs, ctx=ctx, thresholds=th)
     pairs = capture_rules.diagnose_capture(out, ctx, th)
     return out, capture_rules.attach(out, pairs)
 

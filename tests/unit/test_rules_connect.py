@@ -3,12 +3,17 @@ crafted conversation, and a near miss that must not trigger it."""
 
 from __future__ import annotations
 
+import pytest
+
 from tcpdiag.config import Thresholds
+from tcpdiag.findings import capture_rules
 from tcpdiag.findings.context import CaptureContext
 from tcpdiag.findings.verdict import problem_flow
 from tcpdiag.model import ArpPacket, IcmpError
+from tcpdiag.result import FlowResult
+from tcpdiag.store import FlowStore
 from tests.craft import Conversation, parse_endpoint
-from tests.unit.rules_craft import diagnose, names, only, results
+from tests.unit.rules_craft import diagnose, flow_results, names, only, results
 
 # -- connection-refused ----------------------------------------------------------------------
 
@@ -100,6 +105,48 @@ def test_syn_unanswered_server_up_context_from_other_flows() -> None:
     assert "server is up but dropping SYNs" in f.message
     assert "flow 1" in f.message
     assert "dropping SYNs" in by_client["10.0.0.1:40002"].verdict
+
+
+def _completed(
+    client: str, start: float, first_frame: int, server: str = "10.0.0.2:80"
+) -> Conversation:
+    c = Conversation(client=client, server=server, start=start, first_frame=first_frame)
+    c.handshake()
+    c.fin("c")
+    c.fin("s")
+    c.ack("c")
+    return c
+
+
+def test_syn_drop_context_from_a_store_reads_only_the_flows_it_concerns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dropped = Conversation(client="10.0.0.1:40002", start=0.0005, first_frame=100)
+    for dt in (0.0, 1.0, 1.0):
+        dropped.syn(dt=dt)
+    convs = (
+        _completed("10.0.0.1:40001", 0.0, 1),  # same server, meanwhile: the context
+        _completed("10.0.0.1:40003", 0.5, 200, server="10.0.0.3:80"),  # another server
+        _completed("10.0.0.1:40004", 30.0, 300),  # same server, much later
+    )
+    ctx, th = CaptureContext(), Thresholds()
+    flows = flow_results(*convs, dropped, ctx=ctx, thresholds=th)
+    store = FlowStore()
+    for flow in flows:
+        store.add(flow)
+    read: list[int] = []
+    load = FlowStore._load
+
+    def counted(self: FlowStore, i: int) -> tuple[FlowResult, bytes | None]:
+        read.append(i)
+        return load(self, i)
+
+    monkeypatch.setattr(FlowStore, "_load", counted)
+    from_store = capture_rules.diagnose_capture(store, ctx, th)
+    assert from_store == capture_rules.diagnose_capture(flows, ctx, th)
+    assert [f.name for _, f in from_store] == ["syn-unanswered"]
+    assert "dropping SYNs" in from_store[0][1].message
+    assert sorted(flows[i].client for i in read) == ["10.0.0.1:40001", "10.0.0.1:40002"]
 
 
 def test_near_miss_syn_unanswered_without_other_flows_has_no_server_up_context() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import marshal
 import pickle
 import tempfile
 from pathlib import Path
@@ -15,9 +16,14 @@ from tcpdiag.findings.context import CaptureContext
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.report.options import count_problems, problem_order
 from tcpdiag.report.summary import summarize_captures
-from tcpdiag.result import FlowResult, Severity
-from tcpdiag.store import FlowStore, flow_facts
-from tests.unit.report_fixtures import healthy_tls_flow, refused_flow, truncated_tls_flow
+from tcpdiag.result import FlowResult, Severity, flow_from_plain, flow_to_plain
+from tcpdiag.store import FlowStore, flow_facts, server_key
+from tests.unit.report_fixtures import (
+    healthy_tls_flow,
+    hostile_flow,
+    refused_flow,
+    truncated_tls_flow,
+)
 
 
 def _flows() -> list[FlowResult]:
@@ -40,6 +46,28 @@ def test_reads_back_in_id_order_equal_to_what_was_added() -> None:
     assert store[0] == flows[2] and store[-1] == flows[1]
     assert [f.id for f in store[1:]] == [2, 5]
     assert store[1] is not store[1]  # every read is a fresh object: nothing stays in memory
+
+
+def test_plain_values_give_back_an_equal_flow_with_every_part() -> None:
+    # TLS messages and alerts, RTT stats, findings, timeline rows, hostile strings (lone
+    # surrogates): everything a stored flow may hold comes back equal, with its own types.
+    for flow in [*_flows(), hostile_flow()]:
+        copy = flow_from_plain(marshal.loads(marshal.dumps(flow_to_plain(flow))))
+        assert copy == flow
+        assert all(type(f.severity) is Severity and type(f.frames) is tuple for f in copy.findings)
+
+
+def test_indexes_flows_by_finding_name_and_handshake_server() -> None:
+    store = _store(_flows())  # ids 2 (TLS, completed), 5 (refused), 1 (TLS, completed)
+    assert [f.id for f in store.with_finding("connection-refused")] == [5]
+    assert [f.id for f in store.with_finding("tls-alert")] == [2]
+    assert list(store.with_finding("syn-unanswered")) == []
+    assert [(position, flow_id) for position, flow_id, _ in store.handshake_servers()] == [
+        (0, 2),
+        (2, 1),
+    ]
+    keys = [key for _, _, key in store.handshake_servers()]
+    assert keys == [server_key("93.184.216.34:443"), server_key("[2001:db8::2]:443")]
 
 
 def test_spills_to_disk_beyond_the_spool_size() -> None:
@@ -115,6 +143,18 @@ def test_finisher_runs_on_every_read() -> None:
     store.seal(finish)
     assert [f.verdict for f in store] == ["read 1", "read 2", "read 5"]
     assert [s[0] for s in seen] == [1, 2, 5]
+
+
+def test_a_reader_without_timelines_gets_no_packed_timeline() -> None:
+    store = FlowStore()
+    for flow in _flows():
+        store.add(flow, packed_timeline=b"rows")
+    seen: list[bytes | None] = []
+    store.seal(lambda flow, packed: seen.append(packed))
+    list(store)
+    assert [f.id for f in store.without_timelines()] == [1, 2, 5]
+    assert [f.id for f in store.without_timelines()[1:]] == [2, 5]
+    assert seen == [b"rows"] * 3 + [None] * 5
 
 
 def test_pickles_as_a_plain_list() -> None:
