@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -348,10 +348,13 @@ class CaptureResult:
     incomplete: bool = False
 
     def all_findings(self) -> list[Finding]:
-        out = list(self.findings)
+        return list(self.iter_findings())
+
+    def iter_findings(self) -> Iterator[Finding]:
+        """Capture-level findings, then each flow's, reading one flow at a time."""
+        yield from self.findings
         for flow in self.flows:
-            out.extend(flow.findings)
-        return out
+            yield from flow.findings
 
 
 @dataclass(slots=True)

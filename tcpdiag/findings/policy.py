@@ -48,13 +48,15 @@ A failed expectation is a capture-level finding ``expectation-failed`` (error un
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import fnmatch
 import ipaddress
 import os.path
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
+from typing import overload
 
 from tcpdiag.findings.registry import REGISTRY
 from tcpdiag.result import CaptureResult, Finding, FlowResult, Severity
@@ -224,15 +226,47 @@ def _severity_for(name: str, rules: Rules) -> Severity | None:
 def apply_policy(capture: CaptureResult, policy: Policy) -> CaptureResult:
     """A copy of `capture` with the policy applied: ignored findings dropped, severities
     overridden, and one `expectation-failed` capture finding per expectation that failed.
-    The input is not modified."""
+    The input is not modified; its flows are adjusted as they are read (`PolicyFlows`)."""
     rules = policy.for_capture(capture.path)
-    flows = [dataclasses.replace(f, findings=_adjust(f.findings, rules)) for f in capture.flows]
     cap_findings = _adjust(capture.findings, rules)
-    out = dataclasses.replace(capture, flows=flows, findings=cap_findings)
-    failures = [f for e in rules.expect if (f := evaluate(e, out)) is not None]
+    out = dataclasses.replace(
+        capture, flows=PolicyFlows(capture.flows, rules), findings=cap_findings
+    )
+    failures = [f for f in evaluate_all(rules.expect, out) if f is not None]
     if failures:
         out.findings = sorted(cap_findings + _adjust(failures, rules), key=Finding.sort_key)
     return out
+
+
+class PolicyFlows(Sequence[FlowResult]):
+    """A capture's flows with a policy's ignores and severity overrides applied to each flow as
+    it is read, so the flows of a `FlowStore` stay on disk under a policy too (a copy of every
+    flow would hold a million-flow capture in memory)."""
+
+    def __init__(self, flows: Sequence[FlowResult], rules: Rules) -> None:
+        self._flows = flows
+        self._rules = rules
+
+    def __len__(self) -> int:
+        return len(self._flows)
+
+    @overload
+    def __getitem__(self, index: int) -> FlowResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> PolicyFlows: ...
+
+    def __getitem__(self, index: int | slice) -> FlowResult | PolicyFlows:
+        if isinstance(index, slice):
+            return PolicyFlows(self._flows[index], self._rules)
+        return self._adjusted(self._flows[index])
+
+    def __iter__(self) -> Iterator[FlowResult]:
+        for flow in self._flows:
+            yield self._adjusted(flow)
+
+    def _adjusted(self, flow: FlowResult) -> FlowResult:
+        return dataclasses.replace(flow, findings=_adjust(flow.findings, self._rules))
 
 
 def failing_findings(
@@ -241,7 +275,7 @@ def failing_findings(
     """Findings of an already policy-applied capture at or above the threshold: `fail_on` when
     given (the command line wins), else the capture's configured `fail-on`, else error."""
     threshold = fail_on or policy.for_capture(capture.path).fail_on or Severity.ERROR
-    return [f for f in capture.all_findings() if f.severity >= threshold]
+    return [f for f in capture.iter_findings() if f.severity >= threshold]
 
 
 # -- expectations ---------------------------------------------------------------------------------
@@ -314,23 +348,38 @@ def _flow_problem(e: Expectation, flow: FlowResult) -> str | None:
 
 def evaluate(e: Expectation, capture: CaptureResult) -> Finding | None:
     """The `expectation-failed` finding when `capture` breaks `e`, else None."""
-    flows = [f for f in capture.flows if _selected(e, f)] if e.has_selector else capture.flows
+    return evaluate_all([e], capture)[0]
+
+
+def evaluate_all(
+    expectations: Sequence[Expectation], capture: CaptureResult
+) -> list[Finding | None]:
+    """`evaluate` for each expectation, in one pass over the flows that keeps only what the
+    findings name (the flows may be read from a `FlowStore`, one at a time)."""
+    tallies = [_Tally(e) for e in expectations]
+    if tallies:
+        for flow in capture.flows:
+            for tally in tallies:
+                if not tally.expectation.has_selector or _selected(tally.expectation, flow):
+                    tally.add(flow)
+    return [_judge(tally, capture) for tally in tallies]
+
+
+def _judge(tally: _Tally, capture: CaptureResult) -> Finding | None:
+    e = tally.expectation
     reasons: list[str] = []
-    bad: list[tuple[FlowResult, str]] = []
-    for flow in flows:
-        why = _flow_problem(e, flow)
-        if why is not None:
-            bad.append((flow, why))
+    matched = tally.matched
     minimum = e.min_flows
     if minimum is None and e.has_selector:
         minimum = 1
-    if minimum is not None and len(flows) < minimum:
+    if minimum is not None and matched < minimum:
         what = "flows match the selector" if e.has_selector else "flows"
-        reasons.append(f"{len(flows)} {what}, expected at least {minimum}")
-    if e.max_flows is not None and len(flows) > e.max_flows:
-        reasons.append(f"{len(flows)} flows, expected at most {e.max_flows}")
-    if e.tls == "complete" and not e.has_selector and not any(f.tls for f in flows):
+        reasons.append(f"{matched} {what}, expected at least {minimum}")
+    if e.max_flows is not None and matched > e.max_flows:
+        reasons.append(f"{matched} flows, expected at most {e.max_flows}")
+    if e.tls == "complete" and not e.has_selector and not tally.any_tls:
         reasons.append("no flow carries TLS")
+    found = set(tally.found)
     if not e.has_selector:
         # Capture-level findings count for the whole-capture assertions.
         capture_level = capture.findings
@@ -341,27 +390,58 @@ def evaluate(e: Expectation, capture: CaptureResult) -> Finding | None:
         for pattern in e.no_finding:
             if any(fnmatch.fnmatchcase(f.name, pattern) for f in capture_level):
                 reasons.append(f"capture finding {pattern} present")
-    scope = (
-        capture.findings + [x for f in flows for x in f.findings]
-        if not e.has_selector
-        else [x for f in flows for x in f.findings]
-    )
+        found.update(p for p in e.finding if _any_named(capture_level, p))
     for pattern in e.finding:
-        if not any(fnmatch.fnmatchcase(f.name, pattern) for f in scope):
+        if pattern not in found:
             reasons.append(f"no {pattern} finding")
+    bad = tally.named
     if not bad and not reasons:
         return None
-    for flow, why in bad[:_MAX_NAMED]:
+    for flow, why in bad:
         reasons.append(f"flow {flow.id} ({flow.client} -> {flow.server}): {why}")
-    if len(bad) > _MAX_NAMED:
-        reasons.append(f"and {len(bad) - _MAX_NAMED} more flows")
-    frames = tuple(sorted({f.first_frame for f, _ in bad}))[:_MAX_FRAMES]
+    if tally.bad > _MAX_NAMED:
+        reasons.append(f"and {tally.bad - _MAX_NAMED} more flows")
     return Finding(
         name=EXPECTATION_FAILED,
         severity=Severity.ERROR,
         message=f"expectation {e.label!r} failed: " + "; ".join(reasons),
-        frames=frames,
+        frames=tuple(tally.frames),
         time=bad[0][0].start if bad else None,
-        flow=bad[0][0].id if len(bad) == 1 else None,
-        count=max(1, len(bad)),
+        flow=bad[0][0].id if tally.bad == 1 else None,
+        count=max(1, tally.bad),
     )
+
+
+class _Tally:
+    """What `evaluate` needs of the flows an expectation covers, gathered flow by flow."""
+
+    def __init__(self, e: Expectation) -> None:
+        self.expectation = e
+        self.matched = 0
+        self.any_tls = False
+        self.found: set[str] = set()  # `finding:` patterns some covered flow carries
+        self.bad = 0  # flows that break the expectation
+        self.named: list[tuple[FlowResult, str]] = []  # the first _MAX_NAMED of them, and why
+        self.frames: list[int] = []  # the smallest first frames of those flows, sorted
+
+    def add(self, flow: FlowResult) -> None:
+        e = self.expectation
+        self.matched += 1
+        self.any_tls = self.any_tls or flow.tls is not None
+        for pattern in e.finding:
+            if pattern not in self.found and _any_named(flow.findings, pattern):
+                self.found.add(pattern)
+        why = _flow_problem(e, flow)
+        if why is None:
+            return
+        self.bad += 1
+        if len(self.named) < _MAX_NAMED:
+            self.named.append((flow, why))
+        frames = self.frames
+        if flow.first_frame not in frames:
+            bisect.insort(frames, flow.first_frame)
+            del frames[_MAX_FRAMES:]
+
+
+def _any_named(findings: Iterable[Finding], pattern: str) -> bool:
+    return any(fnmatch.fnmatchcase(f.name, pattern) for f in findings)

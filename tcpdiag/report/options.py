@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from tcpdiag.result import FlowResult, Severity
 from tcpdiag.store import FlowStore
@@ -79,15 +80,48 @@ def is_problem(flow: FlowResult) -> bool:
 def problem_order(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:
     """Problem flows first (most severe first), then the rest; flow id within each group.
     Each flow's severity is computed once (a million-flow report sorts a million keys); a
-    `FlowStore` orders its flows from what it knows without reading them."""
+    `FlowStore` orders its flows from what it knows without reading them, and flows read on
+    access (a policy applied to a store) are ordered by position, not held."""
     if isinstance(flows, FlowStore):
         return flows.problems_first()
-    keyed = []
-    for f in flows:
-        sev = f.max_severity
-        keyed.append((-int(sev) if sev is not None and sev >= Severity.WARNING else 0, f.id, f))
-    keyed.sort(key=lambda k: (k[0], k[1]))
-    return [k[2] for k in keyed]
+    if isinstance(flows, list):
+        keyed = [(_problem_rank(f), f.id, f) for f in flows]
+        keyed.sort(key=lambda k: (k[0], k[1]))
+        return [k[2] for k in keyed]
+    ranked = sorted((_problem_rank(f), f.id, i) for i, f in enumerate(flows))
+    return Reordered(flows, [i for _, _, i in ranked])
+
+
+def _problem_rank(flow: FlowResult) -> int:
+    sev = flow.max_severity
+    return -int(sev) if sev is not None and sev >= Severity.WARNING else 0
+
+
+class Reordered(Sequence[FlowResult]):
+    """`flows` in the order of `positions`, each read on access."""
+
+    def __init__(self, flows: Sequence[FlowResult], positions: list[int]) -> None:
+        self._flows = flows
+        self._positions = positions
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> FlowResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Reordered: ...
+
+    def __getitem__(self, index: int | slice) -> FlowResult | Reordered:
+        if isinstance(index, slice):
+            return Reordered(self._flows, self._positions[index])
+        return self._flows[self._positions[index]]
+
+    def __iter__(self) -> Iterator[FlowResult]:
+        flows = self._flows
+        for i in self._positions:
+            yield flows[i]
 
 
 def without_timelines(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:

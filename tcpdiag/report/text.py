@@ -171,7 +171,7 @@ def _header(cap: CaptureResult, ctx: _Ctx) -> RenderableType:
     line2 = Text(g.sep.join(facts), style=ctx.style("dim"))
     summary = summarize_captures([cap])
     counts: dict[Severity, int] = {}
-    for f in cap.all_findings():
+    for f in cap.iter_findings():
         counts[f.severity] = counts.get(f.severity, 0) + 1
     line3 = Text(f"{summary.flows} flows, {summary.problem_flows} with problems")
     if cap.flows_released:

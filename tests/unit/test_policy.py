@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,14 +14,18 @@ from tcpdiag.findings.policy import (
     EXPECTATION_FAILED,
     Expectation,
     Policy,
+    PolicyFlows,
     Rules,
     apply_policy,
     evaluate,
+    evaluate_all,
     failing_findings,
     parse_expectation,
     path_matches,
 )
+from tcpdiag.report.options import Reordered, problem_order
 from tcpdiag.result import CaptureResult, Severity
+from tcpdiag.store import FlowStore
 
 
 def _names(cap: CaptureResult) -> list[str]:
@@ -231,3 +236,49 @@ def test_missing_config_file(tmp_path: Path) -> None:
 
 def test_policy_rules_default() -> None:
     assert Policy().for_capture("x") == Rules()
+
+
+def _stored(cap: CaptureResult, copies: int) -> CaptureResult:
+    """`cap` with `copies` refused flows (ids 1..copies) in a FlowStore, as a long capture's
+    flows are kept."""
+    store = FlowStore()
+    for i in range(1, copies + 1):
+        store.add(refused_flow(fid=i, frame=2 * i + 1000 - 2 * (i % 7)))
+    store.seal(lambda flow, packed: None)
+    return dataclasses.replace(cap, flows=store)
+
+
+def test_policy_applies_as_flows_are_read(tmp_path: Path) -> None:
+    policy = _policy('severity = {connection-refused = "warning"}\n', tmp_path)
+    cap = _stored(seed_capture(), 3)
+    out = apply_policy(cap, policy)
+    assert isinstance(out.flows, PolicyFlows)  # not a copy of every flow
+    assert [f.findings[0].severity for f in out.flows] == [Severity.WARNING] * 3
+    assert out.flows[1].findings[0].severity == Severity.WARNING
+    assert cap.flows[1].findings[0].severity == Severity.ERROR  # the store is untouched
+    assert [f.id for f in problem_order(out.flows)] == [1, 2, 3]
+
+
+def test_a_failed_expectation_names_few_flows_of_many(tmp_path: Path) -> None:
+    """One pass, bounded: the first five bad flows named, the smallest 50 first frames."""
+    cap = _stored(seed_capture(), 120)
+    failed = evaluate(parse_expectation("no-finding:connection-refused"), cap)
+    assert failed is not None and failed.count == 120 and failed.flow is None
+    assert "flow 1 (" in failed.message and "flow 5 (" in failed.message
+    assert "flow 6 (" not in failed.message and "and 115 more flows" in failed.message
+    frames = sorted({f.first_frame for f in cap.flows})
+    assert list(failed.frames) == frames[:50]
+    both = evaluate_all(
+        [parse_expectation("min-flows:121"), parse_expectation("max-flows:120")], cap
+    )
+    assert both[0] is not None and "120 flows, expected at least 121" in both[0].message
+    assert both[1] is None
+
+
+def test_problem_order_of_flows_read_on_access() -> None:
+    flows = [refused_flow(fid=1), healthy_tls_flow(fid=2), truncated_tls_flow()]
+    listed = problem_order(flows)
+    lazy = problem_order(PolicyFlows(flows, Rules()))
+    assert isinstance(lazy, Reordered)
+    assert [f.id for f in lazy] == [f.id for f in listed]
+    assert [f.id for f in lazy[1:]] == [f.id for f in listed[1:]]
