@@ -281,6 +281,45 @@ class StoreView(Sequence[FlowResult]):
             yield read(i, timelines)
 
 
+class LazyFlows(Sequence[FlowResult]):
+    """Flows of another sequence, each read when accessed: those at `positions` in that order
+    (all, by default), each passed through `adjust` (unchanged, by default). A reordering or a
+    per-flow change of a `FlowStore` then keeps its flows on disk."""
+
+    def __init__(
+        self,
+        flows: Sequence[FlowResult],
+        positions: list[int] | None = None,
+        adjust: Callable[[FlowResult], FlowResult] | None = None,
+    ) -> None:
+        self._flows = flows
+        self._positions = positions
+        self._adjust = adjust
+
+    def __len__(self) -> int:
+        return len(self._flows) if self._positions is None else len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> FlowResult: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> LazyFlows: ...
+
+    def __getitem__(self, index: int | slice) -> FlowResult | LazyFlows:
+        positions = self._positions if self._positions is not None else range(len(self._flows))
+        if isinstance(index, slice):
+            return LazyFlows(self._flows, list(positions[index]), self._adjust)
+        flow = self._flows[positions[index]]
+        return flow if self._adjust is None else self._adjust(flow)
+
+    def __iter__(self) -> Iterator[FlowResult]:
+        flows = self._flows
+        adjust = self._adjust
+        source = flows if self._positions is None else (flows[i] for i in self._positions)
+        for flow in source:
+            yield flow if adjust is None else adjust(flow)
+
+
 def server_key(server: str) -> int:
     """A flow's server ("addr:port") as a 32-bit number: equal servers have equal keys; a few
     different ones may share one, so a reader compares the servers of the flows it reads."""

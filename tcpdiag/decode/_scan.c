@@ -1,4 +1,4 @@
-/* tcpdiag.decode._scan: classic pcap records read and decoded to TCP segments in one C loop.
+/* tcpdiag.decode._scan: pcap and pcapng records read and decoded to TCP segments in one C loop.
  *
  * Why: in Python, every packet costs a RawPacket tuple, a copy of its bytes, a Decoder call and
  * a Segment tuple (about 2 us of a packet's ~10 us, compiled with mypyc). Here one call walks
@@ -14,10 +14,12 @@
  *     encapsulation and every malformed header keeps its one implementation, in Python.
  *
  * The walk stops, leaving the record unread, at a record header the Python reader must judge
- * (captured length above the snap length or the length on the wire, timestamp fraction out of
- * range), at a record not wholly in the buffer, at a record whose timestamp reaches `stop_ns`
- * (the caller's next flow-table expiry), or after `max_items` records. Every read is bounds
- * checked against the buffer and against the record's captured length: the input is hostile.
+ * (pcap: captured length above the snap length or the length on the wire, timestamp fraction
+ * out of range; pcapng: any block but a well-framed enhanced packet block of a known interface
+ * whose lengths agree), at a record not wholly in the buffer, at a record whose timestamp
+ * reaches `stop_ns` (the caller's next flow-table expiry), or after `max_items` records. Every
+ * read is bounds checked against the buffer and against the record's captured length: the
+ * input is hostile.
  *
  * `decode/scan.py` drives it; `tests/unit/test_scan.py` compares it with the Python path.
  */
@@ -287,13 +289,33 @@ static PyObject *raw_packet(const unsigned char *d, Py_ssize_t caplen, Py_ssize_
     return new_record(raw_packet_type, items, 6);
 }
 
-/* What one walk has read so far. */
+/* One walk over a buffer: what it reads, what it has read so far, and why it stopped. */
 typedef struct {
+    const unsigned char *buf;
+    Py_ssize_t len;
+    uint32_t (*u32)(const unsigned char *); /* the file's byte order */
     PyObject *items;
     Py_ssize_t segments;  /* items that are Segments */
     Py_ssize_t snap_cuts; /* Segments whose payload the snap length cut */
     long long first_ts, last_ts;
+    int stop;          /* STOP_* */
+    long long next_ts; /* with STOP_TIME: the timestamp that reached the stop time */
 } Walk;
+
+/* An empty walk over `view`; on failure (no memory) the view is released. */
+static int walk_begin(Walk *walk, Py_buffer *view, int big_endian) {
+    walk->buf = (const unsigned char *)view->buf;
+    walk->len = view->len;
+    walk->u32 = big_endian ? be32 : le32;
+    walk->items = PyList_New(0);
+    walk->segments = walk->snap_cuts = 0;
+    walk->first_ts = walk->last_ts = 0;
+    walk->stop = STOP_FULL;
+    walk->next_ts = 0;
+    if (walk->items != NULL) return 0;
+    PyBuffer_Release(view);
+    return -1;
+}
 
 /* Append the record's Segment, or its RawPacket when it is not of the common case. */
 static int emit(Walk *walk, const unsigned char *data, Py_ssize_t caplen, Py_ssize_t orig_len,
@@ -315,10 +337,9 @@ static int emit(Walk *walk, const unsigned char *data, Py_ssize_t caplen, Py_ssi
     return 0;
 }
 
-static PyObject *walk_result(Walk *walk, Py_ssize_t pos, Py_ssize_t frame, int stop,
-                             long long next_ts) {
-    return Py_BuildValue("(NnniLnnLL)", walk->items, pos, frame, stop, next_ts, walk->segments,
-                         walk->snap_cuts, walk->first_ts, walk->last_ts);
+static PyObject *walk_result(Walk *walk, Py_ssize_t pos, Py_ssize_t frame) {
+    return Py_BuildValue("(NnniLnnLL)", walk->items, pos, frame, walk->stop, walk->next_ts,
+                         walk->segments, walk->snap_cuts, walk->first_ts, walk->last_ts);
 }
 
 PyDoc_STRVAR(configure_doc,
@@ -378,36 +399,31 @@ static PyObject *scan(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "scan: position or header length out of range");
         return NULL;
     }
-    const unsigned char *buf = (const unsigned char *)view.buf;
-    Py_ssize_t len = view.len;
-    Walk walk = {PyList_New(0), 0, 0, 0, 0};
-    if (walk.items == NULL) {
-        PyBuffer_Release(&view);
-        return NULL;
-    }
-    uint32_t (*u32)(const unsigned char *) = big_endian ? be32 : le32;
-    int stop = STOP_FULL;
-    long long next_ts = 0;
+    Walk walk;
+    if (walk_begin(&walk, &view, big_endian) < 0) return NULL;
+    const unsigned char *buf = walk.buf;
+    Py_ssize_t len = walk.len;
+    uint32_t (*u32)(const unsigned char *) = walk.u32;
     while (PyList_GET_SIZE(walk.items) < max_items) {
         if (len - pos < header_len) {
-            stop = STOP_NEED_DATA;
+            walk.stop = STOP_NEED_DATA;
             break;
         }
         const unsigned char *h = buf + pos;
         long long sec = u32(h), frac = u32(h + 4), caplen = u32(h + 8), orig_len = u32(h + 12);
         if (caplen > snaplen || orig_len < caplen || frac >= frac_limit) {
-            stop = STOP_ODD;
+            walk.stop = STOP_ODD;
             break;
         }
         if (len - pos - header_len < caplen) {
-            stop = STOP_NEED_DATA;
+            walk.stop = STOP_NEED_DATA;
             break;
         }
         /* Below 2^63: sec < 2^32 and frac * frac_mult < 10^9. */
         long long ts_ns = sec * 1000000000LL + frac * frac_mult;
         if (ts_ns >= stop_ns) {
-            stop = STOP_TIME;
-            next_ts = ts_ns;
+            walk.stop = STOP_TIME;
+            walk.next_ts = ts_ns;
             break;
         }
         if (emit(&walk, h + header_len, (Py_ssize_t)caplen, (Py_ssize_t)orig_len, frame + 1, ts_ns,
@@ -420,7 +436,7 @@ static PyObject *scan(PyObject *module, PyObject *args) {
         frame++;
     }
     PyBuffer_Release(&view);
-    return walk_result(&walk, pos, frame, stop, next_ts);
+    return walk_result(&walk, pos, frame);
 }
 
 /* One interface of the current pcapng section (PcapngReader's `Interface`). */
@@ -484,53 +500,50 @@ static PyObject *scan_pcapng(PyObject *module, PyObject *args) {
         PyBuffer_Release(&view);
         return NULL;
     }
-    const unsigned char *buf = (const unsigned char *)view.buf;
-    Py_ssize_t len = view.len;
-    Walk walk = {PyList_New(0), 0, 0, 0, 0};
-    if (walk.items == NULL) {
+    Walk walk;
+    if (walk_begin(&walk, &view, big_endian) < 0) {
         PyMem_Free(interfaces);
-        PyBuffer_Release(&view);
         return NULL;
     }
-    uint32_t (*u32)(const unsigned char *) = big_endian ? be32 : le32;
-    int stop = STOP_FULL;
-    long long next_ts = 0;
+    const unsigned char *buf = walk.buf;
+    Py_ssize_t len = walk.len;
+    uint32_t (*u32)(const unsigned char *) = walk.u32;
     while (PyList_GET_SIZE(walk.items) < max_items) {
         if (len - pos < 12) {
-            stop = STOP_NEED_DATA;
+            walk.stop = STOP_NEED_DATA;
             break;
         }
         const unsigned char *b = buf + pos;
         uint32_t type = u32(b), length = u32(b + 4);
         if (type != PCAPNG_EPB || length < 32 || length % 4 || length > PCAPNG_MAX_BLOCK) {
-            stop = STOP_ODD;
+            walk.stop = STOP_ODD;
             break;
         }
         if (len - pos < (Py_ssize_t)length) {
-            stop = STOP_NEED_DATA;
+            walk.stop = STOP_NEED_DATA;
             break;
         }
         uint32_t iface_id = u32(b + 8), caplen = u32(b + 20), orig_len = u32(b + 24);
         if (u32(b + length - 4) != length || 28 + (unsigned long long)caplen > length - 4 ||
             iface_id >= (uint32_t)count || orig_len < caplen) {
-            stop = STOP_ODD;
+            walk.stop = STOP_ODD;
             break;
         }
         const Interface *iface = &interfaces[iface_id];
         if (iface->mult == 0) { /* its timestamps need Python's integers */
-            stop = STOP_ODD;
+            walk.stop = STOP_ODD;
             break;
         }
         unsigned long long units = ((unsigned long long)u32(b + 12) << 32) | u32(b + 16);
         __int128 ts = (__int128)units * iface->mult / iface->div + iface->offset_ns;
         if (ts > INT64_MAX || ts < INT64_MIN) {
-            stop = STOP_ODD; /* a timestamp only Python's integers hold */
+            walk.stop = STOP_ODD; /* a timestamp only Python's integers hold */
             break;
         }
         long long ts_ns = (long long)ts;
         if (ts_ns >= stop_ns) {
-            stop = STOP_TIME;
-            next_ts = ts_ns;
+            walk.stop = STOP_TIME;
+            walk.next_ts = ts_ns;
             break;
         }
         if (emit(&walk, b + 28, (Py_ssize_t)caplen, (Py_ssize_t)orig_len, frame + 1, ts_ns,
@@ -545,7 +558,7 @@ static PyObject *scan_pcapng(PyObject *module, PyObject *args) {
     }
     PyMem_Free(interfaces);
     PyBuffer_Release(&view);
-    return walk_result(&walk, pos, frame, stop, next_ts);
+    return walk_result(&walk, pos, frame);
 }
 
 static PyMethodDef methods[] = {
@@ -556,9 +569,11 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_scan",
-    "Classic pcap records read and decoded to TCP segments in C (see decode/scan.py).", -1,
-    methods,
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_scan",
+    .m_doc = "pcap and pcapng records read and decoded to TCP segments in C (decode/scan.py).",
+    .m_size = -1,
+    .m_methods = methods,
 };
 
 PyMODINIT_FUNC PyInit__scan(void) {

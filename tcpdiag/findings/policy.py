@@ -53,13 +53,13 @@ import dataclasses
 import fnmatch
 import ipaddress
 import os.path
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
-from typing import overload
 
 from tcpdiag.findings.registry import REGISTRY
 from tcpdiag.result import CaptureResult, Finding, FlowResult, Severity
+from tcpdiag.store import LazyFlows
 
 EXPECTATION_FAILED = "expectation-failed"
 
@@ -238,35 +238,13 @@ def apply_policy(capture: CaptureResult, policy: Policy) -> CaptureResult:
     return out
 
 
-class PolicyFlows(Sequence[FlowResult]):
+class PolicyFlows(LazyFlows):
     """A capture's flows with a policy's ignores and severity overrides applied to each flow as
     it is read, so the flows of a `FlowStore` stay on disk under a policy too (a copy of every
     flow would hold a million-flow capture in memory)."""
 
     def __init__(self, flows: Sequence[FlowResult], rules: Rules) -> None:
-        self._flows = flows
-        self._rules = rules
-
-    def __len__(self) -> int:
-        return len(self._flows)
-
-    @overload
-    def __getitem__(self, index: int) -> FlowResult: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> PolicyFlows: ...
-
-    def __getitem__(self, index: int | slice) -> FlowResult | PolicyFlows:
-        if isinstance(index, slice):
-            return PolicyFlows(self._flows[index], self._rules)
-        return self._adjusted(self._flows[index])
-
-    def __iter__(self) -> Iterator[FlowResult]:
-        for flow in self._flows:
-            yield self._adjusted(flow)
-
-    def _adjusted(self, flow: FlowResult) -> FlowResult:
-        return dataclasses.replace(flow, findings=_adjust(flow.findings, self._rules))
+        super().__init__(flows, adjust=lambda f: replace(f, findings=_adjust(f.findings, rules)))
 
 
 def failing_findings(

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import overload
 
 from tcpdiag.result import FlowResult, Severity
-from tcpdiag.store import FlowStore
+from tcpdiag.store import FlowStore, LazyFlows
 
 # rich costs ~1.2 ms per table row: 50 rows per table keeps a million-flow report under 2 s.
 DEFAULT_MAX_ROWS = 50
@@ -89,39 +88,12 @@ def problem_order(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:
         keyed.sort(key=lambda k: (k[0], k[1]))
         return [k[2] for k in keyed]
     ranked = sorted((_problem_rank(f), f.id, i) for i, f in enumerate(flows))
-    return Reordered(flows, [i for _, _, i in ranked])
+    return LazyFlows(flows, [i for _, _, i in ranked])
 
 
 def _problem_rank(flow: FlowResult) -> int:
     sev = flow.max_severity
     return -int(sev) if sev is not None and sev >= Severity.WARNING else 0
-
-
-class Reordered(Sequence[FlowResult]):
-    """`flows` in the order of `positions`, each read on access."""
-
-    def __init__(self, flows: Sequence[FlowResult], positions: list[int]) -> None:
-        self._flows = flows
-        self._positions = positions
-
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    @overload
-    def __getitem__(self, index: int) -> FlowResult: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Reordered: ...
-
-    def __getitem__(self, index: int | slice) -> FlowResult | Reordered:
-        if isinstance(index, slice):
-            return Reordered(self._flows, self._positions[index])
-        return self._flows[self._positions[index]]
-
-    def __iter__(self) -> Iterator[FlowResult]:
-        flows = self._flows
-        for i in self._positions:
-            yield flows[i]
 
 
 def without_timelines(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:

@@ -23,9 +23,9 @@ from tcpdiag.findings.policy import (
     parse_expectation,
     path_matches,
 )
-from tcpdiag.report.options import Reordered, problem_order
+from tcpdiag.report.options import problem_order
 from tcpdiag.result import CaptureResult, Severity
-from tcpdiag.store import FlowStore
+from tcpdiag.store import FlowStore, LazyFlows
 
 
 def _names(cap: CaptureResult) -> list[str]:
@@ -279,6 +279,6 @@ def test_problem_order_of_flows_read_on_access() -> None:
     flows = [refused_flow(fid=1), healthy_tls_flow(fid=2), truncated_tls_flow()]
     listed = problem_order(flows)
     lazy = problem_order(PolicyFlows(flows, Rules()))
-    assert isinstance(lazy, Reordered)
+    assert isinstance(lazy, LazyFlows) and not isinstance(lazy, PolicyFlows)
     assert [f.id for f in lazy] == [f.id for f in listed]
     assert [f.id for f in lazy[1:]] == [f.id for f in listed[1:]]
