@@ -21,12 +21,31 @@ from __future__ import annotations
 from typing import Final
 
 from tcpdiag.flow.seq import MASK, seq_diff
+from tcpdiag.model import TcpOptions
 
 # Wireshark's TCP_MAX_UNACKED_SEGMENTS.
 MAX_UNACKED: Final = 10_000
 
 WSCALE_UNKNOWN: Final = -1  # no SYN captured from this side (Wireshark: -1)
 WSCALE_NONE: Final = -2  # no scaling negotiated (Wireshark: -2)
+
+
+class Unacked:
+    """A segment not yet fully acknowledged, kept for RTT samples: its raw sequence number
+    (moved up as it is partially acknowledged), the raw sequence number after it, when it was
+    sent, and whether an ACK of it is `ambiguous` (it was retransmitted: Karn's rule).
+
+    A class with typed slots rather than a list: compiled, its fields are plain C values, so
+    an entry is one allocation instead of six."""
+
+    __slots__ = ("ambiguous", "frame", "nxt", "seq", "time")
+
+    def __init__(self, seq: int, nxt: int, frame: int, time: float, ambiguous: bool) -> None:
+        self.seq = seq
+        self.nxt = nxt
+        self.frame = frame
+        self.time = time
+        self.ambiguous = ambiguous
 
 
 class Endpoint:
@@ -75,11 +94,11 @@ class Endpoint:
         "high_abs",
         "highest_ack",
         "isn",
-        "last_data_frame",
-        "last_data_time",
-        "last_frame",
+        "last_data_frame_seen",
+        "last_data_time_seen",
+        "last_frame_seen",
         "last_sack",
-        "last_time",
+        "last_time_seen",
         "mss",
         "packets",
         "port",
@@ -94,11 +113,10 @@ class Endpoint:
         "syn_count",
         "syn_frame",
         "syn_time",
-        "ts_ecr",
-        "ts_val",
+        "timestamps",
         "unacked",
         "unique_bytes",
-        "window",
+        "window_seen",
         "wire_bytes",
         "ws_base_set",
         "ws_dupacknum",
@@ -131,7 +149,8 @@ class Endpoint:
         # Unwrapping reference: raw `ref_raw` is stream offset `ref_abs`.
         self.ref_raw = 0
         self.ref_abs = 0
-        self.high_abs: int | None = None  # highest stream offset + 1 of payload seen
+        # Highest stream offset + 1 of payload seen: meaningful once `wire_bytes` > 0.
+        self.high_abs = 0
         self.syn_frame: int | None = None
         self.syn_time: float | None = None
         self.syn_count = 0
@@ -147,22 +166,27 @@ class Endpoint:
         self.rst_count = 0
         self.first_data_frame: int | None = None
         self.first_data_time: float | None = None
-        self.last_data_frame: int | None = None
-        self.last_data_time: float | None = None
-        self.last_frame: int | None = None
-        self.last_time: float | None = None
+        # The facts updated for every packet are plain ints and floats (compiled, C values: no
+        # new object per packet), meaningful once the side has sent a packet (`packets`) or a
+        # payload (`wire_bytes`); the public attributes are properties that say None before.
+        self.last_data_frame_seen = 0
+        self.last_data_time_seen = 0.0
+        self.last_frame_seen = 0
+        self.last_time_seen = 0.0
+        self.window_seen = 0
         self.highest_ack: int | None = None
         self.acked = 0
-        self.window: int | None = None
         self.zero_window_count = 0
         # shared empty tuple until the first zero window (one list less per flow)
         self.zero_windows: list[list[float | int | None]] | tuple[()] = ()
         self.last_sack: tuple[tuple[int, int], ...] = ()
-        self.ts_val: int | None = None
-        self.ts_ecr: int | None = None
+        # The options of the last segment with a timestamp option (`ts_val`, `ts_ecr` read
+        # them): keeping the record costs nothing per packet, copying its values out would.
+        self.timestamps: TcpOptions | None = None
         self.retransmissions = 0
-        # Zeek history state: highest sequence end (raw) seen, for the 't' letter.
-        self.zh_high: int | None = None
+        # Zeek history state: highest sequence end (raw) seen, for the 't' letter (meaningful
+        # once `wire_bytes` > 0).
+        self.zh_high = 0
         # Wireshark analysis state (see analysis.py). -1 = unknown where Wireshark uses 0.
         self.ws_base_set = False
         self.ws_nextseq = 0  # 0 = unknown, as in Wireshark (a real 0 is treated alike)
@@ -177,9 +201,39 @@ class Endpoint:
         self.ws_lastnondupack = 0
         self.ws_lastflags = 0
         self.ws_first_ack = True  # no non-SYN ACK sent yet: windows not scaled (Wireshark)
-        # Unacked segments for RTT: [seq, nextseq, frame, time, ambiguous] in send order;
-        # None until the first one. Fully ACKed entries are removed from the front.
-        self.unacked: list[list[int | float | bool]] | None = None
+        # Unacked segments for RTT, in send order; None until the first one. Fully ACKed
+        # entries are removed from the front.
+        self.unacked: list[Unacked] | None = None
+
+    # -- per-packet facts, None before the first packet (or payload) ---------------------------
+
+    @property
+    def last_frame(self) -> int | None:
+        return self.last_frame_seen if self.packets else None
+
+    @property
+    def last_time(self) -> float | None:
+        return self.last_time_seen if self.packets else None
+
+    @property
+    def window(self) -> int | None:
+        return self.window_seen if self.packets else None
+
+    @property
+    def ts_val(self) -> int | None:
+        return None if self.timestamps is None else self.timestamps.ts_val
+
+    @property
+    def ts_ecr(self) -> int | None:
+        return None if self.timestamps is None else self.timestamps.ts_ecr
+
+    @property
+    def last_data_frame(self) -> int | None:
+        return self.last_data_frame_seen if self.wire_bytes else None
+
+    @property
+    def last_data_time(self) -> float | None:
+        return self.last_data_time_seen if self.wire_bytes else None
 
     # -- sequence helpers -------------------------------------------------------------------
 

@@ -6,59 +6,61 @@ this order: the two `Endpoint`s (counts, FIN/RST, windows, options), Wireshark's
 analysis (`analysis.analyze`, recorded by finding name in `analysis`), handshake facts and the
 initial RTT, RTT samples from the unacked-segment list (Karn's rule), the Zeek state/history
 tracker, the per-direction reassemblers (bytes to `consumer`), connection events, data bursts,
-delayed-ACK samples and the capped timeline. Nothing here allocates per packet beyond the
-timeline tuple and what a finding needs. After the table finalises the flow (close, idle,
-eviction, end of capture) it calls `finish()` and hands the flow to `on_close`; `to_result()`
-turns it into a `result.FlowResult`.
+delayed-ACK samples and the capped timeline. Per packet the compiled code allocates little
+beyond the packed timeline row and an `Unacked` entry for a segment with data, SYN or FIN: the
+facts updated for every packet are typed attributes, which it keeps as C values. After the
+table finalises the flow (close, idle, eviction, end of capture) it calls `finish()` and hands
+the flow to `on_close`; `to_result()` turns it into a `result.FlowResult`.
 """
 
 from __future__ import annotations
 
-import statistics
 import struct
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
+from tcpdiag import model
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow.analysis import (
     A_ANY_RETRANSMISSION,
     A_REUSED_PORTS,
     A_ZERO_WINDOW_PROBE,
+    ACK,
+    FIN,
+    RST,
+    SYN,
     analyze,
     flag_names,
 )
-from tcpdiag.flow.endpoint import MAX_UNACKED, WSCALE_NONE, WSCALE_UNKNOWN, Endpoint
+from tcpdiag.flow.endpoint import MAX_UNACKED, WSCALE_NONE, WSCALE_UNKNOWN, Endpoint, Unacked
 from tcpdiag.flow.reassembly import EventSink, Reassembler, StreamConsumer
 from tcpdiag.flow.seq import HALF, MASK, seq_diff, seq_ge, seq_gt, seq_le
 from tcpdiag.flow.state import CLOSED, RESET, ZeekTracker
-from tcpdiag.model import (
-    ACK,
-    FIN,
-    NO_OPTIONS,
-    RST,
-    SYN,
-    Direction,
-    FlowKey,
-    Segment,
-    format_endpoint,
-)
+from tcpdiag.model import Direction, FlowKey, Segment, format_endpoint
 from tcpdiag.result import Close, FlowResult, Handshake, RttStats, TcpCounters, TimelineRow
 
 # A data segment is "small" (a Nagle / delayed-ACK candidate) below this many bytes when the
 # sender's MSS is unknown (RFC 9293's default MSS).
-DEFAULT_MSS = 536
+DEFAULT_MSS: Final = 536
 # Delayed-ACK samples are recorded when the lone ACK came at least this late (seconds). The
 # rules apply `Thresholds.stall_min_delay` / `stall_max_delay` on top.
-DELAYED_ACK_MIN = 0.035
+DELAYED_ACK_MIN: Final = 0.035
 # Caps that keep one flow's memory bounded whatever its length.
-MAX_EVENTS = 1000
-MAX_BURSTS = 1000
-MAX_DELAYED_ACK_SAMPLES = 1000
-MAX_RTT_SAMPLES = 4096
-_SFR = SYN | FIN | RST
+MAX_EVENTS: Final = 1000
+MAX_BURSTS: Final = 1000
+MAX_DELAYED_ACK_SAMPLES: Final = 1000
+MAX_RTT_SAMPLES: Final = 4096
+_SFR: Final = SYN | FIN | RST
+# Read for every packet: as Final names a compiled module reads them from C statics, not from
+# the module's dictionary.
+_NO_OPTIONS: Final = model.NO_OPTIONS
 # One timeline row, packed: frame, time, direction, flags, seq, ack, length, window (35 bytes
 # instead of a tuple of eight objects, ~250 bytes, for every one of the 100 rows kept per flow).
-_ROW = struct.Struct("<qdBHIIII")
-_ROW_SIZE = _ROW.size
+_ROW: Final = struct.Struct("<qdBHIIII")
+_ROW_SIZE: Final = _ROW.size
+_PACK_ROW: Final = _ROW.pack
+_PACK_ROW_INTO: Final = _ROW.pack_into
+# The frame numbers of packed rows alone (one int per row, not a tuple of eight objects).
+_ROW_FRAME: Final = struct.Struct(f"<q{_ROW_SIZE - 8}x")
 
 
 # What `Flow.timeline()` is made of (`Flow.timeline_state()`): packed rows (`_ROW`), client and
@@ -101,7 +103,23 @@ def timeline_rows(state: TimelineState) -> tuple[list[TimelineRow], int]:
 
 def timeline_frames(state: TimelineState) -> list[int]:
     """The frames of the rows a `Flow.timeline_state()` keeps, in order."""
-    return [row[0] for row in _ROW.iter_unpack(state[0])]
+    return [frame for (frame,) in _ROW_FRAME.iter_unpack(state[0])]
+
+
+def _flagged(analysis: dict[str, list[int]], name: str) -> int:
+    """How many frames `Flow.analysis` flags with `name`."""
+    frames = analysis.get(name)
+    return 0 if frames is None else len(frames)
+
+
+def _median(values: list[float]) -> float:
+    """`statistics.median` of a non-empty list, with the same arithmetic (compiled, this does
+    not call into the interpreted `statistics` module)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return (ordered[mid - 1] + ordered[mid]) / 2
 
 
 class FlowEvent:
@@ -134,13 +152,14 @@ class FlowEvent:
         frame: int,
         time: float,
         direction: Direction | None,
-        **details: object,
+        details: dict[str, object],
     ) -> None:
         self.kind = kind
         self.frame = frame
         self.time = time
         self.direction = direction
-        self.details: dict[str, object] = details
+        # taken as a dict, not as keywords: compiled, keywords would be parsed into a new one
+        self.details = details
 
     def __getattr__(self, name: str) -> object:
         try:
@@ -420,7 +439,7 @@ class Flow:
             return None
         return RttStats(
             min=self._rtt_min,
-            median=statistics.median(self.rtt_samples),
+            median=_median(self.rtt_samples),
             max=self._rtt_max,
             samples=self._rtt_seen,
         )
@@ -445,7 +464,7 @@ class Flow:
         if len(self.events) >= MAX_EVENTS:
             self.events_dropped += 1
             return
-        self.events.append(FlowEvent(kind, frame, time, d, **kw))
+        self.events.append(FlowEvent(kind, frame, time, d, kw))
 
     def process(self, seg: Segment, d: Direction) -> int:
         """Account one segment sent in direction `d`. Returns its analysis flags."""
@@ -471,8 +490,8 @@ class Flow:
         if time > self.end or packets == 1:
             self.end = time
         fwd.packets += 1
-        fwd.last_frame = frame
-        fwd.last_time = time
+        fwd.last_frame_seen = frame
+        fwd.last_time_seen = time
         syn = flags & SYN
 
         # -- sequence bases and unwrapping -------------------------------------------------
@@ -488,9 +507,8 @@ class Flow:
         # -- Wireshark analysis -------------------------------------------------------------
         pre_ack = fwd.ws_lastack if fwd.ws_lastack_set else None
         ta, dupnum = analyze(fwd, rev, seq, ack, length, flags, window, time, frame, self.irtt)
-        if self._pending_reuse == frame or (self.reuse_frame == frame and self.port_reused):
-            ta |= A_REUSED_PORTS
-            self._pending_reuse = None
+        if self._pending_reuse is not None or self.port_reused:
+            ta |= self._reuse_flag(frame)
         retrans = ta & A_ANY_RETRANSMISSION
         if ta:
             self._record(ta, frame, dupnum)
@@ -530,12 +548,11 @@ class Flow:
             self.handshake.rtt = self.irtt
 
         # -- endpoint facts ------------------------------------------------------------------
-        if opts is not NO_OPTIONS:
+        if opts is not _NO_OPTIONS:
             if opts.sack:
                 fwd.last_sack = opts.sack
             if opts.ts_val is not None:
-                fwd.ts_val = opts.ts_val
-                fwd.ts_ecr = opts.ts_ecr
+                fwd.timestamps = opts
         if not flags & (RST | SYN | FIN):
             zw = fwd.zero_windows
             if window == 0:
@@ -550,7 +567,7 @@ class Flow:
         elif window and fwd.zero_windows and fwd.zero_windows[-1][1] is None and not flags & RST:
             fwd.zero_windows[-1][1] = time
             fwd.zero_windows[-1][3] = frame
-        fwd.window = window
+        fwd.window_seen = window
         if flags & ACK:
             high = fwd.highest_ack
             # seq_gt(ack, high), inlined
@@ -563,22 +580,25 @@ class Flow:
                         acked -= 1
                     if acked > fwd.acked:
                         fwd.acked = acked
-                self._on_ack(fwd, rev, d, ack, frame, time, length, flags)
+                self._on_ack(fwd, rev, di, ack, frame, time, length, flags)
 
+        # this side's first payload (`high_abs` and `zh_high` are not set before it)
+        first_data = False
         if length:
             data_start = (seq + 1) & MASK if syn else seq
+            first_data = fwd.wire_bytes == 0
             fwd.wire_bytes += length
             if fwd.first_data_frame is None:
                 fwd.first_data_frame = frame
                 fwd.first_data_time = time
-            fwd.last_data_frame = frame
-            fwd.last_data_time = time
+            fwd.last_data_frame_seen = frame
+            fwd.last_data_time_seen = time
             # fwd.offset(data_start), inlined
             start = fwd.ref_abs + (((data_start - fwd.ref_raw + HALF) & MASK) - HALF)
             end = start + length
             high_abs = fwd.high_abs
             new_data = False
-            if high_abs is None:
+            if first_data:
                 fwd.unique_bytes += length if start >= 0 else max(0, end)
                 fwd.high_abs = end
                 new_data = True
@@ -602,7 +622,7 @@ class Flow:
                     r.segment(start, payload, length, frame, time)
             if new_data and not retrans:
                 self._data_burst(d, frame, time, length)
-                self._small_data(d, fwd, rev, seq, length, frame, time)
+                self._small_data(di, fwd, rev, seq, length, frame, time)
             elif retrans:
                 self._small[di] = None
 
@@ -613,15 +633,12 @@ class Flow:
                 ua = fwd.unacked = []
             if len(ua) < MAX_UNACKED:
                 nxt = (seq + length + (1 if flags & (SYN | FIN) else 0)) & MASK
-                ua.append([seq, nxt, frame, time, bool(retrans)])
+                ua.append(Unacked(seq, nxt, frame, time, bool(retrans)))
             if retrans:
                 end_raw = (seq + max(length, 1)) & MASK
                 for item in ua:
-                    s0 = item[0]
-                    s1 = item[1]
-                    assert isinstance(s0, int) and isinstance(s1, int)
-                    if seq_gt(end_raw, s0) and seq_gt(s1, seq):
-                        item[4] = True
+                    if seq_gt(end_raw, item.seq) and seq_gt(item.nxt, seq):
+                        item.ambiguous = True
 
         if flags & (FIN | RST) or stale:
             self._fin_rst(seg, d, fwd, rev, pre_ack, prev_time, stale)
@@ -638,8 +655,7 @@ class Flow:
         zk.update(di, flags, fwd.relative(seq) if flags & _SFR else 0, length)
         if length:
             end_raw = (seq + length) & MASK
-            zh = fwd.zh_high
-            if zh is None or ((end_raw - zh + HALF) & MASK) > HALF:
+            if first_data or ((end_raw - fwd.zh_high + HALF) & MASK) > HALF:
                 fwd.zh_high = end_raw
             elif not syn:
                 zk.scaled(di, "t")
@@ -648,21 +664,7 @@ class Flow:
             if st[1 - di] != CLOSED and st[1 - di] != RESET and st[di] != RESET:
                 zk.scaled(di, "w")
 
-        # -- timeline: fixed-size packed rows (a tuple of 8 objects per packet costs ~250 B) --
-        n = self.timeline_total
-        self.timeline_total = n + 1
-        if n < self._head_max:
-            self._head += _ROW.pack(frame, time, di, flags, seq, ack, length, window)
-        else:
-            tail = self._tail
-            size = self._tail_max
-            if size:
-                if tail is None:
-                    tail = self._tail = bytearray(size * _ROW_SIZE)
-                i = n - self._head_max
-                _ROW.pack_into(
-                    tail, (i % size) * _ROW_SIZE, frame, time, di, flags, seq, ack, length, window
-                )
+        self._keep_row(seg, di)
         return ta
 
     def _fin_rst(
@@ -747,6 +749,36 @@ class Flow:
 
     # ------------------------------------------------------------------ helpers
 
+    def _keep_row(self, seg: tuple[object, ...], di: int) -> None:
+        """The packet's timeline row: fixed-size packed rows (a tuple of 8 objects per packet
+        costs ~250 B), the first `_head_max` appended, the later ones in the tail ring.
+
+        `seg` is the Segment seen as a plain tuple so that its fields go to `struct` as the
+        objects the Segment already holds: compiled, a field read as an `int` is unboxed and
+        packing it would allocate a new object for each."""
+        frame, time, flags, seq, ack = seg[0], seg[1], seg[9], seg[7], seg[8]
+        length, window = seg[11], seg[10]
+        n = self.timeline_total
+        self.timeline_total = n + 1
+        if n < self._head_max:
+            self._head += _PACK_ROW(frame, time, di, flags, seq, ack, length, window)
+            return
+        size = self._tail_max
+        if size:
+            tail = self._tail
+            if tail is None:
+                tail = self._tail = bytearray(size * _ROW_SIZE)
+            at = ((n - self._head_max) % size) * _ROW_SIZE
+            _PACK_ROW_INTO(tail, at, frame, time, di, flags, seq, ack, length, window)
+
+    def _reuse_flag(self, frame: int) -> int:
+        """A_REUSED_PORTS when this frame is the one that reused the 4-tuple (see
+        `mark_reused`, `flag_reused`), else 0."""
+        if self._pending_reuse == frame or (self.reuse_frame == frame and self.port_reused):
+            self._pending_reuse = None
+            return A_REUSED_PORTS
+        return 0
+
     def _mark_closed(self, time: float) -> None:
         """Both FINs ACKed, or a RST: the flow now only lingers for late packets."""
         self.closed = True
@@ -826,46 +858,42 @@ class Flow:
         self,
         fwd: Endpoint,
         rev: Endpoint,
-        d: Direction,
+        di: int,
         ack: int,
         frame: int,
         time: float,
         length: int,
         flags: int,
     ) -> None:
-        """`fwd` acknowledged `ack` (a new highest ACK): RTT samples, gaps, delayed ACKs."""
+        """`fwd` (direction `di`) acknowledged `ack` (a new highest ACK): RTT samples, gaps,
+        delayed ACKs."""
         ua = rev.unacked
         if ua:
             done = 0
             for item in ua:
-                s1 = item[1]
-                assert isinstance(s1, int)
+                s1 = item.nxt
                 if seq_le(s1, ack):
                     done += 1
-                    if s1 == ack and not item[4]:
-                        t0 = item[3]
-                        assert isinstance(t0, float)
-                        self._rtt_sample(time - t0)
+                    if s1 == ack and not item.ambiguous:
+                        self._rtt_sample(time - item.time)
                     continue
-                s0 = item[0]
-                assert isinstance(s0, int)
-                if seq_gt(ack, s0):
-                    item[0] = ack  # partially acknowledged
+                if seq_gt(ack, item.seq):
+                    item.seq = ack  # partially acknowledged
                 break
             if done:
                 del ua[:done]
-        r = self._reasm[1 - d]
+        r = self._reasm[1 - di]
         if r is not None and rev.stream_base is not None:
             off = rev.offset(ack)
             if rev.fin_seq is not None and seq_ge(ack, rev.fin_seq):
                 off = rev.offset(rev.fin_seq)
             if off > r.next:
                 r.ack(off, frame)
-        small = self._small[1 - d]
+        small = self._small[1 - di]
         if small is not None:
             s_frame, s_time, s_end, s_len = small
             if seq_ge(ack, s_end):
-                self._small[1 - d] = None
+                self._small[1 - di] = None
                 delay = time - s_time
                 if (
                     length == 0
@@ -875,7 +903,7 @@ class Flow:
                 ):
                     self.delayed_ack_samples.append(
                         DelayedAckSample(
-                            Direction(1 - d), s_frame, s_time, s_len, frame, time, delay
+                            Direction(1 - di), s_frame, s_time, s_len, frame, time, delay
                         )
                     )
 
@@ -896,7 +924,7 @@ class Flow:
 
     def _small_data(
         self,
-        d: Direction,
+        di: int,
         fwd: Endpoint,
         rev: Endpoint,
         seq: int,
@@ -907,9 +935,9 @@ class Flow:
         mss = fwd.mss or DEFAULT_MSS
         outstanding = rev.highest_ack is None or rev.highest_ack != seq
         if length < mss and not outstanding:
-            self._small[d] = (frame, t, (seq + length) & MASK, length)
+            self._small[di] = (frame, t, (seq + length) & MASK, length)
         else:
-            self._small[d] = None
+            self._small[di] = None
 
     def _data_burst(self, d: Direction, frame: int, time: float, length: int) -> None:
         b = self._burst
@@ -1003,22 +1031,18 @@ class Flow:
 
     def counters(self) -> TcpCounters:
         a = self.analysis
-
-        def n(name: str) -> int:
-            return len(a.get(name, ()))
-
         return TcpCounters(
-            retransmissions=n("retransmission"),
-            fast_retransmissions=n("fast-retransmission"),
-            spurious_retransmissions=n("spurious-retransmission"),
-            out_of_order=n("out-of-order"),
-            lost_segments=n("previous-segment-lost"),
-            acked_unseen=n("acked-unseen-segment"),
-            duplicate_acks=n("duplicate-ack"),
-            zero_windows=n("zero-window"),
-            zero_window_probes=n("zero-window-probe"),
-            window_full=n("window-full"),
-            keep_alives=n("keep-alive"),
+            retransmissions=_flagged(a, "retransmission"),
+            fast_retransmissions=_flagged(a, "fast-retransmission"),
+            spurious_retransmissions=_flagged(a, "spurious-retransmission"),
+            out_of_order=_flagged(a, "out-of-order"),
+            lost_segments=_flagged(a, "previous-segment-lost"),
+            acked_unseen=_flagged(a, "acked-unseen-segment"),
+            duplicate_acks=_flagged(a, "duplicate-ack"),
+            zero_windows=_flagged(a, "zero-window"),
+            zero_window_probes=_flagged(a, "zero-window-probe"),
+            window_full=_flagged(a, "window-full"),
+            keep_alives=_flagged(a, "keep-alive"),
             rtt=self.rtt,
         )
 
@@ -1038,7 +1062,7 @@ class Flow:
         """Everything `timeline()` needs, detached from the flow: plain bytes, ints and the
         analysis names of the kept frames (see `timeline_rows`)."""
         packed = self._packed_rows()
-        frames_kept = {row[0] for row in _ROW.iter_unpack(packed)}
+        frames_kept = {frame for (frame,) in _ROW_FRAME.iter_unpack(packed)}
         notes: dict[int, list[str]] = {}
         for name, frames in self.analysis.items():
             for f in frames:

@@ -1,7 +1,8 @@
 """The flow table: which `Flow` a segment belongs to, and when flows end.
 
 Theory of operation: flows are keyed by the canonical 4-tuple (`model.flow_key`); the table
-holds the current incarnation per key. For each segment `add()`:
+holds the current incarnation per key (and finds a tracked flow's packets by their own
+(src, sport, dst, dport) first, without building the canonical key). For each segment `add()`:
 
 1. looks up the key; a SYN (no ACK) from a side that has already sent on this flow starts a
    new incarnation when its ISN differs from that side's ISN (Wireshark's port reuse), or when
@@ -41,15 +42,17 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator
+from typing import Final
 
 from tcpdiag.config import AnalysisOptions
+from tcpdiag.flow.analysis import ACK, FIN, RST, SYN
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.seq import seq_add
-from tcpdiag.model import ACK, FIN, RST, SYN, Direction, FlowKey, Segment
+from tcpdiag.model import Direction, FlowKey, Segment, flow_key
 
-CLIENT = Direction.CLIENT
-SERVER = Direction.SERVER
+CLIENT: Final = Direction.CLIENT
+SERVER: Final = Direction.SERVER
 
 FlowCallback = Callable[[Flow], None]
 # A tomb, packed (tens of thousands are kept, ~200 bytes each with the packed 4-tuple as key):
@@ -61,32 +64,33 @@ _TOMB_HEAD = struct.Struct("<d??B")
 _TOMB_ENDPOINT = struct.Struct("<BII")
 # Tombs kept per lingering closed flow allowed (`Limits.max_closed_flows`): port reuse is still
 # recognised for the connections closed in the last minutes of a busy link.
-TOMBS_PER_CLOSED_FLOW = 4
+TOMBS_PER_CLOSED_FLOW: Final = 4
 
 # How often (capture seconds) `add` sweeps for idle flows on its own.
-SWEEP_INTERVAL = 1.0
+SWEEP_INTERVAL: Final = 1.0
 # A forward jump of the capture clock larger than this needs a second packet to confirm it.
-SUSPICIOUS_JUMP = 86_400.0
+SUSPICIOUS_JUMP: Final = 86_400.0
 # How far from the least recently used end `add` looks for an embryonic flow to evict.
-EVICTION_SCAN = 64
+EVICTION_SCAN: Final = 64
 # A flow silent this long (capture seconds) drops its copy of delivered bytes (see
 # `Flow.forget_delivered`): a connection left open but idle, common behind keep-alive pools,
 # then costs a third less while it waits for `Limits.idle_timeout`.
-IDLE_COMPACT = 10.0
+IDLE_COMPACT: Final = 10.0
 # SYN retransmissions an embryo stores before it becomes a full Flow.
-EMBRYO_MAX_SEGMENTS = 8
+EMBRYO_MAX_SEGMENTS: Final = 8
 # Frames kept as evidence of packets that came after their flow was finalised early.
-LATE_FRAMES_KEPT = 10
+LATE_FRAMES_KEPT: Final = 10
 
 
 class _Embryo:
     """A tuple that has seen only pure SYNs (same sender, same ISN, no payload) so far."""
 
-    __slots__ = ("end", "id", "key", "segs", "tomb")
+    __slots__ = ("end", "held", "id", "key", "segs", "tomb")
 
     def __init__(self, flow_id: int, key: FlowKey, seg: Segment, tomb: _Tomb | None) -> None:
         self.id = flow_id
         self.key = key
+        self.held: Hashable = key  # the key object in the table (see `FlowTable._flows`)
         # The first SYN, then each retransmission: as (frame, time, ttl, TSval) when only those
         # differ from the first (the usual case: unanswered SYNs wait here for minutes, thousands
         # of them on a busy link), else the whole Segment.
@@ -163,9 +167,20 @@ class FlowTable:
         self.options = options or AnalysisOptions()
         self.on_open = on_open
         self.on_close = on_close
-        # LRU order, oldest first; an entry is a Flow or a compact embryo (SYNs only)
-        self._flows: OrderedDict[FlowKey, Flow | _Embryo] = OrderedDict()
-        self._closing: OrderedDict[FlowKey, Flow] = OrderedDict()
+        # LRU order, oldest first; an entry is a Flow or a compact embryo (SYNs only). Keyed by
+        # FlowKey, but held as `Hashable`: compiled, a `FlowKey` variable holds its two tuples
+        # unboxed, and each use as a dict key would build a new tuple of them (equal, not the
+        # same object: the dict then compares them item by item).
+        self._flows: OrderedDict[Hashable, Flow | _Embryo] = OrderedDict()
+        self._closing: OrderedDict[Hashable, Flow] = OrderedDict()
+        # Each Flow of `_flows` under its two (src, sport, dst, dport) tuples, with the
+        # direction a packet with that tuple goes and the very key object `_flows` holds: `add`
+        # finds a packet's flow and moves it to the end of the LRU order without building,
+        # ordering or comparing a canonical key.
+        self._by_tuple: dict[tuple[bytes, int, bytes, int], tuple[Flow, Direction, Hashable]] = {}
+        # The limits read for every packet (options are not changed once analysis starts).
+        self._idle_timeout = self.options.limits.idle_timeout
+        self._closed_linger = min(self._idle_timeout, self.options.limits.close_linger)
         # Finalised-by-timeout flows, kept tiny for `idle_timeout` to recognise port reuse.
         self._tombs: OrderedDict[bytes, _Tomb] = OrderedDict()  # by `_tomb_key`
         self._next_id = 1
@@ -199,7 +214,7 @@ class FlowTable:
         """Build the Flow of an embryo in place (same id, same LRU position) and replay it."""
         segs = e.segments()
         first = segs[0]
-        flow = self._create(e.key, first, flow_id=e.id)
+        flow = self._create(e.key, first, flow_id=e.id, held=e.held)
         if e.tomb is not None:
             self._reuse_after_tomb(flow, e.tomb, first)
         for seg in segs:
@@ -220,34 +235,26 @@ class FlowTable:
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
             self.expire(now)
-        src = seg.src
-        sport = seg.sport
-        # flow_key(), inlined
-        a = (src, sport)
-        b = (seg.dst, seg.dport)
-        key = (a, b) if a <= b else (b, a)
+        hit = self._by_tuple.get((seg.src, seg.sport, seg.dst, seg.dport))
+        if hit is not None:
+            # Fast path: a packet of a tracked flow that is neither a SYN nor late.
+            flow, d, held = hit
+            if not seg.flags & SYN and now - flow.end <= (
+                self._closed_linger if flow.closed else self._idle_timeout
+            ):
+                self._process(held, flow, seg, d)
+                return flow
+        return self._add_slow(seg, now)
+
+    def _add_slow(self, seg: Segment, now: float) -> Flow | None:
+        """`add` for what its fast path does not take: a new tuple, an embryo, a SYN, a packet
+        after its flow's linger time."""
+        key = flow_key(seg.src, seg.sport, seg.dst, seg.dport)
         flows = self._flows
         entry = flows.get(key)
         flags = seg.flags
-        if type(entry) is Flow:
-            # Fast path: a packet of a tracked flow that is neither a SYN nor late.
-            if not flags & SYN and now - entry.end <= (
-                min(self.options.limits.idle_timeout, self.options.limits.close_linger)
-                if entry.closed
-                else self.options.limits.idle_timeout
-            ):
-                flows.move_to_end(key)
-                client = entry.client
-                was_closed = entry.closed
-                entry.process(seg, CLIENT if sport == client[1] and src == client[0] else SERVER)
-                if entry.closed:
-                    if was_closed:
-                        self._closing.move_to_end(key)
-                    else:
-                        self._linger_closed(key, entry)
-                return entry
-        elif isinstance(entry, _Embryo):
-            if entry.takes(seg) and now - entry.end <= self.options.limits.idle_timeout:
+        if isinstance(entry, _Embryo):
+            if entry.takes(seg) and now - entry.end <= self._idle_timeout:
                 entry.add(seg)
                 flows.move_to_end(key)
                 return None
@@ -276,7 +283,8 @@ class FlowTable:
             if _pure_syn(seg):
                 if len(flows) >= self.options.limits.max_flows:
                     self._evict_one()
-                flows[key] = _Embryo(self._next_id, key, seg, tomb)
+                embryo = _Embryo(self._next_id, key, seg, tomb)
+                flows[embryo.held] = embryo
                 self._next_id += 1
                 if len(flows) > self.max_concurrent:
                     self.max_concurrent = len(flows)
@@ -284,8 +292,13 @@ class FlowTable:
             flow = self._create(key, seg)
             if tomb is not None and flags & SYN:
                 self._reuse_after_tomb(flow, tomb, seg)
-        flows.move_to_end(key)
-        d = flow.direction_of(seg.src, seg.sport)
+        self._process(key, flow, seg, flow.direction_of(seg.src, seg.sport))
+        return flow
+
+    def _process(self, key: Hashable, flow: Flow, seg: Segment, d: Direction) -> None:
+        """Hand the segment to its flow, now the most recently active one; a flow it closes
+        starts to linger."""
+        self._flows.move_to_end(key)
         was_closed = flow.closed
         flow.process(seg, d)
         if flow.closed:
@@ -293,9 +306,8 @@ class FlowTable:
                 self._closing.move_to_end(key)
             else:
                 self._linger_closed(key, flow)
-        return flow
 
-    def _linger_closed(self, key: FlowKey, flow: Flow) -> None:
+    def _linger_closed(self, key: Hashable, flow: Flow) -> None:
         """A flow just closed: it lingers for late packets, but at most `max_closed_flows` do
         (the one closed longest ago is finalised first, remembered as a tomb for port reuse)."""
         closing = self._closing
@@ -309,8 +321,7 @@ class FlowTable:
         finalised early and would still have lingered, so the new flow it starts (mid-stream)
         is an effect of `max_closed_flows`, which the report says."""
         end, _, early, _ = _TOMB_HEAD.unpack_from(tomb)
-        limits = self.options.limits
-        if early and now - end <= min(limits.idle_timeout, limits.close_linger):
+        if early and now - end <= self._closed_linger:
             self.late_after_early_close += 1
             if len(self.late_after_early_close_frames) < LATE_FRAMES_KEPT:
                 self.late_after_early_close_frames.append(seg.frame)
@@ -338,10 +349,7 @@ class FlowTable:
         return clock
 
     def _linger(self, flow: Flow) -> float:
-        lim = self.options.limits.idle_timeout
-        if flow.closed:
-            return min(lim, self.options.limits.close_linger)
-        return lim
+        return self._closed_linger if flow.closed else self._idle_timeout
 
     @staticmethod
     def _new_incarnation(flow: Flow, isn: int | None, seg: Segment) -> bool:
@@ -350,7 +358,15 @@ class FlowTable:
         # Same ISN: a retransmitted SYN, unless that connection was established and closed.
         return flow.saw_fin_or_rst and flow.handshake.syn_ack and flow.handshake.ack
 
-    def _create(self, key: FlowKey, seg: Segment, flow_id: int | None = None) -> Flow:
+    def _create(
+        self,
+        key: FlowKey,
+        seg: Segment,
+        flow_id: int | None = None,
+        held: Hashable | None = None,
+    ) -> Flow:
+        """A new Flow for `seg` under `key`; with `flow_id`, it replaces that embryo (whose
+        key object in `_flows` is `held`)."""
         replacing = flow_id is not None  # an embryo becomes a Flow in place
         if not replacing and len(self._flows) >= self.options.limits.max_flows:
             self._evict_one()
@@ -376,7 +392,10 @@ class FlowTable:
         if flow_id is None:
             self._next_id += 1
         self.flows_created += 1
-        self._flows[key] = flow
+        if held is None:
+            held = key  # made into a tuple object once, for `_flows` and `_by_tuple`
+        self._flows[held] = flow
+        self._index(flow, held)
         if len(self._flows) > self.max_concurrent:
             self.max_concurrent = len(self._flows)
         if self.on_open is not None:
@@ -384,6 +403,21 @@ class FlowTable:
             if flow.consumer is not None:
                 flow.attach(flow.consumer)
         return flow
+
+    def _index(self, flow: Flow, held: Hashable) -> None:
+        """Enter a new flow of `_flows`, held there under `held`, in `_by_tuple` (see there)."""
+        (c_addr, c_port), (s_addr, s_port) = flow.client, flow.server
+        by_tuple = self._by_tuple
+        by_tuple[(s_addr, s_port, c_addr, c_port)] = (flow, SERVER, held)
+        # second: a connection to itself (client == server) is the client's, as in direction_of
+        by_tuple[(c_addr, c_port, s_addr, s_port)] = (flow, CLIENT, held)
+
+    def _unindex(self, flow: Flow) -> None:
+        """Remove a flow leaving `_flows` from `_by_tuple`."""
+        (c_addr, c_port), (s_addr, s_port) = flow.client, flow.server
+        by_tuple = self._by_tuple
+        by_tuple.pop((c_addr, c_port, s_addr, s_port), None)
+        by_tuple.pop((s_addr, s_port, c_addr, c_port), None)
 
     def _reuse(self, key: FlowKey, old: Flow, seg: Segment) -> Flow:
         spaces: dict[tuple[bytes, int], tuple[int, int]] = {}
@@ -430,14 +464,14 @@ class FlowTable:
             now = self._clock
         n = 0
         closing = self._closing
-        linger = min(self.options.limits.idle_timeout, self.options.limits.close_linger)
+        linger = self._closed_linger
         while closing:
             flow = next(iter(closing.values()))
             if now - flow.end <= linger:
                 break
             self._finalize(flow, timed_out=True)
             n += 1
-        idle = self.options.limits.idle_timeout
+        idle = self._idle_timeout
         flows = self._flows
         while flows:
             entry = next(iter(flows.values()))
@@ -484,6 +518,7 @@ class FlowTable:
         key = flow.key
         if self._flows.get(key) is flow:
             del self._flows[key]
+            self._unindex(flow)
         if self._closing.get(key) is flow:
             del self._closing[key]
         if timed_out and not flow.closed:

@@ -14,8 +14,9 @@ RFC 8446 2 fix their content:
                         (or HelloRetryRequest, then the client sends a second ClientHello)
                         client: [ChangeCipherSpec] {encrypted Finished}
 
-The check works on `RecordNote`s (one per record, in arrival order across both directions)
-kept by the stream during the handshake. Encrypted handshake records are tokens ending in "*".
+The check works on `RecordNote`s (one per record, in arrival order across both directions;
+defined in `records.py`) kept by the stream during the handshake. Encrypted handshake records
+are tokens ending in "*".
 """
 
 from __future__ import annotations
@@ -24,26 +25,12 @@ from dataclasses import dataclass
 
 from tcpdiag.model import Direction
 
+# Defined there to be compiled (the stream makes one per record); re-exported for the rules.
+from tcpdiag.tls.records import RecordNote as RecordNote
+
 CCS = "ChangeCipherSpec"
 FINISHED_ENC = "Finished*"  # an encrypted Handshake record right after the sender's CCS
 ENC_HANDSHAKE = "EncryptedHandshake*"  # encrypted-looking Handshake record with no CCS before
-
-
-@dataclass(slots=True)
-class RecordNote:
-    sender: Direction
-    frame: int
-    time: float
-    offset: int
-    size: int  # whole record, header included (the full size for a partial record)
-    tokens: tuple[str, ...]  # handshake message names, "ChangeCipherSpec", "Alert"...
-    got: int | None = None  # bytes that arrived, for a record cut short
-
-    def describe(self) -> str:
-        what = "+".join(self.tokens) if self.tokens else "?"
-        if self.got is not None:
-            return f"{what} (partial: {self.got} of {self.size} B)"
-        return f"{what} {self.size} B"
 
 
 @dataclass(slots=True)

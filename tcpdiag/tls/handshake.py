@@ -276,16 +276,21 @@ def grease_free(values: list[int]) -> list[int]:
     return [v for v in values if not is_grease(v)]
 
 
-@dataclass(slots=True)
 class RawMessage:
     """A handshake message as cut from the records. `body` is None when the message was longer
-    than the buffer cap: it is still typed and counted, but not parsed."""
+    than the buffer cap: it is still typed and counted, but not parsed.
 
-    msg_type: int
-    length: int  # body length from the header
-    frame: int
-    offset: int  # stream offset of the record holding the message's first byte
-    body: bytes | None
+    A plain class rather than a dataclass: compiled, a dataclass is built through its
+    generated Python `__init__`."""
+
+    __slots__ = ("body", "frame", "length", "msg_type", "offset")
+
+    def __init__(self, msg_type: int, length: int, frame: int, offset: int, body: bytes | None):
+        self.msg_type = msg_type
+        self.length = length  # body length from the header
+        self.frame = frame
+        self.offset = offset  # stream offset of the record holding the message's first byte
+        self.body = body
 
 
 class HandshakeReassembler:
@@ -335,15 +340,21 @@ class HandshakeReassembler:
             if self._left == 0:
                 if not self._header:
                     self._frame, self._offset = frame, offset
-                take = min(4 - len(self._header), n - pos)
-                self._header += data[pos : pos + take]
-                pos += take
-                if len(self._header) < 4:
-                    break
-                self._type = self._header[0]
-                length = int.from_bytes(self._header[1:4], "big")
-                self._header.clear()
-                self._body.clear()
+                if not self._header and n - pos >= 4:
+                    # the usual case: a whole header in this record, read in place
+                    self._type = data[pos]
+                    length = (data[pos + 1] << 16) | (data[pos + 2] << 8) | data[pos + 3]
+                    pos += 4
+                else:
+                    take = min(4 - len(self._header), n - pos)
+                    self._header += data[pos : pos + take]
+                    pos += take
+                    if len(self._header) < 4:
+                        break
+                    header = self._header
+                    self._type = header[0]
+                    length = (header[1] << 16) | (header[2] << 8) | header[3]
+                    header.clear()
                 self._keep = length <= self._cap
                 if length == 0:
                     out.append(RawMessage(self._type, 0, self._frame, self._offset, b""))
@@ -351,13 +362,18 @@ class HandshakeReassembler:
                 self._left = length
                 self._total = length
             take = min(self._left, n - pos)
+            body: bytes | None = None
             if self._keep:
-                self._body += data[pos : pos + take]
+                if not self._body and take == self._left:
+                    body = data[pos : pos + take]  # a whole body in this record: one copy
+                else:
+                    self._body += data[pos : pos + take]
             pos += take
             self._left -= take
             if self._left == 0:
-                body = bytes(self._body) if self._keep else None
-                self._body.clear()
+                if self._keep and body is None:
+                    body = bytes(self._body)
+                    self._body.clear()
                 out.append(RawMessage(self._type, self._total, self._frame, self._offset, body))
         return out
 

@@ -17,27 +17,92 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from tcpdiag.model import Direction
 from tcpdiag.tls.constants import MAX_RECORD_LENGTH, ContentType
 
 SSLV2_CLIENT_HELLO: Final = -2  # pseudo content type for an SSLv2-compatible CLIENT-HELLO record
 MAX_RECORDS_PER_CHUNK: Final = 4096  # Suricata's TOO_MANY_RECORDS_IN_PACKET idea: hostile input
 _VALID_TYPES: Final = frozenset(int(t) for t in ContentType)
+# Read for every record: as a Final int, compiled, a C integer (an IntEnum member is a dict
+# and an attribute lookup).
+_APPLICATION_DATA: Final = int(ContentType.APPLICATION_DATA)
 
 
-@dataclass(slots=True)
 class Record:
-    content_type: int
-    version: int
-    length: int  # payload length (header excluded)
-    offset: int  # stream offset of the record's first header byte
-    frame: int  # frame holding that byte
-    time: float
-    payload: bytes | None  # None when not kept
-    header_size: int = 5
+    """One TLS record (or SSLv2 CLIENT-HELLO) as framed: `payload` is None when not kept.
+
+    A plain class rather than a dataclass: compiled, a dataclass is built through its
+    generated Python `__init__`, and the framer makes one of these for every record."""
+
+    __slots__ = (
+        "content_type",
+        "frame",
+        "header_size",
+        "length",
+        "offset",
+        "payload",
+        "time",
+        "version",
+    )
+
+    def __init__(
+        self,
+        content_type: int,
+        version: int,
+        length: int,
+        offset: int,
+        frame: int,
+        time: float,
+        payload: bytes | None,
+        header_size: int = 5,
+    ) -> None:
+        self.content_type = content_type
+        self.version = version
+        self.length = length  # payload length (header excluded)
+        self.offset = offset  # stream offset of the record's first header byte
+        self.frame = frame  # frame holding that byte
+        self.time = time
+        self.payload = payload
+        self.header_size = header_size
 
     @property
     def size(self) -> int:
         return self.length + self.header_size
+
+
+class RecordNote:
+    """What the flight checks (`flights.py`) keep of a record: who sent it, where, its size
+    (header included; the full size for a record cut short, `got` then says how many bytes
+    arrived) and its `tokens` (handshake message names, "ChangeCipherSpec", "Alert"...).
+
+    A plain class rather than a dataclass, like `Record`: the stream makes one per record of
+    the handshake."""
+
+    __slots__ = ("frame", "got", "offset", "sender", "size", "time", "tokens")
+
+    def __init__(
+        self,
+        sender: Direction,
+        frame: int,
+        time: float,
+        offset: int,
+        size: int,
+        tokens: tuple[str, ...],
+        got: int | None = None,
+    ) -> None:
+        self.sender = sender
+        self.frame = frame
+        self.time = time
+        self.offset = offset
+        self.size = size
+        self.tokens = tokens
+        self.got = got
+
+    def describe(self) -> str:
+        what = "+".join(self.tokens) if self.tokens else "?"
+        if self.got is not None:
+            return f"{what} (partial: {self.got} of {self.size} B)"
+        return f"{what} {self.size} B"
 
 
 @dataclass(slots=True)
@@ -68,7 +133,7 @@ def header_problem(ct: int, version: int, length: int) -> str | None:
         return f"bad record version 0x{version:04x}"
     if length > MAX_RECORD_LENGTH:
         return f"record length {length} above the maximum {MAX_RECORD_LENGTH}"
-    if length == 0 and ct != ContentType.APPLICATION_DATA:
+    if length == 0 and ct != _APPLICATION_DATA:
         return "zero-length record"
     return None
 
@@ -83,7 +148,9 @@ class RecordFramer:
         "_keep_ct",
         "_left",
         "_length",
-        "_start",
+        "_start_frame",
+        "_start_offset",
+        "_start_time",
         "_version",
         "allow_sslv2",
         "broken",
@@ -95,26 +162,30 @@ class RecordFramer:
         self.allow_sslv2 = allow_sslv2  # only the very first record of a client may be SSLv2
         self.offset = 0  # stream offset of the next byte to arrive
         self.broken: Malformed | None = None
-        self._header = bytearray()
+        self._header = bytearray()  # a header split over chunks, while it is collected
         self._hsize = 5
-        self._body = bytearray()
+        self._body = bytearray()  # a kept payload split over chunks, while it is collected
         self._left = 0
         self._ct = 0
         self._version = 0
         self._length = 0
         self._keep = False
-        self._start: tuple[int, int, float] = (0, 0, 0.0)  # offset, frame, time
+        # where the current record starts: stream offset, frame and time of its first byte
+        self._start_offset = 0
+        self._start_frame = 0
+        self._start_time = 0.0
 
     @property
     def in_record(self) -> bool:
         return bool(self._header) or self._left > 0
 
     def partial(self) -> Partial | None:
+        start = (self._start_offset, self._start_frame, self._start_time)
         if self._header:
-            return Partial(None, len(self._header), None, *self._start)
+            return Partial(None, len(self._header), None, *start)
         if self._left > 0:
             total = self._length + self._hsize
-            return Partial(self._ct, total - self._left, total, *self._start)
+            return Partial(self._ct, total - self._left, total, *start)
         return None
 
     def feed(self, data: bytes, frame: int, time: float) -> list[Record]:
@@ -125,29 +196,47 @@ class RecordFramer:
         while pos < n and self.broken is None:
             if self._left == 0:
                 if not self._header:
-                    self._start = (base + pos, frame, time)
+                    self._start_offset = base + pos
+                    self._start_frame = frame
+                    self._start_time = time
                     self._hsize = 5
                     if self.allow_sslv2 and data[pos] & 0x80:
                         self._hsize = 2
                 self.allow_sslv2 = False
-                take = min(self._hsize - len(self._header), n - pos)
-                self._header += data[pos : pos + take]
-                pos += take
-                if len(self._header) < self._hsize:
-                    break
-                if not self._start_body(data[pos : pos + 11], frame):
+                hsize = self._hsize
+                if not self._header and n - pos >= hsize:
+                    # the usual case: a whole header in this chunk, read in place
+                    started = self._start_body(data, pos, data, pos + hsize, frame)
+                    pos += hsize
+                else:
+                    take = min(hsize - len(self._header), n - pos)
+                    self._header += data[pos : pos + take]
+                    pos += take
+                    if len(self._header) < hsize:
+                        break
+                    hdr = bytes(self._header)
+                    self._header.clear()
+                    started = self._start_body(hdr, 0, data, pos, frame)
+                if not started:
                     break
                 if self._left == 0:
-                    out.append(self._emit())
+                    out.append(self._emit(b"" if self._keep else None))
                     self._check_count(len(out), base + pos, frame)
                     continue
             take = min(self._left, n - pos)
+            payload = None
             if self._keep:
-                self._body += data[pos : pos + take]
+                if not self._body and take == self._left:
+                    payload = data[pos : pos + take]  # a whole payload in this chunk: one copy
+                else:
+                    self._body += data[pos : pos + take]
             pos += take
             self._left -= take
             if self._left == 0:
-                out.append(self._emit())
+                if self._keep and payload is None:
+                    payload = bytes(self._body)
+                    self._body.clear()
+                out.append(self._emit(payload))
                 self._check_count(len(out), base + pos, frame)
         self.offset = base + n
         return out
@@ -157,31 +246,35 @@ class RecordFramer:
             reason = f"more than {MAX_RECORDS_PER_CHUNK} records in one segment"
             self.broken = Malformed(offset, b"", reason, frame)
 
-    def _start_body(self, following: bytes, frame: int) -> bool:
-        hdr = bytes(self._header)
-        self._header.clear()
+    def _start_body(self, hdr: bytes, at: int, data: bytes, after: int, frame: int) -> bool:
+        """Read the record header at `hdr[at:]`; `data[after:]` follows it (a few of those
+        bytes go into the report of a header that is bad)."""
         if self._hsize == 2:
             self._ct = SSLV2_CLIENT_HELLO
             self._version = 0x0002
-            self._length = ((hdr[0] & 0x7F) << 8) | hdr[1]
+            self._length = ((hdr[at] & 0x7F) << 8) | hdr[at + 1]
             problem = None if self._length >= 9 else "SSLv2 record too short"
         else:
-            self._ct = hdr[0]
-            self._version = (hdr[1] << 8) | hdr[2]
-            self._length = (hdr[3] << 8) | hdr[4]
+            self._ct = hdr[at]
+            self._version = (hdr[at + 1] << 8) | hdr[at + 2]
+            self._length = (hdr[at + 3] << 8) | hdr[at + 4]
             problem = header_problem(self._ct, self._version, self._length)
         if problem is not None:
-            self.broken = Malformed(self._start[0], hdr + following, problem, frame)
+            bad = hdr[at : at + self._hsize] + data[after : after + 11]
+            self.broken = Malformed(self._start_offset, bad, problem, frame)
             return False
         self._left = self._length
         self._keep = self._keep_ct(self._ct)
-        self._body.clear()
         return True
 
-    def _emit(self) -> Record:
-        payload = bytes(self._body) if self._keep else None
-        self._body.clear()
-        offset, frame, time = self._start
+    def _emit(self, payload: bytes | None) -> Record:
         return Record(
-            self._ct, self._version, self._length, offset, frame, time, payload, self._hsize
+            self._ct,
+            self._version,
+            self._length,
+            self._start_offset,
+            self._start_frame,
+            self._start_time,
+            payload,
+            self._hsize,
         )

@@ -28,7 +28,6 @@ are capped. Nothing here raises on wire data: `DecodeError` becomes a `Malformed
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Final
 
 from tcpdiag.errors import DecodeError
@@ -48,7 +47,7 @@ from tcpdiag.tls.constants import (
 from tcpdiag.tls.detect import DETECT_LIMIT, looks_like_tls
 from tcpdiag.tls.events import GapEvent, MalformedEvent, TruncatedEvent
 from tcpdiag.tls.fingerprint import fingerprints
-from tcpdiag.tls.flights import CCS, ENC_HANDSHAKE, FINISHED_ENC, RecordNote
+from tcpdiag.tls.flights import CCS, ENC_HANDSHAKE, FINISHED_ENC
 from tcpdiag.tls.handshake import (
     ClientHello,
     HandshakeReassembler,
@@ -62,7 +61,7 @@ from tcpdiag.tls.handshake import (
     parse_sslv2_client_hello,
     starting_types,
 )
-from tcpdiag.tls.records import SSLV2_CLIENT_HELLO, Malformed, Record, RecordFramer
+from tcpdiag.tls.records import SSLV2_CLIENT_HELLO, Malformed, Record, RecordFramer, RecordNote
 from tcpdiag.tls.starttls import StartTlsWatcher, opener
 
 HANDSHAKE_CAP: Final = 256 * 1024  # per message; the corpus has a 340 KB certificate chain
@@ -79,35 +78,72 @@ _HANDSHAKE: Final = int(ContentType.HANDSHAKE)
 _CHANGE_CIPHER_SPEC: Final = int(ContentType.CHANGE_CIPHER_SPEC)
 _ALERT: Final = int(ContentType.ALERT)
 _APPLICATION_DATA: Final = int(ContentType.APPLICATION_DATA)
+_HEARTBEAT: Final = int(ContentType.HEARTBEAT)
 
 
-@dataclass(slots=True)
+def _keeps_payload(content_type: int) -> bool:
+    """Whether the framer keeps a record's payload: application data and heartbeats are only
+    counted."""
+    return content_type != _APPLICATION_DATA and content_type != _HEARTBEAT
+
+
 class SideState:
-    """What one direction did. Public for the findings (read-only by convention)."""
+    """What one direction did. Public for the findings (read-only by convention).
 
-    direction: Direction
-    framer: RecordFramer | None = None
-    hs: HandshakeReassembler = field(default_factory=lambda: HandshakeReassembler(HANDSHAKE_CAP))
-    base: int = 0  # stream offset of this side's first TLS byte (STARTTLS: after the upgrade)
-    started: bool = False
-    stopped: str | None = None  # why parsing stopped (gap, malformed, gave up)
-    sniff: bytearray = field(default_factory=bytearray)
-    sniff_chunks: list[tuple[bytes, int, float]] = field(default_factory=list)  # for replay
-    stash: list[tuple[bytes, int, float]] = field(default_factory=list)  # held client bytes
-    stash_size: int = 0
-    records: int = 0
-    record_bytes: int = 0
-    ccs_frame: int | None = None
-    encrypted_handshake: int = 0  # encrypted Handshake records after this side's CCS
-    app_records: int = 0
-    first_app_frame: int | None = None
-    first_app_size: int = 0
-    last_record: Record | None = None
-    end: tuple[str, int | None, float | None] | None = None  # (how, frame, time)
-    labels_head: list[tuple[int, str]] = field(default_factory=list)
-    # created when the head is full (an empty deque is ~600 bytes; most sides never need one)
-    labels_tail: deque[tuple[int, str]] | None = None
-    labels_dropped: int = 0
+    A plain class rather than a dataclass: compiled, a dataclass is built through its
+    generated Python `__init__` (two per flow)."""
+
+    __slots__ = (
+        "app_records",
+        "base",
+        "ccs_frame",
+        "direction",
+        "encrypted_handshake",
+        "end",
+        "first_app_frame",
+        "first_app_size",
+        "framer",
+        "hs",
+        "labels_dropped",
+        "labels_head",
+        "labels_tail",
+        "last_record",
+        "record_bytes",
+        "records",
+        "sniff",
+        "sniff_chunks",
+        "started",
+        "stash",
+        "stash_size",
+        "stopped",
+    )
+
+    def __init__(self, direction: Direction) -> None:
+        self.direction = direction
+        self.framer: RecordFramer | None = None
+        self.hs = HandshakeReassembler(HANDSHAKE_CAP)
+        # stream offset of this side's first TLS byte (STARTTLS: after the upgrade)
+        self.base = 0
+        self.started = False
+        self.stopped: str | None = None  # why parsing stopped (gap, malformed, gave up)
+        self.sniff = bytearray()
+        self.sniff_chunks: list[tuple[bytes, int, float]] = []  # for replay
+        self.stash: list[tuple[bytes, int, float]] = []  # held client bytes
+        self.stash_size = 0
+        self.records = 0
+        self.record_bytes = 0
+        self.ccs_frame: int | None = None
+        self.encrypted_handshake = 0  # encrypted Handshake records after this side's CCS
+        self.app_records = 0
+        self.first_app_frame: int | None = None
+        self.first_app_size = 0
+        self.last_record: Record | None = None
+        self.end: tuple[str, int | None, float | None] | None = None  # (how, frame, time)
+        self.labels_head: list[tuple[int, str]] = []
+        # created when the head is full (an empty deque is ~600 bytes; most sides never need
+        # one)
+        self.labels_tail: deque[tuple[int, str]] | None = None
+        self.labels_dropped = 0
 
     def label(self, frame: int, text: str) -> None:
         if len(self.labels_head) < LABELS_HEAD:
@@ -351,8 +387,7 @@ class TlsStream:
         side.started = True
         side.base = base
         side.framer = RecordFramer(
-            keep=lambda ct: ct != ContentType.APPLICATION_DATA and ct != ContentType.HEARTBEAT,
-            allow_sslv2=side.direction == Direction.CLIENT,
+            keep=_keeps_payload, allow_sslv2=side.direction == Direction.CLIENT
         )
 
     def _update_wants(self) -> None:

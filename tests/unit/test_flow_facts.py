@@ -208,3 +208,17 @@ def test_reassembly_events_gap_and_overlap() -> None:
     assert sink.gaps == [(100, 50)]
     assert (f.gaps, f.gap_bytes) == (1, 50)
     assert "G" in f.history
+
+
+def test_per_packet_endpoint_facts_are_none_until_seen() -> None:
+    c = Conversation()
+    c.syn()
+    flow = c.run()[0]
+    server = flow.s
+    assert server.packets == 0
+    assert (server.last_frame, server.last_time, server.window) == (None, None, None)
+    assert (server.last_data_frame, server.last_data_time) == (None, None)
+    assert (server.ts_val, server.ts_ecr) == (None, None)
+    client = flow.c
+    assert client.last_frame == 1 and client.window is not None
+    assert client.last_data_frame is None

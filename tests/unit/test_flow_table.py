@@ -306,3 +306,34 @@ def test_unanswered_syn_retransmissions_replay_exactly() -> None:
     assert [(r.frame, r.time, r.window) for r in rows] == [
         (s.frame, s.time, s.window) for s in c.segments
     ]
+
+
+def _indexed_flows(table: FlowTable) -> set[int]:
+    """Ids of the flows `add` finds by their (src, sport, dst, dport), checking each entry
+    points at the flow the table holds under that key, in the right direction."""
+    ids = set()
+    for (src, sport, dst, dport), (flow, d, held) in table._by_tuple.items():
+        assert table.get(flow.key) is flow and held == flow.key
+        assert d == flow.direction_of(src, sport) and {(src, sport), (dst, dport)} == set(flow.key)
+        ids.add(flow.id)
+    return ids
+
+
+def test_fast_path_index_follows_creation_reuse_embryos_expiry_and_eviction() -> None:
+    opts = AnalysisOptions(limits=Limits(max_flows=3))
+    table = FlowTable(opts)
+    c1 = closed_conversation()
+    c2 = Conversation(client_isn=77_000, start=c1.time + 0.5, first_frame=c1.frame + 1)
+    c2.handshake()  # a new incarnation of the same 4-tuple replaces c1
+    for seg in [*c1.segments, *c2.segments]:
+        table.add(seg)
+    assert _indexed_flows(table) == {2}
+    table.add(syn(src="10.0.0.6:1000", frame=50, time=c2.time + 1))  # an embryo: not indexed
+    assert _indexed_flows(table) == {2}
+    table.add(synack(dst="10.0.0.6:1000", frame=51, time=c2.time + 1.1))  # now a Flow
+    assert _indexed_flows(table) == {2, 3}
+    table.add(syn(src="10.0.0.7:1000", frame=52, time=c2.time + 1.2))
+    table.add(syn(src="10.0.0.8:1000", frame=53, time=c2.time + 1.3))  # full: one evicted
+    assert table.evictions == 1 and len(_indexed_flows(table)) == len(table) - 1
+    table.expire(c2.time + 10_000.0)
+    assert len(table) == 0 and table._by_tuple == {}
