@@ -1,10 +1,11 @@
 """Optional compilation of tcpdiag's hot modules with mypyc (metadata lives in pyproject.toml).
 
-`pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream) into C
-extensions when mypyc and a C compiler are available, with the hand-written C block reader
-(tcpdiag/decode/_scan.c), and falls back to the pure-Python package, with a warning, when either
-is missing or the build fails: the results are identical either way
-(tests/unit/test_compiled_equivalence.py, tests/unit/test_scan.py), only the speed differs.
+`pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream) and the
+per-flow diagnosis rules into C extensions when mypyc and a C compiler are available, with the
+hand-written C block reader (tcpdiag/decode/_scan.c), and falls back to the pure-Python
+package, with a warning, when either is missing or the build fails: the results are identical
+either way (tests/unit/test_compiled_equivalence.py, tests/unit/test_scan.py); only the speed
+differs.
 
 Environment:
   TCPDIAG_COMPILE=0   never compile (pure Python)
@@ -43,6 +44,8 @@ COMPILED = [
     "tcpdiag/decode/tcp.py",
     "tcpdiag/decode/ip.py",
     "tcpdiag/decode/decoder.py",
+    "tcpdiag/findings/tcp_rules.py",
+    "tcpdiag/findings/tls_rules.py",
 ]
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import logging
 import math
 import os
 import re
@@ -537,6 +536,8 @@ def dask_client(
     if not cluster and not scheduler:
         raise DistributedError("a Dask run needs --cluster local[:N] or --scheduler ADDRESS")
     require_dask("--cluster" if cluster else "--scheduler")
+    import logging
+
     import dask
     from distributed import Client, LocalCluster
 

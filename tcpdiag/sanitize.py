@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import re
 
-from rich.markup import escape as _rich_escape
-
 DEFAULT_MAX_LEN = 256
 
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -111,6 +109,9 @@ def clean_or_none(
 
 def markup(text: object, *, max_len: int | None = DEFAULT_MAX_LEN, ascii_only: bool = False) -> str:
     """`clean()` and then escape rich markup, for a string that will be parsed as markup."""
+    # Imported here: only the text report parses markup, and rich is slow to import.
+    from rich.markup import escape as _rich_escape
+
     return _rich_escape(clean(text, max_len=max_len, ascii_only=ascii_only))
 
 

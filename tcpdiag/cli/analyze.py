@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 
 import click
 
@@ -138,5 +137,8 @@ def _analyze_all(paths: list[str], options: AnalysisOptions, jobs: int) -> Itera
         return
     # Separate processes (threads would share one GIL); map() keeps the input order, so the
     # report is identical to a sequential run.
+    # Imported here: multiprocessing is slow to import, and one capture does not need it.
+    from concurrent.futures import ProcessPoolExecutor
+
     with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
         yield from pool.map(_analyze_one, paths, [options] * len(paths))

@@ -7,10 +7,11 @@ traceback only with --debug); 130 interrupted.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -37,6 +38,18 @@ def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
 
 class TcpdiagGroup(click.Group):
     """Turns every failure into the contract's exit codes, never a traceback (unless --debug)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is None and cmd_name in COMMANDS:
+            module = importlib.import_module(COMMANDS[cmd_name])
+            command = getattr(module, cmd_name)
+            assert isinstance(command, click.Command)
+            self.add_command(command)
+        return command
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", True)
@@ -93,24 +106,16 @@ def cli(debug: bool) -> None:
     """
 
 
-def _register() -> None:
-    from tcpdiag.cli.analyze import analyze
-
-    cli.add_command(analyze)
-    optional: Sequence[tuple[str, str]] = (
-        ("tcpdiag.cli.check", "check"),
-        ("tcpdiag.cli.explain", "explain"),
-        ("tcpdiag.cli.live", "live"),
-        ("tcpdiag.cli.lab", "lab"),
-    )
-    import importlib
-
-    for module_name, attr in optional:
-        module = importlib.import_module(module_name)
-        cli.add_command(getattr(module, attr))
-
-
-_register()
+# Subcommand -> module defining it, imported only when that command runs (or help lists it):
+# `tcpdiag check` in CI starts once per capture, and need not load `explain`'s Markdown
+# renderer or `live`'s capture code.
+COMMANDS: dict[str, str] = {
+    "analyze": "tcpdiag.cli.analyze",
+    "check": "tcpdiag.cli.check",
+    "explain": "tcpdiag.cli.explain",
+    "live": "tcpdiag.cli.live",
+    "lab": "tcpdiag.cli.lab",
+}
 
 
 def main() -> None:

@@ -1,1 +1,12 @@
+"""Findings: the per-flow rules (`tcp_rules`, `tls_rules`), the capture-level rules, the
+registry of finding names and their docs, and `check`'s policy."""
 
+import os as _os
+
+from tcpdiag.decode._native import use_pure_python as _use_pure_python
+
+# Modules that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source instead): the
+# rules run once for every flow, which makes them the hottest interpreted code after the
+# per-packet path.
+COMPILED_MODULES = ("tcp_rules", "tls_rules")
+_use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)

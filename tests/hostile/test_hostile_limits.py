@@ -29,7 +29,8 @@ FLAGS = {
 
 @pytest.mark.parametrize("command", ["analyze", "check", "live"])
 def test_limit_flags_exist_with_config_defaults(command: str) -> None:
-    cmd = tcpdiag_cli.commands[command]
+    cmd = tcpdiag_cli.get_command(click.Context(tcpdiag_cli), command)
+    assert cmd is not None
     params = {p.name: p for p in cmd.params if isinstance(p, click.Option)}
     defaults = Limits()
     for name, flag in FLAGS.items():

@@ -37,10 +37,11 @@ from tcpdiag.engine import analyze_capture
 from tcpdiag.errors import TcpdiagError
 from tcpdiag.decode import _native, scan
 import tcpdiag.decode.tcp, tcpdiag.flow.flow, tcpdiag.flow.table, tcpdiag.tls.records
+import tcpdiag.findings.tcp_rules
 from tcpdiag.report.json import capture_json, dumps
 
 mode = "compiled" if _native.compiled(tcpdiag.flow.flow) else "pure"
-modules = (tcpdiag.decode.tcp, tcpdiag.tls.records)
+modules = (tcpdiag.decode.tcp, tcpdiag.tls.records, tcpdiag.findings.tcp_rules)
 print("mode", mode, *(_native.compiled(m) for m in modules), scan.available())
 runs = (
     AnalysisOptions(keep_all_timelines=True),
@@ -125,9 +126,9 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
     assert len(captures) >= 10
     fast = _run(compiled_root, pure=False, captures=captures)
     slow = _run(compiled_root, pure=True, captures=captures)
-    # decode, flow and tls compiled, and the C block reader in use
-    assert fast[0] == "mode compiled True True True", fast[0]
-    assert slow[0] == "mode pure False False False", slow[0]
+    # decode, flow, tls and the rules compiled, and the C block reader in use
+    assert fast[0] == "mode compiled True True True True", fast[0]
+    assert slow[0] == "mode pure False False False False", slow[0]
     assert len(fast) == len(slow) == 1 + 2 * len(captures)
     for a, b in zip(fast[1:], slow[1:], strict=True):
         assert a == b, f"compiled and pure Python differ on {a.split(' ', 1)[0]}"
@@ -136,8 +137,8 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
 def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
     """TCPDIAG_PURE=1 loads every listed hot module from its .py file."""
     script = (
-        "import importlib, tcpdiag.decode, tcpdiag.flow, tcpdiag.tls\n"
-        "for pkg in (tcpdiag.decode, tcpdiag.flow, tcpdiag.tls):\n"
+        "import importlib, tcpdiag.decode, tcpdiag.findings, tcpdiag.flow, tcpdiag.tls\n"
+        "for pkg in (tcpdiag.decode, tcpdiag.flow, tcpdiag.tls, tcpdiag.findings):\n"
         "    for m in pkg.COMPILED_MODULES:\n"
         "        mod = importlib.import_module(pkg.__name__ + '.' + m)\n"
         "        print(mod.__spec__.origin)\n"

@@ -51,6 +51,9 @@ def _build(directory: Path) -> ModuleType:
     # e.g. "-g -fsanitize=address,undefined" (docs/fuzzing.md: run with the sanitizers)
     command += os.environ.get("TCPDIAG_TEST_SCAN_CFLAGS", "").split()
     subprocess.run([*command, str(SOURCE), "-o", str(target)], check=True, capture_output=True)
+    if os.environ.get("TCPDIAG_TEST_SCAN_SANITIZED") == "1":
+        # test_scan_sanitized.py runs this module: make sure the checks are really compiled in.
+        assert b"__asan_report_load" in target.read_bytes(), "_scan.c built without ASan"
     spec = importlib.util.spec_from_file_location("tcpdiag.decode._scan", target)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
