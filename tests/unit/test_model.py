@@ -1,0 +1,46 @@
+"""Address text in the report contract: `model.format_ip` / `format_endpoint`."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from tcpdiag import model
+from tcpdiag.model import format_endpoint, format_ip
+
+V6 = [
+    "2001:db8::1",
+    "::1",
+    "::",
+    "fe80::1:0:0:2",  # the longest zero run is compressed, not the first
+    "2001:db8:0:1:1:1:1:1",  # a single zero group stays
+    "::ffff:c000:201",
+    "ff02::1:ff00:1",
+]
+
+
+@pytest.mark.parametrize("text", V6)
+def test_ipv6_text_is_the_rfc5952_form(text: str) -> None:
+    packed = ipaddress.IPv6Address(text).packed
+    assert format_ip(packed) == text
+    assert format_ip(packed) == text  # again, from the cache
+    assert format_endpoint(packed, 443) == f"[{text}]:443"
+
+
+def test_ipv4_text() -> None:
+    assert format_ip(bytes([10, 0, 0, 2])) == "10.0.0.2"
+    assert format_endpoint(bytes([192, 168, 1, 255]), 8080) == "192.168.1.255:8080"
+
+
+def test_ipv6_cache_stays_bounded() -> None:
+    for i in range(model._V6_TEXT_MAX * 2 + 10):
+        addr = b"\x20\x01\x0d\xb8" + i.to_bytes(12, "big")
+        assert format_ip(addr) == str(ipaddress.IPv6Address(addr))
+        assert len(model._V6_TEXT) <= model._V6_TEXT_MAX
+
+
+def test_bad_length_is_not_cached() -> None:
+    with pytest.raises(ipaddress.AddressValueError):
+        format_ip(b"\x01\x02\x03\x04\x05")
+    assert b"\x01\x02\x03\x04\x05" not in model._V6_TEXT
