@@ -72,6 +72,33 @@ static PyObject *new_record(PyObject *type, PyObject **items, Py_ssize_t n) {
     return record;
 }
 
+/* Addresses repeat from packet to packet: the same few hosts, thousands of times. A small
+   direct-mapped cache hands out the same bytes object for the same address, which saves an
+   allocation per address and lets the flow table's lookups reuse the hash that bytes objects
+   keep once computed. A slot holds a new reference; a miss replaces it. */
+#define ADDRESS_SLOTS 1024
+static PyObject *address_cache[ADDRESS_SLOTS];
+
+static PyObject *address(const unsigned char *a, Py_ssize_t size) {
+    uint32_t h = be32(a);
+    if (size == 16) h ^= be32(a + 4) ^ be32(a + 8) ^ be32(a + 12);
+    h ^= h >> 16;
+    h *= 0x45d9f3bU;
+    h ^= h >> 16;
+    PyObject **slot = &address_cache[h & (ADDRESS_SLOTS - 1)];
+    PyObject *cached = *slot;
+    if (cached != NULL && PyBytes_GET_SIZE(cached) == size &&
+        memcmp(PyBytes_AS_STRING(cached), a, (size_t)size) == 0) {
+        Py_INCREF(cached);
+        return cached;
+    }
+    PyObject *fresh = PyBytes_FromStringAndSize((const char *)a, size);
+    if (fresh == NULL) return NULL;
+    Py_INCREF(fresh);
+    Py_XSETREF(*slot, fresh);
+    return fresh;
+}
+
 static PyObject *int_or_none(int present, long value) {
     if (!present) Py_RETURN_NONE;
     return PyLong_FromLong(value);
@@ -260,8 +287,8 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
         PyLong_FromSsize_t(frame),
         PyFloat_FromDouble((double)ts_ns / 1e9),
         PyLong_FromLong(version),
-        PyBytes_FromStringAndSize((const char *)d + src_at, addr_len),
-        PyBytes_FromStringAndSize((const char *)d + dst_at, addr_len),
+        address(d + src_at, addr_len),
+        address(d + dst_at, addr_len),
         PyLong_FromLong((long)be16(t)),
         PyLong_FromLong((long)be16(t + 2)),
         PyLong_FromUnsignedLong(be32(t + 4)),
