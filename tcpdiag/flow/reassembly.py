@@ -9,8 +9,10 @@ caller through `seq.py`). It keeps:
 * `pending`: segments beyond `next`, sorted by start, non-overlapping (out-of-order data waiting
   for a hole to fill). Bytes are stored only while the consumer wants data; otherwise only the
   ranges are kept, so holes can still be reported;
-* `recent`: about the last `RECENT_KEEP` delivered bytes (contiguous chunks, split by gaps), to
-  notice retransmissions whose bytes differ.
+* `recent`: about the last `RECENT_KEEP` delivered bytes (contiguous runs, split by gaps), to
+  notice retransmissions whose bytes differ. A run holds the delivered payloads themselves
+  (immutable bytes, no copy), small ones coalesced into one buffer so that a stream of tiny
+  segments cannot make thousands of objects.
 
 Rules: duplicates are dropped; where a new segment overlaps bytes already seen, the first-seen
 bytes win and a difference is reported once per segment as an `overlap-mismatch` event (the
@@ -34,6 +36,10 @@ RECENT_KEEP = 16 * 1024
 # Pending ranges kept per direction; beyond this the oldest hole is declared a gap (like the
 # byte cap), so a hole at the start of a long one-sided capture cannot grow the list forever.
 MAX_PIECES = 4096
+
+# Delivered payloads shorter than this are copied into a run's last buffer rather than kept as
+# objects of their own: a run then holds at most ~2 * RECENT_KEEP / SMALL_CHUNK pieces.
+SMALL_CHUNK = 256
 
 EventSink = Callable[[str, int, float, dict[str, object]], None]
 
@@ -81,6 +87,55 @@ class _Piece:
         return self.start < other.start
 
 
+class _Run:
+    """Contiguous delivered bytes [start, start + length): `pieces` in order, of which the
+    first `skip` bytes are no longer part of the run (trimmed from the front)."""
+
+    __slots__ = ("length", "pieces", "skip", "start")
+
+    def __init__(self, start: int, data: bytes) -> None:
+        self.start = start
+        self.length = 0
+        self.skip = 0
+        self.pieces: list[bytes | bytearray] = []
+        self.append(data)
+
+    def append(self, data: bytes) -> None:
+        self.length += len(data)
+        pieces = self.pieces
+        if len(data) >= SMALL_CHUNK:
+            pieces.append(data)  # bytes are immutable: keeping the object is keeping a copy
+            return
+        last = pieces[-1] if pieces else None
+        if isinstance(last, bytearray):
+            last.extend(data)
+        else:
+            pieces.append(bytearray(data))
+
+    def trim_front(self, drop: int) -> None:
+        """Forget the first `drop` bytes (fewer than `length`)."""
+        self.start += drop
+        self.length -= drop
+        skip = self.skip + drop
+        pieces = self.pieces
+        while skip >= len(pieces[0]):
+            skip -= len(pieces.pop(0))
+        self.skip = skip
+
+    def between(self, lo: int, hi: int) -> bytes:
+        """The bytes at run offsets [lo, hi) (0 <= lo < hi <= length)."""
+        out: list[bytes] = []
+        pos = -self.skip  # run offset of the current piece's first byte
+        for piece in self.pieces:
+            end = pos + len(piece)
+            if end > lo and pos < hi:
+                out.append(bytes(piece[max(lo - pos, 0) : min(hi, end) - pos]))
+            if end >= hi:
+                break
+            pos = end
+        return b"".join(out)
+
+
 class Reassembler:
     """One direction's reassembly state. See the module docstring."""
 
@@ -117,7 +172,7 @@ class Reassembler:
         self.next = 0
         self.pending: list[_Piece] = []
         self.buffered = 0
-        self.recent: list[tuple[int, bytearray]] = []  # (start offset, bytes), in order
+        self.recent: list[_Run] = []  # in stream order
         self.recent_size = 0
         self.gaps = 0
         self.gap_bytes = 0
@@ -206,10 +261,11 @@ class Reassembler:
 
     def _check_recent(self, start: int, end: int, data: bytes, frame: int, time: float) -> None:
         """Compare the part of a segment that falls in already-delivered space with `recent`."""
-        for r0, chunk in self.recent:
+        for run in self.recent:
+            r0 = run.start
             lo = max(start, r0)
-            hi = min(end, r0 + len(chunk), self.next)
-            if lo < hi and chunk[lo - r0 : hi - r0] != data[lo - start : hi - start]:
+            hi = min(end, r0 + run.length, self.next)
+            if lo < hi and run.between(lo - r0, hi - r0) != data[lo - start : hi - start]:
                 self.overlaps += 1
                 self._event("overlap-mismatch", frame, time, offset=lo, length=hi - lo)
                 return
@@ -323,19 +379,18 @@ class Reassembler:
             self._stop_storing()
             return
         recent = self.recent
-        if recent and recent[-1][0] + len(recent[-1][1]) == start:
-            recent[-1][1].extend(data)
+        if recent and recent[-1].start + recent[-1].length == start:
+            recent[-1].append(data)
         else:
-            recent.append((start, bytearray(data)))
+            recent.append(_Run(start, data))
         self.recent_size += len(data)
         while self.recent_size > 2 * RECENT_KEEP:
-            r0, chunk = recent[0]
-            drop = min(len(chunk), self.recent_size - RECENT_KEEP)
-            if drop == len(chunk):
+            first = recent[0]
+            drop = min(first.length, self.recent_size - RECENT_KEEP)
+            if drop == first.length:
                 recent.pop(0)
             else:
-                del chunk[:drop]
-                recent[0] = (r0 + drop, chunk)
+                first.trim_front(drop)
             self.recent_size -= drop
         consumer.on_data(self.direction, start, data, frame, time)
 

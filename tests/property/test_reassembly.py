@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcpdiag.flow import Flow
-from tcpdiag.flow.reassembly import Reassembler
+from tcpdiag.flow.reassembly import RECENT_KEEP, SMALL_CHUNK, Reassembler
 from tcpdiag.model import Segment
 from tests.craft import Conversation, segment
 
@@ -217,3 +217,98 @@ def test_many_tiny_out_of_order_pieces_stay_bounded() -> None:
         r.segment(2 * i, b"y", 1, i, 0.0)
     assert len(r.pending) <= 4096
     assert r.cap_hits >= 1
+
+
+class _CopyingRecent:
+    """The former `recent` (one bytearray per contiguous run, trimmed in place): the model the
+    reference-keeping runs must match, event for event."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[int, bytearray]] = []
+        self.size = 0
+
+    def deliver(self, start: int, data: bytes) -> None:
+        runs = self.runs
+        if runs and runs[-1][0] + len(runs[-1][1]) == start:
+            runs[-1][1].extend(data)
+        else:
+            runs.append((start, bytearray(data)))
+        self.size += len(data)
+        while self.size > 2 * RECENT_KEEP:
+            r0, chunk = runs[0]
+            drop = min(len(chunk), self.size - RECENT_KEEP)
+            if drop == len(chunk):
+                runs.pop(0)
+            else:
+                del chunk[:drop]
+                runs[0] = (r0 + drop, chunk)
+            self.size -= drop
+
+    def mismatch(self, start: int, end: int, data: bytes, nxt: int) -> tuple[int, int] | None:
+        for r0, chunk in self.runs:
+            lo, hi = max(start, r0), min(end, r0 + len(chunk), nxt)
+            if lo < hi and chunk[lo - r0 : hi - r0] != data[lo - start : hi - start]:
+                return lo, hi - lo
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data())
+def test_recent_bytes_match_the_copying_model(data: st.DataObject) -> None:
+    """Segments of every size (tiny ones are coalesced, large ones kept as objects), gaps,
+    and retransmissions reaching back past the kept window: the overlap-mismatch events and
+    the kept bytes are those of the simple copying model."""
+    events: list[tuple[str, dict[str, object]]] = []
+    sink = Sink()
+    reasm = Reassembler(0, sink, limit=1 << 20, on_event=lambda k, f, t, d: events.append((k, d)))
+    model = _CopyingRecent()
+    rng_sizes = st.one_of(st.integers(1, 40), st.integers(200, 300), st.integers(1000, 9000))
+    offset = 0
+    for frame in range(data.draw(st.integers(1, 60))):
+        if offset and data.draw(st.integers(0, 5)) == 0:
+            # a retransmission of earlier bytes, some changed
+            lo = data.draw(st.integers(max(0, offset - 3 * RECENT_KEEP), offset - 1))
+            hi = data.draw(st.integers(lo + 1, min(offset + 50, lo + 9000)))
+            flip = data.draw(st.booleans())
+            piece = bytes((b ^ 1) if flip else b for b in _byte_run(lo, hi))
+            expected = model.mismatch(lo, hi, piece, reasm.next)
+            before = len(events)
+            reasm.segment(lo, piece, hi - lo, frame, 0.0)
+            found = [d for k, d in events[before:] if k == "overlap-mismatch"]
+            if expected is None:
+                assert not found
+            else:
+                assert found[0] == {"offset": expected[0], "length": expected[1]}
+            if hi > offset:
+                model.deliver(max(offset, lo), piece[max(offset, lo) - lo :])
+                offset = hi
+            continue
+        if data.draw(st.integers(0, 9)) == 0:
+            offset += data.draw(st.integers(1, 5000))  # a hole, then the peer ACKs past it
+            reasm.ack(offset, frame)
+        size = data.draw(rng_sizes)
+        reasm.segment(offset, _byte_run(offset, offset + size), size, frame, 0.0)
+        model.deliver(offset, _byte_run(offset, offset + size))
+        offset += size
+    assert reasm.recent_size == model.size
+    kept = [(run.start, run.between(0, run.length)) for run in reasm.recent]
+    assert kept == [(r0, bytes(chunk)) for r0, chunk in model.runs]
+
+
+def _byte_run(lo: int, hi: int) -> bytes:
+    """The stream's bytes at offsets [lo, hi): a function of the offset."""
+    return bytes((i * 7 + (i >> 8)) & 0xFF for i in range(lo, hi))
+
+
+def test_recent_bytes_stay_few_objects_whatever_the_segment_sizes() -> None:
+    """Payloads of SMALL_CHUNK bytes and more are kept as they are, smaller ones coalesced: a
+    long stream alternating the two keeps a bounded number of pieces (not one per segment)."""
+    reasm = Reassembler(0, Sink(), limit=1 << 20)
+    offset = 0
+    for i in range(40_000):
+        size = SMALL_CHUNK if i % 2 else 1
+        reasm.segment(offset, _byte_run(offset, offset + size), size, i, 0.0)
+        offset += size
+    pieces = sum(len(run.pieces) for run in reasm.recent)
+    assert reasm.recent_size <= 2 * RECENT_KEEP
+    assert pieces <= 2 * (2 * RECENT_KEEP // SMALL_CHUNK) + 2
