@@ -40,7 +40,7 @@ from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.flow.flow import TimelineState, timeline_frames, timeline_rows
 from tcpdiag.model import ArpPacket, IcmpError, RawPacket, Segment, flow_key, linktype_name
 from tcpdiag.result import CaptureResult, Finding, FlowResult, TimelineRow
-from tcpdiag.store import FlowStore
+from tcpdiag.store import MARSHAL_VERSION, FlowStore
 from tcpdiag.tls import TlsStream
 
 # Expire idle flows at most this often (capture time): a scan of the table is not free.
@@ -418,7 +418,7 @@ def _finish_flow(flow: FlowResult, packed_timeline: bytes | None, options: Analy
 def _park(timeline: TimelineState, labels: dict[int, list[str]] | None) -> bytes:
     # marshal: ~3 us per flow. Not compressed: zlib took ten times as long to save ~900 bytes
     # per flow of a store that moves to a temporary file beyond a few MB anyway.
-    return marshal.dumps((timeline, labels))
+    return marshal.dumps((timeline, labels), MARSHAL_VERSION)
 
 
 def _unpark(blob: bytes) -> list[TimelineRow]:

@@ -26,10 +26,10 @@ from tcpdiag.findings.tls_rules import (
     handshake_failure_reported,
 )
 from tcpdiag.flow.endpoint import Endpoint
-from tcpdiag.flow.flow import Burst, Flow, FlowEvent, TimelineState, timeline_rows
+from tcpdiag.flow.flow import Burst, Flow, FlowEvent, RowView, TimelineState, timeline_views
 from tcpdiag.flow.seq import seq_gt
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN, URG, Direction, format_endpoint
-from tcpdiag.result import Finding, Severity, TimelineRow
+from tcpdiag.result import Finding, Severity
 
 # Shortest retransmission timeout a real stack uses for a SYN or SYN/ACK (RFC 6298 allows 1 s
 # initially; Linux's floor is 200 ms): copies closer together are capture duplicates.
@@ -54,7 +54,7 @@ class _Facts:
         self.th = thresholds
         self.now = max(flow.end, now if now is not None else flow.end)
         self._timeline = timeline
-        self._rows: list[TimelineRow] | None = None
+        self._rows: list[RowView] | None = None
         # `_resets` and `_reset_ignored` both need these: computed once (see _ignored_resets).
         self.ignored_resets: list[tuple[FlowEvent, int, str]] | None = None
 
@@ -70,14 +70,14 @@ class _Facts:
     def server(self) -> str:
         return self.name(Direction.SERVER)
 
-    def rows(self) -> list[TimelineRow]:
+    def rows(self) -> list[RowView]:
         """The flow's capped timeline (head and tail packets). Built only for the flows whose
         rules need it (a few in ten): it is the costliest part of judging a flow."""
         if self._rows is None:
-            if self._timeline is not None:
-                self._rows, _ = timeline_rows(self._timeline)
-            else:
-                self._rows, _ = self.flow.timeline()
+            timeline = self._timeline
+            self._rows = timeline_views(
+                timeline if timeline is not None else self.flow.timeline_state()
+            )
         return self._rows
 
     def events(self, kind: str) -> list[FlowEvent]:
@@ -961,7 +961,7 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
     return out
 
 
-def _fin_ack_row(x: _Facts, a: Direction, fin_frame: int) -> TimelineRow | None:
+def _fin_ack_row(x: _Facts, a: Direction, fin_frame: int) -> RowView | None:
     """The first packet from `a.other` acknowledging `a`'s FIN (from the kept timeline)."""
     a_side, b_side = _side(a), _side(a.other)
     fin_row = next((r for r in x.rows() if r.frame == fin_frame and r.sender == a_side), None)
@@ -987,7 +987,7 @@ CLOSING_REPLY_MAX = 256
 
 
 def _closing_reply(
-    x: _Facts, a: Direction, rows_after: list[TimelineRow], segments: int, nbytes: int
+    x: _Facts, a: Direction, rows_after: list[RowView], segments: int, nbytes: int
 ) -> bool:
     """Whether what `a.other` sent after `a`'s FIN is not the half-close pattern of
     ("one side sends FIN, the other keeps sending data"):
@@ -1278,7 +1278,7 @@ def _capture_duplicates(x: _Facts) -> tuple[set[int], float | None]:
     each sender's own timers, never do (the same traffic seen on several VLANs or capture
     points, merged into one file)."""
     dups: set[int] = set()
-    last: dict[str, TimelineRow] = {}
+    last: dict[str, RowView] = {}
     seen: dict[tuple[str, int, int, int, int, int], float] = {}
     offsets: dict[int, list[tuple[str, int]]] = {}
     for r in x.rows():

@@ -51,7 +51,9 @@ from tcpdiag.tls.stream import TLS13_ALERT_RECORD
 MAX_PER_KIND = 5  # malformed/truncated findings per flow
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: compiled, a frozen dataclass keeps the interpreted __init__ dataclasses writes
+# (~1 us a call, and these are built for every TLS flow).
+@dataclass(slots=True)
 class SideClose:
     """How one side ended its half of the TCP connection (first FIN / first RST it sent)."""
 
@@ -61,7 +63,7 @@ class SideClose:
     rst_time: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TcpContext:
     flow: int | None = None
     client: SideClose = field(default_factory=SideClose)

@@ -68,12 +68,13 @@ _ROW_FRAME: Final = struct.Struct(f"<q{_ROW_SIZE - 8}x")
 TimelineState = tuple[bytes, int | None, int | None, int, int, dict[int, list[str]], int]
 
 
-def timeline_rows(state: TimelineState) -> tuple[list[TimelineRow], int]:
-    """The timeline rows of a `Flow.timeline_state()` and the number of packets elided."""
-    packed, c_base, s_base, c_wscale, s_wscale, notes, total = state
+def _row_values(state: TimelineState) -> list[tuple[int, float, int, int, int, int, int, int]]:
+    """The rows of a `Flow.timeline_state()` as shown: frame, time, direction, flags, seq and
+    ack relative to each side's first sequence number, length, window (scaled when known)."""
+    packed, c_base, s_base, c_wscale, s_wscale, _, _ = state
     bases = (c_base, s_base)
     wscales = (c_wscale, s_wscale)
-    rows: list[TimelineRow] = []
+    out: list[tuple[int, float, int, int, int, int, int, int]] = []
     for frame, time, d, flags, seq, ack, length, window in _ROW.iter_unpack(packed):
         base = bases[d]
         peer_base = bases[1 - d]
@@ -85,20 +86,80 @@ def timeline_rows(state: TimelineState) -> tuple[list[TimelineRow], int]:
         else:
             wscale = wscales[d]
             win = (window << wscale if wscale > 0 else window) or window
+        rel_seq = seq if base is None else (seq - base) & MASK
+        out.append((frame, time, d, flags, rel_seq, rel_ack, length, win))
+    return out
+
+
+def timeline_rows(state: TimelineState) -> tuple[list[TimelineRow], int]:
+    """The timeline rows of a `Flow.timeline_state()` and the number of packets elided."""
+    notes = state[5]
+    rows: list[TimelineRow] = []
+    for frame, time, d, flags, seq, ack, length, window in _row_values(state):
         rows.append(
             TimelineRow(
                 frame=frame,
                 time=time,
                 sender="client" if d == 0 else "server",
                 flags=flags,
-                seq=seq if base is None else (seq - base) & MASK,
-                ack=rel_ack,
+                seq=seq,
+                ack=ack,
                 length=length,
-                window=win,
+                window=window,
                 notes=notes.get(frame, []),
             )
         )
-    return rows, total - len(rows)
+    return rows, state[6] - len(rows)
+
+
+class RowView:
+    """A timeline row as the rules read it: the values of `result.TimelineRow` (but `tls`), in
+    a compiled class. The rules judge the rows of a flow in ten; a TimelineRow, a dataclass
+    with an interpreted `__init__`, costs about ten times as much to make."""
+
+    __slots__ = ("ack", "flags", "frame", "length", "notes", "sender", "seq", "time", "window")
+
+    def __init__(
+        self,
+        frame: int,
+        time: float,
+        sender: str,
+        flags: int,
+        seq: int,
+        ack: int,
+        length: int,
+        window: int,
+        notes: list[str],
+    ) -> None:
+        self.frame = frame
+        self.time = time
+        self.sender = sender
+        self.flags = flags
+        self.seq = seq
+        self.ack = ack
+        self.length = length
+        self.window = window
+        self.notes = notes
+
+
+def timeline_views(state: TimelineState) -> list[RowView]:
+    """The rows of `timeline_rows(state)` as `RowView`s (notes shared with `state`: read only)."""
+    notes = state[5]
+    no_notes: list[str] = []
+    return [
+        RowView(
+            frame,
+            time,
+            "client" if d == 0 else "server",
+            flags,
+            seq,
+            ack,
+            length,
+            window,
+            notes.get(frame, no_notes),
+        )
+        for frame, time, d, flags, seq, ack, length, window in _row_values(state)
+    ]
 
 
 def timeline_frames(state: TimelineState) -> list[int]:
