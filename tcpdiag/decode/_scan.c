@@ -187,7 +187,7 @@ static PyObject *tcp_options(const unsigned char *d, Py_ssize_t p, Py_ssize_t en
 
 /* Where the IP header starts and which version it is, for the link types taken here; 0 for
  * anything else (left to Python: VLAN, MPLS, PPPoE, loopback, ARP, short frames...). */
-static int network_layer(int linktype, const unsigned char *d, Py_ssize_t n, Py_ssize_t *off) {
+static int network_layer(long long linktype, const unsigned char *d, Py_ssize_t n, Py_ssize_t *off) {
     uint32_t ethertype;
     if (linktype == 1) { /* Ethernet, untagged */
         if (n < 14) return 0;
@@ -225,7 +225,7 @@ static int network_layer(int linktype, const unsigned char *d, Py_ssize_t n, Py_
 /* The Segment of one record, or NULL: with an error set when an allocation failed, without one
  * when the record is not of the common case (the caller then emits a RawPacket). */
 static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t orig_len,
-                                Py_ssize_t frame, long long ts_ns, int linktype, int *snap_cut) {
+                                Py_ssize_t frame, long long ts_ns, long long linktype, int *snap_cut) {
     Py_ssize_t off = 0;
     int version = network_layer(linktype, d, n, &off);
     if (version == 0) return NULL;
@@ -304,11 +304,11 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
 }
 
 static PyObject *raw_packet(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t orig_len,
-                            Py_ssize_t frame, long long ts_ns, int linktype, long interface) {
+                            Py_ssize_t frame, long long ts_ns, long long linktype, long interface) {
     PyObject *items[6] = {
         PyLong_FromSsize_t(frame),
         PyLong_FromLongLong(ts_ns),
-        PyLong_FromLong(linktype),
+        PyLong_FromLongLong(linktype),
         PyBytes_FromStringAndSize((const char *)d, caplen),
         PyLong_FromSsize_t(orig_len),
         PyLong_FromLong(interface),
@@ -346,7 +346,7 @@ static int walk_begin(Walk *walk, Py_buffer *view, int big_endian) {
 
 /* Append the record's Segment, or its RawPacket when it is not of the common case. */
 static int emit(Walk *walk, const unsigned char *data, Py_ssize_t caplen, Py_ssize_t orig_len,
-                Py_ssize_t frame, long long ts_ns, int linktype, long interface) {
+                Py_ssize_t frame, long long ts_ns, long long linktype, long interface) {
     int snap_cut = 0;
     PyObject *item = decode_segment(data, caplen, orig_len, frame, ts_ns, linktype, &snap_cut);
     if (item != NULL) {
@@ -412,8 +412,11 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     Py_buffer view;
     Py_ssize_t pos, frame, header_len, max_items;
     long long stop_ns, snaplen, frac_limit, frac_mult;
-    int big_endian, linktype;
-    if (!PyArg_ParseTuple(args, "y*nnLnpLLLin:scan", &view, &pos, &frame, &stop_ns, &header_len,
+    int big_endian;
+    /* The pcap header's whole 32-bit link type field: with reserved bits set it can exceed a
+       C int, and PcapReader keeps it as is (unknown link types go to the Python decoder). */
+    long long linktype;
+    if (!PyArg_ParseTuple(args, "y*nnLnpLLLLn:scan", &view, &pos, &frame, &stop_ns, &header_len,
                           &big_endian, &frac_mult, &frac_limit, &snaplen, &linktype, &max_items))
         return NULL;
     if (segment_type == NULL) {

@@ -34,8 +34,9 @@ RUNS = {
     "fuzz_reassembly": 1500,
     "fuzz_engine": 300,
     "fuzz_render": 400,
+    "fuzz_scan": 4000,
 }
-MAX_LEN = {"fuzz_engine": 65536, "fuzz_pcap": 16384, "fuzz_pcapng": 16384}
+MAX_LEN = {"fuzz_engine": 65536, "fuzz_pcap": 16384, "fuzz_pcapng": 16384, "fuzz_scan": 16384}
 HYPOTHESIS_EXAMPLES = {name: max(60, runs // 40) for name, runs in RUNS.items()}
 
 
@@ -67,6 +68,8 @@ def test_seeds_replay(name: str) -> None:
         assert mod.CHECKED[0] > 0  # the byte-for-byte reassembly check did run
     if name == "fuzz_engine":
         assert len(seeds) >= 20  # real captures were found
+    if name == "fuzz_scan":
+        assert mod.SEGMENTS_IN_C[0] > 0  # the C block reader decoded segments, not only Python
 
 
 def _mutants(seeds: list[bytes]) -> st.SearchStrategy[bytes]:

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus" / "regressions"
-# "target/file" -> reason, for inputs of bugs not fixed yet (none at the moment). Fixed:
-# reassembly/crash-569e... (bytes at the wrong stream offset after a SYN re-based an endpoint).
+# "target/file" -> reason, for inputs of bugs not fixed yet. Fixed: reassembly/crash-569e...
+# (bytes at the wrong stream offset after a SYN re-based an endpoint); scan/crash-235c... (a pcap
+# link type field with bit 31 set overflowed the C block reader's int).
 KNOWN_BUGS: dict[str, str] = {}
 CASES = sorted(
     f"{path.parent.name}/{path.name}"

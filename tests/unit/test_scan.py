@@ -269,6 +269,24 @@ def test_every_frame_shape_reads_the_same(
         _same(_write(tmp_path, content))
 
 
+@pytest.mark.parametrize("linkfield", [0x80010001, 0xFFFFFFFF, 0x7FFF0001, 0x04000001])
+def test_link_type_fields_with_reserved_bits_read_the_same(
+    use_native: ModuleType, tmp_path: Path, linkfield: int
+) -> None:
+    """The whole 32-bit field is the link type when reserved bits are set (the per-packet
+    reader keeps it, to leave such packets undecoded); the C walk once took it as a C int and
+    raised OverflowError from bit 31 up (found by fuzz_scan)."""
+    frame = ETHERNET_V4 + _ipv4(_tcp(payload=b"abc"))
+    content = _pcap([(1_700_000_000, i, frame, None, None) for i in range(3)], linkfield)
+    reading = _same(_write(tmp_path, content))
+    assert reading is not None
+    if linkfield & 0x03FF0000:
+        assert reading.records == [(1, None), (2, None), (3, None)]
+        assert reading.stats["unsupported_linktypes"] == {linkfield: 3}
+    else:  # only the FCS bits: still Ethernet, decoded in C
+        assert reading.in_c == 3
+
+
 def test_the_common_case_is_decoded_in_c(use_native: ModuleType, tmp_path: Path) -> None:
     frame = ETHERNET_V4 + _ipv4(_tcp(OPTION_BLOCKS[1], b"hello"))
     content = _pcap([(1_700_000_000, i, frame, None, None) for i in range(1000)], 1)
