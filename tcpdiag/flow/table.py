@@ -20,7 +20,8 @@ Embryonic connections are cheap: a 4-tuple that so far has only pure SYNs from o
 ISN, no payload) is kept as a compact `_Embryo` (its flow id and the segments) instead of a
 `Flow`; the `Flow` is built, `on_open` called and the stored SYNs replayed when anything else
 arrives on the tuple, or when the embryo is finalised. This keeps SYN floods and unanswered
-connection attempts to a few hundred bytes each. `add()` returns None for such segments.
+connection attempts to about a kilobyte each (their SYNs packed once unanswered for
+`IDLE_COMPACT`). `add()` returns None for such segments.
 
 Lifetime (capture time only): a closed flow (both FINs ACKed, or a RST) stays in the table so
 that retransmitted FINs/RSTs and late ACKs still belong to it, until a new SYN reuses the tuple,
@@ -49,7 +50,7 @@ from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow.analysis import ACK, FIN, RST, SYN
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.seq import seq_add
-from tcpdiag.model import Direction, FlowKey, Segment, flow_key
+from tcpdiag.model import Direction, FlowKey, Segment, TcpOptions, flow_key
 
 CLIENT: Final = Direction.CLIENT
 SERVER: Final = Direction.SERVER
@@ -82,24 +83,115 @@ EMBRYO_MAX_SEGMENTS: Final = 8
 LATE_FRAMES_KEPT: Final = 10
 
 
+# An embryo's SYNs once it has waited `IDLE_COMPACT` for an answer (`_Embryo.compact`): per
+# SYN frame, time, seq, ack, flags, window, MSS, TTL, IP version, window scale, presence bits
+# (`_SYN_*`), TSval, TSecr. The rest of a pure SYN is known: no payload, no SACK blocks, the
+# addresses and ports of the flow key. 42 bytes instead of ~500 for a Segment and its options.
+_SYN_RECORD = struct.Struct("<QdIIHHHBBBBII")
+_SYN_FROM_SECOND = 1  # the sender is the flow key's second (address, port)
+_SYN_MSS = 2
+_SYN_WSCALE = 4
+_SYN_SACK_PERMITTED = 8
+_SYN_TS_VAL = 16
+_SYN_TS_ECR = 32
+
+
+def _pack_syn(seg: Segment, key: FlowKey) -> bytes | None:
+    """`seg` as a `_SYN_RECORD`, or None when it does not fit one exactly."""
+    o = seg.options
+    if seg.payload or seg.length or o.sack or type(o.sack_permitted) is not bool:
+        return None
+    if (seg.src, seg.sport) == key[0]:
+        bits = 0
+    elif (seg.src, seg.sport) == key[1]:
+        bits = _SYN_FROM_SECOND
+    else:
+        return None
+    if o.mss is not None:
+        bits |= _SYN_MSS
+    if o.wscale is not None:
+        bits |= _SYN_WSCALE
+    if o.sack_permitted:
+        bits |= _SYN_SACK_PERMITTED
+    if o.ts_val is not None:
+        bits |= _SYN_TS_VAL
+    if o.ts_ecr is not None:
+        bits |= _SYN_TS_ECR
+    try:
+        record = _SYN_RECORD.pack(
+            seg.frame, seg.time, seg.seq, seg.ack, seg.flags, seg.window, o.mss or 0, seg.ttl,
+            seg.ip_version, o.wscale or 0, bits, o.ts_val or 0, o.ts_ecr or 0,
+        )  # fmt: skip
+    except struct.error:  # a value out of its field's range
+        return None
+    return record if _unpack_syn(record, 0, key) == seg else None
+
+
+def _unpack_syn(packed: bytes, at: int, key: FlowKey) -> Segment:
+    frame, time, seq, ack, flags, window, mss, ttl, version, wscale, bits, ts_val, ts_ecr = (
+        _SYN_RECORD.unpack_from(packed, at)
+    )
+    (src, sport), (dst, dport) = (key[1], key[0]) if bits & _SYN_FROM_SECOND else key
+    options = TcpOptions(
+        mss if bits & _SYN_MSS else None,
+        wscale if bits & _SYN_WSCALE else None,
+        bool(bits & _SYN_SACK_PERMITTED),
+        (),
+        ts_val if bits & _SYN_TS_VAL else None,
+        ts_ecr if bits & _SYN_TS_ECR else None,
+    )
+    return Segment(
+        frame, time, version, src, dst, sport, dport, seq, ack, flags, window, 0, b"", options, ttl
+    )
+
+
+# A SYN an embryo holds: the whole Segment, or (frame, time, TTL, TSval) of a retransmission
+# that differs from the first SYN in nothing else.
+_Syn = Segment | tuple[int, float, int, int | None]
+
+
 class _Embryo:
     """A tuple that has seen only pure SYNs (same sender, same ISN, no payload) so far."""
 
-    __slots__ = ("end", "held", "id", "key", "segs", "tomb")
+    __slots__ = ("end", "held", "id", "key", "packed", "segs", "tomb")
 
     def __init__(self, flow_id: int, key: FlowKey, seg: Segment, tomb: _Tomb | None) -> None:
         self.id = flow_id
         self.key = key
         self.held: Hashable = key  # the key object in the table (see `FlowTable._flows`)
         # The first SYN, then each retransmission: as (frame, time, ttl, TSval) when only those
-        # differ from the first (the usual case: unanswered SYNs wait here for minutes, thousands
-        # of them on a busy link), else the whole Segment.
-        self.segs: list[Segment | tuple[int, float, int, int | None]] = [seg]
+        # differ from the first (the usual case), else the whole Segment. Most embryos live
+        # milliseconds (until the SYN-ACK); one left unanswered for `IDLE_COMPACT` is packed
+        # (`compact`: thousands of them wait minutes on a busy link, and more in a SYN flood).
+        self.segs: list[_Syn] | None = [seg]
+        self.packed: bytes | None = None  # the SYNs as `_SYN_RECORD`s, once compacted
         self.end = seg.time
         self.tomb = tomb
 
+    def _expanded(self) -> list[_Syn]:
+        """The list form, unpacking a compacted embryo (a late retransmission)."""
+        segs = self.segs
+        if segs is None:
+            segs = []
+            segs.extend(self.segments())
+            self.segs = segs
+            self.packed = None
+        return segs
+
+    def first(self) -> Segment:
+        if self.packed is not None:
+            return _unpack_syn(self.packed, 0, self.key)
+        first = self._expanded()[0]
+        assert isinstance(first, Segment)
+        return first
+
+    def count(self) -> int:
+        packed = self.packed
+        return len(self._expanded()) if packed is None else len(packed) // _SYN_RECORD.size
+
     def add(self, seg: Segment) -> None:
-        first = self.segs[0]
+        segs = self._expanded()
+        first = segs[0]
         assert isinstance(first, Segment)
         if seg == first._replace(
             frame=seg.frame,
@@ -107,16 +199,21 @@ class _Embryo:
             ttl=seg.ttl,
             options=first.options._replace(ts_val=seg.options.ts_val),
         ):
-            self.segs.append((seg.frame, seg.time, seg.ttl, seg.options.ts_val))
+            segs.append((seg.frame, seg.time, seg.ttl, seg.options.ts_val))
         else:
-            self.segs.append(seg)
+            segs.append(seg)
         self.end = max(self.end, seg.time)
 
     def segments(self) -> list[Segment]:
-        first = self.segs[0]
+        packed = self.packed
+        if packed is not None:
+            size = _SYN_RECORD.size
+            return [_unpack_syn(packed, at, self.key) for at in range(0, len(packed), size)]
+        segs = self._expanded()
+        first = segs[0]
         assert isinstance(first, Segment)
         out = [first]
-        for s in self.segs[1:]:
+        for s in segs[1:]:
             if isinstance(s, Segment):
                 out.append(s)
             else:
@@ -125,16 +222,28 @@ class _Embryo:
                 out.append(first._replace(frame=frame, time=time, ttl=ttl, options=options))
         return out
 
+    def compact(self) -> None:
+        """Pack the SYNs (`_SYN_RECORD`), unless one does not fit a record exactly."""
+        if self.packed is not None:
+            return
+        records = []
+        for seg in self.segments():
+            record = _pack_syn(seg, self.key)
+            if record is None:
+                return
+            records.append(record)
+        self.packed = b"".join(records)
+        self.segs = None
+
     def takes(self, seg: Segment) -> bool:
-        first = self.segs[0]
-        assert isinstance(first, Segment)
+        first = self.first()
         return (
             seg.flags & (SYN | ACK | FIN | RST) == SYN
             and not seg.length
             and seg.seq == first.seq
             and seg.src == first.src
             and seg.sport == first.sport
-            and len(self.segs) < EMBRYO_MAX_SEGMENTS
+            and self.count() < EMBRYO_MAX_SEGMENTS
         )
 
 
@@ -482,7 +591,9 @@ class FlowTable:
         for entry in flows.values():  # least recently active first
             if now - entry.end <= IDLE_COMPACT:
                 break
-            if type(entry) is Flow:
+            if isinstance(entry, _Embryo):
+                entry.compact()
+            else:
                 entry.forget_delivered()
         tombs = self._tombs
         while tombs:

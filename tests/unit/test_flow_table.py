@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.flow import Flow, FlowTable
-from tcpdiag.model import TcpOptions
+from tcpdiag.flow.table import IDLE_COMPACT
+from tcpdiag.model import NO_OPTIONS, Segment, TcpOptions
+from tcpdiag.result import flow_to_plain
 from tests.craft import CLIENT, SERVER, Conversation, ack, data, parse_endpoint, run, syn, synack
 
 
@@ -306,6 +310,96 @@ def test_unanswered_syn_retransmissions_replay_exactly() -> None:
     assert [(r.frame, r.time, r.window) for r in rows] == [
         (s.frame, s.time, s.window) for s in c.segments
     ]
+
+
+def _unanswered_syns() -> list[list[Segment]]:
+    """Connection attempts nobody answers, each a SYN and retransmissions: IPv4 and IPv6, the
+    client first or second in the flow key, odd options, a retransmission that differs."""
+    full = TcpOptions(mss=1460, wscale=7, sack_permitted=True, ts_val=99, ts_ecr=0)
+    attempts = []
+    for client, server, options in [
+        ("10.0.0.6:40000", "10.0.0.2:443", full),  # the client second in the key
+        ("10.0.0.1:40001", "10.0.0.2:443", NO_OPTIONS),
+        ("[2001:db8::9]:40002", "[2001:db8::1]:80", TcpOptions(mss=0, wscale=14)),
+        ("10.0.0.1:40003", "10.0.0.2:443", TcpOptions(ts_val=0xFFFFFFFF)),
+    ]:
+        c = Conversation(client, server, start=float(len(attempts)), client_isn=0xFFFFFF00)
+        first = c.syn(options=options)
+        c.syn(dt=1.0, window=1024, options=options)  # differs: kept whole before packing
+        c.syn(
+            dt=2.0, options=first.options._replace(ts_val=12345 if first.options.ts_val else None)
+        )
+        attempts.append(c.segments)
+    return attempts
+
+
+def _finished(table: FlowTable) -> list[list[object]]:
+    done: list[Flow] = []
+    table.on_close = done.append
+    table.finish()
+    return [flow_to_plain(f.to_result(f.id)) for f in done]
+
+
+def test_unanswered_syns_are_packed_after_idle_compact_and_replay_exactly() -> None:
+    attempts = _unanswered_syns()
+    table, reference = FlowTable(), FlowTable()
+    for segs in attempts:
+        for seg in segs:
+            assert table.add(seg) is None and reference.add(seg) is None
+    first_end = min(segs[-1].time for segs in attempts)
+    last = max(seg.time for segs in attempts for seg in segs)
+    table.expire(first_end + IDLE_COMPACT - 0.5)  # none silent long enough yet
+    assert all(e.packed is None for e in table._flows.values())
+    table.expire(last + IDLE_COMPACT + 0.5)
+    embryos = list(table._flows.values())
+    assert [len(e.packed) for e in embryos] == [3 * 42] * 4 and all(e.segs is None for e in embryos)
+    for embryo, segs in zip(embryos, attempts, strict=True):
+        replayed = embryo.segments()
+        assert replayed == segs
+        assert [type(s.options.sack_permitted) for s in replayed] == [bool] * 3
+    # A retransmission after the packing is still the same attempt (the list form is back).
+    late = Conversation("10.0.0.6:40000", "10.0.0.2:443", client_isn=0xFFFFFF00, first_frame=99)
+    extra = late.syn(at=last + 11.0, options=attempts[0][0].options)
+    assert table.add(extra) is None and reference.add(extra) is None
+    assert embryos[0].packed is None and embryos[0].segments() == [*attempts[0], extra]
+    assert _finished(table) == _finished(reference)
+
+
+def test_a_syn_that_does_not_fit_the_packed_form_stays_whole() -> None:
+    c = Conversation("10.0.0.1:40000", "10.0.0.2:443")
+    c.syn(options=TcpOptions(mss=1460, sack=((1, 2),)))  # SACK blocks on a SYN: hostile input
+    c.syn(dt=1.0, options=TcpOptions(mss=1460, sack=((1, 2),)))
+    table = FlowTable()
+    for seg in c.segments:
+        table.add(seg)
+    table.expire(c.segments[-1].time + IDLE_COMPACT + 1)
+    embryo = next(iter(table._flows.values()))
+    assert embryo.packed is None and embryo.segments() == c.segments
+
+
+def test_packed_embryos_take_a_third_less_memory() -> None:
+    options = TcpOptions(mss=1460, wscale=7, sack_permitted=True, ts_ecr=0)
+    tracemalloc.start()
+    try:
+        table = FlowTable()
+        start = tracemalloc.get_traced_memory()[0]
+        for i in range(3000):
+            c = Conversation(f"10.1.{i // 250}.{i % 250 + 1}:{40000 + i}", "10.0.0.2:443",
+                             start=i * 0.001, client_isn=1000 + i)  # fmt: skip
+            c.syn(options=options._replace(ts_val=100_000 + i))
+            c.syn(dt=1.0, options=options._replace(ts_val=200_000 + i))
+            for seg in c.segments:
+                table.add(seg)
+        whole = tracemalloc.get_traced_memory()[0] - start
+        table.expire(20.0)
+        packed = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert len(table) == 3000 and all(e.packed is not None for e in table._flows.values())
+    # Per embryo, with its table entry and flow key: ~1.25 KB whole (a Segment and its
+    # options, a tuple per retransmission, their numbers, the list), ~0.85 KB packed (pure
+    # Python; each further retransmission: ~150 bytes whole, 42 packed).
+    assert packed < 0.75 * whole, (whole / 3000, packed / 3000)
 
 
 def _indexed_flows(table: FlowTable) -> set[int]:
