@@ -170,6 +170,15 @@ def _choose(b: int, table: Sequence[tuple[str, int]]) -> str:
     return next(name for name, bound in table if b < bound)
 
 
+def _items(recipe: Recipe, kinds: Sequence[tuple[str, int]]) -> Iterator[tuple[int, str]]:
+    """A capture's items as (index, kind), one recipe byte each, until `MAX_ITEMS` or the recipe
+    runs out."""
+    for index in range(MAX_ITEMS):
+        if not recipe.left:
+            return
+        yield index, _choose(recipe.byte(), kinds)
+
+
 # ------------------------------------------------------------------ packets
 
 BASE_SEC = 1_700_000_000
@@ -401,10 +410,7 @@ def pcap_file(recipe: Recipe) -> bytes:
     header, file = pcap_header(recipe)
     out = [header]
     elapsed = 0
-    for index in range(MAX_ITEMS):
-        if not recipe.left:
-            break
-        kind = _choose(recipe.byte(), PCAP_KINDS)
+    for index, kind in _items(recipe, PCAP_KINDS):
         if kind == "raw-bytes":  # anything between records: partial headers, garbage
             out.append(recipe.take(recipe.byte()))
             continue
@@ -546,10 +552,7 @@ def pcapng_file(recipe: Recipe) -> bytes:
     head, section = pcapng_head(recipe)
     out = [head]
     elapsed = 0
-    for index in range(MAX_ITEMS):
-        if not recipe.left:
-            break
-        kind = _choose(recipe.byte(), PCAPNG_KINDS)
+    for index, kind in _items(recipe, PCAPNG_KINDS):
         elapsed += _elapsed_step(recipe)
         if kind in ("epb", "raw-epb"):
             out.append(_epb(recipe, section, index, BASE_NS + elapsed + index, kind == "raw-epb"))
