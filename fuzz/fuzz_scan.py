@@ -423,18 +423,30 @@ def pcap_file(recipe: Recipe) -> bytes:
     return b"".join(out)
 
 
-def _pcap_record(recipe: Recipe, file: PcapFile, body: bytes, ts_ns: int) -> bytes:
-    sec, ns = divmod(ts_ns, 10**9)
-    frac = ns if file.nanosecond else ns // 1000
+# Flaws of the captured and original lengths that pcap records and EPBs share.
+LENGTH_FLAWS = ("snap-cut", "orig-longer", "caplen-over-orig")
+
+
+def _length_flaw(recipe: Recipe, flaw: str, body: bytes) -> tuple[bytes, int, int]:
+    """The record's data, captured length and original length with one of `LENGTH_FLAWS`."""
     caplen = orig_len = len(body)
-    flaw = recipe.flaw(RECORD_FLAWS)
     if flaw == "snap-cut":  # the common damage: a snap length shorter than the packet
         body = body[: recipe.byte() % (len(body) + 1)]
         caplen = len(body)
     elif flaw == "orig-longer":
         orig_len += 1 + recipe.u16()
-    elif flaw == "caplen-over-orig":
+    else:  # caplen-over-orig
         orig_len = max(0, orig_len - 1 - recipe.byte() % 32)
+    return body, caplen, orig_len
+
+
+def _pcap_record(recipe: Recipe, file: PcapFile, body: bytes, ts_ns: int) -> bytes:
+    sec, ns = divmod(ts_ns, 10**9)
+    frac = ns if file.nanosecond else ns // 1000
+    caplen = orig_len = len(body)
+    flaw = recipe.flaw(RECORD_FLAWS)
+    if flaw in LENGTH_FLAWS:
+        body, caplen, orig_len = _length_flaw(recipe, flaw, body)
     elif flaw == "caplen-short":  # the record boundaries move
         caplen = max(0, caplen - 1 - recipe.byte() % 16)
     elif flaw == "caplen-long":
@@ -579,13 +591,8 @@ def _epb(recipe: Recipe, section: Section, index: int, ts_ns: int, raw: bool) ->
     length = trailer = None
     options = b""
     flaw = recipe.flaw(EPB_FLAWS)
-    if flaw == "snap-cut":
-        body = body[: recipe.byte() % (len(body) + 1)]
-        caplen = len(body)
-    elif flaw == "orig-longer":
-        orig_len += 1 + recipe.u16()
-    elif flaw == "caplen-over-orig":
-        orig_len = max(0, orig_len - 1 - recipe.byte() % 32)
+    if flaw in LENGTH_FLAWS:
+        body, caplen, orig_len = _length_flaw(recipe, flaw, body)
     elif flaw == "caplen-beyond-block":
         caplen += 5 + recipe.byte()
     elif flaw == "caplen-into-trailer":  # past the padded data, into the trailer by 1-4 bytes
