@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import os
 import shutil
 import struct
@@ -212,6 +213,14 @@ def test_case10_truncated_final_record(write: Any, cut: str) -> None:
     # CI use: `check --fail-on warning` turns the damage into a failing exit status.
     strict = cli("check", str(write("cut2.pcap", data)), "--fail-on", "warning")
     assert strict.rc == 1, (strict.rc, strict.err)
+    # `analyze --strict`: the same report of the readable part, then exit 2 with one error line.
+    strict = analyze(write("cut.pcap", data), "--strict")
+    assert strict.rc == 2 and json.loads(strict.out) == json.loads(run.out), strict.err
+    (line,) = strict.err.splitlines()
+    assert line.endswith("cut.pcap: the capture is damaged (see capture-damaged); --strict"), line
+    # The near miss: the intact capture passes `--strict`.
+    intact = analyze(write("whole.pcap", full), "--strict")
+    assert intact.rc == 0 and intact.err == "", (intact.rc, intact.err)
 
 
 def test_case11_zero_length_records() -> None:
