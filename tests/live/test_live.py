@@ -714,6 +714,42 @@ def test_count_stops_the_capture_and_fail_on_sets_the_exit_code() -> None:
 
 @pytest.mark.live
 @needs_root
+@needs_libpcap
+@needs_engine
+def test_snaplen_reaches_the_capture(tmp_path: Path) -> None:
+    """`--snaplen 100`: every packet kept to 100 bytes (the written pcap says so, the report
+    finds the cut), with the original lengths intact; a small `-B` does not get in the way (its
+    effect, kernel drops, is `test_kernel_drops_are_counted_when_the_buffer_overflows`)."""
+    out_pcap = tmp_path / "cut.pcap"
+    server = EchoServer()
+    proc = LiveProcess(
+        ["-i", "lo", "-f", f"tcp port {server.port}", "--snaplen", "100", "-B", "1024",
+         "--format", "json", "-w", str(out_pcap), "--idle-timeout", "1"]
+    )  # fmt: skip
+    try:
+        proc.wait_ready()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
+            c.sendall(b"x" * 1000)
+            c.shutdown(socket.SHUT_WR)
+            while c.recv(1 << 16):
+                pass
+        server.close()
+        time.sleep(0.5)
+        code, out = proc.stop()
+    finally:
+        proc.kill()
+    assert code == 0, proc.stderr_lines
+    assert struct.unpack_from("<I", out_pcap.read_bytes(), 16) == (100,)  # pcap snaplen
+    records = list(pcap_records(out_pcap))
+    assert len(records) >= 8 and all(caplen <= 100 for caplen, _ in records)
+    assert max(orig for _, orig in records) >= 14 + 20 + 20 + 1000  # the echo, 1000 bytes
+    report = json.loads(out)
+    assert report["summary"]["findings"].get("capture-snaplen-truncated") == 1
+    assert server.received == 1000
+
+
+@pytest.mark.live
+@needs_root
 @needs_engine
 def test_duration_stops_an_idle_capture_with_an_empty_report(tmp_path: Path) -> None:
     out_pcap = tmp_path / "empty.pcap"
