@@ -15,7 +15,9 @@ from click.testing import CliRunner
 
 import tcpdiag.cli.analyze as analyze_module
 from tcpdiag import __version__
+from tcpdiag.cli.common import analysis_options
 from tcpdiag.cli.main import cli
+from tcpdiag.config import Limits
 from tcpdiag.errors import CaptureError
 
 CAPTURES = Path(__file__).resolve().parents[2] / "captures"
@@ -78,6 +80,21 @@ def test_no_timeline_drops_the_packet_tables_only() -> None:
     assert full.returncode == short.returncode == 0  # analyze reports; `check` judges
     assert header in full.stdout and header not in short.stdout
     assert "ERROR connection-refused" in short.stdout
+
+
+def test_help_lists_every_command() -> None:
+    proc = _run("--help")
+    assert proc.returncode == 0
+    commands = proc.stdout.split("Commands:", 1)[1].split()
+    assert {"analyze", "check", "explain", "lab", "live"} <= set(commands)
+
+
+def test_live_linger_flag_sets_the_close_linger() -> None:
+    assert analysis_options({"close_linger": 0.5}).limits.close_linger == 0.5
+    assert analysis_options({}).limits.close_linger == Limits().close_linger  # a file: 60 s
+    proc = _run("live", "--help")
+    assert proc.returncode == 0 and "--linger" in proc.stdout
+    assert "[default: 3.0;" in " ".join(proc.stdout.split("--linger", 1)[1].split())
 
 
 def test_version() -> None:

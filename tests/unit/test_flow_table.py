@@ -90,6 +90,20 @@ def test_late_ack_after_close_stays_in_flow() -> None:
     assert flows[0].s.rst_frame == c.frame
 
 
+def test_close_linger_limit_sets_how_long_a_closed_flow_waits() -> None:
+    # `live --linger` (3 s by default there): flows are reported soon after they close.
+    closed: list[Flow] = []
+    options = AnalysisOptions(limits=Limits(close_linger=2.0))
+    table = FlowTable(options, on_close=closed.append)
+    c = closed_conversation()
+    for seg in c.segments:
+        table.add(seg)
+    table.expire(c.time + 1.5)
+    assert closed == [] and len(table) == 1
+    table.expire(c.time + 2.5)
+    assert len(closed) == 1 and len(table) == 0
+
+
 def test_on_close_called_when_closed_flow_lingers_out() -> None:
     closed: list[Flow] = []
     table = FlowTable(on_close=closed.append)
