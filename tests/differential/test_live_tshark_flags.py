@@ -1,7 +1,9 @@
-"""`benchmarks/differential.py` against the tshark installed here, on the bundled recordings of
-the TCP scenarios: tcpdiag's per-frame analysis flags must equal tshark's, frame for frame (the
-public corpus is compared through `facts.json` in test_wireshark_flags.py; this runs tshark
-itself, as the script does on large captures)."""
+"""`benchmarks/differential.py` against the tshark installed here, on the bundled recordings:
+tcpdiag's per-frame TCP analysis flags must equal tshark's, frame for frame, on the TCP
+scenarios, and its TLS facts (plaintext handshake messages, alerts, server name and JA3 of each
+ClientHello) on the TLS ones. The public corpus is compared through `facts.json` in
+test_wireshark_flags.py and test_tls_facts.py; this runs tshark itself, as the script does on
+large captures."""
 
 from __future__ import annotations
 
@@ -82,3 +84,27 @@ def test_the_script_exits_0_when_only_the_deliberate_difference_remains() -> Non
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "deliberate: 3 Linux zero-window probes" in proc.stdout
+
+
+TLS_NAMES = sorted(p.name for p in CAPTURES.glob("tls*.pcap*"))
+
+
+@pytest.mark.parametrize("name", TLS_NAMES)
+def test_tls_facts_equal_tsharks(name: str) -> None:
+    script = _script()
+    theirs, their_conns = script.tshark_tls(CAPTURES / name)
+    ours, our_conns = script.tcpdiag_tls(CAPTURES / name)
+    spanning = script.spanning_messages(ours, theirs, our_conns, their_conns)
+    for fact in script.TLS_FACTS:
+        assert ours[fact] - spanning == theirs[fact] - spanning, fact
+
+
+def test_tls_facts_are_exercised() -> None:
+    script = _script()
+    counts = dict.fromkeys(("handshake", "alert", "sni"), 0)
+    for name in TLS_NAMES:
+        ours, _ = script.tcpdiag_tls(CAPTURES / name)
+        for fact in counts:
+            counts[fact] += len(ours[fact])
+    assert len(TLS_NAMES) >= 15 and counts["handshake"] >= 40
+    assert counts["alert"] >= 5 and counts["sni"] >= 15
