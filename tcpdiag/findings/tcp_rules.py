@@ -26,7 +26,16 @@ from tcpdiag.findings.tls_rules import (
     handshake_failure_reported,
 )
 from tcpdiag.flow.endpoint import Endpoint
-from tcpdiag.flow.flow import Burst, Flow, FlowEvent, RowView, TimelineState, timeline_views
+from tcpdiag.flow.flow import (
+    Burst,
+    Flow,
+    FlowEvent,
+    RowView,
+    TimelineState,
+    timeline_frames,
+    timeline_packets,
+    timeline_views,
+)
 from tcpdiag.flow.seq import seq_gt
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN, URG, Direction, format_endpoint
 from tcpdiag.result import Finding, Severity
@@ -74,11 +83,24 @@ class _Facts:
         """The flow's capped timeline (head and tail packets). Built only for the flows whose
         rules need it (a few in ten): it is the costliest part of judging a flow."""
         if self._rows is None:
-            timeline = self._timeline
-            self._rows = timeline_views(
-                timeline if timeline is not None else self.flow.timeline_state()
-            )
+            self._rows = timeline_views(self._state())
         return self._rows
+
+    def _state(self) -> TimelineState:
+        timeline = self._timeline
+        if timeline is None:
+            timeline = self._timeline = self.flow.timeline_state()
+        return timeline
+
+    def frames(self) -> list[int]:
+        """The frames of `rows()`, without making the rows."""
+        if self._rows is not None:
+            return [r.frame for r in self._rows]
+        return timeline_frames(self._state())
+
+    def packets(self) -> list[tuple[int, float, int, int, int, int, int, int]]:
+        """`flow.timeline_packets`: the rows as plain tuples, for comparing packets."""
+        return timeline_packets(self._state())
 
     def events(self, kind: str) -> list[FlowEvent]:
         return [e for e in self.flow.events if e.kind == kind]
@@ -1278,23 +1300,21 @@ def _capture_duplicates(x: _Facts) -> tuple[set[int], float | None]:
     each sender's own timers, never do (the same traffic seen on several VLANs or capture
     points, merged into one file)."""
     dups: set[int] = set()
-    last: dict[str, RowView] = {}
-    seen: dict[tuple[str, int, int, int, int, int], float] = {}
-    offsets: dict[int, list[tuple[str, int]]] = {}
-    for r in x.rows():
-        key = (r.sender, r.seq, r.ack, r.flags, r.length, r.window)
-        prev = last.get(r.sender)
-        if (
-            prev is not None
-            and (prev.seq, prev.ack, prev.flags, prev.length, prev.window) == key[1:]
-            and 0 <= r.time - prev.time < DUPLICATE_WINDOW
-        ):
-            dups.add(r.frame)
+    # per sender: the key (sender, seq, ack, flags, length, window) of its previous packet, and
+    # that packet's time
+    last: dict[int, tuple[tuple[int, int, int, int, int, int], float]] = {}
+    seen: dict[tuple[int, int, int, int, int, int], float] = {}
+    offsets: dict[int, list[tuple[int, int]]] = {}
+    for frame, time, sender, flags, seq, ack, length, window in x.packets():
+        key = (sender, seq, ack, flags, length, window)
+        prev = last.get(sender)
+        if prev is not None and prev[0] == key and 0 <= time - prev[1] < DUPLICATE_WINDOW:
+            dups.add(frame)
         elif key in seen:
-            bucket = round((r.time - seen[key]) / REPLAY_RESOLUTION)
-            offsets.setdefault(bucket, []).append((r.sender, r.frame))
-        seen[key] = r.time
-        last[r.sender] = r
+            bucket = round((time - seen[key]) / REPLAY_RESOLUTION)
+            offsets.setdefault(bucket, []).append((sender, frame))
+        seen[key] = time
+        last[sender] = (key, time)
     delay = None
     best = max(offsets.items(), key=lambda kv: len(kv[1]), default=None)
     if best is not None:
@@ -1346,7 +1366,7 @@ def _retransmission(x: _Facts) -> list[Finding]:
         if ep.retransmissions
     )
     severity = Severity.INFO
-    kept = {r.frame for r in x.rows()}
+    kept = set(x.frames())
     seen_resends = [fr for fr in frames if fr in kept]
     # Duplicates are kept rows: with no resend in the timeline, none of them can be one.
     dups, delay = _capture_duplicates(x) if seen_resends else (set(), None)

@@ -162,6 +162,20 @@ def timeline_views(state: TimelineState) -> list[RowView]:
     ]
 
 
+def timeline_packets(state: TimelineState) -> list[tuple[int, float, int, int, int, int, int, int]]:
+    """The kept rows as captured, for rules that compare packets with one another without making
+    rows: frame, time, direction (0 client, 1 server), flags, sequence number, acknowledgement
+    number (0 where a row shows none: no ACK flag, or the peer's first sequence number unknown),
+    length, window field. Within one direction two of these are equal exactly when the two
+    `timeline_rows` rows are (relative numbers and window scaling are one-to-one there)."""
+    bases = (state[1], state[2])
+    return [
+        (frame, time, d, flags, seq, ack if flags & ACK and bases[1 - d] is not None else 0,
+         length, window)
+        for frame, time, d, flags, seq, ack, length, window in _ROW.iter_unpack(state[0])
+    ]  # fmt: skip
+
+
 def timeline_frames(state: TimelineState) -> list[int]:
     """The frames of the rows a `Flow.timeline_state()` keeps, in order."""
     return [frame for (frame,) in _ROW_FRAME.iter_unpack(state[0])]
