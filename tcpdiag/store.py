@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 import marshal
+import os
 import tempfile
 import zlib
 from array import array
@@ -56,6 +57,13 @@ class FlowStore(Sequence[FlowResult]):
         self.on_disk = False
         self.disk_error: str | None = None  # why the flows stayed in memory, if they did
         self._size = 0
+        # Where the file's position is. A seek on a buffered file flushes its buffer (a write
+        # system call per flow, and one more for the seek), so `_write` seeks only when a read
+        # moved the position. On disk, `_load` reads with `os.pread` (one system call, the
+        # position untouched: flows are read in id order, not in the order written); in memory
+        # it slices the buffer.
+        self._position = 0
+        self._unflushed = False  # appended bytes may still be in the file object's buffer
         self._ids = array("q")
         self._offsets = array("q")
         self._lengths = array("q")
@@ -200,7 +208,8 @@ class FlowStore(Sequence[FlowResult]):
         ):
             self._spill()
         try:
-            self._file.seek(self._size)
+            if self._position != self._size:
+                self._file.seek(self._size)
             self._file.write(blob)
         except OSError as exc:  # disk full: carry on in memory, as without a store
             if not self.on_disk:
@@ -208,6 +217,8 @@ class FlowStore(Sequence[FlowResult]):
             self._back_to_memory(exc)
             self._file.seek(self._size)
             self._file.write(blob)
+        self._position = self._size + len(blob)
+        self._unflushed = True
 
     def _spill(self) -> None:
         memory = self._file
@@ -219,6 +230,7 @@ class FlowStore(Sequence[FlowResult]):
             self.disk_error = f"{tempfile.gettempdir()}: {exc.strerror or exc}"
             return
         self._file = disk
+        self._position = self._size
         self.on_disk = True
 
     def _back_to_memory(self, exc: OSError) -> None:
@@ -226,6 +238,7 @@ class FlowStore(Sequence[FlowResult]):
         memory = io.BytesIO(self._file.read(self._size))
         self._file.close()
         self._file = memory
+        self._position = 0
         self.on_disk = False
         self.disk_error = f"{tempfile.gettempdir()}: {exc.strerror or exc}"
 
@@ -236,8 +249,16 @@ class FlowStore(Sequence[FlowResult]):
         return self._order
 
     def _load(self, i: int) -> tuple[FlowResult, bytes | None]:
-        self._file.seek(self._offsets[i])
-        values, packed = marshal.loads(self._file.read(self._lengths[i]))
+        offset, length = self._offsets[i], self._lengths[i]
+        file = self._file
+        if isinstance(file, io.BytesIO):
+            with file.getbuffer() as view:  # released at once: the next add may grow the buffer
+                values, packed = marshal.loads(view[offset : offset + length])
+        else:
+            if self._unflushed:
+                file.flush()
+                self._unflushed = False
+            values, packed = marshal.loads(os.pread(file.fileno(), length, offset))
         return flow_from_plain(values), packed
 
     def _apply(self, flow: FlowResult) -> None:

@@ -78,6 +78,43 @@ def test_spills_to_disk_beyond_the_spool_size() -> None:
     assert store[150] == flows[150]
 
 
+@pytest.mark.parametrize("spool_bytes", [1 << 20, 4096])
+def test_reads_between_adds_see_every_flow_added_so_far(spool_bytes: int) -> None:
+    flows = [refused_flow(fid=i, frame=i) for i in range(1, 201)]
+    store = FlowStore(spool_bytes=spool_bytes)
+    for i, flow in enumerate(flows, start=1):
+        store.add(flow)
+        if i % 7 == 0:  # a read moves the file position; the next add must still append
+            assert [f.id for f in store.with_finding("connection-refused")][-2:] == [i - 1, i]
+    assert store.on_disk == (spool_bytes == 4096)
+    assert list(store) == flows
+
+
+def test_appends_and_reads_do_not_seek() -> None:
+    """A seek flushes a buffered file (a write system call per flow): appends follow one
+    another, and reads (`os.pread`) leave the position where the next append goes."""
+    flows = [refused_flow(fid=i, frame=i) for i in range(1, 301)]
+    store = _store(flows[:100], spool_bytes=4096)
+    assert store.on_disk
+    file = store._file
+    seeks: list[int] = []
+    real_seek = file.seek
+
+    def counting_seek(offset: int, whence: int = 0) -> int:
+        seeks.append(offset)
+        return real_seek(offset, whence)
+
+    file.seek = counting_seek  # type: ignore[method-assign]
+    for flow in flows[100:200]:
+        store.add(flow)
+    assert [f.id for f in store.with_finding("connection-refused")] == list(range(1, 201))
+    for flow in flows[200:]:
+        store.add(flow)
+    assert list(store) == flows and store[150] == flows[150]
+    assert seeks == []
+    file.seek = real_seek  # type: ignore[method-assign]
+
+
 def test_stays_in_memory_when_tmpdir_cannot_be_written(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
