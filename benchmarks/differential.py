@@ -23,7 +23,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# Last: an installed tcpdiag (the compiled build) comes before the checkout's sources; `tests`
+# (the flow-table runner) comes from the checkout.
+sys.path.append(str(ROOT))
 
 # tcpdiag's name -> tshark's field. tshark also sets `retransmission` on the fast and spurious
 # retransmissions it flags; tcpdiag's `retransmission` frames do the same.
@@ -65,10 +67,8 @@ def tshark_flags(capture: Path) -> tuple[dict[str, set[int]], int]:
 
 def tcpdiag_flags(capture: Path) -> tuple[dict[str, set[int]], int]:
     """Frames per flag, and the number of flows, by tcpdiag's flow table (default limits)."""
-    from tcpdiag.capture import open_capture
-    from tcpdiag.decode import Decoder
-    from tcpdiag.flow import Flow, FlowTable
-    from tcpdiag.model import Segment
+    from tcpdiag.flow import Flow
+    from tests.flows import run_flow_table
 
     flags: dict[str, set[int]] = {name: set() for name in FIELDS}
     flows = 0
@@ -80,14 +80,7 @@ def tcpdiag_flags(capture: Path) -> tuple[dict[str, set[int]], int]:
             if name in flags:
                 flags[name].update(frames)
 
-    table = FlowTable(on_close=closed)
-    decoder = Decoder()
-    with open_capture(str(capture)) as reader:
-        for raw in reader:
-            rec = decoder.decode(raw)
-            if isinstance(rec, Segment):
-                table.add(rec)
-    table.finish()
+    run_flow_table(capture, closed)
     return flags, flows
 
 

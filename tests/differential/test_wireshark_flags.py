@@ -54,23 +54,12 @@ pytestmark = pytest.mark.skipif(not FACTS.exists(), reason="public capture corpu
 
 
 def _analyse(path: Path) -> tuple[dict[str, set[int]], int] | None:
-    from tcpdiag.capture import open_capture
-    from tcpdiag.decode import Decoder
-    from tcpdiag.flow import Flow, FlowTable
-    from tcpdiag.model import Segment
+    from tests.flows import flows_of
 
-    done: list[Flow] = []
-    table = FlowTable(on_close=done.append)
-    dec = Decoder()
     try:
-        with open_capture(str(path)) as cap:
-            for raw in cap:
-                rec = dec.decode(raw)
-                if isinstance(rec, Segment):
-                    table.add(rec)
+        done = flows_of(path)
     except TcpdiagError:
         return None  # unreadable at all: not part of the comparison
-    table.finish()
     ours: dict[str, set[int]] = {name: set() for name in FLAGS}
     for flow in done:
         for name, frames in flow.analysis.items():

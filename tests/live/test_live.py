@@ -112,6 +112,16 @@ class EchoServer:
         self.thread.join(WAIT)
         self.sock.close()
 
+    def transfer(self, payload: bytes) -> None:
+        """One connection: send `payload`, half-close, read until the server's FIN; then stop
+        the server (its one connection is over, and every packet of it sent)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+            c.sendall(payload)
+            c.shutdown(socket.SHUT_WR)
+            while c.recv(1 << 16):
+                pass
+        self.close()
+
 
 def echo_once(port: int, payload: bytes = b"hello") -> None:
     with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
@@ -472,12 +482,7 @@ def test_bulk_transfer_matches_tcpdump_frame_for_frame(tmp_path: Path) -> None:
     bpf = f"tcp port {server.port}"
     dump = Tcpdump(tmp_path / "ref.pcap", bpf)
     with LiveSource("lo", bpf) as src:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
-            c.sendall(os.urandom(200_000))
-            c.shutdown(socket.SHUT_WR)
-            while c.recv(1 << 16):
-                pass
-        server.close()
+        server.transfer(os.urandom(200_000))
         # The transfer is over (the server's FIN was read): everything is queued by now.
         packets = collect(src, 0)
         stats = src.update_stats()
@@ -498,12 +503,7 @@ def test_kernel_drops_are_counted_when_the_buffer_overflows() -> None:
     server = EchoServer()
     # The smallest buffer the kernel allows, and nobody reading it while 8 MB go by.
     with LiveSource("lo", None, buffer_size=1024) as src:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
-            c.sendall(b"\0" * 8_000_000)
-            c.shutdown(socket.SHUT_WR)
-            while c.recv(1 << 16):
-                pass
-        server.close()
+        server.transfer(b"\0" * 8_000_000)
         got = 0
         while batch := src.poll(0.2, 10_000):
             got += len(batch)
@@ -728,12 +728,7 @@ def test_snaplen_reaches_the_capture(tmp_path: Path) -> None:
     )  # fmt: skip
     try:
         proc.wait_ready()
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as c:
-            c.sendall(b"x" * 1000)
-            c.shutdown(socket.SHUT_WR)
-            while c.recv(1 << 16):
-                pass
-        server.close()
+        server.transfer(b"x" * 1000)
         time.sleep(0.5)
         code, out = proc.stop()
     finally:

@@ -7,12 +7,9 @@ from __future__ import annotations
 from itertools import combinations
 from pathlib import Path
 
-from tcpdiag.capture import open_capture
-from tcpdiag.decode import Decoder
-from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.flow.flow import timeline_packets, timeline_rows
-from tcpdiag.model import Segment
 from tests.capture_files import PUBLIC
+from tests.flows import flows_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CAPTURES = [
@@ -21,22 +18,9 @@ CAPTURES = [
 ]
 
 
-def _flows(path: Path) -> list[Flow]:
-    done: list[Flow] = []
-    table = FlowTable(on_close=done.append)
-    decoder = Decoder()
-    with open_capture(str(path)) as reader:
-        for raw in reader:
-            rec = decoder.decode(raw)
-            if isinstance(rec, Segment):
-                table.add(rec)
-    table.finish()
-    return done
-
-
 def test_packets_compare_like_the_rows() -> None:
     compared = 0
-    for flow in (f for path in CAPTURES if path.exists() for f in _flows(path)):
+    for flow in (f for path in CAPTURES if path.exists() for f in flows_of(path)):
         state = flow.timeline_state()
         rows, _ = timeline_rows(state)
         packets = timeline_packets(state)
@@ -55,7 +39,7 @@ def test_packets_compare_like_the_rows() -> None:
 def test_some_packets_are_equal_and_the_check_can_tell() -> None:
     """Retransmissions repeat a packet exactly: the comparison is not vacuous."""
     equal = 0
-    for flow in _flows(ROOT / "captures" / "tcp-retransmissions.pcap"):
+    for flow in flows_of(ROOT / "captures" / "tcp-retransmissions.pcap"):
         packets = timeline_packets(flow.timeline_state())
         equal += sum(1 for a, b in combinations(packets, 2) if a[2] == b[2] and a[3:] == b[3:])
     assert equal > 0
