@@ -33,7 +33,7 @@ from tcpdiag.flow.flow import (
     RowView,
     TimelineState,
     timeline_frames,
-    timeline_packets,
+    timeline_repeats,
     timeline_views,
 )
 from tcpdiag.flow.seq import seq_gt
@@ -98,9 +98,10 @@ class _Facts:
             return [r.frame for r in self._rows]
         return timeline_frames(self._state())
 
-    def packets(self) -> list[tuple[int, float, int, int, int, int, int, int]]:
-        """`flow.timeline_packets`: the rows as plain tuples, for comparing packets."""
-        return timeline_packets(self._state())
+    def repeats(self) -> list[tuple[int, float, int, bytes]]:
+        """`flow.timeline_repeats`: the rows as (frame, time, direction, key), for finding
+        repeated packets."""
+        return timeline_repeats(self._state())
 
     def events(self, kind: str) -> list[FlowEvent]:
         return [e for e in self.flow.events if e.kind == kind]
@@ -1300,21 +1301,20 @@ def _capture_duplicates(x: _Facts) -> tuple[set[int], float | None]:
     each sender's own timers, never do (the same traffic seen on several VLANs or capture
     points, merged into one file)."""
     dups: set[int] = set()
-    # per sender: the key (sender, seq, ack, flags, length, window) of its previous packet, and
-    # that packet's time
-    last: dict[int, tuple[tuple[int, int, int, int, int, int], float]] = {}
-    seen: dict[tuple[int, int, int, int, int, int], float] = {}
+    # per sender (0 client, 1 server): the key and time of its previous packet
+    last_key: list[bytes] = [b"", b""]
+    last_time = [0.0, 0.0]
+    seen: dict[bytes, float] = {}
     offsets: dict[int, list[tuple[int, int]]] = {}
-    for frame, time, sender, flags, seq, ack, length, window in x.packets():
-        key = (sender, seq, ack, flags, length, window)
-        prev = last.get(sender)
-        if prev is not None and prev[0] == key and 0 <= time - prev[1] < DUPLICATE_WINDOW:
+    for frame, time, sender, key in x.repeats():
+        if last_key[sender] == key and 0 <= time - last_time[sender] < DUPLICATE_WINDOW:
             dups.add(frame)
         elif key in seen:
             bucket = round((time - seen[key]) / REPLAY_RESOLUTION)
             offsets.setdefault(bucket, []).append((sender, frame))
         seen[key] = time
-        last[sender] = (key, time)
+        last_key[sender] = key
+        last_time[sender] = time
     delay = None
     best = max(offsets.items(), key=lambda kv: len(kv[1]), default=None)
     if best is not None:
