@@ -30,17 +30,20 @@ def test_ipv6_text_is_the_rfc5952_form(text: str) -> None:
 
 def test_ipv4_text() -> None:
     assert format_ip(bytes([10, 0, 0, 2])) == "10.0.0.2"
+    assert format_ip(bytes([10, 0, 0, 2])) == "10.0.0.2"  # again, from the cache
     assert format_endpoint(bytes([192, 168, 1, 255]), 8080) == "192.168.1.255:8080"
+    assert format_ip(bytes(4)) == "0.0.0.0" and format_ip(b"\xff" * 4) == "255.255.255.255"
 
 
-def test_ipv6_cache_stays_bounded() -> None:
-    for i in range(model._V6_TEXT_MAX * 2 + 10):
-        addr = b"\x20\x01\x0d\xb8" + i.to_bytes(12, "big")
-        assert format_ip(addr) == str(ipaddress.IPv6Address(addr))
-        assert len(model._V6_TEXT) <= model._V6_TEXT_MAX
+@pytest.mark.parametrize("prefix", [b"\x0a", b"\x20\x01\x0d\xb8" + bytes(9)])
+def test_address_cache_stays_bounded_and_right(prefix: bytes) -> None:
+    for i in range(model._IP_TEXT_MAX * 2 + 10):
+        addr = prefix + i.to_bytes(3, "big")
+        assert format_ip(addr) == str(ipaddress.ip_address(addr))
+        assert len(model._IP_TEXT) <= model._IP_TEXT_MAX
 
 
 def test_bad_length_is_not_cached() -> None:
     with pytest.raises(ipaddress.AddressValueError):
         format_ip(b"\x01\x02\x03\x04\x05")
-    assert b"\x01\x02\x03\x04\x05" not in model._V6_TEXT
+    assert b"\x01\x02\x03\x04\x05" not in model._IP_TEXT
