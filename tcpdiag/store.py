@@ -57,12 +57,11 @@ class FlowStore(Sequence[FlowResult]):
         self.on_disk = False
         self.disk_error: str | None = None  # why the flows stayed in memory, if they did
         self._size = 0
-        # Where the file's position is. A seek on a buffered file flushes its buffer (a write
-        # system call per flow, and one more for the seek), so `_write` seeks only when a read
-        # moved the position. On disk, `_load` reads with `os.pread` (one system call, the
-        # position untouched: flows are read in id order, not in the order written); in memory
-        # it slices the buffer.
-        self._position = 0
+        # The file's position stays at its end: a seek on a buffered file flushes its buffer (a
+        # write system call per flow, and one more for the seek), so `_write` appends without
+        # one, and `_load` reads with `os.pread` on disk (one system call, the position
+        # untouched: flows are read in id order, not in the order written) or slices the memory
+        # buffer.
         self._unflushed = False  # appended bytes may still be in the file object's buffer
         self._ids = array("q")
         self._offsets = array("q")
@@ -208,8 +207,6 @@ class FlowStore(Sequence[FlowResult]):
         ):
             self._spill()
         try:
-            if self._position != self._size:
-                self._file.seek(self._size)
             self._file.write(blob)
         except OSError as exc:  # disk full: carry on in memory, as without a store
             if not self.on_disk:
@@ -217,7 +214,6 @@ class FlowStore(Sequence[FlowResult]):
             self._back_to_memory(exc)
             self._file.seek(self._size)
             self._file.write(blob)
-        self._position = self._size + len(blob)
         self._unflushed = True
 
     def _spill(self) -> None:
@@ -230,7 +226,6 @@ class FlowStore(Sequence[FlowResult]):
             self.disk_error = f"{tempfile.gettempdir()}: {exc.strerror or exc}"
             return
         self._file = disk
-        self._position = self._size
         self.on_disk = True
 
     def _back_to_memory(self, exc: OSError) -> None:
@@ -238,7 +233,6 @@ class FlowStore(Sequence[FlowResult]):
         memory = io.BytesIO(self._file.read(self._size))
         self._file.close()
         self._file = memory
-        self._position = 0
         self.on_disk = False
         self.disk_error = f"{tempfile.gettempdir()}: {exc.strerror or exc}"
 
