@@ -153,7 +153,7 @@ _Syn = Segment | tuple[int, float, int, int | None]
 class _Embryo:
     """A tuple that has seen only pure SYNs (same sender, same ISN, no payload) so far."""
 
-    __slots__ = ("end", "held", "id", "key", "packed", "segs", "tomb")
+    __slots__ = ("end", "held", "id", "key", "packed", "segs", "tomb", "whole")
 
     def __init__(self, flow_id: int, key: FlowKey, seg: Segment, tomb: _Tomb | None) -> None:
         self.id = flow_id
@@ -165,6 +165,8 @@ class _Embryo:
         # (`compact`: thousands of them wait minutes on a busy link, and more in a SYN flood).
         self.segs: list[_Syn] | None = [seg]
         self.packed: bytes | None = None  # the SYNs as `_SYN_RECORD`s, once compacted
+        # A SYN that does not fit a record stays in `segs` for good: not tried again each sweep.
+        self.whole = False
         self.end = seg.time
         self.tomb = tomb
 
@@ -224,12 +226,13 @@ class _Embryo:
 
     def compact(self) -> None:
         """Pack the SYNs (`_SYN_RECORD`), unless one does not fit a record exactly."""
-        if self.packed is not None:
+        if self.packed is not None or self.whole:
             return
         records = []
         for seg in self.segments():
             record = _pack_syn(seg, self.key)
             if record is None:
+                self.whole = True
                 return
             records.append(record)
         self.packed = b"".join(records)
