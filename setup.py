@@ -2,10 +2,11 @@
 
 `pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream) and the
 per-flow diagnosis rules into C extensions when mypyc and a C compiler are available, with the
-hand-written C block reader (tcpdiag/decode/_scan.c), and falls back to the pure-Python
-package, with a warning, when either is missing or the build fails: the results are identical
-either way (tests/unit/test_compiled_equivalence.py, tests/unit/test_scan.py); only the speed
-differs.
+hand-written C block reader (tcpdiag/decode/_scan.c) and timeline row writer
+(tcpdiag/flow/_rows.c), and falls back to the pure-Python package, with a warning, when either
+is missing or the build fails: the results are identical either way
+(tests/unit/test_compiled_equivalence.py, tests/unit/test_scan.py, tests/unit/test_rows.py);
+only the speed differs.
 
 Environment:
   TCPDIAG_COMPILE=0   never compile (pure Python)
@@ -81,6 +82,8 @@ def _wanted() -> bool:
 # Hand-written C: the classic pcap block reader (tcpdiag/decode/scan.py says why). It needs
 # only a C compiler; built and dropped together with the mypyc modules.
 SCANNER = Extension("tcpdiag.decode._scan", ["tcpdiag/decode/_scan.c"], extra_compile_args=["-O2"])
+# Hand-written C: the timeline row writer (tcpdiag/flow/rows.py says why).
+ROWS = Extension("tcpdiag.flow._rows", ["tcpdiag/flow/_rows.c"], extra_compile_args=["-O2"])
 
 
 def _extensions() -> list[object]:
@@ -92,7 +95,7 @@ def _extensions() -> list[object]:
         _warn("mypyc is not available")
         return []
     try:
-        return [*mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"), SCANNER]
+        return [*mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"), SCANNER, ROWS]
     except Exception as exc:  # a mypy/mypyc version that rejects the code
         _warn(f"mypyc could not compile the hot modules ({exc})")
         return []

@@ -20,6 +20,7 @@ from typing import Final, NamedTuple
 
 from tcpdiag import model
 from tcpdiag.config import AnalysisOptions
+from tcpdiag.flow import rows
 from tcpdiag.flow.analysis import (
     A_ANY_RETRANSMISSION,
     A_REUSED_PORTS,
@@ -55,10 +56,10 @@ _SFR: Final = SYN | FIN | RST
 _NO_OPTIONS: Final = model.NO_OPTIONS
 # One timeline row, packed: frame, time, direction, flags, seq, ack, length, window (35 bytes
 # instead of a tuple of eight objects, ~250 bytes, for every one of the 100 rows kept per flow).
-_ROW: Final = struct.Struct("<qdBHIIII")
-_ROW_SIZE: Final = _ROW.size
-_PACK_ROW: Final = _ROW.pack
-_PACK_ROW_INTO: Final = _ROW.pack_into
+_ROW: Final = rows.ROW
+_ROW_SIZE: Final = rows.ROW_SIZE
+_APPEND_ROW: Final = rows.append_row
+_PUT_ROW: Final = rows.put_row
 # The frame numbers of packed rows alone (one int per row, not a tuple of eight objects).
 _ROW_FRAME: Final = struct.Struct(f"<q{_ROW_SIZE - 8}x")
 # A packed row's frame, time and direction; where its direction starts; its ACK number zeroed.
@@ -838,15 +839,15 @@ class Flow:
         """The packet's timeline row: fixed-size packed rows (a tuple of 8 objects per packet
         costs ~250 B), the first `_head_max` appended, the later ones in the tail ring.
 
-        `seg` is the Segment seen as a plain tuple so that its fields go to `struct` as the
-        objects the Segment already holds: compiled, a field read as an `int` is unboxed and
-        packing it would allocate a new object for each."""
+        `seg` is the Segment seen as a plain tuple so that its fields go to the row writer
+        (`rows`: C when built) as the objects the Segment already holds: compiled, a field read
+        as an `int` is unboxed and passing it on would allocate a new object for each."""
         frame, time, flags, seq, ack = seg[0], seg[1], seg[9], seg[7], seg[8]
         length, window = seg[11], seg[10]
         n = self.timeline_total
         self.timeline_total = n + 1
         if n < self._head_max:
-            self._head += _PACK_ROW(frame, time, di, flags, seq, ack, length, window)
+            _APPEND_ROW(self._head, frame, time, di, flags, seq, ack, length, window)
             return
         size = self._tail_max
         if size:
@@ -854,7 +855,7 @@ class Flow:
             if tail is None:
                 tail = self._tail = bytearray(size * _ROW_SIZE)
             at = ((n - self._head_max) % size) * _ROW_SIZE
-            _PACK_ROW_INTO(tail, at, frame, time, di, flags, seq, ack, length, window)
+            _PUT_ROW(tail, at, frame, time, di, flags, seq, ack, length, window)
 
     def _reuse_flag(self, frame: int) -> int:
         """A_REUSED_PORTS when this frame is the one that reused the 4-tuple (see

@@ -10,14 +10,10 @@ frame count, notes and damage, and, through the engine, the same JSON report.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import os
 import random
 import re
-import shutil
 import struct
-import subprocess
-import sysconfig
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -35,29 +31,20 @@ from tcpdiag.errors import CaptureError
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
 from tests.capture_files import PUBLIC, block, epb, idb, option, pcap_header, pcap_record, shb, spb
+from tests.cbuild import REPO, build_extension, load_extension
 
-REPO = Path(__file__).resolve().parents[2]
 SOURCE = REPO / "tcpdiag" / "decode" / "_scan.c"
 CAPTURE_DIRS = (REPO / "captures", PUBLIC)
 
 
 def _build(directory: Path) -> ModuleType:
-    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
-    if compiler is None:
-        pytest.skip("no C compiler to build _scan.c")
-    target = directory / ("_scan" + str(sysconfig.get_config_var("EXT_SUFFIX")))
-    include = sysconfig.get_paths()["include"]
-    command = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}"]
     # e.g. "-g -fsanitize=address,undefined" (docs/fuzzing.md: run with the sanitizers)
-    command += os.environ.get("TCPDIAG_TEST_SCAN_CFLAGS", "").split()
-    subprocess.run([*command, str(SOURCE), "-o", str(target)], check=True, capture_output=True)
+    cflags = os.environ.get("TCPDIAG_TEST_SCAN_CFLAGS", "").split()
+    target = build_extension(SOURCE, "tcpdiag.decode._scan", directory, cflags)
     if os.environ.get("TCPDIAG_TEST_SCAN_SANITIZED") == "1":
         # test_scan_sanitized.py runs this module: make sure the checks are really compiled in.
         assert b"__asan_report_load" in target.read_bytes(), "_scan.c built without ASan"
-    spec = importlib.util.spec_from_file_location("tcpdiag.decode._scan", target)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_extension(target, "tcpdiag.decode._scan")
     module.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
     return module
 

@@ -1,0 +1,161 @@
+/* tcpdiag.flow._rows: one packed timeline row written in C.
+ *
+ * Why: every packet of every flow adds a row to its flow's timeline (`Flow._keep_row`), packed
+ * as `struct.Struct("<qdBHIIII")`: frame, time, direction, flags, seq, ack, length, window.
+ * Through `struct` that is a method call that parses a format, converts eight objects, builds a
+ * bytes object and appends it to the flow's bytearray: ~1,600 instructions a packet compiled
+ * with mypyc, a tenth of the whole per-packet path. Here the eight values go straight into the
+ * bytearray.
+ *
+ * The bytes written are exactly `struct.pack("<qdBHIIII", ...)`'s, and a value out of a
+ * field's range raises as `struct.pack` would (struct.error); `flow/rows.py` holds the
+ * `struct` version used when this module is not built (or with TCPDIAG_PURE=1), and
+ * `tests/unit/test_rows.py` compares the two.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#define ROW_SIZE 35
+
+static PyObject *struct_error = NULL; /* struct.error, so both versions raise the same */
+
+static void put_le(unsigned char *p, uint64_t value, int size) {
+    for (int i = 0; i < size; i++) p[i] = (unsigned char)(value >> (8 * i));
+}
+
+/* An integer field: a Python int within [low, high]; -1 with struct.error set otherwise.
+ * PyLong_AsLongLongAndOverflow: CPython's other converters take a slow generic path for the
+ * two-digit ints that sequence numbers are. */
+static int int_field(PyObject *obj, long long low, long long high, long long *out) {
+    if (!PyLong_Check(obj)) {
+        PyErr_SetString(struct_error, "required argument is not an integer");
+        return -1;
+    }
+    long long value;
+    int overflow = 0;
+#if PY_VERSION_HEX < 0x030C0000 && PyLong_SHIFT == 30
+    /* CPython 3.11's int layout: sign in ob_size, 30-bit digits. Every row value is a
+     * non-negative int of at most two digits but the frame's; read those in place. */
+    Py_ssize_t digits = Py_SIZE(obj);
+    if (PyLong_CheckExact(obj) && digits >= 0 && digits <= 2) {
+        const digit *d = ((PyLongObject *)obj)->ob_digit;
+        value = digits == 0 ? 0 : (long long)d[0];
+        if (digits == 2) value |= (long long)d[1] << PyLong_SHIFT;
+    } else
+#endif
+        value = PyLong_AsLongLongAndOverflow(obj, &overflow);
+    if (value == -1 && PyErr_Occurred()) return -1;
+    if (overflow || value < low || value > high) {
+        PyErr_SetString(struct_error, "timeline row value out of range");
+        return -1;
+    }
+    *out = value;
+    return 0;
+}
+
+/* args: frame, time, direction, flags, seq, ack, length, window -> row[ROW_SIZE] */
+static int pack(PyObject *const *args, unsigned char *row) {
+    long long frame, direction, flags, seq, ack, length, window;
+    if (int_field(args[0], LLONG_MIN, LLONG_MAX, &frame) < 0) return -1;
+    double time = PyFloat_AsDouble(args[1]);
+    if (time == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        PyErr_SetString(struct_error, "required argument is not a float");
+        return -1;
+    }
+    if (int_field(args[2], 0, 0xFF, &direction) < 0 || int_field(args[3], 0, 0xFFFF, &flags) < 0 ||
+        int_field(args[4], 0, 0xFFFFFFFFLL, &seq) < 0 ||
+        int_field(args[5], 0, 0xFFFFFFFFLL, &ack) < 0 ||
+        int_field(args[6], 0, 0xFFFFFFFFLL, &length) < 0 ||
+        int_field(args[7], 0, 0xFFFFFFFFLL, &window) < 0)
+        return -1;
+    uint64_t time_bits;
+    memcpy(&time_bits, &time, 8);
+    put_le(row, (uint64_t)frame, 8);
+    put_le(row + 8, time_bits, 8);
+    row[16] = (unsigned char)direction;
+    put_le(row + 17, (uint64_t)flags, 2);
+    put_le(row + 19, (uint64_t)seq, 4);
+    put_le(row + 23, (uint64_t)ack, 4);
+    put_le(row + 27, (uint64_t)length, 4);
+    put_le(row + 31, (uint64_t)window, 4);
+    return 0;
+}
+
+static PyObject *append_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 9 || !PyByteArray_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "append_row(bytearray, 8 row values)");
+        return NULL;
+    }
+    unsigned char row[ROW_SIZE];
+    if (pack(args + 1, row) < 0) return NULL;
+    PyObject *buf = args[0];
+    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
+    if (size + ROW_SIZE >= ((PyByteArrayObject *)buf)->ob_alloc) {
+        /* Grow geometrically: bytearray grows by only 1/8 when resized up, so a row at a time
+         * would reallocate at nearly every row of a short timeline. Resizing down again keeps
+         * the allocation (CPython shrinks it only below half). */
+        Py_ssize_t roomy = size < 4 * ROW_SIZE ? 4 * ROW_SIZE : 2 * size;
+        if (PyByteArray_Resize(buf, roomy) < 0) return NULL;
+    }
+    if (PyByteArray_Resize(buf, size + ROW_SIZE) < 0) return NULL;
+    memcpy(PyByteArray_AS_STRING(buf) + size, row, ROW_SIZE);
+    Py_RETURN_NONE;
+}
+
+static PyObject *put_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10 || !PyByteArray_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "put_row(bytearray, offset, 8 row values)");
+        return NULL;
+    }
+    Py_ssize_t at = PyLong_AsSsize_t(args[1]);
+    if (at == -1 && PyErr_Occurred()) return NULL;
+    PyObject *buf = args[0];
+    if (at < 0 || at > PyByteArray_GET_SIZE(buf) - ROW_SIZE) {
+        PyErr_SetString(struct_error, "offset out of range for a row");
+        return NULL;
+    }
+    unsigned char row[ROW_SIZE];
+    if (pack(args + 2, row) < 0) return NULL;
+    memcpy(PyByteArray_AS_STRING(buf) + at, row, ROW_SIZE);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(append_row_doc,
+             "append_row(buf, frame, time, direction, flags, seq, ack, length, window)\n\n"
+             "Append the row packed as struct '<qdBHIIII' to the bytearray buf.");
+PyDoc_STRVAR(put_row_doc,
+             "put_row(buf, offset, frame, time, direction, flags, seq, ack, length, window)\n\n"
+             "Write the row packed as struct '<qdBHIIII' into buf at offset.");
+
+static PyMethodDef methods[] = {
+    {"append_row", (PyCFunction)(void (*)(void))append_row, METH_FASTCALL, append_row_doc},
+    {"put_row", (PyCFunction)(void (*)(void))put_row, METH_FASTCALL, put_row_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    .m_base = PyModuleDef_HEAD_INIT,
+    .m_name = "_rows",
+    .m_doc = "Packed timeline rows written in C (flow/rows.py).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__rows(void) {
+    PyObject *struct_module = PyImport_ImportModule("struct");
+    if (struct_module == NULL) return NULL;
+    struct_error = PyObject_GetAttrString(struct_module, "error");
+    Py_DECREF(struct_module);
+    if (struct_error == NULL) return NULL;
+    PyObject *module = PyModule_Create(&module_def);
+    if (module == NULL) return NULL;
+    if (PyModule_AddIntConstant(module, "ROW_SIZE", ROW_SIZE) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

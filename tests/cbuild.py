@@ -1,0 +1,39 @@
+"""Builds one hand-written C extension of tcpdiag (`decode/_scan.c`, `flow/_rows.c`) alone, for
+the tests that compare it with its Python twin: an editable install has no compiled
+extensions, so those tests compile the source with the C compiler into a temporary directory
+(a second or two) and load it from there."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sysconfig
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def build_extension(source: Path, module_name: str, directory: Path, cflags: list[str]) -> Path:
+    """Compile `source` to the extension `module_name` (dotted) in `directory`; its path."""
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if compiler is None:
+        pytest.skip(f"no C compiler to build {source.name}")
+    leaf = module_name.rpartition(".")[2]
+    target = directory / (leaf + str(sysconfig.get_config_var("EXT_SUFFIX")))
+    include = sysconfig.get_paths()["include"]
+    command = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}", *cflags]
+    subprocess.run([*command, str(source), "-o", str(target)], check=True, capture_output=True)
+    return target
+
+
+def load_extension(path: Path, module_name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
