@@ -99,9 +99,28 @@ static PyObject *address(const unsigned char *a, Py_ssize_t size) {
     return fresh;
 }
 
+/* Ports, windows and payload lengths are 16-bit values, most of them above CPython's own cache
+   of small ints (up to 256): a table of int objects for all 65,536, each made on first use,
+   saves an allocation and a free per such field per packet. Ints are immutable, so sharing one
+   object is invisible to the Python code. The table holds a reference to each object it made;
+   it lives as long as the process (at most 64 Ki small objects). */
+static PyObject *u16_cache[65536];
+
+static PyObject *u16(long value) {
+    if (value < 0 || value > 65535) return PyLong_FromLong(value);
+    PyObject *cached = u16_cache[value];
+    if (cached == NULL) {
+        cached = PyLong_FromLong(value);
+        if (cached == NULL) return NULL;
+        u16_cache[value] = cached;
+    }
+    Py_INCREF(cached);
+    return cached;
+}
+
 static PyObject *int_or_none(int present, long value) {
     if (!present) Py_RETURN_NONE;
-    return PyLong_FromLong(value);
+    return u16(value);
 }
 
 /* The SACK blocks of an option of `size` bytes at p: a tuple of (left, right) tuples. */
@@ -289,13 +308,13 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
         PyLong_FromLong(version),
         address(d + src_at, addr_len),
         address(d + dst_at, addr_len),
-        PyLong_FromLong((long)be16(t)),
-        PyLong_FromLong((long)be16(t + 2)),
+        u16((long)be16(t)),
+        u16((long)be16(t + 2)),
         PyLong_FromUnsignedLong(be32(t + 4)),
         PyLong_FromUnsignedLong(be32(t + 8)),
         PyLong_FromLong(t[13]),
-        PyLong_FromLong((long)be16(t + 14)),
-        PyLong_FromSsize_t(length),
+        u16((long)be16(t + 14)),
+        length <= 65535 ? u16((long)length) : PyLong_FromSsize_t(length),
         PyBytes_FromStringAndSize((const char *)d + p, payload_end - p),
         opts,
         PyLong_FromLong(ttl),
