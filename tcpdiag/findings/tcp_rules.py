@@ -33,9 +33,9 @@ from tcpdiag.flow.flow import (
     RowView,
     TimelineState,
     timeline_frames,
-    timeline_repeats,
     timeline_views,
 )
+from tcpdiag.flow.rows import capture_duplicates
 from tcpdiag.flow.seq import seq_gt
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN, URG, Direction, format_endpoint
 from tcpdiag.result import Finding, Severity
@@ -83,10 +83,10 @@ class _Facts:
         """The flow's capped timeline (head and tail packets). Built only for the flows whose
         rules need it (a few in ten): it is the costliest part of judging a flow."""
         if self._rows is None:
-            self._rows = timeline_views(self._state())
+            self._rows = timeline_views(self.timeline_state())
         return self._rows
 
-    def _state(self) -> TimelineState:
+    def timeline_state(self) -> TimelineState:
         timeline = self._timeline
         if timeline is None:
             timeline = self._timeline = self.flow.timeline_state()
@@ -96,12 +96,7 @@ class _Facts:
         """The frames of `rows()`, without making the rows."""
         if self._rows is not None:
             return [r.frame for r in self._rows]
-        return timeline_frames(self._state())
-
-    def repeats(self) -> list[tuple[int, float, int, bytes]]:
-        """`flow.timeline_repeats`: the rows as (frame, time, direction, key), for finding
-        repeated packets."""
-        return timeline_repeats(self._state())
+        return timeline_frames(self.timeline_state())
 
     def events(self, kind: str) -> list[FlowEvent]:
         return [e for e in self.flow.events if e.kind == kind]
@@ -1300,30 +1295,15 @@ def _capture_duplicates(x: _Facts) -> tuple[set[int], float | None]:
     one and the same time offset (MIN_REPLAYED or more), which real retransmissions, timed by
     each sender's own timers, never do (the same traffic seen on several VLANs or capture
     points, merged into one file)."""
-    dups: set[int] = set()
-    # per sender (0 client, 1 server): the key and time of its previous packet
-    last_key: list[bytes] = [b"", b""]
-    last_time = [0.0, 0.0]
-    seen: dict[bytes, float] = {}
-    offsets: dict[int, list[tuple[int, int]]] = {}
-    for frame, time, sender, key in x.repeats():
-        if last_key[sender] == key and 0 <= time - last_time[sender] < DUPLICATE_WINDOW:
-            dups.add(frame)
-        elif key in seen:
-            bucket = round((time - seen[key]) / REPLAY_RESOLUTION)
-            offsets.setdefault(bucket, []).append((sender, frame))
-        seen[key] = time
-        last_key[sender] = key
-        last_time[sender] = time
-    delay = None
-    best = max(offsets.items(), key=lambda kv: len(kv[1]), default=None)
-    if best is not None:
-        bucket, _ = best
-        near = [e for b in (bucket - 1, bucket, bucket + 1) for e in offsets.get(b, [])]
-        if len(near) >= MIN_REPLAYED and len({sender for sender, _ in near}) == 2:
-            delay = bucket * REPLAY_RESOLUTION
-            dups.update(frame for _, frame in near)
-    return dups, delay
+    state = x.timeline_state()
+    return capture_duplicates(
+        state[0],
+        state[1] is not None,
+        state[2] is not None,
+        DUPLICATE_WINDOW,
+        REPLAY_RESOLUTION,
+        MIN_REPLAYED,
+    )
 
 
 def _duplicate_finding(x: _Facts, dups: set[int], delay: float | None, resent: int) -> Finding:

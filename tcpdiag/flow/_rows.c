@@ -15,6 +15,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -124,6 +125,201 @@ static PyObject *put_row(PyObject *module, PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
+/* -- the capture-duplicate check over packed rows (tcp_rules._capture_duplicates) ---------
+ *
+ * A row's key is its bytes from the direction on (direction, flags, seq, ack, length, window)
+ * with the ACK number zeroed where the row shows none (no ACK flag, or the peer's first
+ * sequence number unknown): `flow.timeline_repeats`. See `rows.capture_duplicates` for the
+ * rule; this is the same computation over the same bytes, in the same double arithmetic. */
+
+#define KEY_AT 16
+#define KEY_SIZE (ROW_SIZE - KEY_AT)
+#define ACK_FLAG 0x10
+
+typedef struct {
+    unsigned char key[KEY_SIZE];
+    double time; /* the latest time this key was seen */
+    int used;
+} SeenSlot;
+
+typedef struct {
+    long long bucket;
+    Py_ssize_t count;
+    int senders; /* bit 0: client, bit 1: server */
+    int used;
+} BucketSlot;
+
+static size_t table_size(Py_ssize_t n) {
+    size_t size = 16;
+    while (size < (size_t)n * 2) size <<= 1;
+    return size;
+}
+
+static uint64_t hash_bytes(const unsigned char *p, size_t n) {
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 1099511628211ULL;
+    return h;
+}
+
+static BucketSlot *find_bucket(BucketSlot *slots, size_t size, long long bucket) {
+    uint64_t h = (uint64_t)bucket * 0x9E3779B97F4A7C15ULL;
+    size_t i = (size_t)(h >> 17) & (size - 1);
+    while (slots[i].used && slots[i].bucket != bucket) i = (i + 1) & (size - 1);
+    return &slots[i];
+}
+
+static PyObject *capture_duplicates(PyObject *module, PyObject *args) {
+    Py_buffer packed;
+    int client_base, server_base;
+    double window, resolution;
+    Py_ssize_t min_replayed;
+    if (!PyArg_ParseTuple(args, "y*ppddn:capture_duplicates", &packed, &client_base,
+                          &server_base, &window, &resolution, &min_replayed))
+        return NULL;
+    const unsigned char *buf = packed.buf;
+    Py_ssize_t n = packed.len / ROW_SIZE;
+    PyObject *dups = NULL, *result = NULL;
+    size_t seen_size = table_size(n), bucket_size = table_size(n);
+    SeenSlot *seen = PyMem_Calloc(seen_size, sizeof(SeenSlot));
+    BucketSlot *buckets = PyMem_Calloc(bucket_size, sizeof(BucketSlot));
+    /* distinct buckets in order of first appearance, for max()'s first-wins tie rule */
+    long long *order = PyMem_Calloc((size_t)n + 1, sizeof(long long));
+    dups = PyList_New(0);
+    if (seen == NULL || buckets == NULL || order == NULL || dups == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto done;
+    }
+    Py_ssize_t distinct = 0;
+    unsigned char last_key[2][KEY_SIZE];
+    int have_last[2] = {0, 0};
+    double last_time[2] = {0.0, 0.0};
+    int base_known[2] = {client_base, server_base};
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const unsigned char *row = buf + r * ROW_SIZE;
+        int64_t frame = 0;
+        for (int i = 7; i >= 0; i--) frame = (int64_t)(((uint64_t)frame << 8) | row[i]);
+        uint64_t bits = 0;
+        for (int i = 15; i >= 8; i--) bits = (bits << 8) | row[i];
+        double time;
+        memcpy(&time, &bits, 8);
+        int sender = row[KEY_AT] ? 1 : 0;
+        unsigned char key[KEY_SIZE];
+        memcpy(key, row + KEY_AT, KEY_SIZE);
+        if (!((key[1] & ACK_FLAG) && base_known[1 - sender])) memset(key + 7, 0, 4);
+        if (have_last[sender] && memcmp(last_key[sender], key, KEY_SIZE) == 0 &&
+            time - last_time[sender] >= 0 && time - last_time[sender] < window) {
+            PyObject *item = PyLong_FromLongLong(frame);
+            if (item == NULL || PyList_Append(dups, item) < 0) {
+                Py_XDECREF(item);
+                goto done;
+            }
+            Py_DECREF(item);
+        }
+        size_t i = (size_t)hash_bytes(key, KEY_SIZE) & (seen_size - 1);
+        while (seen[i].used && memcmp(seen[i].key, key, KEY_SIZE) != 0) i = (i + 1) & (seen_size - 1);
+        int exact_repeat = have_last[sender] && memcmp(last_key[sender], key, KEY_SIZE) == 0 &&
+                           time - last_time[sender] >= 0 && time - last_time[sender] < window;
+        if (!exact_repeat && seen[i].used) {
+            double offset = nearbyint((time - seen[i].time) / resolution);
+            if (!(offset > -9.0e18 && offset < 9.0e18)) { /* Python's int has no such limit */
+                PyErr_SetString(PyExc_OverflowError, "replay offset out of range");
+                goto done;
+            }
+            long long bucket = (long long)offset;
+            BucketSlot *slot = find_bucket(buckets, bucket_size, bucket);
+            if (!slot->used) {
+                slot->used = 1;
+                slot->bucket = bucket;
+                order[distinct++] = bucket;
+            }
+            slot->count++;
+            slot->senders |= 1 << sender;
+        }
+        seen[i].used = 1;
+        memcpy(seen[i].key, key, KEY_SIZE);
+        seen[i].time = time;
+        memcpy(last_key[sender], key, KEY_SIZE);
+        have_last[sender] = 1;
+        last_time[sender] = time;
+    }
+    PyObject *delay = Py_None;
+    Py_INCREF(delay);
+    if (distinct > 0) {
+        long long best = order[0];
+        Py_ssize_t best_count = find_bucket(buckets, bucket_size, best)->count;
+        for (Py_ssize_t k = 1; k < distinct; k++) {
+            Py_ssize_t count = find_bucket(buckets, bucket_size, order[k])->count;
+            if (count > best_count) {
+                best = order[k];
+                best_count = count;
+            }
+        }
+        Py_ssize_t near = 0;
+        int senders = 0;
+        for (long long b = best - 1; b <= best + 1; b++) {
+            BucketSlot *slot = find_bucket(buckets, bucket_size, b);
+            if (slot->used) {
+                near += slot->count;
+                senders |= slot->senders;
+            }
+        }
+        if (near >= min_replayed && senders == 3) {
+            Py_SETREF(delay, PyFloat_FromDouble((double)best * resolution));
+            if (delay == NULL) goto done;
+            /* the frames of the rows counted in those buckets: a second pass */
+            for (size_t k = 0; k < seen_size; k++) seen[k].used = 0;
+            have_last[0] = have_last[1] = 0;
+            for (Py_ssize_t r = 0; r < n; r++) {
+                const unsigned char *row = buf + r * ROW_SIZE;
+                int64_t frame = 0;
+                for (int i = 7; i >= 0; i--) frame = (int64_t)(((uint64_t)frame << 8) | row[i]);
+                uint64_t bits = 0;
+                for (int i = 15; i >= 8; i--) bits = (bits << 8) | row[i];
+                double time;
+                memcpy(&time, &bits, 8);
+                int sender = row[KEY_AT] ? 1 : 0;
+                unsigned char key[KEY_SIZE];
+                memcpy(key, row + KEY_AT, KEY_SIZE);
+                if (!((key[1] & ACK_FLAG) && base_known[1 - sender])) memset(key + 7, 0, 4);
+                int exact_repeat = have_last[sender] &&
+                                   memcmp(last_key[sender], key, KEY_SIZE) == 0 &&
+                                   time - last_time[sender] >= 0 &&
+                                   time - last_time[sender] < window;
+                size_t i = (size_t)hash_bytes(key, KEY_SIZE) & (seen_size - 1);
+                while (seen[i].used && memcmp(seen[i].key, key, KEY_SIZE) != 0)
+                    i = (i + 1) & (seen_size - 1);
+                if (!exact_repeat && seen[i].used) {
+                    long long bucket = (long long)nearbyint((time - seen[i].time) / resolution);
+                    if (bucket >= best - 1 && bucket <= best + 1) {
+                        PyObject *item = PyLong_FromLongLong(frame);
+                        if (item == NULL || PyList_Append(dups, item) < 0) {
+                            Py_XDECREF(item);
+                            Py_DECREF(delay);
+                            goto done;
+                        }
+                        Py_DECREF(item);
+                    }
+                }
+                seen[i].used = 1;
+                memcpy(seen[i].key, key, KEY_SIZE);
+                seen[i].time = time;
+                memcpy(last_key[sender], key, KEY_SIZE);
+                have_last[sender] = 1;
+                last_time[sender] = time;
+            }
+        }
+    }
+    result = Py_BuildValue("(NN)", dups, delay);
+    dups = NULL;
+done:
+    Py_XDECREF(dups);
+    PyMem_Free(seen);
+    PyMem_Free(buckets);
+    PyMem_Free(order);
+    PyBuffer_Release(&packed);
+    return result;
+}
+
 PyDoc_STRVAR(append_row_doc,
              "append_row(buf, frame, time, direction, flags, seq, ack, length, window)\n\n"
              "Append the row packed as struct '<qdBHIIII' to the bytearray buf.");
@@ -131,9 +327,15 @@ PyDoc_STRVAR(put_row_doc,
              "put_row(buf, offset, frame, time, direction, flags, seq, ack, length, window)\n\n"
              "Write the row packed as struct '<qdBHIIII' into buf at offset.");
 
+PyDoc_STRVAR(capture_duplicates_doc,
+             "capture_duplicates(packed, client_base_known, server_base_known, window,\n"
+             "                   resolution, min_replayed) -> (frames, delay or None)\n\n"
+             "rows.capture_duplicates, in C.");
+
 static PyMethodDef methods[] = {
     {"append_row", (PyCFunction)(void (*)(void))append_row, METH_FASTCALL, append_row_doc},
     {"put_row", (PyCFunction)(void (*)(void))put_row, METH_FASTCALL, put_row_doc},
+    {"capture_duplicates", capture_duplicates, METH_VARARGS, capture_duplicates_doc},
     {NULL, NULL, 0, NULL},
 };
 

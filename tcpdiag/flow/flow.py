@@ -62,10 +62,6 @@ _APPEND_ROW: Final = rows.append_row
 _PUT_ROW: Final = rows.put_row
 # The frame numbers of packed rows alone (one int per row, not a tuple of eight objects).
 _ROW_FRAME: Final = struct.Struct(f"<q{_ROW_SIZE - 8}x")
-# A packed row's frame, time and direction; where its direction starts; its ACK number zeroed.
-_ROW_HEAD: Final = struct.Struct("<qdB")
-_KEY_AT: Final = 16
-_NO_ACK: Final = bytes(4)
 
 
 # What `Flow.timeline()` is made of (`Flow.timeline_state()`): packed rows (`_ROW`), client and
@@ -169,22 +165,9 @@ def timeline_views(state: TimelineState) -> list[RowView]:
 
 def timeline_repeats(state: TimelineState) -> list[tuple[int, float, int, bytes]]:
     """The kept rows for rules that look for repeated packets, without making rows: frame, time,
-    direction (0 client, 1 server) and a key, the packed row from the direction on (flags, seq,
-    ack, length, window) with the ACK number zeroed where a row shows none (no ACK flag, or the
-    peer's first sequence number unknown). Two keys are equal exactly when the two rows of
-    `timeline_rows` have the same sender, flags, seq, ack, length and window: relative numbers
-    and window scaling are one-to-one within a direction. (A bytes key hashes once; a tuple of
-    six numbers, every time it is looked up.)"""
-    packed = state[0]
-    bases = (state[1], state[2])
-    out: list[tuple[int, float, int, bytes]] = []
-    for at in range(0, len(packed), _ROW_SIZE):
-        frame, time, d = _ROW_HEAD.unpack_from(packed, at)
-        key = packed[at + _KEY_AT : at + _ROW_SIZE]
-        if not (key[1] & ACK and bases[1 - d] is not None) and key[7:11] != _NO_ACK:
-            key = key[:7] + _NO_ACK + key[11:]
-        out.append((frame, time, d, key))
-    return out
+    direction (0 client, 1 server) and a key that is equal for two rows exactly when they
+    repeat one another (`rows.repeat_keys`)."""
+    return rows.repeat_keys(state[0], state[1] is not None, state[2] is not None)
 
 
 def timeline_frames(state: TimelineState) -> list[int]:

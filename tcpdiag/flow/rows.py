@@ -1,13 +1,17 @@
-"""A flow's timeline rows, packed: the row format and the two writers of a row.
+"""A flow's timeline rows, packed: the row format, the two writers of a row, and the check
+for packets the capture recorded twice, which reads the packed rows.
 
 Every packet adds one row to its flow's timeline (`Flow._keep_row`): frame, time, direction,
 flags, seq, ack, length, window, packed as `ROW` (35 bytes instead of a tuple of eight objects,
 ~250 bytes). Writing it is per-packet work, so the writers come from the C module `_rows` when
 it is built (`pip install .`; it skips `struct`'s format parsing and the temporary bytes
 object) and from `struct` otherwise or under TCPDIAG_PURE=1. Both write the same bytes and
-raise `struct.error` on the same values (`tests/unit/test_rows.py`).
+raise `struct.error` on the same values (`tests/unit/test_rows.py`). The capture-duplicate
+check (`capture_duplicates`, for the retransmission rule) was a flow's costliest rule on lossy
+traffic; it too runs in C when built, and gives the Python version's answer
+(`tests/unit/test_rows.py`).
 
-Never compiled with mypyc: it only chooses between the two writers.
+Never compiled with mypyc: it only chooses between C and Python.
 """
 
 from __future__ import annotations
@@ -36,6 +40,95 @@ def append_row_struct(buf: bytearray, *row: object) -> None:
 
 def put_row_struct(buf: bytearray, at: int, *row: object) -> None:
     _pack_into(buf, at, *row)
+
+
+# A row from the direction on: direction, flags, seq, ack, length, window (the repeat key).
+KEY_AT: Final = 16
+_HEAD: Final = struct.Struct("<qdB")
+_ACK_FLAG: Final = 0x10
+_NO_ACK: Final = bytes(4)
+
+
+def repeat_keys(
+    packed: bytes, client_base_known: bool, server_base_known: bool
+) -> list[tuple[int, float, int, bytes]]:
+    """The rows as (frame, time, direction (0 client, 1 server), key): the key is the packed
+    row from the direction on, with the ACK number zeroed where a row shows none (no ACK flag,
+    or the peer's first sequence number unknown: `*_base_known`). Two keys are equal exactly
+    when the two rows of `flow.timeline_rows` have the same sender, flags, seq, ack, length
+    and window: relative numbers and window scaling are one-to-one within a direction. (A
+    bytes key hashes once; a tuple of six numbers, every time it is looked up.)"""
+    known = (client_base_known, server_base_known)
+    out: list[tuple[int, float, int, bytes]] = []
+    for at in range(0, len(packed) - ROW_SIZE + 1, ROW_SIZE):
+        frame, time, d = _HEAD.unpack_from(packed, at)
+        key = packed[at + KEY_AT : at + ROW_SIZE]
+        if not (key[1] & _ACK_FLAG and known[1 - d]) and key[7:11] != _NO_ACK:
+            key = key[:7] + _NO_ACK + key[11:]
+        out.append((frame, time, d, key))
+    return out
+
+
+def capture_duplicates_python(
+    packed: bytes,
+    client_base_known: bool,
+    server_base_known: bool,
+    window: float,
+    resolution: float,
+    min_replayed: int,
+) -> tuple[set[int], float | None]:
+    """`capture_duplicates` in Python."""
+    dups: set[int] = set()
+    # per sender (0 client, 1 server): the key and time of its previous packet
+    last_key: list[bytes] = [b"", b""]
+    last_time = [0.0, 0.0]
+    seen: dict[bytes, float] = {}
+    offsets: dict[int, list[tuple[int, int]]] = {}
+    for frame, time, sender, key in repeat_keys(packed, client_base_known, server_base_known):
+        if last_key[sender] == key and 0 <= time - last_time[sender] < window:
+            dups.add(frame)
+        elif key in seen:
+            bucket = round((time - seen[key]) / resolution)
+            offsets.setdefault(bucket, []).append((sender, frame))
+        seen[key] = time
+        last_key[sender] = key
+        last_time[sender] = time
+    delay = None
+    best = max(offsets.items(), key=lambda kv: len(kv[1]), default=None)
+    if best is not None:
+        bucket, _ = best
+        near = [e for b in (bucket - 1, bucket, bucket + 1) for e in offsets.get(b, [])]
+        if len(near) >= min_replayed and len({sender for sender, _ in near}) == 2:
+            delay = bucket * resolution
+            dups.update(frame for _, frame in near)
+    return dups, delay
+
+
+def capture_duplicates(
+    packed: bytes,
+    client_base_known: bool,
+    server_base_known: bool,
+    window: float,
+    resolution: float,
+    min_replayed: int,
+) -> tuple[set[int], float | None]:
+    """Frames of the packed rows that are copies of an earlier packet of the same side made by
+    the capture, and the fixed delay of a replayed copy of the conversation (or None). Two
+    signatures (`findings/tcp_rules.py` says why): a row repeating the previous row of the
+    same side exactly (same key) less than `window` seconds later; or rows of both sides
+    repeating earlier ones at one time offset, counted in buckets of `resolution` seconds, at
+    least `min_replayed` of them in the most common bucket and its two neighbours."""
+    if _NATIVE is not None:
+        try:
+            frames, delay = _NATIVE.capture_duplicates(
+                packed, client_base_known, server_base_known, window, resolution, min_replayed
+            )
+            return set(frames), delay
+        except OverflowError:  # offsets beyond 64 bits, which timestamps never reach
+            pass
+    return capture_duplicates_python(
+        packed, client_base_known, server_base_known, window, resolution, min_replayed
+    )
 
 
 def _native() -> ModuleType | None:

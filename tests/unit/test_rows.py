@@ -1,8 +1,10 @@
-"""The C timeline row writer (`flow/_rows.c`) against its `struct` twin (`flow/rows.py`).
+"""The C module of packed timeline rows (`flow/_rows.c`) against its Python twin
+(`flow/rows.py`): the row writers and the capture-duplicate check.
 
 Built here from the source (an editable install has no extensions, see `tests/cbuild.py`).
-Both must write the same 35 bytes for every row, raise `struct.error` on the same values, and
-give the same reports when the flow engine uses one or the other.
+Both must write the same 35 bytes for every row, raise `struct.error` on the same values, find
+the same duplicate frames and replay delay, and give the same reports when the flow engine
+uses one or the other.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from tcpdiag.flow.rows import RowWriter
 from tcpdiag.report.json import capture_json, dumps
 from tests.capture_files import PUBLIC
 from tests.cbuild import REPO, build_extension, load_extension
+from tests.flows import flows_of
 
 SOURCE = REPO / "tcpdiag" / "flow" / "_rows.c"
 
@@ -117,6 +120,96 @@ def test_pure_python_runs_the_struct_writer(monkeypatch: pytest.MonkeyPatch) -> 
     assert rows._native() is None
 
 
+# -- the capture-duplicate check
+
+
+def _row(frame: int, time: float, d: int, flags: int, seq: int, ack: int, n: int, w: int) -> bytes:
+    return struct.pack("<qdBHIIII", frame, time, d, flags, seq, ack, n, w)
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> bytes:
+    """Rows that repeat one another the ways the check looks for: the same packet again within
+    or beyond the duplicate window, a stretch of both sides replayed at one offset (with
+    jitter around the bucket edges), and unrelated packets; ACK flags on and off."""
+    pool = draw(
+        st.lists(
+            st.tuples(
+                st.integers(0, 1),
+                st.sampled_from([0x02, 0x10, 0x12, 0x18, 0x11, 0x04]),
+                st.integers(0, 5),
+                st.integers(0, 3),
+                st.sampled_from([0, 1, 100]),
+                st.sampled_from([0, 65535]),
+            ),
+            min_size=1,
+            max_size=8,
+        )
+    )
+    out = []
+    time = draw(st.floats(0, 1e9))
+    frame = 1
+    for _ in range(draw(st.integers(0, 40))):
+        d, flags, seq, ack, n, w = draw(st.sampled_from(pool))
+        time += draw(st.sampled_from([0.0, 0.0005, 0.001, 0.00015, 0.00005, 0.3, 1.0]))
+        out.append((frame, time, d, flags, seq, ack, n, w))
+        frame += 1
+    if out and draw(st.booleans()):  # replay a stretch at a fixed delay
+        delay = draw(st.sampled_from([0.5, 0.00025, 0.00035, 2.0]))
+        jitter = draw(st.sampled_from([0.0, 0.00004, -0.00004, 0.00006]))
+        start = draw(st.integers(0, len(out) - 1))
+        for _, t, d, flags, seq, ack, n, w in out[start:]:
+            out.append((frame, t + delay + jitter, d, flags, seq, ack, n, w))
+            frame += 1
+    return b"".join(_row(*r) for r in out)
+
+
+@settings(max_examples=600, deadline=None)
+@given(packed=conversations(), client=st.booleans(), server=st.booleans())
+def test_capture_duplicates_agree(
+    native: ModuleType, packed: bytes, client: bool, server: bool
+) -> None:
+    args = (packed, client, server, 0.001, 0.0001, 3)
+    frames, delay = native.capture_duplicates(*args)
+    assert (set(frames), delay) == rows.capture_duplicates_python(*args)
+
+
+def test_capture_duplicates_find_a_replayed_conversation(native: ModuleType) -> None:
+    """Not vacuous: a replay a fixed 20 ms later, and a mirror-port copy, are found."""
+    first = [(1, 10.0, 0, 0x02, 1, 0, 0, 65535), (2, 10.01, 1, 0x12, 9, 2, 0, 65535)]
+    first += [(3, 10.02, 0, 0x10, 2, 10, 0, 65535), (4, 10.03, 0, 0x18, 2, 10, 100, 65535)]
+    replay = [(f + 4, t + 0.02, d, fl, s, a, n, w) for f, t, d, fl, s, a, n, w in first]
+    packed = b"".join(_row(*r) for r in first + replay)
+    for result in (
+        native.capture_duplicates(packed, True, True, 0.001, 0.0001, 3),
+        rows.capture_duplicates_python(packed, True, True, 0.001, 0.0001, 3),
+    ):
+        frames, delay = result
+        assert set(frames) == {5, 6, 7, 8} and delay == pytest.approx(0.02)
+    mirror = b"".join(
+        _row(*r) for r in [(1, 5.0, 0, 0x18, 1, 1, 10, 9), (2, 5.0002, 0, 0x18, 1, 1, 10, 9)]
+    )
+    frames, delay = native.capture_duplicates(mirror, True, True, 0.001, 0.0001, 3)
+    assert set(frames) == {2} and delay is None
+
+
+def test_capture_duplicates_agree_on_real_flows(native: ModuleType) -> None:
+    compared = found = 0
+    for path in _corpus():
+        try:
+            flows = flows_of(path)
+        except Exception:  # unreadable test captures are read elsewhere
+            continue
+        for flow in flows:
+            state = flow.timeline_state()
+            args = (state[0], state[1] is not None, state[2] is not None, 0.001, 0.0001, 3)
+            frames, delay = native.capture_duplicates(*args)
+            assert (set(frames), delay) == rows.capture_duplicates_python(*args), flow.key
+            compared += 1
+            found += len(frames)
+    assert compared > 100 and found > 0
+
+
 def _corpus() -> list[Path]:
     found: list[Path] = []
     for folder in (REPO / "captures", PUBLIC):
@@ -144,12 +237,13 @@ def test_engine_reports_are_identical_with_either_writer(
     for path in captures:
         for options in (AnalysisOptions(keep_all_timelines=True), ring):
             reports = []
-            for append, put in (
-                (native.append_row, native.put_row),
-                (rows.append_row_struct, rows.put_row_struct),
+            for append, put, module in (
+                (native.append_row, native.put_row, native),
+                (rows.append_row_struct, rows.put_row_struct, None),
             ):
                 monkeypatch.setattr(flow_module, "_APPEND_ROW", counted("append", append))
                 monkeypatch.setattr(flow_module, "_PUT_ROW", counted("put", put))
+                monkeypatch.setattr(rows, "_NATIVE", module)  # the duplicate check
                 try:
                     reports.append(dumps(capture_json(analyze_capture(str(path), options))))
                 except Exception as exc:  # a capture that cannot be read fails the same way
