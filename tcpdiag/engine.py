@@ -222,15 +222,22 @@ class Engine:
                 gc.collect()  # the safety collection of `feed`, once per 2^20 packets
             if self._first_ns is None:
                 self._first_ns = block.first_ns
-        add = self._table.add
+        items = block.items
         shard = self._shard
-        for item in block.items:
-            if type(item) is not Segment:
-                self.feed(item)  # type: ignore[arg-type]
-            elif shard is None or (
-                shard_of(item.src, item.sport, item.dst, item.dport, shard[1]) == shard[0]
-            ):
-                add(item)
+        if shard is None:
+            add_run = self._table.add_run
+            n = len(items)
+            i = add_run(items, 0)
+            while i < n:
+                self.feed(items[i])  # type: ignore[arg-type]
+                i = add_run(items, i + 1)
+        else:
+            add = self._table.add
+            for item in items:
+                if type(item) is not Segment:
+                    self.feed(item)  # type: ignore[arg-type]
+                elif shard_of(item.src, item.sport, item.dst, item.dport, shard[1]) == shard[0]:
+                    add(item)
         self._last_ns = block.last_ns
 
     def tick(self, now: float) -> None:

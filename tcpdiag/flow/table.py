@@ -50,7 +50,7 @@ from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow.analysis import ACK, FIN, RST, SYN
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.seq import seq_add
-from tcpdiag.model import Direction, FlowKey, Segment, TcpOptions, flow_key
+from tcpdiag.model import Direction, FlowKey, RawPacket, Segment, TcpOptions, flow_key
 
 CLIENT: Final = Direction.CLIENT
 SERVER: Final = Direction.SERVER
@@ -357,6 +357,20 @@ class FlowTable:
                 self._process(held, flow, seg, d)
                 return flow
         return self._add_slow(seg, now)
+
+    def add_run(self, items: list[Segment | RawPacket], start: int) -> int:
+        """`add` each Segment of `items` from `start` on, up to the first item that is not a
+        Segment; the index of that item (or `len(items)`). For the engine's blocks of records
+        decoded in C: this loop, compiled, costs less per packet than the engine's own."""
+        n = len(items)
+        i = start
+        while i < n:
+            item = items[i]
+            if type(item) is not Segment:
+                return i
+            self.add(item)
+            i += 1
+        return n
 
     def _add_slow(self, seg: Segment, now: float) -> Flow | None:
         """`add` for what its fast path does not take: a new tuple, an embryo, a SYN, a packet
