@@ -95,13 +95,8 @@ static PyObject *append_row(PyObject *module, PyObject *const *args, Py_ssize_t 
     if (pack(args + 1, row) < 0) return NULL;
     PyObject *buf = args[0];
     Py_ssize_t size = PyByteArray_GET_SIZE(buf);
-    if (size + ROW_SIZE >= ((PyByteArrayObject *)buf)->ob_alloc) {
-        /* Grow geometrically: bytearray grows by only 1/8 when resized up, so a row at a time
-         * would reallocate at nearly every row of a short timeline. Resizing down again keeps
-         * the allocation (CPython shrinks it only below half). */
-        Py_ssize_t roomy = size < 4 * ROW_SIZE ? 4 * ROW_SIZE : 2 * size;
-        if (PyByteArray_Resize(buf, roomy) < 0) return NULL;
-    }
+    /* bytearray's own growth (1/8 over) keeps a flow's rows near their size, which matters
+     * more than the reallocations: thousands of flows hold a timeline at once. */
     if (PyByteArray_Resize(buf, size + ROW_SIZE) < 0) return NULL;
     memcpy(PyByteArray_AS_STRING(buf) + size, row, ROW_SIZE);
     Py_RETURN_NONE;
