@@ -89,11 +89,15 @@ class FlowStore(Sequence[FlowResult]):
         self._offsets.append(self._size)
         self._lengths.append(len(blob))
         self._size += len(blob)
-        self._severity.append(_worst(flow.findings))
         self._handshake_servers.append(server_key(flow.server) if flow.handshake.syn_ack else -1)
-        for finding in flow.findings:
+        findings = flow.findings
+        if not findings:  # most flows
+            self._severity.append(0)
+            return
+        self._severity.append(_worst(findings))
+        for finding in findings:
             self._names[finding.name] += 1
-        for name in {finding.name for finding in flow.findings}:
+        for name in {finding.name for finding in findings}:
             self._with_name.setdefault(name, array("i")).append(position)
 
     def amend(self, flow_id: int, finding: Finding, drop: Iterable[str] = ()) -> None:

@@ -54,6 +54,8 @@ _SFR: Final = SYN | FIN | RST
 # Read for every packet: as Final names a compiled module reads them from C statics, not from
 # the module's dictionary.
 _NO_OPTIONS: Final = model.NO_OPTIONS
+# `Flow.process` reads these TcpOptions fields by index (3 and 4).
+assert model.TcpOptions._fields[3:5] == ("sack", "ts_val")
 # One timeline row, packed: frame, time, direction, flags, seq, ack, length, window (35 bytes
 # instead of a tuple of eight objects, ~250 bytes, for every one of the 100 rows kept per flow).
 _ROW: Final = rows.ROW
@@ -506,12 +508,9 @@ class Flow:
     def rtt(self) -> RttStats | None:
         if not self._rtt_seen or self._rtt_min is None or self._rtt_max is None:
             return None
-        return RttStats(
-            min=self._rtt_min,
-            median=_median(self.rtt_samples),
-            max=self._rtt_max,
-            samples=self._rtt_seen,
-        )
+        # Positional: a dataclass's __init__ is Python code, and keyword arguments cost it
+        # twice what positional ones do (every flow builds these).
+        return RttStats(self._rtt_min, _median(self.rtt_samples), self._rtt_max, self._rtt_seen)
 
     def frames(self, name: str) -> list[int]:
         """Frames flagged with analysis `name` (empty list when none)."""
@@ -618,9 +617,11 @@ class Flow:
 
         # -- endpoint facts ------------------------------------------------------------------
         if opts is not _NO_OPTIONS:
-            if opts.sack:
-                fwd.last_sack = opts.sack
-            if opts.ts_val is not None:
+            # By index: compiled, a NamedTuple's field by name is a generic attribute lookup.
+            sack = opts[3]
+            if sack:
+                fwd.last_sack = sack
+            if opts[4] is not None:  # ts_val
                 fwd.timestamps = opts
         if not flags & (RST | SYN | FIN):
             zw = fwd.zero_windows
@@ -1100,19 +1101,19 @@ class Flow:
 
     def counters(self) -> TcpCounters:
         a = self.analysis
-        return TcpCounters(
-            retransmissions=_flagged(a, "retransmission"),
-            fast_retransmissions=_flagged(a, "fast-retransmission"),
-            spurious_retransmissions=_flagged(a, "spurious-retransmission"),
-            out_of_order=_flagged(a, "out-of-order"),
-            lost_segments=_flagged(a, "previous-segment-lost"),
-            acked_unseen=_flagged(a, "acked-unseen-segment"),
-            duplicate_acks=_flagged(a, "duplicate-ack"),
-            zero_windows=_flagged(a, "zero-window"),
-            zero_window_probes=_flagged(a, "zero-window-probe"),
-            window_full=_flagged(a, "window-full"),
-            keep_alives=_flagged(a, "keep-alive"),
-            rtt=self.rtt,
+        return TcpCounters(  # positional, in field order (see `rtt`)
+            _flagged(a, "retransmission"),
+            _flagged(a, "fast-retransmission"),
+            _flagged(a, "spurious-retransmission"),
+            _flagged(a, "out-of-order"),
+            _flagged(a, "previous-segment-lost"),
+            _flagged(a, "acked-unseen-segment"),
+            _flagged(a, "duplicate-ack"),
+            _flagged(a, "zero-window"),
+            _flagged(a, "zero-window-probe"),
+            _flagged(a, "window-full"),
+            _flagged(a, "keep-alive"),
+            self.rtt,
         )
 
     def _packed_rows(self) -> bytes:
@@ -1148,25 +1149,25 @@ class Flow:
         """The TCP parts of this flow's `result.FlowResult` (TLS, findings, verdict: others)."""
         if not self.finished:
             self.finish()
-        res = FlowResult(
-            id=self.id if flow_id is None else flow_id,
-            client=format_endpoint(*self.client),
-            server=format_endpoint(*self.server),
-            ip_version=self.ip_version,
-            client_inferred=self.client_inferred,
-            first_frame=self.first_frame,
-            last_frame=self.last_frame,
-            start=self.start,
-            end=self.end,
-            packets_client=self.c.packets,
-            packets_server=self.s.packets,
-            bytes_client=self.c.unique_bytes,
-            bytes_server=self.s.unique_bytes,
-            state=self.state,
-            history=self.history,
-            handshake=self.handshake,
-            close=self.close,
-            tcp=self.counters(),
+        res = FlowResult(  # positional, in field order (see `rtt`)
+            self.id if flow_id is None else flow_id,
+            format_endpoint(*self.client),
+            format_endpoint(*self.server),
+            self.ip_version,
+            self.client_inferred,
+            self.first_frame,
+            self.last_frame,
+            self.start,
+            self.end,
+            self.c.packets,
+            self.s.packets,
+            self.c.unique_bytes,
+            self.s.unique_bytes,
+            self.state,
+            self.history,
+            self.handshake,
+            self.close,
+            self.counters(),
         )
         if with_timeline:
             rows, skipped = self.timeline()
