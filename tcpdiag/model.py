@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+from _socket import AF_INET6, inet_ntop
 from typing import NamedTuple
 
 # TCP flag bits, as on the wire (byte 13 of the TCP header, plus NS in byte 12 is ignored).
@@ -131,21 +132,29 @@ def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
     return (a, b) if a <= b else (b, a)
 
 
-# Text of recently formatted addresses: `ipaddress` takes ~3 us per IPv6 address, an IPv4
-# one four number conversions, and every finished flow formats its two endpoints several
-# times, mostly the same few hosts. Emptied when full, so it stays small whatever the capture.
+# Text of recently formatted addresses: an IPv4 address is four number conversions, an IPv6
+# one a C call (or ~3 us in `ipaddress`), and every finished flow formats its two endpoints
+# several times, mostly the same few hosts. Emptied when full, so it stays small whatever the
+# capture.
 _IP_TEXT: dict[bytes, str] = {}
 _IP_TEXT_MAX = 4096
+# IPv6 addresses whose first 80 bits are zero and the next 16 all ones or all zeros: the C
+# library writes the last 32 bits of these as an IPv4 address ("::ffff:1.2.3.4"), `ipaddress`
+# on Python 3.11 (the form the report has always used) in hexadecimal ("::ffff:102:304").
+_V4_EMBEDDING = (bytes(12), bytes(10) + b"\xff\xff")
 
 
 def format_ip(addr: bytes) -> str:
-    """Text form of a packed IPv4 or IPv6 address."""
+    """Text form of a packed IPv4 or IPv6 address (IPv6 in RFC 5952's form)."""
     text = _IP_TEXT.get(addr)
     if text is None:
         if len(_IP_TEXT) >= _IP_TEXT_MAX:
             _IP_TEXT.clear()
         if len(addr) == 4:
             text = f"{addr[0]}.{addr[1]}.{addr[2]}.{addr[3]}"
+        elif len(addr) == 16 and addr[:12] not in _V4_EMBEDDING:
+            # The C library's RFC 5952 text: what `ipaddress` gives, ten times faster.
+            text = inet_ntop(AF_INET6, addr)
         else:
             text = str(ipaddress.IPv6Address(addr))
         _IP_TEXT[addr] = text

@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcpdiag import model
 from tcpdiag.model import format_endpoint, format_ip
@@ -47,3 +49,21 @@ def test_bad_length_is_not_cached() -> None:
     with pytest.raises(ipaddress.AddressValueError):
         format_ip(b"\x01\x02\x03\x04\x05")
     assert b"\x01\x02\x03\x04\x05" not in model._IP_TEXT
+
+
+ZERO_RUNS = st.lists(st.sampled_from([0, 0, 0, 1, 0xFFFF, 0xABCD]), min_size=8, max_size=8)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    groups=st.one_of(ZERO_RUNS, st.lists(st.integers(0, 0xFFFF), min_size=8, max_size=8)),
+    embedded=st.sampled_from([None, 0, 0xFFFF]),
+)
+def test_ipv6_text_matches_ipaddress(groups: list[int], embedded: int | None) -> None:
+    """The C library's text (the fast path) and `ipaddress`'s agree on every address, zero
+    runs of every length and place and the IPv4-embedding forms included."""
+    if embedded is not None:
+        groups[:6] = [0, 0, 0, 0, 0, embedded]
+    packed = b"".join(g.to_bytes(2, "big") for g in groups)
+    model._IP_TEXT.clear()
+    assert format_ip(packed) == str(ipaddress.IPv6Address(packed))
