@@ -1263,9 +1263,6 @@ def _zero_window(x: _Facts) -> list[Finding]:
 
 def _data_segments(f: Flow) -> int:
     """Data segments of the flow (new data from the bursts, plus retransmissions)."""
-    counted = getattr(f, "data_segments", None)
-    if isinstance(counted, int):
-        return counted
     retrans = len(f.frames("retransmission"))
     if not f.bursts_dropped:
         return sum(b.segments for b in f.bursts) + retrans
@@ -1561,19 +1558,6 @@ def _capture_quality(x: _Facts) -> list[Finding]:
                 count=len(caps),
             )
         )
-    truncated = getattr(f, "snaplen_truncated_frames", None)
-    if isinstance(truncated, list) and truncated:
-        out.append(
-            make_finding(
-                "capture-snaplen-truncated",
-                f"{plural(len(truncated), 'packet')} of this connection were cut by the "
-                f"capture's snap length ({fmt_frames(truncated)}) — payload-based analysis "
-                "(TLS) is incomplete for it",
-                frames=truncated,
-                flow=f.id,
-                count=len(truncated),
-            )
-        )
     return out
 
 
@@ -1640,6 +1624,5 @@ def names_emitted() -> Iterable[str]:
         "capture-packet-loss",
         "tcp-overlap-inconsistent",
         "reassembly-limit",
-        "capture-snaplen-truncated",
         "capture-duplicate-packets",
     )

@@ -34,9 +34,9 @@ SPECS: tuple[FindingSpec, ...] = (
         what_to_do=text("Re-capture with `tcpdump -s 0` (the whole packet)."),
         references=("tcpdump(1) option -s / --snapshot-length", "pcap file format: SnapLen"),
         example=example("""
-            capture-snaplen-truncated (info) flow 1, 40 frames: 4, 5, …
-              40 packets were cut by the snap length (96 bytes kept); TLS details are
-              incomplete for this flow
+            capture-snaplen-truncated (info) x40
+              40 packets had their TCP payload cut by the snap length: payload analysis
+              (TLS) is limited
         """),
     ),
     FindingSpec(
