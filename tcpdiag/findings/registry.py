@@ -110,12 +110,12 @@ def make_finding(
     `UnknownFinding`, so a typo in a rule fails its tests instead of leaking into reports.
     """
     s = spec(name)
-    return Finding(
-        name=name,
-        severity=s.severity if severity is None else severity,
-        message=message,
-        frames=tuple(sorted(set(frames))),
-        time=time,
-        flow=flow,
-        count=max(1, count),
+    return Finding(  # positional, in field order: keywords cost a dataclass's __init__ twice
+        name,
+        s.severity if severity is None else severity,
+        message,
+        tuple(sorted(set(frames))),
+        time,
+        flow,
+        max(1, count),
     )
