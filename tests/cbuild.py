@@ -18,7 +18,14 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-def build_extension(source: Path, module_name: str, directory: Path, cflags: list[str]) -> Path:
+# Extra compiler flags for every build here, e.g. "-g -fsanitize=address,undefined"
+# (`test_c_sanitized.py` runs the C modules' tests so; docs/fuzzing.md).
+CFLAGS_ENV = "TCPDIAG_TEST_CFLAGS"
+# Set to "1" by `test_c_sanitized.py`: a build must then really hold the sanitizer's checks.
+SANITIZED_ENV = "TCPDIAG_TEST_SANITIZED"
+
+
+def build_extension(source: Path, module_name: str, directory: Path) -> Path:
     """Compile `source` to the extension `module_name` (dotted) in `directory`; its path."""
     compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
     if compiler is None:
@@ -26,8 +33,11 @@ def build_extension(source: Path, module_name: str, directory: Path, cflags: lis
     leaf = module_name.rpartition(".")[2]
     target = directory / (leaf + str(sysconfig.get_config_var("EXT_SUFFIX")))
     include = sysconfig.get_paths()["include"]
-    command = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}", *cflags]
+    command = [compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Werror", f"-I{include}"]
+    command += os.environ.get(CFLAGS_ENV, "").split()
     subprocess.run([*command, str(source), "-o", str(target)], check=True, capture_output=True)
+    if os.environ.get(SANITIZED_ENV) == "1":
+        assert b"__asan_report_load" in target.read_bytes(), f"{source.name} built without ASan"
     return target
 
 

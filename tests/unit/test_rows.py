@@ -43,7 +43,7 @@ ROW_VALUES = st.tuples(
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    path = build_extension(SOURCE, "tcpdiag.flow._rows", tmp_path_factory.mktemp("rows"), [])
+    path = build_extension(SOURCE, "tcpdiag.flow._rows", tmp_path_factory.mktemp("rows"))
     module = load_extension(path, "tcpdiag.flow._rows")
     assert module.ROW_SIZE == rows.ROW_SIZE == 35
     return module

