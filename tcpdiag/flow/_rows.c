@@ -163,6 +163,39 @@ static BucketSlot *find_bucket(BucketSlot *slots, size_t size, long long bucket)
     return &slots[i];
 }
 
+/* One row as the check reads it: frame, time, sender (0 client, 1 server) and its key. */
+static void read_row(const unsigned char *row, const int base_known[2], int64_t *frame,
+                     double *time, int *sender, unsigned char key[KEY_SIZE]) {
+    uint64_t f = 0, bits = 0;
+    for (int i = 7; i >= 0; i--) f = (f << 8) | row[i];
+    for (int i = 15; i >= 8; i--) bits = (bits << 8) | row[i];
+    *frame = (int64_t)f;
+    memcpy(time, &bits, 8);
+    *sender = row[KEY_AT] ? 1 : 0;
+    memcpy(key, row + KEY_AT, KEY_SIZE);
+    if (!((key[1] & ACK_FLAG) && base_known[1 - *sender])) memset(key + 7, 0, 4);
+}
+
+/* What the walk made of a row: nothing, a copy of its side's previous packet, or a repeat of
+ * an earlier packet at a time offset (in buckets of `resolution`). */
+#define ROW_PLAIN 0
+#define ROW_COPY 1
+#define ROW_REPEAT 2
+
+typedef struct {
+    int64_t frame;
+    long long bucket; /* ROW_REPEAT only */
+    int kind;
+} RowFate;
+
+static int append_frame(PyObject *list, int64_t frame) {
+    PyObject *item = PyLong_FromLongLong(frame);
+    if (item == NULL) return -1;
+    int rc = PyList_Append(list, item);
+    Py_DECREF(item);
+    return rc;
+}
+
 static PyObject *capture_duplicates(PyObject *module, PyObject *args) {
     Py_buffer packed;
     int client_base, server_base;
@@ -173,14 +206,15 @@ static PyObject *capture_duplicates(PyObject *module, PyObject *args) {
         return NULL;
     const unsigned char *buf = packed.buf;
     Py_ssize_t n = packed.len / ROW_SIZE;
-    PyObject *dups = NULL, *result = NULL;
+    PyObject *dups = NULL, *delay = NULL, *result = NULL;
     size_t seen_size = table_size(n), bucket_size = table_size(n);
     SeenSlot *seen = PyMem_Calloc(seen_size, sizeof(SeenSlot));
     BucketSlot *buckets = PyMem_Calloc(bucket_size, sizeof(BucketSlot));
+    RowFate *fates = PyMem_Calloc((size_t)n + 1, sizeof(RowFate));
     /* distinct buckets in order of first appearance, for max()'s first-wins tie rule */
     long long *order = PyMem_Calloc((size_t)n + 1, sizeof(long long));
     dups = PyList_New(0);
-    if (seen == NULL || buckets == NULL || order == NULL || dups == NULL) {
+    if (seen == NULL || buckets == NULL || fates == NULL || order == NULL || dups == NULL) {
         if (!PyErr_Occurred()) PyErr_NoMemory();
         goto done;
     }
@@ -188,44 +222,31 @@ static PyObject *capture_duplicates(PyObject *module, PyObject *args) {
     unsigned char last_key[2][KEY_SIZE];
     int have_last[2] = {0, 0};
     double last_time[2] = {0.0, 0.0};
-    int base_known[2] = {client_base, server_base};
+    const int base_known[2] = {client_base, server_base};
     for (Py_ssize_t r = 0; r < n; r++) {
-        const unsigned char *row = buf + r * ROW_SIZE;
-        int64_t frame = 0;
-        for (int i = 7; i >= 0; i--) frame = (int64_t)(((uint64_t)frame << 8) | row[i]);
-        uint64_t bits = 0;
-        for (int i = 15; i >= 8; i--) bits = (bits << 8) | row[i];
+        RowFate *fate = &fates[r];
         double time;
-        memcpy(&time, &bits, 8);
-        int sender = row[KEY_AT] ? 1 : 0;
+        int sender;
         unsigned char key[KEY_SIZE];
-        memcpy(key, row + KEY_AT, KEY_SIZE);
-        if (!((key[1] & ACK_FLAG) && base_known[1 - sender])) memset(key + 7, 0, 4);
-        if (have_last[sender] && memcmp(last_key[sender], key, KEY_SIZE) == 0 &&
-            time - last_time[sender] >= 0 && time - last_time[sender] < window) {
-            PyObject *item = PyLong_FromLongLong(frame);
-            if (item == NULL || PyList_Append(dups, item) < 0) {
-                Py_XDECREF(item);
-                goto done;
-            }
-            Py_DECREF(item);
-        }
+        read_row(buf + r * ROW_SIZE, base_known, &fate->frame, &time, &sender, key);
         size_t i = (size_t)hash_bytes(key, KEY_SIZE) & (seen_size - 1);
         while (seen[i].used && memcmp(seen[i].key, key, KEY_SIZE) != 0) i = (i + 1) & (seen_size - 1);
-        int exact_repeat = have_last[sender] && memcmp(last_key[sender], key, KEY_SIZE) == 0 &&
-                           time - last_time[sender] >= 0 && time - last_time[sender] < window;
-        if (!exact_repeat && seen[i].used) {
+        if (have_last[sender] && memcmp(last_key[sender], key, KEY_SIZE) == 0 &&
+            time - last_time[sender] >= 0 && time - last_time[sender] < window) {
+            fate->kind = ROW_COPY;
+        } else if (seen[i].used) {
             double offset = nearbyint((time - seen[i].time) / resolution);
             if (!(offset > -9.0e18 && offset < 9.0e18)) { /* Python's int has no such limit */
                 PyErr_SetString(PyExc_OverflowError, "replay offset out of range");
                 goto done;
             }
-            long long bucket = (long long)offset;
-            BucketSlot *slot = find_bucket(buckets, bucket_size, bucket);
+            fate->kind = ROW_REPEAT;
+            fate->bucket = (long long)offset;
+            BucketSlot *slot = find_bucket(buckets, bucket_size, fate->bucket);
             if (!slot->used) {
                 slot->used = 1;
-                slot->bucket = bucket;
-                order[distinct++] = bucket;
+                slot->bucket = fate->bucket;
+                order[distinct++] = fate->bucket;
             }
             slot->count++;
             slot->senders |= 1 << sender;
@@ -237,10 +258,12 @@ static PyObject *capture_duplicates(PyObject *module, PyObject *args) {
         have_last[sender] = 1;
         last_time[sender] = time;
     }
-    PyObject *delay = Py_None;
-    Py_INCREF(delay);
+    /* The most common offset (the first of equals) and its two neighbours: a replay when they
+     * hold at least min_replayed repeats, from both sides. */
+    int replayed = 0;
+    long long best = 0;
     if (distinct > 0) {
-        long long best = order[0];
+        best = order[0];
         Py_ssize_t best_count = find_bucket(buckets, bucket_size, best)->count;
         for (Py_ssize_t k = 1; k < distinct; k++) {
             Py_ssize_t count = find_bucket(buckets, bucket_size, order[k])->count;
@@ -258,58 +281,29 @@ static PyObject *capture_duplicates(PyObject *module, PyObject *args) {
                 senders |= slot->senders;
             }
         }
-        if (near >= min_replayed && senders == 3) {
-            Py_SETREF(delay, PyFloat_FromDouble((double)best * resolution));
-            if (delay == NULL) goto done;
-            /* the frames of the rows counted in those buckets: a second pass */
-            for (size_t k = 0; k < seen_size; k++) seen[k].used = 0;
-            have_last[0] = have_last[1] = 0;
-            for (Py_ssize_t r = 0; r < n; r++) {
-                const unsigned char *row = buf + r * ROW_SIZE;
-                int64_t frame = 0;
-                for (int i = 7; i >= 0; i--) frame = (int64_t)(((uint64_t)frame << 8) | row[i]);
-                uint64_t bits = 0;
-                for (int i = 15; i >= 8; i--) bits = (bits << 8) | row[i];
-                double time;
-                memcpy(&time, &bits, 8);
-                int sender = row[KEY_AT] ? 1 : 0;
-                unsigned char key[KEY_SIZE];
-                memcpy(key, row + KEY_AT, KEY_SIZE);
-                if (!((key[1] & ACK_FLAG) && base_known[1 - sender])) memset(key + 7, 0, 4);
-                int exact_repeat = have_last[sender] &&
-                                   memcmp(last_key[sender], key, KEY_SIZE) == 0 &&
-                                   time - last_time[sender] >= 0 &&
-                                   time - last_time[sender] < window;
-                size_t i = (size_t)hash_bytes(key, KEY_SIZE) & (seen_size - 1);
-                while (seen[i].used && memcmp(seen[i].key, key, KEY_SIZE) != 0)
-                    i = (i + 1) & (seen_size - 1);
-                if (!exact_repeat && seen[i].used) {
-                    long long bucket = (long long)nearbyint((time - seen[i].time) / resolution);
-                    if (bucket >= best - 1 && bucket <= best + 1) {
-                        PyObject *item = PyLong_FromLongLong(frame);
-                        if (item == NULL || PyList_Append(dups, item) < 0) {
-                            Py_XDECREF(item);
-                            Py_DECREF(delay);
-                            goto done;
-                        }
-                        Py_DECREF(item);
-                    }
-                }
-                seen[i].used = 1;
-                memcpy(seen[i].key, key, KEY_SIZE);
-                seen[i].time = time;
-                memcpy(last_key[sender], key, KEY_SIZE);
-                have_last[sender] = 1;
-                last_time[sender] = time;
-            }
-        }
+        replayed = near >= min_replayed && senders == 3;
     }
-    result = Py_BuildValue("(NN)", dups, delay);
+    for (Py_ssize_t r = 0; r < n; r++) {
+        const RowFate *fate = &fates[r];
+        int copy = fate->kind == ROW_COPY ||
+                   (replayed && fate->kind == ROW_REPEAT && fate->bucket >= best - 1 &&
+                    fate->bucket <= best + 1);
+        if (copy && append_frame(dups, fate->frame) < 0) goto done;
+    }
+    if (replayed) {
+        delay = PyFloat_FromDouble((double)best * resolution);
+    } else {
+        delay = Py_None;
+        Py_INCREF(delay);
+    }
+    if (delay == NULL) goto done;
+    result = Py_BuildValue("(NN)", dups, delay); /* takes both, even when it fails */
     dups = NULL;
 done:
     Py_XDECREF(dups);
     PyMem_Free(seen);
     PyMem_Free(buckets);
+    PyMem_Free(fates);
     PyMem_Free(order);
     PyBuffer_Release(&packed);
     return result;

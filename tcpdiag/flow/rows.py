@@ -69,15 +69,30 @@ def repeat_keys(
     return out
 
 
-def capture_duplicates_python(
+def capture_duplicates(
     packed: bytes,
     client_base_known: bool,
     server_base_known: bool,
     window: float,
     resolution: float,
     min_replayed: int,
+    native: bool = True,
 ) -> tuple[set[int], float | None]:
-    """`capture_duplicates` in Python."""
+    """Frames of the packed rows that are copies of an earlier packet of the same side made by
+    the capture, and the fixed delay of a replayed copy of the conversation (or None). Two
+    signatures (`findings/tcp_rules.py` says why): a row repeating the previous row of the
+    same side exactly (same key) less than `window` seconds later; or rows of both sides
+    repeating earlier ones at one time offset, counted in buckets of `resolution` seconds, at
+    least `min_replayed` of them in the most common bucket and its two neighbours.
+
+    In C when the module is built (`native=False`: this Python, which the tests compare)."""
+    args = (packed, client_base_known, server_base_known, window, resolution, min_replayed)
+    if native and _NATIVE is not None:
+        try:
+            frames, found_delay = _NATIVE.capture_duplicates(*args)
+            return set(frames), found_delay
+        except OverflowError:  # offsets beyond 64 bits, which timestamps never reach
+            pass
     dups: set[int] = set()
     # per sender (0 client, 1 server): the key and time of its previous packet
     last_key: list[bytes] = [b"", b""]
@@ -102,33 +117,6 @@ def capture_duplicates_python(
             delay = bucket * resolution
             dups.update(frame for _, frame in near)
     return dups, delay
-
-
-def capture_duplicates(
-    packed: bytes,
-    client_base_known: bool,
-    server_base_known: bool,
-    window: float,
-    resolution: float,
-    min_replayed: int,
-) -> tuple[set[int], float | None]:
-    """Frames of the packed rows that are copies of an earlier packet of the same side made by
-    the capture, and the fixed delay of a replayed copy of the conversation (or None). Two
-    signatures (`findings/tcp_rules.py` says why): a row repeating the previous row of the
-    same side exactly (same key) less than `window` seconds later; or rows of both sides
-    repeating earlier ones at one time offset, counted in buckets of `resolution` seconds, at
-    least `min_replayed` of them in the most common bucket and its two neighbours."""
-    if _NATIVE is not None:
-        try:
-            frames, delay = _NATIVE.capture_duplicates(
-                packed, client_base_known, server_base_known, window, resolution, min_replayed
-            )
-            return set(frames), delay
-        except OverflowError:  # offsets beyond 64 bits, which timestamps never reach
-            pass
-    return capture_duplicates_python(
-        packed, client_base_known, server_base_known, window, resolution, min_replayed
-    )
 
 
 def _native() -> ModuleType | None:

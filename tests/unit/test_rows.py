@@ -171,7 +171,7 @@ def test_capture_duplicates_agree(
 ) -> None:
     args = (packed, client, server, 0.001, 0.0001, 3)
     frames, delay = native.capture_duplicates(*args)
-    assert (set(frames), delay) == rows.capture_duplicates_python(*args)
+    assert (set(frames), delay) == rows.capture_duplicates(*args, native=False)
 
 
 def test_capture_duplicates_find_a_replayed_conversation(native: ModuleType) -> None:
@@ -182,7 +182,7 @@ def test_capture_duplicates_find_a_replayed_conversation(native: ModuleType) -> 
     packed = b"".join(_row(*r) for r in first + replay)
     for result in (
         native.capture_duplicates(packed, True, True, 0.001, 0.0001, 3),
-        rows.capture_duplicates_python(packed, True, True, 0.001, 0.0001, 3),
+        rows.capture_duplicates(packed, True, True, 0.001, 0.0001, 3, native=False),
     ):
         frames, delay = result
         assert set(frames) == {5, 6, 7, 8} and delay == pytest.approx(0.02)
@@ -204,7 +204,7 @@ def test_capture_duplicates_agree_on_real_flows(native: ModuleType) -> None:
             state = flow.timeline_state()
             args = (state[0], state[1] is not None, state[2] is not None, 0.001, 0.0001, 3)
             frames, delay = native.capture_duplicates(*args)
-            assert (set(frames), delay) == rows.capture_duplicates_python(*args), flow.key
+            assert (set(frames), delay) == rows.capture_duplicates(*args, native=False), flow.key
             compared += 1
             found += len(frames)
     assert compared > 100 and found > 0
