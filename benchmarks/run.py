@@ -178,7 +178,11 @@ def run_measured(
     with tempfile.TemporaryFile() as stderr, tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "usage"
         launcher = [sys.executable, "-S", "-c", LAUNCHER, str(report), *argv]
-        proc = subprocess.Popen(launcher, stdout=stdout, stderr=stderr, start_new_session=True)
+        # In an empty directory: from the repository, `python -m tcpdiag` would import the
+        # source tree (pure Python) instead of the installed, compiled package.
+        proc = subprocess.Popen(
+            launcher, stdout=stdout, stderr=stderr, start_new_session=True, cwd=tmp
+        )
         try:
             proc.wait(timeout)
             timed_out = False
@@ -386,10 +390,9 @@ def measure(tool: Tool, packets: int, size: int, timeout: float) -> Measurement:
     return m
 
 
-def measure_best(tool: Tool, packets: int, size: int, args: argparse.Namespace) -> Measurement:
-    """Best (fastest) of --repeat runs: the least disturbed by whatever else the machine does.
+def best_of(runs: list[Measurement]) -> Measurement:
+    """Best (fastest) of a tool's runs: the least disturbed by whatever else the machine does.
     The peak RSS reported is the largest of the runs."""
-    runs = [measure(tool, packets, size, args.timeout) for _ in range(args.repeat)]
     ok = [m for m in runs if m.status == "ok"]
     if not ok:
         return runs[-1]
@@ -413,6 +416,22 @@ def tcpdiag_summary(stdout: bytes) -> dict[str, Any]:
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         pass
     return summary
+
+
+BUILD_PROBE = (
+    "import tcpdiag.flow.flow as f, tcpdiag.decode.scan as s;"
+    "print('compiled' if f.__file__.endswith(('.so', '.pyd')) and s.available() else 'pure')"
+)
+
+
+def tcpdiag_build() -> str:
+    """'compiled' (mypyc modules and C extensions) or 'pure': what `python -m tcpdiag` runs
+    here, from a neutral directory as the measurements do."""
+    with tempfile.TemporaryDirectory() as tmp:
+        r = subprocess.run(
+            [sys.executable, "-c", BUILD_PROBE], capture_output=True, text=True, cwd=tmp
+        )
+    return r.stdout.strip() or "unavailable"
 
 
 def machine_info() -> dict[str, Any]:
@@ -440,6 +459,7 @@ def machine_info() -> dict[str, Any]:
         "tshark": first_line(["tshark", "-v"]) if shutil.which("tshark") else None,
         "tcptrace": "6.6.7" if shutil.which("tcptrace") else None,
         "tcpdiag_commit": commit + ("+dirty" if dirty else ""),
+        "tcpdiag_build": tcpdiag_build(),
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
         "load_average": [round(x, 2) for x in os.getloadavg()],
     }
@@ -493,15 +513,23 @@ def bench_file(path: Path, packets: int, args: argparse.Namespace) -> list[Measu
     if missing and not args.no_install:
         install_missing(missing)
     warm_cache(path)
+    runnable = [t for t in selected if available(t.needs)]
+    runs: dict[str, list[Measurement]] = {t.name: [] for t in runnable}
+    # Rounds, every tool once per round (not a tool's repeats back to back): a slow spell of a
+    # shared machine then slows every tool of a round alike, and the ratios stay fair.
+    for round_number in range(1, args.repeat + 1):
+        for tool in runnable:
+            label = f" (round {round_number} of {args.repeat})" if args.repeat > 1 else ""
+            print(f"  {tool.name}{label} ...", file=sys.stderr, flush=True)
+            runs[tool.name].append(measure(tool, packets, size, args.timeout))
     results: list[Measurement] = []
     for tool in selected:
-        if not available(tool.needs):
+        if tool.name in runs:
+            results.append(best_of(runs[tool.name]))
+        else:
             results.append(
                 Measurement(tool.name, tool.what, "skipped", note=f"{tool.needs} not available")
             )
-            continue
-        print(f"  {tool.name} ...", file=sys.stderr, flush=True)
-        results.append(measure_best(tool, packets, size, args))
     ref = next((m for m in results if m.tool == REFERENCE and m.status == "ok"), None)
     for m in results:
         if ref and m.status == "ok":
@@ -596,12 +624,19 @@ def main(argv: list[str] | None = None) -> int:
     args.tools = [t for t in tools if t and t not in skip]
 
     report: dict[str, Any] = {"machine": machine_info()}
+    build = report["machine"]["tcpdiag_build"]
+    print(f"tcpdiag build: {build}", file=sys.stderr)
+    if build == "pure" and "tcpdiag" in args.tools:
+        print(
+            "  (pure Python: `pip install .` into a venv outside the tree for the compiled build)",
+            file=sys.stderr,
+        )
     if args.scaling:
         sizes = sorted(int(s) for s in args.scaling.split(","))
         report["scaling"] = run_scaling(sizes, args)
     else:
         if args.file:
-            path, gen_stats = args.file, None
+            path, gen_stats = args.file.resolve(), None  # the tools run elsewhere
             packets = count_pcap(path)
         else:
             path, gen_stats = ensure_capture(args.packets or 200000, args.pattern, args.seed)
