@@ -1,4 +1,5 @@
-/* tcpdiag.flow._rows: one packed timeline row written in C.
+/* tcpdiag.flow._rows: a flow's packed timeline rows in C: writing a row (per packet), and the
+ * capture-duplicate check over a flow's rows (per flow; see its own comment below).
  *
  * Why: every packet of every flow adds a row to its flow's timeline (`Flow._keep_row`), packed
  * as `struct.Struct("<qdBHIIII")`: frame, time, direction, flags, seq, ack, length, window.
@@ -10,7 +11,8 @@
  * The bytes written are exactly `struct.pack("<qdBHIIII", ...)`'s, and a value out of a
  * field's range raises as `struct.pack` would (struct.error); `flow/rows.py` holds the
  * `struct` version used when this module is not built (or with TCPDIAG_PURE=1), and
- * `tests/unit/test_rows.py` compares the two.
+ * `tests/unit/test_rows.py` compares the two (both functions; `test_c_sanitized.py` runs that
+ * comparison under AddressSanitizer and UBSan).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
