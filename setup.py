@@ -96,9 +96,12 @@ def _extensions() -> list[object]:
         return []
     try:
         return [*mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"), SCANNER, ROWS]
-    except Exception as exc:  # a mypy/mypyc version that rejects the code
+    # A mypy/mypyc version that rejects the code: type errors end mypycify with SystemExit,
+    # which would otherwise fail the whole install instead of falling back to pure Python.
+    except (Exception, SystemExit) as exc:
         _warn(f"mypyc could not compile the hot modules ({exc})")
         return []
 
 
-setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
+if __name__ == "__main__":  # how setuptools runs it; the tests import it to check _extensions
+    setup(ext_modules=_extensions(), cmdclass={"build_ext": OptionalBuildExt})
