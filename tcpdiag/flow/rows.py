@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import Final
 
 from tcpdiag.decode._native import pure_requested
+from tcpdiag.model import ACK
 
 ROW: Final = struct.Struct("<qdBHIIII")
 ROW_SIZE: Final = ROW.size
@@ -45,7 +46,6 @@ def put_row_struct(buf: bytearray, at: int, *row: object) -> None:
 # A row from the direction on: direction, flags, seq, ack, length, window (the repeat key).
 KEY_AT: Final = 16
 _HEAD: Final = struct.Struct("<qdB")
-_ACK_FLAG: Final = 0x10
 _NO_ACK: Final = bytes(4)
 
 
@@ -63,7 +63,7 @@ def repeat_keys(
     for at in range(0, len(packed) - ROW_SIZE + 1, ROW_SIZE):
         frame, time, d = _HEAD.unpack_from(packed, at)
         key = packed[at + KEY_AT : at + ROW_SIZE]
-        if not (key[1] & _ACK_FLAG and known[1 - d]) and key[7:11] != _NO_ACK:
+        if not (key[1] & ACK and known[1 - d]) and key[7:11] != _NO_ACK:
             key = key[:7] + _NO_ACK + key[11:]
         out.append((frame, time, d, key))
     return out
