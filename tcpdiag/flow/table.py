@@ -284,6 +284,12 @@ class FlowTable:
         # unboxed, and each use as a dict key would build a new tuple of them (equal, not the
         # same object: the dict then compares them item by item).
         self._flows: OrderedDict[Hashable, Flow | _Embryo] = OrderedDict()
+        # The entries silent for `IDLE_COMPACT` at a sweep, already compacted, moved out of
+        # `_flows` in LRU order: the table's whole LRU order is `_dozing` then `_flows`. A
+        # sweep then compacts only the entries that went quiet since the last one, instead of
+        # walking every quiet entry each capture second (thousands lingering closed flows and
+        # idle connections, for the minutes of `idle_timeout`). A packet wakes its entry.
+        self._dozing: OrderedDict[Hashable, Flow | _Embryo] = OrderedDict()
         self._closing: OrderedDict[Hashable, Flow] = OrderedDict()
         # Each Flow of `_flows` under its two (src, sport, dst, dport) tuples, with the
         # direction a packet with that tuple goes and the very key object `_flows` holds: `add`
@@ -309,14 +315,32 @@ class FlowTable:
         self.late_after_early_close_frames: list[int] = []
 
     def __len__(self) -> int:
-        return len(self._flows)
+        return len(self._flows) + len(self._dozing)
 
     def __iter__(self) -> Iterator[Flow]:
-        """The flows being tracked (embryos are built into Flows first)."""
-        return iter([self._flow(entry) for entry in list(self._flows.values())])
+        """The flows being tracked, least recently active first (embryos are built into
+        Flows first)."""
+        return iter([self._flow(entry) for entry in self._entries()])
+
+    def _entries(self) -> list[Flow | _Embryo]:
+        """Every entry, least recently active first."""
+        return [*self._dozing.values(), *self._flows.values()]
+
+    def _entry(self, key: Hashable) -> Flow | _Embryo | None:
+        entry = self._flows.get(key)
+        if entry is None and self._dozing:
+            entry = self._dozing.get(key)
+        return entry
+
+    def _touch(self, key: Hashable) -> None:
+        """`key`'s entry is now the most recently active one (woken if it was dozing)."""
+        try:
+            self._flows.move_to_end(key)
+        except KeyError:
+            self._flows[key] = self._dozing.pop(key)
 
     def get(self, key: FlowKey) -> Flow | None:
-        entry = self._flows.get(key)
+        entry = self._entry(key)
         return None if entry is None else self._flow(entry)
 
     def _flow(self, entry: Flow | _Embryo) -> Flow:
@@ -376,13 +400,12 @@ class FlowTable:
         """`add` for what its fast path does not take: a new tuple, an embryo, a SYN, a packet
         after its flow's linger time."""
         key = flow_key(seg.src, seg.sport, seg.dst, seg.dport)
-        flows = self._flows
-        entry = flows.get(key)
+        entry = self._entry(key)
         flags = seg.flags
         if isinstance(entry, _Embryo):
             if entry.takes(seg) and now - entry.end <= self._idle_timeout:
                 entry.add(seg)
-                flows.move_to_end(key)
+                self._touch(key)
                 return None
             entry = self._materialize(entry)
         flow = entry
@@ -407,13 +430,13 @@ class FlowTable:
             if tomb is not None and not flags & SYN:
                 self._count_late(tomb, seg, now)
             if _pure_syn(seg):
-                if len(flows) >= self.options.limits.max_flows:
+                if len(self) >= self.options.limits.max_flows:
                     self._evict_one()
                 embryo = _Embryo(self._next_id, key, seg, tomb)
-                flows[embryo.held] = embryo
+                self._flows[embryo.held] = embryo
                 self._next_id += 1
-                if len(flows) > self.max_concurrent:
-                    self.max_concurrent = len(flows)
+                if len(self) > self.max_concurrent:
+                    self.max_concurrent = len(self)
                 return None
             flow = self._create(key, seg)
             if tomb is not None and flags & SYN:
@@ -424,7 +447,10 @@ class FlowTable:
     def _process(self, key: Hashable, flow: Flow, seg: Segment, d: Direction) -> None:
         """Hand the segment to its flow, now the most recently active one; a flow it closes
         starts to linger."""
-        self._flows.move_to_end(key)
+        try:
+            self._flows.move_to_end(key)
+        except KeyError:  # (`_touch`, inlined: the per-packet path)
+            self._flows[key] = self._dozing.pop(key)
         was_closed = flow.closed
         flow.process(seg, d)
         if flow.closed:
@@ -494,7 +520,7 @@ class FlowTable:
         """A new Flow for `seg` under `key`; with `flow_id`, it replaces that embryo (whose
         key object in `_flows` is `held`)."""
         replacing = flow_id is not None  # an embryo becomes a Flow in place
-        if not replacing and len(self._flows) >= self.options.limits.max_flows:
+        if not replacing and len(self) >= self.options.limits.max_flows:
             self._evict_one()
         flags = seg.flags
         src = (seg.src, seg.sport)
@@ -520,10 +546,13 @@ class FlowTable:
         self.flows_created += 1
         if held is None:
             held = key  # made into a tuple object once, for `_flows` and `_by_tuple`
-        self._flows[held] = flow
+        if replacing and held in self._dozing:
+            self._dozing[held] = flow  # in place: same LRU position
+        else:
+            self._flows[held] = flow
         self._index(flow, held)
-        if len(self._flows) > self.max_concurrent:
-            self.max_concurrent = len(self._flows)
+        if len(self) > self.max_concurrent:
+            self.max_concurrent = len(self)
         if self.on_open is not None:
             self.on_open(flow)
             if flow.consumer is not None:
@@ -598,20 +627,28 @@ class FlowTable:
             self._finalize(flow, timed_out=True)
             n += 1
         idle = self._idle_timeout
+        dozing = self._dozing
         flows = self._flows
-        while flows:
-            entry = next(iter(flows.values()))
-            if now - entry.end <= idle:
+        for entries in (dozing, flows):  # least recently active first
+            while entries:
+                entry = next(iter(entries.values()))
+                if now - entry.end <= idle:
+                    break
+                self._finalize(self._flow(entry), timed_out=True)
+                n += 1
+            if entries:
                 break
-            self._finalize(self._flow(entry), timed_out=True)
-            n += 1
-        for entry in flows.values():  # least recently active first
+        # Dozing entries are compacted already (a packet would have woken them).
+        while flows:
+            held, entry = next(iter(flows.items()))
             if now - entry.end <= IDLE_COMPACT:
                 break
             if isinstance(entry, _Embryo):
                 entry.compact()
             else:
                 entry.forget_delivered()
+            del flows[held]
+            dozing[held] = entry
         tombs = self._tombs
         while tombs:
             tomb = next(iter(tombs.values()))
@@ -626,26 +663,38 @@ class FlowTable:
         if self._closing:
             victim = next(iter(self._closing.values()))
         else:
-            for i, entry in enumerate(self._flows.values()):
-                if i >= EVICTION_SCAN:
-                    break
+            oldest = self._oldest(EVICTION_SCAN)
+            for entry in oldest:
                 if isinstance(entry, _Embryo) or (
                     not entry.handshake.syn_ack and entry.c.wire_bytes == 0 and entry.s.packets == 0
                 ):
                     victim = entry
                     break
-            if victim is None and self._flows:
-                victim = next(iter(self._flows.values()))
+            if victim is None and oldest:
+                victim = oldest[0]
         if victim is not None:
             flow = self._flow(victim)
             flow.evicted = True
             self.evictions += 1
             self._finalize(flow)
 
+    def _oldest(self, count: int) -> list[Flow | _Embryo]:
+        """The `count` least recently active entries, oldest first."""
+        out: list[Flow | _Embryo] = []
+        for entries in (self._dozing, self._flows):
+            for entry in entries.values():
+                if len(out) >= count:
+                    return out
+                out.append(entry)
+        return out
+
     def _finalize(self, flow: Flow, timed_out: bool = False, early: bool = False) -> None:
         key = flow.key
         if self._flows.get(key) is flow:
             del self._flows[key]
+            self._unindex(flow)
+        elif self._dozing.get(key) is flow:
+            del self._dozing[key]
             self._unindex(flow)
         if self._closing.get(key) is flow:
             del self._closing[key]
@@ -679,7 +728,7 @@ class FlowTable:
 
     def finish(self) -> None:
         """End of capture: finalise every remaining flow, in flow-id order."""
-        for entry in sorted(self._flows.values(), key=lambda f: f.id):
+        for entry in sorted(self._entries(), key=lambda f: f.id):
             self._finalize(self._flow(entry))
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
 import tracemalloc
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.flow import Flow, FlowTable
-from tcpdiag.flow.table import IDLE_COMPACT
+from tcpdiag.flow.table import _TOMB_HEAD, IDLE_COMPACT, SUSPICIOUS_JUMP
 from tcpdiag.model import NO_OPTIONS, Segment, TcpOptions
 from tcpdiag.result import flow_to_plain
 from tests.craft import CLIENT, SERVER, Conversation, ack, data, parse_endpoint, run, syn, synack
@@ -303,6 +307,171 @@ def test_closing_and_idle_flows_drop_their_copy_of_delivered_bytes() -> None:
     assert len(table) == 2  # still open: only its copy of delivered bytes went
 
 
+def test_a_sweep_compacts_only_the_flows_gone_quiet_since_the_last_one(monkeypatch) -> None:
+    # Quiet flows are compacted once, not at every sweep of the minutes before they time out.
+    compacted: list[int] = []
+    forget = Flow.forget_delivered
+
+    def counting(flow: Flow) -> None:
+        compacted.append(flow.client[1])
+        forget(flow)
+
+    monkeypatch.setattr(Flow, "forget_delivered", counting)
+    table = FlowTable()
+    convs = []
+    for port in (2000, 2001, 2002):
+        c = Conversation(client=f"10.0.0.1:{port}", start=(port - 2000) * 5.0).handshake()
+        c.send("c", 100)
+        convs.append(c)
+    for seg in sorted((s for c in convs for s in c.segments), key=lambda s: s.time):
+        table.add(seg)
+    last = {c.segments[0].sport: c.segments[-1].time for c in convs}
+    for second in range(1, 40):
+        table.expire(last[2000] + second)
+    # each once, in the order they went quiet (and none before IDLE_COMPACT of silence)
+    assert compacted == [2000, 2001, 2002]
+    assert len(table) == 3 and len(table._dozing) == 3
+    # A packet wakes a dozing flow: the most recently active again, compacted again once
+    # quiet for IDLE_COMPACT.
+    woken = convs[0].send("c", 50, at=last[2000] + 40.0)
+    table.add(woken)
+    assert [f.client[1] for f in table] == [2001, 2002, 2000]
+    table.expire(woken.time + IDLE_COMPACT - 0.5)
+    assert compacted == [2000, 2001, 2002]
+    table.expire(woken.time + IDLE_COMPACT + 0.5)
+    table.expire(woken.time + IDLE_COMPACT + 5.0)
+    assert compacted == [2000, 2001, 2002, 2000]
+    # Idle timeout still finalises the dozing flows, least recently active first.
+    done: list[Flow] = []
+    table.on_close = done.append
+    table.expire(last[2002] + 300.5)
+    assert [f.client[1] for f in done] == [2001, 2002]
+    assert [f.client[1] for f in table] == [2000]
+
+
+def test_a_quiet_flow_behind_a_dozing_one_waits_for_it_as_before() -> None:
+    # Idle expiry stops at the least recently active entry that is not due, even when a later
+    # entry is older by its timestamps (captures whose clock goes backwards): a dozing entry
+    # not due stops it before the younger `_flows` are looked at.
+    limits = Limits(idle_timeout=60.0, max_closed_flows=1)
+    done: list[Flow] = []
+    table = FlowTable(AnalysisOptions(limits=limits), on_close=done.append)
+    a, e, c, g, h = (Conversation(client=f"10.0.0.1:{p}") for p in range(3000, 3005))
+    table.add(a.syn(at=75.0))
+    table.add(a.synack(at=75.1))
+    table.add(a.ack(at=75.2))
+    table.add(a.send("c", 10, at=80.0))
+    table.add(e.syn(at=100.0))  # the sweep at 100 puts the quiet `a` to doze
+    assert [f.client[1] for f in table._dozing.values()] == [3000]
+    table.add(c.syn(at=30.0))  # a timestamp 70 s in the past
+    table.add(e.rst("s", at=100.1))  # `e` closes...
+    table.add(g.syn(at=100.2))
+    table.add(g.rst("s", at=100.3))  # ... and is finalised early (max_closed_flows=1)
+    assert [f.client[1] for f in done] == [3001]
+    table.add(h.syn(at=101.5))  # a sweep: `a` (quiet 21.5 s) is not due, so `c` waits too
+    assert [f.client[1] for f in done] == [3001]
+    assert [f.client[1] for f in table] == [3000, 3002, 3003, 3004]
+
+
+class _OneOrder(FlowTable):
+    """The oracle: the table as it was before dozing entries left `_flows` (each sweep walked
+    every quiet entry, compacting again what it had compacted before)."""
+
+    def expire(self, now: float) -> int:
+        if self._clock != float("-inf") and now - self._clock > SUSPICIOUS_JUMP:
+            now = self._clock
+        n = 0
+        closing = self._closing
+        while closing:
+            flow = next(iter(closing.values()))
+            if now - flow.end <= self._closed_linger:
+                break
+            self._finalize(flow, timed_out=True)
+            n += 1
+        flows = self._flows
+        while flows:
+            entry = next(iter(flows.values()))
+            if now - entry.end <= self._idle_timeout:
+                break
+            self._finalize(self._flow(entry), timed_out=True)
+            n += 1
+        for entry in flows.values():
+            if now - entry.end <= IDLE_COMPACT:
+                break
+            if isinstance(entry, Flow):
+                entry.forget_delivered()
+            else:
+                entry.compact()
+        tombs = self._tombs
+        while tombs:
+            tomb = next(iter(tombs.values()))
+            if now - _TOMB_HEAD.unpack_from(tomb)[0] <= self._idle_timeout:
+                break
+            tombs.popitem(last=False)
+        self.expired += n
+        return n
+
+
+def _state(entry: object) -> object:
+    if isinstance(entry, Flow):
+        return (entry.id, entry.end, [r is None or not r.recent for r in entry._reasm])
+    return (getattr(entry, "id", None), getattr(entry, "packed", None))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 5),
+            st.sampled_from("sdafr"),
+            st.one_of(st.floats(0.0, 25.0), st.floats(-80.0, 0.0)),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    max_flows=st.integers(2, 8),
+    max_closed=st.integers(1, 4),
+)
+def test_dozing_changes_nothing_but_the_work_of_a_sweep(
+    steps: list[tuple[int, str, float]], max_flows: int, max_closed: int
+) -> None:
+    # Against the oracle, on conversations that open, send, close, reset, go quiet and come
+    # back, with limits small enough to evict and finalise early, and timestamps that
+    # sometimes go backwards: the same flows finalised in the same order with the same
+    # results, the same entries in the same LRU order, compacted alike.
+    limits = Limits(max_flows=max_flows, max_closed_flows=max_closed, idle_timeout=60.0)
+    done: list[Flow] = []
+    expected: list[Flow] = []
+    table = FlowTable(AnalysisOptions(limits=limits), on_close=done.append)
+    oracle = _OneOrder(AnalysisOptions(limits=limits), on_close=expected.append)
+    convs = [Conversation(client=f"10.0.0.1:{3000 + i}", client_isn=1000 * i) for i in range(6)]
+    now = 0.0
+    for which, action, gap in steps:
+        now = max(0.0, now + gap)
+        c = convs[which]
+        if action == "s":
+            seg = c.syn(at=now)
+        elif action == "d":
+            seg = c.send("c", 10, at=now)
+        elif action == "a":
+            seg = c.send("s", 20, at=now)
+        elif action == "f":
+            seg = c.fin("c", at=now)
+        else:
+            seg = c.rst("s", at=now)
+        table.add(seg)
+        oracle.add(seg)
+        assert [_state(e) for e in table._entries()] == [_state(e) for e in oracle._entries()]
+        assert [f.id for f in done] == [f.id for f in expected]
+        assert len(table) <= max_flows
+        assert not set(table._dozing) & set(table._flows)
+    table.finish()
+    oracle.finish()
+    assert [flow_to_plain(f.to_result(f.id)) for f in done] == [
+        flow_to_plain(f.to_result(f.id)) for f in expected
+    ]
+
+
 def test_unanswered_syn_retransmissions_replay_exactly() -> None:
     # An embryo keeps retransmitted SYNs as (frame, time, TTL, TSval) when nothing else
     # differs; the Flow built from it must see every SYN exactly as captured.
@@ -314,9 +483,9 @@ def test_unanswered_syn_retransmissions_replay_exactly() -> None:
     table = FlowTable()
     for seg in c.segments:
         assert table.add(seg) is None  # still an embryo
-    embryo = next(iter(table._flows.values()))
+    embryo = table._entries()[0]
     assert [type(s).__name__ for s in embryo.segs] == ["Segment", "Segment", *["tuple"] * 3]
-    flow = table.get(next(iter(table._flows)))
+    flow = table.get(embryo.key)
     assert flow is not None
     assert flow.handshake.syn_retransmissions == 4
     assert flow.c.ts_val == 102
@@ -363,9 +532,9 @@ def test_unanswered_syns_are_packed_after_idle_compact_and_replay_exactly() -> N
     first_end = min(segs[-1].time for segs in attempts)
     last = max(seg.time for segs in attempts for seg in segs)
     table.expire(first_end + IDLE_COMPACT - 0.5)  # none silent long enough yet
-    assert all(e.packed is None for e in table._flows.values())
+    assert all(e.packed is None for e in table._entries())
     table.expire(last + IDLE_COMPACT + 0.5)
-    embryos = list(table._flows.values())
+    embryos = table._entries()
     assert [len(e.packed) for e in embryos] == [3 * 42] * 4 and all(e.segs is None for e in embryos)
     for embryo, segs in zip(embryos, attempts, strict=True):
         replayed = embryo.segments()
@@ -387,8 +556,12 @@ def test_a_syn_that_does_not_fit_the_packed_form_stays_whole() -> None:
     for seg in c.segments:
         table.add(seg)
     table.expire(c.segments[-1].time + IDLE_COMPACT + 1)
-    embryo = next(iter(table._flows.values()))
+    embryo = table._entries()[0]
     assert embryo.packed is None and embryo.whole and embryo.segments() == c.segments
+
+
+def _index_size(table: FlowTable) -> int:
+    return sys.getsizeof(table._flows) + sys.getsizeof(table._dozing)
 
 
 def test_packed_embryos_take_a_third_less_memory() -> None:
@@ -404,15 +577,17 @@ def test_packed_embryos_take_a_third_less_memory() -> None:
             c.syn(dt=1.0, options=options._replace(ts_val=200_000 + i))
             for seg in c.segments:
                 table.add(seg)
-        whole = tracemalloc.get_traced_memory()[0] - start
+        whole = tracemalloc.get_traced_memory()[0] - start - _index_size(table)
         table.expire(20.0)
-        packed = tracemalloc.get_traced_memory()[0] - start
+        packed = tracemalloc.get_traced_memory()[0] - start - _index_size(table)
     finally:
         tracemalloc.stop()
-    assert len(table) == 3000 and all(e.packed is not None for e in table._flows.values())
-    # Per embryo, with its table entry and flow key: ~1.25 KB whole (a Segment and its
-    # options, a tuple per retransmission, their numbers, the list), ~0.85 KB packed (pure
-    # Python; each further retransmission: ~150 bytes whole, 42 packed).
+    assert len(table) == 3000 and all(e.packed is not None for e in table._entries())
+    # Per embryo, with its flow key, beside the table's LRU indexes (~100 bytes per entry;
+    # here all 3000 move at once from `_flows` to `_dozing`, and `_flows` keeps its room until
+    # new flows reuse it): ~1.15 KB whole (a Segment and its options, a tuple per
+    # retransmission, their numbers, the list), ~0.75 KB packed (pure Python; each further
+    # retransmission: ~150 bytes whole, 42 packed).
     assert packed < 0.75 * whole, (whole / 3000, packed / 3000)
 
 
