@@ -1,8 +1,9 @@
 """Optional compilation of tcpdiag's hot modules with mypyc (metadata lives in pyproject.toml).
 
-`pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream) and the
-per-flow diagnosis rules into C extensions when mypyc and a C compiler are available, with the
-hand-written C block reader (tcpdiag/decode/_scan.c) and timeline row writer
+`pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream), the
+per-flow diagnosis rules and what they call for every flow (finding registry and messages,
+verdict, TLS names, flow keys) into C extensions when mypyc and a C compiler are available,
+with the hand-written C block reader (tcpdiag/decode/_scan.c) and timeline row writer
 (tcpdiag/flow/_rows.c), and falls back to the pure-Python package, with a warning, when either
 is missing or the build fails: the results are identical either way
 (tests/unit/test_compiled_equivalence.py, tests/unit/test_scan.py, tests/unit/test_rows.py);
@@ -23,8 +24,10 @@ import sys
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# Each package's __init__ lists its modules in COMPILED_MODULES (keep both in step): that is
-# where TCPDIAG_PURE=1 takes effect. decode/stats.py stays Python (pickled between processes).
+# Each package's __init__ lists its modules in COMPILED_MODULES (keep both in step; a test checks):
+# that is where TCPDIAG_PURE=1 takes effect. decode/stats.py and result.py stay Python (pickled
+# between processes); engine.py and store.py measured no faster compiled and used more memory,
+# and report/ needs rich, which the isolated build environment does not have.
 COMPILED = [
     "tcpdiag/flow/seq.py",
     "tcpdiag/flow/endpoint.py",
@@ -47,6 +50,12 @@ COMPILED = [
     "tcpdiag/decode/decoder.py",
     "tcpdiag/findings/tcp_rules.py",
     "tcpdiag/findings/tls_rules.py",
+    "tcpdiag/findings/registry.py",
+    "tcpdiag/findings/context.py",
+    "tcpdiag/findings/verdict.py",
+    "tcpdiag/tls/constants.py",
+    "tcpdiag/tls/detect.py",
+    "tcpdiag/model.py",
 ]
 
 

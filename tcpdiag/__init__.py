@@ -1,3 +1,12 @@
 """tcpdiag: why did that TCP connection or TLS handshake fail? Answers straight from a capture."""
 
 __version__ = "0.1.0"
+
+import os as _os
+
+from tcpdiag._native import use_pure_python as _use_pure_python
+
+# Modules of this package that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source
+# instead): `model`'s flow keys and address formatting are used for every flow.
+COMPILED_MODULES = ("model",)
+_use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)

@@ -20,3 +20,19 @@ class DecodeError(TcpdiagError):
 
 class ConfigError(TcpdiagError):
     """A configuration file or option that cannot be used."""
+
+
+# Here rather than in findings/registry.py, which mypyc compiles: a compiled class cannot derive
+# from KeyError.
+class UnknownFinding(KeyError):
+    """A finding name that is not in the registry (a bug in a rule, or a typo by a user);
+    `suggestions`: registered names close to it ("did you mean")."""
+
+    def __init__(self, name: str, suggestions: list[str]) -> None:
+        super().__init__(name)
+        self.name = name
+        self.suggestions = suggestions
+
+    def __str__(self) -> str:
+        hint = f" (did you mean {', '.join(self.suggestions)}?)" if self.suggestions else ""
+        return f"unknown finding {self.name!r}{hint}"

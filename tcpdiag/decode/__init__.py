@@ -7,7 +7,7 @@ dec.stats               # DecodeStats
 
 import os as _os
 
-from tcpdiag.decode._native import use_pure_python as _use_pure_python
+from tcpdiag._native import use_pure_python as _use_pure_python
 
 # Modules that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source instead).
 # stats.py stays Python: DecodeStats travels between processes (pickle).

@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import NamedTuple
 
+from tcpdiag._native import pure_requested
 from tcpdiag.capture import Capture
 from tcpdiag.capture.pcap import PcapReader
 from tcpdiag.capture.pcapng import Interface, PcapngReader
-from tcpdiag.decode._native import pure_requested
 from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping
 
+from tcpdiag.errors import UnknownFinding
 from tcpdiag.findings.docs import CATEGORIES, FindingSpec
 from tcpdiag.findings.docs import capture as _capture
 from tcpdiag.findings.docs import tcp_close as _tcp_close
@@ -55,19 +56,6 @@ def _build(families: Iterable[tuple[str, tuple[FindingSpec, ...]]]) -> dict[str,
 REGISTRY: Mapping[str, FindingSpec] = _build(FAMILIES)
 
 
-class UnknownFinding(KeyError):
-    """A finding name that is not in the registry (a bug in a rule, or a typo by a user)."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
-        self.suggestions = suggest(name)
-
-    def __str__(self) -> str:
-        hint = f" (did you mean {', '.join(self.suggestions)}?)" if self.suggestions else ""
-        return f"unknown finding {self.name!r}{hint}"
-
-
 def names() -> list[str]:
     """Every registered name, grouped by category in registry order."""
     return [s.name for cat in CATEGORIES for s in REGISTRY.values() if s.category == cat]
@@ -77,7 +65,7 @@ def spec(name: str) -> FindingSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UnknownFinding(name) from None
+        raise UnknownFinding(name, suggest(name)) from None
 
 
 def suggest(name: str, limit: int = 3) -> list[str]:

@@ -3,7 +3,7 @@ state/history, reassembly. See `flow.Flow` for the facts a finished flow exposes
 
 import os as _os
 
-from tcpdiag.decode._native import use_pure_python as _use_pure_python
+from tcpdiag._native import use_pure_python as _use_pure_python
 
 # Modules that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source instead).
 COMPILED_MODULES = ("seq", "endpoint", "analysis", "state", "reassembly", "flow", "table")

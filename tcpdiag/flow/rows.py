@@ -21,7 +21,7 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Final
 
-from tcpdiag.decode._native import pure_requested
+from tcpdiag._native import pure_requested
 from tcpdiag.model import ACK
 
 ROW: Final = struct.Struct("<qdBHIIII")

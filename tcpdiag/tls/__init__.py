@@ -7,10 +7,18 @@ Public API: `TlsStream` (a flow-stage StreamConsumer; `summary()`, `records_by_f
 
 import os as _os
 
-from tcpdiag.decode._native import use_pure_python as _use_pure_python
+from tcpdiag._native import use_pure_python as _use_pure_python
 
 # Modules that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source instead).
-COMPILED_MODULES = ("cursor", "records", "handshake", "stream", "fingerprint")
+COMPILED_MODULES = (
+    "cursor",
+    "records",
+    "handshake",
+    "stream",
+    "fingerprint",
+    "constants",
+    "detect",
+)
 _use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)
 
 from tcpdiag.tls.detect import detect, looks_like_tls  # noqa: E402

@@ -1,7 +1,7 @@
 """The mypyc-compiled hot modules and their pure-Python source give identical results.
 
 `setup.py` compiles the per-packet modules when it can; `TCPDIAG_PURE=1` makes a compiled
-build run the Python source instead (see `tcpdiag/decode/_native.py`). Here every capture of
+build run the Python source instead (see `tcpdiag/_native.py`). Here every capture of
 `captures/` and `../shared/captures/public/` is analysed both ways, with every timeline kept and
 once more with tight limits (eviction, buffer caps, idle timeouts), and the JSON reports must be
 equal byte for byte.
@@ -13,6 +13,7 @@ test is skipped only when that is impossible (no mypyc or no C compiler).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -21,10 +22,25 @@ from pathlib import Path
 
 import pytest
 
+import tcpdiag
+import tcpdiag.decode
+import tcpdiag.findings
 import tcpdiag.flow.flow
-from tcpdiag.decode._native import compiled
+import tcpdiag.tls
+from tcpdiag._native import compiled
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _compiled_by_setup() -> list[str]:
+    spec = importlib.util.spec_from_file_location("tcpdiag_setup_listed", REPO / "setup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # not "__main__": defines, does not run setup()
+    return list(module.COMPILED)
+
+
+COMPILED = _compiled_by_setup()
 CAPTURE_DIRS = (REPO / "captures", REPO.parent / "shared" / "captures" / "public")
 SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcap.zst", ".pcapng.gz", ".pcapng.zst", ".cap")
 
@@ -35,7 +51,8 @@ import sys
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import analyze_capture
 from tcpdiag.errors import TcpdiagError
-from tcpdiag.decode import _native, scan
+from tcpdiag import _native
+from tcpdiag.decode import scan
 import tcpdiag.decode.tcp, tcpdiag.flow.flow, tcpdiag.flow.table, tcpdiag.tls.records
 import tcpdiag.findings.tcp_rules
 from tcpdiag.report.json import capture_json, dumps
@@ -137,8 +154,8 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
 def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
     """TCPDIAG_PURE=1 loads every listed hot module from its .py file."""
     script = (
-        "import importlib, tcpdiag.decode, tcpdiag.findings, tcpdiag.flow, tcpdiag.tls\n"
-        "for pkg in (tcpdiag.decode, tcpdiag.flow, tcpdiag.tls, tcpdiag.findings):\n"
+        "import importlib, tcpdiag, tcpdiag.decode, tcpdiag.findings, tcpdiag.flow, tcpdiag.tls\n"
+        "for pkg in (tcpdiag, tcpdiag.decode, tcpdiag.flow, tcpdiag.tls, tcpdiag.findings):\n"
         "    for m in pkg.COMPILED_MODULES:\n"
         "        mod = importlib.import_module(pkg.__name__ + '.' + m)\n"
         "        print(mod.__spec__.origin)\n"
@@ -156,4 +173,15 @@ def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
         check=True,
     )
     origins = proc.stdout.split()
-    assert origins and all(o.endswith(".py") for o in origins), origins
+    assert len(origins) == len(COMPILED) and all(o.endswith(".py") for o in origins), origins
+
+
+def test_setup_compiles_exactly_the_modules_the_packages_list() -> None:
+    """setup.py's COMPILED and the packages' COMPILED_MODULES (where TCPDIAG_PURE applies) agree:
+    a module compiled but not listed could not be switched back to its source."""
+    listed = {
+        f"{pkg.__name__.replace('.', '/')}/{m}.py"
+        for pkg in (tcpdiag, tcpdiag.decode, tcpdiag.flow, tcpdiag.tls, tcpdiag.findings)
+        for m in pkg.COMPILED_MODULES
+    }
+    assert listed == set(COMPILED)

@@ -6,8 +6,9 @@ prefers. The two give identical results (`tests/unit/test_compiled_equivalence.p
 environment variable `TCPDIAG_PURE=1` to run the pure-Python source instead: a finder placed
 first on `sys.meta_path` loads the `.py` file of every compiled module of the package.
 
-It lives in `decode`, the leftmost stage with compiled modules, so that `flow` and `tls` can use it
-too. It is never compiled itself (it must run before any compiled module is imported).
+It lives at the package root, beside the compiled `model` that every stage imports, so that the
+root package's `__init__` can install the switch before anything imports a compiled module. It is
+never compiled itself.
 """
 
 from __future__ import annotations
