@@ -25,8 +25,9 @@ RANKS = {
     "cli": 9,
     "__main__": 10,
 }
-# Shared leaf modules: importable from anywhere, and they import no stage.
-LEAVES = {"model", "result", "store", "config", "errors", "sanitize", "__init__"}
+# Shared leaf modules: importable from anywhere, and they import no stage (`_native`: the
+# compiled-or-pure switch every package installs before importing its compiled modules).
+LEAVES = {"model", "result", "store", "config", "errors", "sanitize", "_native", "__init__"}
 
 
 def _stage(module: str) -> str:
