@@ -456,14 +456,22 @@ def _unpark(blob: bytes) -> list[TimelineRow]:
 def _report_limit(part: PartialCapture, options: AnalysisOptions) -> Finding:
     limit = options.limits.max_report_flows
     worst = ", ".join(f"{name} {n}" for name, n in sorted(part.released_findings.items()))
+    released = part.flows_released
+    if released == 1:
+        what, they, their = "1 more flow was analysed but is not listed", "it counts", "its"
+    else:
+        what, they, their = (
+            f"{released:,} more flows were analysed but are not listed",
+            "they count",
+            "their",
+        )
     return make_finding(
         "capture-report-limit",
-        f"{part.flows_released:,} more flows were analysed but are not listed: the report keeps "
-        f"at most {limit:,} flows (--max-report-flows; half healthy, half with problems) so "
-        "memory stays bounded; they count in the summary"
-        + (f" (their findings: {worst})" if worst else ""),
+        f"{what}: the report keeps at most {limit:,} flows (--max-report-flows; half healthy, half "
+        f"with problems) so memory stays bounded; {they} in the summary"
+        + (f" ({their} findings: {worst})" if worst else ""),
         frames=(),
-        count=part.flows_released,
+        count=released,
     )
 
 
