@@ -5,7 +5,6 @@ extensions, so those tests compile the source with the C compiler into a tempora
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,6 +13,8 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+
+from tests.modules import load_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -42,8 +43,4 @@ def build_extension(source: Path, module_name: str, directory: Path) -> Path:
 
 
 def load_extension(path: Path, module_name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_file(path, module_name)

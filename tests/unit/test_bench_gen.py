@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import struct
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from tests.modules import load_file
 
 GEN_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "gen.py"
 PACKETS = 3000
 
 
-def _load_gen() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_gen", GEN_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while building
-    spec.loader.exec_module(module)
-    return module
-
-
-gen = _load_gen()
+gen = load_file(GEN_PATH, "bench_gen", register=True)
 # The default patterns start connections 3 s before the capture (to open in steady state): ~50k
 # packets generated and dropped. A shorter warm-up keeps these tests fast.
 MIXED = dataclasses.replace(gen.PATTERNS["mixed"], warmup_s=0.2)

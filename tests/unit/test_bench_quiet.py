@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import analyze_capture
+from tests.modules import load_file
 
-QUIET_PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "quiet.py"
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_quiet", QUIET_PATH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-quiet = _load()
+quiet = load_file(Path(__file__).resolve().parents[2] / "benchmarks" / "quiet.py", "bench_quiet")
 
 
 def test_quiet_connections_wait_for_the_idle_timeout_while_the_trickle_goes_on(

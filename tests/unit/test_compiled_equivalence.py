@@ -13,7 +13,6 @@ test is skipped only when that is impossible (no mypyc or no C compiler).
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import subprocess
@@ -28,19 +27,13 @@ import tcpdiag.findings
 import tcpdiag.flow.flow
 import tcpdiag.tls
 from tcpdiag._native import compiled
+from tests.modules import load_file
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _compiled_by_setup() -> list[str]:
-    spec = importlib.util.spec_from_file_location("tcpdiag_setup_listed", REPO / "setup.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # not "__main__": defines, does not run setup()
-    return list(module.COMPILED)
-
-
-COMPILED = _compiled_by_setup()
+# (loaded, not run as "__main__": defines, does not run setup())
+COMPILED = list(load_file(REPO / "setup.py", "tcpdiag_setup_listed").COMPILED)
 CAPTURE_DIRS = (REPO / "captures", REPO.parent / "shared" / "captures" / "public")
 SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcap.zst", ".pcapng.gz", ".pcapng.zst", ".cap")
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import importlib.util
-import sys
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,7 @@ import pytest
 import tcpdiag.engine as engine_module
 from tcpdiag.engine import Engine, analyze_capture
 from tcpdiag.flow import Flow
+from tests.modules import load_file
 
 GEN = Path(__file__).resolve().parents[2] / "benchmarks" / "gen.py"
 
@@ -26,11 +25,7 @@ GEN = Path(__file__).resolve().parents[2] / "benchmarks" / "gen.py"
 @pytest.fixture(scope="module")
 def busy_capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20,000 packets of the benchmark's mixed traffic (~500 connections)."""
-    spec = importlib.util.spec_from_file_location("tcpdiag_bench_gen_gc", GEN)
-    assert spec is not None and spec.loader is not None
-    gen = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = gen  # dataclasses look their module up while building
-    spec.loader.exec_module(gen)
+    gen = load_file(GEN, "tcpdiag_bench_gen_gc", register=True)
     path = tmp_path_factory.mktemp("gc") / "mixed-20k.pcap"
     # a short warm-up: the default one generates (and drops) ~50k packets first
     gen.generate(str(path), 20_000, 3, dataclasses.replace(gen.PATTERNS["mixed"], warmup_s=0.2))

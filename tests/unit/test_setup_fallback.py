@@ -3,21 +3,18 @@ a failed type check with SystemExit, which once failed the whole `pip install`."
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
+from tests.modules import load_file
+
 SETUP = Path(__file__).resolve().parents[2] / "setup.py"
 
 
 def _setup_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tcpdiag_setup_under_test", SETUP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # not "__main__": defines, does not run setup()
-    return module
+    return load_file(SETUP, "tcpdiag_setup_under_test")  # not "__main__": does not run setup()
 
 
 @pytest.mark.parametrize(
