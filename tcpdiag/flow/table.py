@@ -294,7 +294,7 @@ class FlowTable:
         # The entries silent for `IDLE_COMPACT` at a sweep, already compacted, moved out of
         # `_flows` in LRU order: the table's whole LRU order is `_dozing` then `_flows`. A
         # sweep then compacts only the entries that went quiet since the last one, instead of
-        # walking every quiet entry each capture second (thousands lingering closed flows and
+        # walking every quiet entry each capture second (thousands of lingering closed flows and
         # idle connections, for the minutes of `idle_timeout`). A packet wakes its entry.
         self._dozing: OrderedDict[Hashable, Flow | _Embryo] = OrderedDict()
         self._closing: OrderedDict[Hashable, Flow] = OrderedDict()
@@ -525,7 +525,7 @@ class FlowTable:
         held: Hashable | None = None,
     ) -> Flow:
         """A new Flow for `seg` under `key`; with `flow_id`, it replaces that embryo (whose
-        key object in `_flows` is `held`)."""
+        key object in the table is `held`), in place."""
         replacing = flow_id is not None  # an embryo becomes a Flow in place
         if not replacing and len(self) >= self.options.limits.max_flows:
             self._evict_one()
