@@ -41,6 +41,7 @@ a later reuse of its ports.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
@@ -670,30 +671,25 @@ class FlowTable:
         if self._closing:
             victim = next(iter(self._closing.values()))
         else:
-            oldest = self._oldest(EVICTION_SCAN)
-            for entry in oldest:
+            oldest: Flow | _Embryo | None = None
+            lru = itertools.chain(self._dozing.values(), self._flows.values())
+            for i, entry in enumerate(lru):
+                if i >= EVICTION_SCAN:
+                    break
+                if oldest is None:
+                    oldest = entry
                 if isinstance(entry, _Embryo) or (
                     not entry.handshake.syn_ack and entry.c.wire_bytes == 0 and entry.s.packets == 0
                 ):
                     victim = entry
                     break
-            if victim is None and oldest:
-                victim = oldest[0]
+            if victim is None:
+                victim = oldest
         if victim is not None:
             flow = self._flow(victim)
             flow.evicted = True
             self.evictions += 1
             self._finalize(flow)
-
-    def _oldest(self, count: int) -> list[Flow | _Embryo]:
-        """The `count` least recently active entries, oldest first."""
-        out: list[Flow | _Embryo] = []
-        for entries in (self._dozing, self._flows):
-            for entry in entries.values():
-                if len(out) >= count:
-                    return out
-                out.append(entry)
-        return out
 
     def _finalize(self, flow: Flow, timed_out: bool = False, early: bool = False) -> None:
         key = flow.key
