@@ -37,7 +37,7 @@ from tcpdiag.findings.context import CaptureContext
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.verdict import problem_flow, verdict
 from tcpdiag.flow import Flow, FlowTable
-from tcpdiag.flow.flow import TimelineState, timeline_frames, timeline_rows
+from tcpdiag.flow.flow import TimelineState, timeline_frames, timeline_kept, timeline_rows
 from tcpdiag.model import ArpPacket, IcmpError, RawPacket, Segment, flow_key, linktype_name
 from tcpdiag.result import CaptureResult, Finding, FlowResult, TimelineRow
 from tcpdiag.store import MARSHAL_VERSION, FlowStore
@@ -320,10 +320,10 @@ class Engine:
             # the flows whose timeline the report shows: problem flows (some become problems
             # only through a capture-level rule), or all with `keep_all_timelines`. (Sharded
             # runs build the rows: `merge_shards` makes a new PartialCapture.)
-            rows_kept = timeline_frames(timeline)
-            if labels is not None and len(labels) > len(rows_kept):
-                labels = {f: labels[f] for f in rows_kept if f in labels}
-            result.timeline_skipped = timeline[6] - len(rows_kept)
+            kept = timeline_kept(timeline)
+            if labels is not None and len(labels) > kept:
+                labels = {f: labels[f] for f in timeline_frames(timeline) if f in labels}
+            result.timeline_skipped = timeline[6] - kept
             return result, _park(timeline, labels)
         rows, result.timeline_skipped = timeline_rows(timeline)
         if labels is not None:

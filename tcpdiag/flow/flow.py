@@ -177,6 +177,11 @@ def timeline_frames(state: TimelineState) -> list[int]:
     return [frame for (frame,) in _ROW_FRAME.iter_unpack(state[0])]
 
 
+def timeline_kept(state: TimelineState) -> int:
+    """How many rows a `Flow.timeline_state()` keeps (without reading them)."""
+    return len(state[0]) // _ROW_SIZE
+
+
 def _flagged(analysis: dict[str, list[int]], name: str) -> int:
     """How many frames `Flow.analysis` flags with `name`."""
     frames = analysis.get(name)
@@ -1132,12 +1137,19 @@ class Flow:
         """Everything `timeline()` needs, detached from the flow: plain bytes, ints and the
         analysis names of the kept frames (see `timeline_rows`)."""
         packed = self._packed_rows()
-        frames_kept = {frame for (frame,) in _ROW_FRAME.iter_unpack(packed)}
         notes: dict[int, list[str]] = {}
-        for name, frames in self.analysis.items():
-            for f in frames:
-                if f in frames_kept:
+        analysis = self.analysis
+        if analysis and len(packed) == self.timeline_total * _ROW_SIZE:
+            # Nothing elided: every flagged frame (always a packet of this flow) is a kept row.
+            for name, frames in analysis.items():
+                for f in frames:
                     notes.setdefault(f, []).append(name)
+        elif analysis:
+            frames_kept = {frame for (frame,) in _ROW_FRAME.iter_unpack(packed)}
+            for name, frames in analysis.items():
+                for f in frames:
+                    if f in frames_kept:
+                        notes.setdefault(f, []).append(name)
         c, s = self.c, self.s
         return (packed, c.base, s.base, c.wscale, s.wscale, notes, self.timeline_total)
 

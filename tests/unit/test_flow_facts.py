@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tcpdiag.config import AnalysisOptions, Limits
+from tcpdiag.flow.flow import timeline_frames, timeline_kept
 from tcpdiag.model import Direction
 from tests.craft import Conversation
 
@@ -140,6 +141,33 @@ def test_timeline_head_tail_and_notes() -> None:
     assert rows[-1].notes == ["retransmission"]
     assert (rows[0].seq, rows[1].seq, rows[1].ack) == (0, 0, 1)
     assert rows[3].seq == 41 and rows[3].sender == "client"
+
+
+@pytest.mark.parametrize(("head", "tail"), [(100, 100), (8, 0), (3, 2), (0, 4), (0, 0)])
+def test_timeline_notes_name_exactly_the_kept_flagged_frames(head: int, tail: int) -> None:
+    # Whether or not rows were elided (and `timeline_state` takes its shortcut when none
+    # were), each kept row carries its analysis names, and no elided frame has notes.
+    c = Conversation().handshake()
+    for _ in range(4):
+        c.send("c", 10)
+    c.retransmit(5, dt=0.3)
+    c.ack("s", ack=c.next_seq("c") - 30)
+    c.ack("s", ack=c.next_seq("c") - 30)  # a duplicate ACK
+    c.send("s", 20, dt=0.1)
+    c.retransmit(c.frame, dt=0.5)
+    f = c.flow(AnalysisOptions(limits=Limits(timeline_head=head, timeline_tail=tail)))
+    state = f.timeline_state()
+    kept = set(timeline_frames(state))
+    assert timeline_kept(state) == len(kept) == min(f.timeline_total, head + tail)
+    expected: dict[int, list[str]] = {}
+    for name, frames in f.analysis.items():
+        for frame in frames:
+            if frame in kept:
+                expected.setdefault(frame, []).append(name)
+    assert state[5] == expected
+    if head + tail >= f.timeline_total:
+        assert sorted(expected) == sorted({fr for frames in f.analysis.values() for fr in frames})
+        assert {"retransmission", "duplicate-ack"} <= {n for ns in expected.values() for n in ns}
 
 
 def test_to_result() -> None:
