@@ -308,7 +308,7 @@ class Engine:
         labels: dict[int, list[str]] | None = None
         if isinstance(stream, TlsStream) and stream.is_tls:
             result.tls = stream.summary()
-            findings.extend(tls_rules.diagnose(stream, tls_rules.context_from_flow(flow)))
+            findings.extend(tls_rules.diagnose(stream, tcp_rules.tls_context(flow)))
             labels = stream.records_by_frame()
         flow.consumer = None
         result.findings = _ordered(findings)

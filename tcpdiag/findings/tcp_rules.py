@@ -21,6 +21,8 @@ from tcpdiag.config import Thresholds
 from tcpdiag.findings.context import fmt_bytes, fmt_duration, fmt_frames, plural
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.tls_rules import (
+    SideClose,
+    TcpContext,
     alert_before_reset,
     closing_alert,
     handshake_failure_reported,
@@ -1580,6 +1582,18 @@ RULES: tuple[Rule, ...] = (
     _per_packet,
     _capture_quality,
 )
+
+
+def tls_context(flow: Flow) -> TcpContext:
+    """`tls_rules.context_from_flow` for this package's Flow: the same context, read through
+    typed attributes (the generic version looks each of its ten attributes up by name, twice,
+    for every TLS flow)."""
+    c, s = flow.c, flow.s
+    return TcpContext(
+        flow.id,
+        SideClose(c.fin_frame, c.fin_time, c.rst_frame, c.rst_time),
+        SideClose(s.fin_frame, s.fin_time, s.rst_frame, s.rst_time),
+    )
 
 
 def diagnose(

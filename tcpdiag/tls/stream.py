@@ -79,6 +79,17 @@ _CHANGE_CIPHER_SPEC: Final = int(ContentType.CHANGE_CIPHER_SPEC)
 _ALERT: Final = int(ContentType.ALERT)
 _APPLICATION_DATA: Final = int(ContentType.APPLICATION_DATA)
 _HEARTBEAT: Final = int(ContentType.HEARTBEAT)
+# Likewise the handshake types and directions tested for every message and record; and the
+# sender's name by direction (an IntEnum's `.name` is a Python-level property, ~1 us a call).
+_CLIENT_HELLO: Final = int(HandshakeType.CLIENT_HELLO)
+_SERVER_HELLO: Final = int(HandshakeType.SERVER_HELLO)
+_CERTIFICATE: Final = int(HandshakeType.CERTIFICATE)
+_SERVER_KEY_EXCHANGE: Final = int(HandshakeType.SERVER_KEY_EXCHANGE)
+_CERTIFICATE_REQUEST: Final = int(HandshakeType.CERTIFICATE_REQUEST)
+_SERVER_HELLO_DONE: Final = int(HandshakeType.SERVER_HELLO_DONE)
+_CLIENT: Final = int(Direction.CLIENT)
+_SERVER: Final = int(Direction.SERVER)
+_SENDER: Final = ("client", "server")
 
 
 def _keeps_payload(content_type: int) -> bool:
@@ -281,25 +292,40 @@ class TlsStream:
     def summary(self) -> TlsSummary:
         self.finish()
         ch, sh = self.client_hello, self.server_hello
-        out = TlsSummary(
-            handshake_complete=self.handshake_complete,
-            records_client=self.sides[0].records,
-            records_server=self.sides[1].records,
-            messages=list(self.messages),
-            alerts=list(self.alerts),
-            starttls=self.starttls,
-            certificates=list(self.cert_sizes),
-        )
+        versions_offered: list[str] = []
+        sni: str | None = None
+        alpn: list[str] = []
+        ja3: str | None = None
+        ja4: str | None = None
         if ch is not None:
             offered = [v for v in ch.supported_versions if not is_grease(v)] or [ch.legacy_version]
-            out.versions_offered = [version_name(v) for v in offered]
-            out.sni = ch.sni
-            out.alpn = list(ch.alpn)
-            out.ja3, out.ja4 = fingerprints(ch)
+            versions_offered = [version_name(v) for v in offered]
+            sni = ch.sni
+            alpn = list(ch.alpn)
+            ja3, ja4 = fingerprints(ch)
+        version: str | None = None
+        cipher_suite: str | None = None
         if sh is not None:
-            out.version = version_name(sh.version)
-            out.cipher_suite = cipher_suite_name(sh.cipher_suite)
-        return out
+            version = version_name(sh.version)
+            cipher_suite = cipher_suite_name(sh.cipher_suite)
+        # Positional, in field order: TlsSummary's __init__ is interpreted (result.py is not
+        # compiled), and keywords cost it twice as much.
+        return TlsSummary(
+            versions_offered,
+            version,
+            sni,
+            alpn,
+            cipher_suite,
+            self.handshake_complete,
+            self.sides[0].records,
+            self.sides[1].records,
+            list(self.messages),
+            list(self.alerts),
+            ja3,
+            ja4,
+            self.starttls,
+            list(self.cert_sizes),
+        )
 
     def records_by_frame(self) -> dict[int, list[str]]:
         self.finish()
@@ -512,7 +538,7 @@ class TlsStream:
     # ---------------------------------------------------------------- alerts
     def _alert(self, side: SideState, rec: Record) -> None:
         payload = rec.payload or b""
-        sender = side.direction.name.lower()
+        sender = _SENDER[side.direction]
         if len(payload) == 2:
             level, desc = alert_level_name(payload[0]), alert_description_name(payload[1])
             alert = TlsAlert(sender, rec.frame, level, desc, encrypted=False)
@@ -544,9 +570,9 @@ class TlsStream:
             else:
                 token, msg_type = ENC_HANDSHAKE, "EncryptedHandshake"
             side.label(rec.frame, f"{token} {rec.size}")
-            sender = side.direction.name.lower()
+            sender = _SENDER[side.direction]
             self._message(side, TlsMessage(sender, rec.frame, msg_type, rec.length))
-            if side.direction == Direction.SERVER and side.encrypted_handshake == 1:
+            if side.direction == _SERVER and side.encrypted_handshake == 1:
                 self.server_finished_note = len(self.notes)
             return (token,)
         pending = side.hs.pending
@@ -562,7 +588,7 @@ class TlsStream:
             )
         for msg in messages:
             name = self._on_message(side, msg)
-            if msg.msg_type == HandshakeType.SERVER_HELLO and name == "HelloRetryRequest":
+            if msg.msg_type == _SERVER_HELLO and name == "HelloRetryRequest":
                 names = [("HelloRetryRequest" if n == "ServerHello" else n) for n in names]
         if names:
             side.label(rec.frame, f"{'+'.join(names)} {rec.size}")
@@ -579,15 +605,17 @@ class TlsStream:
             self.messages.append(msg)
 
     def _on_message(self, side: SideState, msg: RawMessage) -> str:
-        name = handshake_name(msg.msg_type)
+        msg_type = msg.msg_type
+        name = handshake_name(msg_type)
         body = msg.body
+        direction = int(side.direction)
         try:
-            if msg.msg_type == HandshakeType.CLIENT_HELLO and side.direction == Direction.CLIENT:
+            if msg_type == _CLIENT_HELLO and direction == _CLIENT:
                 self.client_hellos += 1
                 if body is not None and self.client_hello is None:
                     self.client_hello = parse_client_hello(body)
                     self.client_hello_frame = msg.frame
-            elif msg.msg_type == HandshakeType.SERVER_HELLO and side.direction == Direction.SERVER:
+            elif msg_type == _SERVER_HELLO and direction == _SERVER:
                 if body is not None:
                     hello = parse_server_hello(body)
                     if hello.is_hello_retry_request:
@@ -597,17 +625,13 @@ class TlsStream:
                     else:
                         self.server_hello = hello
                         self.server_hello_frame = msg.frame
-            elif msg.msg_type == HandshakeType.CERTIFICATE_REQUEST:
+            elif msg_type == _CERTIFICATE_REQUEST:
                 self.cert_requested = True
-            elif msg.msg_type == HandshakeType.SERVER_KEY_EXCHANGE and body is not None:
+            elif msg_type == _SERVER_KEY_EXCHANGE and body is not None:
                 self.ecdhe_point = ecdhe_point_length(body)
-            elif (
-                msg.msg_type == HandshakeType.CERTIFICATE
-                and side.direction == Direction.SERVER
-                and body is not None
-            ):
+            elif msg_type == _CERTIFICATE and direction == _SERVER and body is not None:
                 self.cert_sizes = parse_certificate(body, self.tls13)
-            elif msg.msg_type == HandshakeType.SERVER_HELLO_DONE:
+            elif msg_type == _SERVER_HELLO_DONE:
                 self.server_hello_done_note = len(self.notes)  # the note about to be added
         except DecodeError as exc:
             self.malformed.append(
@@ -615,7 +639,7 @@ class TlsStream:
                     side.direction, msg.frame, msg.offset, name, str(exc), (body or b"")[:16]
                 )
             )
-        self._message(side, TlsMessage(side.direction.name.lower(), msg.frame, name, msg.length))
+        self._message(side, TlsMessage(_SENDER[direction], msg.frame, name, msg.length))
         return name
 
     def _sslv2(self, side: SideState, rec: Record) -> None:

@@ -4,6 +4,7 @@ mistaken for a failure."""
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import pytest
 from test_tls_memorybio import (
@@ -216,6 +217,22 @@ def test_context_from_flow_reads_endpoint_attributes() -> None:
 
     ctx = tls_rules.context_from_flow(Flow())
     assert ctx.flow == 7 and ctx.client.fin_frame == 5 and ctx.server.rst_frame == 6
+
+
+def test_typed_context_equals_the_generic_one_on_real_flows() -> None:
+    """The engine builds the context with `tcp_rules.tls_context` (typed attribute reads); it
+    must be what `context_from_flow` reads by name, on flows closed every way."""
+    from tcpdiag.findings.tcp_rules import tls_context
+    from tests.flows import flows_of
+
+    compared, closes = 0, set()
+    for path in sorted(Path(__file__).parents[2].joinpath("captures").glob("*.pcap*")):
+        for flow in flows_of(path):
+            typed, generic = tls_context(flow), tls_rules.context_from_flow(flow)
+            assert typed == generic, (path.name, flow.id)
+            compared += 1
+            closes.update(kind for _, _, kind, _ in typed.closes())
+    assert compared > 40 and closes == {"FIN", "RST"}
 
 
 def test_hello_retry_request_answered_without_a_second_client_hello() -> None:
