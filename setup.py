@@ -55,6 +55,7 @@ COMPILED = [
     "tcpdiag/findings/verdict.py",
     "tcpdiag/tls/constants.py",
     "tcpdiag/tls/detect.py",
+    "tcpdiag/tls/starttls.py",
     "tcpdiag/model.py",
 ]
 

@@ -18,6 +18,7 @@ COMPILED_MODULES = (
     "fingerprint",
     "constants",
     "detect",
+    "starttls",
 )
 _use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)
 

@@ -302,16 +302,20 @@ def is_grease(value: int) -> bool:
     return (value & 0x0F0F) == 0x0A0A and (value >> 8) == (value & 0xFF)
 
 
+# The hex text of an unnamed value is made only when needed: as the default of `dict.get` it
+# was formatted on every call (most of the cost of naming every TLS flow's version and suite).
 def version_name(value: int) -> str:
     if is_grease(value):
         return f"GREASE(0x{value:04x})"
-    return VERSION_NAMES.get(value, f"0x{value:04x}")
+    name = VERSION_NAMES.get(value)
+    return name if name is not None else f"0x{value:04x}"
 
 
 def cipher_suite_name(value: int) -> str:
     if is_grease(value):
         return f"GREASE(0x{value:04x})"
-    return CIPHER_SUITES.get(value, f"0x{value:04x}")
+    name = CIPHER_SUITES.get(value)
+    return name if name is not None else f"0x{value:04x}"
 
 
 # Every member has a label, so a plain lookup names exactly the values the enum knows, without

@@ -10,7 +10,6 @@ report layer escapes them, we only keep them bounded.
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
 from typing import Final
 
 from tcpdiag.errors import DecodeError
@@ -42,36 +41,144 @@ def packet_text(raw: bytes, limit: int = MAX_NAME_CHARS) -> str:
     return text[:limit]
 
 
-@dataclass(slots=True)
+_CLIENT_HELLO_FIELDS: Final = (
+    "legacy_version",
+    "random",
+    "session_id",
+    "cipher_suites",
+    "compression_methods",
+    "extensions",
+    "sni",
+    "sni_problems",
+    "alpn",
+    "supported_versions",
+    "supported_groups",
+    "key_share_groups",
+    "ec_point_formats",
+    "signature_algorithms",
+    "sslv2",
+)
+_SERVER_HELLO_FIELDS: Final = (
+    "legacy_version",
+    "random",
+    "session_id",
+    "cipher_suite",
+    "compression_method",
+    "extensions",
+    "selected_version",
+    "alpn",
+    "key_share_group",
+)
+
+
+def _fields_repr(obj: object, names: tuple[str, ...]) -> str:
+    inner = ", ".join(f"{name}={getattr(obj, name)!r}" for name in names)
+    return f"{type(obj).__name__}({inner})"
+
+
 class ClientHello:
-    legacy_version: int
-    random: bytes
-    session_id: bytes
-    cipher_suites: list[int]
-    compression_methods: bytes
-    extensions: list[int] = field(default_factory=list)  # types in wire order
-    sni: str | None = None
-    sni_problems: list[str] = field(default_factory=list)  # RFC 6066 violations, in words
-    alpn: list[str] = field(default_factory=list)
-    supported_versions: list[int] = field(default_factory=list)
-    supported_groups: list[int] = field(default_factory=list)
-    key_share_groups: list[int] = field(default_factory=list)
-    ec_point_formats: list[int] = field(default_factory=list)
-    signature_algorithms: list[int] = field(default_factory=list)
-    sslv2: bool = False  # came as an SSLv2-compatible CLIENT-HELLO
+    """A parsed ClientHello. Plain classes rather than dataclasses, this one and `ServerHello`:
+    compiled, a dataclass is built through its generated Python `__init__` (~8,000 instructions,
+    for every hello); they compare and print as the dataclasses did."""
+
+    __slots__ = _CLIENT_HELLO_FIELDS
+
+    def __init__(
+        self,
+        legacy_version: int,
+        random: bytes,
+        session_id: bytes,
+        cipher_suites: list[int],
+        compression_methods: bytes,
+        sslv2: bool = False,  # came as an SSLv2-compatible CLIENT-HELLO
+    ) -> None:
+        self.legacy_version = legacy_version
+        self.random = random
+        self.session_id = session_id
+        self.cipher_suites = cipher_suites
+        self.compression_methods = compression_methods
+        self.extensions: list[int] = []  # types in wire order
+        self.sni: str | None = None
+        self.sni_problems: list[str] = []  # RFC 6066 violations, in words
+        self.alpn: list[str] = []
+        self.supported_versions: list[int] = []
+        self.supported_groups: list[int] = []
+        self.key_share_groups: list[int] = []
+        self.ec_point_formats: list[int] = []
+        self.signature_algorithms: list[int] = []
+        self.sslv2 = sslv2
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.legacy_version,
+            self.random,
+            self.session_id,
+            self.cipher_suites,
+            self.compression_methods,
+            self.extensions,
+            self.sni,
+            self.sni_problems,
+            self.alpn,
+            self.supported_versions,
+            self.supported_groups,
+            self.key_share_groups,
+            self.ec_point_formats,
+            self.signature_algorithms,
+            self.sslv2,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ClientHello):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        return _fields_repr(self, _CLIENT_HELLO_FIELDS)
 
 
-@dataclass(slots=True)
 class ServerHello:
-    legacy_version: int
-    random: bytes
-    session_id: bytes
-    cipher_suite: int
-    compression_method: int
-    extensions: list[int] = field(default_factory=list)
-    selected_version: int | None = None  # supported_versions extension (TLS 1.3)
-    alpn: str | None = None
-    key_share_group: int | None = None
+    """A parsed ServerHello or HelloRetryRequest (a plain class: see `ClientHello`)."""
+
+    __slots__ = _SERVER_HELLO_FIELDS
+
+    def __init__(
+        self,
+        legacy_version: int,
+        random: bytes,
+        session_id: bytes,
+        cipher_suite: int,
+        compression_method: int,
+    ) -> None:
+        self.legacy_version = legacy_version
+        self.random = random
+        self.session_id = session_id
+        self.cipher_suite = cipher_suite
+        self.compression_method = compression_method
+        self.extensions: list[int] = []
+        self.selected_version: int | None = None  # supported_versions extension (TLS 1.3)
+        self.alpn: str | None = None
+        self.key_share_group: int | None = None
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.legacy_version,
+            self.random,
+            self.session_id,
+            self.cipher_suite,
+            self.compression_method,
+            self.extensions,
+            self.selected_version,
+            self.alpn,
+            self.key_share_group,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ServerHello):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __repr__(self) -> str:
+        return _fields_repr(self, _SERVER_HELLO_FIELDS)
 
     @property
     def is_hello_retry_request(self) -> bool:
@@ -554,7 +661,7 @@ def looks_plaintext(payload: bytes, sender: Direction, exact: bool) -> bool:
             return not exact
         if payload[pos] not in allowed:
             return False
-        length = int.from_bytes(payload[pos + 1 : pos + 4], "big")
+        length = (payload[pos + 1] << 16) | (payload[pos + 2] << 8) | payload[pos + 3]
         if pos + 4 + length > n:
             return not exact and length <= (1 << 20)
         pos += 4 + length
@@ -568,5 +675,5 @@ def starting_types(payload: bytes, skip: int) -> list[int]:
     pos = skip
     while pos + 4 <= len(payload):
         out.append(payload[pos])
-        pos += 4 + int.from_bytes(payload[pos + 1 : pos + 4], "big")
+        pos += 4 + ((payload[pos + 1] << 16) | (payload[pos + 2] << 8) | payload[pos + 3])
     return out

@@ -239,3 +239,21 @@ def test_a_browser_hello_is_read_whole_by_offsets() -> None:
     sh = _fast_server_hello(server)
     assert isinstance(sh, ServerHello) and sh == parse_server_hello_checked(server)
     assert (sh.version, sh.cipher_suite, sh.key_share_group) == (0x0304, 0x1301, 29)
+
+
+def test_hellos_compare_by_every_field() -> None:
+    """ClientHello and ServerHello are plain classes that compare like the dataclasses they
+    were: equal when every field is, unequal when any one differs."""
+    body, server = _browser_hellos()
+    for parse, fields in (
+        (parse_client_hello, ClientHello.__slots__),
+        (parse_server_hello, ServerHello.__slots__),
+    ):
+        data = body if parse is parse_client_hello else server
+        base = parse(data)
+        assert base == parse(data) and base != object()
+        for name in fields:
+            other = parse(data)
+            setattr(other, name, ["changed"])
+            assert other != base, name
+            assert f"{name}=" in repr(base)

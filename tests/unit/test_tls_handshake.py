@@ -238,11 +238,10 @@ def test_cursor_never_raises_anything_but_decode_error() -> None:
 
 
 def _hello(**kw: object) -> ClientHello:
-    base: dict[str, object] = dict(
-        legacy_version=0x0303, random=b"\0" * 32, session_id=b"", compression_methods=b"\0"
-    )
-    base.update(kw)
-    return ClientHello(**base)  # type: ignore[arg-type]
+    hello = ClientHello(0x0303, b"\0" * 32, b"", [], b"\0")
+    for name, value in kw.items():
+        setattr(hello, name, value)
+    return hello
 
 
 def test_ja4_matches_foxio_published_example() -> None:
