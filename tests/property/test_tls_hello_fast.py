@@ -213,6 +213,25 @@ def test_short_extensions_and_cut_extension_headers() -> None:
         for body in bodies
     ]
     exts += [b"\x00\x33\x00", b"\x00\x33", b"\x00"]
+    name = b"\x00" + vec(2, b"a.example")
+    for sni in (
+        b"\x00" + vec(2, b""),  # an empty host_name
+        name + b"\x00" + vec(2, b"b.example"),  # two host names
+        b"\x01" + vec(2, b"x") + name,  # another name type first
+        b"\x00" + vec(2, b"10.0.0.1") + b"\x01" + vec(2, b""),
+        name + b"\x00",  # 1, 2 and 3 bytes of a next entry
+        name + b"\x00\x00",
+        name + b"\x00\x00\x05",
+        b"\x00" + vec(2, b"bad\x00name."),
+    ):
+        exts.append(b"\x00\x00" + vec(2, vec(2, sni)))
+    for alpn in (
+        b"",
+        vec(1, b"h2") + b"\x05",
+        vec(1, b"") + vec(1, b"h2"),
+        b"".join(vec(1, b"p%d" % i) for i in range(20)),  # more than are kept
+    ):
+        exts.append(b"\x00\x10" + vec(2, vec(2, alpn)))
     for ext in exts:
         for head, fast, checked, public in (
             (client_head, _fast_client_hello, parse_client_hello_checked, parse_client_hello),

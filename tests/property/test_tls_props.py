@@ -14,6 +14,7 @@ from tcpdiag.model import Direction
 from tcpdiag.tls import TlsStream, detect
 from tcpdiag.tls.handshake import parse_certificate, parse_client_hello, parse_server_hello
 from tcpdiag.tls.records import RecordFramer
+from tcpdiag.tls.stream import labels_by_frame
 
 C, S = Direction.CLIENT, Direction.SERVER
 SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -153,3 +154,32 @@ def test_starttls_watcher_never_raises(first: bytes, chunks: list[tuple[bool, by
         offsets[d] += len(data)
     stream.summary()
     tls_rules.diagnose(stream, tls_rules.TcpContext(flow=1))
+
+
+def _labels_reference(
+    client: list[tuple[int, str]], server: list[tuple[int, str]]
+) -> dict[int, list[str]]:
+    merged: dict[int, list[str]] = {}
+    for labels in (client, server):
+        for frame, text in labels:
+            merged.setdefault(frame, []).append(text)
+    return dict(sorted(merged.items()))
+
+
+side_labels = st.lists(st.tuples(st.integers(0, 12), st.sampled_from("abcdef")), max_size=14)
+
+
+@SETTINGS
+@given(side_labels, side_labels, st.booleans(), st.booleans())
+def test_labels_by_frame_is_the_sorted_grouping(
+    client: list[tuple[int, str]], server: list[tuple[int, str]], sort_c: bool, sort_s: bool
+) -> None:
+    """The merge of two frame-ordered label lists (and the fallback for lists out of order)
+    gives what grouping by frame and sorting gives, dict order and label order included."""
+    if sort_c:
+        client = sorted(client, key=lambda label: label[0])  # stable: label order kept
+    if sort_s:
+        server = sorted(server, key=lambda label: label[0])
+    got = labels_by_frame(client, server)
+    want = _labels_reference(client, server)
+    assert got == want and list(got) == list(want)
