@@ -1465,6 +1465,8 @@ _PER_PACKET: tuple[tuple[str, str, str, str], ...] = (
 def _per_packet(x: _Facts) -> list[Finding]:
     # Row: "usual Wireshark-style anomalies ... each counted per flow with the frames".
     f = x.flow
+    if not f.analysis:
+        return []  # no packet of the flow was flagged (most flows): nothing to count
     out = []
     for name, one, many, words in _PER_PACKET:
         frames = f.frames(name)
