@@ -6,10 +6,16 @@ the checked reader's error is the one reported)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from tcpdiag.capture import open_capture
+from tcpdiag.decode import Decoder
 from tcpdiag.errors import DecodeError
+from tcpdiag.flow import Flow, FlowTable
+from tcpdiag.model import Segment
 from tcpdiag.tls.handshake import (
     ClientHello,
     ServerHello,
@@ -20,6 +26,8 @@ from tcpdiag.tls.handshake import (
     parse_server_hello,
     parse_server_hello_checked,
 )
+from tcpdiag.tls.records import RecordFramer
+from tests.capture_files import PUBLIC
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -276,3 +284,86 @@ def test_hellos_compare_by_every_field() -> None:
             setattr(other, name, ["changed"])
             assert other != base, name
             assert f"{name}=" in repr(base)
+
+
+class _Bytes:
+    """A stream consumer that keeps the first bytes of each direction."""
+
+    wants_data = True
+
+    def __init__(self) -> None:
+        self.data = [bytearray(), bytearray()]
+
+    def on_data(self, direction: int, offset: int, data: bytes, frame: int, time: float) -> None:
+        if offset == len(self.data[direction]) and offset < 64 * 1024:
+            self.data[direction] += data
+
+    def on_gap(self, direction: int, offset: int, length: int, frame: int) -> None:
+        pass
+
+    def on_end(self, direction: int, how: str, frame: int, time: float) -> None:
+        pass
+
+
+def _hello_bodies(path: Path) -> list[tuple[int, bytes]]:
+    """(handshake type, body) of every plaintext hello at the start of a TCP stream."""
+    streams: list[_Bytes] = []
+
+    def opened(flow: Flow) -> None:
+        consumer = _Bytes()
+        streams.append(consumer)
+        flow.attach(consumer)
+
+    table = FlowTable(on_open=opened)
+    decoder = Decoder()
+    with open_capture(str(path)) as reader:
+        for raw in reader:
+            rec = decoder.decode(raw)
+            if isinstance(rec, Segment):
+                table.add(rec)
+    table.finish()
+    bodies: list[tuple[int, bytes]] = []
+    for consumer in streams:
+        for data in consumer.data:
+            framer = RecordFramer(keep=lambda ct: ct == 22)
+            payload = b"".join(r.payload or b"" for r in framer.feed(bytes(data), 1, 0.0))
+            pos = 0
+            while pos + 4 <= len(payload) and payload[pos] in (1, 2):
+                end = pos + 4 + int.from_bytes(payload[pos + 1 : pos + 4], "big")
+                if end <= len(payload):
+                    bodies.append((payload[pos], payload[pos + 4 : end]))
+                pos = end
+    return bodies
+
+
+def test_real_hellos_of_every_capture_and_their_one_byte_variants() -> None:
+    """Every ClientHello and ServerHello of the bundled and public captures (browsers, curl,
+    OpenSSL, Go, Java... with GREASE, padding, ECH and post-quantum key shares), and each of them
+    with every byte one more, cut at every tenth byte: the fast and the checked readers agree."""
+    paths = sorted(Path(__file__).parents[2].joinpath("captures").glob("*.pcap*"))
+    if PUBLIC.is_dir():
+        paths += sorted(PUBLIC.glob("*.pcap*"))
+    seen: set[bytes] = set()
+    taken = 0
+    for path in paths:
+        try:
+            bodies = _hello_bodies(path)
+        except Exception:  # unreadable test captures are read elsewhere
+            continue
+        for msg_type, body in bodies:
+            if body in seen:
+                continue
+            seen.add(body)
+            fast, checked, public = (
+                (_fast_client_hello, parse_client_hello_checked, parse_client_hello)
+                if msg_type == 1
+                else (_fast_server_hello, parse_server_hello_checked, parse_server_hello)
+            )
+            assert _agree(fast, checked, public, body), path.name  # a real hello is taken
+            for at in range(len(body)):
+                nudged = bytearray(body)
+                nudged[at] = (nudged[at] + 1) % 256
+                taken += _agree(fast, checked, public, bytes(nudged))
+                if at % 10 == 0:
+                    _agree(fast, checked, public, body[:at])
+    assert len(seen) >= 20 and taken > 1000
