@@ -1345,8 +1345,10 @@ def _retransmission(x: _Facts) -> list[Finding]:
         if ep.retransmissions
     )
     severity = Severity.INFO
-    kept = set(x.frames())
-    seen_resends = [fr for fr in frames if fr in kept]
+    # A flagged frame has notes in the timeline state exactly when its row is kept (no set of
+    # the kept rows' frames to build).
+    notes = x.timeline_state()[5]
+    seen_resends = [fr for fr in frames if fr in notes]
     # Duplicates are kept rows: with no resend in the timeline, none of them can be one.
     dups, delay = _capture_duplicates(x) if seen_resends else (set(), None)
     resent_dups = sorted(set(frames) & dups)

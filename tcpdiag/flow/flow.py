@@ -955,7 +955,9 @@ class Flow:
                 if seq_gt(ack, item.seq):
                     item.seq = ack  # partially acknowledged
                 break
-            if done:
+            if done == 1:
+                ua.pop(0)  # the usual case; compiled, a C call (a slice deletion is generic)
+            elif done:
                 del ua[:done]
         r = self._reasm[1 - di]
         if r is not None and rev.stream_base is not None:
@@ -1161,10 +1163,13 @@ class Flow:
         """The TCP parts of this flow's `result.FlowResult` (TLS, findings, verdict: others)."""
         if not self.finished:
             self.finish()
+        client, server = self.client, self.server
         res = FlowResult(  # positional, in field order (see `rtt`)
             self.id if flow_id is None else flow_id,
-            format_endpoint(*self.client),
-            format_endpoint(*self.server),
+            # Not `format_endpoint(*self.client)`: compiled, a call with *args is a generic
+            # Python call (~4,000 instructions), with the arguments a C one.
+            format_endpoint(client[0], client[1]),
+            format_endpoint(server[0], server[1]),
             self.ip_version,
             self.client_inferred,
             self.first_frame,
