@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tcpdiag.fields import fields_repr, same_fields
 from tcpdiag.findings.context import plural
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.model import Direction
@@ -53,10 +54,14 @@ MAX_PER_KIND = 5  # malformed/truncated findings per flow
 # Plain classes rather than dataclasses: compiled, a dataclass is built through the Python
 # `__init__` the dataclasses module writes (~2,500 instructions each, and three are built for
 # every TLS flow). They compare like the dataclasses they were.
+# (Field names as module constants: a compiled class has no `__slots__` attribute to read.)
+_SIDE_FIELDS = ("fin_frame", "fin_time", "rst_frame", "rst_time")
+
+
 class SideClose:
     """How one side ended its half of the TCP connection (first FIN / first RST it sent)."""
 
-    __slots__ = ("fin_frame", "fin_time", "rst_frame", "rst_time")
+    __slots__ = _SIDE_FIELDS
 
     def __init__(
         self,
@@ -73,24 +78,19 @@ class SideClose:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, SideClose):
             return NotImplemented
-        return (self.fin_frame, self.fin_time, self.rst_frame, self.rst_time) == (
-            other.fin_frame,
-            other.fin_time,
-            other.rst_frame,
-            other.rst_time,
-        )
+        return same_fields(self, other, _SIDE_FIELDS)
 
     def __repr__(self) -> str:
-        return (
-            f"SideClose(fin_frame={self.fin_frame!r}, fin_time={self.fin_time!r}, "
-            f"rst_frame={self.rst_frame!r}, rst_time={self.rst_time!r})"
-        )
+        return fields_repr(self, _SIDE_FIELDS)
+
+
+_CONTEXT_FIELDS = ("flow", "client", "server", "client_addr", "server_addr")
 
 
 class TcpContext:
     """What the TLS rules know of the TCP connection: its flow id and how each side closed."""
 
-    __slots__ = ("client", "client_addr", "flow", "server", "server_addr")
+    __slots__ = _CONTEXT_FIELDS
 
     def __init__(
         self,
@@ -109,19 +109,10 @@ class TcpContext:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, TcpContext):
             return NotImplemented
-        return (self.flow, self.client, self.server, self.client_addr, self.server_addr) == (
-            other.flow,
-            other.client,
-            other.server,
-            other.client_addr,
-            other.server_addr,
-        )
+        return same_fields(self, other, _CONTEXT_FIELDS)
 
     def __repr__(self) -> str:
-        return (
-            f"TcpContext(flow={self.flow!r}, client={self.client!r}, server={self.server!r}, "
-            f"client_addr={self.client_addr!r}, server_addr={self.server_addr!r})"
-        )
+        return fields_repr(self, _CONTEXT_FIELDS)
 
     def side(self, direction: Direction) -> SideClose:
         return self.client if direction == Direction.CLIENT else self.server

@@ -13,6 +13,7 @@ import ipaddress
 from typing import Final
 
 from tcpdiag.errors import DecodeError
+from tcpdiag.fields import fields_repr, same_fields
 from tcpdiag.model import Direction
 from tcpdiag.tls.constants import (
     CLIENT_HANDSHAKE_TYPES,
@@ -71,11 +72,6 @@ _SERVER_HELLO_FIELDS: Final = (
 )
 
 
-def _fields_repr(obj: object, names: tuple[str, ...]) -> str:
-    inner = ", ".join(f"{name}={getattr(obj, name)!r}" for name in names)
-    return f"{type(obj).__name__}({inner})"
-
-
 class ClientHello:
     """A parsed ClientHello. Plain classes rather than dataclasses, this one and `ServerHello`:
     compiled, a dataclass is built through its generated Python `__init__` (~8,000 instructions,
@@ -108,32 +104,13 @@ class ClientHello:
         self.signature_algorithms: list[int] = []
         self.sslv2 = sslv2
 
-    def _values(self) -> tuple[object, ...]:
-        return (
-            self.legacy_version,
-            self.random,
-            self.session_id,
-            self.cipher_suites,
-            self.compression_methods,
-            self.extensions,
-            self.sni,
-            self.sni_problems,
-            self.alpn,
-            self.supported_versions,
-            self.supported_groups,
-            self.key_share_groups,
-            self.ec_point_formats,
-            self.signature_algorithms,
-            self.sslv2,
-        )
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ClientHello):
             return NotImplemented
-        return self._values() == other._values()
+        return same_fields(self, other, _CLIENT_HELLO_FIELDS)
 
     def __repr__(self) -> str:
-        return _fields_repr(self, _CLIENT_HELLO_FIELDS)
+        return fields_repr(self, _CLIENT_HELLO_FIELDS)
 
 
 class ServerHello:
@@ -159,26 +136,13 @@ class ServerHello:
         self.alpn: str | None = None
         self.key_share_group: int | None = None
 
-    def _values(self) -> tuple[object, ...]:
-        return (
-            self.legacy_version,
-            self.random,
-            self.session_id,
-            self.cipher_suite,
-            self.compression_method,
-            self.extensions,
-            self.selected_version,
-            self.alpn,
-            self.key_share_group,
-        )
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ServerHello):
             return NotImplemented
-        return self._values() == other._values()
+        return same_fields(self, other, _SERVER_HELLO_FIELDS)
 
     def __repr__(self) -> str:
-        return _fields_repr(self, _SERVER_HELLO_FIELDS)
+        return fields_repr(self, _SERVER_HELLO_FIELDS)
 
     @property
     def is_hello_retry_request(self) -> bool:

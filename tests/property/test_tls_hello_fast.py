@@ -17,6 +17,8 @@ from tcpdiag.errors import DecodeError
 from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.model import Segment
 from tcpdiag.tls.handshake import (
+    _CLIENT_HELLO_FIELDS,
+    _SERVER_HELLO_FIELDS,
     ClientHello,
     ServerHello,
     _fast_client_hello,
@@ -268,22 +270,38 @@ def test_a_browser_hello_is_read_whole_by_offsets() -> None:
     assert (sh.version, sh.cipher_suite, sh.key_share_group) == (0x0304, 0x1301, 29)
 
 
+def _changed(value: object) -> object:
+    """Another value of the same type (a compiled class checks the types of its fields)."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, int):
+        return value + 1
+    if isinstance(value, bytes):
+        return value + b"!"
+    if isinstance(value, str):
+        return value + "!"
+    if isinstance(value, list):
+        return [*value, value[0] if value else 0]
+    return None
+
+
 def test_hellos_compare_by_every_field() -> None:
-    """ClientHello and ServerHello are plain classes that compare like the dataclasses they
-    were: equal when every field is, unequal when any one differs."""
+    """ClientHello and ServerHello are plain classes that compare and print like the
+    dataclasses they were: equal when every field is, unequal when any one differs."""
     body, server = _browser_hellos()
-    for parse, fields in (
-        (parse_client_hello, ClientHello.__slots__),
-        (parse_server_hello, ServerHello.__slots__),
+    for parse, data, fields in (
+        (parse_client_hello, body, _CLIENT_HELLO_FIELDS),
+        (parse_server_hello, server, _SERVER_HELLO_FIELDS),
     ):
-        data = body if parse is parse_client_hello else server
         base = parse(data)
         assert base == parse(data) and base != object()
         for name in fields:
             other = parse(data)
-            setattr(other, name, ["changed"])
+            value = getattr(other, name)
+            assert value is not None, name  # the browser-like hellos set every field
+            setattr(other, name, _changed(value))
             assert other != base, name
-            assert f"{name}=" in repr(base)
+            assert f"{name}={value!r}" in repr(base)
 
 
 class _Bytes:

@@ -27,7 +27,17 @@ RANKS = {
 }
 # Shared leaf modules: importable from anywhere, and they import no stage (`_native`: the
 # compiled-or-pure switch every package installs before importing its compiled modules).
-LEAVES = {"model", "result", "store", "config", "errors", "sanitize", "_native", "__init__"}
+LEAVES = {
+    "model",
+    "result",
+    "store",
+    "config",
+    "errors",
+    "sanitize",
+    "_native",
+    "fields",
+    "__init__",
+}
 
 
 def _stage(module: str) -> str:
