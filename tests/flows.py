@@ -12,10 +12,15 @@ from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.model import Segment
 
 
-def run_flow_table(path: Path | str, on_close: Callable[[Flow], None]) -> None:
+def run_flow_table(
+    path: Path | str,
+    on_close: Callable[[Flow], None],
+    on_open: Callable[[Flow], None] | None = None,
+) -> None:
     """Every TCP segment of the capture into a `FlowTable` with default limits; `on_close` gets
-    each flow as it is finalised (a large capture need not keep them)."""
-    table = FlowTable(on_close=on_close)
+    each flow as it is finalised (a large capture need not keep them), `on_open` each new one
+    (to attach a stream consumer)."""
+    table = FlowTable(on_open=on_open, on_close=on_close)
     decoder = Decoder()
     with open_capture(str(path)) as reader:
         for raw in reader:

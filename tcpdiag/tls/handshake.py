@@ -305,6 +305,30 @@ def _u16_vector(d: bytes, start: int, end: int) -> list[int] | None:
     return _u16_list(d, start + 2, list_end)
 
 
+def _extension_spans(d: bytes, at: int) -> list[tuple[int, int, int]] | None:
+    """(type, body start, body end) of each extension of the list whose 2-byte length is at
+    d[at]; None when the list or one of its extensions overruns (the checked readers raise
+    there, at that extension or at an earlier one's body)."""
+    n = len(d)
+    if at + 2 > n:
+        return None
+    pos = at + 2
+    exts_end = pos + ((d[at] << 8) | d[at + 1])
+    if exts_end > n:
+        return None
+    spans: list[tuple[int, int, int]] = []
+    while pos < exts_end:
+        if pos + 4 > exts_end:
+            return None
+        start = pos + 4
+        end = start + ((d[pos + 2] << 8) | d[pos + 3])
+        if end > exts_end:
+            return None
+        spans.append(((d[pos] << 8) | d[pos + 1], start, end))
+        pos = end
+    return spans
+
+
 def _fast_client_hello(d: bytes) -> ClientHello | None:
     """What `parse_client_hello_checked` returns, or None where it would raise (and in no other
     case): every read is bounds-checked by hand, against the end of its enclosing vector."""
@@ -328,21 +352,10 @@ def _fast_client_hello(d: bytes) -> ClientHello | None:
     )
     if comp_end >= n:  # extensions are optional before TLS 1.2
         return hello
-    if comp_end + 2 > n:
+    spans = _extension_spans(d, comp_end)
+    if spans is None:
         return None
-    pos = comp_end + 2
-    exts_end = pos + ((d[comp_end] << 8) | d[comp_end + 1])
-    if exts_end > n:
-        return None
-    while pos < exts_end:
-        if pos + 4 > exts_end:
-            return None
-        ext_type = (d[pos] << 8) | d[pos + 1]
-        start = pos + 4
-        end = start + ((d[pos + 2] << 8) | d[pos + 3])
-        if end > exts_end:
-            return None
-        pos = end
+    for ext_type, start, end in spans:
         hello.extensions.append(ext_type)
         if ext_type == _EXT_SERVER_NAME and end > start:
             if hello.extensions.count(_EXT_SERVER_NAME) > 1:
@@ -485,21 +498,10 @@ def _fast_server_hello(d: bytes) -> ServerHello | None:
     pos += 3
     if pos >= n:
         return hello
-    if pos + 2 > n:
+    spans = _extension_spans(d, pos)
+    if spans is None:
         return None
-    exts_end = pos + 2 + ((d[pos] << 8) | d[pos + 1])
-    if exts_end > n:
-        return None
-    pos += 2
-    while pos < exts_end:
-        if pos + 4 > exts_end:
-            return None
-        ext_type = (d[pos] << 8) | d[pos + 1]
-        start = pos + 4
-        end = start + ((d[pos + 2] << 8) | d[pos + 3])
-        if end > exts_end:
-            return None
-        pos = end
+    for ext_type, start, end in spans:
         hello.extensions.append(ext_type)
         if ext_type == _EXT_SUPPORTED_VERSIONS:
             if start + 2 > end:

@@ -11,11 +11,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from tcpdiag.capture import open_capture
-from tcpdiag.decode import Decoder
 from tcpdiag.errors import DecodeError
-from tcpdiag.flow import Flow, FlowTable
-from tcpdiag.model import Segment
+from tcpdiag.flow import Flow
 from tcpdiag.tls.handshake import (
     _CLIENT_HELLO_FIELDS,
     _SERVER_HELLO_FIELDS,
@@ -30,6 +27,7 @@ from tcpdiag.tls.handshake import (
 )
 from tcpdiag.tls.records import RecordFramer
 from tests.capture_files import PUBLIC
+from tests.flows import run_flow_table
 
 SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -332,14 +330,7 @@ def _hello_bodies(path: Path) -> list[tuple[int, bytes]]:
         streams.append(consumer)
         flow.attach(consumer)
 
-    table = FlowTable(on_open=opened)
-    decoder = Decoder()
-    with open_capture(str(path)) as reader:
-        for raw in reader:
-            rec = decoder.decode(raw)
-            if isinstance(rec, Segment):
-                table.add(rec)
-    table.finish()
+    run_flow_table(path, lambda flow: None, on_open=opened)
     bodies: list[tuple[int, bytes]] = []
     for consumer in streams:
         for data in consumer.data:
