@@ -57,6 +57,7 @@ COMPILED = [
     "tcpdiag/tls/detect.py",
     "tcpdiag/tls/starttls.py",
     "tcpdiag/model.py",
+    "tcpdiag/fields.py",
 ]
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tcpdiag.fields import fields_repr, same_fields
+from tcpdiag.fields import FieldRecord
 from tcpdiag.findings.context import plural
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.model import Direction
@@ -58,10 +58,11 @@ MAX_PER_KIND = 5  # malformed/truncated findings per flow
 _SIDE_FIELDS = ("fin_frame", "fin_time", "rst_frame", "rst_time")
 
 
-class SideClose:
+class SideClose(FieldRecord):
     """How one side ended its half of the TCP connection (first FIN / first RST it sent)."""
 
     __slots__ = _SIDE_FIELDS
+    FIELDS = _SIDE_FIELDS
 
     def __init__(
         self,
@@ -75,22 +76,15 @@ class SideClose:
         self.rst_frame = rst_frame
         self.rst_time = rst_time
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, SideClose):
-            return NotImplemented
-        return same_fields(self, other, _SIDE_FIELDS)
-
-    def __repr__(self) -> str:
-        return fields_repr(self, _SIDE_FIELDS)
-
 
 _CONTEXT_FIELDS = ("flow", "client", "server", "client_addr", "server_addr")
 
 
-class TcpContext:
+class TcpContext(FieldRecord):
     """What the TLS rules know of the TCP connection: its flow id and how each side closed."""
 
     __slots__ = _CONTEXT_FIELDS
+    FIELDS = _CONTEXT_FIELDS
 
     def __init__(
         self,
@@ -105,14 +99,6 @@ class TcpContext:
         self.server = server if server is not None else SideClose()
         self.client_addr = client_addr
         self.server_addr = server_addr
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, TcpContext):
-            return NotImplemented
-        return same_fields(self, other, _CONTEXT_FIELDS)
-
-    def __repr__(self) -> str:
-        return fields_repr(self, _CONTEXT_FIELDS)
 
     def side(self, direction: Direction) -> SideClose:
         return self.client if direction == Direction.CLIENT else self.server

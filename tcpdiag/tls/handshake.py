@@ -13,7 +13,7 @@ import ipaddress
 from typing import Final
 
 from tcpdiag.errors import DecodeError
-from tcpdiag.fields import fields_repr, same_fields
+from tcpdiag.fields import FieldRecord
 from tcpdiag.model import Direction
 from tcpdiag.tls.constants import (
     CLIENT_HANDSHAKE_TYPES,
@@ -72,12 +72,13 @@ _SERVER_HELLO_FIELDS: Final = (
 )
 
 
-class ClientHello:
+class ClientHello(FieldRecord):
     """A parsed ClientHello. Plain classes rather than dataclasses, this one and `ServerHello`:
     compiled, a dataclass is built through its generated Python `__init__` (~8,000 instructions,
     for every hello); they compare and print as the dataclasses did."""
 
     __slots__ = _CLIENT_HELLO_FIELDS
+    FIELDS = _CLIENT_HELLO_FIELDS
 
     def __init__(
         self,
@@ -104,19 +105,12 @@ class ClientHello:
         self.signature_algorithms: list[int] = []
         self.sslv2 = sslv2
 
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ClientHello):
-            return NotImplemented
-        return same_fields(self, other, _CLIENT_HELLO_FIELDS)
 
-    def __repr__(self) -> str:
-        return fields_repr(self, _CLIENT_HELLO_FIELDS)
-
-
-class ServerHello:
+class ServerHello(FieldRecord):
     """A parsed ServerHello or HelloRetryRequest (a plain class: see `ClientHello`)."""
 
     __slots__ = _SERVER_HELLO_FIELDS
+    FIELDS = _SERVER_HELLO_FIELDS
 
     def __init__(
         self,
@@ -135,14 +129,6 @@ class ServerHello:
         self.selected_version: int | None = None  # supported_versions extension (TLS 1.3)
         self.alpn: str | None = None
         self.key_share_group: int | None = None
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, ServerHello):
-            return NotImplemented
-        return same_fields(self, other, _SERVER_HELLO_FIELDS)
-
-    def __repr__(self) -> str:
-        return fields_repr(self, _SERVER_HELLO_FIELDS)
 
     @property
     def is_hello_retry_request(self) -> bool:
