@@ -211,10 +211,8 @@ def _server_name_at(d: bytes, start: int, end: int, problems: list[str]) -> str 
 
 
 def _fast_server_name(d: bytes, start: int, end: int) -> tuple[str | None, list[str]] | None:
-    if start + 2 > end:
-        return None
-    list_end = start + 2 + ((d[start] << 8) | d[start + 1])
-    if list_end > end:
+    list_end = _vector16_end(d, start, end)
+    if list_end < 0:
         return None
     pos = start + 2
     first: str | None = None
@@ -249,10 +247,8 @@ def _alpn_at(d: bytes, start: int, end: int) -> list[str]:
 
 
 def _fast_alpn(d: bytes, start: int, end: int) -> list[str] | None:
-    if start + 2 > end:
-        return None
-    list_end = start + 2 + ((d[start] << 8) | d[start + 1])
-    if list_end > end:
+    list_end = _vector16_end(d, start, end)
+    if list_end < 0:
         return None
     pos = start + 2
     out: list[str] = []
@@ -283,36 +279,18 @@ def _u16_list(d: bytes, start: int, end: int) -> list[int]:
 def _u16_vector(d: bytes, start: int, end: int) -> list[int] | None:
     """A vector of 16-bit values with a 2-byte length at d[start], within d[:end]; None when
     it does not fit or has an odd length (as `Cursor.pull_uint16_list` would raise)."""
-    if start + 2 > end:
-        return None
-    list_end = start + 2 + ((d[start] << 8) | d[start + 1])
-    if list_end > end or (list_end - start) % 2:
+    list_end = _vector16_end(d, start, end)
+    if list_end < 0 or (list_end - start) % 2:
         return None
     return _u16_list(d, start + 2, list_end)
 
 
-def _extension_spans(d: bytes, at: int) -> list[tuple[int, int, int]] | None:
-    """(type, body start, body end) of each extension of the list whose 2-byte length is at
-    d[at]; None when the list or one of its extensions overruns (the checked readers raise
-    there, at that extension or at an earlier one's body)."""
-    n = len(d)
-    if at + 2 > n:
-        return None
-    pos = at + 2
-    exts_end = pos + ((d[at] << 8) | d[at + 1])
-    if exts_end > n:
-        return None
-    spans: list[tuple[int, int, int]] = []
-    while pos < exts_end:
-        if pos + 4 > exts_end:
-            return None
-        start = pos + 4
-        end = start + ((d[pos + 2] << 8) | d[pos + 3])
-        if end > exts_end:
-            return None
-        spans.append(((d[pos] << 8) | d[pos + 1], start, end))
-        pos = end
-    return spans
+def _vector16_end(d: bytes, at: int, limit: int) -> int:
+    """End of the vector whose 2-byte length is at d[at], or -1 when it overruns `limit`."""
+    if at + 2 > limit:
+        return -1
+    end = at + 2 + ((d[at] << 8) | d[at + 1])
+    return end if end <= limit else -1
 
 
 def _fast_client_hello(d: bytes) -> ClientHello | None:
@@ -322,10 +300,8 @@ def _fast_client_hello(d: bytes) -> ClientHello | None:
     if n < 35:
         return None
     pos = 35 + d[34]  # after the session_id
-    if pos + 2 > n:
-        return None
-    suites_end = pos + 2 + ((d[pos] << 8) | d[pos + 1])
-    if suites_end > n or (suites_end - pos) % 2:
+    suites_end = _vector16_end(d, pos, n)
+    if suites_end < 0 or (suites_end - pos) % 2:
         return None
     suites = _u16_list(d, pos + 2, suites_end)
     if suites_end + 1 > n:
@@ -338,10 +314,15 @@ def _fast_client_hello(d: bytes) -> ClientHello | None:
     )
     if comp_end >= n:  # extensions are optional before TLS 1.2
         return hello
-    spans = _extension_spans(d, comp_end)
-    if spans is None:
+    exts_end = _vector16_end(d, comp_end, n)
+    if exts_end < 0:
         return None
-    for ext_type, start, end in spans:
+    pos = comp_end + 2
+    while pos < exts_end:
+        end = _vector16_end(d, pos + 2, exts_end)  # after the type: the length, the body
+        if end < 0:
+            return None
+        ext_type, start, pos = (d[pos] << 8) | d[pos + 1], pos + 4, end
         hello.extensions.append(ext_type)
         if ext_type == _EXT_SERVER_NAME and end > start:
             if hello.extensions.count(_EXT_SERVER_NAME) > 1:
@@ -484,10 +465,15 @@ def _fast_server_hello(d: bytes) -> ServerHello | None:
     pos += 3
     if pos >= n:
         return hello
-    spans = _extension_spans(d, pos)
-    if spans is None:
+    exts_end = _vector16_end(d, pos, n)
+    if exts_end < 0:
         return None
-    for ext_type, start, end in spans:
+    pos += 2
+    while pos < exts_end:
+        end = _vector16_end(d, pos + 2, exts_end)  # after the type: the length, the body
+        if end < 0:
+            return None
+        ext_type, start, pos = (d[pos] << 8) | d[pos + 1], pos + 4, end
         hello.extensions.append(ext_type)
         if ext_type == _EXT_SUPPORTED_VERSIONS:
             if start + 2 > end:
