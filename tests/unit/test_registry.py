@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import pickle
 import re
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from tcpdiag.findings import tcp_rules
 from tcpdiag.findings.docs import CATEGORIES
 from tcpdiag.findings.registry import (
     FAMILIES,
+    FINDING_FIELDS,
     REGISTRY,
     UnknownFinding,
     make_finding,
@@ -21,7 +24,7 @@ from tcpdiag.findings.registry import (
     spec,
     suggest,
 )
-from tcpdiag.result import Severity
+from tcpdiag.result import Finding, Severity
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT_PATHS = (ROOT / "spec" / "report.md", ROOT.parent / "shared" / "spec" / "report.md")
@@ -172,3 +175,32 @@ def test_registry_names_covered_by_captures_so_far() -> None:
         )
     unknown = covered - set(REGISTRY)
     assert not unknown, f"captures expect unregistered names: {sorted(unknown)}"
+
+
+def test_make_finding_builds_the_finding_the_dataclass_would() -> None:
+    """`make_finding` fills a Finding through its slots (the frozen dataclass's `__init__` is
+    slow): the object is the one `Finding(...)` gives, field for field, hash, repr and pickle
+    included, and it stays frozen."""
+    assert tuple(f.name for f in dataclasses.fields(Finding)) == FINDING_FIELDS
+    refused, damaged = spec("connection-refused").severity, spec("capture-damaged").severity
+    cases = [
+        (
+            make_finding("connection-refused", "refused", frames=[9, 3, 9], time=1.5, flow=4),
+            Finding("connection-refused", refused, "refused", (3, 9), 1.5, 4, 1),
+        ),
+        (
+            make_finding("retransmission", "resent", frames=(), count=0, severity=Severity.ERROR),
+            Finding("retransmission", Severity.ERROR, "resent", (), None, None, 1),
+        ),
+        (
+            make_finding("capture-damaged", "cut", frames=iter([2]), count=7),
+            Finding("capture-damaged", damaged, "cut", (2,), None, None, 7),
+        ),
+    ]
+    for made, expected in cases:
+        for field in FINDING_FIELDS:
+            assert getattr(made, field) == getattr(expected, field), field
+        assert made == expected and hash(made) == hash(expected) and repr(made) == repr(expected)
+        assert pickle.loads(pickle.dumps(made)) == expected
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            made.message = "changed"  # type: ignore[misc]
