@@ -292,6 +292,9 @@ class FlowTable:
         # unboxed, and each use as a dict key would build a new tuple of them (equal, not the
         # same object: the dict then compares them item by item).
         self._flows: OrderedDict[Hashable, Flow | _Embryo] = OrderedDict()
+        # `_flows.move_to_end`, bound once: called for every packet, and compiled, a method
+        # call on an OrderedDict looks the method up by name each time.
+        self._flows_to_end: Callable[[Hashable], None] = self._flows.move_to_end
         # The entries silent for `IDLE_COMPACT` at a sweep, already compacted, moved out of
         # `_flows` in LRU order: the table's whole LRU order is `_dozing` then `_flows`. A
         # sweep then compacts only the entries that went quiet since the last one, instead of
@@ -456,7 +459,7 @@ class FlowTable:
         """Hand the segment to its flow, now the most recently active one; a flow it closes
         starts to linger."""
         try:
-            self._flows.move_to_end(key)
+            self._flows_to_end(key)
         except KeyError:  # (`_touch`, inlined: the per-packet path)
             self._flows[key] = self._dozing.pop(key)
         was_closed = flow.closed
