@@ -215,7 +215,7 @@ class Engine:
     def feed_capture(self, capture: Capture) -> None:
         """Every packet of `capture`, in order: in blocks decoded in C when the extension is
         built (`decode.scan`), else one `feed` at a time. The two give the same result."""
-        blocks = open_blocks(capture, self._decoder.stats, self._expiry_ns)
+        blocks = open_blocks(capture, self._decoder.stats, self._expiry_ns, self._shard or (0, 1))
         if blocks is None:
             self.feed_all(capture)
             return
@@ -228,7 +228,9 @@ class Engine:
 
     def _feed_block(self, block: Block) -> None:
         """What `feed` does, for a block: Segments decoded in C go straight to the flow table
-        (no record in the block reaches the next expiry time); RawPackets take `feed`."""
+        (no record in the block reaches the next expiry time; a shard's block holds only its
+        own flows' Segments, the others are counted in `block.segments`); RawPackets take
+        `feed`."""
         segments = block.segments
         if segments:
             before = self.packets
@@ -239,21 +241,12 @@ class Engine:
             if self._first_ns is None:
                 self._first_ns = block.first_ns
         items = block.items
-        shard = self._shard
-        if shard is None:
-            add_run = self._table.add_run
-            n = len(items)
-            i = add_run(items, 0)
-            while i < n:
-                self.feed(items[i])  # type: ignore[arg-type]
-                i = add_run(items, i + 1)
-        else:
-            add = self._table.add
-            for item in items:
-                if type(item) is not Segment:
-                    self.feed(item)  # type: ignore[arg-type]
-                elif shard_of(item.src, item.sport, item.dst, item.dport, shard[1]) == shard[0]:
-                    add(item)
+        add_run = self._table.add_run
+        n = len(items)
+        i = add_run(items, 0)
+        while i < n:
+            self.feed(items[i])  # type: ignore[arg-type]
+            i = add_run(items, i + 1)
         self._last_ns = block.last_ns
 
     def tick(self, now: float) -> None:

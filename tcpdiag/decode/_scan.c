@@ -123,6 +123,51 @@ static PyObject *int_or_none(int present, long value) {
     return u16(value);
 }
 
+/* Flow shards (`engine.shard_of`): a process that follows only the flows of shard `index` of
+   `count` skips every other TCP segment here, before any object is made for it. The hash is the
+   CRC-32 (zlib's) of the canonical 4-tuple, lower (address, port) first, each port two bytes big
+   endian: the same number `zlib.crc32` gives `shard_of` in Python, so a segment decoded in C and
+   one decoded in Python land in the same shard. */
+static uint32_t crc_table[256];
+
+static void crc_init(void) {
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = n;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[n] = c;
+    }
+}
+
+static uint32_t crc_update(uint32_t crc, const unsigned char *p, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return crc;
+}
+
+/* The shard of a segment between (src, sport) and (dst, dport), addresses of `size` bytes. */
+static long long shard_of(const unsigned char *src, uint32_t sport, const unsigned char *dst,
+                          uint32_t dport, Py_ssize_t size, long long count) {
+    int order = memcmp(src, dst, (size_t)size);
+    int src_first = order < 0 || (order == 0 && sport <= dport);
+    const unsigned char *a = src_first ? src : dst, *b = src_first ? dst : src;
+    unsigned char pa[2], pb[2];
+    uint32_t porta = src_first ? sport : dport, portb = src_first ? dport : sport;
+    pa[0] = (unsigned char)(porta >> 8);
+    pa[1] = (unsigned char)porta;
+    pb[0] = (unsigned char)(portb >> 8);
+    pb[1] = (unsigned char)portb;
+    uint32_t crc = 0xFFFFFFFFu;
+    crc = crc_update(crc, a, size);
+    crc = crc_update(crc, pa, 2);
+    crc = crc_update(crc, b, size);
+    crc = crc_update(crc, pb, 2);
+    return (long long)((crc ^ 0xFFFFFFFFu) % (uint32_t)count);
+}
+
+/* Which flows a walk keeps: all (count 1), or those of shard `index`. */
+typedef struct {
+    long long index, count;
+} Shard;
+
 /* The SACK blocks of an option of `size` bytes at p: a tuple of (left, right) tuples. */
 static PyObject *sack_blocks(const unsigned char *p, Py_ssize_t size) {
     Py_ssize_t count = (size - 2) / 8;
@@ -244,7 +289,8 @@ static int network_layer(long long linktype, const unsigned char *d, Py_ssize_t 
 /* The Segment of one record, or NULL: with an error set when an allocation failed, without one
  * when the record is not of the common case (the caller then emits a RawPacket). */
 static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t orig_len,
-                                Py_ssize_t frame, long long ts_ns, long long linktype, int *snap_cut) {
+                                Py_ssize_t frame, long long ts_ns, long long linktype, int *snap_cut,
+                                const Shard *shard, int *skipped) {
     Py_ssize_t off = 0;
     int version = network_layer(linktype, d, n, &off);
     if (version == 0) return NULL;
@@ -302,6 +348,13 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
     Py_ssize_t payload_end = end < n ? end : n;
     Py_ssize_t length = end - p;
     if (payload_end - p < length) *snap_cut = 1;
+    if (shard->count > 1 && shard_of(d + src_at, be16(t), d + dst_at, be16(t + 2), addr_len,
+                                     shard->count) != shard->index) {
+        Py_DECREF(opts); /* (the options were read first: a segment they send to Python is
+                            decoded there, where its counters are, whatever its shard) */
+        *skipped = 1;
+        return NULL;
+    }
     PyObject *items[15] = {
         PyLong_FromSsize_t(frame),
         PyFloat_FromDouble((double)ts_ns / 1e9),
@@ -341,7 +394,9 @@ typedef struct {
     Py_ssize_t len;
     uint32_t (*u32)(const unsigned char *); /* the file's byte order */
     PyObject *items;
-    Py_ssize_t segments;  /* items that are Segments */
+    Shard shard;          /* the flows kept (a segment of another shard is counted, not made) */
+    Py_ssize_t records;   /* records read, items or skipped segments */
+    Py_ssize_t segments;  /* Segments, made or skipped */
     Py_ssize_t snap_cuts; /* Segments whose payload the snap length cut */
     long long first_ts, last_ts;
     int stop;          /* STOP_* */
@@ -349,12 +404,15 @@ typedef struct {
 } Walk;
 
 /* An empty walk over `view`; on failure (no memory) the view is released. */
-static int walk_begin(Walk *walk, Py_buffer *view, int big_endian) {
+static int walk_begin(Walk *walk, Py_buffer *view, int big_endian, long long shard_index,
+                      long long shard_count) {
     walk->buf = (const unsigned char *)view->buf;
     walk->len = view->len;
     walk->u32 = big_endian ? be32 : le32;
     walk->items = PyList_New(0);
-    walk->segments = walk->snap_cuts = 0;
+    walk->shard.index = shard_index;
+    walk->shard.count = shard_count;
+    walk->records = walk->segments = walk->snap_cuts = 0;
     walk->first_ts = walk->last_ts = 0;
     walk->stop = STOP_FULL;
     walk->next_ts = 0;
@@ -363,22 +421,27 @@ static int walk_begin(Walk *walk, Py_buffer *view, int big_endian) {
     return -1;
 }
 
-/* Append the record's Segment, or its RawPacket when it is not of the common case. */
+/* Append the record's Segment, or its RawPacket when it is not of the common case; count a
+   segment of another shard without making anything. */
 static int emit(Walk *walk, const unsigned char *data, Py_ssize_t caplen, Py_ssize_t orig_len,
                 Py_ssize_t frame, long long ts_ns, long long linktype, long interface) {
-    int snap_cut = 0;
-    PyObject *item = decode_segment(data, caplen, orig_len, frame, ts_ns, linktype, &snap_cut);
-    if (item != NULL) {
+    int snap_cut = 0, skipped = 0;
+    PyObject *item = decode_segment(data, caplen, orig_len, frame, ts_ns, linktype, &snap_cut,
+                                    &walk->shard, &skipped);
+    if (item != NULL || skipped) {
         walk->segments++;
         walk->snap_cuts += snap_cut;
     } else if (!PyErr_Occurred()) {
         item = raw_packet(data, caplen, orig_len, frame, ts_ns, linktype, interface);
     }
-    if (item == NULL) return -1;
-    int failed = PyList_Append(walk->items, item);
-    Py_DECREF(item);
-    if (failed) return -1;
-    if (PyList_GET_SIZE(walk->items) == 1) walk->first_ts = ts_ns;
+    if (item != NULL) {
+        int failed = PyList_Append(walk->items, item);
+        Py_DECREF(item);
+        if (failed) return -1;
+    } else if (!skipped) {
+        return -1;
+    }
+    if (++walk->records == 1) walk->first_ts = ts_ns;
     walk->last_ts = ts_ns;
     return 0;
 }
@@ -386,6 +449,15 @@ static int emit(Walk *walk, const unsigned char *data, Py_ssize_t caplen, Py_ssi
 static PyObject *walk_result(Walk *walk, Py_ssize_t pos, Py_ssize_t frame) {
     return Py_BuildValue("(NnniLnnLL)", walk->items, pos, frame, walk->stop, walk->next_ts,
                          walk->segments, walk->snap_cuts, walk->first_ts, walk->last_ts);
+}
+
+/* A shard outside 0 <= index < count (count < 2^32, the hash's range): ValueError, the view
+   released. */
+static int bad_shard(Py_buffer *view, long long index, long long count) {
+    if (count >= 1 && count <= 0xFFFFFFFFLL && index >= 0 && index < count) return 0;
+    PyBuffer_Release(view);
+    PyErr_SetString(PyExc_ValueError, "scan: shard index or count out of range");
+    return 1;
 }
 
 PyDoc_STRVAR(configure_doc,
@@ -418,14 +490,16 @@ static PyObject *configure(PyObject *module, PyObject *args) {
 PyDoc_STRVAR(
     scan_doc,
     "scan(buf, pos, frame, stop_ns, header_len, big_endian, frac_mult, frac_limit, snaplen,\n"
-    "     linktype, max_items)\n"
+    "     linktype, max_items, shard_index=0, shard_count=1)\n"
     "-> (items, pos, frame, stop, next_ts_ns, segments, snaplen_cut, first_ts_ns, last_ts_ns)\n\n"
     "Read the pcap records of buf from pos: `items` holds a Segment or a RawPacket per record,\n"
     "`pos` and `frame` where the walk stopped and the last frame number read, `stop` why it\n"
-    "stopped (0 need data, 1 odd record header, 2 stop_ns reached, 3 max_items), `next_ts_ns`\n"
-    "the timestamp of the record that reached stop_ns, `segments` how many items are Segments,\n"
-    "`snaplen_cut` how many of those the snap length cut, first/last_ts_ns those of the items\n"
-    "(0 when there are none). A snaplen below 0 sends every record header to the Python reader.");
+    "stopped (0 need data, 1 odd record header, 2 stop_ns reached, 3 max_items records),\n"
+    "`next_ts_ns` the timestamp of the record that reached stop_ns, `segments` how many records\n"
+    "are Segments, `snaplen_cut` how many of those the snap length cut, first/last_ts_ns those\n"
+    "of the records (0 when there are none). A snaplen below 0 sends every record header to the\n"
+    "Python reader. With shard_count > 1, a Segment whose flow is not of shard `shard_index`\n"
+    "(engine.shard_of) is counted in `segments` (and `snaplen_cut`) but not made.");
 
 static PyObject *scan(PyObject *module, PyObject *args) {
     Py_buffer view;
@@ -435,9 +509,12 @@ static PyObject *scan(PyObject *module, PyObject *args) {
     /* The pcap header's whole 32-bit link type field: with reserved bits set it can exceed a
        C int, and PcapReader keeps it as is (unknown link types go to the Python decoder). */
     long long linktype;
-    if (!PyArg_ParseTuple(args, "y*nnLnpLLLLn:scan", &view, &pos, &frame, &stop_ns, &header_len,
-                          &big_endian, &frac_mult, &frac_limit, &snaplen, &linktype, &max_items))
+    long long shard_index = 0, shard_count = 1;
+    if (!PyArg_ParseTuple(args, "y*nnLnpLLLLn|LL:scan", &view, &pos, &frame, &stop_ns,
+                          &header_len, &big_endian, &frac_mult, &frac_limit, &snaplen, &linktype,
+                          &max_items, &shard_index, &shard_count))
         return NULL;
+    if (bad_shard(&view, shard_index, shard_count)) return NULL;
     if (segment_type == NULL) {
         PyBuffer_Release(&view);
         PyErr_SetString(PyExc_RuntimeError, "scan: configure() was not called");
@@ -449,11 +526,11 @@ static PyObject *scan(PyObject *module, PyObject *args) {
         return NULL;
     }
     Walk walk;
-    if (walk_begin(&walk, &view, big_endian) < 0) return NULL;
+    if (walk_begin(&walk, &view, big_endian, shard_index, shard_count) < 0) return NULL;
     const unsigned char *buf = walk.buf;
     Py_ssize_t len = walk.len;
     uint32_t (*u32)(const unsigned char *) = walk.u32;
-    while (PyList_GET_SIZE(walk.items) < max_items) {
+    while (walk.records < max_items) {
         if (len - pos < header_len) {
             walk.stop = STOP_NEED_DATA;
             break;
@@ -522,7 +599,8 @@ static Interface *read_interfaces(PyObject *table, Py_ssize_t *count) {
 
 PyDoc_STRVAR(
     scan_pcapng_doc,
-    "scan_pcapng(buf, pos, frame, stop_ns, big_endian, interfaces, max_items) -> as scan()\n\n"
+    "scan_pcapng(buf, pos, frame, stop_ns, big_endian, interfaces, max_items, shard_index=0,\n"
+    "            shard_count=1) -> as scan()\n\n"
     "Read the enhanced packet blocks of a pcapng section from pos. `interfaces` holds the\n"
     "section's (linktype, mult, div, offset_ns, number) per interface id (mult 0: leave the\n"
     "interface's blocks to Python). Any other block, and\n"
@@ -536,9 +614,12 @@ static PyObject *scan_pcapng(PyObject *module, PyObject *args) {
     long long stop_ns;
     int big_endian;
     PyObject *table;
-    if (!PyArg_ParseTuple(args, "y*nnLpO!n:scan_pcapng", &view, &pos, &frame, &stop_ns,
-                          &big_endian, &PyTuple_Type, &table, &max_items))
+    long long shard_index = 0, shard_count = 1;
+    if (!PyArg_ParseTuple(args, "y*nnLpO!n|LL:scan_pcapng", &view, &pos, &frame, &stop_ns,
+                          &big_endian, &PyTuple_Type, &table, &max_items, &shard_index,
+                          &shard_count))
         return NULL;
+    if (bad_shard(&view, shard_index, shard_count)) return NULL;
     if (segment_type == NULL || pos < 0 || pos > view.len) {
         PyErr_SetString(PyExc_ValueError, "scan_pcapng: not configured, or bad position");
         PyBuffer_Release(&view);
@@ -550,14 +631,14 @@ static PyObject *scan_pcapng(PyObject *module, PyObject *args) {
         return NULL;
     }
     Walk walk;
-    if (walk_begin(&walk, &view, big_endian) < 0) {
+    if (walk_begin(&walk, &view, big_endian, shard_index, shard_count) < 0) {
         PyMem_Free(interfaces);
         return NULL;
     }
     const unsigned char *buf = walk.buf;
     Py_ssize_t len = walk.len;
     uint32_t (*u32)(const unsigned char *) = walk.u32;
-    while (PyList_GET_SIZE(walk.items) < max_items) {
+    while (walk.records < max_items) {
         if (len - pos < 12) {
             walk.stop = STOP_NEED_DATA;
             break;
@@ -626,6 +707,7 @@ static struct PyModuleDef module_def = {
 };
 
 PyMODINIT_FUNC PyInit__scan(void) {
+    crc_init();
     PyObject *module = PyModule_Create(&module_def);
     if (module == NULL) return NULL;
     if (PyModule_AddIntConstant(module, "STOP_NEED_DATA", STOP_NEED_DATA) < 0 ||

@@ -25,6 +25,8 @@ def scan(
     snaplen: int,
     linktype: int,
     max_items: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
     /,
 ) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int]: ...
 def scan_pcapng(
@@ -35,5 +37,7 @@ def scan_pcapng(
     big_endian: bool,
     interfaces: tuple[tuple[int, ...], ...],
     max_items: int,
+    shard_index: int = 0,
+    shard_count: int = 1,
     /,
 ) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int]: ...

@@ -12,6 +12,10 @@ record or block, and the next walk goes on after it. Frames, records, counters, 
 damage come out exactly as from the per-packet path (`tests/unit/test_scan.py`,
 `tests/unit/test_compiled_equivalence.py`).
 
+A process that follows one shard of the flows (`engine.shard_of`) has the walk skip the
+Segments of other shards: they are counted (packets, TCP packets, snap-length cuts, times), and
+no object is made for them. A record that goes to Python (a RawPacket) is sharded there.
+
 Not used (`open_blocks` returns None) when the extension was not built (a pure-Python install)
 or with TCPDIAG_PURE=1.
 """
@@ -40,8 +44,9 @@ Walked = tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int
 
 
 class Block(NamedTuple):
-    """Consecutive records: `items` (a Segment or a RawPacket each), how many are Segments,
-    and the first and last timestamps (ns) of the block."""
+    """Consecutive records: `items` (a Segment or a RawPacket each), how many records are
+    Segments (those of other shards included, which are not in `items`), and the first and
+    last timestamps (ns) of the block's records."""
 
     items: list[Segment | RawPacket]
     segments: int
@@ -69,21 +74,25 @@ def available() -> bool:
 
 
 def open_blocks(
-    capture: Capture, stats: DecodeStats, stop_ns: Callable[[], int]
+    capture: Capture,
+    stats: DecodeStats,
+    stop_ns: Callable[[], int],
+    shard: tuple[int, int] = (0, 1),
 ) -> Iterator[Block] | None:
     """The records of `capture` as blocks, or None when the C reader is not available (then
     iterate the capture as usual). `stats` gets the counts of the Segments made in C;
     `stop_ns()` is read before each walk: no record at or after that time is decoded in C
-    (the caller expires flows when it gets that record, as a RawPacket)."""
+    (the caller expires flows when it gets that record, as a RawPacket). `shard` (index,
+    count): the Segments of the flows of other shards are left out of the blocks."""
     if _SCAN is None:
         return None
     reader = capture.take_reader()
     if reader is None:
         return None
     if isinstance(reader, PcapReader):
-        blocks = _pcap_blocks(_SCAN, reader, stats, stop_ns)
+        blocks = _pcap_blocks(_SCAN, reader, stats, stop_ns, shard)
     else:
-        blocks = _pcapng_blocks(_SCAN, reader, stats, stop_ns)
+        blocks = _pcapng_blocks(_SCAN, reader, stats, stop_ns, shard)
     return _then_finish(blocks, capture)
 
 
@@ -105,7 +114,11 @@ def _single(raw: RawPacket) -> Block:
 
 
 def _pcap_blocks(
-    native: ModuleType, reader: PcapReader, stats: DecodeStats, stop_ns: Callable[[], int]
+    native: ModuleType,
+    reader: PcapReader,
+    stats: DecodeStats,
+    stop_ns: Callable[[], int],
+    shard: tuple[int, int],
 ) -> Iterator[Block]:
     feed = reader.feed
     fixed = (
@@ -116,13 +129,14 @@ def _pcap_blocks(
         reader.snaplen_bound,
         reader.linktype,
         BLOCK_RECORDS,
+        *shard,
     )
     frame = 0
     try:
         while True:
             walked: Walked = native.scan(feed.buf, feed.pos, frame, _clamped(stop_ns()), *fixed)
             feed.pos, frame, stop = walked[1:4]
-            if walked[0]:
+            if walked[0] or walked[5]:  # items, or only Segments of other shards
                 yield _counted(walked, stats)
             if stop != native.STOP_FULL:
                 # Refill the buffer, judge an odd header, or hand over the record at the
@@ -137,7 +151,11 @@ def _pcap_blocks(
 
 
 def _pcapng_blocks(
-    native: ModuleType, reader: PcapngReader, stats: DecodeStats, stop_ns: Callable[[], int]
+    native: ModuleType,
+    reader: PcapngReader,
+    stats: DecodeStats,
+    stop_ns: Callable[[], int],
+    shard: tuple[int, int],
 ) -> Iterator[Block]:
     feed = reader.feed
     while not reader.ended:
@@ -151,9 +169,10 @@ def _pcapng_blocks(
                 reader.big_endian,
                 table,
                 BLOCK_RECORDS,
+                *shard,
             )
             feed.pos, reader.frames, stop = walked[1:4]
-            if walked[0]:
+            if walked[0] or walked[5]:
                 yield _counted(walked, stats)
             if stop == native.STOP_FULL:
                 continue

@@ -25,7 +25,7 @@ import tcpdiag.capture.source as source_module
 from tcpdiag.capture import open_capture
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.decode import Decoder, scan
-from tcpdiag.engine import analyze_capture
+from tcpdiag.engine import analyze_capture, shard_of
 from tcpdiag.errors import CaptureError
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
@@ -64,15 +64,21 @@ class Reading:
     damage: list[object]
 
 
-def _read(path: Path, blocks: bool, stop: Callable[[], int] = lambda: 1 << 62) -> Reading:
+def _read(
+    path: Path,
+    blocks: bool,
+    stop: Callable[[], int] = lambda: 1 << 62,
+    shard: tuple[int, int] = (0, 1),
+) -> Reading:
     decoder = Decoder()
     records: list[tuple[int, object]] = []
     in_c = 0
     with open_capture(path) as capture:
-        found = scan.open_blocks(capture, decoder.stats, stop) if blocks else None
+        found = scan.open_blocks(capture, decoder.stats, stop, shard) if blocks else None
         if found is not None:
             for block in found:
-                assert block.segments == sum(type(i) is Segment for i in block.items)
+                if shard[1] == 1:
+                    assert block.segments == sum(type(i) is Segment for i in block.items)
                 in_c += block.segments
                 for item in block.items:
                     if type(item) is Segment:
@@ -126,6 +132,88 @@ def test_corpus_reads_the_same_both_ways(use_native: ModuleType) -> None:
         if reading is not None:
             segments_in_c += reading.in_c
     assert segments_in_c > 10_000  # the C path did the work, not the fallback
+
+
+@pytest.mark.parametrize("count", [2, 3])
+def test_a_shard_reads_its_own_segments_and_counts_the_others(
+    use_native: ModuleType, count: int
+) -> None:
+    """A walk for shard i of n makes exactly the Segments whose flow `shard_of` puts in shard i
+    (the C hash is Python's), hands every other record over as before, and counts the same
+    packets, snap-length cuts and times as the whole reading."""
+    kept_by_shard = [0] * count
+    for path in _corpus():
+        whole = _same(path)
+        if whole is None:
+            continue
+        in_c = _frames_in_c(path)
+        for index in range(count):
+            part = _read(path, blocks=True, shard=(index, count))
+            expected = [
+                (frame, rec)
+                for frame, rec in whole.records
+                if type(rec) is not Segment
+                or shard_of(rec.src, rec.sport, rec.dst, rec.dport, count) == index
+                or frame not in in_c  # decoded in Python: a RawPacket, sharded by the engine
+            ]
+            assert part.records == expected, path.name
+            assert part.stats == whole.stats
+            assert part.frames == whole.frames
+            assert part.in_c == whole.in_c  # skipped Segments are counted
+            kept_by_shard[index] += sum(type(rec) is Segment for _, rec in part.records)
+    assert min(kept_by_shard) > 1_000  # every shard got a real part of the corpus
+
+
+def _frames_in_c(path: Path) -> set[int]:
+    """Frames whose Segment the unsharded walk made in C."""
+    frames: set[int] = set()
+    with open_capture(path) as capture:
+        found = scan.open_blocks(capture, Decoder().stats, lambda: 1 << 62)
+        assert found is not None
+        for block in found:
+            frames.update(i.frame for i in block.items if type(i) is Segment)
+    return frames
+
+
+def test_shard_blocks_keep_the_times_of_skipped_records(
+    use_native: ModuleType, tmp_path: Path
+) -> None:
+    """Two flows, one per shard: each shard's blocks still span the first to the last record."""
+    path = tmp_path / "two.pcap"
+    a = (b"\x0a\x00\x00\x01", 1000, b"\x0a\x00\x00\x02", 80)
+    b = next(
+        (b"\x0a\x00\x00\x01", port, b"\x0a\x00\x00\x02", 80)
+        for port in range(1001, 2000)
+        if shard_of(b"\x0a\x00\x00\x01", port, b"\x0a\x00\x00\x02", 80, 2)
+        != shard_of(*a, 2)
+    )
+    records = b"".join(
+        pcap_record(1_700_000_000 + t, 0, _flow_frame(*flow))
+        for t, flow in enumerate([a, b, b, a, b])
+    )
+    path.write_bytes(pcap_header() + records)
+    for index in range(2):
+        with open_capture(path) as capture:
+            found = scan.open_blocks(capture, Decoder().stats, lambda: 1 << 62, (index, 2))
+            assert found is not None
+            blocks = list(found)
+        assert [b.segments for b in blocks] == [5]
+        assert blocks[0].first_ns == 1_700_000_000 * 10**9
+        assert blocks[0].last_ns == 1_700_000_004 * 10**9
+        own = 2 if shard_of(*a, 2) == index else 3
+        assert len(blocks[0].items) == own
+
+
+def _flow_frame(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000, 5 << 4, 0x18, 512, 0, 0) + b"hi"
+    ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(tcp), 7, 0x4000, 61, 6, 0) + src + dst
+    return ETHERNET_V4 + ip + tcp
+
+
+def test_a_bad_shard_is_refused(native: ModuleType) -> None:
+    for index, count in ((0, 0), (2, 2), (-1, 2), (0, 1 << 33)):
+        with pytest.raises(ValueError, match="shard"):
+            native.scan(b"", 0, 0, 1 << 62, 16, False, 1000, 10**6, 65535, 1, 8, index, count)
 
 
 def test_engine_reports_are_identical(
