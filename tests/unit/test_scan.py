@@ -184,8 +184,7 @@ def test_shard_blocks_keep_the_times_of_skipped_records(
     b = next(
         (b"\x0a\x00\x00\x01", port, b"\x0a\x00\x00\x02", 80)
         for port in range(1001, 2000)
-        if shard_of(b"\x0a\x00\x00\x01", port, b"\x0a\x00\x00\x02", 80, 2)
-        != shard_of(*a, 2)
+        if shard_of(b"\x0a\x00\x00\x01", port, b"\x0a\x00\x00\x02", 80, 2) != shard_of(*a, 2)
     )
     records = b"".join(
         pcap_record(1_700_000_000 + t, 0, _flow_frame(*flow))
