@@ -25,8 +25,10 @@ import gc
 import marshal
 import threading
 import zlib
+from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from tcpdiag.capture import Capture, CaptureInfo, open_capture
 from tcpdiag.config import AnalysisOptions
@@ -126,11 +128,18 @@ class Engine:
         on_flow: FlowCallback | None = None,
         shard: Shard | None = None,
         retain: RetainPredicate | None = None,
+        store: FlowStore | None = None,
     ) -> None:
         self.options = options or AnalysisOptions()
         self.path = path
         self._on_flow = on_flow
         self._shard = shard
+        # A shard's store (`split.py`): the flows it keeps go there, and the first frame of
+        # each of its flows (kept or not) is noted by id, which numbers the merged flows.
+        self._given_store = store
+        self.first_frames: array[int] | None = (
+            array("q") if store is not None and shard is not None else None
+        )
         # Live capture keeps only what `retain` accepts (problem flows); the rest is counted.
         self._retain = retain
         self._quota = ReportQuota(self.options.limits.max_report_flows)
@@ -139,7 +148,11 @@ class Engine:
         self._decoder = Decoder()
         self._table = FlowTable(self.options, on_open=self._flow_opened, on_close=self._flow_closed)
         self._context = CaptureContext()
-        self._results: list[FlowResult] | FlowStore = FlowStore() if self._stores_flows() else []
+        self._results: list[FlowResult] | FlowStore
+        if store is not None:
+            self._results = store
+        else:
+            self._results = FlowStore() if self._stores_flows() else []
         self._linktypes: set[int] = set()
         self.packets = 0
         self._gc_live = 0  # the collector's heap after this engine's last collection (estimate)
@@ -153,8 +166,10 @@ class Engine:
 
     def _stores_flows(self) -> bool:
         """A batch analysis of a whole capture: finished flows go to a `FlowStore`, each with
-        its timeline packed beside it (see `_flow_result`)."""
-        return self._on_flow is None and self._retain is None and self._shard is None
+        its timeline packed beside it (see `_flow_result`); so does a shard given a store."""
+        if self._on_flow is not None or self._retain is not None:
+            return False
+        return self._shard is None or self._given_store is not None
 
     @property
     def flows_open(self) -> int:
@@ -262,12 +277,18 @@ class Engine:
         result, packed_timeline = self._flow_result(flow)
         results = self._results
         if self._on_flow is None and self._retain is None:
+            frames = self.first_frames
+            if frames is not None:
+                _note_first_frame(frames, result)
             if not self._quota.keep(result):
                 self._release(result)
-            elif isinstance(results, FlowStore):
-                results.add(result, packed_timeline)
-            else:  # a shard
+            elif not isinstance(results, FlowStore):  # a shard without a store
                 results.append(result)
+            elif frames is None:
+                results.add(result, packed_timeline)
+            else:  # a shard's store: what the merge needs to apply the report quota
+                closed_at = _END_OF_CAPTURE if self._at_capture_end else self._table.clock
+                results.add(result, packed_timeline, closed_at, problem_flow(result))
             return
         if self._on_flow is not None:
             result.verdict = verdict(result)
@@ -418,6 +439,17 @@ def _conclude_store(
             store.amend(flow_id, finding, capture_rules.superseded_by(finding))
     store.seal(lambda flow, packed: _finish_flow(flow, packed, options))
     return sorted(capture_level, key=Finding.sort_key)
+
+
+# `closed_at` of the flows finished at the end of the capture, after every other one.
+_END_OF_CAPTURE = float("inf")
+
+
+def _note_first_frame(frames: array[int], flow: FlowResult) -> None:
+    index = flow.id - 1
+    if index >= len(frames):
+        frames.extend(repeat(-1, index + 1 - len(frames)))
+    frames[index] = flow.first_frame
 
 
 def _finish_flow(flow: FlowResult, packed_timeline: bytes | None, options: AnalysisOptions) -> None:

@@ -21,6 +21,7 @@ facts, when `seal`ed).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import marshal
 import os
@@ -29,6 +30,7 @@ import zlib
 from array import array
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import BinaryIO, overload
 
 from tcpdiag.result import Finding, FlowResult, Severity, flow_from_plain, flow_to_plain
@@ -49,12 +51,14 @@ Finisher = Callable[[FlowResult, bytes | None], None]
 class FlowStore(Sequence[FlowResult]):
     """Append `FlowResult`s in any order, `seal()`, then read them in flow-id order."""
 
-    def __init__(self, spool_bytes: int = SPOOL_BYTES) -> None:
+    def __init__(self, spool_bytes: int = SPOOL_BYTES, path: str | None = None) -> None:
         # In memory up to `spool_bytes`, then an anonymous temporary file that lives as long as
-        # the store (the report reads it after the analysis) and is deleted with it.
-        self._file: BinaryIO = io.BytesIO()
+        # the store (the report reads it after the analysis) and is deleted with it. With
+        # `path`, that file from the start (a shard's store, handed over by `detach`).
+        self._path = path
+        self._file: BinaryIO = io.BytesIO() if path is None else open(path, "xb+")  # noqa: SIM115
         self._spool_bytes = spool_bytes
-        self.on_disk = False
+        self.on_disk = path is not None
         self.disk_error: str | None = None  # why the flows stayed in memory, if they did
         self._size = 0
         # The file's position stays at its end: a seek on a buffered file flushes its buffer (a
@@ -73,19 +77,33 @@ class FlowStore(Sequence[FlowResult]):
         self._with_name: dict[str, array[int]] = {}
         # per record: `server_key` of a flow that completed a handshake (saw a SYN/ACK), else -1
         self._handshake_servers = array("q")
+        # per record, for merging shards (`split.py`): first frame, the table's clock when the
+        # flow was finished, and whether the report quota counted it as a problem flow
+        self._first_frames = array("q")
+        self._closed_at = array("d")
+        self._problems = bytearray()
         self._order: list[int] | None = None  # record positions in flow-id order, once sealed
         self._amended: dict[int, tuple[set[str], list[Finding]]] = {}
         self._finisher: Finisher | None = None
 
     # -- writing -------------------------------------------------------------------------------
 
-    def add(self, flow: FlowResult, packed_timeline: bytes | None = None) -> None:
+    def add(
+        self,
+        flow: FlowResult,
+        packed_timeline: bytes | None = None,
+        closed_at: float = 0.0,
+        problem: bool = False,
+    ) -> None:
         if self._order is not None:
             raise RuntimeError("the flow store is sealed")
         blob = marshal.dumps((flow_to_plain(flow), packed_timeline), MARSHAL_VERSION)
         self._write(blob)
         position = len(self._ids)
         self._ids.append(flow.id)
+        self._first_frames.append(flow.first_frame)
+        self._closed_at.append(closed_at)
+        self._problems.append(problem)
         self._offsets.append(self._size)
         self._lengths.append(len(blob))
         self._size += len(blob)
@@ -197,6 +215,26 @@ class FlowStore(Sequence[FlowResult]):
     def close(self) -> None:
         self._file.close()
 
+    def detach(self) -> StoredFlows:
+        """A store made with a `path`, handed to another process: its file, complete and
+        closed, and the facts kept per record (`split.merge_stored`)."""
+        if self._path is None or not self.on_disk:
+            raise RuntimeError("only a store on a named file can be detached")
+        self._file.close()
+        return StoredFlows(
+            path=self._path,
+            ids=self._ids,
+            offsets=self._offsets,
+            lengths=self._lengths,
+            severity=bytes(self._severity),
+            names=self._names,
+            with_name=self._with_name,
+            handshake_servers=self._handshake_servers,
+            first_frames=self._first_frames,
+            closed_at=self._closed_at,
+            problems=bytes(self._problems),
+        )
+
     def __reduce__(self) -> tuple[type[list[FlowResult]], tuple[list[FlowResult]]]:
         # Crossing a process boundary (`analyze --jobs`): the receiver gets a plain list.
         return (list, (list(self),))
@@ -204,6 +242,10 @@ class FlowStore(Sequence[FlowResult]):
     # -- internals -----------------------------------------------------------------------------
 
     def _write(self, blob: bytes) -> None:
+        if self._path is not None:  # a shard's store: on its named file, whatever happens
+            self._file.write(blob)
+            self._unflushed = True
+            return
         if (
             not self.on_disk
             and self.disk_error is None
@@ -273,6 +315,108 @@ class FlowStore(Sequence[FlowResult]):
         if self._finisher is not None:
             self._finisher(flow, packed if timeline else None)
         return flow
+
+
+@dataclass
+class StoredFlows:
+    """A detached store (`FlowStore.detach`): its named file and, per record (in the order
+    added), the facts the store keeps in memory. Small enough to pass between processes."""
+
+    path: str
+    ids: array[int]
+    offsets: array[int]
+    lengths: array[int]
+    severity: bytes
+    names: Counter[str]
+    with_name: dict[str, array[int]]
+    handshake_servers: array[int]
+    first_frames: array[int]
+    closed_at: array[float]
+    problems: bytes
+
+
+def read_stored(stored: StoredFlows, positions: Iterable[int]) -> Iterator[FlowResult]:
+    """The flows at these record positions of a detached store, as written (ids unchanged)."""
+    fd = os.open(stored.path, os.O_RDONLY)
+    try:
+        for i in positions:
+            values, _ = marshal.loads(os.pread(fd, stored.lengths[i], stored.offsets[i]))
+            yield flow_from_plain(values)
+    finally:
+        os.close(fd)
+
+
+class MergedStore(FlowStore):
+    """Records of several detached stores (the flow shards of one capture) read as one sealed
+    store: `records` lists (flow id in the whole capture, shard, record position in that
+    shard's store) of the records to keep, in the order they count as added; `released` are
+    the findings (per name) of the records left out. Each flow read gets its new id, and so do
+    its findings. The shards' files are opened at once; the caller may delete them then."""
+
+    def __init__(
+        self,
+        shards: Sequence[StoredFlows],
+        records: Iterable[tuple[int, int, int]],
+        released: Counter[str],
+    ) -> None:
+        super().__init__()
+        self.on_disk = True
+        self._fds = [os.open(shard.path, os.O_RDONLY) for shard in shards]
+        self._source = array("i")  # shard of each record
+        merged_at = [array("q", [-1]) * len(shard.ids) for shard in shards]
+        for flow_id, index, position in records:
+            shard = shards[index]
+            merged_at[index][position] = len(self._ids)
+            self._ids.append(flow_id)
+            self._source.append(index)
+            self._offsets.append(shard.offsets[position])
+            self._lengths.append(shard.lengths[position])
+            self._severity.append(shard.severity[position])
+            self._handshake_servers.append(shard.handshake_servers[position])
+            self._first_frames.append(shard.first_frames[position])
+            self._closed_at.append(shard.closed_at[position])
+            self._problems.append(shard.problems[position])
+        names: Counter[str] = Counter()
+        with_name: dict[str, list[int]] = {}
+        for index, shard in enumerate(shards):
+            names.update(shard.names)
+            for name, positions in shard.with_name.items():
+                kept = [merged_at[index][p] for p in positions]
+                with_name.setdefault(name, []).extend(i for i in kept if i >= 0)
+        names.subtract(released)
+        self._names = +names
+        # in the order the records count as added, as in a store filled by one process
+        self._with_name = {name: array("i", sorted(at)) for name, at in with_name.items()}
+        self._size = sum(self._lengths)
+
+    def add(
+        self,
+        flow: FlowResult,
+        packed_timeline: bytes | None = None,
+        closed_at: float = 0.0,
+        problem: bool = False,
+    ) -> None:
+        raise RuntimeError("a merged flow store takes no more flows")
+
+    def close(self) -> None:
+        fds, self._fds = self._fds, []
+        for fd in fds:
+            os.close(fd)
+
+    def _load(self, i: int) -> tuple[FlowResult, bytes | None]:
+        blob = os.pread(self._fds[self._source[i]], self._lengths[i], self._offsets[i])
+        values, packed = marshal.loads(blob)
+        flow = flow_from_plain(values)
+        old, new = flow.id, self._ids[i]
+        flow.id = new
+        if flow.findings:
+            flow.findings = [
+                dataclasses.replace(f, flow=new) if f.flow == old else f for f in flow.findings
+            ]
+        return flow, packed
+
+    def __del__(self) -> None:
+        self.close()
 
 
 class StoreView(Sequence[FlowResult]):

@@ -325,6 +325,11 @@ class FlowTable:
         self.late_after_early_close = 0
         self.late_after_early_close_frames: list[int] = []
 
+    @property
+    def clock(self) -> float:
+        """The table's capture clock (seconds; see `_advance_clock`)."""
+        return self._clock
+
     def __len__(self) -> int:
         return len(self._flows) + len(self._dozing)
 

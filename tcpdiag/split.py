@@ -1,0 +1,307 @@
+"""One capture analysed by several local processes, each following a shard of its flows.
+
+Theory of operation
+-------------------
+`analyze --jobs N` with fewer captures than N splits each large local capture by flow, never by
+bytes (the Dask path, `distributed.py`, does the same across machines). N worker processes
+each read the whole file with `Engine(shard=(i, N))`: the C block reader decodes every record
+but makes objects only for the TCP segments of the flows whose canonical 4-tuple hashes to `i`
+(`engine.shard_of`), so no flow is cut and each lives and dies exactly as in one process. A
+worker writes the flows it keeps to its own store file (`FlowStore(path=...)`) and sends back
+only what the merge needs: its `PartialCapture` without flows, the store's per-record facts
+(`StoredFlows`), and the first frame of each of its flows by id. The parent then:
+
+* numbers every flow as one process would (the flow table numbers flows as their first packet
+  arrives): a flow's id is one more than the number of flows, in all shards, that began at an
+  earlier frame, counted from the workers' first-frame lists;
+* applies the report quota (`Limits.max_report_flows`) to the whole capture: each worker kept
+  at most the quota of its own flows, which includes every flow the whole capture would keep;
+  the parent goes through them in the order they were finished and keeps the same numbers of
+  problem and healthy flows as one process;
+* merges the capture contexts (`distributed.merge_contexts`), and reads the flows from the
+  workers' files through a `MergedStore`, which gives each flow (and its findings) its new id;
+
+then `engine.conclude` runs the capture-level rules once, as for any capture. Memory stays
+bounded by the flows open at once in each worker, plus, in the parent, the records kept by
+the quota and eight bytes per flow of the first-frame lists.
+
+Where a split run can differ from one process: the limits that apply per flow table
+(`max_flows`, `max_closed_flows`) apply to each worker's table, as on Dask; and when the report
+quota is reached, the order in which flows were finished is each worker's, merged by the
+time of its flow table's clock, so the flows kept at the boundary of the quota can differ.
+Every other part of the report is the same, byte for byte (`tests/unit/test_split.py`).
+
+Ctrl-C: every worker stops where it is and sends what it has read; the report covers that,
+marked incomplete, as in one process.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import multiprocessing
+import os
+import signal
+import tempfile
+from array import array
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+
+from tcpdiag.capture import open_capture
+from tcpdiag.config import AnalysisOptions
+from tcpdiag.distributed import merge_contexts
+from tcpdiag.engine import (
+    AnalysisInterrupted,
+    Engine,
+    PartialCapture,
+    Shard,
+    analyze_capture,
+    conclude,
+    gc_tuned,
+)
+from tcpdiag.errors import CaptureError
+from tcpdiag.result import CaptureResult
+from tcpdiag.store import MergedStore, StoredFlows, read_stored
+
+# Below this size a capture is analysed in one process: starting workers and merging costs
+# more than the work they would share.
+MIN_SPLIT_BYTES = 32 << 20
+
+
+@dataclass
+class ShardResult:
+    """What a worker sends back: everything but the flows, which stay in its store file."""
+
+    part: PartialCapture
+    stored: StoredFlows
+    first_frames: array[int]  # first frame of each of the shard's flows, by id
+    interrupted: bool
+
+
+def worth_splitting(path: str, jobs: int) -> bool:
+    """A local capture file big enough for `jobs` processes to share."""
+    if jobs < 2 or path == "-":
+        return False
+    try:
+        return os.path.getsize(path) >= MIN_SPLIT_BYTES
+    except OSError:
+        return False  # let the ordinary path report it
+
+
+def analyze_split(path: str, options: AnalysisOptions, jobs: int) -> CaptureResult:
+    """`engine.analyze_capture(path, options)` by `jobs` processes (see the module docstring).
+    Raises CaptureError as it does; AnalysisInterrupted, with the merged result so far, on
+    Ctrl-C."""
+    try:
+        directory = tempfile.TemporaryDirectory(prefix="tcpdiag-split-")
+    except OSError:  # no writable temporary directory: one process keeps its flows in memory
+        return analyze_capture(path, options)
+    with directory:
+        files = [os.path.join(directory.name, f"shard-{i}.flows") for i in range(jobs)]
+        results = _run_workers(path, options, jobs, files)
+        part = merge_stored(results, options)  # opens the files: they may go now
+    result = conclude(part, options)
+    if any(r.interrupted for r in results):
+        result.incomplete = True
+        raise AnalysisInterrupted(result)
+    return result
+
+
+# -- the workers ----------------------------------------------------------------------------------
+
+
+def analyze_shard(
+    path: str, options: AnalysisOptions, shard: Shard, store_path: str
+) -> ShardResult:
+    """One worker's part: the flows of `shard`, kept in a store on `store_path`."""
+    from tcpdiag.store import FlowStore
+
+    with gc_tuned(), open_capture(path, max_input_bytes=options.limits.max_input_bytes) as reader:
+        store = FlowStore(path=store_path)
+        engine = Engine(options, path=path, shard=shard, store=store)
+        interrupted = False
+        try:
+            engine.feed_capture(reader)
+        except KeyboardInterrupt:
+            interrupted = True
+        part = engine.close(reader)
+    part.flows = []
+    assert engine.first_frames is not None
+    return ShardResult(part, store.detach(), engine.first_frames, interrupted)
+
+
+def _worker(
+    conn: Connection, path: str, options: AnalysisOptions, shard: Shard, store: str
+) -> None:
+    try:
+        conn.send(analyze_shard(path, options, shard, store))
+    except CaptureError as exc:
+        conn.send(exc)
+    finally:
+        conn.close()
+
+
+def _run_workers(
+    path: str, options: AnalysisOptions, jobs: int, files: list[str]
+) -> list[ShardResult]:
+    context = multiprocessing.get_context()
+    workers: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
+    try:
+        for index in range(jobs):
+            receiver, sender = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_worker,
+                args=(sender, path, options, (index, jobs), files[index]),
+                name=f"tcpdiag-shard-{index}",
+                daemon=True,
+            )
+            process.start()
+            sender.close()
+            workers.append((process, receiver))
+        return [_receive(worker, conn, workers) for worker, conn in workers]
+    finally:
+        for worker, conn in workers:
+            conn.close()
+            if worker.is_alive():
+                worker.kill()
+            worker.join()
+
+
+def _receive(
+    process: multiprocessing.process.BaseProcess,
+    conn: Connection,
+    workers: Sequence[tuple[multiprocessing.process.BaseProcess, Connection]],
+) -> ShardResult:
+    while True:
+        try:
+            message = conn.recv()
+            break
+        except KeyboardInterrupt:
+            # Ctrl-C at a terminal reaches the workers too; a signal sent to this process only
+            # is passed on. Each worker then sends what it has read.
+            for other, _ in workers:
+                if other.is_alive() and other.pid is not None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(other.pid, signal.SIGINT)
+        except EOFError:
+            process.join()
+            raise CaptureError(
+                f"a worker process ended without a result (exit code {process.exitcode})"
+            ) from None
+    if isinstance(message, CaptureError):
+        raise message
+    assert isinstance(message, ShardResult)
+    return message
+
+
+# -- the merge ------------------------------------------------------------------------------------
+
+
+def merge_stored(results: Sequence[ShardResult], options: AnalysisOptions) -> PartialCapture:
+    """The shards of one capture (in shard order) as one `PartialCapture` whose flows are a
+    `MergedStore` over the shards' files."""
+    parts = [r.part for r in results]
+    base = _base(results)
+    number = _Numbering([r.first_frames for r in results])
+    stores = [r.stored for r in results]
+    kept, released, released_names = _quota(stores, options.limits.max_report_flows)
+    records = [
+        (number.of(stores[index].first_frames[position]), index, position)
+        for index, position in kept
+    ]
+    ids: list[dict[int, int]] = [{} for _ in stores]
+    for flow_id, index, position in records:
+        ids[index][stores[index].ids[position]] = flow_id
+    names: Counter[str] = Counter(released_names)
+    for part in parts:
+        names.update(part.released_findings)
+    return PartialCapture(
+        path=base.path,
+        info=base.info,
+        packets=base.packets,
+        tcp_packets=base.tcp_packets,
+        first_ns=base.first_ns,
+        last_ns=base.last_ns,
+        linktypes=set(base.linktypes),
+        damaged=base.damaged,
+        flows=MergedStore(stores, records, released_names),
+        context=merge_contexts([part.context for part in parts], ids),
+        decode_stats=base.decode_stats,
+        flows_released=released + sum(part.flows_released for part in parts),
+        released_findings=dict(names),
+    )
+
+
+def _base(results: Sequence[ShardResult]) -> PartialCapture:
+    """The shard whose reading stands for the capture's: any, when all read the same packets;
+    after Ctrl-C, the one that read furthest."""
+    parts = [r.part for r in results]
+    if any(r.interrupted for r in results):
+        return max(parts, key=lambda p: p.packets)
+    base = parts[0]
+    for part in parts[1:]:
+        if (part.packets, part.first_ns, part.last_ns) != (
+            base.packets,
+            base.first_ns,
+            base.last_ns,
+        ):
+            raise CaptureError(
+                f"{base.path}: the capture changed while it was being read "
+                f"({base.packets:,} packets in one read, {part.packets:,} in another)"
+            )
+    return base
+
+
+class _Numbering:
+    """Flow ids of the whole capture from each shard's first frames: one plus the number of
+    flows, in all shards, that began at an earlier frame (a frame belongs to one flow)."""
+
+    def __init__(self, first_frames: Sequence[array[int]]) -> None:
+        self._sorted = [array("q", sorted(frames)) for frames in first_frames]
+
+    def of(self, first_frame: int) -> int:
+        return 1 + sum(bisect.bisect_left(frames, first_frame) for frames in self._sorted)
+
+
+def _quota(
+    stores: Sequence[StoredFlows], limit: int
+) -> tuple[list[tuple[int, int]], int, Counter[str]]:
+    """`engine.ReportQuota` over the whole capture: (shard, position) of the records kept, in
+    the order finished; how many more are released, and their findings per name."""
+    order = sorted(_finished_order(stores))
+    problems_left = limit - limit // 2
+    healthy_left = limit // 2
+    kept: list[tuple[int, int]] = []
+    released = 0
+    with_findings: list[list[int]] = [[] for _ in stores]  # released records to read
+    for *_, index, position in order:
+        store = stores[index]
+        if store.problems[position]:
+            keep = problems_left > 0
+            problems_left -= keep
+        else:
+            keep = healthy_left > 0
+            healthy_left -= keep
+        if keep:
+            kept.append((index, position))
+            continue
+        released += 1
+        if store.severity[position]:
+            with_findings[index].append(position)
+    names: Counter[str] = Counter()
+    for store, positions in zip(stores, with_findings, strict=True):
+        for flow in read_stored(store, positions):
+            names.update(f.name for f in flow.findings)
+    return kept, released, names
+
+
+def _finished_order(stores: Sequence[StoredFlows]) -> Iterator[tuple[float, int, int, int]]:
+    """Per record: (clock when finished, then for the flows finished at the end of the capture
+    their first frame, which is their id order there; shard; position)."""
+    for index, store in enumerate(stores):
+        frames = store.first_frames
+        for position, closed_at in enumerate(store.closed_at):
+            at_end = closed_at == float("inf")
+            yield closed_at, frames[position] if at_end else 0, index, position
