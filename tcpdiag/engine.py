@@ -146,7 +146,9 @@ class Engine:
         self._released = 0
         self._released_findings: dict[str, int] = {}
         self._decoder = Decoder()
-        self._table = FlowTable(self.options, on_open=self._flow_opened, on_close=self._flow_closed)
+        self._table = FlowTable(
+            self.options, on_open=self._flow_opened, on_close=self._flow_closed, sweeps=False
+        )
         self._context = CaptureContext()
         self._results: list[FlowResult] | FlowStore
         if store is not None:
@@ -192,6 +194,7 @@ class Engine:
         if raw.linktype not in self._linktypes:
             self._linktypes.add(raw.linktype)
         if ts >= self._next_expire_ns:
+            self._table.frame = raw.frame
             self._table.expire(ts / 1e9)
             self._next_expire_ns = ts + _EXPIRE_EVERY_NS
         rec = self._decoder.decode(raw)
@@ -287,8 +290,7 @@ class Engine:
             elif frames is None:
                 results.add(result, packed_timeline)
             else:  # a shard's store: what the merge needs to apply the report quota
-                closed_at = _END_OF_CAPTURE if self._at_capture_end else self._table.clock
-                results.add(result, packed_timeline, closed_at, problem_flow(result))
+                results.add(result, packed_timeline, self._finish_key(flow), problem_flow(result))
             return
         if self._on_flow is not None:
             result.verdict = verdict(result)
@@ -302,6 +304,14 @@ class Engine:
             return
         assert not isinstance(results, FlowStore)  # with on_flow/retain: a list (_stores_flows)
         results.append(result)
+
+    def _finish_key(self, flow: Flow) -> tuple[int, int]:
+        """Where a flow was finished in the order of the whole capture: (the frame of the
+        record being read, then the order within it). A sweep finishes the closed flows, then
+        the idle ones, each by last activity; the end of the capture, by id (first frame)."""
+        if self._at_capture_end:
+            return (_END_OF_CAPTURE, flow.first_frame)
+        return (self._table.frame, (0 if flow.closed else 1 << 62) + flow.last_frame)
 
     def _release(self, result: FlowResult) -> None:
         """Not kept for the report: counted in the summary, then forgotten."""
@@ -441,8 +451,8 @@ def _conclude_store(
     return sorted(capture_level, key=Finding.sort_key)
 
 
-# `closed_at` of the flows finished at the end of the capture, after every other one.
-_END_OF_CAPTURE = float("inf")
+# The "frame" at which the flows still open at the end of the capture are finished.
+_END_OF_CAPTURE = 1 << 62
 
 
 def _note_first_frame(frames: array[int], flow: FlowResult) -> None:

@@ -297,11 +297,10 @@ def _quota(
     return kept, released, names
 
 
-def _finished_order(stores: Sequence[StoredFlows]) -> Iterator[tuple[float, int, int, int]]:
-    """Per record: (clock when finished, then for the flows finished at the end of the capture
-    their first frame, which is their id order there; shard; position)."""
+def _finished_order(stores: Sequence[StoredFlows]) -> Iterator[tuple[int, int, int, int]]:
+    """Per record: (where in the capture its flow was finished, the order there; shard;
+    position), as `Engine._finish_key` put them."""
     for index, store in enumerate(stores):
-        frames = store.first_frames
-        for position, closed_at in enumerate(store.closed_at):
-            at_end = closed_at == float("inf")
-            yield closed_at, frames[position] if at_end else 0, index, position
+        ranks = store.finish_rank
+        for position, frame in enumerate(store.finished_at):
+            yield frame, ranks[position], index, position

@@ -77,10 +77,12 @@ class FlowStore(Sequence[FlowResult]):
         self._with_name: dict[str, array[int]] = {}
         # per record: `server_key` of a flow that completed a handshake (saw a SYN/ACK), else -1
         self._handshake_servers = array("q")
-        # per record, for merging shards (`split.py`): first frame, the table's clock when the
-        # flow was finished, and whether the report quota counted it as a problem flow
+        # per record, for merging shards (`split.py`): first frame, where in the capture the
+        # flow was finished (`Engine._finish_key`), and whether the report quota counted it as
+        # a problem flow
         self._first_frames = array("q")
-        self._closed_at = array("d")
+        self._finished_at = array("q")
+        self._finish_rank = array("q")
         self._problems = bytearray()
         self._order: list[int] | None = None  # record positions in flow-id order, once sealed
         self._amended: dict[int, tuple[set[str], list[Finding]]] = {}
@@ -92,7 +94,7 @@ class FlowStore(Sequence[FlowResult]):
         self,
         flow: FlowResult,
         packed_timeline: bytes | None = None,
-        closed_at: float = 0.0,
+        finished: tuple[int, int] = (0, 0),
         problem: bool = False,
     ) -> None:
         if self._order is not None:
@@ -102,7 +104,8 @@ class FlowStore(Sequence[FlowResult]):
         position = len(self._ids)
         self._ids.append(flow.id)
         self._first_frames.append(flow.first_frame)
-        self._closed_at.append(closed_at)
+        self._finished_at.append(finished[0])
+        self._finish_rank.append(finished[1])
         self._problems.append(problem)
         self._offsets.append(self._size)
         self._lengths.append(len(blob))
@@ -231,7 +234,8 @@ class FlowStore(Sequence[FlowResult]):
             with_name=self._with_name,
             handshake_servers=self._handshake_servers,
             first_frames=self._first_frames,
-            closed_at=self._closed_at,
+            finished_at=self._finished_at,
+            finish_rank=self._finish_rank,
             problems=bytes(self._problems),
         )
 
@@ -331,7 +335,8 @@ class StoredFlows:
     with_name: dict[str, array[int]]
     handshake_servers: array[int]
     first_frames: array[int]
-    closed_at: array[float]
+    finished_at: array[int]
+    finish_rank: array[int]
     problems: bytes
 
 
@@ -374,7 +379,8 @@ class MergedStore(FlowStore):
             self._severity.append(shard.severity[position])
             self._handshake_servers.append(shard.handshake_servers[position])
             self._first_frames.append(shard.first_frames[position])
-            self._closed_at.append(shard.closed_at[position])
+            self._finished_at.append(shard.finished_at[position])
+            self._finish_rank.append(shard.finish_rank[position])
             self._problems.append(shard.problems[position])
         names: Counter[str] = Counter()
         with_name: dict[str, list[int]] = {}
@@ -393,7 +399,7 @@ class MergedStore(FlowStore):
         self,
         flow: FlowResult,
         packed_timeline: bytes | None = None,
-        closed_at: float = 0.0,
+        finished: tuple[int, int] = (0, 0),
         problem: bool = False,
     ) -> None:
         raise RuntimeError("a merged flow store takes no more flows")

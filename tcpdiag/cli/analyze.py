@@ -21,6 +21,7 @@ from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import AnalysisInterrupted, analyze_capture
 from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, CaptureResult
+from tcpdiag.split import analyze_split, worth_splitting
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -38,7 +39,13 @@ FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
 @click.option("--timeline/--no-timeline", default=True, help="Annotated timelines (text, html).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
-@click.option("--jobs", "-j", type=click.IntRange(1, 256), default=1, help="Captures in parallel.")
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1, 256),
+    default=1,
+    help="Processes: captures in parallel; one large capture split by flow across them.",
+)
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")
 @click.option(
@@ -131,6 +138,10 @@ def _analyze_one(path: str, options: AnalysisOptions) -> CaptureResult:
 
 
 def _analyze_all(paths: list[str], options: AnalysisOptions, jobs: int) -> Iterator[CaptureResult]:
+    if len(paths) == 1 and worth_splitting(paths[0], jobs):
+        # One large capture: its flows shared by `jobs` processes (the same report).
+        yield analyze_split(paths[0], options, jobs)
+        return
     if jobs <= 1 or len(paths) <= 1 or "-" in paths:
         for path in paths:
             yield analyze_capture(path, options)

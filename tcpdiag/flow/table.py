@@ -283,10 +283,14 @@ class FlowTable:
         options: AnalysisOptions | None = None,
         on_open: FlowCallback | None = None,
         on_close: FlowCallback | None = None,
+        sweeps: bool = True,
     ) -> None:
         self.options = options or AnalysisOptions()
         self.on_open = on_open
         self.on_close = on_close
+        # The frame of the segment being added (or, from the caller, of the record at which it
+        # expires flows): what `on_close` sees as the moment a flow was finished.
+        self.frame = 0
         # LRU order, oldest first; an entry is a Flow or a compact embryo (SYNs only). Keyed by
         # FlowKey, but held as `Hashable`: compiled, a `FlowKey` variable holds its two tuples
         # unboxed, and each use as a dict key would build a new tuple of them (equal, not the
@@ -313,7 +317,12 @@ class FlowTable:
         # Finalised-by-timeout flows, kept tiny for `idle_timeout` to recognise port reuse.
         self._tombs: OrderedDict[bytes, _Tomb] = OrderedDict()  # by `_tomb_key`
         self._next_id = 1
-        self._last_sweep = float("-inf")
+        # With `sweeps`, the table expires idle flows itself, every `SWEEP_INTERVAL` of the
+        # time of its own packets; without, only when the caller says (`expire`). The engine
+        # does, once a second of capture time at whatever record reaches it, so that flows are
+        # finished at the same records whichever of the capture's flows a table follows (one
+        # shard's, or all; `split.py`).
+        self._last_sweep = float("-inf") if sweeps else float("inf")
         self._clock = float("-inf")
         self._jump: float | None = None
         self.flows_created = 0
@@ -379,6 +388,7 @@ class FlowTable:
         """Account one TCP segment (capture order). Returns the flow it belongs to, or None
         while the tuple is only an embryo (pure SYNs; see the module docstring)."""
         t = seg.time
+        self.frame = seg[0]  # (by index: compiled, a NamedTuple field by name is looked up)
         clock = self._clock
         if clock < t and t - clock <= SUSPICIOUS_JUMP and self._jump is None:
             now = self._clock = t  # the common case of `_advance_clock`

@@ -22,6 +22,7 @@ RANKS = {
     "checkconfig": 7,
     "lab": 8,
     "distributed": 6,
+    "split": 6,
     "cli": 9,
     "__main__": 10,
 }

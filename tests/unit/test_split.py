@@ -1,0 +1,183 @@
+"""One capture split by flow across local processes (`split.py`, `analyze --jobs N`) gives the
+single-process report, byte for byte.
+
+The workers are real processes. Each comparison runs both ways with the C block reader (built
+from `_scan.c` as in `test_scan.py`; forked workers inherit it) and with the pure-Python path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from click.testing import CliRunner
+
+import tcpdiag.split as split
+from tcpdiag.cli.main import cli
+from tcpdiag.config import AnalysisOptions, Limits
+from tcpdiag.decode import scan
+from tcpdiag.engine import AnalysisInterrupted, Engine, analyze_capture
+from tcpdiag.errors import CaptureError
+from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
+from tcpdiag.report.json import capture_json, dumps
+from tcpdiag.result import CaptureResult
+from tests.capture_files import PUBLIC
+from tests.cbuild import REPO, build_extension, load_extension
+from tests.modules import load_file
+
+gen = load_file(REPO / "benchmarks" / "gen.py", "bench_gen", register=True)
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    target = build_extension(
+        REPO / "tcpdiag" / "decode" / "_scan.c",
+        "tcpdiag.decode._scan",
+        tmp_path_factory.mktemp("scan"),
+    )
+    module = load_extension(target, "tcpdiag.decode._scan")
+    module.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
+    return module
+
+
+@pytest.fixture(params=["c", "python"])
+def reader(request: pytest.FixtureRequest, native: ModuleType) -> Iterator[str]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scan, "_SCAN", native if request.param == "c" else None)
+        yield request.param
+
+
+@pytest.fixture(scope="module")
+def many_flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """~30k packets of short connections, most of them failing: thousands of flows."""
+    path = tmp_path_factory.mktemp("split") / "failures.pcap"
+    pattern = dataclasses.replace(gen.PATTERNS["failures"], warmup_s=0.2)
+    gen.generate(str(path), 30_000, seed=3, pattern=pattern)
+    return path
+
+
+def _json(result: CaptureResult) -> str:
+    return dumps(capture_json(result))
+
+
+def _corpus() -> list[Path]:
+    found = []
+    for folder in (REPO / "captures", PUBLIC):
+        if folder.is_dir():
+            found += sorted(p for p in folder.iterdir() if ".pcap" in p.name or p.suffix == ".cap")
+    return found
+
+
+def test_split_equals_one_process_on_every_capture(reader: str) -> None:
+    compared = 0
+    for path in _corpus():
+        try:
+            single = _json(analyze_capture(str(path)))
+        except CaptureError as exc:
+            with pytest.raises(CaptureError) as raised:
+                split.analyze_split(str(path), AnalysisOptions(), 2)
+            assert str(raised.value) == str(exc)
+            continue
+        for jobs in (2, 3):
+            assert _json(split.analyze_split(str(path), AnalysisOptions(), jobs)) == single, (
+                path.name,
+                jobs,
+            )
+        compared += 1
+    assert compared >= 20
+
+
+@pytest.mark.parametrize("limit", [40_000, 600, 7])
+def test_split_applies_the_report_quota_to_the_whole_capture(
+    reader: str, many_flows: Path, limit: int
+) -> None:
+    """Each worker keeps at most the quota of its own flows; the merge keeps the quota of the
+    whole capture, numbers flows as one process does and counts what it released."""
+    options = AnalysisOptions(limits=Limits(max_report_flows=limit))
+    single = analyze_capture(str(many_flows), options)
+    merged = split.analyze_split(str(many_flows), options, 3)
+    flows = list(merged.flows)
+    assert len(flows) == len(single.flows) <= limit
+    assert merged.flows_released == single.flows_released
+    assert merged.released_findings == single.released_findings
+    if limit == 40_000:
+        assert single.flows_released == 0
+        assert len(flows) > 1_500
+    else:
+        assert single.flows_released > 1_000  # the quota bound hard
+    # In the one-process numbering: the flows kept are those of the same ids.
+    assert [f.id for f in flows] == [f.id for f in single.flows]
+    assert _json(merged) == _json(single)
+
+
+def test_flow_ids_follow_first_frames(many_flows: Path) -> None:
+    """The merge numbers flows by first frame: that is how the flow table numbers them."""
+    flows = list(analyze_capture(str(many_flows)).flows)
+    assert [f.id for f in flows] == list(range(1, len(flows) + 1))
+    frames = [f.first_frame for f in flows]
+    assert frames == sorted(frames)
+
+
+def test_a_worker_that_dies_is_a_capture_error(
+    many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def dies(*args: object) -> None:
+        os._exit(3)
+
+    monkeypatch.setattr(split, "analyze_shard", dies)
+    with pytest.raises(CaptureError, match=r"worker process ended without a result \(exit code 3"):
+        split.analyze_split(str(many_flows), AnalysisOptions(), 2)
+
+
+def test_ctrl_c_reports_what_every_worker_read(
+    reader: str, many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker interrupted part-way sends its flows so far; the merged result says it is
+    incomplete, as one process's does."""
+    feed = Engine.feed_capture
+
+    def interrupted(self: Engine, capture: object) -> None:
+        if self._shard is not None and self._shard[0] == 1:
+            os.kill(os.getpid(), signal.SIGINT)  # to this worker only
+        feed(self, capture)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Engine, "feed_capture", interrupted)
+    with pytest.raises(AnalysisInterrupted) as stop:
+        split.analyze_split(str(many_flows), AnalysisOptions(), 2)
+    partial = stop.value.partial
+    assert partial.incomplete
+    whole = analyze_capture(str(many_flows))
+    assert 0 < len(list(partial.flows)) < len(whole.flows)
+
+
+def test_only_large_local_files_are_split(tmp_path: Path, many_flows: Path) -> None:
+    size = many_flows.stat().st_size
+    assert not split.worth_splitting(str(many_flows), 1)
+    assert not split.worth_splitting("-", 4)
+    assert not split.worth_splitting(str(tmp_path / "missing.pcap"), 4)
+    assert split.worth_splitting(str(many_flows), 2) == (size >= split.MIN_SPLIT_BYTES)
+
+
+def test_analyze_jobs_on_one_capture_splits_it(
+    many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = split.analyze_split
+
+    def counted(path: str, options: AnalysisOptions, jobs: int) -> CaptureResult:
+        calls.append(jobs)
+        return real(path, options, jobs)
+
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr("tcpdiag.cli.analyze.analyze_split", counted)
+    runner = CliRunner()
+    one = runner.invoke(cli, ["analyze", str(many_flows), "--format", "json"])
+    two = runner.invoke(cli, ["analyze", "-j", "2", str(many_flows), "--format", "json"])
+    assert one.exit_code == two.exit_code == 0, two.output
+    assert calls == [2]
+    assert two.stdout == one.stdout
