@@ -125,6 +125,9 @@ def analyze_shard(
         try:
             engine.feed_capture(reader)
         except KeyboardInterrupt:
+            # Ctrl-C reaches a worker twice at a terminal (from the terminal, and passed on by
+            # the parent): the second must not cut short the result of the first.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             interrupted = True
         part = engine.close(reader)
     part.flows = []

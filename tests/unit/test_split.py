@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -153,6 +154,22 @@ def test_ctrl_c_reports_what_every_worker_read(
     assert partial.incomplete
     whole = analyze_capture(str(many_flows))
     assert 0 < len(list(partial.flows)) < len(whole.flows)
+
+
+def test_ctrl_c_sent_to_the_parent_is_passed_on(many_flows: Path) -> None:
+    """A SIGINT to the parent only (not from a terminal): it passes it on to the workers and
+    reports what they read."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(scan, "_SCAN", None)  # the slower path: the workers are still reading
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(AnalysisInterrupted) as stop:
+                split.analyze_split(str(many_flows), AnalysisOptions(), 2)
+        finally:
+            timer.cancel()
+    assert stop.value.partial.incomplete
+    assert 0 < stop.value.partial.packets < 30_000
 
 
 def test_only_large_local_files_are_split(tmp_path: Path, many_flows: Path) -> None:
