@@ -16,9 +16,10 @@ lives and dies exactly as in one process. A merge task (`merge_shards`, on a wor
 partial results travel between workers and only the final result reaches the client) then puts
 the shards back together:
 
-* flows: all shards' `FlowResult`s sorted by first frame and renumbered 1..n, which is the
-  single-process numbering (the flow table numbers flows as their first packet arrives); every
-  `Finding.flow` and `CaptureContext.synack_time` key follows the renumbering;
+* flows: numbered as one process numbers them (by first frame, counting the flows each shard
+  did not keep for the report) and limited by the report quota of the whole capture
+  (`shards.py`); every `Finding.flow` and `CaptureContext.synack_time` key follows the
+  renumbering;
 * ICMP errors: kept by the shard that owns the 4-tuple they quote, so the shards' dicts are
   disjoint; the union is put back in first-arrival order and the `MAX_ICMP_TUPLES` cap applied
   again, which reproduces the single-process dict and drop count exactly;
@@ -46,6 +47,7 @@ import re
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -57,8 +59,10 @@ from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import Engine, PartialCapture, Shard, analyze_partial, conclude
 from tcpdiag.errors import CaptureError, TcpdiagError
 from tcpdiag.findings.context import MAX_ICMP_TUPLES, CaptureContext, Tuple4
+from tcpdiag.findings.verdict import problem_flow
 from tcpdiag.model import IcmpError
 from tcpdiag.result import CaptureResult, Finding, FlowResult
+from tcpdiag.shards import FinishRecord, Numbering, apply_quota
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -263,20 +267,29 @@ def merge_shards(parts: Sequence[PartialCapture], options: AnalysisOptions) -> C
                 f"{base.path}: the capture changed while it was being read "
                 f"({base.packets:,} packets in one read, {part.packets:,} in another)"
             )
-    # Renumber: by first frame (a frame belongs to one flow only, so there are no ties).
-    owned = [
-        (flow.first_frame, index, flow) for index, part in enumerate(parts) for flow in part.flows
-    ]
-    owned.sort(key=lambda item: (item[0], item[1], item[2].id))
+    # Number as one process would, and apply the report quota to the whole capture
+    # (`shards.py`).
+    number = Numbering([part.first_frames or () for part in parts])
+    problems = [[problem_flow(flow) for flow in part.flows] for part in parts]
+    kept, released = apply_quota(_finished(parts), problems, options.limits.max_report_flows)
+    released_names: Counter[str] = Counter()
+    for part in parts:
+        released_names.update(part.released_findings)
+    for index, position in released:
+        released_names.update(f.name for f in parts[index].flows[position].findings)
     ids: list[dict[int, int]] = [{} for _ in parts]
-    for number, (_, index, flow) in enumerate(owned, 1):
-        ids[index][flow.id] = number
     flows: list[FlowResult] = []
-    for _, index, flow in owned:
-        mapping = ids[index]
-        flow.id = mapping[flow.id]
-        flow.findings = [_renumbered(f, mapping) for f in flow.findings]
+    for index, position in kept:
+        flow = parts[index].flows[position]
+        ids[index][flow.id] = number.of(flow.first_frame)
         flows.append(flow)
+    for index, part in enumerate(parts):
+        mapping = ids[index]
+        for flow in part.flows:
+            if flow.id in mapping:
+                flow.findings = [_renumbered(f, mapping) for f in flow.findings]
+                flow.id = mapping[flow.id]
+    flows.sort(key=lambda flow: flow.id)
 
     context = merge_contexts([part.context for part in parts], ids)
     merged = PartialCapture(
@@ -291,9 +304,16 @@ def merge_shards(parts: Sequence[PartialCapture], options: AnalysisOptions) -> C
         flows=flows,
         context=context,
         decode_stats=base.decode_stats,
-        flows_released=sum(part.flows_released for part in parts),
+        flows_released=len(released) + sum(part.flows_released for part in parts),
+        released_findings=dict(released_names),
     )
     return conclude(merged, options)
+
+
+def _finished(parts: Sequence[PartialCapture]) -> Iterator[FinishRecord]:
+    for index, part in enumerate(parts):
+        for position, (frame, rank) in enumerate(part.finish_keys or ()):
+            yield frame, rank, index, position
 
 
 def _renumbered(finding: Finding, mapping: dict[int, int]) -> Finding:

@@ -93,6 +93,10 @@ class PartialCapture:
     decode_stats: object | None = None
     flows_released: int = 0
     released_findings: dict[str, int] = field(default_factory=dict)
+    # A shard's (`shards.py`): the first frame of each of its flows by id, and for a list of
+    # flows, where each was finished (`Engine._finish_key`), in the list's order.
+    first_frames: array[int] | None = None
+    finish_keys: list[tuple[int, int]] | None = None
 
 
 class ReportQuota:
@@ -134,11 +138,14 @@ class Engine:
         self.path = path
         self._on_flow = on_flow
         self._shard = shard
-        # A shard's store (`split.py`): the flows it keeps go there, and the first frame of
-        # each of its flows (kept or not) is noted by id, which numbers the merged flows.
+        # A shard's store (`split.py`): the flows it keeps go there. A shard notes the first
+        # frame of each of its flows (kept or not) by id, which numbers the merged flows, and
+        # where each flow it keeps was finished, for the report quota of the whole capture
+        # (`shards.py`): in its store, or beside its list.
         self._given_store = store
-        self.first_frames: array[int] | None = (
-            array("q") if store is not None and shard is not None else None
+        self.first_frames: array[int] | None = array("q") if shard is not None else None
+        self.finish_keys: list[tuple[int, int]] | None = (
+            [] if shard is not None and store is None else None
         )
         # Live capture keeps only what `retain` accepts (problem flows); the rest is counted.
         self._retain = retain
@@ -287,6 +294,8 @@ class Engine:
                 self._release(result)
             elif not isinstance(results, FlowStore):  # a shard without a store
                 results.append(result)
+                if self.finish_keys is not None:
+                    self.finish_keys.append(self._finish_key(flow))
             elif frames is None:
                 results.add(result, packed_timeline)
             else:  # a shard's store: what the merge needs to apply the report quota
@@ -391,6 +400,8 @@ class Engine:
             decode_stats=self._decoder.stats,
             flows_released=self._released,
             released_findings=dict(self._released_findings),
+            first_frames=self.first_frames,
+            finish_keys=self.finish_keys,
         )
 
     def finish(self, reader: Capture | None = None) -> CaptureResult:

@@ -37,13 +37,11 @@ marked incomplete, as in one process.
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import multiprocessing
 import os
 import signal
 import tempfile
-from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -63,6 +61,7 @@ from tcpdiag.engine import (
 )
 from tcpdiag.errors import CaptureError
 from tcpdiag.result import CaptureResult
+from tcpdiag.shards import FinishRecord, Numbering, apply_quota
 from tcpdiag.store import MergedStore, StoredFlows, read_stored
 
 # Below this size a capture is analysed in one process: starting workers and merging costs
@@ -76,7 +75,6 @@ class ShardResult:
 
     part: PartialCapture
     stored: StoredFlows
-    first_frames: array[int]  # first frame of each of the shard's flows, by id
     interrupted: bool
 
 
@@ -131,8 +129,7 @@ def analyze_shard(
             interrupted = True
         part = engine.close(reader)
     part.flows = []
-    assert engine.first_frames is not None
-    return ShardResult(part, store.detach(), engine.first_frames, interrupted)
+    return ShardResult(part, store.detach(), interrupted)
 
 
 def _worker(
@@ -207,9 +204,12 @@ def merge_stored(results: Sequence[ShardResult], options: AnalysisOptions) -> Pa
     `MergedStore` over the shards' files."""
     parts = [r.part for r in results]
     base = _base(results)
-    number = _Numbering([r.first_frames for r in results])
+    number = Numbering([part.first_frames or () for part in parts])
     stores = [r.stored for r in results]
-    kept, released, released_names = _quota(stores, options.limits.max_report_flows)
+    kept, released = apply_quota(
+        _finished(stores), [store.problems for store in stores], options.limits.max_report_flows
+    )
+    released_names = _finding_names(stores, released)
     records = [
         (number.of(stores[index].first_frames[position]), index, position)
         for index, position in kept
@@ -232,7 +232,7 @@ def merge_stored(results: Sequence[ShardResult], options: AnalysisOptions) -> Pa
         flows=MergedStore(stores, records, released_names),
         context=merge_contexts([part.context for part in parts], ids),
         decode_stats=base.decode_stats,
-        flows_released=released + sum(part.flows_released for part in parts),
+        flows_released=len(released) + sum(part.flows_released for part in parts),
         released_findings=dict(names),
     )
 
@@ -257,53 +257,21 @@ def _base(results: Sequence[ShardResult]) -> PartialCapture:
     return base
 
 
-class _Numbering:
-    """Flow ids of the whole capture from each shard's first frames: one plus the number of
-    flows, in all shards, that began at an earlier frame (a frame belongs to one flow)."""
-
-    def __init__(self, first_frames: Sequence[array[int]]) -> None:
-        self._sorted = [array("q", sorted(frames)) for frames in first_frames]
-
-    def of(self, first_frame: int) -> int:
-        return 1 + sum(bisect.bisect_left(frames, first_frame) for frames in self._sorted)
-
-
-def _quota(
-    stores: Sequence[StoredFlows], limit: int
-) -> tuple[list[tuple[int, int]], int, Counter[str]]:
-    """`engine.ReportQuota` over the whole capture: (shard, position) of the records kept, in
-    the order finished; how many more are released, and their findings per name."""
-    order = sorted(_finished_order(stores))
-    problems_left = limit - limit // 2
-    healthy_left = limit // 2
-    kept: list[tuple[int, int]] = []
-    released = 0
-    with_findings: list[list[int]] = [[] for _ in stores]  # released records to read
-    for *_, index, position in order:
-        store = stores[index]
-        if store.problems[position]:
-            keep = problems_left > 0
-            problems_left -= keep
-        else:
-            keep = healthy_left > 0
-            healthy_left -= keep
-        if keep:
-            kept.append((index, position))
-            continue
-        released += 1
-        if store.severity[position]:
-            with_findings[index].append(position)
-    names: Counter[str] = Counter()
-    for store, positions in zip(stores, with_findings, strict=True):
-        for flow in read_stored(store, positions):
-            names.update(f.name for f in flow.findings)
-    return kept, released, names
-
-
-def _finished_order(stores: Sequence[StoredFlows]) -> Iterator[tuple[int, int, int, int]]:
-    """Per record: (where in the capture its flow was finished, the order there; shard;
-    position), as `Engine._finish_key` put them."""
+def _finished(stores: Sequence[StoredFlows]) -> Iterator[FinishRecord]:
     for index, store in enumerate(stores):
         ranks = store.finish_rank
         for position, frame in enumerate(store.finished_at):
             yield frame, ranks[position], index, position
+
+
+def _finding_names(stores: Sequence[StoredFlows], records: list[tuple[int, int]]) -> Counter[str]:
+    """The findings, per name, of these records (shard, position): read from the files."""
+    positions: list[list[int]] = [[] for _ in stores]
+    for index, position in records:
+        if stores[index].severity[position]:  # (0: no finding)
+            positions[index].append(position)
+    names: Counter[str] = Counter()
+    for store, chosen in zip(stores, positions, strict=True):
+        for flow in read_stored(store, sorted(chosen)):
+            names.update(f.name for f in flow.findings)
+    return names

@@ -23,6 +23,7 @@ RANKS = {
     "lab": 8,
     "distributed": 6,
     "split": 6,
+    "shards": 6,
     "cli": 9,
     "__main__": 10,
 }

@@ -22,7 +22,8 @@ import tcpdiag.split as split
 from tcpdiag.cli.main import cli
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.decode import scan
-from tcpdiag.engine import AnalysisInterrupted, Engine, analyze_capture
+from tcpdiag.distributed import merge_shards
+from tcpdiag.engine import AnalysisInterrupted, Engine, analyze_capture, analyze_partial
 from tcpdiag.errors import CaptureError
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
@@ -113,6 +114,19 @@ def test_split_applies_the_report_quota_to_the_whole_capture(
         assert single.flows_released > 1_000  # the quota bound hard
     # In the one-process numbering: the flows kept are those of the same ids.
     assert [f.id for f in flows] == [f.id for f in single.flows]
+    assert _json(merged) == _json(single)
+
+
+@pytest.mark.parametrize("limit", [40_000, 600])
+def test_dask_shards_merge_to_the_same_report(reader: str, many_flows: Path, limit: int) -> None:
+    """The Dask path's shards (flows kept in lists, merged by `distributed.merge_shards`) share
+    the numbering and the quota of the whole capture (`shards.py`)."""
+    options = AnalysisOptions(limits=Limits(max_report_flows=limit))
+    parts = [analyze_partial(str(many_flows), options, (i, 3)) for i in range(3)]
+    assert all(p.finish_keys is not None and len(p.finish_keys) == len(p.flows) for p in parts)
+    merged = merge_shards(parts, options)
+    single = analyze_capture(str(many_flows), options)
+    assert merged.flows_released == single.flows_released
     assert _json(merged) == _json(single)
 
 

@@ -1,0 +1,59 @@
+"""What merging the flow shards of one capture needs, wherever the shards ran (local processes,
+`split.py`; Dask workers, `distributed.py`): the flow numbering of one process, and the report
+quota applied to the whole capture.
+
+Numbering: the flow table numbers flows as their first packet arrives, so a flow's id in the
+whole capture is one more than the number of flows, in all shards, that began at an earlier
+frame (a frame belongs to one flow). Each shard notes the first frame of every one of its flows,
+kept by the report or not (`Engine.first_frames`).
+
+Quota: each shard keeps at most `Limits.max_report_flows` of its own flows (half healthy, half
+problem flows, first finished first), which includes every flow the whole capture would keep.
+The merge goes through them in the order they were finished in the whole capture
+(`Engine._finish_key`: the record being read, then the order within it) and keeps as many of
+each kind as one process would. That order is exact while the limits that apply per flow table
+(`max_flows`, `max_closed_flows`) are not reached; when they are, a shard finishes flows at
+other records than one process would, and the flows at the boundary of the quota can differ.
+"""
+
+from __future__ import annotations
+
+import bisect
+from array import array
+from collections.abc import Iterable, Sequence
+
+# (where the flow was finished, the order there, shard, position in that shard's flows)
+FinishRecord = tuple[int, int, int, int]
+
+
+class Numbering:
+    """Flow ids of the whole capture from each shard's first frames."""
+
+    def __init__(self, first_frames: Sequence[Sequence[int]]) -> None:
+        self._sorted = [array("q", sorted(frames)) for frames in first_frames]
+
+    def of(self, first_frame: int) -> int:
+        return 1 + sum(bisect.bisect_left(frames, first_frame) for frames in self._sorted)
+
+
+def apply_quota(
+    records: Iterable[FinishRecord],
+    is_problem: Sequence[Sequence[bool]] | Sequence[bytes],
+    limit: int,
+) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """`engine.ReportQuota` over the whole capture: (shard, position) of the flows kept, in the
+    order finished, and of those released. `is_problem[shard][position]` is true when the
+    quota counted that flow as a problem flow."""
+    problems_left = limit - limit // 2
+    healthy_left = limit // 2
+    kept: list[tuple[int, int]] = []
+    released: list[tuple[int, int]] = []
+    for _, _, index, position in sorted(records):
+        if is_problem[index][position]:
+            keep = problems_left > 0
+            problems_left -= keep
+        else:
+            keep = healthy_left > 0
+            healthy_left -= keep
+        (kept if keep else released).append((index, position))
+    return kept, released
