@@ -25,10 +25,11 @@ then `engine.conclude` runs the capture-level rules once, as for any capture. Me
 bounded by the flows open at once in each worker, plus, in the parent, the records kept by
 the quota and eight bytes per flow of the first-frame lists.
 
-Where a split run can differ from one process: the limits that apply per flow table
-(`max_flows`, `max_closed_flows`) apply to each worker's table, as on Dask; and when the report
-quota is reached, the order in which flows were finished is each worker's, merged by the
-time of its flow table's clock, so the flows kept at the boundary of the quota can differ.
+The limits of the flow table (`max_flows`, `max_closed_flows`) bound memory: the workers share
+them, each table getting 1/N (`worker_options`), so that the processes together stay near what
+one process would use. Where a split run can differ from one process: when one of those limits
+is reached, the flows a table evicts or finishes early are chosen among the worker's own flows;
+and if the report quota is reached too, the flows at its boundary can differ (`shards.py`).
 Every other part of the report is the same, byte for byte (`tests/unit/test_split.py`).
 
 Ctrl-C: every worker stops where it is and sends what it has read; the report covers that,
@@ -38,6 +39,7 @@ marked incomplete, as in one process.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 import signal
@@ -98,7 +100,7 @@ def analyze_split(path: str, options: AnalysisOptions, jobs: int) -> CaptureResu
         return analyze_capture(path, options)
     with directory:
         files = [os.path.join(directory.name, f"shard-{i}.flows") for i in range(jobs)]
-        results = _run_workers(path, options, jobs, files)
+        results = _run_workers(path, worker_options(options, jobs), jobs, files)
         part = merge_stored(results, options)  # opens the files: they may go now
     result = conclude(part, options)
     if any(r.interrupted for r in results):
@@ -108,6 +110,21 @@ def analyze_split(path: str, options: AnalysisOptions, jobs: int) -> CaptureResu
 
 
 # -- the workers ----------------------------------------------------------------------------------
+
+
+def worker_options(options: AnalysisOptions, jobs: int) -> AnalysisOptions:
+    """A worker's options: the limits of the flow table shared by the workers (each holds about
+    1/jobs of the flows), so that together they stay within the memory one process would use.
+    (Each worker keeps the whole report quota: the merge applies it to the capture.)"""
+    limits = options.limits
+    return dataclasses.replace(
+        options,
+        limits=dataclasses.replace(
+            limits,
+            max_flows=-(-limits.max_flows // jobs),
+            max_closed_flows=-(-limits.max_closed_flows // jobs),
+        ),
+    )
 
 
 def analyze_shard(
@@ -220,6 +237,12 @@ def merge_stored(results: Sequence[ShardResult], options: AnalysisOptions) -> Pa
     names: Counter[str] = Counter(released_names)
     for part in parts:
         names.update(part.released_findings)
+    context = merge_contexts([part.context for part in parts], ids)
+    # The limits the user gave, which the workers shared (`worker_options`).
+    if context.max_flows is not None:
+        context.max_flows = options.limits.max_flows
+    if context.max_closed_flows is not None:
+        context.max_closed_flows = options.limits.max_closed_flows
     return PartialCapture(
         path=base.path,
         info=base.info,
@@ -230,7 +253,7 @@ def merge_stored(results: Sequence[ShardResult], options: AnalysisOptions) -> Pa
         linktypes=set(base.linktypes),
         damaged=base.damaged,
         flows=MergedStore(stores, records, released_names),
-        context=merge_contexts([part.context for part in parts], ids),
+        context=context,
         decode_stats=base.decode_stats,
         flows_released=len(released) + sum(part.flows_released for part in parts),
         released_findings=dict(names),

@@ -130,6 +130,17 @@ def test_dask_shards_merge_to_the_same_report(reader: str, many_flows: Path, lim
     assert _json(merged) == _json(single)
 
 
+def test_workers_share_the_flow_table_limits(many_flows: Path) -> None:
+    """Each worker's table gets 1/N of the limits; the report names the limits as given."""
+    options = AnalysisOptions(limits=Limits(max_flows=9, max_closed_flows=5))
+    shared = split.worker_options(options, 2).limits
+    assert (shared.max_flows, shared.max_closed_flows) == (5, 3)
+    assert shared.max_report_flows == options.limits.max_report_flows
+    merged = split.analyze_split(str(many_flows), options, 2)
+    messages = {f.name: f.message for f in merged.findings}
+    assert "(9 flows)" in messages["flow-table-full"]
+
+
 def test_flow_ids_follow_first_frames(many_flows: Path) -> None:
     """The merge numbers flows by first frame: that is how the flow table numbers them."""
     flows = list(analyze_capture(str(many_flows)).flows)
