@@ -185,15 +185,20 @@ static PyObject *sack_blocks(const unsigned char *p, Py_ssize_t size) {
     return blocks;
 }
 
-/* `decode.tcp.options` for data[p:end]. Sets *fallback (and returns NULL without an error) when
- * the walk would count something (a malformed option, a clamped window scale): the caller then
- * leaves the whole packet to Python. */
-static PyObject *tcp_options(const unsigned char *d, Py_ssize_t p, Py_ssize_t end, int *fallback) {
-    int have_mss = 0, have_wscale = 0, have_ts = 0, sack_permitted = 0;
-    long mss = 0, wscale = 0;
-    uint32_t ts_val = 0, ts_ecr = 0;
-    const unsigned char *sack_at = NULL;
-    Py_ssize_t sack_size = 0;
+/* The options of a TCP header, read in place: what `options_object` turns into a TcpOptions. */
+typedef struct {
+    int have_mss, have_wscale, have_ts, sack_permitted;
+    long mss, wscale;
+    uint32_t ts_val, ts_ecr;
+    const unsigned char *sack_at; /* the last SACK option wins, as in Python */
+    Py_ssize_t sack_size;
+} Options;
+
+/* `decode.tcp.options` for data[p:end], read into `o`: 0, or 1 when the walk would count
+   something (a malformed option, a clamped window scale): the caller then leaves the whole
+   packet to Python. Makes no object, so a segment of another shard costs no allocation. */
+static int read_options(const unsigned char *d, Py_ssize_t p, Py_ssize_t end, Options *o) {
+    memset(o, 0, sizeof *o);
     while (p < end) {
         unsigned char kind = d[p];
         if (kind == 0) break;
@@ -201,50 +206,41 @@ static PyObject *tcp_options(const unsigned char *d, Py_ssize_t p, Py_ssize_t en
             p += 1;
             continue;
         }
-        if (p + 1 >= end) {
-            *fallback = 1;
-            return NULL;
-        }
+        if (p + 1 >= end) return 1;
         Py_ssize_t size = d[p + 1];
-        if (size < 2 || p + size > end) {
-            *fallback = 1;
-            return NULL;
-        }
+        if (size < 2 || p + size > end) return 1;
         if (kind == 2 && size == 4) {
-            have_mss = 1;
-            mss = (long)be16(d + p + 2);
+            o->have_mss = 1;
+            o->mss = (long)be16(d + p + 2);
         } else if (kind == 3 && size == 3) {
-            have_wscale = 1;
-            wscale = d[p + 2];
-            if (wscale > MAX_WSCALE) {
-                *fallback = 1;
-                return NULL;
-            }
+            o->have_wscale = 1;
+            o->wscale = d[p + 2];
+            if (o->wscale > MAX_WSCALE) return 1;
         } else if (kind == 4 && size == 2) {
-            sack_permitted = 1;
+            o->sack_permitted = 1;
         } else if (kind == 5 && size >= 10 && (size - 2) % 8 == 0) {
-            sack_at = d + p; /* the last SACK option wins, as in Python */
-            sack_size = size;
+            o->sack_at = d + p;
+            o->sack_size = size;
         } else if (kind == 8 && size == 10) {
-            have_ts = 1;
-            ts_val = be32(d + p + 2);
-            ts_ecr = be32(d + p + 6);
+            o->have_ts = 1;
+            o->ts_val = be32(d + p + 2);
+            o->ts_ecr = be32(d + p + 6);
         }
         p += size;
     }
-    PyObject *sack;
-    if (sack_at != NULL) {
-        sack = sack_blocks(sack_at, sack_size);
-    } else {
-        sack = PyTuple_New(0);
-    }
+    return 0;
+}
+
+/* The TcpOptions of options read by `read_options`, or NULL with an error set. */
+static PyObject *options_object(const Options *o) {
+    PyObject *sack = o->sack_at != NULL ? sack_blocks(o->sack_at, o->sack_size) : PyTuple_New(0);
     PyObject *items[6] = {
-        int_or_none(have_mss, mss),
-        int_or_none(have_wscale, wscale),
-        PyBool_FromLong(sack_permitted),
+        int_or_none(o->have_mss, o->mss),
+        int_or_none(o->have_wscale, o->wscale),
+        PyBool_FromLong(o->sack_permitted),
         sack,
-        have_ts ? PyLong_FromUnsignedLong(ts_val) : (Py_INCREF(Py_None), Py_None),
-        have_ts ? PyLong_FromUnsignedLong(ts_ecr) : (Py_INCREF(Py_None), Py_None),
+        o->have_ts ? PyLong_FromUnsignedLong(o->ts_val) : (Py_INCREF(Py_None), Py_None),
+        o->have_ts ? PyLong_FromUnsignedLong(o->ts_ecr) : (Py_INCREF(Py_None), Py_None),
     };
     return new_record(tcp_options_type, items, 6);
 }
@@ -336,24 +332,25 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
     if (hlen < 20 || tcp_at + hlen > end) return NULL;
     Py_ssize_t p = tcp_at + hlen;
     if (p > n) return NULL;
+    Options options;
+    if (hlen > 20 && read_options(d, tcp_at + 20, p, &options)) return NULL; /* to Python */
+    Py_ssize_t payload_end = end < n ? end : n;
+    Py_ssize_t length = end - p;
+    if (payload_end - p < length) *snap_cut = 1;
+    /* (after the options: a segment they send to Python is decoded there, where its counters
+       are, whatever its shard) */
+    if (shard->count > 1 && shard_of(d + src_at, be16(t), d + dst_at, be16(t + 2), addr_len,
+                                     shard->count) != shard->index) {
+        *skipped = 1;
+        return NULL;
+    }
     PyObject *opts;
     if (hlen == 20) {
         Py_INCREF(no_options);
         opts = no_options;
     } else {
-        int fallback = 0;
-        opts = tcp_options(d, tcp_at + 20, p, &fallback);
-        if (opts == NULL) return NULL; /* an error, or fallback (no error set) */
-    }
-    Py_ssize_t payload_end = end < n ? end : n;
-    Py_ssize_t length = end - p;
-    if (payload_end - p < length) *snap_cut = 1;
-    if (shard->count > 1 && shard_of(d + src_at, be16(t), d + dst_at, be16(t + 2), addr_len,
-                                     shard->count) != shard->index) {
-        Py_DECREF(opts); /* (the options were read first: a segment they send to Python is
-                            decoded there, where its counters are, whatever its shard) */
-        *skipped = 1;
-        return NULL;
+        opts = options_object(&options);
+        if (opts == NULL) return NULL;
     }
     PyObject *items[15] = {
         PyLong_FromSsize_t(frame),
