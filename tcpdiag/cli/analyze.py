@@ -121,6 +121,7 @@ def analyze(
         port_filter=port,
         timelines=timeline,
         color=use_color(no_color, to_file=output is not None),
+        jobs=jobs,
     )
     emit(render(fmt, result, report_options), output, paths)
     damaged = [c.path for c in captured if c.damaged]

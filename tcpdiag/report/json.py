@@ -9,12 +9,14 @@ it whatever bytes the capture held. Key order is fixed, so the same input gives 
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from tcpdiag.report.options import ReportOptions, flow_matches, without_timelines
+from tcpdiag.report.parallel import flow_texts
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.result import (
     AnalysisResult,
@@ -240,11 +242,19 @@ class LazyList:
     """A JSON array whose items are produced while writing (one flow object at a time), so a
     report of a million flows never holds a million dicts or one giant string."""
 
-    __slots__ = ("count", "make")
+    __slots__ = ("count", "make", "texts")
 
-    def __init__(self, count: int, make: Callable[[], Iterator[object]]) -> None:
+    def __init__(
+        self,
+        count: int,
+        make: Callable[[], Iterator[object]],
+        texts: Callable[[int, int], Iterator[str]] | None = None,
+    ) -> None:
         self.count = count
         self.make = make
+        # Or the items' text, as `iter_outline(item, depth, level)` writes it: texts(depth,
+        # level), made elsewhere (`parallel.flow_texts`).
+        self.texts = texts
 
 
 def iter_outline(obj: object, depth: int = 4, _level: int = 0) -> Iterator[str]:
@@ -255,9 +265,14 @@ def iter_outline(obj: object, depth: int = 4, _level: int = 0) -> Iterator[str]:
             return
         pad = "  " * (_level + 1)
         yield "[\n"
-        for i, item in enumerate(obj.make()):
-            yield (",\n" if i else "") + pad
-            yield from iter_outline(item, depth, _level + 1)
+        if obj.texts is not None:
+            for i, text in enumerate(obj.texts(depth, _level + 1)):
+                yield (",\n" if i else "") + pad
+                yield text
+        else:
+            for i, item in enumerate(obj.make()):
+                yield (",\n" if i else "") + pad
+                yield from iter_outline(item, depth, _level + 1)
         yield "\n" + "  " * _level + "]"
         return
     if _level >= depth or not isinstance(obj, dict | list) or not obj:
@@ -278,10 +293,19 @@ def iter_outline(obj: object, depth: int = 4, _level: int = 0) -> Iterator[str]:
     yield "\n" + "  " * _level + "]"
 
 
-def _lazy_capture(cap: CaptureResult) -> JsonObject:
+def _lazy_capture(cap: CaptureResult, jobs: int = 1) -> JsonObject:
     doc = capture_json(cap, flows=[])
     flows = without_timelines(cap.flows)
-    doc["flows"] = LazyList(len(flows), lambda: (flow_json(f) for f in flows))
+
+    def texts(depth: int, level: int) -> Iterator[str]:
+        def text(flow: FlowResult) -> str:
+            return "".join(iter_outline(flow_json(flow), depth, level))
+
+        return flow_texts(flows, text, jobs)
+
+    doc["flows"] = LazyList(
+        len(flows), lambda: (flow_json(f) for f in flows), texts if jobs > 1 else None
+    )
     return doc
 
 
@@ -290,7 +314,7 @@ def iter_json(result: AnalysisResult, options: ReportOptions) -> Iterator[str]:
     captures = _filtered_captures(result, options)
     doc: JsonObject = {
         "tcpdiag": result.version,
-        "captures": [_lazy_capture(c) for c in captures],
+        "captures": [_lazy_capture(c, options.jobs) for c in captures],
         "summary": summarize_captures(captures).to_json(),
     }
     yield from iter_outline(doc)
@@ -301,8 +325,8 @@ def iter_jsonl(result: AnalysisResult, options: ReportOptions) -> Iterator[str]:
     """`--format jsonl` line by line."""
     captures = _filtered_captures(result, options)
     for cap in captures:
-        for flow in without_timelines(cap.flows):
-            yield jsonl_flow_line(cap.path, flow) + "\n"
+        line = functools.partial(_jsonl_text, cap.path)
+        yield from flow_texts(without_timelines(cap.flows), line, options.jobs)
     yield jsonl_summary_line(result.version, captures) + "\n"
 
 
@@ -315,6 +339,10 @@ def render_jsonl(result: AnalysisResult, options: ReportOptions) -> str:
     `{"tcpdiag": version, "captures": [capture objects without "flows"], "summary": {...}}`
     (so capture-level findings and headers are not lost)."""
     return "".join(iter_jsonl(result, options))
+
+
+def _jsonl_text(capture_path: str, flow: FlowResult) -> str:
+    return jsonl_flow_line(capture_path, flow) + "\n"
 
 
 def jsonl_flow_line(capture_path: str, flow: FlowResult) -> str:

@@ -36,6 +36,8 @@ class ReportOptions:
     # `fail_on_by_path` holds per-capture thresholds from config overrides.
     fail_on: Severity = Severity.ERROR
     fail_on_by_path: dict[str, Severity] = field(default_factory=dict)
+    # Processes that make the flows' text of a long JSON or JSON Lines report (`parallel.py`).
+    jobs: int = 1
 
     def threshold(self, path: str) -> Severity:
         return self.fail_on_by_path.get(path, self.fail_on)

@@ -1,0 +1,86 @@
+"""The flows of a JSON or JSON Lines report made into text by forked processes
+(`report/parallel.py`, `analyze --jobs N`): the same report, byte for byte."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+
+import tcpdiag.report.parallel as parallel
+from tcpdiag import __version__
+from tcpdiag.config import AnalysisOptions
+from tcpdiag.engine import analyze_capture
+from tcpdiag.report import ReportOptions, render
+from tcpdiag.result import AnalysisResult, FlowResult
+from tcpdiag.split import analyze_split
+from tests.cbuild import REPO
+from tests.modules import load_file
+
+gen = load_file(REPO / "benchmarks" / "gen.py", "bench_gen", register=True)
+
+
+@pytest.fixture(scope="module")
+def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("parallel") / "failures.pcap"
+    pattern = dataclasses.replace(gen.PATTERNS["failures"], warmup_s=0.2)
+    gen.generate(str(path), 12_000, seed=5, pattern=pattern)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOWS", 10)
+    monkeypatch.setattr(parallel, "BATCH_FLOWS", 7)
+
+
+def _report(result: AnalysisResult, fmt: str, jobs: int, show_all: bool = False) -> str:
+    options = ReportOptions(color=False, jobs=jobs, show_all_timelines=show_all)
+    return "".join(render(fmt, result, options))
+
+
+@pytest.mark.parametrize("fmt", ["json", "jsonl"])
+def test_the_report_is_the_same_made_in_parallel(capture: Path, fmt: str) -> None:
+    stored = analyze_capture(str(capture), AnalysisOptions(keep_all_timelines=True))
+    assert len(stored.flows) > 300
+    merged = analyze_split(str(capture), AnalysisOptions(keep_all_timelines=True), 2)
+    result = AnalysisResult(version=__version__, captures=[stored, merged])
+    one = _report(result, fmt, 1, show_all=True)
+    assert stored.flows[0].timeline  # timelines are part of what the children make
+    for jobs in (2, 3):
+        assert _report(result, fmt, jobs, show_all=True) == one
+
+
+def _flows(n: int) -> list[FlowResult]:
+    return [
+        FlowResult(
+            id=i,
+            client="a",
+            server="b",
+            ip_version=4,
+            client_inferred=False,
+            first_frame=i,
+            last_frame=i,
+            start=0.0,
+            end=0.0,
+        )
+        for i in range(1, n + 1)
+    ]
+
+
+def test_flows_are_made_by_other_processes() -> None:
+    flows = _flows(100)
+    texts = list(parallel.flow_texts(flows, lambda f: f"{f.id}:{os.getpid()}", 2))
+    assert [int(t.split(":")[0]) for t in texts] == list(range(1, 101))  # in order
+    makers = {int(t.split(":")[1]) for t in texts}
+    assert os.getpid() not in makers
+    assert 1 <= len(makers) <= 2
+
+
+def test_few_flows_are_made_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOWS", 2_000)
+    flows = _flows(49)
+    texts = list(parallel.flow_texts(flows, lambda f: str(os.getpid()), 4))
+    assert set(texts) == {str(os.getpid())}
