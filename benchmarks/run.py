@@ -183,13 +183,18 @@ def run_measured(
         proc = subprocess.Popen(
             launcher, stdout=stdout, stderr=stderr, start_new_session=True, cwd=tmp
         )
-        try:
-            proc.wait(timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the tool
-            proc.wait()
-            timed_out = True
+        # The summed RSS of the tool's processes (tcpdiag --jobs runs several), sampled.
+        tree_rss = 0
+        deadline = time.monotonic() + timeout
+        timed_out = False
+        while proc.poll() is None:
+            tree_rss = max(tree_rss, session_rss(proc.pid))
+            if time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the tool
+                proc.wait()
+                timed_out = True
+                break
+            time.sleep(0.05)
         stderr.seek(0)
         err = stderr.read().decode(errors="replace")
         fields = report.read_text().split() if report.exists() else []
@@ -209,8 +214,33 @@ def run_measured(
         "wall_s": float(wall),
         "cpu_s": float(utime) + float(stime),
         "peak_rss_mb": int(maxrss_kib) / 1024,
+        "tree_rss_mb": tree_rss / 2**20,
         "stderr": err,
     }
+
+
+def session_rss(session: int) -> int:
+    """Bytes resident in the processes of `session` (the launcher's), the launcher excepted:
+    the tool and every process it started (Linux /proc; 0 elsewhere)."""
+    total = 0
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.isdigit() or int(entry) == session:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if int(fields[4]) != session:  # the session id
+                continue
+            with open(f"/proc/{entry}/statm", "rb") as f:
+                total += int(f.read().split()[1]) * page
+        except (OSError, IndexError, ValueError):
+            continue
+    return total
 
 
 def count_pcap(path: Path) -> int:
@@ -374,6 +404,11 @@ def measure(tool: Tool, packets: int, size: int, timeout: float) -> Measurement:
         r = run_measured(tool.argv, timeout)
         stdout = b""
     m.wall_s, m.cpu_s, m.peak_rss_mb = r["wall_s"], r["cpu_s"], r["peak_rss_mb"]
+    if r.get("tree_rss_mb"):
+        # All the tool's processes together (sampled every 50 ms, so a short peak can be
+        # missed): what `peak_rss_mb`, the largest single process's, does not show for
+        # tcpdiag --jobs.
+        m.extra["all_processes_rss_mb"] = round(r["tree_rss_mb"])
     if r["timed_out"]:
         m.status, m.note = "timeout", f"killed after {timeout:.0f} s"
         return m
