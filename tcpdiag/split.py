@@ -11,13 +11,9 @@ worker writes the flows it keeps to its own store file (`FlowStore(path=...)`) a
 only what the merge needs: its `PartialCapture` without flows, the store's per-record facts
 (`StoredFlows`), and the first frame of each of its flows by id. The parent then:
 
-* numbers every flow as one process would (the flow table numbers flows as their first packet
-  arrives): a flow's id is one more than the number of flows, in all shards, that began at an
-  earlier frame, counted from the workers' first-frame lists;
-* applies the report quota (`Limits.max_report_flows`) to the whole capture: each worker kept
-  at most the quota of its own flows, which includes every flow the whole capture would keep;
-  the parent goes through them in the order they were finished and keeps the same numbers of
-  problem and healthy flows as one process;
+* numbers the flows and applies the report quota (`Limits.max_report_flows`) to the whole
+  capture as one process would (`shards.py`: each worker kept at most the quota of its own
+  flows, which includes every flow the whole capture keeps);
 * merges the capture contexts (`distributed.merge_contexts`), and reads the flows from the
   workers' files through a `MergedStore`, which gives each flow (and its findings) its new id;
 
@@ -64,7 +60,7 @@ from tcpdiag.engine import (
 from tcpdiag.errors import CaptureError
 from tcpdiag.result import CaptureResult
 from tcpdiag.shards import FinishRecord, Numbering, apply_quota
-from tcpdiag.store import MergedStore, StoredFlows, read_stored
+from tcpdiag.store import FlowStore, MergedStore, StoredFlows, read_stored
 
 # Below this size a capture is analysed in one process: starting workers and merging costs
 # more than the work they would share.
@@ -131,8 +127,6 @@ def analyze_shard(
     path: str, options: AnalysisOptions, shard: Shard, store_path: str
 ) -> ShardResult:
     """One worker's part: the flows of `shard`, kept in a store on `store_path`."""
-    from tcpdiag.store import FlowStore
-
     with gc_tuned(), open_capture(path, max_input_bytes=options.limits.max_input_bytes) as reader:
         store = FlowStore(path=store_path)
         engine = Engine(options, path=path, shard=shard, store=store)
@@ -154,8 +148,11 @@ def _worker(
 ) -> None:
     try:
         conn.send(analyze_shard(path, options, shard, store))
-    except CaptureError as exc:
-        conn.send(exc)
+    except Exception as exc:  # raised again by the parent: an unreadable capture, a full disk
+        try:
+            conn.send(exc)
+        except Exception:  # an exception that does not pickle
+            conn.send(RuntimeError(f"shard {shard[0]}: {exc!r}"))
     finally:
         conn.close()
 
@@ -207,7 +204,7 @@ def _receive(
             raise CaptureError(
                 f"a worker process ended without a result (exit code {process.exitcode})"
             ) from None
-    if isinstance(message, CaptureError):
+    if isinstance(message, Exception):
         raise message
     assert isinstance(message, ShardResult)
     return message

@@ -160,6 +160,20 @@ def test_a_worker_that_dies_is_a_capture_error(
         split.analyze_split(str(many_flows), AnalysisOptions(), 2)
 
 
+def test_a_worker_error_is_raised_in_the_parent(
+    many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error in a worker (a full disk, a bug) reaches the parent as itself: the CLI then
+    says it in one line, with the exit code it has in one process."""
+
+    def full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(split, "analyze_shard", full)
+    with pytest.raises(OSError, match="No space left on device"):
+        split.analyze_split(str(many_flows), AnalysisOptions(), 2)
+
+
 def test_ctrl_c_reports_what_every_worker_read(
     reader: str, many_flows: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
