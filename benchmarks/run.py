@@ -234,7 +234,7 @@ def session_rss(session: int) -> int:
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[4]) != session:  # the session id
+            if int(fields[3]) != session:  # the session id (after state, ppid, pgrp)
                 continue
             with open(f"/proc/{entry}/statm", "rb") as f:
                 total += int(f.read().split()[1]) * page
