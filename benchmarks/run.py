@@ -221,7 +221,9 @@ def run_measured(
 
 def session_rss(session: int) -> int:
     """Bytes resident in the processes of `session` (the launcher's), the launcher excepted:
-    the tool and every process it started (Linux /proc; 0 elsewhere)."""
+    the tool and every process it started (Linux /proc; 0 elsewhere). Each process counts its
+    proportional share of the pages it shares with others (forked workers share their parent's
+    pages until they write them), so that the sum is the memory the processes use together."""
     total = 0
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
     try:
@@ -236,11 +238,23 @@ def session_rss(session: int) -> int:
                 fields = f.read().rsplit(b")", 1)[1].split()
             if int(fields[3]) != session:  # the session id (after state, ppid, pgrp)
                 continue
-            with open(f"/proc/{entry}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * page
+            total += _proportional(entry, page)
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def _proportional(pid: str, page: int) -> int:
+    """A process's proportional set size (its RSS where the kernel has no smaps_rollup)."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    with open(f"/proc/{pid}/statm", "rb") as f:
+        return int(f.read().split()[1]) * page
 
 
 def count_pcap(path: Path) -> int:
@@ -405,9 +419,9 @@ def measure(tool: Tool, packets: int, size: int, timeout: float) -> Measurement:
         stdout = b""
     m.wall_s, m.cpu_s, m.peak_rss_mb = r["wall_s"], r["cpu_s"], r["peak_rss_mb"]
     if r.get("tree_rss_mb"):
-        # All the tool's processes together (sampled every 50 ms, so a short peak can be
-        # missed): what `peak_rss_mb`, the largest single process's, does not show for
-        # tcpdiag --jobs.
+        # All the tool's processes together (proportional set sizes, sampled every 50 ms, so
+        # a short peak can be missed): what `peak_rss_mb`, the largest single process's, does
+        # not show for tcpdiag --jobs.
         m.extra["all_processes_rss_mb"] = round(r["tree_rss_mb"])
     if r["timed_out"]:
         m.status, m.note = "timeout", f"killed after {timeout:.0f} s"
