@@ -62,7 +62,7 @@ from tcpdiag.findings.context import MAX_ICMP_TUPLES, CaptureContext, Tuple4
 from tcpdiag.findings.verdict import problem_flow
 from tcpdiag.model import IcmpError
 from tcpdiag.result import CaptureResult, Finding, FlowResult
-from tcpdiag.shards import FinishRecord, Numbering, apply_quota
+from tcpdiag.shards import FinishRecord, Numbering, apply_quota, check_same_reading
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -256,17 +256,8 @@ def merge_shards(parts: Sequence[PartialCapture], options: AnalysisOptions) -> C
     """
     if not parts:
         raise ValueError("merge_shards needs at least one shard")
+    check_same_reading(parts)
     base = parts[0]
-    for part in parts[1:]:
-        if (part.packets, part.first_ns, part.last_ns) != (
-            base.packets,
-            base.first_ns,
-            base.last_ns,
-        ):
-            raise CaptureError(
-                f"{base.path}: the capture changed while it was being read "
-                f"({base.packets:,} packets in one read, {part.packets:,} in another)"
-            )
     # Number as one process would, and apply the report quota to the whole capture
     # (`shards.py`).
     number = Numbering([part.first_frames or () for part in parts])

@@ -21,6 +21,12 @@ from __future__ import annotations
 import bisect
 from array import array
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from tcpdiag.errors import CaptureError
+
+if TYPE_CHECKING:
+    from tcpdiag.engine import PartialCapture
 
 # (where the flow was finished, the order there, shard, position in that shard's flows)
 FinishRecord = tuple[int, int, int, int]
@@ -57,3 +63,19 @@ def apply_quota(
             healthy_left -= keep
         (kept if keep else released).append((index, position))
     return kept, released
+
+
+def check_same_reading(parts: Sequence[PartialCapture]) -> None:
+    """Raise CaptureError unless every shard read the same packets (the file did not change
+    between the reads)."""
+    base = parts[0]
+    for part in parts[1:]:
+        if (part.packets, part.first_ns, part.last_ns) != (
+            base.packets,
+            base.first_ns,
+            base.last_ns,
+        ):
+            raise CaptureError(
+                f"{base.path}: the capture changed while it was being read "
+                f"({base.packets:,} packets in one read, {part.packets:,} in another)"
+            )

@@ -59,7 +59,7 @@ from tcpdiag.engine import (
 )
 from tcpdiag.errors import CaptureError
 from tcpdiag.result import CaptureResult
-from tcpdiag.shards import FinishRecord, Numbering, apply_quota
+from tcpdiag.shards import FinishRecord, Numbering, apply_quota, check_same_reading
 from tcpdiag.store import FlowStore, MergedStore, StoredFlows, read_stored
 
 # Below this size a capture is analysed in one process: starting workers and merging costs
@@ -263,18 +263,8 @@ def _base(results: Sequence[ShardResult]) -> PartialCapture:
     parts = [r.part for r in results]
     if any(r.interrupted for r in results):
         return max(parts, key=lambda p: p.packets)
-    base = parts[0]
-    for part in parts[1:]:
-        if (part.packets, part.first_ns, part.last_ns) != (
-            base.packets,
-            base.first_ns,
-            base.last_ns,
-        ):
-            raise CaptureError(
-                f"{base.path}: the capture changed while it was being read "
-                f"({base.packets:,} packets in one read, {part.packets:,} in another)"
-            )
-    return base
+    check_same_reading(parts)
+    return parts[0]
 
 
 def _finished(stores: Sequence[StoredFlows]) -> Iterator[FinishRecord]:
