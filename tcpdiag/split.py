@@ -1,4 +1,5 @@
-"""One capture analysed by several local processes, each following a shard of its flows.
+"""One capture analysed by several local processes, each following a shard of its flows; and
+several captures, one per process, with their flows kept on disk.
 
 Theory of operation
 -------------------
@@ -42,6 +43,7 @@ import signal
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 
@@ -103,6 +105,28 @@ def analyze_split(path: str, options: AnalysisOptions, jobs: int) -> CaptureResu
         result.incomplete = True
         raise AnalysisInterrupted(result)
     return result
+
+
+def analyze_each(
+    paths: Sequence[str], options: AnalysisOptions, jobs: int, spool: str
+) -> Iterator[CaptureResult]:
+    """Several captures, `jobs` at a time in worker processes, in input order: each the result
+    of `engine.analyze_capture`. A worker keeps its capture's flows in a file under `spool`
+    and sends back only its counters and per-flow facts (a whole capture is shard 0 of 1), so
+    this process holds no flow until the report reads it from there: `spool` must outlive the
+    results."""
+    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
+        futures = [
+            pool.submit(
+                analyze_shard, path, options, (0, 1), os.path.join(spool, f"capture-{i}.flows")
+            )
+            for i, path in enumerate(paths)
+        ]
+        for future in futures:
+            shard = future.result()
+            if shard.interrupted:  # Ctrl-C reached the workers (and this process) from a terminal
+                raise KeyboardInterrupt
+            yield conclude(merge_stored([shard], options, open_now=False), options)
 
 
 # -- the workers ----------------------------------------------------------------------------------
@@ -213,9 +237,11 @@ def _receive(
 # -- the merge ------------------------------------------------------------------------------------
 
 
-def merge_stored(results: Sequence[ShardResult], options: AnalysisOptions) -> PartialCapture:
+def merge_stored(
+    results: Sequence[ShardResult], options: AnalysisOptions, open_now: bool = True
+) -> PartialCapture:
     """The shards of one capture (in shard order) as one `PartialCapture` whose flows are a
-    `MergedStore` over the shards' files."""
+    `MergedStore` over the shards' files (opened now, or when first read)."""
     parts = [r.part for r in results]
     base = _base(results)
     number = Numbering([part.first_frames or () for part in parts])
@@ -249,7 +275,7 @@ def merge_stored(results: Sequence[ShardResult], options: AnalysisOptions) -> Pa
         last_ns=base.last_ns,
         linktypes=set(base.linktypes),
         damaged=base.damaged,
-        flows=MergedStore(stores, records, released_names),
+        flows=MergedStore(stores, records, released_names, open_now),
         context=context,
         decode_stats=base.decode_stats,
         flows_released=len(released) + sum(part.flows_released for part in parts),

@@ -21,6 +21,7 @@ facts, when `seal`ed).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import marshal
@@ -28,7 +29,7 @@ import os
 import tempfile
 import zlib
 from array import array
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, overload
@@ -321,6 +322,14 @@ class FlowStore(Sequence[FlowResult]):
         return flow
 
 
+# Merged stores opened when first read (`MergedStore(open_now=False)`) that keep their files
+# open, least recently read first: beyond `MAX_OPEN_STORES`, the oldest closes them (and opens
+# them again if read again), so a report of thousands of captures stays within the process's
+# limit of open files.
+MAX_OPEN_STORES = 64
+_open_lazily: OrderedDict[int, MergedStore] = OrderedDict()
+
+
 @dataclass
 class StoredFlows:
     """A detached store (`FlowStore.detach`): its named file and, per record (in the order
@@ -356,17 +365,24 @@ class MergedStore(FlowStore):
     store: `records` lists (flow id in the whole capture, shard, record position in that
     shard's store) of the records to keep, in the order they count as added; `released` are
     the findings (per name) of the records left out. Each flow read gets its new id, and so do
-    its findings. The shards' files are opened at once; the caller may delete them then."""
+    its findings.
+
+    With `open_now`, the shards' files are opened at once, and the caller may delete them then.
+    Without, they are opened when first read, and must stay until the store is read (a report
+    of many captures: at most `MAX_OPEN_STORES` such stores keep their files open at once)."""
 
     def __init__(
         self,
         shards: Sequence[StoredFlows],
         records: Iterable[tuple[int, int, int]],
         released: Counter[str],
+        open_now: bool = True,
     ) -> None:
         super().__init__()
         self.on_disk = True
-        self._fds = [os.open(shard.path, os.O_RDONLY) for shard in shards]
+        self._paths = [shard.path for shard in shards]
+        self._lazy = not open_now
+        self._fds: list[int] = [] if self._lazy else self._open()
         self._source = array("i")  # shard of each record
         merged_at = [array("q", [-1]) * len(shard.ids) for shard in shards]
         for flow_id, index, position in records:
@@ -408,9 +424,26 @@ class MergedStore(FlowStore):
         fds, self._fds = self._fds, []
         for fd in fds:
             os.close(fd)
+        _open_lazily.pop(id(self), None)
+
+    def _open(self) -> list[int]:
+        return [os.open(path, os.O_RDONLY) for path in self._paths]
+
+    def _descriptors(self) -> list[int]:
+        if not self._lazy:
+            return self._fds
+        if self._fds:
+            _open_lazily.move_to_end(id(self))
+            return self._fds
+        self._fds = self._open()
+        _open_lazily[id(self)] = self
+        if len(_open_lazily) > MAX_OPEN_STORES:
+            _, oldest = _open_lazily.popitem(last=False)
+            oldest.close()
+        return self._fds
 
     def _load(self, i: int) -> tuple[FlowResult, bytes | None]:
-        blob = os.pread(self._fds[self._source[i]], self._lengths[i], self._offsets[i])
+        blob = os.pread(self._descriptors()[self._source[i]], self._lengths[i], self._offsets[i])
         values, packed = marshal.loads(blob)
         flow = flow_from_plain(values)
         old, new = flow.id, self._ids[i]
@@ -422,7 +455,8 @@ class MergedStore(FlowStore):
         return flow, packed
 
     def __del__(self) -> None:
-        self.close()
+        with contextlib.suppress(Exception):  # (at interpreter exit, module globals may be gone)
+            self.close()
 
 
 class StoreView(Sequence[FlowResult]):

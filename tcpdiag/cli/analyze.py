@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import tempfile
 from collections.abc import Iterator
 
 import click
@@ -21,7 +23,7 @@ from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import AnalysisInterrupted, analyze_capture
 from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, CaptureResult
-from tcpdiag.split import analyze_split, worth_splitting
+from tcpdiag.split import analyze_each, analyze_split, worth_splitting
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -95,35 +97,39 @@ def analyze(
     paths = expand_captures(captures)
     if output is not None and output != "-":
         check_output_path(output, paths)  # refuse a bad -o before the analysis, not after
-    exit_code = 0
-    captured: list[CaptureResult]
-    if cluster or scheduler:
-        from tcpdiag.cli.distributed import analyze_distributed
+    # The report may read flows that parallel workers left on disk (`_spool`): it is written
+    # before they go.
+    with contextlib.ExitStack() as stack:
+        exit_code = 0
+        captured: list[CaptureResult]
+        if cluster or scheduler:
+            from tcpdiag.cli.distributed import analyze_distributed
 
-        fleet = analyze_distributed(
-            paths, options, cluster=cluster, scheduler=scheduler, split_size=split_size
+            fleet = analyze_distributed(
+                paths, options, cluster=cluster, scheduler=scheduler, split_size=split_size
+            )
+            exit_code = fleet.exit_code  # 2: some captures could not be read (said on stderr)
+            captured = fleet
+        else:
+            captured = []
+            spool = _spool(stack, paths, jobs)
+            try:
+                captured.extend(_analyze_all(paths, options, jobs, spool))
+            except AnalysisInterrupted as stop:
+                # Ctrl-C: report what was read so far (marked incomplete), then exit 130.
+                captured.append(stop.partial)
+                exit_code = EXIT_INTERRUPTED
+        result = AnalysisResult(version=__version__, captures=captured)
+        report_options = ReportOptions(
+            show_all_timelines=show_all,
+            flow_filter=flow_id,
+            host_filter=host,
+            port_filter=port,
+            timelines=timeline,
+            color=use_color(no_color, to_file=output is not None),
+            jobs=jobs,
         )
-        exit_code = fleet.exit_code  # 2: some captures could not be read (said on stderr)
-        captured = fleet
-    else:
-        captured = []
-        try:
-            captured.extend(_analyze_all(paths, options, jobs))
-        except AnalysisInterrupted as stop:
-            # Ctrl-C: report what was read so far (marked incomplete), then exit 130.
-            captured.append(stop.partial)
-            exit_code = EXIT_INTERRUPTED
-    result = AnalysisResult(version=__version__, captures=captured)
-    report_options = ReportOptions(
-        show_all_timelines=show_all,
-        flow_filter=flow_id,
-        host_filter=host,
-        port_filter=port,
-        timelines=timeline,
-        color=use_color(no_color, to_file=output is not None),
-        jobs=jobs,
-    )
-    emit(render(fmt, result, report_options), output, paths)
+        emit(render(fmt, result, report_options), output, paths)
     damaged = [c.path for c in captured if c.damaged]
     if strict and damaged and not exit_code:
         say("error", f"{damaged[0]}: the capture is damaged (see capture-damaged); --strict")
@@ -134,23 +140,29 @@ def analyze(
         raise SystemExit(exit_code)
 
 
-def _analyze_one(path: str, options: AnalysisOptions) -> CaptureResult:
-    return analyze_capture(path, options)
+def _spool(stack: contextlib.ExitStack, paths: list[str], jobs: int) -> str | None:
+    """Where parallel workers leave the flows of their captures (several captures with
+    `--jobs`) until the report is written; None when there are none (or no writable $TMPDIR:
+    then one capture at a time)."""
+    if jobs <= 1 or len(paths) <= 1 or "-" in paths:
+        return None
+    try:
+        return stack.enter_context(tempfile.TemporaryDirectory(prefix="tcpdiag-"))
+    except OSError:
+        return None
 
 
-def _analyze_all(paths: list[str], options: AnalysisOptions, jobs: int) -> Iterator[CaptureResult]:
+def _analyze_all(
+    paths: list[str], options: AnalysisOptions, jobs: int, spool: str | None
+) -> Iterator[CaptureResult]:
     if len(paths) == 1 and worth_splitting(paths[0], jobs):
         # One large capture: its flows shared by `jobs` processes (the same report).
         yield analyze_split(paths[0], options, jobs)
         return
-    if jobs <= 1 or len(paths) <= 1 or "-" in paths:
+    if spool is None:
         for path in paths:
             yield analyze_capture(path, options)
         return
-    # Separate processes (threads would share one GIL); map() keeps the input order, so the
-    # report is identical to a sequential run.
-    # Imported here: multiprocessing is slow to import, and one capture does not need it.
-    from concurrent.futures import ProcessPoolExecutor
-
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
-        yield from pool.map(_analyze_one, paths, [options] * len(paths))
+    # Separate processes (threads would share one GIL), results in input order, so the report
+    # is identical to a sequential run; the flows wait in `spool` until the report reads them.
+    yield from analyze_each(paths, options, jobs, spool)

@@ -19,6 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 import tcpdiag.split as split
+import tcpdiag.store as store_module
 from tcpdiag.cli.main import cli
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.decode import scan
@@ -28,6 +29,7 @@ from tcpdiag.errors import CaptureError
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
 from tcpdiag.result import CaptureResult
+from tcpdiag.store import MergedStore
 from tests.capture_files import PUBLIC
 from tests.cbuild import REPO, build_extension, load_extension
 from tests.modules import load_file
@@ -237,3 +239,27 @@ def test_analyze_jobs_on_one_capture_splits_it(
     assert one.exit_code == two.exit_code == 0, two.output
     assert calls == [2]
     assert two.stdout == one.stdout
+
+
+def test_several_captures_keep_their_flows_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several captures with --jobs: each worker leaves its capture's flows in the spool, and
+    this process reads them from there (never more than MAX_OPEN_STORES files open at once):
+    the same results as one capture at a time."""
+    monkeypatch.setattr(store_module, "MAX_OPEN_STORES", 2)
+    paths: list[str] = []
+    expected: list[str] = []
+    for path in _corpus()[:12]:
+        try:
+            expected.append(_json(analyze_capture(str(path))))
+        except CaptureError:
+            continue
+        paths.append(str(path))
+    assert len(paths) >= 8
+    results = list(split.analyze_each(paths, AnalysisOptions(), 3, str(tmp_path)))
+    assert all(isinstance(r.flows, MergedStore) for r in results)
+    # read twice, interleaved: stores close their files and open them again
+    for _ in range(2):
+        assert [_json(r) for r in results] == expected
+        assert len(store_module._open_lazily) <= 2
