@@ -62,7 +62,13 @@ from tcpdiag.findings.context import MAX_ICMP_TUPLES, CaptureContext, Tuple4
 from tcpdiag.findings.verdict import problem_flow
 from tcpdiag.model import IcmpError
 from tcpdiag.result import CaptureResult, Finding, FlowResult
-from tcpdiag.shards import FinishRecord, Numbering, apply_quota, check_same_reading
+from tcpdiag.shards import (
+    FinishRecord,
+    Numbering,
+    apply_quota,
+    check_same_reading,
+    merged_partial,
+)
 
 if TYPE_CHECKING:
     from distributed import Client, Future
@@ -264,8 +270,6 @@ def merge_shards(parts: Sequence[PartialCapture], options: AnalysisOptions) -> C
     problems = [[problem_flow(flow) for flow in part.flows] for part in parts]
     kept, released = apply_quota(_finished(parts), problems, options.limits.max_report_flows)
     released_names: Counter[str] = Counter()
-    for part in parts:
-        released_names.update(part.released_findings)
     for index, position in released:
         released_names.update(f.name for f in parts[index].flows[position].findings)
     ids: list[dict[int, int]] = [{} for _ in parts]
@@ -283,21 +287,7 @@ def merge_shards(parts: Sequence[PartialCapture], options: AnalysisOptions) -> C
     flows.sort(key=lambda flow: flow.id)
 
     context = merge_contexts([part.context for part in parts], ids)
-    merged = PartialCapture(
-        path=base.path,
-        info=base.info,
-        packets=base.packets,
-        tcp_packets=base.tcp_packets,
-        first_ns=base.first_ns,
-        last_ns=base.last_ns,
-        linktypes=set(base.linktypes),
-        damaged=base.damaged,
-        flows=flows,
-        context=context,
-        decode_stats=base.decode_stats,
-        flows_released=len(released) + sum(part.flows_released for part in parts),
-        released_findings=dict(released_names),
-    )
+    merged = merged_partial(parts, base, flows, context, len(released), released_names)
     return conclude(merged, options)
 
 

@@ -19,7 +19,9 @@ other records than one process would, and the flows at the boundary of the quota
 from __future__ import annotations
 
 import bisect
+import dataclasses
 from array import array
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -27,6 +29,9 @@ from tcpdiag.errors import CaptureError
 
 if TYPE_CHECKING:
     from tcpdiag.engine import PartialCapture
+    from tcpdiag.findings.context import CaptureContext
+    from tcpdiag.result import FlowResult
+    from tcpdiag.store import FlowStore
 
 # (where the flow was finished, the order there, shard, position in that shard's flows)
 FinishRecord = tuple[int, int, int, int]
@@ -79,3 +84,28 @@ def check_same_reading(parts: Sequence[PartialCapture]) -> None:
                 f"{base.path}: the capture changed while it was being read "
                 f"({base.packets:,} packets in one read, {part.packets:,} in another)"
             )
+
+
+def merged_partial(
+    parts: Sequence[PartialCapture],
+    base: PartialCapture,
+    flows: list[FlowResult] | FlowStore,
+    context: CaptureContext,
+    released: int,
+    released_names: Counter[str],
+) -> PartialCapture:
+    """The capture the shards make together: what every shard read (from `base`), the merged
+    flows and context, and the flows released by the shards and by the merge's quota."""
+    names = Counter(released_names)
+    for part in parts:
+        names.update(part.released_findings)
+    return dataclasses.replace(
+        base,
+        linktypes=set(base.linktypes),
+        flows=flows,
+        context=context,
+        flows_released=released + sum(part.flows_released for part in parts),
+        released_findings=dict(names),
+        first_frames=None,
+        finish_keys=None,
+    )

@@ -61,7 +61,13 @@ from tcpdiag.engine import (
 )
 from tcpdiag.errors import CaptureError
 from tcpdiag.result import CaptureResult
-from tcpdiag.shards import FinishRecord, Numbering, apply_quota, check_same_reading
+from tcpdiag.shards import (
+    FinishRecord,
+    Numbering,
+    apply_quota,
+    check_same_reading,
+    merged_partial,
+)
 from tcpdiag.store import FlowStore, MergedStore, StoredFlows, read_stored
 
 # Below this size a capture is analysed in one process: starting workers and merging costs
@@ -257,30 +263,14 @@ def merge_stored(
     ids: list[dict[int, int]] = [{} for _ in stores]
     for flow_id, index, position in records:
         ids[index][stores[index].ids[position]] = flow_id
-    names: Counter[str] = Counter(released_names)
-    for part in parts:
-        names.update(part.released_findings)
     context = merge_contexts([part.context for part in parts], ids)
     # The limits the user gave, which the workers shared (`worker_options`).
     if context.max_flows is not None:
         context.max_flows = options.limits.max_flows
     if context.max_closed_flows is not None:
         context.max_closed_flows = options.limits.max_closed_flows
-    return PartialCapture(
-        path=base.path,
-        info=base.info,
-        packets=base.packets,
-        tcp_packets=base.tcp_packets,
-        first_ns=base.first_ns,
-        last_ns=base.last_ns,
-        linktypes=set(base.linktypes),
-        damaged=base.damaged,
-        flows=MergedStore(stores, records, released_names, open_now),
-        context=context,
-        decode_stats=base.decode_stats,
-        flows_released=len(released) + sum(part.flows_released for part in parts),
-        released_findings=dict(names),
-    )
+    flows = MergedStore(stores, records, released_names, open_now)
+    return merged_partial(parts, base, flows, context, len(released), released_names)
 
 
 def _base(results: Sequence[ShardResult]) -> PartialCapture:
