@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 
@@ -16,18 +15,12 @@ from tcpdiag.engine import analyze_capture
 from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, FlowResult
 from tcpdiag.split import analyze_split
-from tests.cbuild import REPO
-from tests.modules import load_file
-
-gen = load_file(REPO / "benchmarks" / "gen.py", "bench_gen", register=True)
+from tests.synthetic import short_connections
 
 
 @pytest.fixture(scope="module")
 def capture(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("parallel") / "failures.pcap"
-    pattern = dataclasses.replace(gen.PATTERNS["failures"], warmup_s=0.2)
-    gen.generate(str(path), 12_000, seed=5, pattern=pattern)
-    return path
+    return short_connections(tmp_path_factory.mktemp("parallel") / "failures.pcap", 12_000, seed=5)
 
 
 @pytest.fixture(autouse=True)

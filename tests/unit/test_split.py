@@ -7,7 +7,6 @@ from `_scan.c` as in `test_scan.py`; forked workers inherit it) and with the pur
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import signal
 import threading
@@ -32,9 +31,7 @@ from tcpdiag.result import CaptureResult
 from tcpdiag.store import MergedStore
 from tests.capture_files import PUBLIC
 from tests.cbuild import REPO, build_extension, load_extension
-from tests.modules import load_file
-
-gen = load_file(REPO / "benchmarks" / "gen.py", "bench_gen", register=True)
+from tests.synthetic import short_connections
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +56,7 @@ def reader(request: pytest.FixtureRequest, native: ModuleType) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def many_flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """~30k packets of short connections, most of them failing: thousands of flows."""
-    path = tmp_path_factory.mktemp("split") / "failures.pcap"
-    pattern = dataclasses.replace(gen.PATTERNS["failures"], warmup_s=0.2)
-    gen.generate(str(path), 30_000, seed=3, pattern=pattern)
-    return path
+    return short_connections(tmp_path_factory.mktemp("split") / "failures.pcap", 30_000, seed=3)
 
 
 def _json(result: CaptureResult) -> str:
