@@ -35,6 +35,7 @@ COMPILED = [
     "tcpdiag/flow/state.py",
     "tcpdiag/flow/reassembly.py",
     "tcpdiag/flow/flow.py",
+    "tcpdiag/flow/buckets.py",
     "tcpdiag/flow/table.py",
     "tcpdiag/tls/cursor.py",
     "tcpdiag/tls/records.py",

@@ -28,7 +28,8 @@ the shards back together:
 * flow-table evictions: summed (each shard's table holds at most `max_flows` flows, so the limit
   is effectively `count * max_flows`: the one place where a split run can differ, and only on
   captures that overflow the table); likewise late packets of flows finalised early by the
-  closed-flow cap (`max_closed_flows` per shard);
+  closed-flow cap, which is exact (it is kept per bucket of flows, `flow/buckets.py`, and a
+  shard is a set of whole buckets);
 
 then `engine.conclude` runs the capture-level rules once over the merged capture.
 
@@ -60,7 +61,7 @@ from tcpdiag.engine import Engine, PartialCapture, Shard, analyze_partial, concl
 from tcpdiag.errors import CaptureError, TcpdiagError
 from tcpdiag.findings.context import MAX_ICMP_TUPLES, CaptureContext, Tuple4
 from tcpdiag.findings.verdict import problem_flow
-from tcpdiag.model import IcmpError
+from tcpdiag.model import FLOW_BUCKETS, IcmpError
 from tcpdiag.result import CaptureResult, Finding, FlowResult
 from tcpdiag.shards import (
     FinishRecord,
@@ -404,10 +405,11 @@ ProgressCallback = Callable[[Progress], None]
 def shard_count(size: int | None, split_size: int, workers: int) -> int:
     """How many flow shards a capture of `size` bytes gets: one per `split_size` bytes, at most
     one per worker thread (every shard reads the whole file, so more shards than workers only
-    multiplies the reading). 1 means: analyse it whole."""
+    multiplies the reading), and at most `FLOW_BUCKETS` (a shard is a set of whole buckets).
+    1 means: analyse it whole."""
     if size is None or size <= split_size or workers < 2:
         return 1
-    return max(1, min(math.ceil(size / split_size), workers))
+    return max(1, min(math.ceil(size / split_size), workers, FLOW_BUCKETS))
 
 
 def cluster_threads(client: Client) -> int:

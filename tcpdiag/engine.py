@@ -24,7 +24,6 @@ import contextlib
 import gc
 import marshal
 import threading
-import zlib
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,7 +39,17 @@ from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.verdict import problem_flow, verdict
 from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.flow.flow import TimelineState, timeline_frames, timeline_kept, timeline_rows
-from tcpdiag.model import ArpPacket, IcmpError, RawPacket, Segment, flow_key, linktype_name
+from tcpdiag.model import (
+    FLOW_BUCKETS,
+    ArpPacket,
+    IcmpError,
+    RawPacket,
+    Segment,
+    bucket_of,
+    flow_key,
+    linktype_name,
+    packed_key,
+)
 from tcpdiag.result import CaptureResult, Finding, FlowResult, TimelineRow
 from tcpdiag.store import MARSHAL_VERSION, FlowStore
 from tcpdiag.tls import TlsStream
@@ -69,9 +78,9 @@ Shard = tuple[int, int]  # (index, count)
 
 
 def shard_of(src: bytes, sport: int, dst: bytes, dport: int, count: int) -> int:
-    """Stable across processes and runs (Python's hash() of bytes is salted per process)."""
-    (a, pa), (b, pb) = flow_key(src, sport, dst, dport)
-    return zlib.crc32(a + pa.to_bytes(2, "big") + b + pb.to_bytes(2, "big")) % count
+    """The shard (of `count`, at most `FLOW_BUCKETS`) of a flow: a set of whole buckets, so that
+    the flow table's per-bucket limits hold the same flows in a shard as in one process."""
+    return bucket_of(packed_key(flow_key(src, sport, dst, dport))) % count
 
 
 @dataclass(slots=True)
@@ -137,6 +146,8 @@ class Engine:
         self.options = options or AnalysisOptions()
         self.path = path
         self._on_flow = on_flow
+        if shard is not None and not (1 <= shard[1] <= FLOW_BUCKETS and 0 <= shard[0] < shard[1]):
+            raise ValueError(f"shard {shard[0]} of {shard[1]}: at most {FLOW_BUCKETS} shards")
         self._shard = shard
         # A shard's store (`split.py`): the flows it keeps go there. A shard notes the first
         # frame of each of its flows (kept or not) by id, which numbers the merged flows, and

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import zlib
 from _socket import AF_INET6, inet_ntop
 from typing import NamedTuple
 
@@ -130,6 +131,25 @@ def flow_key(src: bytes, sport: int, dst: bytes, dport: int) -> FlowKey:
     a = (src, sport)
     b = (dst, dport)
     return (a, b) if a <= b else (b, a)
+
+
+def packed_key(key: FlowKey) -> bytes:
+    """The 4-tuple as one bytes object: both addresses and ports in key order."""
+    (a, pa), (b, pb) = key
+    return a + pa.to_bytes(2, "big") + b + pb.to_bytes(2, "big")
+
+
+# Flows fall into FLOW_BUCKETS buckets by a CRC-32 of their packed key (stable across processes
+# and runs, unlike Python's salted hash() of bytes). The flow table keeps its limits on closed
+# flows per bucket, and a shard of the flows is a set of whole buckets (`engine.shard_of`):
+# a process that follows one shard then finishes every flow exactly where one process
+# following all of them would. `decode/_scan.c` computes the same number.
+FLOW_BUCKETS = 64
+
+
+def bucket_of(packed: bytes) -> int:
+    """The bucket of the flow whose `packed_key` is `packed`."""
+    return zlib.crc32(packed) & (FLOW_BUCKETS - 1)
 
 
 # Text of recently formatted addresses: an IPv4 address is four number conversions, an IPv6

@@ -11,9 +11,11 @@ Quota: each shard keeps at most `Limits.max_report_flows` of its own flows (half
 problem flows, first finished first), which includes every flow the whole capture would keep.
 The merge goes through them in the order they were finished in the whole capture
 (`Engine._finish_key`: the record being read, then the order within it) and keeps as many of
-each kind as one process would. That order is exact while the limits that apply per flow table
-(`max_flows`, `max_closed_flows`) are not reached; when they are, a shard finishes flows at
-other records than one process would, and the flows at the boundary of the quota can differ.
+each kind as one process would. That order is exact, also when closed flows are finalised
+early (`max_closed_flows` is kept per bucket of flows, and a shard holds whole buckets), while
+the flow table's limit on all flows (`max_flows`) is not reached; when it is, a shard evicts
+flows at other records than one process would, and the flows at the boundary of the quota can
+differ.
 """
 
 from __future__ import annotations

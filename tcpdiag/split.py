@@ -22,12 +22,15 @@ then `engine.conclude` runs the capture-level rules once, as for any capture. Me
 bounded by the flows open at once in each worker, plus, in the parent, the records kept by
 the quota and eight bytes per flow of the first-frame lists.
 
-The limits of the flow table (`max_flows`, `max_closed_flows`) bound memory: the workers share
-them, each table getting 1/N (`worker_options`), so that the processes together stay near what
-one process would use. Where a split run can differ from one process: when one of those limits
-is reached, the flows a table evicts or finishes early are chosen among the worker's own flows;
-and if the report quota is reached too, the flows at its boundary can differ (`shards.py`).
-Every other part of the report is the same, byte for byte (`tests/unit/test_split.py`).
+The limits of the flow table bound memory, and the processes together stay near what one
+process would use. The limits on closed flows and tombs (`max_closed_flows`) are kept per bucket
+of flows (`flow/buckets.py`) and a shard is a set of whole buckets, so a worker finalises early
+exactly the flows one process would. The limit on all flows (`max_flows`, 200,000 by default)
+is shared, each table getting 1/N (`worker_options`): the one place where a split run can
+differ from one process. When a table is full, the flow it evicts is chosen among the worker's
+own flows, and if the report quota is reached too, the flows at its boundary can differ
+(`shards.py`). Every other part of the report is the same, byte for byte
+(`tests/unit/test_split.py`).
 
 Ctrl-C: every worker stops where it is and sends what it has read; the report covers that,
 marked incomplete, as in one process.
@@ -60,6 +63,7 @@ from tcpdiag.engine import (
     gc_tuned,
 )
 from tcpdiag.errors import CaptureError
+from tcpdiag.model import FLOW_BUCKETS
 from tcpdiag.result import CaptureResult
 from tcpdiag.shards import (
     FinishRecord,
@@ -72,6 +76,7 @@ from tcpdiag.store import FlowStore, MergedStore, StoredFlows, read_stored
 
 # Below this size a capture is analysed in one process: starting workers and merging costs
 # more than the work they would share.
+CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
 MIN_SPLIT_BYTES = 32 << 20
 
 
@@ -82,6 +87,24 @@ class ShardResult:
     part: PartialCapture
     stored: StoredFlows
     interrupted: bool
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may use (`--jobs auto`): those it may run on, and no more than a
+    cgroup v2 CPU quota allows (a container started with `--cpus 2` on a host of 64 still sees
+    64 CPUs, and 64 workers there would each read the whole capture for a share of 2)."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        count = os.cpu_count() or 1
+    try:
+        with open(CGROUP_CPU_MAX, encoding="ascii") as limits:
+            quota, period = limits.read().split()[:2]
+        if quota != "max":
+            count = min(count, -(-int(quota) // int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota
+    return max(1, count)
 
 
 def worth_splitting(path: str, jobs: int) -> bool:
@@ -102,6 +125,7 @@ def analyze_split(path: str, options: AnalysisOptions, jobs: int) -> CaptureResu
         directory = tempfile.TemporaryDirectory(prefix="tcpdiag-split-")
     except OSError:  # no writable temporary directory: one process keeps its flows in memory
         return analyze_capture(path, options)
+    jobs = min(jobs, FLOW_BUCKETS)  # a shard is a set of whole buckets (`engine.shard_of`)
     with directory:
         files = [os.path.join(directory.name, f"shard-{i}.flows") for i in range(jobs)]
         results = _run_workers(path, worker_options(options, jobs), jobs, files)
@@ -139,17 +163,14 @@ def analyze_each(
 
 
 def worker_options(options: AnalysisOptions, jobs: int) -> AnalysisOptions:
-    """A worker's options: the limits of the flow table shared by the workers (each holds about
-    1/jobs of the flows), so that together they stay within the memory one process would use.
-    (Each worker keeps the whole report quota: the merge applies it to the capture.)"""
+    """A worker's options: the limit on the flows of its table shared by the workers (each holds
+    about 1/jobs of the flows), so that together they stay within the memory one process would
+    use. The limits on closed flows and tombs are kept per bucket of flows, and a worker holds
+    whole buckets: it keeps them as given, and holds its buckets' share. (Each worker keeps the
+    whole report quota: the merge applies it to the capture.)"""
     limits = options.limits
     return dataclasses.replace(
-        options,
-        limits=dataclasses.replace(
-            limits,
-            max_flows=-(-limits.max_flows // jobs),
-            max_closed_flows=-(-limits.max_closed_flows // jobs),
-        ),
+        options, limits=dataclasses.replace(limits, max_flows=-(-limits.max_flows // jobs))
     )
 
 

@@ -40,7 +40,20 @@ from collections.abc import Callable, Iterable
 
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow import Flow, FlowTable
-from tcpdiag.model import ACK, FIN, NO_OPTIONS, PSH, RST, SYN, RawPacket, Segment, TcpOptions
+from tcpdiag.model import (
+    ACK,
+    FIN,
+    NO_OPTIONS,
+    PSH,
+    RST,
+    SYN,
+    RawPacket,
+    Segment,
+    TcpOptions,
+    bucket_of,
+    flow_key,
+    packed_key,
+)
 
 CLIENT = "10.0.0.1:40000"
 SERVER = "10.0.0.2:80"
@@ -396,3 +409,22 @@ def raw_packets(segments: Iterable[Segment]) -> list[RawPacket]:
         wire = len(data) + (seg.length - len(seg.payload))
         out.append(RawPacket(seg.frame, round(seg.time * 1e9), LINKTYPE_RAW, data, wire))
     return out
+
+
+def same_bucket_ports(count: int, client: str = "10.0.0.1", server: str = SERVER) -> list[int]:
+    """`count` client ports, ascending from 1001, whose connections from `client` to `server`
+    fall in the same bucket of flows (`model.bucket_of`; the flow table's limits on closed
+    flows and tombs apply per bucket)."""
+    src = ipaddress.ip_address(client).packed
+    dst, dport = parse_endpoint(server)
+    want = None
+    ports: list[int] = []
+    for port in range(1001, 65536):
+        bucket = bucket_of(packed_key(flow_key(src, port, dst, dport)))
+        if want is None:
+            want = bucket
+        if bucket == want:
+            ports.append(port)
+            if len(ports) == count:
+                return ports
+    raise ValueError("not enough ports")

@@ -23,11 +23,37 @@ from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import AnalysisInterrupted, analyze_capture
 from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, CaptureResult
-from tcpdiag.split import analyze_each, analyze_split, worth_splitting
+from tcpdiag.split import analyze_each, analyze_split, usable_cpus, worth_splitting
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
+
+
+class JobsParam(click.ParamType):  # type: ignore[type-arg]
+    """`--jobs`: a number of processes, 1 to 256, or `auto` (`split.usable_cpus`)."""
+
+    name = "N|auto"
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int:
+        if isinstance(value, int):
+            jobs = value
+        elif str(value).strip().lower() == "auto":
+            return min(MAX_JOBS, usable_cpus())
+        else:
+            try:
+                jobs = int(str(value))
+            except ValueError:
+                self.fail(f"{value!r} is not a number of processes or 'auto'", param, ctx)
+        if not 1 <= jobs <= MAX_JOBS:
+            self.fail(f"{jobs} is not in the range 1<=x<={MAX_JOBS}", param, ctx)
+        return jobs
+
+
+MAX_JOBS = 256
+JOBS = JobsParam()
 
 
 @click.command()
@@ -44,9 +70,11 @@ FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
 @click.option(
     "--jobs",
     "-j",
-    type=click.IntRange(1, 256),
-    default=1,
-    help="Processes: captures in parallel; one large capture split by flow across them.",
+    type=JOBS,
+    default="1",
+    show_default=True,
+    help="Processes (1-256, or auto: the CPUs this process may use): captures in parallel; "
+    "one large capture split by flow across them.",
 )
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")

@@ -53,8 +53,9 @@ def _limit_decorators(
             "--max-closed-flows",
             type=click.IntRange(1),
             value=limits.max_closed_flows,
-            help="Closed flows kept waiting for late packets at once; the one closed longest "
-            "ago is finalised beyond it.",
+            help="Closed flows kept waiting for late packets at once, 1/64 of them (rounded "
+            "up) in each of 64 buckets of flows by 4-tuple; beyond a bucket's share, its flow "
+            "closed longest ago is finalised.",
         ),
         option(
             "--idle-timeout",

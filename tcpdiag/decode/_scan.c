@@ -124,10 +124,12 @@ static PyObject *int_or_none(int present, long value) {
 }
 
 /* Flow shards (`engine.shard_of`): a process that follows only the flows of shard `index` of
-   `count` skips every other TCP segment here, before any object is made for it. The hash is the
-   CRC-32 (zlib's) of the canonical 4-tuple, lower (address, port) first, each port two bytes big
-   endian: the same number `zlib.crc32` gives `shard_of` in Python, so a segment decoded in C and
-   one decoded in Python land in the same shard. */
+   `count` skips every other TCP segment here, before any object is made for it. A flow's bucket
+   (`model.bucket_of`) is the CRC-32 (zlib's) of the canonical 4-tuple, lower (address, port)
+   first, each port two bytes big endian, modulo FLOW_BUCKETS; its shard, the bucket modulo
+   `count`. The same numbers as in Python, so a segment decoded in C and one decoded in Python
+   land in the same shard. */
+#define FLOW_BUCKETS 64u
 static uint32_t crc_table[256];
 
 static void crc_init(void) {
@@ -160,7 +162,7 @@ static long long shard_of(const unsigned char *src, uint32_t sport, const unsign
     crc = crc_update(crc, pa, 2);
     crc = crc_update(crc, b, size);
     crc = crc_update(crc, pb, 2);
-    return (long long)((crc ^ 0xFFFFFFFFu) % (uint32_t)count);
+    return (long long)(((crc ^ 0xFFFFFFFFu) % FLOW_BUCKETS) % (uint32_t)count);
 }
 
 /* Which flows a walk keeps: all (count 1), or those of shard `index`. */
@@ -451,7 +453,7 @@ static PyObject *walk_result(Walk *walk, Py_ssize_t pos, Py_ssize_t frame) {
 /* A shard outside 0 <= index < count (count < 2^32, the hash's range): ValueError, the view
    released. */
 static int bad_shard(Py_buffer *view, long long index, long long count) {
-    if (count >= 1 && count <= 0xFFFFFFFFLL && index >= 0 && index < count) return 0;
+    if (count >= 1 && count <= (long long)FLOW_BUCKETS && index >= 0 && index < count) return 0;
     PyBuffer_Release(view);
     PyErr_SetString(PyExc_ValueError, "scan: shard index or count out of range");
     return 1;

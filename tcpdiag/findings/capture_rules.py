@@ -27,7 +27,7 @@ from tcpdiag.findings.context import (
 )
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.verdict import verdict
-from tcpdiag.model import IcmpError, format_endpoint, format_ip
+from tcpdiag.model import FLOW_BUCKETS, IcmpError, format_endpoint, format_ip
 from tcpdiag.result import Finding, FlowResult
 from tcpdiag.store import FlowStore, flow_facts, server_key
 
@@ -315,13 +315,15 @@ def _arp_unanswered(
 
 def _flow_linger_limit(ctx: CaptureContext) -> Finding:
     count = ctx.late_after_early_close
-    cap = f"{ctx.max_closed_flows or 0:,}"
+    limit = ctx.max_closed_flows or 0
+    share = -(-limit // FLOW_BUCKETS) or 1
     return make_finding(
         "flow-linger-limit",
-        f"{plural(count, 'connection')} sent packets after being finalised early: more than "
-        f"{cap} closed connections were waiting out their linger for late packets "
-        "(--max-closed-flows), so the oldest were finalised first; each late packet started a "
-        "new flow, analysed as if the capture had begun mid-connection",
+        f"{plural(count, 'connection')} sent packets after being finalised early: too many "
+        f"closed connections were waiting out their linger for late packets (--max-closed-flows "
+        f"{limit:,}: at most {share:,} in each of the {FLOW_BUCKETS} groups of connections by "
+        "4-tuple), so the oldest were finalised first; each late packet started a new flow, "
+        "analysed as if the capture had begun mid-connection",
         frames=tuple(ctx.late_after_early_close_frames),
         count=count,
     )

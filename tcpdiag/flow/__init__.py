@@ -6,7 +6,16 @@ import os as _os
 from tcpdiag._native import use_pure_python as _use_pure_python
 
 # Modules that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source instead).
-COMPILED_MODULES = ("seq", "endpoint", "analysis", "state", "reassembly", "flow", "table")
+COMPILED_MODULES = (
+    "seq",
+    "endpoint",
+    "analysis",
+    "state",
+    "reassembly",
+    "flow",
+    "buckets",
+    "table",
+)
 _use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)
 
 from tcpdiag.flow.flow import Burst, DelayedAckSample, Flow, FlowEvent  # noqa: E402

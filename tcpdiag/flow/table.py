@@ -25,18 +25,19 @@ connection attempts to about a kilobyte each (their SYNs packed once unanswered 
 
 Lifetime (capture time only): a closed flow (both FINs ACKed, or a RST) stays in the table so
 that retransmitted FINs/RSTs and late ACKs still belong to it, until a new SYN reuses the tuple,
-or it has been silent for `Limits.close_linger` (60 s, TIME_WAIT: after it no stack would
-accept a segment of the old connection), whichever comes first; at most
-`Limits.max_closed_flows` closed flows linger at once (beyond it the one closed longest ago is
-finalised early: a lingering flow holds its whole state, and a busy link closes hundreds of
-connections a second). Any other flow is finalised after `Limits.idle_timeout` of silence;
-one silent for `IDLE_COMPACT` first drops its copy of delivered bytes. When `Limits.max_flows`
-flows are tracked, the table evicts a lingering closed flow first, then the oldest embryonic
-one (SYNs only), then the least recently active one (`evictions` counts them). Finalising
-calls `Flow.finish()` then `on_close(flow)` and forgets the flow, so memory is bounded by
-concurrent flows. A finalised flow leaves a packed tomb (4-tuple, end time, sequence spaces)
-for `idle_timeout`, at most `TOMBS_PER_CLOSED_FLOW` x `max_closed_flows` of them, to recognise
-a later reuse of its ports.
+or it has been silent for `Limits.close_linger` (60 s, TIME_WAIT: after it no stack would accept
+a segment of the old connection), whichever comes first; at most `Limits.max_closed_flows`
+closed flows linger at once, counted per bucket of flows (`buckets.py`: each bucket has its
+share of the limit, and beyond it the bucket's flow closed longest ago is finalised early: a
+lingering flow holds its whole state, and a busy link closes hundreds of connections a second).
+Any other flow is finalised after `Limits.idle_timeout` of silence; one silent for
+`IDLE_COMPACT` first drops its copy of delivered bytes. When `Limits.max_flows` flows are
+tracked, the table evicts a lingering closed flow first, then the oldest embryonic one (SYNs
+only), then the least recently active one (`evictions` counts them). Finalising calls
+`Flow.finish()` then `on_close(flow)` and forgets the flow, so memory is bounded by concurrent
+flows. A finalised flow leaves a packed tomb (4-tuple, end time, sequence spaces) for
+`idle_timeout`, at most `TOMBS_PER_CLOSED_FLOW` x `max_closed_flows` of them (per bucket too),
+to recognise a later reuse of its ports.
 """
 
 from __future__ import annotations
@@ -49,9 +50,19 @@ from typing import Final
 
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow.analysis import ACK, FIN, RST, SYN
+from tcpdiag.flow.buckets import BucketQueues
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.seq import seq_add
-from tcpdiag.model import Direction, FlowKey, RawPacket, Segment, TcpOptions, flow_key
+from tcpdiag.model import (
+    Direction,
+    FlowKey,
+    RawPacket,
+    Segment,
+    TcpOptions,
+    bucket_of,
+    flow_key,
+    packed_key,
+)
 
 CLIENT: Final = Direction.CLIENT
 SERVER: Final = Direction.SERVER
@@ -258,10 +269,12 @@ class _Embryo:
         )
 
 
-def _tomb_key(key: FlowKey) -> bytes:
-    """The 4-tuple as one bytes object (a tuple of tuples costs ~300 bytes per tomb)."""
-    (a, pa), (b, pb) = key
-    return a + pa.to_bytes(2, "big") + b + pb.to_bytes(2, "big")
+def _bucket(key: FlowKey) -> int:
+    return bucket_of(packed_key(key))
+
+
+def _last_frame(flow: Flow) -> int:
+    return flow.last_frame
 
 
 def _pure_syn(seg: Segment) -> bool:
@@ -305,7 +318,9 @@ class FlowTable:
         # walking every quiet entry each capture second (thousands of lingering closed flows and
         # idle connections, for the minutes of `idle_timeout`). A packet wakes its entry.
         self._dozing: OrderedDict[Hashable, Flow | _Embryo] = OrderedDict()
-        self._closing: OrderedDict[Hashable, Flow] = OrderedDict()
+        # Closed flows lingering, and tombs, in queues per bucket of flows with a share of their
+        # limit each (`buckets.py`: a shard of the flows then keeps and drops the same ones).
+        self._closing: BucketQueues[Flow] = BucketQueues(self.options.limits.max_closed_flows)
         # Each Flow of `_flows` under its two (src, sport, dst, dport) tuples, with the
         # direction a packet with that tuple goes and the very key object `_flows` holds: `add`
         # finds a packet's flow and moves it to the end of the LRU order without building,
@@ -315,7 +330,9 @@ class FlowTable:
         self._idle_timeout = self.options.limits.idle_timeout
         self._closed_linger = min(self._idle_timeout, self.options.limits.close_linger)
         # Finalised-by-timeout flows, kept tiny for `idle_timeout` to recognise port reuse.
-        self._tombs: OrderedDict[bytes, _Tomb] = OrderedDict()  # by `_tomb_key`
+        self._tombs: BucketQueues[_Tomb] = BucketQueues(
+            self.options.limits.max_closed_flows, TOMBS_PER_CLOSED_FLOW
+        )  # by `packed_key` (a tuple of tuples would cost ~300 bytes more per tomb)
         self._next_id = 1
         # With `sweeps`, the table expires idle flows itself, every `SWEEP_INTERVAL` of the
         # time of its own packets; without, only when the caller says (`expire`). The engine
@@ -452,7 +469,10 @@ class FlowTable:
                 self._finalize(flow, timed_out=True)
                 flow = self._create(key, seg)
         else:
-            tomb = self._tombs.pop(_tomb_key(key), None) if self._tombs else None
+            tomb = None
+            if self._tombs.size:
+                packed = packed_key(key)
+                tomb = self._tombs.pop(bucket_of(packed), packed)
             if tomb is not None and not flags & SYN:
                 self._count_late(tomb, seg, now)
             if _pure_syn(seg):
@@ -481,18 +501,18 @@ class FlowTable:
         flow.process(seg, d)
         if flow.closed:
             if was_closed:
-                self._closing.move_to_end(key)
+                self._closing.touch(_bucket(flow.key), key)
             else:
                 self._linger_closed(key, flow)
 
     def _linger_closed(self, key: Hashable, flow: Flow) -> None:
         """A flow just closed: it lingers for late packets, but at most `max_closed_flows` do
         (the one closed longest ago is finalised first, remembered as a tomb for port reuse)."""
+        bucket = _bucket(flow.key)
         closing = self._closing
-        closing[key] = flow
-        if len(closing) > self.options.limits.max_closed_flows:
+        if closing.put(bucket, key, flow):
             self.closed_early += 1
-            self._finalize(next(iter(closing.values())), timed_out=True, early=True)
+            self._finalize(closing.first(bucket), timed_out=True, early=True)
 
     def _count_late(self, tomb: _Tomb, seg: Segment, now: float) -> None:
         """A packet (not a SYN) for a finalised flow's 4-tuple: counted when that flow was
@@ -644,14 +664,14 @@ class FlowTable:
         if self._clock != float("-inf") and now - self._clock > SUSPICIOUS_JUMP:
             now = self._clock
         n = 0
-        closing = self._closing
         linger = self._closed_linger
-        while closing:
-            flow = next(iter(closing.values()))
-            if now - flow.end <= linger:
-                break
-            self._finalize(flow, timed_out=True)
-            n += 1
+        due = self._closing.due(lambda flow: now - flow.end > linger)
+        if due:
+            # In the order they were last active, as from one queue of the whole capture.
+            due.sort(key=_last_frame)
+            for flow in due:
+                self._finalize(flow, timed_out=True)
+            n += len(due)
         idle = self._idle_timeout
         dozing = self._dozing
         flows = self._flows
@@ -675,19 +695,14 @@ class FlowTable:
                 entry.forget_delivered()
             del flows[held]
             dozing[held] = entry
-        tombs = self._tombs
-        while tombs:
-            tomb = next(iter(tombs.values()))
-            if now - _TOMB_HEAD.unpack_from(tomb)[0] <= idle:
-                break
-            tombs.popitem(last=False)
+        self._tombs.drop_due(lambda tomb: now - _TOMB_HEAD.unpack_from(tomb)[0] > idle)
         self.expired += n
         return n
 
     def _evict_one(self) -> None:
         victim: Flow | _Embryo | None = None
-        if self._closing:
-            victim = next(iter(self._closing.values()))
+        if self._closing.size:
+            victim = min(self._closing.firsts(), key=_last_frame)  # closed longest ago
         else:
             oldest: Flow | _Embryo | None = None
             lru = itertools.chain(self._dozing.values(), self._flows.values())
@@ -717,8 +732,10 @@ class FlowTable:
         elif self._dozing.get(key) is flow:
             del self._dozing[key]
             self._unindex(flow)
-        if self._closing.get(key) is flow:
-            del self._closing[key]
+        if flow.closed:
+            bucket = _bucket(key)
+            if self._closing.get(bucket, key) is flow:
+                self._closing.pop(bucket, key)
         if timed_out and not flow.closed:
             flow.timed_out = True
         if timed_out:
@@ -739,13 +756,11 @@ class FlowTable:
                 packed.append(_TOMB_ENDPOINT.pack(side, base, ep.ws_nextseq or 0))
         established = flow.saw_fin_or_rst and flow.handshake.syn_ack and flow.handshake.ack
         tombs = self._tombs
-        tomb_key = _tomb_key(key)
+        tomb_key = packed_key(key)
+        bucket = bucket_of(tomb_key)
         head = _TOMB_HEAD.pack(flow.end, established, early, len(packed))
-        tombs[tomb_key] = head + b"".join(packed)
-        tombs.move_to_end(tomb_key)
-        limits = self.options.limits
-        if len(tombs) > min(limits.max_flows, TOMBS_PER_CLOSED_FLOW * limits.max_closed_flows):
-            tombs.popitem(last=False)
+        if tombs.put(bucket, tomb_key, head + b"".join(packed)):
+            tombs.drop_first(bucket)
 
     def finish(self) -> None:
         """End of capture: finalise every remaining flow, in flow-id order."""

@@ -66,3 +66,39 @@ def test_jobs_order_follows_arguments(tmp_path: Path) -> None:
     _, sequential = _analyze([*reversed(inputs), "--format", "jsonl", "--jobs", "1"], tmp_path)
     assert backward == sequential
     assert forward != backward
+
+
+def test_jobs_auto_is_the_usable_cpus_and_gives_the_same_report(tmp_path: Path) -> None:
+    inputs = _inputs()[:3]
+    _, auto = _analyze([*inputs, "--format", "json", "--jobs", "auto"], tmp_path)
+    _, one = _analyze([*inputs, "--format", "json", "-j", "1"], tmp_path)
+    assert auto == one
+    for bad in ("0", "257", "many"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "tcpdiag", "analyze", inputs[0], "--jobs", bad],
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 2 and b"--jobs" in proc.stderr, (bad, proc.stderr)
+
+
+def test_jobs_auto_counts_a_cgroup_cpu_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A container limited to 2.5 CPUs on a host of 16 gets 3 workers, not 16."""
+    from tcpdiag import split
+    from tcpdiag.cli.analyze import JOBS
+
+    monkeypatch.setattr(split.os, "sched_getaffinity", lambda pid: set(range(16)))
+    cpu_max = tmp_path / "cpu.max"
+    monkeypatch.setattr(split, "CGROUP_CPU_MAX", str(cpu_max))
+    assert split.usable_cpus() == 16  # no cgroup file
+    cpu_max.write_text("250000 100000\n")
+    assert split.usable_cpus() == 3 and JOBS.convert("auto", None, None) == 3
+    cpu_max.write_text("max 100000\n")
+    assert split.usable_cpus() == 16
+    monkeypatch.setattr(split.os, "sched_getaffinity", lambda pid: {0, 1})
+    assert split.usable_cpus() == 2 and JOBS.convert("AUTO", None, None) == 2
+    assert JOBS.convert("7", None, None) == 7

@@ -13,7 +13,18 @@ from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.flow.table import _TOMB_HEAD, IDLE_COMPACT, SUSPICIOUS_JUMP
 from tcpdiag.model import NO_OPTIONS, Segment, TcpOptions
 from tcpdiag.result import flow_to_plain
-from tests.craft import CLIENT, SERVER, Conversation, ack, data, parse_endpoint, run, syn, synack
+from tests.craft import (
+    CLIENT,
+    SERVER,
+    Conversation,
+    ack,
+    data,
+    parse_endpoint,
+    run,
+    same_bucket_ports,
+    syn,
+    synack,
+)
 
 
 def closed_conversation(**kw: object) -> Conversation:
@@ -227,19 +238,24 @@ def test_closed_flows_beyond_max_closed_flows_are_finalised_in_close_order() -> 
     opts = AnalysisOptions(limits=Limits(max_closed_flows=2))
     done: list[Flow] = []
     table = FlowTable(opts, on_close=done.append)
+    # The limit is kept per bucket of flows (rounded up: 1 here): four connections of one
+    # bucket, and one of another.
+    ports = same_bucket_ports(4)
+    other = next(p for p in range(1001, 2000) if p not in same_bucket_ports(100))
     frame, start = 1, 0.0
-    for port in (1001, 1002, 1003, 1004):
+    for port in (*ports[:2], other, *ports[2:]):
         c = closed_conversation(client=f"10.0.0.1:{port}", first_frame=frame, start=start)
         for seg in c.segments:
             table.add(seg)
         frame, start = c.frame + 1, c.time + 0.1
-    # four closed within a second, only two may linger: the first two closed are reported
-    assert table.closed_early == 2
-    assert [f.client[1] for f in done] == [1001, 1002]
+    # four closed within a second, only one of their bucket may linger: the first three
+    # closed are reported; the other bucket's lingers
+    assert table.closed_early == 3
+    assert [f.client[1] for f in done] == ports[:3]
     assert all(f.closed and not f.timed_out for f in done)
     assert len(table) == 2
     table.finish()
-    assert sorted(f.client[1] for f in done) == [1001, 1002, 1003, 1004]
+    assert sorted(f.client[1] for f in done) == sorted([*ports, other])
 
 
 def test_a_late_packet_of_a_flow_finalised_early_is_counted() -> None:
@@ -247,11 +263,12 @@ def test_a_late_packet_of_a_flow_finalised_early_is_counted() -> None:
     in Zeek after tcp_close_delay); the table counts it so the report can say why."""
     done: list[Flow] = []
     table = FlowTable(AnalysisOptions(limits=Limits(max_closed_flows=1)), on_close=done.append)
-    first = closed_conversation(client="10.0.0.1:1001")
-    second = closed_conversation(client="10.0.0.1:1002", first_frame=first.frame + 1, start=1.0)
+    one, two = same_bucket_ports(2)
+    first = closed_conversation(client=f"10.0.0.1:{one}")
+    second = closed_conversation(client=f"10.0.0.1:{two}", first_frame=first.frame + 1, start=1.0)
     for seg in [*first.segments, *second.segments]:
         table.add(seg)
-    assert table.closed_early == 1 and [f.client[1] for f in done] == [1001]
+    assert table.closed_early == 1 and [f.client[1] for f in done] == [one]
     late = first.segments[-1]._replace(frame=second.frame + 1, time=second.time + 5)
     table.add(late)
     assert table.late_after_early_close == 1
@@ -263,10 +280,14 @@ def test_a_late_packet_of_a_flow_finalised_early_is_counted() -> None:
 def test_late_packets_are_not_counted_without_an_early_finalisation() -> None:
     # Near misses: the same late ACK with room for both closed flows (the flow still lingers
     # and takes it), and after the linger would have ended anyway (a new flow either way).
-    for limits, delay in ((Limits(max_closed_flows=2), 5.0), (Limits(max_closed_flows=1), 61.0)):
+    # (A limit of 65 leaves each bucket room for two.)
+    one, two = same_bucket_ports(2)
+    for limits, delay in ((Limits(max_closed_flows=65), 5.0), (Limits(max_closed_flows=1), 61.0)):
         table = FlowTable(AnalysisOptions(limits=limits))
-        first = closed_conversation(client="10.0.0.1:1001")
-        second = closed_conversation(client="10.0.0.1:1002", first_frame=first.frame + 1, start=1.0)
+        first = closed_conversation(client=f"10.0.0.1:{one}")
+        second = closed_conversation(
+            client=f"10.0.0.1:{two}", first_frame=first.frame + 1, start=1.0
+        )
         for seg in [*first.segments, *second.segments]:
             table.add(seg)
         late = first.segments[-1]._replace(frame=second.frame + 1, time=second.time + delay)
@@ -356,21 +377,25 @@ def test_a_quiet_flow_behind_a_dozing_one_waits_for_it_as_before() -> None:
     limits = Limits(idle_timeout=60.0, max_closed_flows=1)
     done: list[Flow] = []
     table = FlowTable(AnalysisOptions(limits=limits), on_close=done.append)
-    a, e, c, g, h = (Conversation(client=f"10.0.0.1:{p}") for p in range(3000, 3005))
+    # (`e` and `g` in one bucket of flows: the limit on closed flows is kept per bucket.)
+    pe, pg = same_bucket_ports(2)
+    pa, pc, ph = [p for p in range(3000, 3010) if p not in (pe, pg)][:3]
+    ports = {"a": pa, "e": pe, "c": pc, "g": pg, "h": ph}
+    a, e, c, g, h = (Conversation(client=f"10.0.0.1:{p}") for p in ports.values())
     table.add(a.syn(at=75.0))
     table.add(a.synack(at=75.1))
     table.add(a.ack(at=75.2))
     table.add(a.send("c", 10, at=80.0))
     table.add(e.syn(at=100.0))  # the sweep at 100 puts the quiet `a` to doze
-    assert [f.client[1] for f in table._dozing.values()] == [3000]
+    assert [f.client[1] for f in table._dozing.values()] == [pa]
     table.add(c.syn(at=30.0))  # a timestamp 70 s in the past
     table.add(e.rst("s", at=100.1))  # `e` closes...
     table.add(g.syn(at=100.2))
     table.add(g.rst("s", at=100.3))  # ... and is finalised early (max_closed_flows=1)
-    assert [f.client[1] for f in done] == [3001]
+    assert [f.client[1] for f in done] == [pe]
     table.add(h.syn(at=101.5))  # a sweep: `a` (quiet 21.5 s) is not due, so `c` waits too
-    assert [f.client[1] for f in done] == [3001]
-    assert [f.client[1] for f in table] == [3000, 3002, 3003, 3004]
+    assert [f.client[1] for f in done] == [pe]
+    assert [f.client[1] for f in table] == [pa, pc, pg, ph]
 
 
 class _OneOrder(FlowTable):
@@ -381,11 +406,8 @@ class _OneOrder(FlowTable):
         if self._clock != float("-inf") and now - self._clock > SUSPICIOUS_JUMP:
             now = self._clock
         n = 0
-        closing = self._closing
-        while closing:
-            flow = next(iter(closing.values()))
-            if now - flow.end <= self._closed_linger:
-                break
+        due = self._closing.due(lambda flow: now - flow.end > self._closed_linger)
+        for flow in sorted(due, key=lambda flow: flow.last_frame):
             self._finalize(flow, timed_out=True)
             n += 1
         flows = self._flows
@@ -402,12 +424,9 @@ class _OneOrder(FlowTable):
                 entry.forget_delivered()
             else:
                 entry.compact()
-        tombs = self._tombs
-        while tombs:
-            tomb = next(iter(tombs.values()))
-            if now - _TOMB_HEAD.unpack_from(tomb)[0] <= self._idle_timeout:
-                break
-            tombs.popitem(last=False)
+        self._tombs.drop_due(
+            lambda tomb: now - _TOMB_HEAD.unpack_from(tomb)[0] > self._idle_timeout
+        )
         self.expired += n
         return n
 

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 import tcpdiag.split as split
 import tcpdiag.store as store_module
+from tcpdiag.capture import open_capture
 from tcpdiag.cli.main import cli
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.decode import scan
@@ -61,6 +62,15 @@ def many_flows(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _json(result: CaptureResult) -> str:
     return dumps(capture_json(result))
+
+
+def _same(got: str, expected: str, what: object = "") -> None:
+    """`got == expected`, failing with where they part (pytest's diff of two reports of
+    thousands of flows takes minutes)."""
+    if got != expected:
+        at = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b), None)
+        at = min(len(got), len(expected)) if at is None else at
+        pytest.fail(f"{what}: reports differ at {at}: {got[at - 80 : at + 80]!r}")
 
 
 def _corpus() -> list[Path]:
@@ -126,11 +136,42 @@ def test_dask_shards_merge_to_the_same_report(reader: str, many_flows: Path, lim
     assert _json(merged) == _json(single)
 
 
+@pytest.mark.parametrize("closed", [1, 130])
+def test_split_is_exact_when_closed_flows_are_finalised_early(
+    reader: str, many_flows: Path, closed: int
+) -> None:
+    """The limit on closed flows (and tombs) is kept per bucket of flows, and a shard holds
+    whole buckets: the shards finalise early exactly the flows one process does, so even with
+    that limit and the report quota both reached, the report is the same, byte for byte."""
+    options = AnalysisOptions(limits=Limits(max_closed_flows=closed, max_report_flows=600))
+    with open_capture(str(many_flows)) as reader_:
+        engine = Engine(options, path=str(many_flows))
+        engine.feed_capture(reader_)
+        single = engine.finish(reader_)
+    assert engine._table.closed_early > 900  # the limit bound
+    assert single.flows_released > 1_000
+    expected = _json(single)
+    for jobs in (2, 3):
+        _same(_json(split.analyze_split(str(many_flows), options, jobs)), expected, jobs)
+    parts = [analyze_partial(str(many_flows), options, (i, 3)) for i in range(3)]
+    _same(_json(merge_shards(parts, options)), expected, "dask")
+
+
+def test_a_split_has_at_most_one_shard_per_bucket(many_flows: Path) -> None:
+    """More jobs than buckets of flows: one worker per bucket, the same report."""
+    options = AnalysisOptions(limits=Limits(max_report_flows=600))
+    with pytest.raises(ValueError, match="at most 64 shards"):
+        analyze_partial(str(many_flows), options, (0, 65))
+    expected = _json(analyze_capture(str(many_flows), options))
+    _same(_json(split.analyze_split(str(many_flows), options, 70)), expected, 70)
+
+
 def test_workers_share_the_flow_table_limits(many_flows: Path) -> None:
-    """Each worker's table gets 1/N of the limits; the report names the limits as given."""
+    """Each worker's table gets 1/N of the limit on flows (those on closed flows are kept per
+    bucket of flows, and a worker holds whole buckets); the report names the limits as given."""
     options = AnalysisOptions(limits=Limits(max_flows=9, max_closed_flows=5))
     shared = split.worker_options(options, 2).limits
-    assert (shared.max_flows, shared.max_closed_flows) == (5, 3)
+    assert (shared.max_flows, shared.max_closed_flows) == (5, 5)
     assert shared.max_report_flows == options.limits.max_report_flows
     merged = split.analyze_split(str(many_flows), options, 2)
     messages = {f.name: f.message for f in merged.findings}

@@ -392,8 +392,11 @@ SPECS: tuple[FindingSpec, ...] = (
         what_it_means=text("""
             After a connection closes, tcpdiag keeps it for up to a minute (TIME_WAIT) so
             that a retransmitted FIN or a late ACK still belongs to it. To keep memory
-            bounded, at most `max_closed_flows` closed connections wait at once; beyond that
-            the one closed longest ago is finalised early. These connections then sent
+            bounded, at most `max_closed_flows` closed connections wait at once, counted in
+            64 groups of connections by a hash of their 4-tuple (each group has 1/64 of the
+            limit, rounded up, so that an analysis split across processes finalises the same
+            ones); beyond a group's share, its connection closed longest ago is finalised
+            early. These connections then sent
             another packet while they would still have been waiting: each such packet
             started a new flow, which the report shows as a connection whose start the
             capture missed (no handshake, client guessed). The original connection's own
@@ -424,10 +427,11 @@ SPECS: tuple[FindingSpec, ...] = (
         ),
         example=example("""
             flow-linger-limit (warning) x12, frames 48211, 48390
-              12 connections sent packets after being finalised early: more than 4,096
-              closed connections were waiting out their linger for late packets
-              (--max-closed-flows), so the oldest were finalised first; each late packet
-              started a new flow, analysed as if the capture had begun mid-connection
+              12 connections sent packets after being finalised early: too many closed
+              connections were waiting out their linger for late packets (--max-closed-flows
+              4,096: at most 64 in each of the 64 groups of connections by 4-tuple), so the
+              oldest were finalised first; each late packet started a new flow, analysed as
+              if the capture had begun mid-connection
         """),
     ),
     FindingSpec(
