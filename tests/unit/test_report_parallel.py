@@ -16,6 +16,7 @@ from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, FlowResult
 from tcpdiag.split import analyze_split
 from tests.synthetic import short_connections
+from tests.unit.report_fixtures import refused_flow
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +48,7 @@ def test_the_report_is_the_same_made_in_parallel(capture: Path, fmt: str) -> Non
 
 
 def _flows(n: int) -> list[FlowResult]:
-    return [
-        FlowResult(
-            id=i,
-            client="a",
-            server="b",
-            ip_version=4,
-            client_inferred=False,
-            first_frame=i,
-            last_frame=i,
-            start=0.0,
-            end=0.0,
-        )
-        for i in range(1, n + 1)
-    ]
+    return [refused_flow(fid=i, frame=2 * i) for i in range(1, n + 1)]
 
 
 def test_flows_are_made_by_other_processes() -> None:
