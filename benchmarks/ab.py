@@ -2,8 +2,8 @@
 
     python benchmarks/ab.py /tmp/cv-old/bin/python /tmp/cv-new/bin/python CAPTURE [--rounds 3]
 
-Each round runs `PYTHON -m tcpdiag analyze CAPTURE --format json` with build A, then build B
-(the order swapped every other round), each in a fresh process from an empty directory (so
+Each round runs `PYTHON -m tcpdiag analyze CAPTURE --format json --jobs 1` with build A, then
+build B (the order swapped every other round), each in a fresh process from an empty directory (so
 that the installed build is the one measured, not the source tree). On a shared machine a run
 can be 10-15% slower than the one a few minutes earlier; runs of the two builds side by side
 share the machine's state, so their difference is the builds'. Prints every run's wall and CPU
@@ -49,6 +49,8 @@ def run_once(build: str, python: str, capture: Path) -> Run:
             str(capture),
             "--format",
             "json",
+            "--jobs",
+            "1",  # one process: the builds' engines compared, not the machine's cores
             "-o",
             str(out),
         ]

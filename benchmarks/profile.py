@@ -74,7 +74,9 @@ def run_profile(path: Path, extra: list[str], engine: bool) -> tuple[cProfile.Pr
 
         def work() -> None:
             try:
-                cli.main(["analyze", str(path), "--format", "json", *extra], prog_name="tcpdiag")
+                # One process: a profiler sees only its own (`--jobs auto` would fork workers).
+                argv = ["analyze", str(path), "--format", "json", "-j", "1", *extra]
+                cli.main(argv, prog_name="tcpdiag")
             except SystemExit as exc:
                 if exc.code not in (0, None):
                     print(f"tcpdiag exited with {exc.code}", file=sys.stderr)
@@ -111,7 +113,8 @@ def py_spy(path: Path, extra: list[str], out: Path, native: bool = False) -> Non
     cmd = [exe, "record", "--rate", "250", "--format", "flamegraph", "-o", str(out)]
     # A compiled (mypyc) build runs its hot code as C functions, invisible without --native.
     cmd += ["--native", "--"] if native else ["--"]
-    cmd += [sys.executable, "-m", "tcpdiag", "analyze", str(path), "--format", "json", *extra]
+    cmd += [sys.executable, "-m", "tcpdiag", "analyze", str(path), "--format", "json", "-j", "1"]
+    cmd += extra
     subprocess.run(cmd, stdout=subprocess.DEVNULL, check=False)
     print(f"\npy-spy flame graph: {out}")
 

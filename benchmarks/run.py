@@ -335,14 +335,15 @@ def tools_for(path: Path, args: argparse.Namespace) -> list[Tool]:
     return [
         Tool(
             "tcpdiag",
-            "tcpdiag analyze --format json (TCP + TLS + findings)",
+            "tcpdiag analyze --format json (TCP + TLS + findings; by default --jobs auto: a"
+            " capture of 32 MB or more split by flow across the CPUs; peak RSS is the largest"
+            " process's)",
             [py, "-m", "tcpdiag", "analyze", f, "--format", "json", *args.tcpdiag_arg],
             "py:tcpdiag",
         ),
         Tool(
-            "tcpdiag-jobs",
-            f"tcpdiag analyze --format json --jobs {args.jobs} (the capture's flows split"
-            f" across {args.jobs} processes; peak RSS is the largest process's)",
+            "tcpdiag-1",
+            "tcpdiag analyze --format json --jobs 1 (one process)",
             [
                 py,
                 "-m",
@@ -352,7 +353,7 @@ def tools_for(path: Path, args: argparse.Namespace) -> list[Tool]:
                 "--format",
                 "json",
                 "--jobs",
-                str(args.jobs),
+                "1",
                 *args.tcpdiag_arg,
             ],
             "py:tcpdiag",
@@ -452,7 +453,7 @@ def measure(tool: Tool, packets: int, size: int, timeout: float) -> Measurement:
         m.extra.update(flows=int(flows), findings=int(findings))
     elif tool.name == "python-struct":
         m.extra["flows"] = int(stdout.split()[1])
-    elif tool.name in ("tcpdiag", "tcpdiag-jobs"):
+    elif tool.name in ("tcpdiag", "tcpdiag-1"):
         m.extra.update(tcpdiag_summary(stdout))
     return m
 
@@ -554,9 +555,10 @@ def print_table(title: str, rows: list[Measurement]) -> None:
 
 
 def print_targets(rows: list[Measurement]) -> None:
-    """Issue 9's targets for tcpdiag (one process, and with --jobs), checked against this run."""
+    """Issue 9's targets for tcpdiag (as run by default, and in one process), checked against
+    this run."""
     by = {m.tool: m for m in rows if m.status == "ok"}
-    for name in ("tcpdiag", "tcpdiag-jobs"):
+    for name in ("tcpdiag", "tcpdiag-1"):
         if name in by:
             print_targets_of(name, by)
 
@@ -637,7 +639,7 @@ def run_scaling(sizes: list[int], args: argparse.Namespace) -> dict[str, Any]:
 
 ALL_TOOLS = [
     "tcpdiag",
-    "tcpdiag-jobs",
+    "tcpdiag-1",
     "tcpdiag-engine",
     "tshark-analysis",
     "tshark-conv",
@@ -661,12 +663,6 @@ def main(argv: list[str] | None = None) -> int:
         " tcpdiag alone with --scaling)",
     )
     ap.add_argument("--skip-tcpdiag", action="store_true")
-    ap.add_argument(
-        "--jobs",
-        type=int,
-        default=os.cpu_count() or 2,
-        help="processes for the tcpdiag-jobs run (default: the CPUs here)",
-    )
     ap.add_argument("--skip-tshark", action="store_true", help="skip both tshark runs")
     ap.add_argument("--skip-tcptrace", action="store_true")
     ap.add_argument("--skip-scapy", action="store_true")
@@ -690,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
 
     skip = set()
     if args.skip_tcpdiag:
-        skip |= {"tcpdiag", "tcpdiag-jobs"}
+        skip |= {"tcpdiag", "tcpdiag-1"}
     if args.skip_tshark:
         skip |= {"tshark-analysis", "tshark-conv"}
     if args.skip_tcptrace:

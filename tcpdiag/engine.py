@@ -142,8 +142,11 @@ class Engine:
         shard: Shard | None = None,
         retain: RetainPredicate | None = None,
         store: FlowStore | None = None,
+        stop_on_eviction: bool = False,
     ) -> None:
         self.options = options or AnalysisOptions()
+        # A shard of a local split (`split.py`) stops at its table's first eviction: see there.
+        self._stop_on_eviction = stop_on_eviction
         self.path = path
         self._on_flow = on_flow
         if shard is not None and not (1 <= shard[1] <= FLOW_BUCKETS and 0 <= shard[0] < shard[1]):
@@ -245,8 +248,17 @@ class Engine:
             self._gc_live += grown - gc.collect()
 
     def feed_all(self, packets: Iterable[RawPacket]) -> None:
+        if self._stop_on_eviction:
+            for raw in packets:
+                self.feed(raw)
+                self._check_evictions()
+            return
         for raw in packets:
             self.feed(raw)
+
+    def _check_evictions(self) -> None:
+        if self._table.evictions:
+            raise FlowTableOverflow(self._table.evictions)
 
     def feed_capture(self, capture: Capture) -> None:
         """Every packet of `capture`, in order: in blocks decoded in C when the extension is
@@ -257,6 +269,8 @@ class Engine:
             return
         for block in blocks:
             self._feed_block(block)
+            if self._stop_on_eviction:
+                self._check_evictions()
         self._linktypes |= capture.linktypes
 
     def _expiry_ns(self) -> int:
@@ -576,6 +590,14 @@ def analyze_partial(
         engine = Engine(options, path=path, shard=shard)
         engine.feed_capture(reader)
         return engine.close(reader)
+
+
+class FlowTableOverflow(Exception):
+    """An engine made with `stop_on_eviction` had to evict a flow (`Limits.max_flows`)."""
+
+    def __init__(self, evictions: int) -> None:
+        super().__init__(f"the flow table evicted {evictions} flows")
+        self.evictions = evictions
 
 
 class AnalysisInterrupted(KeyboardInterrupt):

@@ -26,10 +26,10 @@ The limits of the flow table bound memory, and the processes together stay near 
 process would use. The limits on closed flows and tombs (`max_closed_flows`) are kept per bucket
 of flows (`flow/buckets.py`) and a shard is a set of whole buckets, so a worker finalises early
 exactly the flows one process would. The limit on all flows (`max_flows`, 200,000 by default)
-is shared, each table getting 1/N (`worker_options`): the one place where a split run can
-differ from one process. When a table is full, the flow it evicts is chosen among the worker's
-own flows, and if the report quota is reached too, the flows at its boundary can differ
-(`shards.py`). Every other part of the report is the same, byte for byte
+is shared, each table getting 1/N rounded down (`worker_options`): while no worker evicts a
+flow, neither would one process. Which flow a full table evicts depends on every flow it
+follows, so at a worker's first eviction the workers stop and one process analyses the
+capture. The report is therefore one process's, byte for byte, whatever N is
 (`tests/unit/test_split.py`).
 
 Ctrl-C: every worker stops where it is and sends what it has read; the report covers that,
@@ -48,7 +48,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
 
 from tcpdiag.capture import open_capture
 from tcpdiag.config import AnalysisOptions
@@ -56,6 +56,7 @@ from tcpdiag.distributed import merge_contexts
 from tcpdiag.engine import (
     AnalysisInterrupted,
     Engine,
+    FlowTableOverflow,
     PartialCapture,
     Shard,
     analyze_capture,
@@ -125,11 +126,20 @@ def analyze_split(path: str, options: AnalysisOptions, jobs: int) -> CaptureResu
         directory = tempfile.TemporaryDirectory(prefix="tcpdiag-split-")
     except OSError:  # no writable temporary directory: one process keeps its flows in memory
         return analyze_capture(path, options)
-    jobs = min(jobs, FLOW_BUCKETS)  # a shard is a set of whole buckets (`engine.shard_of`)
-    with directory:
-        files = [os.path.join(directory.name, f"shard-{i}.flows") for i in range(jobs)]
-        results = _run_workers(path, worker_options(options, jobs), jobs, files)
-        part = merge_stored(results, options)  # opens the files: they may go now
+    # A shard is a set of whole buckets (`engine.shard_of`), and holds at least one flow.
+    jobs = min(jobs, FLOW_BUCKETS, options.limits.max_flows)
+    if jobs < 2:
+        directory.cleanup()
+        return analyze_capture(path, options)
+    try:
+        with directory:
+            files = [os.path.join(directory.name, f"shard-{i}.flows") for i in range(jobs)]
+            results = _run_workers(path, worker_options(options, jobs), jobs, files)
+            part = merge_stored(results, options)  # opens the files: they may go now
+    except FlowTableOverflow:
+        # The flows open at once overflow `max_flows`: which one a table evicts depends on
+        # all the flows it follows, so only one process reproduces one process's report.
+        return analyze_capture(path, options)
     result = conclude(part, options)
     if any(r.interrupted for r in results):
         result.incomplete = True
@@ -144,8 +154,14 @@ def analyze_each(
     of `engine.analyze_capture`. A worker keeps its capture's flows in a file under `spool`
     and sends back only its counters and per-flow facts (a whole capture is shard 0 of 1), so
     this process holds no flow until the report reads it from there: `spool` must outlive the
-    results."""
-    with ProcessPoolExecutor(max_workers=min(jobs, len(paths))) as pool:
+    results. Where worker processes cannot be made (no working semaphores, as in some
+    sandboxes), one capture after the other in this process."""
+    try:
+        pool = ProcessPoolExecutor(max_workers=min(jobs, len(paths)))
+    except (ImportError, NotImplementedError, OSError):
+        yield from (analyze_capture(path, options) for path in paths)
+        return
+    with pool:
         futures = [
             pool.submit(
                 analyze_shard, path, options, (0, 1), os.path.join(spool, f"capture-{i}.flows")
@@ -163,24 +179,32 @@ def analyze_each(
 
 
 def worker_options(options: AnalysisOptions, jobs: int) -> AnalysisOptions:
-    """A worker's options: the limit on the flows of its table shared by the workers (each holds
-    about 1/jobs of the flows), so that together they stay within the memory one process would
-    use. The limits on closed flows and tombs are kept per bucket of flows, and a worker holds
-    whole buckets: it keeps them as given, and holds its buckets' share. (Each worker keeps the
-    whole report quota: the merge applies it to the capture.)"""
+    """A worker's options: the limit on the flows of its table shared by the workers, rounded
+    down, so that together they stay within the memory one process would use, and so that when
+    no worker had to evict a flow, neither would one process (the workers' flows open at once
+    never added up to `max_flows`). The limits on closed flows and tombs are kept per bucket of
+    flows, and a worker holds whole buckets: it keeps them as given, and holds its buckets'
+    share. (Each worker keeps the whole report quota: the merge applies it to the capture.)"""
     limits = options.limits
     return dataclasses.replace(
-        options, limits=dataclasses.replace(limits, max_flows=-(-limits.max_flows // jobs))
+        options, limits=dataclasses.replace(limits, max_flows=max(1, limits.max_flows // jobs))
     )
 
 
 def analyze_shard(
-    path: str, options: AnalysisOptions, shard: Shard, store_path: str
+    path: str,
+    options: AnalysisOptions,
+    shard: Shard,
+    store_path: str,
+    stop_on_eviction: bool = False,
 ) -> ShardResult:
-    """One worker's part: the flows of `shard`, kept in a store on `store_path`."""
+    """One worker's part: the flows of `shard`, kept in a store on `store_path`. With
+    `stop_on_eviction`, raises FlowTableOverflow at the table's first eviction."""
     with gc_tuned(), open_capture(path, max_input_bytes=options.limits.max_input_bytes) as reader:
         store = FlowStore(path=store_path)
-        engine = Engine(options, path=path, shard=shard, store=store)
+        engine = Engine(
+            options, path=path, shard=shard, store=store, stop_on_eviction=stop_on_eviction
+        )
         interrupted = False
         try:
             engine.feed_capture(reader)
@@ -198,7 +222,7 @@ def _worker(
     conn: Connection, path: str, options: AnalysisOptions, shard: Shard, store: str
 ) -> None:
     try:
-        conn.send(analyze_shard(path, options, shard, store))
+        conn.send(analyze_shard(path, options, shard, store, stop_on_eviction=True))
     except Exception as exc:  # raised again by the parent: an unreadable capture, a full disk
         try:
             conn.send(exc)
@@ -225,7 +249,7 @@ def _run_workers(
             process.start()
             sender.close()
             workers.append((process, receiver))
-        return [_receive(worker, conn, workers) for worker, conn in workers]
+        return _receive_all(workers)
     finally:
         for worker, conn in workers:
             conn.close()
@@ -234,22 +258,45 @@ def _run_workers(
             worker.join()
 
 
+Workers = Sequence[tuple[multiprocessing.process.BaseProcess, Connection]]
+
+
+def _receive_all(workers: Workers) -> list[ShardResult]:
+    """The workers' results in shard order, taken as they come: a worker's error (such as
+    FlowTableOverflow) is raised as soon as it arrives, not after the workers before it end."""
+    results: dict[int, ShardResult] = {}
+    pending = {conn: index for index, (_, conn) in enumerate(workers)}
+    while pending:
+        try:
+            ready = wait(list(pending))
+        except KeyboardInterrupt:
+            _pass_on_interrupt(workers)
+            continue
+        for conn, index in list(pending.items()):
+            if conn in ready:
+                del pending[conn]
+                results[index] = _receive(workers[index][0], conn, workers)
+    return [results[index] for index in range(len(workers))]
+
+
+def _pass_on_interrupt(workers: Workers) -> None:
+    """Ctrl-C at a terminal reaches the workers too; a signal sent to this process only is
+    passed on. Each worker then sends what it has read."""
+    for other, _ in workers:
+        if other.is_alive() and other.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(other.pid, signal.SIGINT)
+
+
 def _receive(
-    process: multiprocessing.process.BaseProcess,
-    conn: Connection,
-    workers: Sequence[tuple[multiprocessing.process.BaseProcess, Connection]],
+    process: multiprocessing.process.BaseProcess, conn: Connection, workers: Workers
 ) -> ShardResult:
     while True:
         try:
             message = conn.recv()
             break
         except KeyboardInterrupt:
-            # Ctrl-C at a terminal reaches the workers too; a signal sent to this process only
-            # is passed on. Each worker then sends what it has read.
-            for other, _ in workers:
-                if other.is_alive() and other.pid is not None:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(other.pid, signal.SIGINT)
+            _pass_on_interrupt(workers)
         except EOFError:
             process.join()
             raise CaptureError(

@@ -71,10 +71,11 @@ JOBS = JobsParam()
     "--jobs",
     "-j",
     type=JOBS,
-    default="1",
+    default="auto",
     show_default=True,
     help="Processes (1-256, or auto: the CPUs this process may use): captures in parallel; "
-    "one large capture split by flow across them.",
+    "one capture of 32 MB or more split by flow across them. The report is the same for any "
+    "N.",
 )
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")

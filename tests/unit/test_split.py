@@ -24,7 +24,13 @@ from tcpdiag.cli.main import cli
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.decode import scan
 from tcpdiag.distributed import merge_shards
-from tcpdiag.engine import AnalysisInterrupted, Engine, analyze_capture, analyze_partial
+from tcpdiag.engine import (
+    AnalysisInterrupted,
+    Engine,
+    FlowTableOverflow,
+    analyze_capture,
+    analyze_partial,
+)
 from tcpdiag.errors import CaptureError
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
@@ -167,15 +173,56 @@ def test_a_split_has_at_most_one_shard_per_bucket(many_flows: Path) -> None:
 
 
 def test_workers_share_the_flow_table_limits(many_flows: Path) -> None:
-    """Each worker's table gets 1/N of the limit on flows (those on closed flows are kept per
-    bucket of flows, and a worker holds whole buckets); the report names the limits as given."""
+    """Each worker's table gets 1/N of the limit on flows, rounded down (those on closed flows
+    are kept per bucket of flows, and a worker holds whole buckets)."""
     options = AnalysisOptions(limits=Limits(max_flows=9, max_closed_flows=5))
     shared = split.worker_options(options, 2).limits
-    assert (shared.max_flows, shared.max_closed_flows) == (5, 5)
+    assert (shared.max_flows, shared.max_closed_flows) == (4, 5)
     assert shared.max_report_flows == options.limits.max_report_flows
+
+
+@pytest.mark.parametrize("max_flows", [9, 400])
+def test_a_worker_that_must_evict_hands_the_capture_to_one_process(
+    many_flows: Path, monkeypatch: pytest.MonkeyPatch, max_flows: int
+) -> None:
+    """Which flow a full table evicts depends on every flow it follows: at a worker's first
+    eviction the workers stop, and one process analyses the capture, so the report is still
+    one process's (and names the limit as given)."""
+    options = AnalysisOptions(limits=Limits(max_flows=max_flows))
+    expected = analyze_capture(str(many_flows), options)
+    fallbacks: list[str] = []
+
+    def one_process(path: str, opts: AnalysisOptions) -> CaptureResult:
+        fallbacks.append(path)
+        return analyze_capture(path, opts)
+
+    monkeypatch.setattr(split, "analyze_capture", one_process)
     merged = split.analyze_split(str(many_flows), options, 2)
-    messages = {f.name: f.message for f in merged.findings}
-    assert "(9 flows)" in messages["flow-table-full"]
+    assert fallbacks == [str(many_flows)]
+    _same(_json(merged), _json(expected))
+    if max_flows == 9:
+        messages = {f.name: f.message for f in merged.findings}
+        assert "(9 flows)" in messages["flow-table-full"]
+
+
+def test_workers_that_never_evict_are_merged(
+    many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The near miss: room for every worker's flows; no fallback.
+    monkeypatch.setattr(split, "analyze_capture", None)
+    options = AnalysisOptions(limits=Limits(max_flows=5_000))
+    merged = split.analyze_split(str(many_flows), options, 2)
+    monkeypatch.undo()
+    _same(_json(merged), _json(analyze_capture(str(many_flows), options)))
+
+
+def test_a_worker_stops_at_its_first_eviction(many_flows: Path, tmp_path: Path) -> None:
+    options = split.worker_options(AnalysisOptions(limits=Limits(max_flows=9)), 2)
+    with pytest.raises(FlowTableOverflow) as overflow:
+        split.analyze_shard(str(many_flows), options, (0, 2), str(tmp_path / "s"), True)
+    assert overflow.value.evictions == 1
+    done = split.analyze_shard(str(many_flows), options, (0, 2), str(tmp_path / "t"))
+    assert done.part.context.evicted_flows > 1
 
 
 def test_flow_ids_follow_first_frames(many_flows: Path) -> None:
@@ -189,7 +236,7 @@ def test_flow_ids_follow_first_frames(many_flows: Path) -> None:
 def test_a_worker_that_dies_is_a_capture_error(
     many_flows: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def dies(*args: object) -> None:
+    def dies(*args: object, **kwargs: object) -> None:
         os._exit(3)
 
     monkeypatch.setattr(split, "analyze_shard", dies)
@@ -203,7 +250,7 @@ def test_a_worker_error_is_raised_in_the_parent(
     """An error in a worker (a full disk, a bug) reaches the parent as itself: the CLI then
     says it in one line, with the exit code it has in one process."""
 
-    def full(*args: object) -> None:
+    def full(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(split, "analyze_shard", full)
@@ -268,12 +315,14 @@ def test_analyze_jobs_on_one_capture_splits_it(
 
     monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
     monkeypatch.setattr("tcpdiag.cli.analyze.analyze_split", counted)
+    monkeypatch.setattr("tcpdiag.cli.analyze.usable_cpus", lambda: 3)
     runner = CliRunner()
-    one = runner.invoke(cli, ["analyze", str(many_flows), "--format", "json"])
+    one = runner.invoke(cli, ["analyze", "-j", "1", str(many_flows), "--format", "json"])
     two = runner.invoke(cli, ["analyze", "-j", "2", str(many_flows), "--format", "json"])
-    assert one.exit_code == two.exit_code == 0, two.output
-    assert calls == [2]
-    assert two.stdout == one.stdout
+    auto = runner.invoke(cli, ["analyze", str(many_flows), "--format", "json"])  # the default
+    assert one.exit_code == two.exit_code == auto.exit_code == 0, two.output
+    assert calls == [2, 3]
+    assert two.stdout == one.stdout == auto.stdout
 
 
 def test_several_captures_keep_their_flows_on_disk(
