@@ -206,7 +206,6 @@ class FlowEvent:
     syn / syn-ack      seq (raw), retransmission (bool)
     handshake-ack      (the client's ACK of the SYN-ACK)
     port-reused        prev_close_time (time the previous incarnation ended, or None)
-    data               one per burst (see `Burst`): bytes, segments, last_frame, last_time
     fin                bytes_in_flight (sent by this side, not yet ACKed by the peer),
                        after_peer_fin (bool)
     rst                bytes_in_flight, idle (seconds since the previous packet of the flow),
@@ -1022,9 +1021,10 @@ class Flow:
             gap = None if b is None else time - b.last_time
             b = Burst(d, frame, time, gap)
             self._burst = b
+            # Data turns are bursts, not events: on a long keep-alive connection they would
+            # fill the capped event list and hide the FIN or RST that ends it.
             if len(self.bursts) < MAX_BURSTS:
                 self.bursts.append(b)
-                self._event("data", frame, time, d, burst=b)
             else:
                 self.bursts_dropped += 1
         b.last_frame = frame

@@ -53,6 +53,23 @@ def test_reset_mid_stream_with_bytes_in_flight() -> None:
     assert "1,448 bytes it had sent still unacknowledged" in f.message
 
 
+def test_reset_after_a_thousand_turns_is_still_judged() -> None:
+    # A keep-alive connection of many request/response turns: its data turns are bursts, not
+    # events, so they cannot crowd the capped event list and hide the RST that ends it.
+    c = _exchange(Conversation())
+    for _ in range(1100):
+        c.send("c", 78)
+        c.send("s", 100)
+    c.send("s", 1448)
+    c.rst("s", dt=0.001)
+    f = only(diagnose(c), "reset-mid-stream")
+    assert "reset the connection (frame 2208)" in f.message
+    assert "1,548 bytes it had sent still unacknowledged" in f.message
+    flow = c.flow()
+    assert flow.events_dropped == 0
+    assert len(flow.bursts) == 1000 and flow.bursts_dropped == 1202
+
+
 def test_reset_after_round_idle_suggests_nat_timeout() -> None:
     c = _exchange(Conversation())
     c.send("c", 78, dt=300.0)
