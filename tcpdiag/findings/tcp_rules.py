@@ -1518,6 +1518,9 @@ def _capture_quality(x: _Facts) -> list[Finding]:
         capped = {e.frame for e in x.events("buffer-cap")}
         holes = [g for g in x.events("gap") if g.frame not in capped]
         missing = sum(int(_num(g.details.get("length"))) for g in holes)
+        count = len(holes)
+        if not capped:  # every hole: the reassemblers' totals (events may be capped)
+            missing, count = f.gap_bytes, f.gaps
         size = f"{fmt_bytes(missing)} of this connection" if missing else "bytes"
         retrans = "" if f.frames("retransmission") else " and nobody retransmitted them"
         out.append(
@@ -1528,7 +1531,7 @@ def _capture_quality(x: _Facts) -> list[Finding]:
                 f"{retrans} — capture loss, not network loss",
                 frames=[*unseen, *(g.frame for g in holes)],
                 flow=f.id,
-                count=max(1, len(holes)),
+                count=max(1, count),
             )
         )
     overlaps = x.events("overlap-mismatch")

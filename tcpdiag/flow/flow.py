@@ -16,6 +16,7 @@ the flow to `on_close`; `to_result()` turns it into a `result.FlowResult`.
 from __future__ import annotations
 
 import struct
+from collections import deque
 from typing import Final, NamedTuple
 
 from tcpdiag import model
@@ -47,7 +48,13 @@ DEFAULT_MSS: Final = 536
 DELAYED_ACK_MIN: Final = 0.035
 # Caps that keep one flow's memory bounded whatever its length.
 MAX_EVENTS: Final = 1000
-MAX_BURSTS: Final = 1000
+# ... and past MAX_EVENTS, the first few of each kind still: a long lossy connection's
+# thousand gaps must not hide the RST or FIN that ends it (at most ~10 kinds: bounded).
+EVENTS_PER_KIND_PAST_CAP: Final = 8
+# Request/response turns kept: the first BURSTS_HEAD and the last BURSTS_TAIL (a reset or a
+# close judges the turns before it, at the end of a long keep-alive connection).
+BURSTS_HEAD: Final = 500
+BURSTS_TAIL: Final = 500
 MAX_DELAYED_ACK_SAMPLES: Final = 1000
 MAX_RTT_SAMPLES: Final = 4096
 _SFR: Final = SYN | FIN | RST
@@ -326,8 +333,10 @@ class Flow:
                         zero-window-probe-ack, window-full, window-update, keep-alive,
                         keep-alive-ack, port-reused. Only names with frames are present.
     dup_ack_numbers     frame -> duplicate-ACK number (Wireshark's "#n")
-    events              ordered list of `FlowEvent` (capped at MAX_EVENTS; `events_dropped`)
-    bursts              list of `Burst` (request/response turns), capped at MAX_BURSTS
+    events              ordered list of `FlowEvent` (capped at MAX_EVENTS, past which only the
+                        first EVENTS_PER_KIND_PAST_CAP of each kind are kept; `events_dropped`)
+    bursts              list of `Burst` (request/response turns): the first BURSTS_HEAD and
+                        the last BURSTS_TAIL, `bursts_dropped` between them
     delayed_ack_samples list of `DelayedAckSample`
     rtt_samples         retained ACK RTT samples (seconds; Karn: retransmitted segments skipped)
     rtt                 `result.RttStats` or None
@@ -350,6 +359,9 @@ class Flow:
 
     __slots__ = (
         "_burst",
+        "_bursts",
+        "_bursts_tail",
+        "_event_kinds",
         "_handshake_done",
         "_head",
         "_head_max",
@@ -366,7 +378,6 @@ class Flow:
         "_tail",
         "_tail_max",
         "analysis",
-        "bursts",
         "bursts_dropped",
         "c",
         "client",
@@ -439,7 +450,10 @@ class Flow:
         self.dup_ack_numbers: dict[int, int] = {}
         self.events: list[FlowEvent] = []
         self.events_dropped = 0
-        self.bursts: list[Burst] = []
+        self._event_kinds: dict[str, int] | None = None  # events per kind, once at the cap
+        self._bursts: list[Burst] = []
+        # created when the head is full (most flows have a few turns)
+        self._bursts_tail: deque[Burst] | None = None
         self.bursts_dropped = 0
         self._burst: Burst | None = None
         self.delayed_ack_samples: list[DelayedAckSample] = []
@@ -478,6 +492,13 @@ class Flow:
 
     def endpoint(self, direction: Direction | int) -> Endpoint:
         return self.endpoints[direction]
+
+    @property
+    def bursts(self) -> list[Burst]:
+        """The request/response turns in order: the first BURSTS_HEAD, then the last
+        BURSTS_TAIL (`bursts_dropped` were between them)."""
+        tail = self._bursts_tail
+        return self._bursts if tail is None else [*self._bursts, *tail]
 
     def direction_of(self, src: bytes, sport: int) -> Direction:
         return Direction.CLIENT if (src, sport) == self.client else Direction.SERVER
@@ -533,10 +554,19 @@ class Flow:
         self._pending_reuse = frame
 
     def _event(self, kind: str, frame: int, time: float, d: Direction | None, **kw: object) -> None:
-        if len(self.events) >= MAX_EVENTS:
-            self.events_dropped += 1
-            return
-        self.events.append(FlowEvent(kind, frame, time, d, kw))
+        events = self.events
+        if len(events) >= MAX_EVENTS:
+            kinds = self._event_kinds
+            if kinds is None:
+                kinds = self._event_kinds = {}
+                for e in events:
+                    kinds[e.kind] = kinds.get(e.kind, 0) + 1
+            count = kinds.get(kind, 0)
+            if count >= EVENTS_PER_KIND_PAST_CAP:
+                self.events_dropped += 1
+                return
+            kinds[kind] = count + 1
+        events.append(FlowEvent(kind, frame, time, d, kw))
 
     def process(self, seg: Segment, d: Direction) -> int:
         """Account one segment sent in direction `d`. Returns its analysis flags."""
@@ -1023,10 +1053,15 @@ class Flow:
             self._burst = b
             # Data turns are bursts, not events: on a long keep-alive connection they would
             # fill the capped event list and hide the FIN or RST that ends it.
-            if len(self.bursts) < MAX_BURSTS:
-                self.bursts.append(b)
+            if len(self._bursts) < BURSTS_HEAD:
+                self._bursts.append(b)
             else:
-                self.bursts_dropped += 1
+                tail = self._bursts_tail
+                if tail is None:
+                    tail = self._bursts_tail = deque(maxlen=BURSTS_TAIL)
+                elif len(tail) == BURSTS_TAIL:
+                    self.bursts_dropped += 1
+                tail.append(b)
         b.last_frame = frame
         b.last_time = time
         b.bytes += length

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tcpdiag.config import AnalysisOptions, Limits
-from tcpdiag.flow.flow import timeline_frames, timeline_kept
+from tcpdiag.flow.flow import MAX_EVENTS, timeline_frames, timeline_kept
 from tcpdiag.model import Direction
 from tests.craft import Conversation
 
@@ -68,6 +68,18 @@ def test_fin_event_and_rst_after_fin() -> None:
     assert fin.details["bytes_in_flight"] == 50
     rst = next(e for e in f.events if e.kind == "rst")
     assert rst.details["after_peer_fin"] is True and rst.details["after_own_fin"] is False
+
+
+def test_events_stay_bounded_and_every_kind_keeps_its_first() -> None:
+    c = Conversation().handshake()  # syn, syn-ack, handshake-ack
+    for _ in range(1200):
+        c.rst("s", dt=0.001)  # a reset storm on one connection
+    c.fin("c")
+    f = c.flow()
+    kinds = [e.kind for e in f.events]
+    assert len(kinds) == MAX_EVENTS + 1 and kinds[-1] == "fin"
+    assert kinds.count("rst") == MAX_EVENTS - 3
+    assert f.events_dropped == 1200 - (MAX_EVENTS - 3)
 
 
 def test_bursts_are_request_response_turns() -> None:

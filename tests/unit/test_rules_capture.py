@@ -83,6 +83,27 @@ def test_acked_unseen_without_retransmission_is_capture_loss() -> None:
     assert not problem_flow(flows[0])
 
 
+def test_a_thousand_holes_neither_hide_the_reset_nor_undercount_the_loss() -> None:
+    # A long connection through a lossy tap: more holes than the flow keeps events for.
+    c = Conversation().handshake()
+    c.send("c", 50)
+    for _ in range(1100):
+        c.send("s", 1000)
+        c.sides[1].nxt += 1000  # a segment the capture missed
+        c.send("s", 1000)
+        c.ack("c")
+    c.send("s", 1448)
+    c.rst("s", dt=0.001)
+    found = diagnose(c)
+    loss = only(found, "capture-packet-loss")
+    assert "the capture missed 1100.0 KB" in loss.message and loss.count == 1100
+    reset = only(found, "reset-mid-stream")
+    assert "reset the connection (frame 3306)" in reset.message
+    flow = c.flow()
+    assert len(flow.events) == 1001 and flow.events[-1].kind == "rst"
+    assert flow.events_dropped == 103  # gaps past the cap and its per-kind allowance
+
+
 def test_near_miss_hole_filled_by_retransmission() -> None:
     c = Conversation().handshake()
     c.send("c", 50)

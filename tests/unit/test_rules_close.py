@@ -68,6 +68,22 @@ def test_reset_after_a_thousand_turns_is_still_judged() -> None:
     flow = c.flow()
     assert flow.events_dropped == 0
     assert len(flow.bursts) == 1000 and flow.bursts_dropped == 1202
+    assert flow.bursts[-1].first_frame == 2206  # the last turns are kept
+
+
+def test_client_gives_up_after_a_thousand_turns() -> None:
+    # The turn a reset is judged against is the last one before it, however long the
+    # connection: the client's final request, acknowledged, unanswered for 5 s.
+    c = Conversation().handshake()
+    for _ in range(1100):
+        c.send("c", 78)
+        c.send("s", 100)
+    c.ack("c")
+    c.send("c", 1014)
+    c.ack("s", dt=0.04)
+    c.rst("c", dt=5.0)
+    f = only(diagnose(c), "reset-mid-stream")
+    assert "reset the connection (frame 2207) 5.0 s after its last data (frame 2205)" in f.message
 
 
 def test_reset_after_round_idle_suggests_nat_timeout() -> None:
