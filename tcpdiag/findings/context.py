@@ -18,7 +18,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 
-from tcpdiag.findings.registry import REGISTRY
+from tcpdiag.findings.registry import REGISTRY, sorted_frames
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.table import LATE_FRAMES_KEPT
 from tcpdiag.model import ArpPacket, IcmpError, linktype_name
@@ -368,7 +368,7 @@ def fmt_bytes(n: int) -> str:
 
 def fmt_frames(frames: Iterable[int], limit: int = 6) -> str:
     """'frame 2', 'frames 1, 2, 3', 'frames 1, 2, 3, … (12 in all)'."""
-    fs = sorted(set(frames))
+    fs = sorted_frames(frames)
     if not fs:
         return "no frame"
     if len(fs) == 1:

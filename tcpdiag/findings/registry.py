@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from tcpdiag.errors import UnknownFinding
@@ -30,6 +30,7 @@ __all__ = [
     "is_capture_quality",
     "make_finding",
     "names",
+    "sorted_frames",
     "spec",
     "suggest",
 ]
@@ -84,6 +85,21 @@ def is_capture_quality(name: str) -> bool:
     return s is not None and s.capture_quality
 
 
+def sorted_frames(frames: Iterable[int]) -> Sequence[int]:
+    """The frames sorted, each once. A list already in strictly ascending order is returned as
+    it is: per-packet findings list every flagged frame in capture order (a million on a long
+    lossy transfer), and a set and a sorted copy would triple its memory."""
+    if isinstance(frames, list):
+        ascending = True
+        for i in range(1, len(frames)):
+            if frames[i] <= frames[i - 1]:
+                ascending = False
+                break
+        if ascending:
+            return frames
+    return sorted(set(frames))
+
+
 def make_finding(
     name: str,
     message: str,
@@ -104,7 +120,7 @@ def make_finding(
     _SET_NAME(finding, name)
     _SET_SEVERITY(finding, s.severity if severity is None else severity)
     _SET_MESSAGE(finding, message)
-    _SET_FRAMES(finding, tuple(sorted(set(frames))))
+    _SET_FRAMES(finding, tuple(sorted_frames(frames)))
     _SET_TIME(finding, time)
     _SET_FLOW(finding, flow)
     _SET_COUNT(finding, max(1, count))

@@ -332,7 +332,6 @@ class Flow:
                         acked-unseen-segment, duplicate-ack, zero-window, zero-window-probe,
                         zero-window-probe-ack, window-full, window-update, keep-alive,
                         keep-alive-ack, port-reused. Only names with frames are present.
-    dup_ack_numbers     frame -> duplicate-ACK number (Wireshark's "#n")
     events              ordered list of `FlowEvent` (capped at MAX_EVENTS, past which only the
                         first EVENTS_PER_KIND_PAST_CAP of each kind are kept; `events_dropped`)
     bursts              list of `Burst` (request/response turns): the first BURSTS_HEAD and
@@ -387,7 +386,6 @@ class Flow:
         "closed",
         "consumer",
         "delayed_ack_samples",
-        "dup_ack_numbers",
         "end",
         "endpoints",
         "events",
@@ -447,7 +445,6 @@ class Flow:
         self._mru_syn: float | None = None
         self.close = Close()
         self.analysis: dict[str, list[int]] = {}
-        self.dup_ack_numbers: dict[int, int] = {}
         self.events: list[FlowEvent] = []
         self.events_dropped = 0
         self._event_kinds: dict[str, int] | None = None  # events per kind, once at the cap
@@ -608,12 +605,12 @@ class Flow:
 
         # -- Wireshark analysis -------------------------------------------------------------
         pre_ack = fwd.ws_lastack if fwd.ws_lastack_set else None
-        ta, dupnum = analyze(fwd, rev, seq, ack, length, flags, window, time, frame, self.irtt)
+        ta, _ = analyze(fwd, rev, seq, ack, length, flags, window, time, frame, self.irtt)
         if self._pending_reuse is not None or self.port_reused:
             ta |= self._reuse_flag(frame)
         retrans = ta & A_ANY_RETRANSMISSION
         if ta:
-            self._record(ta, frame, dupnum)
+            self._record(ta, frame)
             if retrans:
                 fwd.retransmissions += 1
 
@@ -896,7 +893,7 @@ class Flow:
             if r is not None and r.recent:
                 r.forget_delivered()
 
-    def _record(self, ta: int, frame: int, dupnum: int) -> None:
+    def _record(self, ta: int, frame: int) -> None:
         analysis = self.analysis
         for name in flag_names(ta):
             lst = analysis.get(name)
@@ -904,8 +901,6 @@ class Flow:
                 analysis[name] = [frame]
             else:
                 lst.append(frame)
-        if dupnum:
-            self.dup_ack_numbers[frame] = dupnum
 
     def _syn(self, seg: Segment, d: Direction, fwd: Endpoint, rev: Endpoint) -> None:
         flags = seg.flags

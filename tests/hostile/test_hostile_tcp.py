@@ -145,6 +145,44 @@ def test_case36_unacked_transfer_bounded(tmp_path: Path) -> None:
     assert re.search(r"buffered more than (1,048,576 bytes|1048\.6 KB)", limit["message"]), limit
 
 
+def _lossy(path: Path, dup_acks: int) -> None:
+    """A transfer from server to client whose first segment the capture missed: the client
+    answers each later segment with a duplicate ACK (a long transfer through a lossy tap)."""
+    with open(path, "wb") as fh:
+        fh.write(p.pcap_header())
+        s = p.Session(dport=443)
+        s.handshake()
+        for ts, frame in s.packets:
+            fh.write(struct.pack("<IIII", ts // SEC, ts % SEC // 1000, len(frame), len(frame)))
+            fh.write(frame)
+        c_seq, s_seq = s.next["c"], s.next["s"]
+        back = p.tcp(sport=443, dport=40000, seq=0, ack=c_seq, payload=b"x")
+        data = bytearray(p.eth(p.ipv4(back, src=p.SERVER_IP, dst=p.CLIENT_IP)))
+        dup = p.eth(p.ipv4(p.tcp(sport=40000, dport=443, seq=c_seq, ack=s_seq)))
+        for i in range(dup_acks):
+            data[38:42] = struct.pack("!I", (s_seq + 1 + i) & 0xFFFFFFFF)  # after the hole
+            for k, frame in enumerate((bytes(data), dup)):
+                t = T0 + 10 * SEC + (2 * i + k) * 10_000
+                fh.write(struct.pack("<IIII", t // SEC, t % SEC // 1000, len(frame), len(frame)))
+                fh.write(frame)
+
+
+def test_case36_flagged_frames_cost_little_memory(tmp_path: Path) -> None:
+    # The report lists every flagged frame (spec/report.md), so its memory grows with them:
+    # once each, ~50 bytes (an int in a list), not several times over.
+    small, large = tmp_path / "small.pcap", tmp_path / "large.pcap"
+    _lossy(small, 2_000)
+    _lossy(large, 200_000)
+    base = analyze(small, "--jobs", "1")
+    big = analyze(large, "--jobs", "1")
+    assert_read(base)
+    assert_read(big)
+    (dup,) = big.findings("duplicate-ack")
+    assert dup["count"] == len(dup["frames"]) == 200_000
+    growth = big.rss_mb - base.rss_mb
+    assert growth < 20, (base.rss_mb, big.rss_mb)
+
+
 # -- 37: SYN flood -----------------------------------------------------------------------------
 
 

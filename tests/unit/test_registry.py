@@ -129,6 +129,21 @@ def test_make_finding_uses_registry_severity() -> None:
         make_finding("no-such-thing", "m", frames=[])
 
 
+@pytest.mark.parametrize(
+    ("frames", "expected"),
+    [
+        ([2, 5, 9], (2, 5, 9)),  # ascending already: taken as it is
+        ([2, 5, 5, 9], (2, 5, 9)),  # a repeat
+        ([9, 2, 5], (2, 5, 9)),
+        ([1, 3, 2], (1, 2, 3)),  # out of order at the end only
+        ((7, 7), (7,)),
+        ([], ()),
+    ],
+)
+def test_finding_frames_sorted_once_each(frames: list[int], expected: tuple[int, ...]) -> None:
+    assert make_finding("duplicate-ack", "m", frames=frames).frames == expected
+
+
 def test_rules_emit_only_registered_names() -> None:
     for name in tcp_rules.names_emitted():
         assert name in REGISTRY, name
