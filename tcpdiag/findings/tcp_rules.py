@@ -1208,9 +1208,7 @@ def _zero_window(x: _Facts) -> list[Finding]:
         if not ep.zero_windows:
             continue
         sender_fin = f.endpoints[d.other].fin_time
-        if sender_fin is not None and all(
-            _num(period[0]) >= _num(sender_fin) for period in ep.zero_windows
-        ):
+        if sender_fin is not None and _num(ep.zero_window_first) >= _num(sender_fin):
             # The peer had sent its FIN: no data could come any more, so a zero window is
             # the closing socket's (some stacks advertise 0 after close()), not a stall.
             closing.append(
@@ -1219,20 +1217,15 @@ def _zero_window(x: _Facts) -> list[Finding]:
                 "more data could come"
             )
             continue
-        stall = 0.0
-        still = False
-        for period in ep.zero_windows:
-            start = _num(period[0])
-            end = period[1]
-            if end is None:
-                still = True
-                stall += x.now - start
-            else:
-                stall += _num(end) - start
+        stall = ep.zero_window_stalled  # the ended periods, in order
+        since = ep.zero_window_since
+        still = since is not None
+        if since is not None:
+            stall += x.now - since
         probes = len(f.frames("zero-window-probe"))
         text = (
             f"{x.name(d)} advertised a zero window {plural(ep.zero_window_count, 'time')} "
-            f"({plural(len(ep.zero_windows), 'period')}, {fmt_duration(stall)} in all"
+            f"({plural(ep.zero_windows, 'period')}, {fmt_duration(stall)} in all"
             + (", still zero at the end" if still else "")
             + ")"
         )

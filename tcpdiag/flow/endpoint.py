@@ -71,10 +71,12 @@ class Endpoint:
     acked                 peer stream bytes this side has acknowledged (relative, >= 0)
     window                last raw window field sent; `scaled_window()` applies the scale
     zero_window_count     segments advertising a zero window (RST/SYN/FIN excluded)
-    zero_windows          list of [start_time, end_time | None, start_frame, end_frame | None]:
-                          each period this side advertised a zero window (end = the first
-                          non-zero window after it; None when still closed at the end);
-                          an empty tuple until the first period
+    zero_windows          periods this side advertised a zero window (each ends at the first
+                          non-zero window after it); `zero_window_first` when the first began,
+                          `zero_window_stalled` the seconds the ended ones lasted, and
+                          `zero_window_since` when the one still open began (else None).
+                          Running totals, not a list: a receiver that reads slowly for hours
+                          opens and closes its window millions of times
     in_zero_window        True while the last window this side advertised was zero
     last_sack             SACK blocks (raw edges) of the last segment that carried some
     ts_val, ts_ecr        last TCP timestamp option values seen, or None
@@ -133,6 +135,9 @@ class Endpoint:
         "ws_window",
         "wscale",
         "zero_window_count",
+        "zero_window_first",
+        "zero_window_since",
+        "zero_window_stalled",
         "zero_windows",
         "zh_high",
     )
@@ -177,8 +182,10 @@ class Endpoint:
         self.highest_ack: int | None = None
         self.acked = 0
         self.zero_window_count = 0
-        # shared empty tuple until the first zero window (one list less per flow)
-        self.zero_windows: list[list[float | int | None]] | tuple[()] = ()
+        self.zero_windows = 0
+        self.zero_window_first: float | None = None
+        self.zero_window_since: float | None = None
+        self.zero_window_stalled = 0.0
         self.last_sack: tuple[tuple[int, int], ...] = ()
         # The options of the last segment with a timestamp option (`ts_val`, `ts_ecr` read
         # them): keeping the record costs nothing per packet, copying its values out would.
@@ -257,8 +264,14 @@ class Endpoint:
     @property
     def in_zero_window(self) -> bool:
         """True while the last window this side advertised was zero."""
-        zw = self.zero_windows
-        return isinstance(zw, list) and bool(zw) and zw[-1][1] is None
+        return self.zero_window_since is not None
+
+    def open_window(self, time: float) -> None:
+        """A non-zero window ends the zero-window period open since `zero_window_since`."""
+        since = self.zero_window_since
+        if since is not None:
+            self.zero_window_stalled += time - since
+            self.zero_window_since = None
 
     def bytes_unacked_by(self, peer: Endpoint) -> int:
         """Bytes this side sent that `peer` has not acknowledged (by sequence numbers)."""

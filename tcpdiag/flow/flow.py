@@ -321,7 +321,7 @@ class Flow:
     endpoints           (client Endpoint, server Endpoint), indexed by `Direction`; also
                         `c` / `s`. See `endpoint.Endpoint` for their attributes (packets,
                         unique_bytes, isn, fin/rst frame and time, first/last data frame and
-                        time, highest_ack, window facts, zero_windows periods...)
+                        time, highest_ack, window facts, zero-window periods...)
     handshake           `result.Handshake` (syn/syn_ack/ack seen, rtt = Wireshark's iRTT,
                         SYN and SYN-ACK retransmission counts, frames and times)
     irtt                initial RTT (seconds) or None
@@ -655,19 +655,18 @@ class Flow:
             if opts[4] is not None:  # ts_val
                 fwd.timestamps = opts
         if not flags & (RST | SYN | FIN):
-            zw = fwd.zero_windows
             if window == 0:
                 fwd.zero_window_count += 1
-                if not zw or zw[-1][1] is not None:
-                    if not isinstance(zw, list):
-                        zw = fwd.zero_windows = []
-                    zw.append([time, None, frame, None])
-            elif zw and zw[-1][1] is None:
-                zw[-1][1] = time
-                zw[-1][3] = frame
-        elif window and fwd.zero_windows and fwd.zero_windows[-1][1] is None and not flags & RST:
-            fwd.zero_windows[-1][1] = time
-            fwd.zero_windows[-1][3] = frame
+                if fwd.zero_window_since is None:  # a period begins
+                    fwd.zero_windows += 1
+                    fwd.zero_window_since = time
+                    first = fwd.zero_window_first
+                    if first is None or time < first:
+                        fwd.zero_window_first = time
+            elif fwd.zero_window_since is not None:
+                fwd.open_window(time)
+        elif window and fwd.zero_window_since is not None and not flags & RST:
+            fwd.open_window(time)
         fwd.window_seen = window
         if flags & ACK:
             high = fwd.highest_ack

@@ -194,7 +194,9 @@ def test_zero_window() -> None:
     f = c.flow()
     assert flagged(f, "zero-window") == [5]
     assert f.s.zero_window_count == 1
-    assert f.s.zero_windows == [[pytest.approx(0.013), None, 5, None]]
+    assert f.s.zero_windows == 1 and f.s.in_zero_window
+    assert f.s.zero_window_since == f.s.zero_window_first == pytest.approx(0.013)
+    assert f.s.zero_window_stalled == 0.0
 
 
 def test_zero_window_near_miss_rst() -> None:
@@ -209,7 +211,9 @@ def test_zero_window_period_closes_on_window_update() -> None:
     c.ack("s", window=0)  # 5
     c.ack("s", window=8000, dt=0.2)  # 6
     f = c.flow()
-    assert f.s.zero_windows == [[pytest.approx(0.013), pytest.approx(0.213), 5, 6]]
+    assert f.s.zero_windows == 1 and not f.s.in_zero_window
+    assert f.s.zero_window_first == pytest.approx(0.013)
+    assert f.s.zero_window_stalled == pytest.approx(0.2)
     assert flagged(f, "window-update") == [6]
 
 

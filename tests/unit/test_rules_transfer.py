@@ -124,6 +124,19 @@ def test_zero_window_still_closed_at_the_end() -> None:
     assert "2.0 s in all, still zero at the end" in f.message
 
 
+def test_zero_window_periods_add_up_with_the_open_one() -> None:
+    c = Conversation().handshake()
+    c.send("c", 50)
+    for _ in range(3):  # closed 0.5 s, then open again
+        c.send("s", 1000)
+        c.ack("c", window=0)
+        c.ack("c", dt=0.5, window=65535)
+    c.send("s", 1000)
+    c.ack("c", window=0)  # closed again until the end, 2 s later
+    f = only(diagnose(c, now=c.time + 2.0), "zero-window")
+    assert "4 times (4 periods, 3.5 s in all, still zero at the end)" in f.message
+
+
 def test_near_miss_small_but_open_window() -> None:
     c = Conversation().handshake()
     c.send("c", 50)
