@@ -145,9 +145,11 @@ def test_case36_unacked_transfer_bounded(tmp_path: Path) -> None:
     assert re.search(r"buffered more than (1,048,576 bytes|1048\.6 KB)", limit["message"]), limit
 
 
-def _lossy(path: Path, dup_acks: int) -> None:
+def _lossy(path: Path, dup_acks: int, zero_windows: bool = False) -> None:
     """A transfer from server to client whose first segment the capture missed: the client
-    answers each later segment with a duplicate ACK (a long transfer through a lossy tap)."""
+    answers each later segment with a duplicate ACK (a long transfer through a lossy tap). With
+    `zero_windows`, no segment is missing: the client's ACK closes its window and a second one
+    opens it again (a receiver that reads slowly, for hours)."""
     with open(path, "wb") as fh:
         fh.write(p.pcap_header())
         s = p.Session(dport=443)
@@ -160,9 +162,17 @@ def _lossy(path: Path, dup_acks: int) -> None:
         data = bytearray(p.eth(p.ipv4(back, src=p.SERVER_IP, dst=p.CLIENT_IP)))
         dup = p.eth(p.ipv4(p.tcp(sport=40000, dport=443, seq=c_seq, ack=s_seq)))
         for i in range(dup_acks):
-            data[38:42] = struct.pack("!I", (s_seq + 1 + i) & 0xFFFFFFFF)  # after the hole
-            for k, frame in enumerate((bytes(data), dup)):
-                t = T0 + 10 * SEC + (2 * i + k) * 10_000
+            data[38:42] = struct.pack("!I", (s_seq + i + (0 if zero_windows else 1)) & 0xFFFFFFFF)
+            frames: tuple[bytes, ...] = (bytes(data), dup)
+            if zero_windows:
+                acked = (s_seq + i + 1) & 0xFFFFFFFF
+                shut, reopen = (
+                    p.eth(p.ipv4(p.tcp(sport=40000, dport=443, seq=c_seq, ack=acked, window=w)))
+                    for w in (0, 65535)
+                )
+                frames = (bytes(data), shut, reopen)
+            for k, frame in enumerate(frames):
+                t = T0 + 10 * SEC + (3 * i + k) * 10_000
                 fh.write(struct.pack("<IIII", t // SEC, t % SEC // 1000, len(frame), len(frame)))
                 fh.write(frame)
 
@@ -181,6 +191,23 @@ def test_case36_flagged_frames_cost_little_memory(tmp_path: Path) -> None:
     assert dup["count"] == len(dup["frames"]) == 200_000
     growth = big.rss_mb - base.rss_mb
     assert growth < 20, (base.rss_mb, big.rss_mb)
+
+
+def test_case36_zero_window_periods_cost_little_memory(tmp_path: Path) -> None:
+    # 100,000 zero-window periods: each costs its two flagged frames (zero-window, then
+    # window-update), not a record of its own.
+    small, large = tmp_path / "small.pcap", tmp_path / "large.pcap"
+    _lossy(small, 1_000, zero_windows=True)
+    _lossy(large, 100_000, zero_windows=True)
+    base = analyze(small, "--jobs", "1")
+    big = analyze(large, "--jobs", "1")
+    assert_read(base)
+    assert_read(big)
+    (zero,) = big.findings("zero-window")
+    assert zero["count"] == 100_000
+    assert "(100,000 periods, " in zero["message"]
+    growth = big.rss_mb - base.rss_mb
+    assert growth < 16, (base.rss_mb, big.rss_mb)
 
 
 # -- 37: SYN flood -----------------------------------------------------------------------------
