@@ -266,7 +266,10 @@ class TlsStream:
 
     def on_gap(self, direction: int, offset: int, length: int, frame: int) -> None:
         side = self.sides[direction]
-        self.gaps.append(GapEvent(Direction(direction), offset, length, frame))
+        # A side's first hole is the one that matters (the rules read it); the other side may
+        # go on for hours, and a lossy direction would add an event per hole.
+        if not any(g.sender == side.direction for g in self.gaps):
+            self.gaps.append(GapEvent(Direction(direction), offset, length, frame))
         if side.stopped is None:
             side.stopped = f"{length} bytes at stream offset {offset} were never captured"
             if side.framer is not None:

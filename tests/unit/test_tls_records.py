@@ -151,6 +151,19 @@ def test_gap_stops_the_direction_with_a_note() -> None:
     assert stream.gaps[0].length == 100
 
 
+def test_a_lossy_direction_keeps_only_its_first_gap() -> None:
+    # The client's records go on being framed; the server's direction loses a segment now
+    # and then for hours: its first hole is what the rules read, the rest are not kept.
+    stream = TlsStream(assume_tls=True)
+    for i in range(1000):
+        stream.on_data(C, i * 15, rec(23, b"x" * 10), 10 + 2 * i, float(i))
+        stream.on_gap(S, 100 * i, 50, 11 + 2 * i)
+    assert stream.wants_data and stream.sides[0].records == 1000
+    assert [(g.sender, g.offset, g.frame) for g in stream.gaps] == [(Direction.SERVER, 0, 11)]
+    stream.on_gap(C, 15_000, 7, 3000)
+    assert [g.sender for g in stream.gaps] == [Direction.SERVER, Direction.CLIENT]
+
+
 def test_after_handshake_application_data_is_not_stored() -> None:
     stream = TlsStream(assume_tls=True)
     big = rec(23, b"z" * 16000)
