@@ -186,6 +186,8 @@ class Engine:
         # True while `close()` ends the flows still open at the end of the capture: their rules
         # measure "never answered"/"never closed" up to the capture's last packet.
         self._at_capture_end = False
+        limits = self.options.limits
+        self._timeline = (limits.timeline_head, limits.timeline_tail)  # for each TlsStream
 
     def _stores_flows(self) -> bool:
         """A batch analysis of a whole capture: finished flows go to a `FlowStore`, each with
@@ -306,7 +308,7 @@ class Engine:
     # -- flow lifecycle ------------------------------------------------------------------------
 
     def _flow_opened(self, flow: Flow) -> None:
-        flow.consumer = TlsStream()
+        flow.consumer = TlsStream(timeline=self._timeline)
 
     def _flow_closed(self, flow: Flow) -> None:
         result, packed_timeline = self._flow_result(flow)

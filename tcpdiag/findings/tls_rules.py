@@ -539,7 +539,21 @@ def _tokens(stream: TlsStream, notes: list[RecordNote]) -> str:
         out.extend(note.tokens)
     if run:
         out.append(plural(run, "encrypted handshake record"))
-    return ", ".join(out)
+    return ", ".join(_runs(out))
+
+
+def _runs(tokens: list[str]) -> list[str]:
+    """Three or more equal tokens in a row as one, "ApplicationData ×254": a flight can hold
+    up to MAX_NOTES records, and the finding and the verdict are read as one line."""
+    out: list[str] = []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j < len(tokens) and tokens[j] == tokens[i]:
+            j += 1
+        out.extend([tokens[i]] * (j - i) if j - i < 3 else [f"{tokens[i]} ×{j - i}"])
+        i = j
+    return out
 
 
 def _stage(stream: TlsStream, rec: Record) -> str:

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Final
 
+from tcpdiag.config import Limits
 from tcpdiag.errors import DecodeError
 from tcpdiag.model import Direction
 from tcpdiag.result import TlsAlert, TlsMessage, TlsSummary
@@ -68,8 +69,14 @@ HANDSHAKE_CAP: Final = 256 * 1024  # per message; the corpus has a 340 KB certif
 MAX_NOTES: Final = 256  # record notes kept for the flight checks (handshakes are a few records)
 MAX_MESSAGES: Final = 256
 MAX_ALERTS: Final = 64
-LABELS_HEAD: Final = 512  # timeline labels kept per direction: the first ones...
-LABELS_TAIL: Final = 256  # ...and the last ones (the timeline shows head and tail packets)
+# Timeline labels: the timeline shows a flow's first and last packets (`Limits.timeline_head`,
+# `timeline_tail`), so a side keeps the labels of its first and of its last that many labelled
+# frames (each a packet of that side), and of no more than these many records (many tiny
+# records in one packet). Labelling every record up to the caps alone cost a long TLS
+# connection ~100 KB per direction.
+LABELS_HEAD: Final = 512
+LABELS_TAIL: Final = 256
+_TIMELINE: Final = (Limits().timeline_head, Limits().timeline_tail)
 MAX_STASH: Final = 16 * 1024
 TLS13_ALERT_RECORD: Final = 24  # 5 header + 2 alert + 1 inner content type + 16-byte AEAD tag
 # The content types tested for every record, as Final ints: compiled, a comparison with them is
@@ -114,7 +121,10 @@ class SideState:
         "first_app_frame",
         "first_app_size",
         "framer",
+        "head_frames",
         "hs",
+        "label_frame",
+        "label_frames",
         "labels_dropped",
         "labels_head",
         "labels_tail",
@@ -127,9 +137,11 @@ class SideState:
         "stash",
         "stash_size",
         "stopped",
+        "tail_frames",
+        "tail_runs",
     )
 
-    def __init__(self, direction: Direction) -> None:
+    def __init__(self, direction: Direction, timeline: tuple[int, int] = _TIMELINE) -> None:
         self.direction = direction
         self.framer: RecordFramer | None = None
         self.hs = HandshakeReassembler(HANDSHAKE_CAP)
@@ -155,21 +167,36 @@ class SideState:
         # one)
         self.labels_tail: deque[tuple[int, str]] | None = None
         self.labels_dropped = 0
+        # frames whose labels the head and the tail keep (see LABELS_HEAD)
+        self.head_frames, self.tail_frames = timeline
+        self.label_frame = -1  # the frame of the last label
+        self.label_frames = 0  # labelled frames so far (runs of labels of one frame)
+        self.tail_runs = 0  # ... of them in the tail
 
     def labels(self) -> list[tuple[int, str]]:
         tail = self.labels_tail
         return self.labels_head if tail is None else [*self.labels_head, *tail]
 
     def label(self, frame: int, text: str) -> None:
-        if len(self.labels_head) < LABELS_HEAD:
+        new_frame = frame != self.label_frame
+        if new_frame:
+            self.label_frame = frame
+            self.label_frames += 1
+        if self.label_frames <= self.head_frames and len(self.labels_head) < LABELS_HEAD:
             self.labels_head.append((frame, text))
-        else:
-            tail = self.labels_tail
-            if tail is None:
-                tail = self.labels_tail = deque(maxlen=LABELS_TAIL)
-            if len(tail) == LABELS_TAIL:
-                self.labels_dropped += 1
-            tail.append((frame, text))
+            return
+        tail = self.labels_tail
+        if tail is None:
+            tail = self.labels_tail = deque()
+            new_frame = True  # the tail's first frame
+        if new_frame:
+            self.tail_runs += 1
+        tail.append((frame, text))
+        while self.tail_runs > self.tail_frames or len(tail) > LABELS_TAIL:
+            oldest = tail.popleft()[0]
+            self.labels_dropped += 1
+            if not tail or tail[0][0] != oldest:
+                self.tail_runs -= 1
 
 
 def labels_by_frame(
@@ -218,10 +245,12 @@ def _ascending(labels: list[tuple[int, str]]) -> bool:
 class TlsStream:
     """StreamConsumer for one TCP flow. See the module docstring."""
 
-    def __init__(self, *, assume_tls: bool = False) -> None:
+    def __init__(self, *, assume_tls: bool = False, timeline: tuple[int, int] = _TIMELINE) -> None:
+        """`timeline`: the packets the flow's timeline keeps, first and last (`Limits`); the
+        labels of no other frame are kept."""
         self.wants_data = True
         self.mode = "tls" if assume_tls else "sniff"
-        self.sides = (SideState(Direction.CLIENT), SideState(Direction.SERVER))
+        self.sides = (SideState(Direction.CLIENT, timeline), SideState(Direction.SERVER, timeline))
         self.watcher: StartTlsWatcher | None = None
         self.starttls: str | None = None
         self.client_hello: ClientHello | None = None

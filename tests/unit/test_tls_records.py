@@ -7,6 +7,7 @@ import time
 from tcpdiag.model import Direction
 from tcpdiag.tls import TlsStream, detect, looks_like_tls
 from tcpdiag.tls.records import MAX_RECORDS_PER_CHUNK, Record, RecordFramer
+from tcpdiag.tls.stream import LABELS_HEAD, LABELS_TAIL, SideState
 
 C, S = Direction.CLIENT, Direction.SERVER
 
@@ -162,6 +163,26 @@ def test_a_lossy_direction_keeps_only_its_first_gap() -> None:
     assert [(g.sender, g.offset, g.frame) for g in stream.gaps] == [(Direction.SERVER, 0, 11)]
     stream.on_gap(C, 15_000, 7, 3000)
     assert [g.sender for g in stream.gaps] == [Direction.SERVER, Direction.CLIENT]
+
+
+def test_labels_kept_for_the_frames_a_timeline_shows() -> None:
+    # 1,000 packets of one side, two records in each: the labels of its first 60 and last 40
+    # frames are kept (a timeline of 60 + 40 packets never shows any other), no more.
+    side = SideState(Direction.SERVER, (60, 40))
+    for frame in range(1, 1001):
+        side.label(frame, f"Application Data {frame}")
+        side.label(frame, "Alert 31")
+    frames = [frame for frame, _ in side.labels()]
+    assert frames == [f for f in [*range(1, 61), *range(961, 1001)] for _ in range(2)]
+    assert side.labels()[-2:] == [(1000, "Application Data 1000"), (1000, "Alert 31")]
+    assert side.labels_dropped == 2 * 900
+
+
+def test_labels_of_one_packet_stay_capped() -> None:
+    side = SideState(Direction.CLIENT, (60, 40))
+    for _ in range(LABELS_HEAD + LABELS_TAIL + 100):  # tiny records, all in one packet
+        side.label(7, "Application Data 5")
+    assert len(side.labels()) == LABELS_HEAD + LABELS_TAIL
 
 
 def test_after_handshake_application_data_is_not_stored() -> None:

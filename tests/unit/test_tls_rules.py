@@ -194,6 +194,18 @@ def test_client_hello_then_silence_until_capture_end() -> None:
     assert "sent nothing back before the capture ended" in findings[0].message
 
 
+def test_repeated_records_of_a_flight_are_counted_not_listed() -> None:
+    # The server went on sending while the client never sent its second flight: the flight
+    # names its records once with a count ("ApplicationData ×6"), not six times.
+    session = full_session(ssl.TLSVersion.TLSv1_2)
+    feeder = feed_flights(session.flights[:2])
+    for _ in range(6):
+        feeder.send(S, bytes([23, 3, 3, 0, 30]) + bytes(30))
+    fin = feeder.end(S, "fin")
+    (finding,) = tls_rules.diagnose(feeder.stream, context_for(feeder, {"sfin": fin}))
+    assert "ServerHelloDone, ApplicationData ×6 (10 records, " in finding.message
+
+
 def test_tcp_context_how_ended() -> None:
     ctx = tls_rules.TcpContext(
         client=tls_rules.SideClose(fin_frame=10, fin_time=2.0),
