@@ -16,7 +16,9 @@ the flow to `on_close`; `to_result()` turns it into a `result.FlowResult`.
 from __future__ import annotations
 
 import struct
+from array import array
 from collections import deque
+from collections.abc import Sequence
 from typing import Final, NamedTuple
 
 from tcpdiag import model
@@ -195,8 +197,8 @@ def _flagged(analysis: dict[str, list[int]], name: str) -> int:
     return 0 if frames is None else len(frames)
 
 
-def _median(values: list[float]) -> float:
-    """`statistics.median` of a non-empty list, with the same arithmetic (compiled, this does
+def _median(values: Sequence[float]) -> float:
+    """`statistics.median` of a non-empty sequence, with the same arithmetic (compiled, this does
     not call into the interpreted `statistics` module)."""
     ordered = sorted(values)
     mid = len(ordered) // 2
@@ -337,7 +339,8 @@ class Flow:
     bursts              list of `Burst` (request/response turns): the first BURSTS_HEAD and
                         the last BURSTS_TAIL, `bursts_dropped` between them
     delayed_ack_samples list of `DelayedAckSample`
-    rtt_samples         retained ACK RTT samples (seconds; Karn: retransmitted segments skipped)
+    rtt_samples         retained ACK RTT samples (seconds; Karn: retransmitted segments skipped),
+                        an array of doubles (up to MAX_RTT_SAMPLES: 32 KB, not 128 KB of floats)
     rtt                 `result.RttStats` or None
     state, history      Zeek conn_state and history (computed on access)
     zeek_states         (client, server) Zeek endpoint state names
@@ -455,7 +458,7 @@ class Flow:
         self._burst: Burst | None = None
         self.delayed_ack_samples: list[DelayedAckSample] = []
         self._small: list[tuple[int, float, int, int] | None] = [None, None]
-        self.rtt_samples: list[float] = []
+        self.rtt_samples: array[float] = array("d")
         self._rtt_stride = 1
         self._rtt_seen = 0
         self._rtt_min: float | None = None
