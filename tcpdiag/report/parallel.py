@@ -3,13 +3,20 @@
 Why: writing a flow's JSON (reading it from the flow store, building its timeline when it is a
 problem flow, the dict, the text) costs ~40 us, and a report lists up to 40,000 flows: over a
 second and a half, after the analysis, in one process. With `--jobs N` the report's flows are
-cut into batches that N forked processes turn into text, in any order; the parent writes the
-texts in flow order. Each text is made by the very function the one-process report calls, so
-the report is the same, byte for byte (`tests/unit/test_report_parallel.py`).
+cut into batches that N forked processes turn into text; the parent writes the texts in flow
+order. Each text is made by the very function the one-process report calls, so the report is
+the same, byte for byte (`tests/unit/test_report_parallel.py`).
 
 Fork, not spawn: the children inherit the flows (a store reading its file, or a list) and the
-function as they are; nothing but batch numbers goes to them and text comes back. Where fork is
-not available, or for a few flows, the text is made here.
+function as they are; nothing goes to them and text comes back. Where fork is not available,
+or for a few flows, the text is made here.
+
+Child `k` of N makes batches k, k + N, k + 2N... and sends each down its own pipe, so the
+parent reads batch b from child b mod N: no shared task queue and no lock. A pipe that is full
+makes its child wait, which bounds the memory to a batch or two per child. When the reader
+stops early (`| head` closed the output, Ctrl-C), the parent kills the children: a
+`multiprocessing.Pool` could deadlock there, its task thread blocked on a queue lock while
+`terminate()` joined it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
+from multiprocessing.connection import Connection
 
 from tcpdiag.result import FlowResult
 
@@ -41,14 +49,56 @@ def flow_texts(flows: Sequence[FlowResult], text: FlowText, jobs: int) -> Iterat
         return
     global _flows, _text
     _flows, _text = flows, text
+    batches = -(-len(flows) // BATCH_FLOWS)
+    jobs = min(jobs, batches)
+    context = multiprocessing.get_context("fork")
+    children: list[tuple[multiprocessing.process.BaseProcess, Connection]] = []
     try:
-        context = multiprocessing.get_context("fork")
-        batches = range(0, len(flows), BATCH_FLOWS)
-        with context.Pool(jobs, initializer=_ignore_ctrl_c) as pool:
-            for texts in pool.imap(_batch, batches):
-                yield from texts
+        for first in range(jobs):
+            receiver, sender = context.Pipe(duplex=False)
+            started = context.Process(target=_child, args=(sender, first, jobs, batches))
+            started.daemon = True
+            started.start()
+            sender.close()
+            children.append((started, receiver))
+        for batch in range(batches):
+            maker, receiver = children[batch % jobs]
+            try:
+                texts = receiver.recv()
+            except EOFError:
+                maker.join()
+                raise RuntimeError(
+                    f"a report process ended early (exit code {maker.exitcode})"
+                ) from None
+            if isinstance(texts, BaseException):
+                raise texts
+            yield from texts
     finally:
         _flows, _text = (), None
+        for child, receiver in children:
+            receiver.close()
+            if child.is_alive():
+                child.kill()
+            child.join()
+
+
+def _child(conn: Connection, first: int, step: int, batches: int) -> None:
+    # Ctrl-C at a terminal reaches the children too: the parent stops them, and they print
+    # nothing.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        for batch in range(first, batches, step):
+            try:
+                texts: list[str] | Exception = _batch(batch * BATCH_FLOWS)
+            except Exception as exc:  # raised again by the parent, in flow order
+                texts = exc
+            conn.send(texts)
+            if isinstance(texts, Exception):
+                break
+    except OSError:
+        pass  # the parent stopped reading
+    finally:
+        conn.close()
 
 
 def _batch(start: int) -> list[str]:
@@ -56,12 +106,6 @@ def _batch(start: int) -> list[str]:
     text = _text
     flows = _flows
     return [text(flows[i]) for i in range(start, min(start + BATCH_FLOWS, len(flows)))]
-
-
-def _ignore_ctrl_c() -> None:
-    # Ctrl-C at a terminal reaches the children too: the parent stops them (leaving the pool
-    # terminates them), and they print nothing.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _can_fork() -> bool:

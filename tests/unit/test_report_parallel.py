@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -65,3 +66,27 @@ def test_few_flows_are_made_here(monkeypatch: pytest.MonkeyPatch) -> None:
     flows = _flows(49)
     texts = list(parallel.flow_texts(flows, lambda f: str(os.getpid()), 4))
     assert set(texts) == {str(os.getpid())}
+
+
+def test_a_reader_that_stops_early_leaves_no_process() -> None:
+    # `| head -1`: the report stops after its first flow; the children are stopped at once,
+    # whatever they were doing (a pool could deadlock here, its task thread on a queue lock).
+    flows = _flows(5_000)
+    texts = parallel.flow_texts(flows, lambda f: f"{f.id}", 3)
+    assert next(texts) == "1"
+    texts.close()
+    assert multiprocessing.active_children() == []
+
+
+def test_an_error_in_a_child_is_raised_here_in_order() -> None:
+    def text(flow: FlowResult) -> str:
+        if flow.id == 700:
+            raise ValueError("flow 700")
+        return str(flow.id)
+
+    made: list[str] = []
+    with pytest.raises(ValueError, match="flow 700"):
+        made.extend(parallel.flow_texts(_flows(1_000), text, 2))
+    before = 699 // parallel.BATCH_FLOWS * parallel.BATCH_FLOWS  # the batches before 700's
+    assert made == [str(i) for i in range(1, before + 1)]
+    assert multiprocessing.active_children() == []
