@@ -46,7 +46,7 @@ import signal
 import tempfile
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 
@@ -168,11 +168,28 @@ def analyze_each(
             )
             for i, path in enumerate(paths)
         ]
-        for future in futures:
-            shard = future.result()
-            if shard.interrupted:  # Ctrl-C reached the workers (and this process) from a terminal
-                raise KeyboardInterrupt
-            yield conclude(merge_stored([shard], options, open_now=False), options)
+        try:
+            for future in futures:
+                shard = future.result()
+                if shard.interrupted:  # Ctrl-C reached the workers (and this process)
+                    raise KeyboardInterrupt
+                yield conclude(merge_stored([shard], options, open_now=False), options)
+        except BaseException:  # the reader stopped (`| head`), Ctrl-C or an error
+            _stop_pool(pool, futures)
+            raise
+
+
+def _stop_pool(pool: ProcessPoolExecutor, futures: list[Future[ShardResult]]) -> None:
+    """Cancel what has not started and kill what is running: leaving the pool would wait for
+    every capture's analysis to end, minutes for nobody once the output is closed."""
+    for future in futures:
+        future.cancel()
+    # No public way to stop work that has started: the pool's processes, by its attribute.
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(OSError):
+            process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 # -- the workers ----------------------------------------------------------------------------------

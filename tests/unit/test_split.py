@@ -7,9 +7,11 @@ from `_scan.c` as in `test_scan.py`; forked workers inherit it) and with the pur
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -350,3 +352,22 @@ def test_several_captures_keep_their_flows_on_disk(
     for _ in range(2):
         assert [_json(r) for r in results] == expected
         assert len(store_module._open_lazily) <= 2
+
+
+def test_a_reader_that_stops_early_stops_the_other_captures(tmp_path: Path) -> None:
+    """`analyze a b c d`: when what reads the results stops (Ctrl-C sent to this process
+    only, an error), the captures not started are cancelled and the running ones killed,
+    rather than analysed to the end for nobody."""
+    small = short_connections(tmp_path / "small.pcap", 500, seed=1)
+    large = short_connections(tmp_path / "large.pcap", 60_000, seed=2)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    paths = [str(small), str(large), str(large), str(large)]
+    results = split.analyze_each(paths, AnalysisOptions(), 2, str(spool))
+    assert next(results).packets == 500
+    results.close()
+    deadline = time.monotonic() + 30
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert multiprocessing.active_children() == []
+    assert not (spool / "capture-3.flows").exists()  # never started
