@@ -40,6 +40,10 @@ MAX_PIECES = 4096
 # Delivered payloads shorter than this are copied into a run's last buffer rather than kept as
 # objects of their own: a run then holds at most ~2 * RECENT_KEEP / SMALL_CHUNK pieces.
 SMALL_CHUNK = 256
+# ... a buffer of at most this many bytes, then a new one: trimming a run frees whole pieces
+# only, and a connection of tiny segments only (a shell, a chat, a cache protocol) would
+# otherwise grow one buffer with every byte it ever delivered.
+COALESCE_MAX = 4096
 
 EventSink = Callable[[str, int, float, dict[str, object]], None]
 
@@ -107,7 +111,7 @@ class _Run:
             pieces.append(data)  # bytes are immutable: keeping the object is keeping a copy
             return
         last = pieces[-1] if pieces else None
-        if isinstance(last, bytearray):
+        if isinstance(last, bytearray) and len(last) < COALESCE_MAX:
             last.extend(data)
         else:
             pieces.append(bytearray(data))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcpdiag.flow import Flow
-from tcpdiag.flow.reassembly import RECENT_KEEP, SMALL_CHUNK, Reassembler
+from tcpdiag.flow.reassembly import COALESCE_MAX, RECENT_KEEP, SMALL_CHUNK, Reassembler
 from tcpdiag.model import Segment
 from tests.craft import Conversation, segment
 
@@ -312,3 +312,18 @@ def test_recent_bytes_stay_few_objects_whatever_the_segment_sizes() -> None:
     pieces = sum(len(run.pieces) for run in reasm.recent)
     assert reasm.recent_size <= 2 * RECENT_KEEP
     assert pieces <= 2 * (2 * RECENT_KEEP // SMALL_CHUNK) + 2
+
+
+def test_recent_bytes_of_tiny_segments_only_stay_bounded() -> None:
+    """A connection of tiny segments only (an interactive shell): 1 MB delivered 10 bytes at a
+    time keeps about 2 * RECENT_KEEP bytes, not every byte in one ever-growing buffer."""
+    reasm = Reassembler(0, Sink(), limit=1 << 20)
+    offset = 0
+    for i in range(100_000):
+        reasm.segment(offset, _byte_run(offset, offset + 10), 10, i, 0.0)
+        offset += 10
+    held = sum(len(piece) for run in reasm.recent for piece in run.pieces)
+    assert reasm.recent_size <= 2 * RECENT_KEEP
+    assert held <= 2 * RECENT_KEEP + COALESCE_MAX
+    (run,) = reasm.recent
+    assert run.between(run.length - 10, run.length) == _byte_run(offset - 10, offset)
