@@ -53,10 +53,11 @@ MAX_EVENTS: Final = 1000
 # ... and past MAX_EVENTS, the first few of each kind still: a long lossy connection's
 # thousand gaps must not hide the RST or FIN that ends it (at most ~10 kinds: bounded).
 EVENTS_PER_KIND_PAST_CAP: Final = 8
-# Request/response turns kept: the first BURSTS_HEAD and the last BURSTS_TAIL (a reset or a
-# close judges the turns before it, at the end of a long keep-alive connection).
-BURSTS_HEAD: Final = 500
-BURSTS_TAIL: Final = 500
+# Request/response turns kept: those of the first and of the last packets, as many as the
+# timeline keeps (`Limits.timeline_head` / `timeline_tail`) and no fewer than BURSTS_KEPT each.
+# The rules read the turns the timeline shows, and those before a reset or after a FIN at the
+# end of a long keep-alive connection; keeping every turn cost ~100 bytes each.
+BURSTS_KEPT: Final = 64
 MAX_DELAYED_ACK_SAMPLES: Final = 1000
 MAX_RTT_SAMPLES: Final = 4096
 _SFR: Final = SYN | FIN | RST
@@ -336,8 +337,8 @@ class Flow:
                         keep-alive-ack, port-reused. Only names with frames are present.
     events              ordered list of `FlowEvent` (capped at MAX_EVENTS, past which only the
                         first EVENTS_PER_KIND_PAST_CAP of each kind are kept; `events_dropped`)
-    bursts              list of `Burst` (request/response turns): the first BURSTS_HEAD and
-                        the last BURSTS_TAIL, `bursts_dropped` between them
+    bursts              list of `Burst` (request/response turns): the first and the last ones
+                        (see BURSTS_KEPT), `bursts_dropped` between them
     delayed_ack_samples list of `DelayedAckSample`
     rtt_samples         retained ACK RTT samples (seconds; Karn: retransmitted segments skipped),
                         an array of doubles (up to MAX_RTT_SAMPLES: 32 KB, not 128 KB of floats)
@@ -362,7 +363,9 @@ class Flow:
     __slots__ = (
         "_burst",
         "_bursts",
+        "_bursts_head",
         "_bursts_tail",
+        "_bursts_tail_max",
         "_event_kinds",
         "_handshake_done",
         "_head",
@@ -454,6 +457,9 @@ class Flow:
         self._bursts: list[Burst] = []
         # created when the head is full (most flows have a few turns)
         self._bursts_tail: deque[Burst] | None = None
+        limits = self.options.limits
+        self._bursts_head = max(BURSTS_KEPT, limits.timeline_head)
+        self._bursts_tail_max = max(BURSTS_KEPT, limits.timeline_tail)
         self.bursts_dropped = 0
         self._burst: Burst | None = None
         self.delayed_ack_samples: list[DelayedAckSample] = []
@@ -495,8 +501,8 @@ class Flow:
 
     @property
     def bursts(self) -> list[Burst]:
-        """The request/response turns in order: the first BURSTS_HEAD, then the last
-        BURSTS_TAIL (`bursts_dropped` were between them)."""
+        """The request/response turns in order: the first ones, then the last ones
+        (`bursts_dropped` were between them; see BURSTS_KEPT)."""
         tail = self._bursts_tail
         return self._bursts if tail is None else [*self._bursts, *tail]
 
@@ -1050,13 +1056,13 @@ class Flow:
             self._burst = b
             # Data turns are bursts, not events: on a long keep-alive connection they would
             # fill the capped event list and hide the FIN or RST that ends it.
-            if len(self._bursts) < BURSTS_HEAD:
+            if len(self._bursts) < self._bursts_head:
                 self._bursts.append(b)
             else:
                 tail = self._bursts_tail
                 if tail is None:
-                    tail = self._bursts_tail = deque(maxlen=BURSTS_TAIL)
-                elif len(tail) == BURSTS_TAIL:
+                    tail = self._bursts_tail = deque(maxlen=self._bursts_tail_max)
+                elif len(tail) == self._bursts_tail_max:
                     self.bursts_dropped += 1
                 tail.append(b)
         b.last_frame = frame

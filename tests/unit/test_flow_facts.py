@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tcpdiag.config import AnalysisOptions, Limits
-from tcpdiag.flow.flow import MAX_EVENTS, timeline_frames, timeline_kept
+from tcpdiag.flow.flow import BURSTS_KEPT, MAX_EVENTS, timeline_frames, timeline_kept
 from tcpdiag.model import Direction
 from tests.craft import Conversation
 
@@ -80,6 +80,18 @@ def test_events_stay_bounded_and_every_kind_keeps_its_first() -> None:
     assert len(kinds) == MAX_EVENTS + 1 and kinds[-1] == "fin"
     assert kinds.count("rst") == MAX_EVENTS - 3
     assert f.events_dropped == 1200 - (MAX_EVENTS - 3)
+
+
+def test_turns_kept_are_those_of_the_timeline_at_least() -> None:
+    c = Conversation().handshake()
+    for _ in range(500):
+        c.send("c", 10)
+        c.send("s", 20)
+    f = c.flow()
+    assert len(f.bursts) == 2 * BURSTS_KEPT and f.bursts_dropped == 1000 - 2 * BURSTS_KEPT
+    assert f.bursts[-1].first_frame == c.frame  # the last turn
+    wide = c.flow(AnalysisOptions(limits=Limits(timeline_head=300, timeline_tail=100)))
+    assert len(wide.bursts) == 400 and wide.bursts[299].first_frame == 4 + 299
 
 
 def test_bursts_are_request_response_turns() -> None:

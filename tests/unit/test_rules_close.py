@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from tcpdiag.config import Thresholds
+from tcpdiag.flow.flow import BURSTS_KEPT
 from tcpdiag.result import FlowResult, Severity
 from tests.craft import Conversation
 from tests.unit.rules_craft import diagnose, names, only, results
@@ -67,7 +68,7 @@ def test_reset_after_a_thousand_turns_is_still_judged() -> None:
     assert "1,548 bytes it had sent still unacknowledged" in f.message
     flow = c.flow()
     assert flow.events_dropped == 0
-    assert len(flow.bursts) == 1000 and flow.bursts_dropped == 1202
+    assert len(flow.bursts) == 2 * BURSTS_KEPT and flow.bursts_dropped == 2202 - 2 * BURSTS_KEPT
     assert flow.bursts[-1].first_frame == 2206  # the last turns are kept
 
 
