@@ -74,36 +74,20 @@ def handshake(client: bytes, sport: int, dport: int) -> tuple[list[bytes], int, 
     return frames, c + 1, s + 1
 
 
-def bulk() -> Frames:
+def one_transfer(lost_first: bool = False, zero_windows: bool = False) -> Frames:
+    """One transfer from server to client, each data segment answered by an ACK. With
+    `lost_first`, its first segment is not in the capture (every ACK is then a duplicate); with
+    `zero_windows`, the client closes its window in that ACK and reopens it in another."""
     frames, c, s = handshake(CLIENT, 40000, 80)
     yield from frames
     data = bytes(100)
-    while True:
-        yield frame(SERVER, CLIENT, 80, 40000, s, c, ACK | PSH, data)
-        s += len(data)
-        yield frame(CLIENT, SERVER, 40000, 80, c, s, ACK)
-
-
-def dupack() -> Frames:
-    frames, c, s = handshake(CLIENT, 40000, 80)
-    yield from frames
-    data = bytes(100)
-    seq = s + len(data)  # the first segment is not in the capture
+    seq = s + len(data) if lost_first else s
     while True:
         yield frame(SERVER, CLIENT, 80, 40000, seq, c, ACK | PSH, data)
         seq += len(data)
-        yield frame(CLIENT, SERVER, 40000, 80, c, s, ACK)
-
-
-def zerowin() -> Frames:
-    frames, c, s = handshake(CLIENT, 40000, 80)
-    yield from frames
-    data = bytes(100)
-    while True:
-        yield frame(SERVER, CLIENT, 80, 40000, s, c, ACK | PSH, data)
-        s += len(data)
-        yield frame(CLIENT, SERVER, 40000, 80, c, s, ACK, window=0)
-        yield frame(CLIENT, SERVER, 40000, 80, c, s, ACK, window=65535)
+        acked = s if lost_first else seq
+        for window in (0, 65535) if zero_windows else (65535,):
+            yield frame(CLIENT, SERVER, 40000, 80, c, acked, ACK, window=window)
 
 
 def record(content_type: int, body: bytes, version: int = TLS12) -> bytes:
@@ -168,9 +152,9 @@ def tls(connections: int = 300) -> Frames:
 
 
 CASES: dict[str, Callable[[], Frames]] = {
-    "bulk": bulk,
-    "dupack": dupack,
-    "zerowin": zerowin,
+    "bulk": one_transfer,
+    "dupack": lambda: one_transfer(lost_first=True),
+    "zerowin": lambda: one_transfer(zero_windows=True),
     "tls": tls,
 }
 

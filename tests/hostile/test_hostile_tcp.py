@@ -8,7 +8,7 @@ import re
 import struct
 import tracemalloc
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow import FlowTable
@@ -102,18 +102,25 @@ def test_case35_overlap_with_different_bytes_keeps_first() -> None:
 # -- 36: huge never-acknowledged transfer / hole at the start ----------------------------------
 
 
+def _handshake_written(fh: BinaryIO) -> p.Session:
+    """A pcap header and a handshake to port 443, written to `fh`: the session, for its next
+    sequence numbers."""
+    fh.write(p.pcap_header())
+    s = p.Session(dport=443)
+    s.handshake()
+    for ts, frame in s.packets:
+        fh.write(struct.pack("<IIII", ts // SEC, ts % SEC // 1000, len(frame), len(frame)))
+        fh.write(frame)
+    return s
+
+
 def _one_way(path: Path, megabytes: int, hole: bool) -> None:
     """A transfer of `megabytes` from client to server, never ACKed, optionally with the first
     segment missing; written straight to disk (no list of frames in memory)."""
     seg = 1448
     payload = b"\x17\x03\x03" + bytes(seg - 3)
     with open(path, "wb") as fh:
-        fh.write(p.pcap_header())
-        s = p.Session(dport=443)
-        s.handshake()
-        for ts, frame in s.packets:
-            fh.write(struct.pack("<IIII", ts // SEC, ts % SEC // 1000, len(frame), len(frame)))
-            fh.write(frame)
+        s = _handshake_written(fh)
         seq = s.next["c"]
         head = p.eth(p.ipv4(p.tcp(sport=40000, dport=443, seq=0, ack=s.next["s"], payload=payload)))
         for i in range((megabytes << 20) // seg):
@@ -151,12 +158,7 @@ def _lossy(path: Path, dup_acks: int, zero_windows: bool = False) -> None:
     `zero_windows`, no segment is missing: the client's ACK closes its window and a second one
     opens it again (a receiver that reads slowly, for hours)."""
     with open(path, "wb") as fh:
-        fh.write(p.pcap_header())
-        s = p.Session(dport=443)
-        s.handshake()
-        for ts, frame in s.packets:
-            fh.write(struct.pack("<IIII", ts // SEC, ts % SEC // 1000, len(frame), len(frame)))
-            fh.write(frame)
+        s = _handshake_written(fh)
         c_seq, s_seq = s.next["c"], s.next["s"]
         back = p.tcp(sport=443, dport=40000, seq=0, ack=c_seq, payload=b"x")
         data = bytearray(p.eth(p.ipv4(back, src=p.SERVER_IP, dst=p.CLIENT_IP)))
