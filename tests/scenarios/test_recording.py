@@ -259,7 +259,10 @@ def _cipher(t: Truth) -> None:
     assert t["wire"]["payload_bytes"]["server"] == 7
 
 
-def _flight(t: Truth, code: int) -> None:
+def _flight(t: Truth, code: int | None) -> None:
+    """`code`: the server's fatal alert; None when the first record it reads is the encrypted
+    Finished, whose first byte (OpenSSL's random GCM explicit nonce) it takes for a message
+    type: mostly unexpected_message (10), now and then illegal_parameter (47) or another."""
     app = t["app"]
     assert [r["type"] for r in app["second_flight"]] == [
         "handshake",
@@ -268,21 +271,28 @@ def _flight(t: Truth, code: int) -> None:
     ]
     assert [r["bytes"] for r in app["second_flight"]][1:] == [6, 45]
     assert app["reply_bytes"] == 7
-    assert app["reply_alerts"] == [
-        {"level": "fatal", "code": code, "name": app["reply_alerts"][0]["name"]}
-    ]
+    (alert,) = app["reply_alerts"]
+    assert alert["level"] == "fatal"
+    if code is not None:
+        assert alert["code"] == code
 
 
 @check("tls-truncated-flight")
 def _truncated(t: Truth) -> None:
-    _flight(t, 10)
+    _flight(t, None)
     assert t["app"]["records_on_wire"] == [{"type": "handshake", "bytes": 45}]
-    assert t["app"]["reply_hex"] == "15 03 03 00 02 02 0a"
+    assert t["app"]["reply_hex"].startswith("15 03 03 00 02 02 ")
 
 
-@check("tls-flight-reversed", "tls-ccs-first")
-def _reordered(t: Truth) -> None:
-    _flight(t, 10)
+@check("tls-flight-reversed")
+def _reversed(t: Truth) -> None:
+    _flight(t, None)
+    assert len(t["app"]["records_on_wire"]) == 3
+
+
+@check("tls-ccs-first")
+def _ccs_first(t: Truth) -> None:
+    _flight(t, 10)  # a plaintext ChangeCipherSpec where the ClientKeyExchange was due
     assert len(t["app"]["records_on_wire"]) == 3
 
 
