@@ -363,7 +363,7 @@ class Flow:
     __slots__ = (
         "_burst",
         "_bursts",
-        "_bursts_head",
+        "_bursts_head_max",
         "_bursts_tail",
         "_bursts_tail_max",
         "_event_kinds",
@@ -458,7 +458,7 @@ class Flow:
         # created when the head is full (most flows have a few turns)
         self._bursts_tail: deque[Burst] | None = None
         limits = self.options.limits
-        self._bursts_head = max(BURSTS_KEPT, limits.timeline_head)
+        self._bursts_head_max = max(BURSTS_KEPT, limits.timeline_head)
         self._bursts_tail_max = max(BURSTS_KEPT, limits.timeline_tail)
         self.bursts_dropped = 0
         self._burst: Burst | None = None
@@ -1056,7 +1056,7 @@ class Flow:
             self._burst = b
             # Data turns are bursts, not events: on a long keep-alive connection they would
             # fill the capped event list and hide the FIN or RST that ends it.
-            if len(self._bursts) < self._bursts_head:
+            if len(self._bursts) < self._bursts_head_max:
                 self._bursts.append(b)
             else:
                 tail = self._bursts_tail
