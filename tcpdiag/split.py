@@ -174,14 +174,14 @@ def analyze_each(
                 if shard.interrupted:  # Ctrl-C reached the workers (and this process)
                     raise KeyboardInterrupt
                 yield conclude(merge_stored([shard], options, open_now=False), options)
-        except BaseException:  # the reader stopped (`| head`), Ctrl-C or an error
+        except BaseException:  # the caller stopped reading, Ctrl-C, or an error
             _stop_pool(pool, futures)
             raise
 
 
 def _stop_pool(pool: ProcessPoolExecutor, futures: list[Future[ShardResult]]) -> None:
     """Cancel what has not started and kill what is running: leaving the pool would wait for
-    every capture's analysis to end, minutes for nobody once the output is closed."""
+    every capture's analysis to end, minutes of work whose results nobody will read."""
     for future in futures:
         future.cancel()
     # No public way to stop work that has started: the pool's processes, by its attribute.
