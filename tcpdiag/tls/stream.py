@@ -67,6 +67,9 @@ from tcpdiag.tls.starttls import StartTlsWatcher, opener
 
 HANDSHAKE_CAP: Final = 256 * 1024  # per message; the corpus has a 340 KB certificate chain
 MAX_NOTES: Final = 256  # record notes kept for the flight checks (handshakes are a few records)
+# ... and once the handshake is complete, the last few only: the rules read the record before an
+# alert, at the end; every record of a long connection cost ~150 bytes up to MAX_NOTES.
+NOTES_AFTER_HANDSHAKE: Final = 8
 MAX_MESSAGES: Final = 256
 MAX_ALERTS: Final = 64
 # Timeline labels: the timeline shows a flow's first and last packets (`Limits.timeline_head`,
@@ -266,7 +269,8 @@ class TlsStream:
         self.server_hello_done_note: int | None = None  # index in `notes`
         self.server_finished_note: int | None = None  # resumed 1.2: server's Finished
         self.complete_frame: int | None = None
-        self.notes: list[RecordNote] = []
+        self._notes: list[RecordNote] = []  # up to the end of the handshake
+        self._notes_after: deque[RecordNote] | None = None  # the last ones after it
         self.messages: list[TlsMessage] = []
         self.alerts: list[TlsAlert] = []
         self.alert_records: list[tuple[TlsAlert, Record]] = []
@@ -556,13 +560,25 @@ class TlsStream:
             )
         side.framer = None
 
+    @property
+    def notes(self) -> list[RecordNote]:
+        """Notes of the records in stream order: those of the handshake (up to MAX_NOTES),
+        then the last NOTES_AFTER_HANDSHAKE after it."""
+        after = self._notes_after
+        return self._notes if after is None else [*self._notes, *after]
+
     def _note(self, side: SideState, note: RecordNote) -> None:
-        if len(self.notes) < MAX_NOTES:
-            self.notes.append(note)
+        if self.complete_frame is not None:
+            after = self._notes_after
+            if after is None:
+                after = self._notes_after = deque(maxlen=NOTES_AFTER_HANDSHAKE)
+            after.append(note)
+        elif len(self._notes) < MAX_NOTES:
+            self._notes.append(note)
 
     @property
     def _noting(self) -> bool:
-        return len(self.notes) < MAX_NOTES
+        return self.complete_frame is not None or len(self._notes) < MAX_NOTES
 
     def _on_record(self, side: SideState, rec: Record) -> None:
         side.records += 1
@@ -650,7 +666,7 @@ class TlsStream:
             sender = _SENDER[side.direction]
             self._message(side, TlsMessage(sender, rec.frame, msg_type, rec.length))
             if side.direction == _SERVER and side.encrypted_handshake == 1:
-                self.server_finished_note = len(self.notes)
+                self.server_finished_note = len(self._notes)
             return (token,)
         pending = side.hs.pending
         skip = pending[1] - pending[2] if pending is not None else 0
@@ -697,7 +713,7 @@ class TlsStream:
                     hello = parse_server_hello(body)
                     if hello.is_hello_retry_request:
                         self.hello_retry = hello
-                        self.hello_retry_note = len(self.notes)
+                        self.hello_retry_note = len(self._notes)
                         name = "HelloRetryRequest"
                     else:
                         self.server_hello = hello
@@ -709,7 +725,7 @@ class TlsStream:
             elif msg_type == _CERTIFICATE and direction == _SERVER and body is not None:
                 self.cert_sizes = parse_certificate(body, self.tls13)
             elif msg_type == _SERVER_HELLO_DONE:
-                self.server_hello_done_note = len(self.notes)  # the note about to be added
+                self.server_hello_done_note = len(self._notes)  # the note about to be added
         except DecodeError as exc:
             self.malformed.append(
                 MalformedEvent(

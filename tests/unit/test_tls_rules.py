@@ -24,6 +24,7 @@ from test_tls_memorybio import (
 from tcpdiag.findings import tls_rules
 from tcpdiag.result import Severity
 from tcpdiag.tls import TlsStream
+from tcpdiag.tls import stream as tls_stream
 
 
 def names(stream: TlsStream, ctx: tls_rules.TcpContext | None = None) -> list[str]:
@@ -204,6 +205,21 @@ def test_repeated_records_of_a_flight_are_counted_not_listed() -> None:
     fin = feeder.end(S, "fin")
     (finding,) = tls_rules.diagnose(feeder.stream, context_for(feeder, {"sfin": fin}))
     assert "ServerHelloDone, ApplicationData ×6 (10 records, " in finding.message
+
+
+def test_records_after_the_handshake_keep_few_notes() -> None:
+    # A long connection: the handshake's notes, then only the last few records' (the rules
+    # read the record before a late alert); 600 records once made 256 notes.
+    session = full_session(ssl.TLSVersion.TLSv1_2)
+    feeder = feed_flights(session.flights)
+    handshake_notes = len(feeder.stream.notes)
+    assert feeder.stream.handshake_complete
+    for i in range(600):
+        feeder.send(C if i % 2 else S, bytes([23, 3, 3, 0, 30]) + bytes(30))
+    notes = feeder.stream.notes
+    assert len(notes) == handshake_notes + tls_stream.NOTES_AFTER_HANDSHAKE
+    assert notes[-1].frame == feeder.frame and notes[-1].sender == C
+    assert tls_rules.diagnose(feeder.stream, tls_rules.TcpContext(flow=1)) == []
 
 
 def test_tcp_context_how_ended() -> None:
