@@ -27,7 +27,6 @@ import io
 import marshal
 import os
 import tempfile
-import zlib
 from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -76,8 +75,12 @@ class FlowStore(Sequence[FlowResult]):
         self._names: Counter[str] = Counter()
         # record positions of the flows with a finding of each name (as added)
         self._with_name: dict[str, array[int]] = {}
-        # per record: `server_key` of a flow that completed a handshake (saw a SYN/ACK), else -1
+        # per record: the server of a flow that completed a handshake (saw a SYN/ACK), as an
+        # index into `_servers` (each server's "addr:port" once), else -1: the syn-unanswered
+        # context rule then reads no flow that only completed a handshake
         self._handshake_servers = array("q")
+        self._servers: list[str] = []
+        self._server_index: dict[str, int] = {}
         # per record, for merging shards (`split.py`): first frame, where in the capture the
         # flow was finished (`Engine._finish_key`), and whether the report quota counted it as
         # a problem flow
@@ -111,7 +114,9 @@ class FlowStore(Sequence[FlowResult]):
         self._offsets.append(self._size)
         self._lengths.append(len(blob))
         self._size += len(blob)
-        self._handshake_servers.append(server_key(flow.server) if flow.handshake.syn_ack else -1)
+        self._handshake_servers.append(
+            self._server_number(flow.server) if flow.handshake.syn_ack else -1
+        )
         findings = flow.findings
         if not findings:  # most flows
             self._severity.append(0)
@@ -121,6 +126,13 @@ class FlowStore(Sequence[FlowResult]):
             self._names[finding.name] += 1
         for name in {finding.name for finding in findings}:
             self._with_name.setdefault(name, array("i")).append(position)
+
+    def _server_number(self, server: str) -> int:
+        number = self._server_index.get(server)
+        if number is None:
+            number = self._server_index[server] = len(self._servers)
+            self._servers.append(server)
+        return number
 
     def amend(self, flow_id: int, finding: Finding, drop: Iterable[str] = ()) -> None:
         """A capture-level rule's finding for a stored flow: remove that flow's findings named
@@ -196,13 +208,14 @@ class FlowStore(Sequence[FlowResult]):
         """The flows that were added with a finding named `name` (amendments aside)."""
         return StoreView(self, list(self._with_name.get(name, ())))
 
-    def handshake_servers(self) -> Iterator[tuple[int, int, int]]:
-        """(record position, flow id, `server_key` of its server) of every flow that completed
-        a handshake, without reading any (`view` reads those at chosen positions)."""
+    def handshake_servers(self) -> Iterator[tuple[int, int, str]]:
+        """(record position, flow id, its server "addr:port") of every flow that completed a
+        handshake, without reading any (`view` reads those at chosen positions)."""
         ids = self._ids
-        for position, key in enumerate(self._handshake_servers):
-            if key >= 0:
-                yield position, ids[position], key
+        servers = self._servers
+        for position, number in enumerate(self._handshake_servers):
+            if number >= 0:
+                yield position, ids[position], servers[number]
 
     def problem_count(self) -> int:
         """Flows whose worst finding is a warning or an error."""
@@ -234,6 +247,7 @@ class FlowStore(Sequence[FlowResult]):
             names=self._names,
             with_name=self._with_name,
             handshake_servers=self._handshake_servers,
+            servers=self._servers,
             first_frames=self._first_frames,
             finished_at=self._finished_at,
             finish_rank=self._finish_rank,
@@ -342,7 +356,8 @@ class StoredFlows:
     severity: bytes
     names: Counter[str]
     with_name: dict[str, array[int]]
-    handshake_servers: array[int]
+    handshake_servers: array[int]  # per record: an index into `servers`, or -1
+    servers: list[str]
     first_frames: array[int]
     finished_at: array[int]
     finish_rank: array[int]
@@ -393,7 +408,10 @@ class MergedStore(FlowStore):
             self._offsets.append(shard.offsets[position])
             self._lengths.append(shard.lengths[position])
             self._severity.append(shard.severity[position])
-            self._handshake_servers.append(shard.handshake_servers[position])
+            number = shard.handshake_servers[position]
+            self._handshake_servers.append(
+                -1 if number < 0 else self._server_number(shard.servers[number])
+            )
             self._first_frames.append(shard.first_frames[position])
             self._finished_at.append(shard.finished_at[position])
             self._finish_rank.append(shard.finish_rank[position])
@@ -519,12 +537,6 @@ class LazyFlows(Sequence[FlowResult]):
         source = flows if self._positions is None else (flows[i] for i in self._positions)
         for flow in source:
             yield flow if adjust is None else adjust(flow)
-
-
-def server_key(server: str) -> int:
-    """A flow's server ("addr:port") as a 32-bit number: equal servers have equal keys; a few
-    different ones may share one, so a reader compares the servers of the flows it reads."""
-    return zlib.crc32(server.encode("utf-8", "surrogatepass"))
 
 
 def _worst(findings: list[Finding]) -> int:

@@ -29,7 +29,7 @@ from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.verdict import verdict
 from tcpdiag.model import FLOW_BUCKETS, IcmpError, format_endpoint, format_ip
 from tcpdiag.result import Finding, FlowResult
-from tcpdiag.store import FlowStore, flow_facts, server_key
+from tcpdiag.store import FlowStore, flow_facts
 
 # ICMP errors kept apart from connection rejection: they report a path MTU, not a refusal.
 _PMTU = {(4, 3, 4), (6, 2, 0)}
@@ -193,12 +193,11 @@ def _icmp_finding(flow: FlowResult, errs: list[IcmpError]) -> Finding:
 def _syn_drop_context(flows: Sequence[FlowResult], ctx: CaptureContext) -> list[Finding]:
     if "syn-unanswered" not in flow_facts(flows)[1]:
         return []
-    if isinstance(flows, FlowStore):
-        flows = _syn_drop_flows(flows, ctx)
-    out: list[Finding] = []
     # Completed handshakes per server, by SYN/ACK time: each unanswered flow then looks up its
     # time window with a binary search (a capture of 100k flows must not cost 100k x 100k).
     completed: dict[str, list[tuple[float, int]]] = {}
+    if isinstance(flows, FlowStore):
+        flows = _syn_drop_flows(flows, ctx, completed)
     unanswered: list[tuple[int, str, float, float, Finding]] = []
     for f in flows:
         if f.handshake.syn_ack:
@@ -209,6 +208,7 @@ def _syn_drop_context(flows: Sequence[FlowResult], ctx: CaptureContext) -> list[
             unanswered.append((f.id, f.server, f.start, f.end, original))
     for entries in completed.values():
         entries.sort()
+    out: list[Finding] = []
     for flow_id, server, start, end, original in unanswered:
         entries = completed.get(server, [])
         lo = bisect.bisect_left(entries, start - _MEANWHILE_SLACK, key=lambda e: e[0])
@@ -239,30 +239,52 @@ def _syn_drop_context(flows: Sequence[FlowResult], ctx: CaptureContext) -> list[
     return out
 
 
-def _syn_drop_flows(store: FlowStore, ctx: CaptureContext) -> list[FlowResult]:
-    """The flows of a store that `_syn_drop_context` can use, each read once: those with
-    syn-unanswered, and those that completed a handshake with a server of the same
-    `server_key` at a time that falls in an unanswered flow's window. The rule gives the same
-    findings from them as from every flow (which most captures hold ten times as many)."""
+def _syn_drop_flows(
+    store: FlowStore, ctx: CaptureContext, completed: dict[str, list[tuple[float, int]]]
+) -> list[FlowResult]:
+    """What `_syn_drop_context` needs of a store, reading as few flows as it can: the flows
+    with syn-unanswered are read (their findings are needed); the handshakes that other flows
+    to the same servers completed within an unanswered flow's window go into `completed` from
+    the store's facts and the context's SYN/ACK times, unread. The rare completed flow without
+    a SYN/ACK time is read: the rule falls back on its start. The findings are the same as
+    from every flow read."""
     unanswered = list(store.with_finding("syn-unanswered"))
-    windows: dict[int, list[tuple[float, float]]] = {}
+    windows: dict[str, list[tuple[float, float]]] = {}
     for f in unanswered:
         window = (f.start - _MEANWHILE_SLACK, f.end + _MEANWHILE_SLACK)
-        windows.setdefault(server_key(f.server), []).append(window)
+        windows.setdefault(f.server, []).append(window)
+    spans = {server: _merged_spans(each) for server, each in windows.items()}
     already = {f.id for f in unanswered}
-    meanwhile = [
-        position
-        for position, flow_id, key in store.handshake_servers()
-        if key in windows
-        and flow_id not in already
-        and _in_a_window(ctx.synack_time.get(flow_id), windows[key])
-    ]
-    return unanswered + list(store.view(meanwhile))
+    unread: list[int] = []
+    for position, flow_id, server in store.handshake_servers():
+        span = spans.get(server)
+        if span is None or flow_id in already:
+            continue
+        when = ctx.synack_time.get(flow_id)
+        if when is None:
+            unread.append(position)
+        elif _within(when, span):
+            completed.setdefault(server, []).append((when, flow_id))
+    return unanswered + list(store.view(unread))
 
 
-def _in_a_window(when: float | None, windows: list[tuple[float, float]]) -> bool:
-    # No SYN/ACK time recorded: the rule falls back on the flow's start, known once it is read.
-    return when is None or any(lo <= when <= hi for lo, hi in windows)
+def _merged_spans(windows: list[tuple[float, float]]) -> tuple[list[float], list[float]]:
+    """The union of time windows as disjoint spans, sorted: (starts, ends)."""
+    starts: list[float] = []
+    ends: list[float] = []
+    for lo, hi in sorted(windows):
+        if ends and lo <= ends[-1]:
+            ends[-1] = max(ends[-1], hi)
+        else:
+            starts.append(lo)
+            ends.append(hi)
+    return starts, ends
+
+
+def _within(when: float, spans: tuple[list[float], list[float]]) -> bool:
+    starts, ends = spans
+    i = bisect.bisect_right(starts, when) - 1
+    return i >= 0 and when <= ends[i]
 
 
 # -- arp-unanswered ("ARP who-has for an address, repeated, never answered") -------

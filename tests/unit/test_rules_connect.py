@@ -146,7 +146,85 @@ def test_syn_drop_context_from_a_store_reads_only_the_flows_it_concerns(
     assert from_store == capture_rules.diagnose_capture(flows, ctx, th)
     assert [f.name for _, f in from_store] == ["syn-unanswered"]
     assert "dropping SYNs" in from_store[0][1].message
+    # The handshake meanwhile comes from the store's facts and the SYN/ACK time: unread.
+    assert sorted(flows[i].client for i in read) == ["10.0.0.1:40002"]
+
+
+def _syn_drop_store(
+    monkeypatch: pytest.MonkeyPatch, *convs: Conversation
+) -> tuple[list[FlowResult], FlowStore, CaptureContext, Thresholds, list[int]]:
+    ctx, th = CaptureContext(), Thresholds()
+    flows = flow_results(*convs, ctx=ctx, thresholds=th)
+    store = FlowStore()
+    for flow in flows:
+        store.add(flow)
+    read: list[int] = []
+    load = FlowStore._load
+
+    def counted(self: FlowStore, i: int) -> tuple[FlowResult, bytes | None]:
+        read.append(i)
+        return load(self, i)
+
+    monkeypatch.setattr(FlowStore, "_load", counted)
+    return flows, store, ctx, th, read
+
+
+def test_syn_drop_context_reads_a_completed_flow_without_a_synack_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dropped = Conversation(client="10.0.0.1:40002", start=0.0005, first_frame=100)
+    for dt in (0.0, 1.0, 1.0):
+        dropped.syn(dt=dt)
+    flows, store, ctx, th, read = _syn_drop_store(
+        monkeypatch, _completed("10.0.0.1:40001", 0.0, 1), dropped
+    )
+    ok = next(f for f in flows if f.client == "10.0.0.1:40001")
+    del ctx.synack_time[ok.id]  # the rule then falls back on the flow's start, read
+    from_store = capture_rules.diagnose_capture(store, ctx, th)
+    assert from_store == capture_rules.diagnose_capture(flows, ctx, th)
+    assert f"flow {ok.id})" in from_store[0][1].message
     assert sorted(flows[i].client for i in read) == ["10.0.0.1:40001", "10.0.0.1:40002"]
+
+
+def test_syn_drop_context_joins_the_windows_of_several_unanswered_flows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two unanswered flows whose windows overlap, one far later: a handshake in the first
+    two's common span counts for both, one between the windows for neither."""
+    first = Conversation(client="10.0.0.1:40010", start=0.0, first_frame=100)
+    second = Conversation(client="10.0.0.1:40011", start=2.0, first_frame=200)
+    late = Conversation(client="10.0.0.1:40012", start=100.0, first_frame=300)
+    for c in (first, second, late):
+        for dt in (0.0, 1.0, 1.0):
+            c.syn(dt=dt)
+    convs = (
+        first,
+        second,
+        late,
+        _completed("10.0.0.1:40001", 2.5, 1),  # in both early windows
+        _completed("10.0.0.1:40003", 50.0, 400),  # between the windows: no one's context
+        _completed("10.0.0.1:40004", 101.0, 500),  # in the late flow's window
+    )
+    flows, store, ctx, th, read = _syn_drop_store(monkeypatch, *convs)
+    from_store = capture_rules.diagnose_capture(store, ctx, th)
+    assert from_store == capture_rules.diagnose_capture(flows, ctx, th)
+    by_id = {f.id: f.client for f in flows}
+    meanwhile = {
+        by_id[finding.flow]: finding.message.split("(flow", 1)[1].split(")", 1)[0]
+        for _, finding in from_store
+        if finding.flow is not None
+    }
+    ids = {f.client: str(f.id) for f in flows}
+    assert meanwhile == {
+        "10.0.0.1:40010": f" {ids['10.0.0.1:40001']}",
+        "10.0.0.1:40011": f" {ids['10.0.0.1:40001']}",
+        "10.0.0.1:40012": f" {ids['10.0.0.1:40004']}",
+    }
+    assert sorted(flows[i].client for i in read) == [
+        "10.0.0.1:40010",
+        "10.0.0.1:40011",
+        "10.0.0.1:40012",
+    ]
 
 
 def test_near_miss_syn_unanswered_without_other_flows_has_no_server_up_context() -> None:

@@ -17,7 +17,7 @@ from tcpdiag.findings.registry import make_finding
 from tcpdiag.report.options import count_problems, problem_order
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.result import FlowResult, Severity, flow_from_plain, flow_to_plain
-from tcpdiag.store import FlowStore, flow_facts, server_key
+from tcpdiag.store import FlowStore, flow_facts
 from tests.unit.report_fixtures import (
     healthy_tls_flow,
     hostile_flow,
@@ -66,8 +66,8 @@ def test_indexes_flows_by_finding_name_and_handshake_server() -> None:
         (0, 2),
         (2, 1),
     ]
-    keys = [key for _, _, key in store.handshake_servers()]
-    assert keys == [server_key("93.184.216.34:443"), server_key("[2001:db8::2]:443")]
+    servers = [server for _, _, server in store.handshake_servers()]
+    assert servers == ["93.184.216.34:443", "[2001:db8::2]:443"]
 
 
 def test_spills_to_disk_beyond_the_spool_size() -> None:
