@@ -10,7 +10,7 @@ report layer escapes them, we only keep them bounded.
 from __future__ import annotations
 
 import ipaddress
-from typing import Final
+from typing import Final, cast
 
 from tcpdiag.errors import DecodeError
 from tcpdiag.fields import FieldRecord
@@ -271,9 +271,30 @@ def parse_client_hello(body: bytes) -> ClientHello:
     return hello if hello is not None else parse_client_hello_checked(body)
 
 
+# One int object per 16-bit value for the lists of every ClientHello (cipher suites,
+# extensions, groups, signature algorithms: TLS values are mostly above CPython's cache of small
+# ints, and a hello's ~60 of them took ~2 KB as objects of their own, per connection). Built
+# as `list[object]`: compiled, a `list[int]` stores a fresh object for each native int. Made
+# at the first hello, not at import: the garbage collector would walk its 65,536 slots at each
+# of its many collections while the program starts (a batch analysis runs with it off).
+_U16_OBJECTS: Final[list[object]] = []
+
+
+def _u16(value: int) -> object:
+    """The shared int object for a 16-bit `value`."""
+    table = _U16_OBJECTS
+    if not table:
+        table.extend([None] * 65536)
+    shared = table[value]
+    if shared is None:
+        shared = table[value] = value
+    return shared
+
+
 def _u16_list(d: bytes, start: int, end: int) -> list[int]:
     """Big-endian 16-bit values of d[start:end] (an even number of bytes, within d)."""
-    return [(d[i] << 8) | d[i + 1] for i in range(start, end, 2)]
+    values: list[object] = [_u16((d[i] << 8) | d[i + 1]) for i in range(start, end, 2)]
+    return cast("list[int]", values)
 
 
 def _u16_vector(d: bytes, start: int, end: int) -> list[int] | None:
@@ -317,13 +338,14 @@ def _fast_client_hello(d: bytes) -> ClientHello | None:
     exts_end = _vector16_end(d, comp_end, n)
     if exts_end < 0:
         return None
+    extensions = cast("list[object]", hello.extensions)  # (see `_U16_OBJECTS`)
     pos = comp_end + 2
     while pos < exts_end:
         end = _vector16_end(d, pos + 2, exts_end)  # after the type: the length, the body
         if end < 0:
             return None
         ext_type, start, pos = (d[pos] << 8) | d[pos + 1], pos + 4, end
-        hello.extensions.append(ext_type)
+        extensions.append(_u16(ext_type))
         if ext_type == _EXT_SERVER_NAME and end > start:
             if hello.extensions.count(_EXT_SERVER_NAME) > 1:
                 hello.sni_problems.append("two server_name extensions")
@@ -359,10 +381,11 @@ def _fast_client_hello(d: bytes) -> ClientHello | None:
             shares_end = at + ((d[start] << 8) | d[start + 1])
             if shares_end > end:
                 return None
+            shares = cast("list[object]", hello.key_share_groups)
             while at < shares_end:
                 if at + 4 > shares_end:
                     return None
-                hello.key_share_groups.append((d[at] << 8) | d[at + 1])
+                shares.append(_u16((d[at] << 8) | d[at + 1]))
                 at += 4 + ((d[at + 2] << 8) | d[at + 3])
                 if at > shares_end:
                     return None

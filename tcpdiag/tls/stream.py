@@ -27,6 +27,7 @@ are capped. Nothing here raises on wire data: `DecodeError` becomes a `Malformed
 
 from __future__ import annotations
 
+from array import array
 from collections import deque
 from typing import Final
 
@@ -125,11 +126,12 @@ class SideState:
         "first_app_size",
         "framer",
         "head_frames",
+        "head_label_frames",
+        "head_label_texts",
         "hs",
         "label_frame",
         "label_frames",
         "labels_dropped",
-        "labels_head",
         "labels_tail",
         "last_record",
         "record_bytes",
@@ -165,7 +167,10 @@ class SideState:
         self.first_app_size = 0
         self.last_record: Record | None = None
         self.end: tuple[str, int | None, float | None] | None = None  # (how, frame, time)
-        self.labels_head: list[tuple[int, str]] = []
+        # The first labels as two parallel lists, not (frame, text) tuples: a frame in an
+        # array is 8 bytes, where a tuple and a boxed frame number took ~100 per label.
+        self.head_label_frames = array("q")
+        self.head_label_texts: list[str] = []
         # created when the head is full (an empty deque is ~600 bytes; most sides never need
         # one)
         self.labels_tail: deque[tuple[int, str]] | None = None
@@ -177,16 +182,21 @@ class SideState:
         self.tail_runs = 0  # ... of them in the tail
 
     def labels(self) -> list[tuple[int, str]]:
+        """(frame, label) of the records labelled, in the order labelled (the first and the
+        last ones: see `label`)."""
+        head = list(zip(self.head_label_frames, self.head_label_texts, strict=True))
         tail = self.labels_tail
-        return self.labels_head if tail is None else [*self.labels_head, *tail]
+        return head if tail is None else [*head, *tail]
 
     def label(self, frame: int, text: str) -> None:
         new_frame = frame != self.label_frame
         if new_frame:
             self.label_frame = frame
             self.label_frames += 1
-        if self.label_frames <= self.head_frames and len(self.labels_head) < LABELS_HEAD:
-            self.labels_head.append((frame, text))
+        texts = self.head_label_texts
+        if self.label_frames <= self.head_frames and len(texts) < LABELS_HEAD:
+            self.head_label_frames.append(frame)
+            texts.append(text)
             return
         tail = self.labels_tail
         if tail is None:
@@ -270,7 +280,9 @@ class TlsStream:
         self.server_finished_note: int | None = None  # resumed 1.2: server's Finished
         self.complete_frame: int | None = None
         self._notes: list[RecordNote] = []  # up to the end of the handshake
-        self._notes_after: deque[RecordNote] | None = None  # the last ones after it
+        # the last ones after it: a list, not a deque(maxlen=...), which takes ~600 bytes for
+        # its first block however few notes it holds (and most TLS connections get here)
+        self._notes_after: list[RecordNote] | None = None
         self.messages: list[TlsMessage] = []
         self.alerts: list[TlsAlert] = []
         self.alert_records: list[tuple[TlsAlert, Record]] = []
@@ -571,8 +583,10 @@ class TlsStream:
         if self.complete_frame is not None:
             after = self._notes_after
             if after is None:
-                after = self._notes_after = deque(maxlen=NOTES_AFTER_HANDSHAKE)
+                after = self._notes_after = []
             after.append(note)
+            if len(after) > NOTES_AFTER_HANDSHAKE:
+                del after[0]
         elif len(self._notes) < MAX_NOTES:
             self._notes.append(note)
 

@@ -97,6 +97,26 @@ def test_client_hello_fields_with_grease() -> None:
     assert all(is_grease(v) for v in (0x0A0A, 0x1A1A, 0xFAFA)) and not is_grease(0x0A0B)
 
 
+def test_client_hellos_share_their_16_bit_values() -> None:
+    """Two connections' hellos hold the same int objects, not ~60 of their own each (the
+    memory of every TLS connection held open): equal lists, identical items."""
+    body = client_hello_body([0x0A0A, 0x1301, 0xC02F], GREASE_EXTS, session=b"s" * 32)
+    first = parse_client_hello(body)
+    second = parse_client_hello(bytes(body))
+    for name in (
+        "cipher_suites",
+        "extensions",
+        "supported_versions",
+        "supported_groups",
+        "key_share_groups",
+        "signature_algorithms",
+    ):
+        a, b = getattr(first, name), getattr(second, name)
+        assert a == b and a is not b
+        assert all(x is y for x, y in zip(a, b, strict=True)), name
+    assert first.cipher_suites[1] == 0x1301 and type(first.cipher_suites[1]) is int
+
+
 def test_client_hello_in_stream_summary_ignores_grease() -> None:
     body = client_hello_body([0x0A0A, 0x1301, 0xC02F], GREASE_EXTS)
     stream = TlsStream()
