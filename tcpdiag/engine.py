@@ -308,7 +308,10 @@ class Engine:
     # -- flow lifecycle ------------------------------------------------------------------------
 
     def _flow_opened(self, flow: Flow) -> None:
-        flow.consumer = TlsStream(timeline=self._timeline)
+        flow.make_consumer = self._new_stream  # at the flow's first payload byte
+
+    def _new_stream(self) -> TlsStream:
+        return TlsStream(timeline=self._timeline)
 
     def _flow_closed(self, flow: Flow) -> None:
         result, packed_timeline = self._flow_result(flow)

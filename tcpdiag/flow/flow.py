@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, NamedTuple
 
 from tcpdiag import model
@@ -350,7 +350,8 @@ class Flow:
                         None
     closed              both FINs seen and ACKed, or a RST seen; `close_time` when that happened
     timed_out, evicted  how the table finalised the flow (idle timeout / table full)
-    consumer            the `StreamConsumer` attached by on_open (or None)
+    consumer            the `StreamConsumer` attached by on_open, or made by `make_consumer`
+                        when the first payload byte arrives (or None)
     gaps, gap_bytes     reassembly holes reported (both directions)
     timeline_total      packets seen (the timeline keeps head + tail of them)
 
@@ -405,6 +406,7 @@ class Flow:
         "irtt",
         "key",
         "last_frame",
+        "make_consumer",
         "options",
         "packets",
         "port_reused",
@@ -481,6 +483,10 @@ class Flow:
         self.evicted = False
         self.finished = False
         self.consumer: StreamConsumer | None = None
+        # What makes the consumer when the first payload byte arrives, if none is attached:
+        # a connection that never carries data (refused, unanswered, reset at once; a third of
+        # a busy capture's) then never holds one (an idle TLS stream takes ~2.5 KB).
+        self.make_consumer: Callable[[], StreamConsumer] | None = None
         self._reasm: list[Reassembler | None] = [None, None]
         # Timeline rows packed with `_ROW`: the first `_head_max` packets, then a ring of the
         # last `_tail_max` (created when the head is full; most flows never need one).
@@ -721,8 +727,11 @@ class Flow:
             if not stale and not ta & A_ZERO_WINDOW_PROBE and end > 0:
                 r = self._reasm[di]
                 if r is None:
+                    consumer = self.consumer
+                    if consumer is None and self.make_consumer is not None:
+                        consumer = self.consumer = self.make_consumer()
                     r = self._reasm[di] = Reassembler(
-                        di, self.consumer, self.options.limits.max_flow_buffer, None
+                        di, consumer, self.options.limits.max_flow_buffer, None
                     )
                     r.on_event = self._reasm_sink(d)
                 if start < 0:

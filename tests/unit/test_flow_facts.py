@@ -262,6 +262,56 @@ def test_reassembly_events_gap_and_overlap() -> None:
     assert "G" in f.history
 
 
+class _Consumer:
+    wants_data = True
+
+    def __init__(self) -> None:
+        self.data: list[tuple[int, int, bytes]] = []
+        self.ends: list[tuple[int, str]] = []
+
+    def on_data(self, direction: int, offset: int, data: bytes, frame: int, t: float) -> None:
+        self.data.append((direction, offset, data))
+
+    def on_gap(self, direction: int, offset: int, length: int, frame: int) -> None:
+        pass
+
+    def on_end(self, direction: int, how: str, frame: int, t: float) -> None:
+        self.ends.append((direction, how))
+
+
+def test_the_stream_consumer_is_made_at_the_first_payload_byte() -> None:
+    made: list[_Consumer] = []
+
+    def make() -> _Consumer:
+        made.append(_Consumer())
+        return made[-1]
+
+    def on_open(flow: object) -> None:
+        flow.make_consumer = make  # type: ignore[attr-defined]
+
+    quiet = Conversation(client="10.0.0.1:40001")
+    quiet.handshake()
+    quiet.fin("c")
+    quiet.fin("s")
+    quiet.ack("c")
+    refused = Conversation(client="10.0.0.1:40002", first_frame=100)
+    refused.syn()
+    refused.rst("s", ack=True)
+    for c in (quiet, refused):
+        flow = c.run(on_open=on_open)[0]
+        assert flow.consumer is None and not made  # no byte: no consumer, none made
+    talk = Conversation(client="10.0.0.1:40003", first_frame=200)
+    talk.handshake()
+    talk.send("c", b"hello")
+    talk.send("s", b"world!")
+    talk.fin("c")
+    talk.fin("s")
+    flow = talk.run(on_open=on_open)[0]
+    assert len(made) == 1 and flow.consumer is made[0]  # one for both directions
+    assert made[0].data == [(0, 0, b"hello"), (1, 0, b"world!")]
+    assert sorted(made[0].ends) == [(0, "fin"), (1, "fin")]
+
+
 def test_per_packet_endpoint_facts_are_none_until_seen() -> None:
     c = Conversation()
     c.syn()
