@@ -257,7 +257,9 @@ _AT_TIMELINE = _field_index(FlowResult, "timeline")
 _AT_RTT = _field_index(TcpCounters, "rtt")
 _AT_MESSAGES = _field_index(TlsSummary, "messages")
 _AT_ALERTS = _field_index(TlsSummary, "alerts")
+_AT_ID = _field_index(FlowResult, "id")
 _AT_SEVERITY = _field_index(Finding, "severity")
+_AT_FINDING_FLOW = _field_index(Finding, "flow")
 _SEVERITIES = {int(s): s for s in Severity}
 
 
@@ -275,8 +277,15 @@ def flow_to_plain(flow: FlowResult) -> list[Any]:
     return values
 
 
-def flow_from_plain(values: list[Any]) -> FlowResult:
-    """The `FlowResult` that `flow_to_plain` turned into `values` (which it reuses)."""
+def flow_from_plain(values: list[Any], new_id: int | None = None) -> FlowResult:
+    """The `FlowResult` that `flow_to_plain` turned into `values` (which it reuses); with
+    `new_id`, the flow gets that id, and so do its findings about it (merged shards)."""
+    if new_id is not None:
+        old_id = values[_AT_ID]
+        values[_AT_ID] = new_id
+        for finding in values[_AT_FINDINGS]:
+            if finding[_AT_FINDING_FLOW] == old_id:
+                finding[_AT_FINDING_FLOW] = new_id
     values[_AT_HANDSHAKE] = Handshake(*values[_AT_HANDSHAKE])
     values[_AT_CLOSE] = Close(*values[_AT_CLOSE])
     values[_AT_TCP] = _tcp_from_plain(values[_AT_TCP])

@@ -22,7 +22,6 @@ facts, when `seal`ed).
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import io
 import marshal
 import os
@@ -457,14 +456,7 @@ class MergedStore(FlowStore):
     def _load(self, i: int) -> tuple[FlowResult, bytes | None]:
         blob = os.pread(self._descriptors()[self._source[i]], self._lengths[i], self._offsets[i])
         values, packed = marshal.loads(blob)
-        flow = flow_from_plain(values)
-        old, new = flow.id, self._ids[i]
-        flow.id = new
-        if flow.findings:
-            flow.findings = [
-                dataclasses.replace(f, flow=new) if f.flow == old else f for f in flow.findings
-            ]
-        return flow, packed
+        return flow_from_plain(values, self._ids[i]), packed
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # (at interpreter exit, module globals may be gone)
