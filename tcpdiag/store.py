@@ -14,9 +14,9 @@ What a report needs about all flows at once (problem count, findings per name, w
 problems-first order) comes from the per-flow facts kept in memory, without reading the file.
 So does what lets a capture-level rule read only the flows it can concern instead of all of
 them: which flows carry a finding of a given name, and the server of each flow that completed a
-handshake (an index into the store's list of servers, each "addr:port" kept once). Capture-level rules may replace or add findings of a stored
-flow after it was written: those are `amend`ed by flow id and applied on every read (and to the
-facts, when `seal`ed).
+handshake (an index into the store's list of servers, each "addr:port" kept once).
+Capture-level rules may replace or add findings of a stored flow after it was written: those
+are `amend`ed by flow id and applied on every read (and to the facts, when `seal`ed).
 """
 
 from __future__ import annotations
