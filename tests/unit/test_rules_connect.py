@@ -118,36 +118,11 @@ def _completed(
     return c
 
 
-def test_syn_drop_context_from_a_store_reads_only_the_flows_it_concerns(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    dropped = Conversation(client="10.0.0.1:40002", start=0.0005, first_frame=100)
+def _unanswered(client: str, start: float, first_frame: int) -> Conversation:
+    c = Conversation(client=client, start=start, first_frame=first_frame)
     for dt in (0.0, 1.0, 1.0):
-        dropped.syn(dt=dt)
-    convs = (
-        _completed("10.0.0.1:40001", 0.0, 1),  # same server, meanwhile: the context
-        _completed("10.0.0.1:40003", 0.5, 200, server="10.0.0.3:80"),  # another server
-        _completed("10.0.0.1:40004", 30.0, 300),  # same server, much later
-    )
-    ctx, th = CaptureContext(), Thresholds()
-    flows = flow_results(*convs, dropped, ctx=ctx, thresholds=th)
-    store = FlowStore()
-    for flow in flows:
-        store.add(flow)
-    read: list[int] = []
-    load = FlowStore._load
-
-    def counted(self: FlowStore, i: int) -> tuple[FlowResult, bytes | None]:
-        read.append(i)
-        return load(self, i)
-
-    monkeypatch.setattr(FlowStore, "_load", counted)
-    from_store = capture_rules.diagnose_capture(store, ctx, th)
-    assert from_store == capture_rules.diagnose_capture(flows, ctx, th)
-    assert [f.name for _, f in from_store] == ["syn-unanswered"]
-    assert "dropping SYNs" in from_store[0][1].message
-    # The handshake meanwhile comes from the store's facts and the SYN/ACK time: unread.
-    assert sorted(flows[i].client for i in read) == ["10.0.0.1:40002"]
+        c.syn(dt=dt)
+    return c
 
 
 def _syn_drop_store(
@@ -169,12 +144,29 @@ def _syn_drop_store(
     return flows, store, ctx, th, read
 
 
+def test_syn_drop_context_from_a_store_reads_only_the_flows_it_concerns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dropped = _unanswered("10.0.0.1:40002", 0.0005, 100)
+    flows, store, ctx, th, read = _syn_drop_store(
+        monkeypatch,
+        _completed("10.0.0.1:40001", 0.0, 1),  # same server, meanwhile: the context
+        _completed("10.0.0.1:40003", 0.5, 200, server="10.0.0.3:80"),  # another server
+        _completed("10.0.0.1:40004", 30.0, 300),  # same server, much later
+        dropped,
+    )
+    from_store = capture_rules.diagnose_capture(store, ctx, th)
+    assert from_store == capture_rules.diagnose_capture(flows, ctx, th)
+    assert [f.name for _, f in from_store] == ["syn-unanswered"]
+    assert "dropping SYNs" in from_store[0][1].message
+    # The handshake meanwhile comes from the store's facts and the SYN/ACK time: unread.
+    assert sorted(flows[i].client for i in read) == ["10.0.0.1:40002"]
+
+
 def test_syn_drop_context_reads_a_completed_flow_without_a_synack_time(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    dropped = Conversation(client="10.0.0.1:40002", start=0.0005, first_frame=100)
-    for dt in (0.0, 1.0, 1.0):
-        dropped.syn(dt=dt)
+    dropped = _unanswered("10.0.0.1:40002", 0.0005, 100)
     flows, store, ctx, th, read = _syn_drop_store(
         monkeypatch, _completed("10.0.0.1:40001", 0.0, 1), dropped
     )
@@ -191,12 +183,9 @@ def test_syn_drop_context_joins_the_windows_of_several_unanswered_flows(
 ) -> None:
     """Two unanswered flows whose windows overlap, one far later: a handshake in the first
     two's common span counts for both, one between the windows for neither."""
-    first = Conversation(client="10.0.0.1:40010", start=0.0, first_frame=100)
-    second = Conversation(client="10.0.0.1:40011", start=2.0, first_frame=200)
-    late = Conversation(client="10.0.0.1:40012", start=100.0, first_frame=300)
-    for c in (first, second, late):
-        for dt in (0.0, 1.0, 1.0):
-            c.syn(dt=dt)
+    first = _unanswered("10.0.0.1:40010", 0.0, 100)
+    second = _unanswered("10.0.0.1:40011", 2.0, 200)
+    late = _unanswered("10.0.0.1:40012", 100.0, 300)
     convs = (
         first,
         second,
