@@ -284,7 +284,8 @@ def _u16(value: int) -> object:
     """The shared int object for a 16-bit `value`."""
     table = _U16_OBJECTS
     if not table:
-        table.extend([None] * 65536)
+        # (a slice assignment: two threads making it at once leave 65,536 slots, not twice)
+        table[:] = [None] * 65536
     shared = table[value]
     if shared is None:
         shared = table[value] = value

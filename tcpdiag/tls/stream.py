@@ -168,7 +168,7 @@ class SideState:
         self.last_record: Record | None = None
         self.end: tuple[str, int | None, float | None] | None = None  # (how, frame, time)
         # The first labels as two parallel lists, not (frame, text) tuples: a frame in an
-        # array is 8 bytes, where a tuple and a boxed frame number took ~100 per label.
+        # array is 8 bytes, where a tuple and a boxed frame number took ~60 per label.
         self.head_label_frames = array("q")
         self.head_label_texts: list[str] = []
         # created when the head is full (an empty deque is ~600 bytes; most sides never need
