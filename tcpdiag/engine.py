@@ -1,9 +1,9 @@
 """Wires the stages together: RawPacket in, CaptureResult out.
 
 Theory of operation: the engine is sans-IO. `feed()` takes one RawPacket, decodes it, and hands
-TCP segments to the flow table, ICMP errors and ARP packets to the capture context. When the flow
-table opens a flow, the engine attaches a TLS stream consumer (which detects TLS by content and
-stops wanting bytes when the stream is something else). When the table closes a flow (FIN/RST
+TCP segments to the flow table, ICMP errors and ARP packets to the capture context. A flow gets a
+TLS stream consumer at its first payload byte (which detects TLS by content, stops wanting bytes
+when the stream is something else, and is then forgotten). When the table closes a flow (FIN/RST
 and quiet, idle timeout, eviction, end of capture), the engine runs the per-flow rules, turns the
 flow into a `FlowResult`, keeps only that summary, and forgets the flow: memory is bounded by the
 number of concurrent flows. `finish()` closes what is left, runs the capture-level rules (ICMP and

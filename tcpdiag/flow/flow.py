@@ -734,10 +734,13 @@ class Flow:
                         di, consumer, self.options.limits.max_flow_buffer, None
                     )
                     r.on_event = self._reasm_sink(d)
+                storing = r.storing
                 if start < 0:
                     r.segment(0, payload[-start:], end, frame, time)
                 else:
                     r.segment(start, payload, length, frame, time)
+                if storing and not r.storing:
+                    self._drop_spent_consumer()
             if new_data and not retrans:
                 self._data_burst(d, frame, time, length)
                 self._small_data(di, fwd, rev, seq, length, frame, time)
@@ -1098,6 +1101,19 @@ class Flow:
         return in_prev and not in_new
 
     # ------------------------------------------------------------------ end of flow
+
+    def _drop_spent_consumer(self) -> None:
+        """A reassembler stopped storing for the consumer: when the consumer says nothing more
+        can come of it (`spent`: for the TLS stream, bytes that are not TLS), forget it, as
+        each reassembler would stop storing for it at its next segment anyway. A long plain
+        connection (HTTP, SSH, a database) then does not hold an unused TLS stream."""
+        consumer = self.consumer
+        if consumer is None or not getattr(consumer, "spent", False):
+            return
+        self.consumer = None
+        for r in self._reasm:
+            if r is not None:
+                r.drop_consumer()
 
     def attach(self, consumer: StreamConsumer | None) -> None:
         """Attach a stream consumer (normally from on_open, before the first byte)."""

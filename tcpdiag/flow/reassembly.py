@@ -49,7 +49,9 @@ EventSink = Callable[[str, int, float, dict[str, object]], None]
 
 
 class StreamConsumer(Protocol):
-    """Receives one connection's reassembled bytes (see docs/internals.md)."""
+    """Receives one connection's reassembled bytes (see docs/internals.md). A consumer may also
+    have a `spent` attribute: true once nothing more can come of it, whatever it is given (the
+    flow then forgets it)."""
 
     wants_data: bool
 
@@ -228,6 +230,13 @@ class Reassembler:
         self.forget_delivered()
         if self.consumer is not None:
             self.consumer.on_end(self.direction, how, frame, time)
+
+    def drop_consumer(self) -> None:
+        """The consumer has nothing more to learn: stop storing bytes for it (as `segment`
+        does when it stops wanting them) and forget it."""
+        if self.storing:
+            self._stop_storing()
+        self.consumer = None
 
     def forget_delivered(self) -> None:
         """Drop the copy of delivered bytes kept to compare retransmissions with (`recent`).

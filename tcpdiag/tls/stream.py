@@ -339,6 +339,12 @@ class TlsStream:
 
     # ---------------------------------------------------------------- results
     @property
+    def spent(self) -> bool:
+        """Nothing more can come of this stream: it stopped looking (not TLS, no STARTTLS, or a
+        hole before it could tell) without a TLS record, so it has nothing to report."""
+        return self.mode == "off" and not self.is_tls
+
+    @property
     def is_tls(self) -> bool:
         """True once at least one TLS record was seen: only then is there a summary to show."""
         return any(s.records for s in self.sides)

@@ -3,12 +3,17 @@ delayed-ACK samples, timeline and to_result()."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tcpdiag.config import AnalysisOptions, Limits
-from tcpdiag.flow.flow import BURSTS_KEPT, MAX_EVENTS, timeline_frames, timeline_kept
+from tcpdiag.flow.flow import BURSTS_KEPT, MAX_EVENTS, Flow, timeline_frames, timeline_kept
 from tcpdiag.model import Direction
+from tcpdiag.tls import TlsStream
 from tests.craft import Conversation
+from tests.hostile.packets import client_hello
+from tests.hostile.packets import record as tls_record
 
 
 def test_handshake_rtt_is_wiresharks_irtt_from_the_last_syn() -> None:
@@ -310,6 +315,47 @@ def test_the_stream_consumer_is_made_at_the_first_payload_byte() -> None:
     assert len(made) == 1 and flow.consumer is made[0]  # one for both directions
     assert made[0].data == [(0, 0, b"hello"), (1, 0, b"world!")]
     assert sorted(made[0].ends) == [(0, "fin"), (1, "fin")]
+
+
+def _with_tls_streams(made: list[TlsStream]) -> Callable[[Flow], None]:
+    def make() -> TlsStream:
+        made.append(TlsStream())
+        return made[-1]
+
+    def on_open(flow: Flow) -> None:
+        flow.make_consumer = make
+
+    return on_open
+
+
+def test_a_plain_connection_forgets_its_tls_stream() -> None:
+    # HTTP: the stream decides "not TLS" on the first request; at the client's next segment
+    # both directions stop storing for it and the flow forgets it (~2.5 KB).
+    made: list[TlsStream] = []
+    c = Conversation()
+    c.handshake()
+    c.send("c", b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    c.send("s", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    c.send("c", b"GET /again HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    c.fin("c")
+    c.fin("s")
+    flow = c.run(on_open=_with_tls_streams(made))[0]
+    assert len(made) == 1 and made[0].spent and not made[0].is_tls
+    assert flow.consumer is None
+    assert all(r is None or (r.consumer is None and not r.storing) for r in flow._reasm)
+
+
+def test_near_miss_a_tls_connection_keeps_its_stream() -> None:
+    made: list[TlsStream] = []
+    c = Conversation(server="10.0.0.2:443")
+    c.handshake()
+    c.send("c", tls_record(client_hello()))
+    c.send("c", b"\x17\x03\x03\x00\x05hello")  # then anything: the stream is TLS
+    c.fin("c")
+    c.fin("s")
+    flow = c.run(on_open=_with_tls_streams(made))[0]
+    assert len(made) == 1 and made[0].is_tls and not made[0].spent
+    assert flow.consumer is made[0] and made[0].client_hello is not None
 
 
 def test_per_packet_endpoint_facts_are_none_until_seen() -> None:
