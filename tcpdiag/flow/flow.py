@@ -1111,6 +1111,7 @@ class Flow:
         if consumer is None or not getattr(consumer, "spent", False):
             return
         self.consumer = None
+        self.make_consumer = None  # (the other direction's first byte must not make another)
         for r in self._reasm:
             if r is not None:
                 r.drop_consumer()

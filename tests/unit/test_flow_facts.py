@@ -345,6 +345,23 @@ def test_a_plain_connection_forgets_its_tls_stream() -> None:
     assert all(r is None or (r.consumer is None and not r.storing) for r in flow._reasm)
 
 
+def test_a_forgotten_stream_is_not_made_again_for_the_other_direction() -> None:
+    # The client's bytes are plain text; the server's first bytes come after the flow forgot
+    # the stream: they must not start a new one (which would see TLS where one stream saw
+    # none). The server's bytes would look like TLS to a stream of their own.
+    made: list[TlsStream] = []
+    c = Conversation()
+    c.handshake()
+    c.send("c", b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    c.send("c", b"GET /again HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    c.send("s", tls_record(client_hello()))
+    c.fin("c")
+    c.fin("s")
+    flow = c.run(on_open=_with_tls_streams(made))[0]
+    assert len(made) == 1 and made[0].spent
+    assert flow.consumer is None and flow._reasm[1] is not None
+
+
 def test_near_miss_a_tls_connection_keeps_its_stream() -> None:
     made: list[TlsStream] = []
     c = Conversation(server="10.0.0.2:443")
