@@ -188,6 +188,9 @@ class Engine:
         self._at_capture_end = False
         limits = self.options.limits
         self._timeline = (limits.timeline_head, limits.timeline_tail)  # for each TlsStream
+        # Bound once: `self._new_stream` makes a new method object at each use, and every flow
+        # would hold its own.
+        self._make_stream: Callable[[], TlsStream] = self._new_stream
 
     def _stores_flows(self) -> bool:
         """A batch analysis of a whole capture: finished flows go to a `FlowStore`, each with
@@ -308,7 +311,7 @@ class Engine:
     # -- flow lifecycle ------------------------------------------------------------------------
 
     def _flow_opened(self, flow: Flow) -> None:
-        flow.make_consumer = self._new_stream  # at the flow's first payload byte
+        flow.make_consumer = self._make_stream  # at the flow's first payload byte
 
     def _new_stream(self) -> TlsStream:
         return TlsStream(timeline=self._timeline)

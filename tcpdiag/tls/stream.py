@@ -168,8 +168,10 @@ class SideState:
         self.last_record: Record | None = None
         self.end: tuple[str, int | None, float | None] | None = None  # (how, frame, time)
         # The first labels as two parallel lists, not (frame, text) tuples: a frame in an
-        # array is 8 bytes, where a tuple and a boxed frame number took ~60 per label.
-        self.head_label_frames = array("q")
+        # array is 8 bytes, where a tuple and a boxed frame number took ~60 per label. The
+        # array is made at the first label (an empty one is 64 bytes; a stream that is not
+        # TLS labels nothing).
+        self.head_label_frames: array[int] | None = None
         self.head_label_texts: list[str] = []
         # created when the head is full (an empty deque is ~600 bytes; most sides never need
         # one)
@@ -184,7 +186,8 @@ class SideState:
     def labels(self) -> list[tuple[int, str]]:
         """(frame, label) of the records labelled, in the order labelled (the first and the
         last ones: see `label`)."""
-        head = list(zip(self.head_label_frames, self.head_label_texts, strict=True))
+        frames = self.head_label_frames
+        head = [] if frames is None else list(zip(frames, self.head_label_texts, strict=True))
         tail = self.labels_tail
         return head if tail is None else [*head, *tail]
 
@@ -195,7 +198,10 @@ class SideState:
             self.label_frames += 1
         texts = self.head_label_texts
         if self.label_frames <= self.head_frames and len(texts) < LABELS_HEAD:
-            self.head_label_frames.append(frame)
+            frames = self.head_label_frames
+            if frames is None:
+                frames = self.head_label_frames = array("q")
+            frames.append(frame)
             texts.append(text)
             return
         tail = self.labels_tail
