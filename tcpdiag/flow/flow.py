@@ -726,6 +726,7 @@ class Flow:
                 fwd.ref_abs = end
             if not stale and not ta & A_ZERO_WINDOW_PROBE and end > 0:
                 r = self._reasm[di]
+                fresh = r is None
                 if r is None:
                     consumer = self.consumer
                     if consumer is None and self.make_consumer is not None:
@@ -739,7 +740,7 @@ class Flow:
                     r.segment(0, payload[-start:], end, frame, time)
                 else:
                     r.segment(start, payload, length, frame, time)
-                if storing and not r.storing:
+                if storing or fresh:  # (a consumer stops wanting bytes only when given some)
                     self._drop_spent_consumer()
             if new_data and not retrans:
                 self._data_burst(d, frame, time, length)
@@ -1103,12 +1104,12 @@ class Flow:
     # ------------------------------------------------------------------ end of flow
 
     def _drop_spent_consumer(self) -> None:
-        """A reassembler stopped storing for the consumer: when the consumer says nothing more
-        can come of it (`spent`: for the TLS stream, bytes that are not TLS), forget it, as
-        each reassembler would stop storing for it at its next segment anyway. A long plain
-        connection (HTTP, SSH, a database) then does not hold an unused TLS stream."""
+        """When the consumer no longer wants bytes and says nothing more can come of it
+        (`spent`: for the TLS stream, bytes that are not TLS), forget it, as each reassembler
+        would stop storing for it at its next segment anyway. A long plain connection (HTTP,
+        SSH, a database) then does not hold an unused TLS stream."""
         consumer = self.consumer
-        if consumer is None or not getattr(consumer, "spent", False):
+        if consumer is None or consumer.wants_data or not getattr(consumer, "spent", False):
             return
         self.consumer = None
         self.make_consumer = None  # (the other direction's first byte must not make another)
