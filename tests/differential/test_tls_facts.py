@@ -236,13 +236,16 @@ def pipeline_streams(path: Path) -> list[tuple[str, str, TlsStream]]:
     except ImportError as exc:
         pytest.skip(f"pipeline stages not available yet: {exc}")
     done: list[tuple[int, str, str, TlsStream]] = []
+    # Each flow's stream, by flow id: a flow forgets a stream that is not TLS (`spent`).
+    attached: dict[int, TlsStream] = {}
 
     def opened(flow: Any) -> None:
-        flow.attach(TlsStream())
+        stream = attached[flow.id] = TlsStream()
+        flow.attach(stream)
 
     def closed(flow: Any) -> None:
-        stream = flow.consumer
-        assert isinstance(stream, TlsStream)
+        stream = attached.pop(flow.id)
+        assert flow.consumer is stream or (flow.consumer is None and stream.spent)
         if stream.is_tls:
             tls_rules.diagnose(stream, tls_rules.context_from_flow(flow))
             stream.records_by_frame()
