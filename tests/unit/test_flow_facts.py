@@ -3,8 +3,6 @@ delayed-ACK samples, timeline and to_result()."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from tcpdiag.config import AnalysisOptions, Limits
@@ -317,7 +315,13 @@ def test_the_stream_consumer_is_made_at_the_first_payload_byte() -> None:
     assert sorted(made[0].ends) == [(0, "fin"), (1, "fin")]
 
 
-def _with_tls_streams(made: list[TlsStream]) -> Callable[[Flow], None]:
+def _run_with_tls_streams(
+    sends: list[tuple[str, bytes]], server: str = "10.0.0.2:80"
+) -> tuple[Flow, list[TlsStream]]:
+    """A connection that sends `sends` and closes, its flow's consumers made as the engine
+    makes them: the flow, and every TLS stream made for it."""
+    made: list[TlsStream] = []
+
     def make() -> TlsStream:
         made.append(TlsStream())
         return made[-1]
@@ -325,21 +329,24 @@ def _with_tls_streams(made: list[TlsStream]) -> Callable[[Flow], None]:
     def on_open(flow: Flow) -> None:
         flow.make_consumer = make
 
-    return on_open
+    c = Conversation(server=server)
+    c.handshake()
+    for who, payload in sends:
+        c.send(who, payload)
+    c.fin("c")
+    c.fin("s")
+    return c.run(on_open=on_open)[0], made
+
+
+_GET = b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n"
 
 
 def test_a_plain_connection_forgets_its_tls_stream() -> None:
-    # HTTP: the stream decides "not TLS" on the first request; at the client's next segment
-    # both directions stop storing for it and the flow forgets it (~2.5 KB).
-    made: list[TlsStream] = []
-    c = Conversation()
-    c.handshake()
-    c.send("c", b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
-    c.send("s", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-    c.send("c", b"GET /again HTTP/1.1\r\nHost: example.com\r\n\r\n")
-    c.fin("c")
-    c.fin("s")
-    flow = c.run(on_open=_with_tls_streams(made))[0]
+    # HTTP: the stream decides "not TLS" on the first request, and the flow forgets it at once
+    # (~2.5 KB), with the copies of delivered bytes kept for it.
+    flow, made = _run_with_tls_streams(
+        [("c", _GET), ("s", b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"), ("c", _GET)]
+    )
     assert len(made) == 1 and made[0].spent and not made[0].is_tls
     assert flow.consumer is None
     assert all(r is None or (r.consumer is None and not r.storing) for r in flow._reasm)
@@ -349,28 +356,19 @@ def test_a_forgotten_stream_is_not_made_again_for_the_other_direction() -> None:
     # The client's bytes are plain text; the server's first bytes come after the flow forgot
     # the stream: they must not start a new one (which would see TLS where one stream saw
     # none). The server's bytes would look like TLS to a stream of their own.
-    made: list[TlsStream] = []
-    c = Conversation()
-    c.handshake()
-    c.send("c", b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
-    c.send("c", b"GET /again HTTP/1.1\r\nHost: example.com\r\n\r\n")
-    c.send("s", tls_record(client_hello()))
-    c.fin("c")
-    c.fin("s")
-    flow = c.run(on_open=_with_tls_streams(made))[0]
+    flow, made = _run_with_tls_streams(
+        [("c", _GET), ("c", _GET), ("s", tls_record(client_hello()))]
+    )
     assert len(made) == 1 and made[0].spent
     assert flow.consumer is None and flow._reasm[1] is not None
 
 
 def test_near_miss_a_tls_connection_keeps_its_stream() -> None:
-    made: list[TlsStream] = []
-    c = Conversation(server="10.0.0.2:443")
-    c.handshake()
-    c.send("c", tls_record(client_hello()))
-    c.send("c", b"\x17\x03\x03\x00\x05hello")  # then anything: the stream is TLS
-    c.fin("c")
-    c.fin("s")
-    flow = c.run(on_open=_with_tls_streams(made))[0]
+    # A ClientHello, then anything: the stream is TLS, and stays.
+    flow, made = _run_with_tls_streams(
+        [("c", tls_record(client_hello())), ("c", b"\x17\x03\x03\x00\x05hello")],
+        server="10.0.0.2:443",
+    )
     assert len(made) == 1 and made[0].is_tls and not made[0].spent
     assert flow.consumer is made[0] and made[0].client_hello is not None
 
