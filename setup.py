@@ -59,6 +59,7 @@ COMPILED = [
     "tcpdiag/tls/starttls.py",
     "tcpdiag/model.py",
     "tcpdiag/fields.py",
+    "tcpdiag/statepack.py",
 ]
 
 

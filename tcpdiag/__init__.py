@@ -8,6 +8,6 @@ from tcpdiag._native import use_pure_python as _use_pure_python
 
 # Modules of this package that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source
 # instead): `model`'s flow keys and address formatting are used for every flow; `fields` is the
-# base of compiled classes.
-COMPILED_MODULES = ("model", "fields")
+# base of compiled classes; `statepack` packs the TLS stream of every connection gone quiet.
+COMPILED_MODULES = ("model", "fields", "statepack")
 _use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)

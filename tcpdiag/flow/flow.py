@@ -36,7 +36,7 @@ from tcpdiag.flow.analysis import (
     flag_names,
 )
 from tcpdiag.flow.endpoint import MAX_UNACKED, WSCALE_NONE, WSCALE_UNKNOWN, Endpoint, Unacked
-from tcpdiag.flow.reassembly import EventSink, Reassembler, StreamConsumer
+from tcpdiag.flow.reassembly import EventSink, FrozenConsumer, Reassembler, StreamConsumer
 from tcpdiag.flow.seq import HALF, MASK, seq_diff, seq_ge, seq_gt, seq_le
 from tcpdiag.flow.state import CLOSED, RESET, ZeekTracker
 from tcpdiag.model import Direction, FlowKey, Segment, format_endpoint
@@ -368,6 +368,8 @@ class Flow:
         "_bursts_tail",
         "_bursts_tail_max",
         "_event_kinds",
+        "_frozen",
+        "_frozen_reasm",
         "_handshake_done",
         "_head",
         "_head_max",
@@ -383,6 +385,7 @@ class Flow:
         "_small",
         "_tail",
         "_tail_max",
+        "_woke",
         "analysis",
         "bursts_dropped",
         "c",
@@ -487,6 +490,11 @@ class Flow:
         # a connection that never carries data (refused, unanswered, reset at once; a third of
         # a busy capture's) then never holds one (an idle TLS stream takes ~2.5 KB).
         self.make_consumer: Callable[[], StreamConsumer] | None = None
+        # The consumer's state packed while the flow dozes (`doze`), and which reassemblers fed
+        # it (bit i: `_reasm[i]`); the next packet or the end thaws it.
+        self._frozen: FrozenConsumer | None = None
+        self._frozen_reasm = 0
+        self._woke = False  # a packet thawed it once: it is not packed again (see `doze`)
         self._reasm: list[Reassembler | None] = [None, None]
         # Timeline rows packed with `_ROW`: the first `_head_max` packets, then a ring of the
         # last `_tail_max` (created when the head is full; most flows never need one).
@@ -584,6 +592,8 @@ class Flow:
         """Account one segment sent in direction `d`. Returns its analysis flags."""
         # One unpack instead of fifteen attribute reads (Segment is a NamedTuple).
         (frame, time, _, _, _, _, _, seq, ack, flags, window, length, payload, opts, _) = seg
+        if self._frozen is not None:
+            self._thaw()
         di = 1 if d else 0
         if di:
             fwd = self.s
@@ -907,6 +917,51 @@ class Flow:
         self.close_time = time
         self.forget_delivered()
 
+    def doze(self) -> None:
+        """The flow has been silent for a while (the table's IDLE_COMPACT) and may stay so for
+        the rest of the capture: drop the copies of delivered bytes, and pack the consumer's
+        state if it can be (its optional `freeze()`: a TLS stream's few hundred objects become
+        one bytes object). The next packet, or the end, thaws it, equal to what it was.
+
+        Packing and unpacking cost ~70 us (compiled), so at most once per flow: not again after
+        a packet woke it (a connection that talks every minute, a keep-alive ping, would pay
+        that each time), and not a closed flow's (it lingers at most `Limits.close_linger`, and
+        at most `max_closed_flows` of them: little memory to win for a pack and an unpack per
+        closed connection, on a busy capture ten times the idle open ones)."""
+        self.forget_delivered()
+        if not self.closed and not self._woke:
+            self.freeze_consumer()
+
+    def freeze_consumer(self) -> None:
+        """Pack the consumer's state, if it has a `freeze()` that can (see `doze`)."""
+        consumer = self.consumer
+        if consumer is None or self._frozen is not None:
+            return
+        freeze: Callable[[], FrozenConsumer | None] | None = getattr(consumer, "freeze", None)
+        frozen = None if freeze is None else freeze()
+        if frozen is None:
+            return
+        fed = 0
+        for i, r in enumerate(self._reasm):
+            if r is not None and r.consumer is consumer:
+                r.consumer = None
+                fed |= 1 << i
+        self.consumer = None
+        self._frozen = frozen
+        self._frozen_reasm = fed
+
+    def _thaw(self) -> None:
+        frozen = self._frozen
+        if frozen is None:
+            return
+        self._frozen = None
+        self._woke = True
+        consumer = self.consumer = frozen.thaw()
+        for i, r in enumerate(self._reasm):
+            if r is not None and self._frozen_reasm & (1 << i):
+                r.consumer = consumer
+        self._frozen_reasm = 0
+
     def forget_delivered(self) -> None:
         """Drop the copies of delivered bytes kept to compare retransmissions with (see
         `Reassembler.forget_delivered`): done when the flow closes or goes idle."""
@@ -1130,6 +1185,7 @@ class Flow:
         if self.finished:
             return
         self.finished = True
+        self._thaw()
         for d in (Direction.CLIENT, Direction.SERVER):
             ep = self.endpoints[d]
             r = self._reasm[d]
@@ -1143,8 +1199,12 @@ class Flow:
                 r.end(end_how, end_frame, end_time)
                 # An ended reassembler reports nothing more; dropping its sink (a closure over
                 # this flow) breaks the only reference cycle, so the flow is freed by reference
-                # counting as soon as the table forgets it, without the cyclic GC.
+                # counting as soon as the table forgets it, without the cyclic GC. Nor does it
+                # need its consumer: whoever reads the flow's result then drops `consumer`, and
+                # the stream goes at once, not with the flow (the end of a capture finalises
+                # its flows from one list: a stream thawed for it would otherwise stay).
                 r.on_event = None
+                r.consumer = None
             elif self.consumer is not None:
                 self.consumer.on_end(int(d), end_how, end_frame, end_time)
         c, s = self.c, self.s

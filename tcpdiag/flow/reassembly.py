@@ -65,6 +65,14 @@ class StreamConsumer(Protocol):
         """The direction ended: how is "fin", "rst" or "eof"."""
 
 
+class FrozenConsumer(Protocol):
+    """A consumer's state packed while its connection is quiet (a consumer's optional `freeze()`
+    returns one, or None; see docs/internals.md)."""
+
+    def thaw(self) -> StreamConsumer:
+        """The consumer, as it was when frozen."""
+
+
 def _start(p: _Piece) -> int:
     return p.start
 

@@ -31,13 +31,13 @@ closed flows linger at once, counted per bucket of flows (`buckets.py`: each buc
 share of the limit, and beyond it the bucket's flow closed longest ago is finalised early: a
 lingering flow holds its whole state, and a busy link closes hundreds of connections a second).
 Any other flow is finalised after `Limits.idle_timeout` of silence; one silent for
-`IDLE_COMPACT` first drops its copy of delivered bytes. When `Limits.max_flows` flows are
-tracked, the table evicts a lingering closed flow first, then the oldest embryonic one (SYNs
-only), then the least recently active one (`evictions` counts them). Finalising calls
-`Flow.finish()` then `on_close(flow)` and forgets the flow, so memory is bounded by concurrent
-flows. A finalised flow leaves a packed tomb (4-tuple, end time, sequence spaces) for
-`idle_timeout`, at most `TOMBS_PER_CLOSED_FLOW` x `max_closed_flows` of them (per bucket too),
-to recognise a later reuse of its ports.
+`IDLE_COMPACT` first dozes (drops its copy of delivered bytes, packs its TLS stream). When
+`Limits.max_flows` flows are tracked, the table evicts a lingering closed flow first, then the
+oldest embryonic one (SYNs only), then the least recently active one (`evictions` counts them).
+Finalising calls `Flow.finish()` then `on_close(flow)` and forgets the flow, so memory is
+bounded by concurrent flows. A finalised flow leaves a packed tomb (4-tuple, end time, sequence
+spaces) for `idle_timeout`, at most `TOMBS_PER_CLOSED_FLOW` x `max_closed_flows` of them (per
+bucket too), to recognise a later reuse of its ports.
 """
 
 from __future__ import annotations
@@ -85,9 +85,9 @@ SWEEP_INTERVAL: Final = 1.0
 SUSPICIOUS_JUMP: Final = 86_400.0
 # How far from the least recently used end `add` looks for an embryonic flow to evict.
 EVICTION_SCAN: Final = 64
-# A flow silent this long (capture seconds) drops its copy of delivered bytes (see
-# `Flow.forget_delivered`): a connection left open but idle, common behind keep-alive pools,
-# then costs a third less while it waits for `Limits.idle_timeout`.
+# A flow silent this long (capture seconds) dozes (`Flow.doze`): it drops its copy of delivered
+# bytes and packs its TLS stream into one bytes object. A connection left open but idle, common
+# behind keep-alive pools, then costs ~40% less while it waits for `Limits.idle_timeout`.
 IDLE_COMPACT: Final = 10.0
 # SYN retransmissions an embryo stores before it becomes a full Flow.
 EMBRYO_MAX_SEGMENTS: Final = 8
@@ -692,7 +692,7 @@ class FlowTable:
             if isinstance(entry, _Embryo):
                 entry.compact()
             else:
-                entry.forget_delivered()
+                entry.doze()
             del flows[held]
             dozing[held] = entry
         self._tombs.drop_due(lambda tomb: now - _TOMB_HEAD.unpack_from(tomb)[0] > idle)

@@ -35,6 +35,7 @@ from tcpdiag.config import Limits
 from tcpdiag.errors import DecodeError
 from tcpdiag.model import Direction
 from tcpdiag.result import TlsAlert, TlsMessage, TlsSummary
+from tcpdiag.statepack import Packed, StatePacker
 from tcpdiag.tls.constants import (
     ContentType,
     HandshakeType,
@@ -63,8 +64,15 @@ from tcpdiag.tls.handshake import (
     parse_sslv2_client_hello,
     starting_types,
 )
-from tcpdiag.tls.records import SSLV2_CLIENT_HELLO, Malformed, Record, RecordFramer, RecordNote
-from tcpdiag.tls.starttls import StartTlsWatcher, opener
+from tcpdiag.tls.records import (
+    SSLV2_CLIENT_HELLO,
+    Malformed,
+    Partial,
+    Record,
+    RecordFramer,
+    RecordNote,
+)
+from tcpdiag.tls.starttls import StartTlsWatcher, Upgrade, opener
 
 HANDSHAKE_CAP: Final = 256 * 1024  # per message; the corpus has a 340 KB certificate chain
 MAX_NOTES: Final = 256  # record notes kept for the flight checks (handshakes are a few records)
@@ -342,6 +350,13 @@ class TlsStream:
             other = self.sides[side.direction.other]
             self._cut(other, "rst", frame, by=side.direction)
         self._update_wants()
+
+    def freeze(self) -> FrozenStream | None:
+        """This stream's state packed into one bytes object (a quarter of its memory), for a
+        connection gone quiet: `FrozenStream.thaw` gives an equal stream back. None when the
+        state holds something the packer does not know (the stream is then kept as it is)."""
+        packed = _PACKER.pack(self)
+        return None if packed is None else FrozenStream(packed)
 
     # ---------------------------------------------------------------- results
     @property
@@ -787,3 +802,45 @@ __all__ = [
     "TlsStream",
     "TruncatedEvent",
 ]
+
+
+class FrozenStream:
+    """A `TlsStream` packed by `TlsStream.freeze`."""
+
+    __slots__ = ("packed",)
+
+    def __init__(self, packed: Packed) -> None:
+        self.packed = packed
+
+    def thaw(self) -> TlsStream:
+        stream = _PACKER.unpack(self.packed)
+        assert isinstance(stream, TlsStream)
+        return stream
+
+
+# Every class a stream's state holds, with a factory making a blank one (its fields are then
+# all set from the packed state). A class missing here makes `freeze` keep the stream as it is;
+# tests/unit/test_statepack.py checks that no stream of the corpus meets one.
+_D: Final = Direction.CLIENT
+_PACKER: Final = StatePacker(
+    {
+        TlsStream: TlsStream,
+        SideState: lambda: SideState(_D),
+        RecordFramer: lambda: RecordFramer(_keeps_payload),
+        HandshakeReassembler: lambda: HandshakeReassembler(0),
+        Record: lambda: Record(0, 0, 0, 0, 0, 0.0, None),
+        RecordNote: lambda: RecordNote(_D, 0, 0.0, 0, 0, ()),
+        Partial: lambda: Partial(None, 0, None, 0, 0, 0.0),
+        Malformed: lambda: Malformed(0, b"", "", 0),
+        ClientHello: lambda: ClientHello(0, b"", b"", [], b""),
+        ServerHello: lambda: ServerHello(0, b"", b"", 0, 0),
+        RawMessage: lambda: RawMessage(0, 0, 0, 0, None),
+        StartTlsWatcher: lambda: StartTlsWatcher(""),
+        Upgrade: lambda: Upgrade("", 0, 0),
+        MalformedEvent: lambda: MalformedEvent(_D, 0, 0, "", ""),
+        TruncatedEvent: lambda: TruncatedEvent(_D, Partial(None, 0, None, 0, 0, 0.0), "", None),
+        GapEvent: lambda: GapEvent(_D, 0, 0, 0),
+        TlsMessage: lambda: TlsMessage("", 0, "", 0),
+        TlsAlert: lambda: TlsAlert("", 0, None, None, False),
+    }
+)

@@ -3,8 +3,9 @@
 `setup.py` compiles the per-packet modules when it can; `TCPDIAG_PURE=1` makes a compiled
 build run the Python source instead (see `tcpdiag/_native.py`). Here every capture of
 `captures/` and `../shared/captures/public/` is analysed both ways, with every timeline kept and
-once more with tight limits (eviction, buffer caps, idle timeouts), and the JSON reports must be
-equal byte for byte.
+once more with tight limits (eviction, buffer caps, idle timeouts), and once with every TLS
+stream packed and unpacked at every packet (`statepack.py`); the JSON reports must be equal
+byte for byte.
 
 When the installed package is not compiled (an editable install skips compilation by default),
 a compiled copy of the source is built in a temporary directory first (about a minute); the
@@ -61,6 +62,25 @@ runs = (
         keep_all_timelines=True,
     ),
 )
+
+
+def frozen_at_every_packet(path, options):
+    # Every TLS stream packed and unpacked at every packet (`Flow.freeze_consumer`, as a flow
+    # gone quiet does): compiled, the packer meets the compiled classes.
+    from tcpdiag.capture import open_capture
+    from tcpdiag.engine import Engine
+    from tcpdiag.flow.flow import Flow
+
+    with open_capture(path) as reader:
+        engine = Engine(options, path=path)
+        for raw in reader:
+            engine.feed(raw)
+            for entry in engine._table._entries():
+                if isinstance(entry, Flow):
+                    entry.freeze_consumer()
+        return engine.finish(reader)
+
+
 for path in sys.argv[1:]:
     for options in runs:
         try:
@@ -68,6 +88,11 @@ for path in sys.argv[1:]:
         except TcpdiagError as exc:
             text = f"error: {exc}"
         print(path, text)
+    try:
+        text = dumps(capture_json(frozen_at_every_packet(path, runs[0])))
+    except TcpdiagError as exc:
+        text = f"error: {exc}"
+    print(path, "frozen", text)
 """
 
 
@@ -139,9 +164,13 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
     # decode, flow, tls and the rules compiled, and the C block reader in use
     assert fast[0] == "mode compiled True True True True", fast[0]
     assert slow[0] == "mode pure False False False False", slow[0]
-    assert len(fast) == len(slow) == 1 + 2 * len(captures)
+    assert len(fast) == len(slow) == 1 + 3 * len(captures)
     for a, b in zip(fast[1:], slow[1:], strict=True):
         assert a == b, f"compiled and pure Python differ on {a.split(' ', 1)[0]}"
+    # Freezing every stream at every packet changed nothing (test_statepack.py: pure Python).
+    for i in range(len(captures)):
+        normal, frozen = fast[1 + 3 * i], fast[3 + 3 * i]
+        assert frozen == normal.replace(" ", " frozen ", 1), normal.split(" ", 1)[0]
 
 
 def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
