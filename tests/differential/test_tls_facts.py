@@ -245,7 +245,13 @@ def pipeline_streams(path: Path) -> list[tuple[str, str, TlsStream]]:
 
     def closed(flow: Any) -> None:
         stream = attached.pop(flow.id)
-        assert flow.consumer is stream or (flow.consumer is None and stream.spent)
+        # The stream the flow ends with: the one attached, or a copy thawed from it when the
+        # flow went quiet for a while (`Flow.doze`); none when it was not TLS (`spent`).
+        if flow.consumer is not None:
+            assert flow.consumer is stream or flow._woke
+            stream = flow.consumer
+        else:
+            assert stream.spent
         if stream.is_tls:
             tls_rules.diagnose(stream, tls_rules.context_from_flow(flow))
             stream.records_by_frame()

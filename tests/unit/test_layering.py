@@ -38,6 +38,7 @@ LEAVES = {
     "sanitize",
     "_native",
     "fields",
+    "statepack",
     "__init__",
 }
 
