@@ -16,6 +16,17 @@ from tcpdiag.capture import PcapngWriter, PcapWriter
 
 # The shared corpus of public captures, beside the repository (tests skip when it is absent).
 PUBLIC = Path(__file__).resolve().parents[1].parent / "shared/captures/public"
+# The project's own recordings.
+OWN = Path(__file__).resolve().parents[1] / "captures"
+CAPTURE_SUFFIXES = (
+    ".pcap",
+    ".pcapng",
+    ".pcap.gz",
+    ".pcap.zst",
+    ".pcapng.gz",
+    ".pcapng.zst",
+    ".cap",
+)
 # Public captures with TCP headers the decoder cannot use (data offset beyond the IP payload):
 # tshark counts them as malformed TCP frames; we count them in DecodeStats.bad_tcp_header.
 BAD_TCP_HEADERS = {"malformed-tcp-short-header.pcap": 2, "tcp-lost-segment-refused-rst.pcap": 1}
@@ -24,6 +35,15 @@ SHB_TYPE = 0x0A0D0D0A
 IDB_TYPE = 1
 SPB_TYPE = 3
 EPB_TYPE = 6
+
+
+def corpus_captures() -> list[str]:
+    """Every capture file of `captures/` and of the public corpus (when present), in order."""
+    out: list[str] = []
+    for folder in (OWN, PUBLIC):
+        if folder.is_dir():
+            out += [str(p) for p in sorted(folder.iterdir()) if p.name.endswith(CAPTURE_SUFFIXES)]
+    return out
 
 
 def tcp_frame(seq: int = 1, payload: bytes = b"", sport: int = 40000, dport: int = 80) -> bytes:

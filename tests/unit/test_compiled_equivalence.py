@@ -28,6 +28,7 @@ import tcpdiag.findings
 import tcpdiag.flow.flow
 import tcpdiag.tls
 from tcpdiag._native import compiled
+from tests.capture_files import corpus_captures
 from tests.modules import load_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,8 +36,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 # (loaded, not run as "__main__": defines, does not run setup())
 COMPILED = list(load_file(REPO / "setup.py", "tcpdiag_setup_listed").COMPILED)
-CAPTURE_DIRS = (REPO / "captures", REPO.parent / "shared" / "captures" / "public")
-SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcap.zst", ".pcapng.gz", ".pcapng.zst", ".cap")
 
 # Analyses every capture named on the command line; prints one JSON report per capture (or the
 # error), in order. Run in a child process so that TCPDIAG_PURE applies from the first import.
@@ -96,14 +95,6 @@ for path in sys.argv[1:]:
 """
 
 
-def _captures() -> list[str]:
-    out: list[str] = []
-    for folder in CAPTURE_DIRS:
-        if folder.is_dir():
-            out += [str(p) for p in sorted(folder.iterdir()) if p.name.endswith(SUFFIXES)]
-    return out
-
-
 def _run(root: Path | None, pure: bool, captures: list[str]) -> list[str]:
     env = dict(os.environ)
     env.pop("TCPDIAG_PURE", None)
@@ -157,7 +148,7 @@ def compiled_root(tmp_path_factory: pytest.TempPathFactory) -> Path | None:
 
 @pytest.mark.slow
 def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | None) -> None:
-    captures = _captures()
+    captures = corpus_captures()
     assert len(captures) >= 10
     fast = _run(compiled_root, pure=False, captures=captures)
     slow = _run(compiled_root, pure=True, captures=captures)

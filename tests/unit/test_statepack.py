@@ -13,7 +13,6 @@ import sys
 import tracemalloc
 from array import array
 from collections import deque
-from pathlib import Path
 
 import pytest
 
@@ -26,13 +25,10 @@ from tcpdiag.report.json import capture_json, dumps
 from tcpdiag.statepack import StatePacker
 from tcpdiag.tls import TlsStream
 from tcpdiag.tls.stream import FrozenStream
+from tests.capture_files import corpus_captures
 from tests.craft import Conversation
 from tests.hostile.packets import client_hello, server_hello
 from tests.hostile.packets import record as tls_record
-
-REPO = Path(__file__).resolve().parents[2]
-CAPTURE_DIRS = (REPO / "captures", REPO.parent / "shared" / "captures" / "public")
-SUFFIXES = (".pcap", ".pcapng", ".pcap.gz", ".pcap.zst", ".pcapng.gz", ".pcapng.zst", ".cap")
 
 
 class Colour(enum.IntEnum):
@@ -138,14 +134,6 @@ def test_what_cannot_be_packed_exactly_is_refused(unpackable: object) -> None:
     assert PACKER.pack(obj) is None
 
 
-def _captures() -> list[str]:
-    out: list[str] = []
-    for folder in CAPTURE_DIRS:
-        if folder.is_dir():
-            out += [str(p) for p in sorted(folder.iterdir()) if p.name.endswith(SUFFIXES)]
-    return out
-
-
 def _report(path: str) -> str:
     try:
         return dumps(capture_json(analyze_capture(path, AnalysisOptions(keep_all_timelines=True))))
@@ -156,7 +144,7 @@ def _report(path: str) -> str:
 def test_freezing_every_stream_after_every_packet_changes_no_report(monkeypatch) -> None:
     if getattr(Flow.process, "__code__", None) is None:
         pytest.skip("compiled build: Flow.process cannot be wrapped (test_compiled_equivalence)")
-    captures = _captures()
+    captures = corpus_captures()
     assert len(captures) > 40
     expected = {path: _report(path) for path in captures}
     counts = {"frozen": 0, "refused": 0}
