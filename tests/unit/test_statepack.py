@@ -9,16 +9,21 @@ every packet, and the reports must be equal byte for byte.
 from __future__ import annotations
 
 import enum
+import pickle
 import sys
 import tracemalloc
 from array import array
 from collections import deque
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import analyze_capture
 from tcpdiag.errors import TcpdiagError
+from tcpdiag.findings import tls_rules
+from tcpdiag.findings.tls_rules import TcpContext
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.table import IDLE_COMPACT, FlowTable
 from tcpdiag.report.json import capture_json, dumps
@@ -290,3 +295,71 @@ def test_a_frozen_stream_is_a_fraction_of_the_live_one() -> None:
     # ~6 KB of objects against ~1.5 KB packed here (pure Python); ~8 KB against ~1.9 KB for the
     # idle TLS connections of benchmarks/ (compiled).
     assert size_frozen * 3 < size_live, (size_frozen, size_live)
+
+
+# Pieces of TLS conversations, whole and broken, that a stream may meet in any order.
+_PIECES = [
+    tls_record(client_hello()),
+    tls_record(client_hello(sni=None, alpn=())),
+    tls_record(server_hello()),
+    tls_record(server_hello(version=0x0304)),
+    tls_record(b"\x01", content_type=20, version=0x0303),  # ChangeCipherSpec
+    tls_record(b"\x02\x28", content_type=21, version=0x0303),  # fatal handshake_failure
+    b"\x17\x03\x03\x00\x05hello",  # application data
+    b"\x16\x03\x01\x40\x00",  # a header promising 16 KB that never comes
+    b"GET / HTTP/1.1\r\n\r\n",
+    b"220 mail.example.com ESMTP\r\n",
+    b"\x00\xff\x13\x37",
+]
+
+
+@st.composite
+def _conversations(draw: st.DrawFn) -> list[tuple[str, int, bytes]]:
+    """(event, direction, bytes) steps: data cut at random places, a hole, an end."""
+    steps: list[tuple[str, int, bytes]] = []
+    for _ in range(draw(st.integers(1, 12))):
+        direction = draw(st.integers(0, 1))
+        piece = draw(st.sampled_from(_PIECES) | st.binary(min_size=1, max_size=40))
+        cut = draw(st.integers(0, len(piece)))
+        for chunk in (piece[:cut], piece[cut:]):
+            if chunk:
+                steps.append(("data", direction, chunk))
+        if draw(st.integers(0, 9)) == 0:
+            steps.append((draw(st.sampled_from(["gap", "fin", "rst"])), direction, b""))
+    return steps
+
+
+def _play(steps: list[tuple[str, int, bytes]], frozen: bool) -> TlsStream:
+    stream = TlsStream()
+    offsets = [0, 0]
+    for frame, (event, direction, data) in enumerate(steps, 1):
+        if event == "data":
+            stream.on_data(direction, offsets[direction], data, frame, frame / 10)
+            offsets[direction] += len(data)
+        elif event == "gap":
+            stream.on_gap(direction, offsets[direction], 100, frame)
+            offsets[direction] += 100
+        else:
+            stream.on_end(direction, event, frame, frame / 10)
+        if frozen:
+            packed = stream.freeze()
+            assert packed is not None
+            stream = packed.thaw()
+    return stream
+
+
+@settings(max_examples=300, deadline=None)
+@given(_conversations())
+def test_any_stream_state_packs_and_unpacks_exactly(steps: list[tuple[str, int, bytes]]) -> None:
+    # Whatever a stream has seen (hellos, alerts, STARTTLS openers, garbage, records cut short,
+    # holes), a copy packed and unpacked after every step ends in the same state: the same
+    # packed form, the same summary, labels and findings.
+    plain, frozen = _play(steps, frozen=False), _play(steps, frozen=True)
+    before, after = plain.freeze(), frozen.freeze()
+    assert before is not None and after is not None
+    # (the packed trees, not the blobs: pickle shares equal atoms that are one object)
+    assert pickle.loads(after.packed.blob) == pickle.loads(before.packed.blob)
+    ctx = TcpContext(flow=1)
+    assert tls_rules.diagnose(frozen, ctx) == tls_rules.diagnose(plain, ctx)
+    assert frozen.summary() == plain.summary()
+    assert frozen.records_by_frame() == plain.records_by_frame()
