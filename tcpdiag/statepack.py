@@ -14,8 +14,9 @@ of tags and values that `pickle` writes (atoms and tuples only: no class is name
 writes small ints in one or two bytes where marshal takes five). Identity is kept: a list, dict,
 buffer or object reached twice is unpacked as one object reached twice (mutable objects are
 numbered in the order first met, the same when packing and unpacking, so the numbers are not
-written). Enum members and module-level functions
-are kept by reference (`Packed.refs`), the same objects after unpacking.
+written). Enum members and module-level functions are kept by reference (`Packed.refs`), the
+same objects after unpacking. (A set is rebuilt from its members: equal, though its iteration
+order may differ; the TLS stream holds none.)
 
 Anything else (an instance of a class it does not know, a bound method, a closure, a
 memoryview) makes `pack` give up and return None: the caller keeps the live graph, which is
