@@ -45,7 +45,8 @@ SMALL_CHUNK = 256
 # otherwise grow one buffer with every byte it ever delivered.
 COALESCE_MAX = 4096
 
-EventSink = Callable[[str, int, float, dict[str, object]], None]
+# (direction, kind, frame, time, details): one sink may serve both directions of a flow
+EventSink = Callable[[int, str, int, float, dict[str, object]], None]
 
 
 class StreamConsumer(Protocol):
@@ -271,7 +272,7 @@ class Reassembler:
 
     def _event(self, kind: str, frame: int, time: float, **details: object) -> None:
         if self.on_event is not None:
-            self.on_event(kind, frame, time, details)
+            self.on_event(self.direction, kind, frame, time, details)
 
     def _gap(self, offset: int, length: int, frame: int) -> None:
         self.gaps += 1

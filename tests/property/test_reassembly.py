@@ -260,7 +260,9 @@ def test_recent_bytes_match_the_copying_model(data: st.DataObject) -> None:
     the kept bytes are those of the simple copying model."""
     events: list[tuple[str, dict[str, object]]] = []
     sink = Sink()
-    reasm = Reassembler(0, sink, limit=1 << 20, on_event=lambda k, f, t, d: events.append((k, d)))
+    reasm = Reassembler(
+        0, sink, limit=1 << 20, on_event=lambda _, k, f, t, d: events.append((k, d))
+    )
     model = _CopyingRecent()
     rng_sizes = st.one_of(st.integers(1, 40), st.integers(200, 300), st.integers(1000, 9000))
     offset = 0
