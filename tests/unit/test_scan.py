@@ -10,6 +10,7 @@ frame count, notes and damage, and, through the engine, the same JSON report.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import random
 import re
 import struct
@@ -392,6 +393,33 @@ def test_addresses_survive_the_address_cache(use_native: ModuleType, tmp_path: P
     assert reading is not None and reading.in_c > 11900
     sources = {seg.src for _, seg in reading.records if isinstance(seg, Segment)}
     assert len(sources) > 4000  # the cache was overrun many times over
+
+
+def test_options_survive_the_options_cache(use_native: ModuleType, tmp_path: Path) -> None:
+    """The C reader hands out one TcpOptions per recent option block (a 1024-slot cache keyed
+    by the raw bytes): blocks repeated in trains, thousands of distinct ones that overrun the
+    cache, blocks of every length and blocks that differ only after the end-of-list option
+    must all read as the per-packet path reads them."""
+    rng = random.Random(11)
+    stamps = [b"\x01\x01\x08\x0a" + rng.randbytes(8) for _ in range(5000)]
+    records = []
+    for i in range(12000):
+        if i % 7 == 0:  # SACK blocks, of 1 to 4 edges pairs (up to the 40 bytes of options)
+            edges = rng.randbytes(8 * rng.randint(1, 4))
+            options = b"\x01\x01\x05" + bytes([2 + len(edges)]) + edges
+        elif i % 7 == 1:  # the same parse, other bytes after the end of the list
+            options = b"\x02\x04\x05\xb4\x00" + rng.randbytes(3)
+        else:  # a train of a few segments with the same timestamps, often seen again later
+            options = stamps[(i // 3) % len(stamps) if rng.random() < 0.8 else rng.randrange(5000)]
+        options = options[:40]
+        frame = ETHERNET_V4 + _ipv4(_tcp(options, b"x"))
+        records.append((1_700_000_000, i, frame, None, None))
+    reading = _same(_write(tmp_path, _pcap(records, 1)))
+    assert reading is not None and reading.in_c > 11900
+    segments = [seg for _, seg in reading.records if isinstance(seg, Segment)]
+    assert len({seg.options.ts_val for seg in segments}) > 4000  # overran the cache many times
+    shared = sum(a.options is b.options for a, b in itertools.pairwise(segments))
+    assert shared > 2000  # and the trains did share one object (2,909 pairs here)
 
 
 def test_no_record_at_or_after_the_stop_time_is_decoded_in_c(
