@@ -918,9 +918,7 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
         return out
     if sent_after > 0 and ea.rst_frame is not None and ea.rst_frame > fin_frame:
         return out  # the reset rules judge data that arrived after a close
-    acked = (
-        ea.fin_seq is not None and eb.highest_ack is not None and seq_gt(eb.highest_ack, ea.fin_seq)
-    )
+    acked = ea.fin_seq is not None and eb.highest_ack >= 0 and seq_gt(eb.highest_ack, ea.fin_seq)
     if not acked or (
         ea.rst_frame is not None and ea.rst_frame > fin_frame and eb.fin_frame is None
     ):

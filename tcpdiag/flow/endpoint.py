@@ -67,7 +67,9 @@ class Endpoint:
     rst_frame, rst_time   first RST sent by this side, or None; rst_count counts them all
     first_data_frame/_time, last_data_frame/_time   first / last segment with payload
     last_frame, last_time last segment of any kind sent by this side
-    highest_ack           highest raw ACK value this side sent (acknowledging the peer), or None
+    highest_ack           highest raw ACK value this side sent (acknowledging the peer), or -1
+                          before the first (not None: compiled, an optional int would be a new
+                          int object for every new ACK)
     acked                 peer stream bytes this side has acknowledged (relative, >= 0)
     window                last raw window field sent; `scaled_window()` applies the scale
     zero_window_count     segments advertising a zero window (RST/SYN/FIN excluded)
@@ -79,6 +81,9 @@ class Endpoint:
                           opens and closes its window millions of times
     in_zero_window        True while the last window this side advertised was zero
     last_sack             SACK blocks (raw edges) of the last segment that carried some
+    small_frame, small_time, small_end, small_len   the last new data segment shorter than the
+                          MSS sent with nothing else outstanding, until the peer ACKs it (a
+                          delayed-ACK sample) or a retransmission voids it; small_frame -1: none
     ts_val, ts_ecr        last TCP timestamp option values seen, or None
     retransmissions       segments of this side flagged retransmission (fast/spurious incl.)
     """
@@ -111,6 +116,10 @@ class Endpoint:
         "rst_frame",
         "rst_time",
         "sack_permitted",
+        "small_end",
+        "small_frame",
+        "small_len",
+        "small_time",
         "stream_base",
         "syn_count",
         "syn_frame",
@@ -179,7 +188,7 @@ class Endpoint:
         self.last_frame_seen = 0
         self.last_time_seen = 0.0
         self.window_seen = 0
-        self.highest_ack: int | None = None
+        self.highest_ack = -1
         self.acked = 0
         self.zero_window_count = 0
         self.zero_windows = 0
@@ -191,6 +200,12 @@ class Endpoint:
         # them): keeping the record costs nothing per packet, copying its values out would.
         self.timestamps: TcpOptions | None = None
         self.retransmissions = 0
+        # Plain fields, not a tuple: set for most data segments, read for most ACKs (compiled,
+        # a tuple of four would be five new objects per data segment).
+        self.small_frame = -1
+        self.small_time = 0.0
+        self.small_end = 0
+        self.small_len = 0
         # Zeek history state: highest sequence end (raw) seen, for the 't' letter (meaningful
         # once `wire_bytes` > 0).
         self.zh_high = 0

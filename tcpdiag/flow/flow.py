@@ -383,7 +383,6 @@ class Flow:
         "_rtt_stride",
         "_saw_fin_ack",
         "_saw_rst",
-        "_small",
         "_tail",
         "_tail_max",
         "_woke",
@@ -469,7 +468,6 @@ class Flow:
         self.bursts_dropped = 0
         self._burst: Burst | None = None
         self.delayed_ack_samples: list[DelayedAckSample] = []
-        self._small: list[tuple[int, float, int, int] | None] = [None, None]
         self.rtt_samples: array[float] = array("d")
         self._rtt_stride = 1
         self._rtt_seen = 0
@@ -630,8 +628,11 @@ class Flow:
             stale = self._is_stale(seg, fwd)
 
         # -- Wireshark analysis -------------------------------------------------------------
-        pre_ack = fwd.ws_lastack if fwd.ws_lastack_set else None
-        ta, _ = analyze(fwd, rev, seq, ack, length, flags, window, time, frame, self.irtt)
+        # The ACK before this segment, for `_fin_rst`: kept unboxed (an `int | None` would be a
+        # new int object per packet, compiled), made optional only for a FIN or RST.
+        pre_ack_set = fwd.ws_lastack_set
+        pre_ack = fwd.ws_lastack
+        ta = analyze(fwd, rev, seq, ack, length, flags, window, time, frame, self.irtt)[0]
         if self._pending_reuse is not None or self.port_reused:
             ta |= self._reuse_flag(frame)
         retrans = ta & A_ANY_RETRANSMISSION
@@ -697,7 +698,7 @@ class Flow:
         if flags & ACK:
             high = fwd.highest_ack
             # seq_gt(ack, high), inlined
-            if high is None or ((ack - high + HALF) & MASK) > HALF:
+            if high < 0 or ((ack - high + HALF) & MASK) > HALF:
                 fwd.highest_ack = ack
                 rev_fin = rev.fin_seq
                 if rev.stream_base is not None:
@@ -757,7 +758,7 @@ class Flow:
                 self._data_burst(d, frame, time, length)
                 self._small_data(di, fwd, rev, seq, length, frame, time)
             elif retrans:
-                self._small[di] = None
+                fwd.small_frame = -1
 
         # -- unacked list for RTT ------------------------------------------------------------
         if length or flags & (SYN | FIN):
@@ -774,13 +775,13 @@ class Flow:
                         item.ambiguous = True
 
         if flags & (FIN | RST) or stale:
-            self._fin_rst(seg, d, fwd, rev, pre_ack, prev_time, stale)
+            self._fin_rst(seg, d, fwd, rev, pre_ack if pre_ack_set else None, prev_time, stale)
         elif not self.closed:
             c_fin = self.c.fin_seq
             s_fin = self.s.fin_seq
             if c_fin is not None and s_fin is not None:
                 ca, sa = self.c.highest_ack, self.s.highest_ack
-                if ca is not None and sa is not None and seq_gt(ca, s_fin) and seq_gt(sa, c_fin):
+                if ca >= 0 and sa >= 0 and seq_gt(ca, s_fin) and seq_gt(sa, c_fin):
                     self._mark_closed(time)
 
         # -- Zeek state and history ----------------------------------------------------------
@@ -869,12 +870,7 @@ class Flow:
                 self._mark_closed(time)
         elif not self.closed and self.c.fin_seq is not None and self.s.fin_seq is not None:
             ca, sa = self.c.highest_ack, self.s.highest_ack
-            if (
-                ca is not None
-                and sa is not None
-                and seq_gt(ca, self.s.fin_seq)
-                and seq_gt(sa, self.c.fin_seq)
-            ):
+            if ca >= 0 and sa >= 0 and seq_gt(ca, self.s.fin_seq) and seq_gt(sa, self.c.fin_seq):
                 self._mark_closed(time)
 
         if stale:
@@ -1067,23 +1063,22 @@ class Flow:
                 off = rev.offset(rev.fin_seq)
             if off > r.next:
                 r.ack(off, frame)
-        small = self._small[1 - di]
-        if small is not None:
-            s_frame, s_time, s_end, s_len = small
-            if seq_ge(ack, s_end):
-                self._small[1 - di] = None
-                delay = time - s_time
-                if (
-                    length == 0
-                    and not flags & (SYN | FIN | RST)
-                    and delay >= DELAYED_ACK_MIN
-                    and len(self.delayed_ack_samples) < MAX_DELAYED_ACK_SAMPLES
-                ):
-                    self.delayed_ack_samples.append(
-                        DelayedAckSample(
-                            Direction(1 - di), s_frame, s_time, s_len, frame, time, delay
-                        )
+        s_frame = rev.small_frame
+        if s_frame >= 0 and seq_ge(ack, rev.small_end):
+            rev.small_frame = -1
+            s_time = rev.small_time
+            delay = time - s_time
+            if (
+                length == 0
+                and not flags & (SYN | FIN | RST)
+                and delay >= DELAYED_ACK_MIN
+                and len(self.delayed_ack_samples) < MAX_DELAYED_ACK_SAMPLES
+            ):
+                self.delayed_ack_samples.append(
+                    DelayedAckSample(
+                        Direction(1 - di), s_frame, s_time, rev.small_len, frame, time, delay
                     )
+                )
 
     def _rtt_sample(self, rtt: float) -> None:
         if rtt < 0:
@@ -1111,11 +1106,14 @@ class Flow:
         t: float,
     ) -> None:
         mss = fwd.mss or DEFAULT_MSS
-        outstanding = rev.highest_ack is None or rev.highest_ack != seq
+        outstanding = rev.highest_ack < 0 or rev.highest_ack != seq
         if length < mss and not outstanding:
-            self._small[di] = (frame, t, (seq + length) & MASK, length)
+            fwd.small_frame = frame
+            fwd.small_time = t
+            fwd.small_end = (seq + length) & MASK
+            fwd.small_len = length
         else:
-            self._small[di] = None
+            fwd.small_frame = -1
 
     def _data_burst(self, d: Direction, frame: int, time: float, length: int) -> None:
         b = self._burst

@@ -325,7 +325,8 @@ class FlowTable:
         # direction a packet with that tuple goes and the very key object `_flows` holds: `add`
         # finds a packet's flow and moves it to the end of the LRU order without building,
         # ordering or comparing a canonical key.
-        self._by_tuple: dict[tuple[bytes, int, bytes, int], tuple[Flow, Direction, Hashable]] = {}
+        # (Keyed by plain tuples: `add` builds its key from the objects the Segment holds.)
+        self._by_tuple: dict[tuple[object, ...], tuple[Flow, Direction, Hashable]] = {}
         # The limits read for every packet (options are not changed once analysis starts).
         self._idle_timeout = self.options.limits.idle_timeout
         self._closed_linger = min(self._idle_timeout, self.options.limits.close_linger)
@@ -414,7 +415,11 @@ class FlowTable:
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
             self.expire(now)
-        hit = self._by_tuple.get((seg.src, seg.sport, seg.dst, seg.dport))
+        # The key from the objects the Segment holds (src, sport, dst, dport): compiled, its
+        # fields read as `int` are unboxed, and two ports above 256 would be two new int
+        # objects per packet (see `Flow._keep_row`).
+        fields: tuple[object, ...] = seg
+        hit = self._by_tuple.get((fields[3], fields[5], fields[4], fields[6]))
         if hit is not None:
             # Fast path: a packet of a tracked flow that is neither a SYN nor late.
             flow, d, held = hit
