@@ -66,6 +66,20 @@ class StreamConsumer(Protocol):
         """The direction ended: how is "fin", "rst" or "eof"."""
 
 
+class NativeConsumer:
+    """A base for the consumers the compiled reassembler calls directly (`TlsStream`).
+
+    Compiled, the `StreamConsumer` protocol is reached the Python way: a call makes the
+    offset, frame and time into new objects at every delivery, and `wants_data` is looked up
+    by name at every segment. For a subclass of this class both are C. Any other object with
+    the protocol's members works as well, the generic way."""
+
+    wants_data: bool
+
+    def on_data(self, direction: int, offset: int, data: bytes, frame: int, time: float) -> None:
+        raise NotImplementedError
+
+
 class FrozenConsumer(Protocol):
     """A consumer's state packed while its connection is quiet (a consumer's optional `freeze()`
     returns one, or None; see docs/internals.md)."""
@@ -261,6 +275,9 @@ class Reassembler:
 
     def _consumer_wants(self) -> bool:
         c = self.consumer
+        if isinstance(c, NativeConsumer):
+            native: NativeConsumer = c  # (typed so, compiled code reads the field directly)
+            return native.wants_data
         return c is not None and bool(c.wants_data)
 
     def _stop_storing(self) -> None:
@@ -397,9 +414,10 @@ class Reassembler:
         if data is None or not self.storing:
             return
         consumer = self.consumer
-        if consumer is None or not consumer.wants_data:
+        if not self._consumer_wants():
             self._stop_storing()
             return
+        assert consumer is not None
         recent = self.recent
         if recent and recent[-1].start + recent[-1].length == start:
             recent[-1].append(data)
@@ -414,7 +432,11 @@ class Reassembler:
             else:
                 first.trim_front(drop)
             self.recent_size -= drop
-        consumer.on_data(self.direction, start, data, frame, time)
+        if isinstance(consumer, NativeConsumer):
+            native: NativeConsumer = consumer  # (typed so, compiled code calls it in C)
+            native.on_data(self.direction, start, data, frame, time)
+        else:
+            consumer.on_data(self.direction, start, data, frame, time)
 
     def _enforce_cap(self, frame: int, time: float) -> None:
         self.cap_hits += 1

@@ -33,6 +33,7 @@ from typing import Final
 
 from tcpdiag.config import Limits
 from tcpdiag.errors import DecodeError
+from tcpdiag.flow.reassembly import NativeConsumer
 from tcpdiag.model import Direction
 from tcpdiag.result import TlsAlert, TlsMessage, TlsSummary
 from tcpdiag.statepack import Packed, StatePacker
@@ -269,7 +270,7 @@ def _ascending(labels: list[tuple[int, str]]) -> bool:
     return True
 
 
-class TlsStream:
+class TlsStream(NativeConsumer):
     """StreamConsumer for one TCP flow. See the module docstring."""
 
     def __init__(self, *, assume_tls: bool = False, timeline: tuple[int, int] = _TIMELINE) -> None:

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcpdiag.flow import Flow
-from tcpdiag.flow.reassembly import COALESCE_MAX, RECENT_KEEP, SMALL_CHUNK, Reassembler
+from tcpdiag.flow.reassembly import (
+    COALESCE_MAX,
+    RECENT_KEEP,
+    SMALL_CHUNK,
+    NativeConsumer,
+    Reassembler,
+)
 from tcpdiag.model import Segment
 from tests.craft import Conversation, segment
 
@@ -144,14 +151,36 @@ def test_buffer_cap_declares_a_gap_and_stays_bounded() -> None:
     assert sink.gaps and sink.gaps[0][1:] == (0, 100)
 
 
-def test_consumer_losing_interest_stops_buffering() -> None:
-    sink = Sink()
+class NativeSink(Sink, NativeConsumer):
+    """The same sink as a `NativeConsumer`: what the compiled reassembler calls directly (as it
+    does the TLS stream), where it calls `Sink` the generic way."""
+
+
+@pytest.mark.parametrize("make", [Sink, NativeSink])
+def test_consumer_losing_interest_stops_buffering(make: type[Sink]) -> None:
+    sink = make()
     r = Reassembler(0, sink, 1 << 20)
     r.segment(0, b"a" * 10, 10, 1, 0.0)
     sink.wants_data = False
     r.segment(20, b"b" * 10, 10, 2, 0.0)
     assert r.buffered == 0 and not r.storing
     assert sink.stream(0) == b"a" * 10
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(min_size=1, max_size=2000), st.data())
+def test_a_native_consumer_gets_what_any_consumer_gets(payload: bytes, data: st.DataObject) -> None:
+    pieces = cuts(data.draw, len(payload))
+    pieces += data.draw(st.lists(st.sampled_from(pieces), max_size=4))  # duplicates
+    order = data.draw(st.permutations(pieces))
+    sinks = [Sink(), NativeSink()]
+    for sink in sinks:
+        r = Reassembler(0, sink, 1 << 20)
+        for frame, (a, b) in enumerate(order, 1):
+            r.segment(a, payload[a:b], b - a, frame, frame / 10)
+        r.end("fin", len(order) + 1, 1.0)
+        assert sink.stream(0) == payload
+    assert sinks[0].chunks == sinks[1].chunks and sinks[0].ends == sinks[1].ends
 
 
 @st.composite
