@@ -130,18 +130,32 @@ static PyObject *int_or_none(int present, long value) {
    `count`. The same numbers as in Python, so a segment decoded in C and one decoded in Python
    land in the same shard. */
 #define FLOW_BUCKETS 64u
-static uint32_t crc_table[256];
+/* Four tables: the CRC of a word of four bytes in one step ("slicing by 4"); the canonical
+   4-tuple is 12 or 36 bytes, a multiple of four, and this runs for every record of the file. */
+static uint32_t crc_tables[4][256];
 
 static void crc_init(void) {
     for (uint32_t n = 0; n < 256; n++) {
         uint32_t c = n;
         for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-        crc_table[n] = c;
+        crc_tables[0][n] = c;
+    }
+    for (uint32_t n = 0; n < 256; n++) {
+        uint32_t c = crc_tables[0][n];
+        for (int t = 1; t < 4; t++) {
+            c = crc_tables[0][c & 0xFF] ^ (c >> 8);
+            crc_tables[t][n] = c;
+        }
     }
 }
 
 static uint32_t crc_update(uint32_t crc, const unsigned char *p, Py_ssize_t n) {
-    for (Py_ssize_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    for (; n >= 4; n -= 4, p += 4) {
+        crc ^= (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+        crc = crc_tables[3][crc & 0xFF] ^ crc_tables[2][(crc >> 8) & 0xFF] ^
+              crc_tables[1][(crc >> 16) & 0xFF] ^ crc_tables[0][crc >> 24];
+    }
+    for (; n > 0; n--, p++) crc = crc_tables[0][(crc ^ *p) & 0xFF] ^ (crc >> 8);
     return crc;
 }
 
@@ -151,17 +165,15 @@ static long long shard_of(const unsigned char *src, uint32_t sport, const unsign
     int order = memcmp(src, dst, (size_t)size);
     int src_first = order < 0 || (order == 0 && sport <= dport);
     const unsigned char *a = src_first ? src : dst, *b = src_first ? dst : src;
-    unsigned char pa[2], pb[2];
     uint32_t porta = src_first ? sport : dport, portb = src_first ? dport : sport;
-    pa[0] = (unsigned char)(porta >> 8);
-    pa[1] = (unsigned char)porta;
-    pb[0] = (unsigned char)(portb >> 8);
-    pb[1] = (unsigned char)portb;
-    uint32_t crc = 0xFFFFFFFFu;
-    crc = crc_update(crc, a, size);
-    crc = crc_update(crc, pa, 2);
-    crc = crc_update(crc, b, size);
-    crc = crc_update(crc, pb, 2);
+    unsigned char key[36]; /* a, its port (big endian), b, its port */
+    memcpy(key, a, (size_t)size);
+    key[size] = (unsigned char)(porta >> 8);
+    key[size + 1] = (unsigned char)porta;
+    memcpy(key + size + 2, b, (size_t)size);
+    key[2 * size + 2] = (unsigned char)(portb >> 8);
+    key[2 * size + 3] = (unsigned char)portb;
+    uint32_t crc = crc_update(0xFFFFFFFFu, key, 2 * size + 4);
     return (long long)(((crc ^ 0xFFFFFFFFu) % FLOW_BUCKETS) % (uint32_t)count);
 }
 

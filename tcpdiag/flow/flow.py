@@ -73,6 +73,8 @@ _ROW: Final = rows.ROW
 _ROW_SIZE: Final = rows.ROW_SIZE
 _APPEND_ROW: Final = rows.append_row
 _PUT_ROW: Final = rows.put_row
+_APPEND_DOUBLE: Final = rows.append_double
+_DOUBLE_SIZE: Final = rows.DOUBLE.size
 # The frame numbers of packed rows alone (one int per row, not a tuple of eight objects).
 _ROW_FRAME: Final = struct.Struct(f"<q{_ROW_SIZE - 8}x")
 
@@ -342,7 +344,8 @@ class Flow:
                         (see BURSTS_KEPT), `bursts_dropped` between them
     delayed_ack_samples list of `DelayedAckSample`
     rtt_samples         retained ACK RTT samples (seconds; Karn: retransmitted segments skipped),
-                        an array of doubles (up to MAX_RTT_SAMPLES: 32 KB, not 128 KB of floats)
+                        doubles packed in a bytearray (`rows.append_double`; up to
+                        MAX_RTT_SAMPLES: 32 KB, not 128 KB of floats); `rtt_values()` reads them
     rtt                 `result.RttStats` or None
     state, history      Zeek conn_state and history (computed on access)
     zeek_states         (client, server) Zeek endpoint state names
@@ -468,7 +471,7 @@ class Flow:
         self.bursts_dropped = 0
         self._burst: Burst | None = None
         self.delayed_ack_samples: list[DelayedAckSample] = []
-        self.rtt_samples: array[float] = array("d")
+        self.rtt_samples = bytearray()
         self._rtt_stride = 1
         self._rtt_seen = 0
         self._rtt_min: float | None = None
@@ -554,7 +557,7 @@ class Flow:
             return None
         # Positional: a dataclass's __init__ is Python code, and keyword arguments cost it
         # twice what positional ones do (every flow builds these).
-        return RttStats(self._rtt_min, _median(self.rtt_samples), self._rtt_max, self._rtt_seen)
+        return RttStats(self._rtt_min, _median(self.rtt_values()), self._rtt_max, self._rtt_seen)
 
     def frames(self, name: str) -> list[int]:
         """Frames flagged with analysis `name` (empty list when none)."""
@@ -1090,10 +1093,16 @@ class Flow:
             self._rtt_max = rtt
         # keep every stride-th sample; halve the list and double the stride when full
         if (self._rtt_seen - 1) % self._rtt_stride == 0:
-            self.rtt_samples.append(rtt)
-            if len(self.rtt_samples) >= MAX_RTT_SAMPLES:
-                self.rtt_samples = self.rtt_samples[::2]
+            _APPEND_DOUBLE(self.rtt_samples, rtt)
+            if len(self.rtt_samples) >= MAX_RTT_SAMPLES * _DOUBLE_SIZE:
+                self.rtt_samples = bytearray(self.rtt_values()[::2])
                 self._rtt_stride *= 2
+
+    def rtt_values(self) -> array[float]:
+        """The retained RTT samples (seconds), oldest first."""
+        values = array("d")
+        values.frombytes(self.rtt_samples)
+        return values
 
     def _small_data(
         self,

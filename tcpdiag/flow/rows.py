@@ -9,7 +9,8 @@ object) and from `struct` otherwise or under TCPDIAG_PURE=1. Both write the same
 raise `struct.error` on the same values (`tests/unit/test_rows.py`). The capture-duplicate
 check (`capture_duplicates`, for the retransmission rule) was a flow's costliest rule on lossy
 traffic; it too runs in C when built, and gives the Python version's answer
-(`tests/unit/test_rows.py`).
+(`tests/unit/test_rows.py`). A flow's RTT samples are doubles appended to a bytearray the same
+way (`append_double`).
 
 Never compiled with mypyc: it only chooses between C and Python.
 """
@@ -37,6 +38,15 @@ _pack_into = ROW.pack_into
 
 def append_row_struct(buf: bytearray, *row: object) -> None:
     buf += _pack(*row)
+
+
+# A flow's RTT samples: doubles in native byte order, appended to a bytearray (`append_double`).
+DOUBLE: Final = struct.Struct("=d")
+_pack_double = DOUBLE.pack
+
+
+def append_double_struct(buf: bytearray, value: float) -> None:
+    buf += _pack_double(value)
 
 
 def put_row_struct(buf: bytearray, at: int, *row: object) -> None:
@@ -126,7 +136,7 @@ def _native() -> ModuleType | None:
         from tcpdiag.flow import _rows  # type: ignore[attr-defined]
     except ImportError:
         return None
-    if _rows.ROW_SIZE != ROW_SIZE:  # a stale build of another row format
+    if _rows.ROW_SIZE != ROW_SIZE or not hasattr(_rows, "append_double"):  # a stale build
         return None
     return _rows  # type: ignore[no-any-return]
 
@@ -135,6 +145,9 @@ _NATIVE: Final = _native()
 
 append_row: Final[RowWriter] = _NATIVE.append_row if _NATIVE is not None else append_row_struct
 put_row: Final[RowWriter] = _NATIVE.put_row if _NATIVE is not None else put_row_struct
+append_double: Final[Callable[[bytearray, float], None]] = (
+    _NATIVE.append_double if _NATIVE is not None else append_double_struct
+)
 
 
 def native() -> bool:

@@ -2,9 +2,9 @@
 (`flow/rows.py`): the row writers and the capture-duplicate check.
 
 Built here from the source (an editable install has no extensions, see `tests/cbuild.py`).
-Both must write the same 35 bytes for every row, raise `struct.error` on the same values, find
-the same duplicate frames and replay delay, and give the same reports when the flow engine
-uses one or the other.
+Both must write the same 35 bytes for every row (and the same 8 for an RTT sample), raise
+`struct.error` on the same values, find the same duplicate frames and replay delay, and give the
+same reports when the flow engine uses one or the other.
 """
 
 from __future__ import annotations
@@ -113,6 +113,31 @@ def test_a_row_beyond_the_ring_raises_both_ways(native: ModuleType) -> None:
         for at in (-1, 1, rows.ROW_SIZE):
             with pytest.raises(struct.error):
                 put(bytearray(rows.ROW_SIZE), at, *GOOD)
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.floats() | st.integers(-(2**53), 2**53), max_size=40))
+def test_appended_doubles_are_the_struct_bytes(native: ModuleType, values: list[float]) -> None:
+    """A flow's RTT samples: the same bytes both ways, read back as the same values (NaN and
+    infinities included; ints as their float)."""
+    in_c = bytearray()
+    by_struct = bytearray()
+    for value in values:
+        native.append_double(in_c, value)
+        rows.append_double_struct(by_struct, value)
+    assert in_c == by_struct
+    assert len(in_c) == rows.DOUBLE.size * len(values)
+    back = [v for (v,) in rows.DOUBLE.iter_unpack(in_c)]
+    assert [repr(float(v)) for v in values] == [repr(v) for v in back]
+
+
+def test_append_double_refuses_what_is_not_a_bytearray_and_a_number(native: ModuleType) -> None:
+    with pytest.raises(TypeError):
+        native.append_double(b"", 1.0)
+    with pytest.raises(TypeError):
+        native.append_double(bytearray(), "1.0")
+    with pytest.raises(TypeError):
+        native.append_double(bytearray())
 
 
 def test_pure_python_runs_the_struct_writer(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -237,12 +262,13 @@ def test_engine_reports_are_identical_with_either_writer(
     for path in captures:
         for options in (AnalysisOptions(keep_all_timelines=True), ring):
             reports = []
-            for append, put, module in (
-                (native.append_row, native.put_row, native),
-                (rows.append_row_struct, rows.put_row_struct, None),
+            for append, put, sample, module in (
+                (native.append_row, native.put_row, native.append_double, native),
+                (rows.append_row_struct, rows.put_row_struct, rows.append_double_struct, None),
             ):
                 monkeypatch.setattr(flow_module, "_APPEND_ROW", counted("append", append))
                 monkeypatch.setattr(flow_module, "_PUT_ROW", counted("put", put))
+                monkeypatch.setattr(flow_module, "_APPEND_DOUBLE", sample)  # RTT samples
                 monkeypatch.setattr(rows, "_NATIVE", module)  # the duplicate check
                 try:
                     reports.append(dumps(capture_json(analyze_capture(str(path), options))))
