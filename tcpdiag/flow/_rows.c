@@ -151,6 +151,22 @@ static PyObject *append_double(PyObject *module, PyObject *const *args, Py_ssize
     Py_RETURN_NONE;
 }
 
+/* The frames of a TLS stream's first record labels, 64-bit ints in native byte order in a
+ * bytearray, for the same reason (`array('q').append` parses the int with PyArg_Parse). */
+static PyObject *append_int64(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2 || !PyByteArray_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "append_int64(bytearray, int)");
+        return NULL;
+    }
+    long long value = PyLong_AsLongLong(args[1]);
+    if (value == -1 && PyErr_Occurred()) return NULL;
+    PyObject *buf = args[0];
+    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
+    if (PyByteArray_Resize(buf, size + (Py_ssize_t)sizeof value) < 0) return NULL;
+    memcpy(PyByteArray_AS_STRING(buf) + size, &value, sizeof value);
+    Py_RETURN_NONE;
+}
+
 /* -- the capture-duplicate check over packed rows (tcp_rules._capture_duplicates) ---------
  *
  * A row's key is its bytes from the direction on (direction, flags, seq, ack, length, window)
@@ -351,6 +367,10 @@ PyDoc_STRVAR(append_double_doc,
              "append_double(buf, value)\n\n"
              "Append the float value packed as struct '=d' to the bytearray buf.");
 
+PyDoc_STRVAR(append_int64_doc,
+             "append_int64(buf, value)\n\n"
+             "Append the int value packed as struct '=q' to the bytearray buf.");
+
 PyDoc_STRVAR(capture_duplicates_doc,
              "capture_duplicates(packed, client_base_known, server_base_known, window,\n"
              "                   resolution, min_replayed) -> (frames, delay or None)\n\n"
@@ -361,6 +381,7 @@ static PyMethodDef methods[] = {
     {"put_row", (PyCFunction)(void (*)(void))put_row, METH_FASTCALL, put_row_doc},
     {"append_double", (PyCFunction)(void (*)(void))append_double, METH_FASTCALL,
      append_double_doc},
+    {"append_int64", (PyCFunction)(void (*)(void))append_int64, METH_FASTCALL, append_int64_doc},
     {"capture_duplicates", capture_duplicates, METH_VARARGS, capture_duplicates_doc},
     {NULL, NULL, 0, NULL},
 };

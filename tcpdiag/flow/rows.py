@@ -10,7 +10,7 @@ raise `struct.error` on the same values (`tests/unit/test_rows.py`). The capture
 check (`capture_duplicates`, for the retransmission rule) was a flow's costliest rule on lossy
 traffic; it too runs in C when built, and gives the Python version's answer
 (`tests/unit/test_rows.py`). A flow's RTT samples are doubles appended to a bytearray the same
-way (`append_double`).
+way (`append_double`), and a TLS stream's label frames 64-bit ints (`append_int64`).
 
 Never compiled with mypyc: it only chooses between C and Python.
 """
@@ -47,6 +47,15 @@ _pack_double = DOUBLE.pack
 
 def append_double_struct(buf: bytearray, value: float) -> None:
     buf += _pack_double(value)
+
+
+# The frames of a TLS stream's first record labels: 64-bit ints the same way (`append_int64`).
+INT64: Final = struct.Struct("=q")
+_pack_int64 = INT64.pack
+
+
+def append_int64_struct(buf: bytearray, value: int) -> None:
+    buf += _pack_int64(value)
 
 
 def put_row_struct(buf: bytearray, at: int, *row: object) -> None:
@@ -136,7 +145,7 @@ def _native() -> ModuleType | None:
         from tcpdiag.flow import _rows  # type: ignore[attr-defined]
     except ImportError:
         return None
-    if _rows.ROW_SIZE != ROW_SIZE or not hasattr(_rows, "append_double"):  # a stale build
+    if _rows.ROW_SIZE != ROW_SIZE or not hasattr(_rows, "append_int64"):  # a stale build
         return None
     return _rows  # type: ignore[no-any-return]
 
@@ -147,6 +156,9 @@ append_row: Final[RowWriter] = _NATIVE.append_row if _NATIVE is not None else ap
 put_row: Final[RowWriter] = _NATIVE.put_row if _NATIVE is not None else put_row_struct
 append_double: Final[Callable[[bytearray, float], None]] = (
     _NATIVE.append_double if _NATIVE is not None else append_double_struct
+)
+append_int64: Final[Callable[[bytearray, int], None]] = (
+    _NATIVE.append_int64 if _NATIVE is not None else append_int64_struct
 )
 
 

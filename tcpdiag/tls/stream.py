@@ -33,6 +33,7 @@ from typing import Final
 
 from tcpdiag.config import Limits
 from tcpdiag.errors import DecodeError
+from tcpdiag.flow import rows
 from tcpdiag.flow.reassembly import NativeConsumer
 from tcpdiag.model import Direction
 from tcpdiag.result import TlsAlert, TlsMessage, TlsSummary
@@ -90,6 +91,7 @@ MAX_ALERTS: Final = 64
 LABELS_HEAD: Final = 512
 LABELS_TAIL: Final = 256
 _TIMELINE: Final = (Limits().timeline_head, Limits().timeline_tail)
+_APPEND_INT64: Final = rows.append_int64
 MAX_STASH: Final = 16 * 1024
 TLS13_ALERT_RECORD: Final = 24  # 5 header + 2 alert + 1 inner content type + 16-byte AEAD tag
 # The content types tested for every record, as Final ints: compiled, a comparison with them is
@@ -180,7 +182,8 @@ class SideState:
         # array is 8 bytes, where a tuple and a boxed frame number took ~60 per label. The
         # array is made at the first label (an empty one is 64 bytes; a stream that is not
         # TLS labels nothing).
-        self.head_label_frames: array[int] | None = None
+        # (int64s packed by `rows.append_int64`: an array's append parses each int)
+        self.head_label_frames: bytearray | None = None
         self.head_label_texts: list[str] = []
         # created when the head is full (an empty deque is ~600 bytes; most sides never need
         # one)
@@ -195,8 +198,12 @@ class SideState:
     def labels(self) -> list[tuple[int, str]]:
         """(frame, label) of the records labelled, in the order labelled (the first and the
         last ones: see `label`)."""
-        frames = self.head_label_frames
-        head = [] if frames is None else list(zip(frames, self.head_label_texts, strict=True))
+        packed = self.head_label_frames
+        head: list[tuple[int, str]] = []
+        if packed is not None:
+            frames = array("q")
+            frames.frombytes(packed)
+            head = list(zip(frames, self.head_label_texts, strict=True))
         tail = self.labels_tail
         return head if tail is None else [*head, *tail]
 
@@ -209,8 +216,8 @@ class SideState:
         if self.label_frames <= self.head_frames and len(texts) < LABELS_HEAD:
             frames = self.head_label_frames
             if frames is None:
-                frames = self.head_label_frames = array("q")
-            frames.append(frame)
+                frames = self.head_label_frames = bytearray()
+            _APPEND_INT64(frames, frame)
             texts.append(text)
             return
         tail = self.labels_tail

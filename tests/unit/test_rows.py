@@ -2,9 +2,9 @@
 (`flow/rows.py`): the row writers and the capture-duplicate check.
 
 Built here from the source (an editable install has no extensions, see `tests/cbuild.py`).
-Both must write the same 35 bytes for every row (and the same 8 for an RTT sample), raise
-`struct.error` on the same values, find the same duplicate frames and replay delay, and give the
-same reports when the flow engine uses one or the other.
+Both must write the same 35 bytes for every row (and the same 8 for an RTT sample or a TLS
+label frame), raise `struct.error` on the same values, find the same duplicate frames and replay
+delay, and give the same reports when the flow engine uses one or the other.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tcpdiag.flow.flow as flow_module
+import tcpdiag.tls.stream as stream_module
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import analyze_capture
 from tcpdiag.flow import rows
@@ -129,6 +130,30 @@ def test_appended_doubles_are_the_struct_bytes(native: ModuleType, values: list[
     assert len(in_c) == rows.DOUBLE.size * len(values)
     back = [v for (v,) in rows.DOUBLE.iter_unpack(in_c)]
     assert [repr(float(v)) for v in values] == [repr(v) for v in back]
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40))
+def test_appended_int64s_are_the_struct_bytes(native: ModuleType, values: list[int]) -> None:
+    """A TLS stream's label frames: the same bytes both ways, read back as the same ints."""
+    in_c = bytearray()
+    by_struct = bytearray()
+    for value in values:
+        native.append_int64(in_c, value)
+        rows.append_int64_struct(by_struct, value)
+    assert in_c == by_struct
+    assert [v for (v,) in rows.INT64.iter_unpack(in_c)] == values
+
+
+def test_append_int64_refuses_what_does_not_fit(native: ModuleType) -> None:
+    with pytest.raises(TypeError):
+        native.append_int64(bytearray(), 1.0)
+    with pytest.raises(TypeError):
+        native.append_int64(b"", 1)
+    with pytest.raises(OverflowError):
+        native.append_int64(bytearray(), 2**63)
+    with pytest.raises(struct.error):
+        rows.append_int64_struct(bytearray(), 2**63)
 
 
 def test_append_double_refuses_what_is_not_a_bytearray_and_a_number(native: ModuleType) -> None:
@@ -269,6 +294,8 @@ def test_engine_reports_are_identical_with_either_writer(
                 monkeypatch.setattr(flow_module, "_APPEND_ROW", counted("append", append))
                 monkeypatch.setattr(flow_module, "_PUT_ROW", counted("put", put))
                 monkeypatch.setattr(flow_module, "_APPEND_DOUBLE", sample)  # RTT samples
+                frames = native.append_int64 if module else rows.append_int64_struct
+                monkeypatch.setattr(stream_module, "_APPEND_INT64", frames)  # TLS label frames
                 monkeypatch.setattr(rows, "_NATIVE", module)  # the duplicate check
                 try:
                     reports.append(dumps(capture_json(analyze_capture(str(path), options))))
