@@ -134,6 +134,14 @@ static PyObject *put_row(PyObject *module, PyObject *const *args, Py_ssize_t nar
     Py_RETURN_NONE;
 }
 
+/* Append the `n` bytes at `p` to the bytearray `buf`; None, or NULL with an error set. */
+static PyObject *append_bytes(PyObject *buf, const void *p, Py_ssize_t n) {
+    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
+    if (PyByteArray_Resize(buf, size + n) < 0) return NULL;
+    memcpy(PyByteArray_AS_STRING(buf) + size, p, (size_t)n);
+    Py_RETURN_NONE;
+}
+
 /* A flow's RTT samples, doubles in native byte order in a bytearray: appending one to an
  * `array('d')` parsed the float with PyArg_Parse behind a method call, ~700 instructions for
  * what is a store of eight bytes (a flow takes a sample for most of its ACKs). */
@@ -144,11 +152,7 @@ static PyObject *append_double(PyObject *module, PyObject *const *args, Py_ssize
     }
     double value = PyFloat_AsDouble(args[1]);
     if (value == -1.0 && PyErr_Occurred()) return NULL;
-    PyObject *buf = args[0];
-    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
-    if (PyByteArray_Resize(buf, size + (Py_ssize_t)sizeof value) < 0) return NULL;
-    memcpy(PyByteArray_AS_STRING(buf) + size, &value, sizeof value);
-    Py_RETURN_NONE;
+    return append_bytes(args[0], &value, (Py_ssize_t)sizeof value);
 }
 
 /* The frames of a TLS stream's first record labels, 64-bit ints in native byte order in a
@@ -160,11 +164,7 @@ static PyObject *append_int64(PyObject *module, PyObject *const *args, Py_ssize_
     }
     long long value = PyLong_AsLongLong(args[1]);
     if (value == -1 && PyErr_Occurred()) return NULL;
-    PyObject *buf = args[0];
-    Py_ssize_t size = PyByteArray_GET_SIZE(buf);
-    if (PyByteArray_Resize(buf, size + (Py_ssize_t)sizeof value) < 0) return NULL;
-    memcpy(PyByteArray_AS_STRING(buf) + size, &value, sizeof value);
-    Py_RETURN_NONE;
+    return append_bytes(args[0], &value, (Py_ssize_t)sizeof value);
 }
 
 /* -- the capture-duplicate check over packed rows (tcp_rules._capture_duplicates) ---------

@@ -116,33 +116,35 @@ def test_a_row_beyond_the_ring_raises_both_ways(native: ModuleType) -> None:
                 put(bytearray(rows.ROW_SIZE), at, *GOOD)
 
 
-@settings(max_examples=300, deadline=None)
-@given(values=st.lists(st.floats() | st.integers(-(2**53), 2**53), max_size=40))
-def test_appended_doubles_are_the_struct_bytes(native: ModuleType, values: list[float]) -> None:
-    """A flow's RTT samples: the same bytes both ways, read back as the same values (NaN and
-    infinities included; ints as their float)."""
-    in_c = bytearray()
-    by_struct = bytearray()
-    for value in values:
-        native.append_double(in_c, value)
-        rows.append_double_struct(by_struct, value)
-    assert in_c == by_struct
-    assert len(in_c) == rows.DOUBLE.size * len(values)
-    back = [v for (v,) in rows.DOUBLE.iter_unpack(in_c)]
-    assert [repr(float(v)) for v in values] == [repr(v) for v in back]
+# (name, packing, values): a flow's RTT samples (NaN and infinities included; ints as their
+# float) and a TLS stream's label frames
+PACKED_VALUES = [
+    ("double", rows.DOUBLE, st.floats() | st.integers(-(2**53), 2**53)),
+    ("int64", rows.INT64, st.integers(-(2**63), 2**63 - 1)),
+]
 
 
+@pytest.mark.parametrize(("name", "packing", "values"), PACKED_VALUES, ids=["double", "int64"])
 @settings(max_examples=300, deadline=None)
-@given(values=st.lists(st.integers(-(2**63), 2**63 - 1), max_size=40))
-def test_appended_int64s_are_the_struct_bytes(native: ModuleType, values: list[int]) -> None:
-    """A TLS stream's label frames: the same bytes both ways, read back as the same ints."""
+@given(data=st.data())
+def test_appended_values_are_the_struct_bytes(
+    native: ModuleType,
+    name: str,
+    packing: struct.Struct,
+    values: st.SearchStrategy[float],
+    data: st.DataObject,
+) -> None:
+    """The same bytes both ways, read back as the same values."""
+    drawn = data.draw(st.lists(values, max_size=40))
     in_c = bytearray()
     by_struct = bytearray()
-    for value in values:
-        native.append_int64(in_c, value)
-        rows.append_int64_struct(by_struct, value)
+    for value in drawn:
+        getattr(native, f"append_{name}")(in_c, value)
+        getattr(rows, f"append_{name}_struct")(by_struct, value)
     assert in_c == by_struct
-    assert [v for (v,) in rows.INT64.iter_unpack(in_c)] == values
+    assert len(in_c) == packing.size * len(drawn)
+    back = [v for (v,) in packing.iter_unpack(in_c)]
+    assert [repr(type(v)(x)) for x, v in zip(drawn, back, strict=True)] == [repr(v) for v in back]
 
 
 def test_append_int64_refuses_what_does_not_fit(native: ModuleType) -> None:
