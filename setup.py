@@ -3,11 +3,11 @@
 `pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream), the
 per-flow diagnosis rules and what they call for every flow (finding registry and messages,
 verdict, TLS names, flow keys) into C extensions when mypyc and a C compiler are available,
-with the hand-written C block reader (tcpdiag/decode/_scan.c) and timeline row writer
-(tcpdiag/flow/_rows.c), and falls back to the pure-Python package, with a warning, when either
-is missing or the build fails: the results are identical either way
-(tests/unit/test_compiled_equivalence.py, tests/unit/test_scan.py, tests/unit/test_rows.py);
-only the speed differs.
+with the hand-written C block reader (tcpdiag/decode/_scan.c), timeline row writer
+(tcpdiag/flow/_rows.c) and report JSON writer (tcpdiag/report/_compact.c), and falls back to the
+pure-Python package, with a warning, when either is missing or the build fails: the results are
+identical either way (tests/unit/test_compiled_equivalence.py, tests/unit/test_scan.py,
+tests/unit/test_rows.py, tests/unit/test_compact_json.py); only the speed differs.
 
 Environment:
   TCPDIAG_COMPILE=0   never compile (pure Python)
@@ -97,6 +97,10 @@ def _wanted() -> bool:
 SCANNER = Extension("tcpdiag.decode._scan", ["tcpdiag/decode/_scan.c"], extra_compile_args=["-O2"])
 # Hand-written C: the timeline row writer (tcpdiag/flow/rows.py says why).
 ROWS = Extension("tcpdiag.flow._rows", ["tcpdiag/flow/_rows.c"], extra_compile_args=["-O2"])
+# Hand-written C: the compact JSON writer of the reports (tcpdiag/report/json.py, `dumps`).
+COMPACT = Extension(
+    "tcpdiag.report._compact", ["tcpdiag/report/_compact.c"], extra_compile_args=["-O2"]
+)
 
 
 def _extensions() -> list[object]:
@@ -108,7 +112,12 @@ def _extensions() -> list[object]:
         _warn("mypyc is not available")
         return []
     try:
-        return [*mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"), SCANNER, ROWS]
+        return [
+            *mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"),
+            SCANNER,
+            ROWS,
+            COMPACT,
+        ]
     # A mypy/mypyc version that rejects the code: type errors end mypycify with SystemExit,
     # which would otherwise fail the whole install instead of falling back to pure Python.
     except (Exception, SystemExit) as exc:

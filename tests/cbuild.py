@@ -1,7 +1,7 @@
-"""Builds one hand-written C extension of tcpdiag (`decode/_scan.c`, `flow/_rows.c`) alone, for
-the tests that compare it with its Python twin: an editable install has no compiled
-extensions, so those tests compile the source with the C compiler into a temporary directory
-(a second or two) and load it from there."""
+"""Builds one hand-written C extension of tcpdiag (`decode/_scan.c`, `flow/_rows.c`,
+`report/_compact.c`) alone, for the tests that compare it with its Python twin: an editable
+install has no compiled extensions, so those tests compile the source with the C compiler into
+a temporary directory (a second or two) and load it from there."""
 
 from __future__ import annotations
 

@@ -420,7 +420,14 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
         opts,
         PyLong_FromLong(ttl),
     };
-    return new_record(segment_type, items, 15);
+    PyObject *segment = new_record(segment_type, items, 15);
+    /* Out of the cyclic collector's lists at once: a Segment holds only ints, a float, bytes
+       and a TcpOptions of ints and tuples of ints, and a tuple cannot change, so it can never
+       be part of a cycle (the collector untracks such exact tuples itself, lazily, but not
+       tuple subclasses). Its dealloc then skips unlinking it from a list whose neighbours
+       have long gone cold in the cache. */
+    if (segment != NULL) PyObject_GC_UnTrack(segment);
+    return segment;
 }
 
 static PyObject *raw_packet(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t orig_len,

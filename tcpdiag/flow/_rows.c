@@ -5,8 +5,8 @@
  * as `struct.Struct("<qdBHIIII")`: frame, time, direction, flags, seq, ack, length, window.
  * Through `struct` that is a method call that parses a format, converts eight objects, builds a
  * bytes object and appends it to the flow's bytearray: ~1,600 instructions a packet compiled
- * with mypyc, a tenth of the whole per-packet path. Here the eight values go straight into the
- * bytearray.
+ * with mypyc, a tenth of the whole per-packet path. Here the writer takes the Segment and the
+ * direction, and its seven values go straight from the tuple into the bytearray.
  *
  * The bytes written are exactly `struct.pack("<qdBHIIII", ...)`'s, and a value out of a
  * field's range raises as `struct.pack` would (struct.error); `flow/rows.py` holds the
@@ -71,21 +71,21 @@ static int int_field(PyObject *obj, long long low, long long high, long long *ou
     return 0;
 }
 
-/* args: frame, time, direction, flags, seq, ack, length, window -> row[ROW_SIZE] */
-static int pack(PyObject *const *args, unsigned char *row) {
+/* values: frame, time, direction, flags, seq, ack, length, window -> row[ROW_SIZE] */
+static int pack(PyObject *const *values, unsigned char *row) {
     long long frame, direction, flags, seq, ack, length, window;
-    if (int_field(args[0], LLONG_MIN, LLONG_MAX, &frame) < 0) return -1;
-    double time = PyFloat_AsDouble(args[1]);
+    if (int_field(values[0], LLONG_MIN, LLONG_MAX, &frame) < 0) return -1;
+    double time = PyFloat_AsDouble(values[1]);
     if (time == -1.0 && PyErr_Occurred()) {
         PyErr_Clear();
         PyErr_SetString(struct_error, "required argument is not a float");
         return -1;
     }
-    if (int_field(args[2], 0, 0xFF, &direction) < 0 || int_field(args[3], 0, 0xFFFF, &flags) < 0 ||
-        int_field(args[4], 0, 0xFFFFFFFFLL, &seq) < 0 ||
-        int_field(args[5], 0, 0xFFFFFFFFLL, &ack) < 0 ||
-        int_field(args[6], 0, 0xFFFFFFFFLL, &length) < 0 ||
-        int_field(args[7], 0, 0xFFFFFFFFLL, &window) < 0)
+    if (int_field(values[2], 0, 0xFF, &direction) < 0 || int_field(values[3], 0, 0xFFFF, &flags) < 0 ||
+        int_field(values[4], 0, 0xFFFFFFFFLL, &seq) < 0 ||
+        int_field(values[5], 0, 0xFFFFFFFFLL, &ack) < 0 ||
+        int_field(values[6], 0, 0xFFFFFFFFLL, &length) < 0 ||
+        int_field(values[7], 0, 0xFFFFFFFFLL, &window) < 0)
         return -1;
     uint64_t time_bits;
     memcpy(&time_bits, &time, 8);
@@ -100,13 +100,33 @@ static int pack(PyObject *const *args, unsigned char *row) {
     return 0;
 }
 
+/* The row values of `segment` (a Segment: frame, time, seq, ack, flags, window, length at its
+ * fields 0, 1, 7, 8, 9, 10, 11) sent in `direction`, in the row's order, into values[8]
+ * (borrowed references); -1 with TypeError set when `segment` is not such a tuple. */
+static int segment_values(PyObject *segment, PyObject *direction, PyObject **values) {
+    if (!PyTuple_Check(segment) || PyTuple_GET_SIZE(segment) < 12) {
+        PyErr_SetString(PyExc_TypeError, "a row needs a Segment");
+        return -1;
+    }
+    values[0] = PyTuple_GET_ITEM(segment, 0);  /* frame */
+    values[1] = PyTuple_GET_ITEM(segment, 1);  /* time */
+    values[2] = direction;
+    values[3] = PyTuple_GET_ITEM(segment, 9);  /* flags */
+    values[4] = PyTuple_GET_ITEM(segment, 7);  /* seq */
+    values[5] = PyTuple_GET_ITEM(segment, 8);  /* ack */
+    values[6] = PyTuple_GET_ITEM(segment, 11); /* length */
+    values[7] = PyTuple_GET_ITEM(segment, 10); /* window */
+    return 0;
+}
+
 static PyObject *append_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 9 || !PyByteArray_Check(args[0])) {
-        PyErr_SetString(PyExc_TypeError, "append_row(bytearray, 8 row values)");
+    if (nargs != 3 || !PyByteArray_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "append_row(bytearray, segment, direction)");
         return NULL;
     }
+    PyObject *values[8];
     unsigned char row[ROW_SIZE];
-    if (pack(args + 1, row) < 0) return NULL;
+    if (segment_values(args[1], args[2], values) < 0 || pack(values, row) < 0) return NULL;
     PyObject *buf = args[0];
     Py_ssize_t size = PyByteArray_GET_SIZE(buf);
     /* bytearray's own growth (1/8 over) keeps a flow's rows near their size, which matters
@@ -117,8 +137,8 @@ static PyObject *append_row(PyObject *module, PyObject *const *args, Py_ssize_t 
 }
 
 static PyObject *put_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 10 || !PyByteArray_Check(args[0]) || !PyLong_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "put_row(bytearray, offset, 8 row values)");
+    if (nargs != 4 || !PyByteArray_Check(args[0]) || !PyLong_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "put_row(bytearray, offset, segment, direction)");
         return NULL;
     }
     Py_ssize_t at = PyLong_AsSsize_t(args[1]);
@@ -128,8 +148,9 @@ static PyObject *put_row(PyObject *module, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(struct_error, "offset out of range for a row");
         return NULL;
     }
+    PyObject *values[8];
     unsigned char row[ROW_SIZE];
-    if (pack(args + 2, row) < 0) return NULL;
+    if (segment_values(args[2], args[3], values) < 0 || pack(values, row) < 0) return NULL;
     memcpy(PyByteArray_AS_STRING(buf) + at, row, ROW_SIZE);
     Py_RETURN_NONE;
 }
@@ -357,11 +378,11 @@ done:
 }
 
 PyDoc_STRVAR(append_row_doc,
-             "append_row(buf, frame, time, direction, flags, seq, ack, length, window)\n\n"
-             "Append the row packed as struct '<qdBHIIII' to the bytearray buf.");
+             "append_row(buf, segment, direction)\n\n"
+             "Append the segment's row packed as struct '<qdBHIIII' to the bytearray buf.");
 PyDoc_STRVAR(put_row_doc,
-             "put_row(buf, offset, frame, time, direction, flags, seq, ack, length, window)\n\n"
-             "Write the row packed as struct '<qdBHIIII' into buf at offset.");
+             "put_row(buf, offset, segment, direction)\n\n"
+             "Write the segment's row packed as struct '<qdBHIIII' into buf at offset.");
 
 PyDoc_STRVAR(append_double_doc,
              "append_double(buf, value)\n\n"

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 from tcpdiag.flow.seq import MASK, seq_diff
 from tcpdiag.model import TcpOptions
 
@@ -30,6 +32,7 @@ WSCALE_UNKNOWN: Final = -1  # no SYN captured from this side (Wireshark: -1)
 WSCALE_NONE: Final = -2  # no scaling negotiated (Wireshark: -2)
 
 
+@mypyc_attr(acyclic=True)
 class Unacked:
     """A segment not yet fully acknowledged, kept for RTT samples: its raw sequence number
     (moved up as it is partially acknowledged), the raw sequence number after it, when it was

@@ -881,19 +881,14 @@ class Flow:
 
     # ------------------------------------------------------------------ helpers
 
-    def _keep_row(self, seg: tuple[object, ...], di: int) -> None:
+    def _keep_row(self, seg: Segment, di: int) -> None:
         """The packet's timeline row: fixed-size packed rows (a tuple of 8 objects per packet
-        costs ~250 B), the first `_head_max` appended, the later ones in the tail ring.
-
-        `seg` is the Segment seen as a plain tuple so that its fields go to the row writer
-        (`rows`: C when built) as the objects the Segment already holds: compiled, a field read
-        as an `int` is unboxed and passing it on would allocate a new object for each."""
-        frame, time, flags, seq, ack = seg[0], seg[1], seg[9], seg[7], seg[8]
-        length, window = seg[11], seg[10]
+        costs ~250 B), the first `_head_max` appended, the later ones in the tail ring. The
+        row writer (`rows`: C when built) reads the Segment's fields itself."""
         n = self.timeline_total
         self.timeline_total = n + 1
         if n < self._head_max:
-            _APPEND_ROW(self._head, frame, time, di, flags, seq, ack, length, window)
+            _APPEND_ROW(self._head, seg, di)
             return
         size = self._tail_max
         if size:
@@ -901,7 +896,7 @@ class Flow:
             if tail is None:
                 tail = self._tail = bytearray(size * _ROW_SIZE)
             at = ((n - self._head_max) % size) * _ROW_SIZE
-            _PUT_ROW(tail, at, frame, time, di, flags, seq, ack, length, window)
+            _PUT_ROW(tail, at, seg, di)
 
     def _reuse_flag(self, frame: int) -> int:
         """A_REUSED_PORTS when this frame is the one that reused the 4-tuple (see

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+from mypy_extensions import mypyc_attr
+
 from tcpdiag.model import Direction
 from tcpdiag.tls.constants import MAX_RECORD_LENGTH, ContentType
 
@@ -28,6 +30,7 @@ _VALID_TYPES: Final = frozenset(int(t) for t in ContentType)
 _APPLICATION_DATA: Final = int(ContentType.APPLICATION_DATA)
 
 
+@mypyc_attr(acyclic=True)
 class Record:
     """One TLS record (or SSLv2 CLIENT-HELLO) as framed: `payload` is None when not kept.
 
@@ -70,6 +73,7 @@ class Record:
         return self.length + self.header_size
 
 
+@mypyc_attr(acyclic=True)
 class RecordNote:
     """What the flight checks (`flights.py`) keep of a record: who sent it, where, its size
     (header included; the full size for a record cut short, `got` then says how many bytes

@@ -1,13 +1,15 @@
 """The differential tests of the C modules again (`test_scan.py`: the block reader,
-`decode/_scan.c`; `test_rows.py`: the timeline rows, `flow/_rows.c`), with the C built under
-AddressSanitizer and UndefinedBehaviorSanitizer.
+`decode/_scan.c`; `test_rows.py`: the timeline rows, `flow/_rows.c`; `test_compact_json.py`:
+the JSON writer, `report/_compact.c`), with the C built under AddressSanitizer and
+UndefinedBehaviorSanitizer.
 
 `_scan.c` reads hostile files with raw pointers, `_rows.c` packed rows and hash tables of its
-own: an out-of-bounds read that happens to return the same bytes as Python would pass the
-differential tests unnoticed. Here the same tests run in a child process with the extensions
-compiled with `-fsanitize=address,undefined` and the sanitizer runtimes preloaded into Python
-(which is not instrumented itself), so any bad read or write, and any undefined behaviour,
-aborts the child and fails this test.
+own, `_compact.c` strs of any kind into a buffer it grows itself: an out-of-bounds read that
+happens to return the same bytes as Python would pass the differential tests unnoticed. Here
+the same tests run in a child process with the extensions compiled with
+`-fsanitize=address,undefined` and the sanitizer runtimes preloaded into Python (which is not
+instrumented itself), so any bad read or write, and any undefined behaviour, aborts the child
+and fails this test.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ def test_c_modules_are_clean_under_sanitizers(tmp_path: Path) -> None:
             str(tmp_path / "pytest"),
             "tests/unit/test_scan.py",
             "tests/unit/test_rows.py",
+            "tests/unit/test_compact_json.py",
         ],
         cwd=REPO,
         env=env,

@@ -23,6 +23,7 @@ from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import analyze_capture
 from tcpdiag.flow import rows
 from tcpdiag.flow.rows import RowWriter
+from tcpdiag.model import NO_OPTIONS, Segment
 from tcpdiag.report.json import capture_json, dumps
 from tests.capture_files import PUBLIC
 from tests.cbuild import REPO, build_extension, load_extension
@@ -42,6 +43,17 @@ ROW_VALUES = st.tuples(
 )
 
 
+def _segment(values: tuple[object, ...]) -> tuple[Segment, object]:
+    """The Segment whose row, sent in the direction returned with it, is `values` (frame,
+    time, direction, flags, seq, ack, length, window)."""
+    frame, time, direction, flags, seq, ack, length, window = values
+    segment = Segment(
+        frame, time, 4, b"\x0a\0\0\x01", b"\x0a\0\0\x02", 40000, 443, seq, ack, flags,
+        window, length, b"", NO_OPTIONS,
+    )  # fmt: skip
+    return segment, direction
+
+
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     path = build_extension(SOURCE, "tcpdiag.flow._rows", tmp_path_factory.mktemp("rows"))
@@ -56,9 +68,9 @@ def test_appended_rows_are_the_struct_bytes(
     native: ModuleType, values: tuple[object, ...], prefix: bytes
 ) -> None:
     in_c = bytearray(prefix)
-    native.append_row(in_c, *values)
+    native.append_row(in_c, *_segment(values))
     by_struct = bytearray(prefix)
-    rows.append_row_struct(by_struct, *values)
+    rows.append_row_struct(by_struct, *_segment(values))
     assert in_c == by_struct == prefix + struct.pack("<qdBHIIII", *values)
 
 
@@ -70,8 +82,8 @@ def test_rows_put_in_a_ring_are_the_struct_bytes(
     at = data.draw(st.integers(0, slots - 1)) * rows.ROW_SIZE
     in_c = bytearray(b"\xaa" * (slots * rows.ROW_SIZE))
     by_struct = bytearray(in_c)
-    native.put_row(in_c, at, *values)
-    rows.put_row_struct(by_struct, at, *values)
+    native.put_row(in_c, at, *_segment(values))
+    rows.put_row_struct(by_struct, at, *_segment(values))
     assert in_c == by_struct
     assert in_c[at : at + rows.ROW_SIZE] == struct.pack("<qdBHIIII", *values)
 
@@ -101,19 +113,33 @@ def test_out_of_range_values_raise_struct_error_both_ways(
     for writer in (native.append_row, rows.append_row_struct):
         buf = bytearray(b"x")
         with pytest.raises(struct.error):
-            writer(buf, *values)
+            writer(buf, *_segment(tuple(values)))
         assert buf == b"x"  # nothing written
     ring = bytearray(rows.ROW_SIZE)
     for put in (native.put_row, rows.put_row_struct):
         with pytest.raises(struct.error):
-            put(ring, 0, *values)
+            put(ring, 0, *_segment(tuple(values)))
 
 
 def test_a_row_beyond_the_ring_raises_both_ways(native: ModuleType) -> None:
     for put in (native.put_row, rows.put_row_struct):
         for at in (-1, 1, rows.ROW_SIZE):
             with pytest.raises(struct.error):
-                put(bytearray(rows.ROW_SIZE), at, *GOOD)
+                put(bytearray(rows.ROW_SIZE), at, *_segment(GOOD))
+
+
+@pytest.mark.parametrize("not_a_segment", [GOOD, list(_segment(GOOD)[0]), None, "segment"])
+def test_the_c_writers_want_a_segment(native: ModuleType, not_a_segment: object) -> None:
+    """Anything but a tuple of a Segment's length is refused before a byte is written (the C
+    reads the fields by position, without bounds)."""
+    buf = bytearray(b"x")
+    with pytest.raises(TypeError):
+        native.append_row(buf, not_a_segment, 0)
+    assert buf == b"x"
+    ring = bytearray(rows.ROW_SIZE)
+    with pytest.raises(TypeError):
+        native.put_row(ring, 0, not_a_segment, 0)
+    assert ring == bytes(rows.ROW_SIZE)
 
 
 # (name, packing, values): a flow's RTT samples (NaN and infinities included; ints as their
