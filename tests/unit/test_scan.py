@@ -10,6 +10,7 @@ frame count, notes and damage, and, through the engine, the same JSON report.
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import random
 import re
@@ -369,6 +370,8 @@ def test_the_common_case_is_decoded_in_c(use_native: ModuleType, tmp_path: Path)
     assert items[5].payload == b"hello" and items[5].frame == 6
     assert items[5].time == (1_700_000_000 * 10**9 + 5000) / 1e9
     assert decoder.stats.packets == decoder.stats.tcp == 1000
+    # Out of the cyclic collector's lists (`_scan.c`: a Segment cannot be part of a cycle).
+    assert not any(gc.is_tracked(i) for i in items)
 
 
 def test_addresses_survive_the_address_cache(use_native: ModuleType, tmp_path: Path) -> None:
