@@ -64,6 +64,13 @@ class Segment(NamedTuple):
 
     `length` is the TCP payload length according to the IP header (what was on the wire);
     `payload` is what the capture holds, which is shorter when the snap length cut the frame.
+
+    `tuple_key` is `tuple_key(src, sport, dst, dport)`, made by the decoders: the flow table's
+    key for the packet's direction. A bytes object keeps its hash once computed, and the C
+    reader hands out the same object for the packets of one direction of a flow, so the table
+    finds a packet's flow without building, hashing and comparing a tuple of four objects. A
+    Segment made by hand may leave it empty (the table then computes it); one made with
+    `_replace` of other addresses or ports must set it anew.
     """
 
     frame: int
@@ -81,6 +88,13 @@ class Segment(NamedTuple):
     payload: bytes
     options: TcpOptions
     ttl: int = 0
+    tuple_key: bytes = b""
+
+
+def tuple_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    """The flow table's key of a segment sent from (src, sport) to (dst, dport): both packed
+    addresses, then both ports big-endian, the bytes as they are in the IP and TCP headers."""
+    return src + dst + sport.to_bytes(2, "big") + dport.to_bytes(2, "big")
 
 
 class IcmpError(NamedTuple):

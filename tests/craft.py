@@ -53,6 +53,7 @@ from tcpdiag.model import (
     bucket_of,
     flow_key,
     packed_key,
+    tuple_key,
 )
 
 CLIENT = "10.0.0.1:40000"
@@ -107,6 +108,7 @@ def segment(
         payload=payload,
         options=options,
         ttl=ttl,
+        tuple_key=tuple_key(s_addr, s_port, d_addr, d_port),
     )
 
 

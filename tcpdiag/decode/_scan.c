@@ -38,6 +38,10 @@
 #define ETH_IPV6 0x86DD
 #define MAX_WSCALE 14
 
+/* The fields of `model.Segment`, in its order (`decode/scan.py` uses this module only when the
+   class has as many: a build older or newer than model.py is left unused). */
+#define SEGMENT_FIELDS 16
+
 /* The model's record types and the shared empty options, set once by `configure`. */
 static PyObject *raw_packet_type = NULL;
 static PyObject *segment_type = NULL;
@@ -93,6 +97,36 @@ static PyObject *address(const unsigned char *a, Py_ssize_t size) {
         return cached;
     }
     PyObject *fresh = PyBytes_FromStringAndSize((const char *)a, size);
+    if (fresh == NULL) return NULL;
+    Py_INCREF(fresh);
+    Py_XSETREF(*slot, fresh);
+    return fresh;
+}
+
+/* The flow table's key of a segment's direction (`model.tuple_key`: source and destination
+   address, then the two ports as in the TCP header), from a direct-mapped cache like the
+   addresses': the packets of one direction of a flow get the same bytes object, whose hash
+   CPython computes once and keeps, and which the table's dict then finds by identity. */
+#define KEY_SLOTS 1024
+static PyObject *key_cache[KEY_SLOTS];
+
+static PyObject *tuple_key(const unsigned char *src, const unsigned char *dst,
+                           const unsigned char *ports, Py_ssize_t size) {
+    unsigned char key[36];
+    Py_ssize_t n = 2 * size + 4;
+    memcpy(key, src, (size_t)size);
+    memcpy(key + size, dst, (size_t)size);
+    memcpy(key + 2 * size, ports, 4);
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (Py_ssize_t i = 0; i < n; i++) h = (h ^ key[i]) * 16777619u;
+    PyObject **slot = &key_cache[(h ^ (h >> 16)) & (KEY_SLOTS - 1)];
+    PyObject *cached = *slot;
+    if (cached != NULL && PyBytes_GET_SIZE(cached) == n &&
+        memcmp(PyBytes_AS_STRING(cached), key, (size_t)n) == 0) {
+        Py_INCREF(cached);
+        return cached;
+    }
+    PyObject *fresh = PyBytes_FromStringAndSize((const char *)key, n);
     if (fresh == NULL) return NULL;
     Py_INCREF(fresh);
     Py_XSETREF(*slot, fresh);
@@ -403,7 +437,7 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
         opts = cached_options(d + tcp_at + 20, hlen - 20, &options);
         if (opts == NULL) return NULL;
     }
-    PyObject *items[15] = {
+    PyObject *items[SEGMENT_FIELDS] = {
         PyLong_FromSsize_t(frame),
         PyFloat_FromDouble((double)ts_ns / 1e9),
         PyLong_FromLong(version),
@@ -419,8 +453,9 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
         PyBytes_FromStringAndSize((const char *)d + p, payload_end - p),
         opts,
         PyLong_FromLong(ttl),
+        tuple_key(d + src_at, d + dst_at, t, addr_len),
     };
-    PyObject *segment = new_record(segment_type, items, 15);
+    PyObject *segment = new_record(segment_type, items, SEGMENT_FIELDS);
     /* Out of the cyclic collector's lists at once: a Segment holds only ints, a float, bytes
        and a TcpOptions of ints and tuples of ints, and a tuple cannot change, so it can never
        be part of a cycle (the collector untracks such exact tuples itself, lazily, but not
@@ -768,7 +803,8 @@ PyMODINIT_FUNC PyInit__scan(void) {
     if (PyModule_AddIntConstant(module, "STOP_NEED_DATA", STOP_NEED_DATA) < 0 ||
         PyModule_AddIntConstant(module, "STOP_ODD", STOP_ODD) < 0 ||
         PyModule_AddIntConstant(module, "STOP_TIME", STOP_TIME) < 0 ||
-        PyModule_AddIntConstant(module, "STOP_FULL", STOP_FULL) < 0) {
+        PyModule_AddIntConstant(module, "STOP_FULL", STOP_FULL) < 0 ||
+        PyModule_AddIntConstant(module, "SEGMENT_FIELDS", SEGMENT_FIELDS) < 0) {
         Py_DECREF(module);
         return NULL;
     }

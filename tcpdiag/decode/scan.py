@@ -61,6 +61,8 @@ def _native() -> ModuleType | None:
         from tcpdiag.decode import _scan
     except ImportError:  # a pure-Python install: no C extension
         return None
+    if getattr(_scan, "SEGMENT_FIELDS", None) != len(Segment._fields):
+        return None  # a stale build: its Segments would not be this model's
     _scan.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
     return _scan
 

@@ -84,6 +84,7 @@ def segment(
             payload,
             opts,
             ttl,
+            src + dst + data[off : off + 4],  # `model.tuple_key`: the ports as on the wire
         ),
     )
 

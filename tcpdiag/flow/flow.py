@@ -592,8 +592,8 @@ class Flow:
 
     def process(self, seg: Segment, d: Direction) -> int:
         """Account one segment sent in direction `d`. Returns its analysis flags."""
-        # One unpack instead of fifteen attribute reads (Segment is a NamedTuple).
-        (frame, time, _, _, _, _, _, seq, ack, flags, window, length, payload, opts, _) = seg
+        # One unpack instead of sixteen attribute reads (Segment is a NamedTuple).
+        (frame, time, _, _, _, _, _, seq, ack, flags, window, length, payload, opts, _, _) = seg
         if self._frozen is not None:
             self._thaw()
         di = 1 if d else 0

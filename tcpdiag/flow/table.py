@@ -62,6 +62,7 @@ from tcpdiag.model import (
     bucket_of,
     flow_key,
     packed_key,
+    tuple_key,
 )
 
 CLIENT: Final = Direction.CLIENT
@@ -153,8 +154,9 @@ def _unpack_syn(packed: bytes, at: int, key: FlowKey) -> Segment:
         ts_ecr if bits & _SYN_TS_ECR else None,
     )
     return Segment(
-        frame, time, version, src, dst, sport, dport, seq, ack, flags, window, 0, b"", options, ttl
-    )
+        frame, time, version, src, dst, sport, dport, seq, ack, flags, window, 0, b"", options, ttl,
+        tuple_key(src, sport, dst, dport),
+    )  # fmt: skip
 
 
 def _resent(first: Segment, frame: int, time: float, ttl: int, ts_val: int | None) -> Segment:
@@ -165,6 +167,7 @@ def _resent(first: Segment, frame: int, time: float, ttl: int, ts_val: int | Non
         frame, time, first.ip_version, first.src, first.dst, first.sport, first.dport, first.seq,
         first.ack, first.flags, first.window, first.length, first.payload,
         TcpOptions(o.mss, o.wscale, o.sack_permitted, o.sack, ts_val, o.ts_ecr), ttl,
+        first.tuple_key,
     )  # fmt: skip
 
 
@@ -321,12 +324,11 @@ class FlowTable:
         # Closed flows lingering, and tombs, in queues per bucket of flows with a share of their
         # limit each (`buckets.py`: a shard of the flows then keeps and drops the same ones).
         self._closing: BucketQueues[Flow] = BucketQueues(self.options.limits.max_closed_flows)
-        # Each Flow of `_flows` under its two (src, sport, dst, dport) tuples, with the
-        # direction a packet with that tuple goes and the very key object `_flows` holds: `add`
-        # finds a packet's flow and moves it to the end of the LRU order without building,
-        # ordering or comparing a canonical key.
-        # (Keyed by plain tuples: `add` builds its key from the objects the Segment holds.)
-        self._by_tuple: dict[tuple[object, ...], tuple[Flow, Direction, Hashable]] = {}
+        # Each Flow of `_flows` under the `model.tuple_key` of each of its two directions, with
+        # the direction a packet with that key goes and the very key object `_flows` holds:
+        # `add` finds a packet's flow by the key its Segment carries, and moves it to the end
+        # of the LRU order without building, ordering or comparing a canonical key.
+        self._by_tuple: dict[bytes, tuple[Flow, Direction, Hashable]] = {}
         # The limits read for every packet (options are not changed once analysis starts).
         self._idle_timeout = self.options.limits.idle_timeout
         self._closed_linger = min(self._idle_timeout, self.options.limits.close_linger)
@@ -415,11 +417,12 @@ class FlowTable:
         if now - self._last_sweep >= SWEEP_INTERVAL:
             self._last_sweep = now
             self.expire(now)
-        # The key from the objects the Segment holds (src, sport, dst, dport): compiled, its
-        # fields read as `int` are unboxed, and two ports above 256 would be two new int
-        # objects per packet (see `Flow._keep_row`).
-        fields: tuple[object, ...] = seg
-        hit = self._by_tuple.get((fields[3], fields[5], fields[4], fields[6]))
+        # The key the decoder made (`Segment.tuple_key`, by index: see above); a Segment made
+        # by hand may have none.
+        key = seg[15]
+        if not key:
+            key = tuple_key(seg.src, seg.sport, seg.dst, seg.dport)
+        hit = self._by_tuple.get(key)
         if hit is not None:
             # Fast path: a packet of a tracked flow that is neither a SYN nor late.
             flow, d, held = hit
@@ -614,16 +617,16 @@ class FlowTable:
         """Enter a new flow of `_flows`, held there under `held`, in `_by_tuple` (see there)."""
         (c_addr, c_port), (s_addr, s_port) = flow.client, flow.server
         by_tuple = self._by_tuple
-        by_tuple[(s_addr, s_port, c_addr, c_port)] = (flow, SERVER, held)
+        by_tuple[tuple_key(s_addr, s_port, c_addr, c_port)] = (flow, SERVER, held)
         # second: a connection to itself (client == server) is the client's, as in direction_of
-        by_tuple[(c_addr, c_port, s_addr, s_port)] = (flow, CLIENT, held)
+        by_tuple[tuple_key(c_addr, c_port, s_addr, s_port)] = (flow, CLIENT, held)
 
     def _unindex(self, flow: Flow) -> None:
         """Remove a flow leaving `_flows` from `_by_tuple`."""
         (c_addr, c_port), (s_addr, s_port) = flow.client, flow.server
         by_tuple = self._by_tuple
-        by_tuple.pop((c_addr, c_port, s_addr, s_port), None)
-        by_tuple.pop((s_addr, s_port, c_addr, c_port), None)
+        by_tuple.pop(tuple_key(c_addr, c_port, s_addr, s_port), None)
+        by_tuple.pop(tuple_key(s_addr, s_port, c_addr, c_port), None)
 
     def _reuse(self, key: FlowKey, old: Flow, seg: Segment) -> Flow:
         spaces: dict[tuple[bytes, int], tuple[int, int]] = {}

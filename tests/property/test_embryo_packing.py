@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tcpdiag.flow.table import EMBRYO_MAX_SEGMENTS, _Embryo
-from tcpdiag.model import SYN, Segment, TcpOptions, flow_key
+from tcpdiag.model import SYN, Segment, TcpOptions, flow_key, tuple_key
 
 U32 = st.integers(0, 0xFFFFFFFF)
 MAYBE_U32 = st.none() | st.sampled_from([0, 1, 0xFFFFFFFF]) | U32
@@ -40,7 +40,7 @@ def attempts(draw: st.DrawFn) -> list[Segment]:
         out.append(
             Segment(frame, time, 4 if len(src) == 4 else 6, src, dst, sport, dport, isn, 0,
                     first_flags, draw(st.integers(0, 0xFFFF)), 0, b"", draw(OPTIONS),
-                    draw(st.integers(0, 255)))
+                    draw(st.integers(0, 255)), tuple_key(src, sport, dst, dport))
         )  # fmt: skip
         frame += draw(st.integers(1, 1000))
         time += draw(st.sampled_from([0.0, 1e-6, 1.0, 3.0, 61.0]))

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.flow import Flow, FlowTable
 from tcpdiag.flow.table import _TOMB_HEAD, IDLE_COMPACT, SUSPICIOUS_JUMP
-from tcpdiag.model import NO_OPTIONS, Segment, TcpOptions
+from tcpdiag.model import NO_OPTIONS, Direction, Segment, TcpOptions, tuple_key
 from tcpdiag.result import flow_to_plain
 from tests.craft import (
     CLIENT,
@@ -611,12 +611,15 @@ def test_packed_embryos_take_a_third_less_memory() -> None:
 
 
 def _indexed_flows(table: FlowTable) -> set[int]:
-    """Ids of the flows `add` finds by their (src, sport, dst, dport), checking each entry
-    points at the flow the table holds under that key, in the right direction."""
+    """Ids of the flows `add` finds by the `tuple_key` of (src, sport, dst, dport), checking
+    each entry points at the flow the table holds under that key, in the right direction."""
     ids = set()
-    for (src, sport, dst, dport), (flow, d, held) in table._by_tuple.items():
+    for key, (flow, d, held) in table._by_tuple.items():
         assert table.get(flow.key) is flow and held == flow.key
-        assert d == flow.direction_of(src, sport) and {(src, sport), (dst, dport)} == set(flow.key)
+        (src, sport), (dst, dport) = (
+            (flow.client, flow.server) if d == Direction.CLIENT else (flow.server, flow.client)
+        )
+        assert key == tuple_key(src, sport, dst, dport)
         ids.add(flow.id)
     return ids
 

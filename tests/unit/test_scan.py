@@ -29,7 +29,7 @@ from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.decode import Decoder, scan
 from tcpdiag.engine import analyze_capture, shard_of
 from tcpdiag.errors import CaptureError
-from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
+from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions, tuple_key
 from tcpdiag.report.json import capture_json, dumps
 from tests.capture_files import PUBLIC, block, epb, idb, option, pcap_header, pcap_record, shb, spb
 from tests.cbuild import REPO, build_extension, load_extension
@@ -372,6 +372,10 @@ def test_the_common_case_is_decoded_in_c(use_native: ModuleType, tmp_path: Path)
     assert decoder.stats.packets == decoder.stats.tcp == 1000
     # Out of the cyclic collector's lists (`_scan.c`: a Segment cannot be part of a cycle).
     assert not any(gc.is_tracked(i) for i in items)
+    # The flow table's key, one object for the direction (its hash then computed once).
+    first = items[0]
+    assert first.tuple_key == tuple_key(first.src, first.sport, first.dst, first.dport)
+    assert all(i.tuple_key is first.tuple_key for i in items)
 
 
 def test_addresses_survive_the_address_cache(use_native: ModuleType, tmp_path: Path) -> None:
