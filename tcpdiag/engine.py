@@ -52,7 +52,7 @@ from tcpdiag.model import (
 )
 from tcpdiag.result import CaptureResult, Finding, FlowResult, TimelineRow
 from tcpdiag.store import MARSHAL_VERSION, FlowStore
-from tcpdiag.tls import TlsStream
+from tcpdiag.tls import SideLabels, TlsStream, labels_from_state
 
 # Expire idle flows at most this often (capture time): a scan of the table is not free.
 _EXPIRE_EVERY_NS = 1_000_000_000
@@ -371,11 +371,11 @@ class Engine:
         now = self._last_ns / 1e9 if self._at_capture_end and self._last_ns is not None else None
         findings = tcp_rules.diagnose(flow, self.options.thresholds, now=now, timeline=timeline)
         stream = flow.consumer
-        labels: dict[int, list[str]] | None = None
+        labels: tuple[SideLabels, SideLabels] | None = None
         if isinstance(stream, TlsStream) and stream.is_tls:
             result.tls = stream.summary()
             findings.extend(tls_rules.diagnose(stream, tcp_rules.tls_context(flow)))
-            labels = stream.records_by_frame()
+            labels = stream.label_state()
         flow.consumer = None
         result.findings = _ordered(findings)
         self._context.add_flow(flow, result)
@@ -385,16 +385,19 @@ class Engine:
             # building them). `_finish_flow` builds the rows when the flow is read, only for
             # the flows whose timeline the report shows: problem flows (some become problems
             # only through a capture-level rule), or all with `keep_all_timelines`. (Sharded
-            # runs build the rows: `merge_shards` makes a new PartialCapture.)
+            # runs build the rows: `merge_shards` makes a new PartialCapture.) The TLS labels
+            # go in as the stream keeps them, and are put in frame order only then; when they
+            # outnumber the rows kept, only those of the rows' frames go in.
             kept = timeline_kept(timeline)
-            if labels is not None and len(labels) > kept:
-                labels = {f: labels[f] for f in timeline_frames(timeline) if f in labels}
+            parked: _ParkedLabels = labels
+            if labels is not None and labels[0][3] + labels[1][3] > kept:
+                by_frame = labels_from_state(labels)
+                parked = {f: by_frame[f] for f in timeline_frames(timeline) if f in by_frame}
             result.timeline_skipped = timeline[6] - kept
-            return result, _park(timeline, labels)
+            return result, _park(timeline, parked)
         rows, result.timeline_skipped = timeline_rows(timeline)
         if labels is not None:
-            for row in rows:
-                row.tls = labels.get(row.frame, [])
+            _label_rows(rows, labels_from_state(labels))
         result.timeline = rows
         return result, None
 
@@ -517,7 +520,12 @@ def _finish_flow(flow: FlowResult, packed_timeline: bytes | None, options: Analy
         flow.timeline = _unpark(packed_timeline)
 
 
-def _park(timeline: TimelineState, labels: dict[int, list[str]] | None) -> bytes:
+# A stored flow's TLS labels (`Engine._flow_result`): as the stream keeps them, by frame (only
+# those of the timeline's frames, when there were more labels than rows), or none.
+_ParkedLabels = tuple[SideLabels, SideLabels] | dict[int, list[str]] | None
+
+
+def _park(timeline: TimelineState, labels: _ParkedLabels) -> bytes:
     # marshal: ~3 us per flow. Not compressed: zlib took ten times as long to save ~900 bytes
     # per flow of a store that moves to a temporary file beyond a few MB anyway.
     return marshal.dumps((timeline, labels), MARSHAL_VERSION)
@@ -527,9 +535,13 @@ def _unpark(blob: bytes) -> list[TimelineRow]:
     timeline, labels = marshal.loads(blob)
     rows, _ = timeline_rows(timeline)
     if labels is not None:
-        for row in rows:
-            row.tls = labels.get(row.frame, [])
+        _label_rows(rows, labels if isinstance(labels, dict) else labels_from_state(labels))
     return rows
+
+
+def _label_rows(rows: list[TimelineRow], labels: dict[int, list[str]]) -> None:
+    for row in rows:
+        row.tls = labels.get(row.frame, [])
 
 
 def _report_limit(part: PartialCapture, options: AnalysisOptions) -> Finding:

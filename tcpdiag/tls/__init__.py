@@ -1,7 +1,8 @@
 """TLS on reassembled TCP streams: records, handshake messages, flights, fingerprints.
 
-Public API: `TlsStream` (a flow-stage StreamConsumer; `summary()`, `records_by_frame()`),
-`detect(first_bytes)`, and `looks_like_tls(first_bytes)`. Findings live in
+Public API: `TlsStream` (a flow-stage StreamConsumer; `summary()`, `records_by_frame()`, or
+`label_state()` now and `labels_from_state(state)` later), `detect(first_bytes)`, and
+`looks_like_tls(first_bytes)`. Findings live in
 `tcpdiag.findings.tls_rules`.
 """
 
@@ -23,6 +24,6 @@ COMPILED_MODULES = (
 _use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)
 
 from tcpdiag.tls.detect import detect, looks_like_tls  # noqa: E402
-from tcpdiag.tls.stream import TlsStream  # noqa: E402
+from tcpdiag.tls.stream import SideLabels, TlsStream, labels_from_state  # noqa: E402
 
-__all__ = ["TlsStream", "detect", "looks_like_tls"]
+__all__ = ["SideLabels", "TlsStream", "detect", "labels_from_state", "looks_like_tls"]

@@ -120,6 +120,14 @@ def _keeps_payload(content_type: int) -> bool:
     return content_type != _APPLICATION_DATA and content_type != _HEARTBEAT
 
 
+# A side's labels as `SideState` keeps them, in values marshal writes as they are: the head's
+# frames (int64s packed, or None), the head's texts, the tail's (frame, text) pairs (or None),
+# and how many labels in all. A stored flow keeps these until its timeline is shown
+# (`TlsStream.label_state`, `engine._park`): most never are, and for them the labels are
+# never put in frame order.
+SideLabels = tuple[bytes | bytearray | None, list[str], list[tuple[int, str]] | None, int]
+
+
 class SideState:
     """What one direction did. Public for the findings (read-only by convention).
 
@@ -198,14 +206,17 @@ class SideState:
     def labels(self) -> list[tuple[int, str]]:
         """(frame, label) of the records labelled, in the order labelled (the first and the
         last ones: see `label`)."""
-        packed = self.head_label_frames
-        head: list[tuple[int, str]] = []
-        if packed is not None:
-            frames = array("q")
-            frames.frombytes(packed)
-            head = list(zip(frames, self.head_label_texts, strict=True))
+        return side_labels(self.label_state())
+
+    def label_state(self) -> SideLabels:
+        """The labels as kept (see `SideLabels`)."""
         tail = self.labels_tail
-        return head if tail is None else [*head, *tail]
+        return (
+            self.head_label_frames,
+            self.head_label_texts,
+            None if tail is None else list(tail),
+            len(self.head_label_texts) + (0 if tail is None else len(tail)),
+        )
 
     def label(self, frame: int, text: str) -> None:
         new_frame = frame != self.label_frame
@@ -232,6 +243,22 @@ class SideState:
             self.labels_dropped += 1
             if not tail or tail[0][0] != oldest:
                 self.tail_runs -= 1
+
+
+def side_labels(state: SideLabels) -> list[tuple[int, str]]:
+    """A side's (frame, label) pairs, in the order labelled."""
+    packed, texts, tail, _ = state
+    head: list[tuple[int, str]] = []
+    if packed is not None:
+        frames = array("q")
+        frames.frombytes(packed)
+        head = list(zip(frames, texts, strict=True))
+    return head if tail is None else [*head, *tail]
+
+
+def labels_from_state(state: tuple[SideLabels, SideLabels]) -> dict[int, list[str]]:
+    """`TlsStream.records_by_frame` of the streams whose `label_state` this is."""
+    return labels_by_frame(side_labels(state[0]), side_labels(state[1]))
 
 
 def labels_by_frame(
@@ -460,8 +487,12 @@ class TlsStream(NativeConsumer):
     def records_by_frame(self) -> dict[int, list[str]]:
         """Timeline labels by frame, in frame order; a frame's labels in the order they were
         made, the client's before the server's."""
+        return labels_from_state(self.label_state())
+
+    def label_state(self) -> tuple[SideLabels, SideLabels]:
+        """Both sides' labels as kept, for `labels_from_state` (`records_by_frame`) later."""
         self.finish()
-        return labels_by_frame(self.sides[0].labels(), self.sides[1].labels())
+        return (self.sides[0].label_state(), self.sides[1].label_state())
 
     # ---------------------------------------------------------------- modes
     def _sniff(self, side: SideState, data: bytes, frame: int, time: float) -> None:

@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from tcpdiag.config import AnalysisOptions
-from tcpdiag.engine import PartialCapture, conclude
+import tcpdiag.engine as engine_module
+from tcpdiag.config import AnalysisOptions, Limits
+from tcpdiag.engine import PartialCapture, analyze_capture, conclude
 from tcpdiag.findings.context import CaptureContext
 from tcpdiag.findings.registry import make_finding
+from tcpdiag.flow.flow import TimelineState
 from tcpdiag.report.options import count_problems, problem_order
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.result import FlowResult, Severity, flow_from_plain, flow_to_plain
 from tcpdiag.store import FlowStore, flow_facts
+from tests.capture_files import OWN, PUBLIC
 from tests.unit.report_fixtures import (
     healthy_tls_flow,
     hostile_flow,
@@ -223,3 +226,37 @@ def test_conclude_gives_the_same_result_from_a_store_as_from_a_list() -> None:
     assert list(from_store.flows) == from_list.flows
     assert from_store.findings == from_list.findings
     assert summarize_captures([from_store]) == summarize_captures([from_list])
+
+
+@pytest.mark.parametrize(
+    ("limits", "parked_as"),
+    [(Limits(), tuple), (Limits(timeline_head=5, timeline_tail=3), dict)],
+    ids=["default", "short"],
+)
+def test_stored_flows_show_the_tls_labels_a_flow_built_at_once_shows(
+    limits: Limits, parked_as: type, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored flow keeps its TLS labels as the stream made them (or, when they outnumber its
+    timeline rows, by frame), and gets them back on its rows when read: the same labels, on
+    the same rows, as a flow whose rows are built when it ends (`on_flow`)."""
+    parked: list[type] = []
+    park = engine_module._park
+
+    def noting(timeline: TimelineState, labels: object) -> bytes:
+        parked.append(type(labels))
+        return park(timeline, labels)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine_module, "_park", noting)
+    options = AnalysisOptions(limits=limits, keep_all_timelines=True)
+    labelled = 0
+    for path in sorted(OWN.glob("tls*.pcap*")) + sorted(PUBLIC.glob("*tls*.pcap*")):
+        stored = analyze_capture(str(path), options)
+        at_once: list[FlowResult] = []
+        analyze_capture(str(path), options, on_flow=at_once.append)
+        built = {flow.id: flow for flow in at_once}
+        for flow in stored.flows:
+            rows, expected = flow.timeline or [], built[flow.id].timeline or []
+            assert [(r.frame, r.tls) for r in rows] == [(r.frame, r.tls) for r in expected]
+            labelled += sum(1 for r in rows if r.tls)
+    assert labelled > 50
+    assert parked.count(parked_as) > 10  # the form this test is about (short: many labels)
