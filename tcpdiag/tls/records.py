@@ -192,6 +192,18 @@ class RecordFramer:
             return Partial(self._ct, total - self._left, total, *start)
         return None
 
+    def skip_body(self, n: int) -> bool:
+        """Take `n` bytes that lie inside the body of a record whose payload is not kept, short
+        of its end: all `feed` would do with them is count them. Most segments of a bulk
+        transfer are such, in the middle of an application data record. False, taking
+        nothing, for any other bytes (`feed` them)."""
+        left = self._left
+        if left <= n or self._keep or self.broken is not None:
+            return False
+        self._left = left - n
+        self.offset += n
+        return True
+
     def feed(self, data: bytes, frame: int, time: float) -> list[Record]:
         out: list[Record] = []
         pos = 0

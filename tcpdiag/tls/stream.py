@@ -584,7 +584,7 @@ class TlsStream(NativeConsumer):
     # ---------------------------------------------------------------- record layer
     def _feed(self, side: SideState, data: bytes, frame: int, time: float) -> None:
         framer = side.framer
-        if framer is None:
+        if framer is None or framer.skip_body(len(data)):
             return
         for record in framer.feed(data, frame, time):
             record.offset += side.base

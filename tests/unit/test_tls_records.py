@@ -213,3 +213,26 @@ def test_after_handshake_application_data_is_not_stored() -> None:
     assert side.records == 50 and side.app_records == 50
     assert side.framer is not None and not side.framer.in_record
     assert stream.wants_data
+
+
+def test_bytes_inside_a_record_not_kept_are_skipped_as_feed_counts_them() -> None:
+    """`skip_body` takes exactly the chunks `feed` would only count (inside an application data
+    body, short of its end) and leaves every other chunk to `feed`: fed either way, the
+    framers give the same records at the same offsets."""
+    data = rec(22, b"\x0e\0\0\0") + rec(23, b"x" * 3000) + rec(23, b"y" * 9) + rec(21, b"\1\0")
+    for size in (1, 7, 100, 1460):
+        plain, skipping = framer(), framer()
+        by_feed: list[Record] = []
+        by_skip: list[Record] = []
+        skipped = 0
+        for i, at in enumerate(range(0, len(data), size)):
+            chunk = data[at : at + size]
+            by_feed += plain.feed(chunk, i, float(i))
+            if skipping.skip_body(len(chunk)):
+                skipped += 1
+            else:
+                by_skip += skipping.feed(chunk, i, float(i))
+            assert skipping.offset == plain.offset and skipping.partial() == plain.partial()
+        key = [(r.content_type, r.size, r.frame, r.offset, r.payload) for r in by_feed]
+        assert [(r.content_type, r.size, r.frame, r.offset, r.payload) for r in by_skip] == key
+        assert len(key) == 4 and skipped >= 3000 // size - 2  # most of the 3,000-byte body
