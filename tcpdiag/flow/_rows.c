@@ -44,7 +44,7 @@ static PyObject *struct_error = NULL; /* struct.error, so both versions raise th
 /* An integer field: a Python int within [low, high]; -1 with struct.error set otherwise.
  * PyLong_AsLongLongAndOverflow: CPython's other converters take a slow generic path for the
  * two-digit ints that sequence numbers are. */
-static int int_field(PyObject *obj, long long low, long long high, long long *out) {
+static inline int int_field(PyObject *obj, long long low, long long high, long long *out) {
     if (!PyLong_Check(obj)) {
         PyErr_SetString(struct_error, "required argument is not an integer");
         return -1;
