@@ -58,22 +58,24 @@ static inline uint32_t le32(const unsigned char *p) {
     return ((uint32_t)p[3] << 24) | ((uint32_t)p[2] << 16) | ((uint32_t)p[1] << 8) | p[0];
 }
 
-/* A NamedTuple instance built as `tuple.__new__(cls, items)` does: a tuple of the subclass. */
+/* A NamedTuple instance holding `items` (new references; NULL for a failed allocation, whose
+ * error is set): a tuple of the subclass, as `tuple.__new__(cls, items)` makes, except that it
+ * is never in the cyclic collector's lists. A record holds only numbers, bytes and tuples of
+ * numbers, and a tuple cannot change: it can never be part of a cycle (the collector untracks
+ * such exact tuples itself, lazily, but not tuple subclasses). Making it untracked skips
+ * linking it in, and its dealloc skips unlinking it from a list whose neighbours have long
+ * gone cold in the cache. */
 static PyObject *new_record(PyObject *type, PyObject **items, Py_ssize_t n) {
-    PyObject *record = PyTuple_Type.tp_alloc((PyTypeObject *)type, n);
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < n; i++) failed |= items[i] == NULL;
+    PyTupleObject *record =
+        failed ? NULL : PyObject_GC_NewVar(PyTupleObject, (PyTypeObject *)type, n);
     if (record == NULL) {
         for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(items[i]);
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (items[i] == NULL) { /* a failed allocation among the items */
-            for (Py_ssize_t j = i + 1; j < n; j++) Py_XDECREF(items[j]);
-            Py_DECREF(record);
-            return NULL;
-        }
-        PyTuple_SET_ITEM(record, i, items[i]);
-    }
-    return record;
+    memcpy(record->ob_item, items, (size_t)n * sizeof(PyObject *));
+    return (PyObject *)record;
 }
 
 /* Addresses repeat from packet to packet: the same few hosts, thousands of times. A small
@@ -475,14 +477,7 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
         PyLong_FromLong(ttl),
         tuple_key(d + src_at, d + dst_at, t, addr_len),
     };
-    PyObject *segment = new_record(segment_type, items, SEGMENT_FIELDS);
-    /* Out of the cyclic collector's lists at once: a Segment holds only ints, a float, bytes
-       and a TcpOptions of ints and tuples of ints, and a tuple cannot change, so it can never
-       be part of a cycle (the collector untracks such exact tuples itself, lazily, but not
-       tuple subclasses). Its dealloc then skips unlinking it from a list whose neighbours
-       have long gone cold in the cache. */
-    if (segment != NULL) PyObject_GC_UnTrack(segment);
-    return segment;
+    return new_record(segment_type, items, SEGMENT_FIELDS);
 }
 
 static PyObject *raw_packet(const unsigned char *d, Py_ssize_t caplen, Py_ssize_t orig_len,

@@ -370,8 +370,8 @@ def test_the_common_case_is_decoded_in_c(use_native: ModuleType, tmp_path: Path)
     assert items[5].payload == b"hello" and items[5].frame == 6
     assert items[5].time == (1_700_000_000 * 10**9 + 5000) / 1e9
     assert decoder.stats.packets == decoder.stats.tcp == 1000
-    # Out of the cyclic collector's lists (`_scan.c`: a Segment cannot be part of a cycle).
-    assert not any(gc.is_tracked(i) for i in items)
+    # Never in the cyclic collector's lists (`_scan.c`: a record cannot be part of a cycle).
+    assert not any(gc.is_tracked(i) or gc.is_tracked(i.options) for i in items)
     # The flow table's key, one object for the direction (its hash then computed once).
     first = items[0]
     assert first.tuple_key == tuple_key(first.src, first.sport, first.dst, first.dport)
