@@ -120,12 +120,26 @@ def _keeps_payload(content_type: int) -> bool:
     return content_type != _APPLICATION_DATA and content_type != _HEARTBEAT
 
 
+# A timeline label as kept: its text, or, for a record labelled only by its content type and
+# size (application data, ChangeCipherSpec...: most records), `size << 8 | content type`, made
+# into "ApplicationData 1029" only if a timeline shows it (`label_text`): an f-string per
+# record, most of them dropped again from the tail or never shown, was ~1% of a worker.
+Label = str | int
+
+
+def label_text(label: Label) -> str:
+    """The text of a label as kept (see `Label`)."""
+    if isinstance(label, str):
+        return label
+    return f"{content_type_name(label & 0xFF)} {label >> 8}"
+
+
 # A side's labels as `SideState` keeps them, in values marshal writes as they are: the head's
 # frames (int64s packed, or None), the head's texts, the tail's (frame, text) pairs (or None),
 # and how many labels in all. A stored flow keeps these until its timeline is shown
 # (`TlsStream.label_state`, `engine._park`): most never are, and for them the labels are
 # never put in frame order.
-SideLabels = tuple[bytes | bytearray | None, list[str], list[tuple[int, str]] | None, int]
+SideLabels = tuple[bytes | bytearray | None, list[Label], list[tuple[int, Label]] | None, int]
 
 
 class SideState:
@@ -192,10 +206,10 @@ class SideState:
         # TLS labels nothing).
         # (int64s packed by `rows.append_int64`: an array's append parses each int)
         self.head_label_frames: bytearray | None = None
-        self.head_label_texts: list[str] = []
+        self.head_label_texts: list[Label] = []
         # created when the head is full (an empty deque is ~600 bytes; most sides never need
         # one)
-        self.labels_tail: deque[tuple[int, str]] | None = None
+        self.labels_tail: deque[tuple[int, Label]] | None = None
         self.labels_dropped = 0
         # frames whose labels the head and the tail keep (see LABELS_HEAD)
         self.head_frames, self.tail_frames = timeline
@@ -218,7 +232,7 @@ class SideState:
             len(self.head_label_texts) + (0 if tail is None else len(tail)),
         )
 
-    def label(self, frame: int, text: str) -> None:
+    def label(self, frame: int, text: Label) -> None:
         new_frame = frame != self.label_frame
         if new_frame:
             self.label_frame = frame
@@ -252,8 +266,10 @@ def side_labels(state: SideLabels) -> list[tuple[int, str]]:
     if packed is not None:
         frames = array("q")
         frames.frombytes(packed)
-        head = list(zip(frames, texts, strict=True))
-    return head if tail is None else [*head, *tail]
+        head = [(f, label_text(t)) for f, t in zip(frames, texts, strict=True)]
+    if tail is None:
+        return head
+    return [*head, *[(f, label_text(t)) for f, t in tail]]
 
 
 def labels_from_state(state: tuple[SideLabels, SideLabels]) -> dict[int, list[str]]:
@@ -686,7 +702,8 @@ class TlsStream(NativeConsumer):
         else:
             tokens = (content_type_name(ct),)
         if ct != _HANDSHAKE and ct != _ALERT and ct != SSLV2_CLIENT_HELLO:
-            side.label(rec.frame, f"{tokens[0]} {rec.size}")
+            # f"{tokens[0]} {rec.size}" when shown: tokens[0] is content_type_name(ct) here
+            side.label(rec.frame, rec.size << 8 | ct)
         if self._noting:
             note = RecordNote(side.direction, rec.frame, rec.time, rec.offset, rec.size, tokens)
             self._note(side, note)
