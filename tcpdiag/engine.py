@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
 
+from mypy_extensions import mypyc_attr
+
 from tcpdiag.capture import Capture, CaptureInfo, open_capture
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import Decoder
@@ -620,6 +622,8 @@ class FlowTableOverflow(Exception):
         self.evictions = evictions
 
 
+# Compiled, a class can derive from few built-in types; this one stays a Python class.
+@mypyc_attr(native_class=False)
 class AnalysisInterrupted(KeyboardInterrupt):
     """Ctrl-C during an analysis: `partial` holds what the packets read so far show."""
 
