@@ -18,7 +18,7 @@ from __future__ import annotations
 import struct
 from array import array
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Final, NamedTuple
 
 from tcpdiag import model
@@ -74,6 +74,7 @@ _ROW_SIZE: Final = rows.ROW_SIZE
 _APPEND_ROW: Final = rows.append_row
 _PUT_ROW: Final = rows.put_row
 _APPEND_DOUBLE: Final = rows.append_double
+_MEDIAN_DOUBLE: Final = rows.median_double
 _DOUBLE_SIZE: Final = rows.DOUBLE.size
 # The frame numbers of packed rows alone (one int per row, not a tuple of eight objects).
 _ROW_FRAME: Final = struct.Struct(f"<q{_ROW_SIZE - 8}x")
@@ -199,16 +200,6 @@ def _flagged(analysis: dict[str, list[int]], name: str) -> int:
     """How many frames `Flow.analysis` flags with `name`."""
     frames = analysis.get(name)
     return 0 if frames is None else len(frames)
-
-
-def _median(values: Sequence[float]) -> float:
-    """`statistics.median` of a non-empty sequence, with the same arithmetic (compiled, this does
-    not call into the interpreted `statistics` module)."""
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    if len(ordered) % 2:
-        return ordered[mid]
-    return (ordered[mid - 1] + ordered[mid]) / 2
 
 
 class FlowEvent:
@@ -557,7 +548,10 @@ class Flow:
             return None
         # Positional: a dataclass's __init__ is Python code, and keyword arguments cost it
         # twice what positional ones do (every flow builds these).
-        return RttStats(self._rtt_min, _median(self.rtt_values()), self._rtt_max, self._rtt_seen)
+        median = _MEDIAN_DOUBLE(self.rtt_samples)
+        if median is None:  # a NaN sample: C leaves its order to Python's sort
+            median = rows.median(self.rtt_values())
+        return RttStats(self._rtt_min, median, self._rtt_max, self._rtt_seen)
 
     def frames(self, name: str) -> list[int]:
         """Frames flagged with analysis `name` (empty list when none)."""

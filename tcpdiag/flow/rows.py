@@ -10,7 +10,8 @@ raise `struct.error` on the same values (`tests/unit/test_rows.py`). The capture
 check (`capture_duplicates`, for the retransmission rule) was a flow's costliest rule on lossy
 traffic; it too runs in C when built, and gives the Python version's answer
 (`tests/unit/test_rows.py`). A flow's RTT samples are doubles appended to a bytearray the same
-way (`append_double`), and a TLS stream's label frames 64-bit ints (`append_int64`).
+way (`append_double`), and their median is taken in C too (`median_double`); a TLS stream's label
+frames are 64-bit ints the same way (`append_int64`).
 
 Never compiled with mypyc: it only chooses between C and Python.
 """
@@ -18,7 +19,8 @@ Never compiled with mypyc: it only chooses between C and Python.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Final
 
@@ -51,6 +53,24 @@ _pack_double = DOUBLE.pack
 
 def append_double_struct(buf: bytearray, value: float) -> None:
     buf += _pack_double(value)
+
+
+def median(values: Sequence[float]) -> float:
+    """`statistics.median` of a non-empty sequence, with the same arithmetic (compiled callers
+    do not call into the interpreted `statistics` module)."""
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    if len(ordered) % 2:
+        return ordered[mid]
+    return (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def median_double_py(buf: bytearray) -> float | None:
+    """The median of the doubles `append_double` wrote to `buf` (never None: the C version's
+    signature, which leaves samples with a NaN to `median`)."""
+    values = array("d")
+    values.frombytes(buf)
+    return median(values)
 
 
 # The frames of a TLS stream's first record labels: 64-bit ints the same way (`append_int64`).
@@ -150,7 +170,7 @@ def _native() -> ModuleType | None:
         from tcpdiag.flow import _rows  # type: ignore[attr-defined]
     except ImportError:
         return None
-    if _rows.ROW_SIZE != ROW_SIZE or not hasattr(_rows, "append_int64"):  # a stale build
+    if _rows.ROW_SIZE != ROW_SIZE or not hasattr(_rows, "median_double"):  # a stale build
         return None
     return _rows  # type: ignore[no-any-return]
 
@@ -161,6 +181,10 @@ append_row: Final[RowWriter] = _NATIVE.append_row if _NATIVE is not None else ap
 put_row: Final[RowWriter] = _NATIVE.put_row if _NATIVE is not None else put_row_struct
 append_double: Final[Callable[[bytearray, float], None]] = (
     _NATIVE.append_double if _NATIVE is not None else append_double_struct
+)
+# median_double(buf): the median of a flow's RTT samples (None from C when one is NaN).
+median_double: Final[Callable[[bytearray], float | None]] = (
+    _NATIVE.median_double if _NATIVE is not None else median_double_py
 )
 append_int64: Final[Callable[[bytearray, int], None]] = (
     _NATIVE.append_int64 if _NATIVE is not None else append_int64_struct

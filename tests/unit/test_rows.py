@@ -9,6 +9,7 @@ delay, and give the same reports when the flow engine uses one or the other.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 from pathlib import Path
 from types import ModuleType
@@ -21,6 +22,7 @@ import tcpdiag.flow.flow as flow_module
 import tcpdiag.tls.stream as stream_module
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import analyze_capture
+from tcpdiag.errors import TcpdiagError
 from tcpdiag.flow import rows
 from tcpdiag.flow.rows import RowWriter
 from tcpdiag.model import NO_OPTIONS, Segment
@@ -193,6 +195,68 @@ def test_append_double_refuses_what_is_not_a_bytearray_and_a_number(native: Modu
         native.append_double(bytearray())
 
 
+def _packed_doubles(values: list[float]) -> bytearray:
+    buf = bytearray()
+    for value in values:
+        rows.append_double_struct(buf, value)
+    return buf
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(allow_nan=False) | st.sampled_from([0.0, -0.0, 1e-6, 1e-6]), min_size=1
+    )
+)
+def test_median_in_c_is_pythons(native: ModuleType, values: list[float]) -> None:
+    """The same float, sign of zero included (repr), for any samples but NaN: ties, -0.0 beside
+    0.0, infinities, odd and even counts."""
+    buf = _packed_doubles(values)
+    assert repr(native.median_double(buf)) == repr(rows.median_double_py(buf))
+    assert buf == _packed_doubles(values)  # read, not sorted in place
+
+
+def test_median_keeps_equal_samples_in_their_order(native: ModuleType) -> None:
+    """-0.0 and 0.0 are equal: the middle one is the one a stable sort leaves there."""
+    for values, middle in (
+        ([0.0, -0.0, 1.0], "-0.0"),
+        ([-0.0, 0.0, 1.0], "0.0"),
+        ([1.0, -0.0, 0.0, -1.0], "0.0"),  # (-0.0 + 0.0) / 2
+        ([1.0, -0.0, -0.0, -1.0], "-0.0"),
+        ([3.0, 1.0, 2.0], "2.0"),
+        ([4.0, 1.0, 3.0, 2.0], "2.5"),
+    ):
+        buf = _packed_doubles(values)
+        assert repr(native.median_double(buf)) == middle == repr(rows.median_double_py(buf))
+
+
+def test_median_leaves_nan_to_python(native: ModuleType) -> None:
+    buf = _packed_doubles([1.0, float("nan"), 2.0])
+    assert native.median_double(buf) is None
+    assert isinstance(rows.median_double_py(buf), float)
+
+
+def test_median_refuses_what_is_not_whole_doubles(native: ModuleType) -> None:
+    with pytest.raises(TypeError):
+        native.median_double(bytes(8))
+    with pytest.raises(ValueError):
+        native.median_double(bytearray())
+    with pytest.raises(ValueError):
+        native.median_double(bytearray(12))
+
+
+def test_flow_rtt_median_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the C median answers None (a NaN sample), the flow sorts its samples in Python."""
+    flows: list[flow_module.Flow] = []
+    for path in _corpus():
+        with contextlib.suppress(TcpdiagError):  # (the damaged captures of the corpus)
+            flows += [f for f in flows_of(path) if len(f.rtt_values()) >= 4]
+    assert len(flows) >= 5
+    expected = [rows.median(f.rtt_values()) for f in flows]
+    monkeypatch.setattr(flow_module, "_MEDIAN_DOUBLE", lambda buf: None)
+    assert [rtt.median for rtt in (f.rtt for f in flows) if rtt is not None] == expected
+
+
 def test_pure_python_runs_the_struct_writer(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TCPDIAG_PURE", "1")
     assert rows._native() is None
@@ -315,13 +379,16 @@ def test_engine_reports_are_identical_with_either_writer(
     for path in captures:
         for options in (AnalysisOptions(keep_all_timelines=True), ring):
             reports = []
-            for append, put, sample, module in (
-                (native.append_row, native.put_row, native.append_double, native),
-                (rows.append_row_struct, rows.put_row_struct, rows.append_double_struct, None),
-            ):
+            for append, put, sample, middle, module in (
+                (native.append_row, native.put_row, native.append_double, native.median_double,
+                 native),
+                (rows.append_row_struct, rows.put_row_struct, rows.append_double_struct,
+                 rows.median_double_py, None),
+            ):  # fmt: skip
                 monkeypatch.setattr(flow_module, "_APPEND_ROW", counted("append", append))
                 monkeypatch.setattr(flow_module, "_PUT_ROW", counted("put", put))
                 monkeypatch.setattr(flow_module, "_APPEND_DOUBLE", sample)  # RTT samples
+                monkeypatch.setattr(flow_module, "_MEDIAN_DOUBLE", middle)  # ... their median
                 frames = native.append_int64 if module else rows.append_int64_struct
                 monkeypatch.setattr(stream_module, "_APPEND_INT64", frames)  # TLS label frames
                 monkeypatch.setattr(rows, "_NATIVE", module)  # the duplicate check
