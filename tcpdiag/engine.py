@@ -28,6 +28,7 @@ from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import repeat
+from typing import Final
 
 from mypy_extensions import mypyc_attr
 
@@ -501,7 +502,7 @@ def _conclude_store(
 
 
 # The "frame" at which the flows still open at the end of the capture are finished.
-_END_OF_CAPTURE = 1 << 62
+_END_OF_CAPTURE: Final = 1 << 62
 
 
 def _note_first_frame(frames: array[int], flow: FlowResult) -> None:

@@ -15,7 +15,7 @@ import enum
 import ipaddress
 import zlib
 from _socket import AF_INET6, inet_ntop
-from typing import NamedTuple
+from typing import Final, NamedTuple
 
 # TCP flag bits, as on the wire (byte 13 of the TCP header, plus NS in byte 12 is ignored).
 FIN = 0x01
@@ -158,7 +158,7 @@ def packed_key(key: FlowKey) -> bytes:
 # flows per bucket, and a shard of the flows is a set of whole buckets (`engine.shard_of`):
 # a process that follows one shard then finishes every flow exactly where one process
 # following all of them would. `decode/_scan.c` computes the same number.
-FLOW_BUCKETS = 64
+FLOW_BUCKETS: Final = 64
 
 
 def bucket_of(packed: bytes) -> int:
@@ -170,12 +170,12 @@ def bucket_of(packed: bytes) -> int:
 # one a C call (or ~3 us in `ipaddress`), and every finished flow formats its two endpoints
 # several times, mostly the same few hosts. Emptied when full, so it stays small whatever the
 # capture.
-_IP_TEXT: dict[bytes, str] = {}
-_IP_TEXT_MAX = 4096
+_IP_TEXT: Final[dict[bytes, str]] = {}
+_IP_TEXT_MAX: Final = 4096
 # IPv6 addresses whose first 80 bits are zero and the next 16 all ones or all zeros: the C
 # library writes the last 32 bits of these as an IPv4 address ("::ffff:1.2.3.4"), `ipaddress`
 # on Python 3.11 (the form the report has always used) in hexadecimal ("::ffff:102:304").
-_V4_EMBEDDING = (bytes(12), bytes(10) + b"\xff\xff")
+_V4_EMBEDDING: Final = (bytes(12), bytes(10) + b"\xff\xff")
 
 
 def format_ip(addr: bytes) -> str:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Iterable
 from itertools import pairwise
+from typing import Final
 
 from tcpdiag.config import Thresholds
 from tcpdiag.findings.context import fmt_bytes, fmt_duration, fmt_frames, plural
@@ -1268,11 +1269,11 @@ MIN_RETRANSMISSIONS_FOR_WARNING = 2
 # Copies of earlier packets at the same time offset, from both sides, at least this many: the
 # conversation captured a second time (another capture point, VLAN or interface), a fixed
 # delay later.
-MIN_REPLAYED = 3
+MIN_REPLAYED: Final = 3
 # Copies this close to the previous packet of the same side are capture duplicates (seconds).
-DUPLICATE_WINDOW = 0.001
+DUPLICATE_WINDOW: Final = 0.001
 # Time offsets of replayed copies are compared at this resolution (seconds).
-REPLAY_RESOLUTION = 0.0001
+REPLAY_RESOLUTION: Final = 0.0001
 
 
 def _capture_duplicates(x: _Facts) -> tuple[set[int], float | None]:

@@ -17,7 +17,7 @@ which is what neither Wireshark nor Zeek says on their own.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from tcpdiag.fields import FieldRecord
 from tcpdiag.findings.context import plural
@@ -48,7 +48,7 @@ from tcpdiag.tls.flights import (
 from tcpdiag.tls.records import Record
 from tcpdiag.tls.stream import TLS13_ALERT_RECORD
 
-MAX_PER_KIND = 5  # malformed/truncated findings per flow
+MAX_PER_KIND: Final = 5  # malformed/truncated findings per flow
 
 
 # Plain classes rather than dataclasses: compiled, a dataclass is built through the Python

@@ -653,14 +653,17 @@ class Flow:
             ):
                 self.irtt = time - self._mru_syn
                 hs.rtt = self.irtt
+            # (The Handshake's fields last: compiled, each is a lookup by name, and a flow whose
+            # SYN-ACK the capture missed asks at every packet.)
+            server_isn = self.s.isn
             if (
                 flags & ACK
-                and not hs.ack
                 and not syn
                 and not di
+                and server_isn is not None
+                and ack == (server_isn + 1) & MASK
+                and not hs.ack
                 and hs.syn_ack
-                and self.s.isn is not None
-                and ack == (self.s.isn + 1) & MASK
             ):
                 hs.ack = True
                 self._handshake_done = True

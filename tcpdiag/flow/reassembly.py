@@ -28,22 +28,22 @@ from __future__ import annotations
 
 from bisect import bisect_left, insort
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 # 16 KB: retransmissions resend the oldest unacknowledged data, mostly within the last few
 # segments; a connection idle for minutes keeps up to twice this per direction.
-RECENT_KEEP = 16 * 1024
+RECENT_KEEP: Final = 16 * 1024
 # Pending ranges kept per direction; beyond this the oldest hole is declared a gap (like the
 # byte cap), so a hole at the start of a long one-sided capture cannot grow the list forever.
 MAX_PIECES = 4096
 
 # Delivered payloads shorter than this are copied into a run's last buffer rather than kept as
 # objects of their own: a run then holds at most ~2 * RECENT_KEEP / SMALL_CHUNK pieces.
-SMALL_CHUNK = 256
+SMALL_CHUNK: Final = 256
 # ... a buffer of at most this many bytes, then a new one: trimming a run frees whole pieces
 # only, and a connection of tiny segments only (a shell, a chat, a cache protocol) would
 # otherwise grow one buffer with every byte it ever delivered.
-COALESCE_MAX = 4096
+COALESCE_MAX: Final = 4096
 
 # (direction, kind, frame, time, details): one sink may serve both directions of a flow
 EventSink = Callable[[int, str, int, float, dict[str, object]], None]

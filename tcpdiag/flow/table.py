@@ -65,6 +65,10 @@ from tcpdiag.model import (
     tuple_key,
 )
 
+# The class itself, compiled into a static: a name imported from another module is looked up
+# in that module's dict each time (`add_run` checks every record of a block).
+_SEGMENT: Final = Segment
+
 CLIENT: Final = Direction.CLIENT
 SERVER: Final = Direction.SERVER
 
@@ -441,7 +445,7 @@ class FlowTable:
         i = start
         while i < n:
             item = items[i]
-            if type(item) is not Segment:
+            if type(item) is not _SEGMENT:
                 return i
             self.add(item)
             i += 1

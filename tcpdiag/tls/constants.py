@@ -9,6 +9,7 @@ registry miss is never a parse error.
 from __future__ import annotations
 
 import enum
+from typing import Final
 
 
 class ContentType(enum.IntEnum):
@@ -54,7 +55,7 @@ class HandshakeType(enum.IntEnum):
 
 
 # Keyed by the enum members, which hash and compare as their ints: looked up by plain int.
-HANDSHAKE_LABELS: dict[int, str] = {
+HANDSHAKE_LABELS: Final[dict[int, str]] = {
     HandshakeType.HELLO_REQUEST: "HelloRequest",
     HandshakeType.CLIENT_HELLO: "ClientHello",
     HandshakeType.SERVER_HELLO: "ServerHello",
@@ -81,7 +82,7 @@ HANDSHAKE_LABELS: dict[int, str] = {
 # Which side may send which handshake message in a plaintext record. Used by the
 # "is this Handshake record encrypted?" heuristic: a first byte that names a message the sender
 # can never send is ciphertext.
-CLIENT_HANDSHAKE_TYPES = frozenset(
+CLIENT_HANDSHAKE_TYPES: Final = frozenset(
     {
         HandshakeType.CLIENT_HELLO,
         HandshakeType.END_OF_EARLY_DATA,
@@ -95,7 +96,7 @@ CLIENT_HANDSHAKE_TYPES = frozenset(
         HandshakeType.COMPRESSED_CERTIFICATE,
     }
 )
-SERVER_HANDSHAKE_TYPES = frozenset(
+SERVER_HANDSHAKE_TYPES: Final = frozenset(
     {
         HandshakeType.HELLO_REQUEST,
         HandshakeType.SERVER_HELLO,
@@ -170,7 +171,7 @@ class ProtocolVersion(enum.IntEnum):
 
 
 # The spelling tshark's labelling script and the report use ("TLS1.2").
-VERSION_NAMES = {
+VERSION_NAMES: Final = {
     0x0002: "SSL2",
     0x0300: "SSL3",
     0x0301: "TLS1.0",
@@ -233,7 +234,7 @@ class NamedGroup(enum.IntEnum):
 
 # A reasonable table of cipher suites seen in practice, by IANA name. Anything else prints as
 # "0xXXXX", which is enough to look it up.
-CIPHER_SUITES: dict[int, str] = {
+CIPHER_SUITES: Final[dict[int, str]] = {
     0x0000: "TLS_NULL_WITH_NULL_NULL",
     0x0004: "TLS_RSA_WITH_RC4_128_MD5",
     0x0005: "TLS_RSA_WITH_RC4_128_SHA",
@@ -290,11 +291,13 @@ CIPHER_SUITES: dict[int, str] = {
 }
 
 # RFC 8446 4.1.3: a ServerHello whose random is this value is a HelloRetryRequest.
-HRR_RANDOM = bytes.fromhex("cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c")
+HRR_RANDOM: Final = bytes.fromhex(
+    "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+)
 
 # Largest legal record payload: 2^14 plaintext + 2048 expansion (RFC 5246 6.2.3; RFC 8446 5.2
 # allows 2^14 + 256 for 1.3). Anything longer cannot be a record.
-MAX_RECORD_LENGTH = (1 << 14) + 2048
+MAX_RECORD_LENGTH: Final = (1 << 14) + 2048
 
 
 def is_grease(value: int) -> bool:

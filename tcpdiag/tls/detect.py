@@ -3,10 +3,12 @@ and `is_sslv2_clienthello` heuristics, RFC 5246 appendix E.2)."""
 
 from __future__ import annotations
 
+from typing import Final
+
 from tcpdiag.tls.constants import MAX_RECORD_LENGTH
 from tcpdiag.tls.starttls import opener
 
-DETECT_LIMIT = 1024  # like Zeek's dpd_buffer_size: stop looking after this many bytes
+DETECT_LIMIT: Final = 1024  # like Zeek's dpd_buffer_size: stop looking after this many bytes
 
 
 def looks_like_tls(first: bytes) -> bool | None:

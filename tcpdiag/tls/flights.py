@@ -22,15 +22,17 @@ are tokens ending in "*".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from tcpdiag.model import Direction
 
 # Defined there to be compiled (the stream makes one per record); re-exported for the rules.
 from tcpdiag.tls.records import RecordNote as RecordNote
 
-CCS = "ChangeCipherSpec"
-FINISHED_ENC = "Finished*"  # an encrypted Handshake record right after the sender's CCS
-ENC_HANDSHAKE = "EncryptedHandshake*"  # encrypted-looking Handshake record with no CCS before
+CCS: Final = "ChangeCipherSpec"
+FINISHED_ENC: Final = "Finished*"  # an encrypted Handshake record right after the sender's CCS
+# an encrypted-looking Handshake record with no CCS before it
+ENC_HANDSHAKE: Final = "EncryptedHandshake*"
 
 
 @dataclass(slots=True)
