@@ -331,8 +331,12 @@ class FlowTable:
         # Each Flow of `_flows` under the `model.tuple_key` of each of its two directions, with
         # the direction a packet with that key goes and the very key object `_flows` holds:
         # `add` finds a packet's flow by the key its Segment carries, and moves it to the end
-        # of the LRU order without building, ordering or comparing a canonical key.
-        self._by_tuple: dict[bytes, tuple[Flow, Direction, Hashable]] = {}
+        # of the LRU order without building, ordering or comparing a canonical key. The last
+        # item says whether the dict holds the key object of a Segment of that direction
+        # (`add` swaps it in at the first one): the C reader hands the packets of a direction
+        # one bytes object (`_scan.c`'s key cache), which the dict then finds by identity
+        # instead of comparing the bytes of a key made here (~200 instructions a packet).
+        self._by_tuple: dict[bytes, tuple[Flow, Direction, Hashable, bool]] = {}
         # The limits read for every packet (options are not changed once analysis starts).
         self._idle_timeout = self.options.limits.idle_timeout
         self._closed_linger = min(self._idle_timeout, self.options.limits.close_linger)
@@ -426,10 +430,14 @@ class FlowTable:
         key = seg[15]
         if not key:
             key = tuple_key(seg.src, seg.sport, seg.dst, seg.dport)
-        hit = self._by_tuple.get(key)
+        by_tuple = self._by_tuple
+        hit = by_tuple.get(key)
         if hit is not None:
             # Fast path: a packet of a tracked flow that is neither a SYN nor late.
-            flow, d, held = hit
+            flow, d, held, segments_key = hit
+            if not segments_key:  # hold this Segment's key object from now on (see there)
+                del by_tuple[key]
+                by_tuple[key] = (flow, d, held, True)
             if not seg.flags & SYN and now - flow.end <= (
                 self._closed_linger if flow.closed else self._idle_timeout
             ):
@@ -621,9 +629,9 @@ class FlowTable:
         """Enter a new flow of `_flows`, held there under `held`, in `_by_tuple` (see there)."""
         (c_addr, c_port), (s_addr, s_port) = flow.client, flow.server
         by_tuple = self._by_tuple
-        by_tuple[tuple_key(s_addr, s_port, c_addr, c_port)] = (flow, SERVER, held)
+        by_tuple[tuple_key(s_addr, s_port, c_addr, c_port)] = (flow, SERVER, held, False)
         # second: a connection to itself (client == server) is the client's, as in direction_of
-        by_tuple[tuple_key(c_addr, c_port, s_addr, s_port)] = (flow, CLIENT, held)
+        by_tuple[tuple_key(c_addr, c_port, s_addr, s_port)] = (flow, CLIENT, held, False)
 
     def _unindex(self, flow: Flow) -> None:
         """Remove a flow leaving `_flows` from `_by_tuple`."""

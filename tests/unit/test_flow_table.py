@@ -614,7 +614,7 @@ def _indexed_flows(table: FlowTable) -> set[int]:
     """Ids of the flows `add` finds by the `tuple_key` of (src, sport, dst, dport), checking
     each entry points at the flow the table holds under that key, in the right direction."""
     ids = set()
-    for key, (flow, d, held) in table._by_tuple.items():
+    for key, (flow, d, held, _) in table._by_tuple.items():
         assert table.get(flow.key) is flow and held == flow.key
         (src, sport), (dst, dport) = (
             (flow.client, flow.server) if d == Direction.CLIENT else (flow.server, flow.client)
@@ -622,6 +622,31 @@ def _indexed_flows(table: FlowTable) -> set[int]:
         assert key == tuple_key(src, sport, dst, dport)
         ids.add(flow.id)
     return ids
+
+
+def test_fast_path_index_holds_the_key_objects_the_segments_carry() -> None:
+    """The C reader hands the packets of one direction one key object: once a packet of each
+    direction has been seen, the index holds those very objects (found by identity), and still
+    finds packets whose key is only equal."""
+    conversation = closed_conversation()
+    shared: dict[bytes, bytes] = {}
+    segments = []
+    for seg in conversation.segments:
+        key = shared.setdefault(seg.tuple_key, bytes(bytearray(seg.tuple_key)))
+        segments.append(seg._replace(tuple_key=key))
+    table = FlowTable(AnalysisOptions())
+    done: list[Flow] = []
+    table.on_closed = done.append
+    for seg in segments[:-1]:
+        table.add(seg)
+    assert len(shared) == 2 and table._by_tuple
+    held = {id(key) for key in table._by_tuple}
+    assert held == {id(key) for key in shared.values()}
+    assert all(segments_key for *_, segments_key in table._by_tuple.values())
+    last = segments[-1]
+    flow = table.add(last._replace(tuple_key=bytes(bytearray(last.tuple_key))))
+    assert flow is not None and flow.packets == len(segments)
+    assert _indexed_flows(table) == {flow.id}
 
 
 def test_fast_path_index_follows_creation_reuse_embryos_expiry_and_eviction() -> None:
