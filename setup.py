@@ -2,7 +2,8 @@
 
 `pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream), the
 per-flow diagnosis rules and what they call for every flow (finding registry and messages,
-verdict, TLS names, flow keys) into C extensions when mypyc and a C compiler are available,
+verdict, TLS names, flow keys), and the engine that finishes each flow (engine.py), into C
+extensions when mypyc and a C compiler are available,
 with the hand-written C block reader (tcpdiag/decode/_scan.c), timeline row writer
 (tcpdiag/flow/_rows.c) and report JSON writer (tcpdiag/report/_compact.c), and falls back to the
 pure-Python package, with a warning, when either is missing or the build fails: the results are

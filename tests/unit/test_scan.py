@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tcpdiag.capture.source as source_module
@@ -209,6 +209,76 @@ def _flow_frame(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
     tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000, 5 << 4, 0x18, 512, 0, 0) + b"hi"
     ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(tcp), 7, 0x4000, 61, 6, 0) + src + dst
     return ETHERNET_V4 + ip + tcp
+
+
+def _flow_frame_v6(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, 1000, 2000, 5 << 4, 0x18, 512, 0, 0) + b"hi"
+    ip = struct.pack("!IHBB", 6 << 28, len(tcp), 6, 61) + src + dst
+    return ETHERNET_V6 + ip + tcp
+
+
+# (use_native's patch holds for every example)
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(seed=st.integers(0, 2**32 - 1))
+def test_shards_of_tuples_that_share_a_cache_slot(
+    use_native: ModuleType, tmp_path_factory: pytest.TempPathFactory, seed: int
+) -> None:
+    """The C reader remembers the bucket of the last tuples it saw, in slots chosen by the last
+    word of each address and the ports: tuples that differ only elsewhere (IPv6 prefixes; an
+    IPv4 tuple of the same words) share a slot, and each must still land in the shard
+    `shard_of` gives it, interleaved, repeated and reversed."""
+    rng = random.Random(seed)
+    tail, sport, dport = rng.randbytes(4), rng.randrange(1, 65536), rng.randrange(1, 65536)
+    other = rng.randbytes(4)
+    v6 = [(rng.randbytes(12) + tail, sport, rng.randbytes(12) + other, dport) for _ in range(6)]
+    # IPv4: one tuple in the IPv6 tuples' slot, others anywhere
+    v4 = [(tail, sport, other, dport)]
+    v4 += [(rng.randbytes(4), sport, rng.randbytes(4), rng.randrange(1, 65536)) for _ in range(5)]
+    tuples = v6 + v4
+    tuples += [(dst, dp, src, sp) for src, sp, dst, dp in tuples]  # the replies
+    sent = [rng.choice(tuples) for _ in range(300)]
+    frames = [(_flow_frame_v6 if len(t[0]) == 16 else _flow_frame)(*t) for t in sent]
+    path = tmp_path_factory.mktemp("slots") / "slots.pcap"
+    records = [pcap_record(1_700_000_000 + i, 0, frame) for i, frame in enumerate(frames)]
+    path.write_bytes(pcap_header() + b"".join(records))
+    for count in (2, 3):
+        kept: list[tuple[bytes, int, bytes, int]] = []
+        for index in range(count):
+            with open_capture(path) as capture:
+                found = scan.open_blocks(capture, Decoder().stats, lambda: 1 << 62, (index, count))
+                assert found is not None
+                segments = [i for b in found for i in b.items if type(i) is Segment]
+            assert all(shard_of(g.src, g.sport, g.dst, g.dport, count) == index for g in segments)
+            kept += [(g.src, g.sport, g.dst, g.dport) for g in segments]
+        assert sorted(kept) == sorted(sent)
+
+
+def test_shards_of_more_tuples_than_cache_slots(
+    use_native: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Thousands of IPv4 tuples from one address and port, each seen twice in random order:
+    more than the reader's cache has slots, so tuples that differ only in the destination
+    meet in a slot, and each must land in the shard `shard_of` gives it."""
+    monkeypatch.setattr(source_module, "_READ_SIZE", 1 << 24)  # one walk: no record in Python
+    rng = random.Random(7)
+    src = b"\x0a\x00\x00\x01"
+    tuples = list({(src, 40000, rng.randbytes(4), 443) for _ in range(6000)})
+    sent = tuples * 2
+    rng.shuffle(sent)
+    path = tmp_path / "many.pcap"
+    records = [pcap_record(1_700_000_000, i, _flow_frame(*t)) for i, t in enumerate(sent)]
+    path.write_bytes(pcap_header() + b"".join(records))
+    kept: list[tuple[bytes, int, bytes, int]] = []
+    for index in range(3):
+        with open_capture(path) as capture:
+            found = scan.open_blocks(capture, Decoder().stats, lambda: 1 << 62, (index, 3))
+            assert found is not None
+            segments = [i for b in found for i in b.items if type(i) is Segment]
+        assert all(shard_of(g.src, g.sport, g.dst, g.dport, 3) == index for g in segments)
+        kept += [(g.src, g.sport, g.dst, g.dport) for g in segments]
+    assert sorted(kept) == sorted(sent)
 
 
 def test_a_bad_shard_is_refused(native: ModuleType) -> None:
