@@ -29,6 +29,9 @@ must agree exactly: the same records (every Segment field; the RawPackets decode
 decoder counters, frame count, notes and damage, or the same `TcpdiagError` from both. On top,
 every block's `segments`, `first_ns` and `last_ns` must match its items, and no record of a C
 walk may be at or after that walk's stop time (the engine expires flows in order on that).
+A third reading walks for one shard of two or three (picked by the content's length): it must
+make exactly the Segments of that shard's flows (`engine.shard_of`, whose buckets the C reader
+caches per tuple) and read everything else as the whole walk does.
 
 The C module is the installed `tcpdiag.decode._scan` or, without one (an editable install) or
 when TCPDIAG_FUZZ_SCAN_CFLAGS / TCPDIAG_FUZZ_SCAN_SOURCE is set, `_scan.c` (or that copy)
@@ -39,6 +42,7 @@ directory. docs/fuzzing.md has the run with `-fsanitize=address,undefined`.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import importlib.util
 import io
@@ -58,6 +62,7 @@ with common.instrumented():
     from tcpdiag.capture import MAX_CAPLEN, Capture, open_capture
     from tcpdiag.capture.pcapng import resolution
     from tcpdiag.decode import Decoder, scan
+    from tcpdiag.engine import Shard, shard_of
     from tcpdiag.errors import TcpdiagError
     from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 
@@ -725,22 +730,46 @@ def read_by_packet(content: bytes) -> Reading:
         return _reading(records, decoder, capture)
 
 
-def read_by_block(content: bytes, clock: StopClock) -> Reading:
+def read_by_block(
+    content: bytes, clock: StopClock, shard: tuple[int, int] = (0, 1), in_c: set[int] | None = None
+) -> Reading:
+    """The C walk's reading (of the flows of `shard` only); the frames of the Segments it made
+    go into `in_c`."""
     decoder = Decoder()
     records: list[tuple[int, object]] = []
     with open_capture("-", stdin=io.BytesIO(content)) as capture:
-        blocks = scan.open_blocks(capture, decoder.stats, clock)
+        blocks = scan.open_blocks(capture, decoder.stats, clock, shard)
         assert blocks is not None, "the C block reader was not used"
         for block in blocks:
-            _check_block(block, clock.last)
+            _check_block(block, clock.last, sharded=shard[1] > 1)
             for item in block.items:
                 if type(item) is Segment:
                     records.append((item.frame, item))
+                    if in_c is not None:
+                        in_c.add(item.frame)
                 else:
                     records.append((item.frame, decoder.decode(item)))  # type: ignore[arg-type]
             SEGMENTS_IN_C[0] += block.segments
             clock.saw(block.last_ns)
         return _reading(records, decoder, capture)
+
+
+def assert_shard(whole: Reading | str, in_c: set[int], part: Reading | str, shard: Shard) -> None:
+    """A walk for one shard makes exactly the Segments of that shard's flows (`shard_of`, whose
+    buckets the C reader caches per tuple) and reads everything else as the whole walk does."""
+    if isinstance(whole, str) or isinstance(part, str):
+        assert part == whole, f"whole: {whole!r}\nshard {shard}: {part!r}"
+        return
+    index, count = shard
+    expected = [
+        (frame, record)
+        for frame, record in whole.records
+        if frame not in in_c
+        or shard_of(record.src, record.sport, record.dst, record.dport, count) == index  # type: ignore[attr-defined]
+    ]
+    assert part.records == expected, _difference("records", expected, part.records)
+    for field in ("stats", "frames", "notes", "damage", "linktypes"):
+        assert getattr(part, field) == getattr(whole, field), field
 
 
 def _reading(records: list[tuple[int, object]], decoder: Decoder, capture: Capture) -> Reading:
@@ -754,12 +783,17 @@ def _reading(records: list[tuple[int, object]], decoder: Decoder, capture: Captu
     )
 
 
-def _check_block(block: scan.Block, stop_ns: int) -> None:
+def _check_block(block: scan.Block, stop_ns: int, sharded: bool = False) -> None:
     items = block.items
-    assert items, "an empty block"
-    assert block.segments == sum(type(i) is Segment for i in items), block.segments
-    assert _at(items[0], block.first_ns), (items[0], block.first_ns)
-    assert _at(items[-1], block.last_ns), (items[-1], block.last_ns)
+    made = sum(type(i) is Segment for i in items)
+    if sharded:  # the Segments of other shards are counted, not made, and span the block too
+        assert items or block.segments, "an empty block"
+        assert block.segments >= made, (block.segments, made)
+    else:
+        assert items, "an empty block"
+        assert block.segments == made, block.segments
+        assert _at(items[0], block.first_ns), (items[0], block.first_ns)
+        assert _at(items[-1], block.last_ns), (items[-1], block.last_ns)
     # A lone RawPacket may be the record the reader read at the stop time; anything else
     # came from a C walk, which must stop before the stop time (as clamped for C).
     if block.segments or len(items) > 1:
@@ -831,10 +865,17 @@ def test_one_input(data: bytes) -> None:
         _stop_clock(recipe),
     )
     content = capture_bytes(shape, recipe)
+    # One shard of two or three as well, picked by the content (the recipe's bytes stay as
+    # the seeds were written), read with a stop clock in the same state as the whole walk's.
+    shard = (len(content) % (2 + shape % 2), 2 + shape % 2)
+    shard_clock = copy.deepcopy(clock)
+    in_c: set[int] = set()
     with reading_with(block_records, read_size):
         by_packet = _outcome(lambda: read_by_packet(content))
-        by_block = _outcome(lambda: read_by_block(content, clock))
+        by_block = _outcome(lambda: read_by_block(content, clock, in_c=in_c))
+        by_shard = _outcome(lambda: read_by_block(content, shard_clock, shard))
     assert_same(by_packet, by_block)
+    assert_shard(by_block, in_c, by_shard, shard)
 
 
 # ------------------------------------------------------------------ seeds
