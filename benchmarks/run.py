@@ -32,6 +32,11 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 OUT = HERE / "out"
 REFERENCE = "tshark-analysis"  # the tool the ratios are taken against
+# How often the memory of all a tool's processes is sampled (`all_processes_rss_mb`). Each
+# sample lists /proc (~1.3 ms here) and, for several processes, walks their page tables (~0.7
+# ms per 80 MB process): every 50 ms, that took ~7% of a core from the tool measured, whose
+# own wall time is what the table shows. The peak it looks for is a plateau of seconds.
+RSS_SAMPLE_S = 0.2
 
 # Plain-Python reference: struct-decode Ethernet/IPv4/IPv6/TCP and update a per-flow dict.
 # It is the ceiling for an uncompiled Python hot path that does almost nothing per packet.
@@ -183,13 +188,18 @@ def run_measured(
         proc = subprocess.Popen(
             launcher, stdout=stdout, stderr=stderr, start_new_session=True, cwd=tmp
         )
-        # The summed RSS of the tool's processes (tcpdiag --jobs runs several), sampled.
+        # The summed RSS of the tool's processes (tcpdiag --jobs runs several), sampled every
+        # RSS_SAMPLE_S; the exit is checked every 50 ms.
         tree_rss = 0
         deadline = time.monotonic() + timeout
+        next_sample = 0.0
         timed_out = False
         while proc.poll() is None:
-            tree_rss = max(tree_rss, session_rss(proc.pid))
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now >= next_sample:
+                tree_rss = max(tree_rss, session_rss(proc.pid))
+                next_sample = now + RSS_SAMPLE_S
+            if now > deadline:
                 os.killpg(proc.pid, signal.SIGKILL)  # the launcher and the tool
                 proc.wait()
                 timed_out = True
@@ -221,27 +231,41 @@ def run_measured(
 
 def session_rss(session: int) -> int:
     """Bytes resident in the processes of `session` (the launcher's), the launcher excepted:
-    the tool and every process it started (Linux /proc; 0 elsewhere). Each process counts its
-    proportional share of the pages it shares with others (forked workers share their parent's
-    pages until they write them), so that the sum is the memory the processes use together."""
-    total = 0
+    the tool and every process it started (Linux /proc; 0 elsewhere). Several processes each
+    count their proportional share of the pages they share with others (forked workers share
+    their parent's pages until they write them), so that the sum is the memory the processes
+    use together. One process alone counts its RSS: `smaps_rollup` walks the page tables of
+    the process under its memory-map lock, and for tshark's 2.5 GB every 50 ms that made
+    tshark itself 15-25% slower (see RSS_SAMPLE_S)."""
     page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
     try:
         entries = os.listdir("/proc")
     except OSError:
         return 0
+    members: list[str] = []
     for entry in entries:
         if not entry.isdigit() or int(entry) == session:
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
                 fields = f.read().rsplit(b")", 1)[1].split()
-            if int(fields[3]) != session:  # the session id (after state, ppid, pgrp)
-                continue
-            total += _proportional(entry, page)
+            if int(fields[3]) == session:  # the session id (after state, ppid, pgrp)
+                members.append(entry)
+        except (OSError, IndexError, ValueError):
+            continue
+    total = 0
+    for pid in members:
+        try:
+            total += _resident(pid, page) if len(members) == 1 else _proportional(pid, page)
         except (OSError, IndexError, ValueError):
             continue
     return total
+
+
+def _resident(pid: str, page: int) -> int:
+    """A process's RSS (`statm`: counters the kernel keeps, no page-table walk)."""
+    with open(f"/proc/{pid}/statm", "rb") as f:
+        return int(f.read().split()[1]) * page
 
 
 def _proportional(pid: str, page: int) -> int:
@@ -253,8 +277,7 @@ def _proportional(pid: str, page: int) -> int:
                     return int(line.split()[1]) * 1024
     except OSError:
         pass
-    with open(f"/proc/{pid}/statm", "rb") as f:
-        return int(f.read().split()[1]) * page
+    return _resident(pid, page)
 
 
 def count_pcap(path: Path) -> int:
@@ -420,7 +443,7 @@ def measure(tool: Tool, packets: int, size: int, timeout: float) -> Measurement:
         stdout = b""
     m.wall_s, m.cpu_s, m.peak_rss_mb = r["wall_s"], r["cpu_s"], r["peak_rss_mb"]
     if r.get("tree_rss_mb"):
-        # All the tool's processes together (proportional set sizes, sampled every 50 ms, so
+        # All the tool's processes together (proportional set sizes, sampled every 0.2 s, so
         # a short peak can be missed): what `peak_rss_mb`, the largest single process's, does
         # not show for tcpdiag --jobs.
         m.extra["all_processes_rss_mb"] = round(r["tree_rss_mb"])
