@@ -89,7 +89,7 @@ def _class_fields(cls: type) -> tuple[str, ...] | None:
 def _by_reference(value: object) -> bool:
     """Objects that are the same for everyone, so a reference to them is exact: enum members,
     classes, and functions that close over nothing."""
-    if isinstance(value, Enum | type):
+    if isinstance(value, (Enum, type)):  # a tuple: compiled, a union is built per call
         return True
     if isinstance(value, types.FunctionType):
         return value.__closure__ is None
