@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from types import ModuleType
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+PAGE = os.sysconf("SC_PAGE_SIZE")  # what session_rss multiplies statm by
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/smaps_rollup").exists(), reason="Linux /proc")
 
@@ -80,7 +82,7 @@ def test_one_process_counts_its_resident_memory() -> None:
         # shares with the leader count in full.
         sampled = _mb(run.session_rss(proc.pid))
         assert 64 <= sampled < 120
-        assert abs(sampled - _mb(run._resident(child, 4096))) < 4
+        assert abs(sampled - _mb(run._resident(child, PAGE))) < 4
     finally:
         proc.communicate("")
 
@@ -93,7 +95,7 @@ def test_several_processes_count_shared_pages_once() -> None:
         assert len(children) == 2
         # Three processes share the 64 MB: each child's proportional share is a third of them.
         sampled = _mb(run.session_rss(proc.pid))
-        plain = _mb(sum(run._resident(pid, 4096) for pid in children))
+        plain = _mb(sum(run._resident(pid, PAGE) for pid in children))
         assert plain >= 128
         assert 40 <= sampled < 80
     finally:
