@@ -12,9 +12,7 @@ import enum
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
-
-_T = TypeVar("_T")
+from typing import Any
 
 
 def _field_values(cls: type[Any]) -> Callable[[Any], tuple[Any, ...]]:
@@ -26,23 +24,6 @@ def _field_values(cls: type[Any]) -> Callable[[Any], tuple[Any, ...]]:
         single = get
         get = lambda obj: (single(obj),)  # noqa: E731 - attrgetter of one name gives no tuple
     return get
-
-
-def _field_index(cls: type[Any], name: str) -> int:
-    return [f.name for f in dataclasses.fields(cls)].index(name)
-
-
-def _pickled_by_fields(cls: type[_T]) -> type[_T]:
-    """Pickle instances as (class, field values): results cross process boundaries
-    (`analyze --jobs`, Dask shards) by the thousand; the dataclass default (a state dict built
-    by Python code per object) took twice the time and twice the bytes."""
-    get = _field_values(cls)
-
-    def reduce(self: _T) -> tuple[type[_T], tuple[Any, ...]]:
-        return (cls, get(self))
-
-    setattr(cls, "__reduce__", reduce)  # noqa: B010 - mypy refuses assigning a method
-    return cls
 
 
 class Severity(enum.IntEnum):
@@ -62,11 +43,24 @@ class Severity(enum.IntEnum):
             raise ValueError(f"unknown severity {text!r} (info, warning, error)") from None
 
 
-@_pickled_by_fields
+# -- the result classes -------------------------------------------------------------------------
+# Dataclasses (fields, equality, repr, `dataclasses.replace`) whose `__init__` is written out:
+# compiled with mypyc they are native classes, and the engine builds several for every flow;
+# the `__init__` the dataclasses module would generate is interpreted (~4,000 instructions an
+# object, called from compiled code through the type's generic init), the one below is compiled.
+# `tests/unit/test_result.py` checks each against the dataclass `__init__` it stands for (same
+# parameters, same defaults, same fields). Instances pickle as (class, field values): results
+# cross process boundaries (`analyze --jobs`, Dask shards) by the thousand, and the dataclass
+# default (a state dict built by Python code per object) took twice the time and the bytes.
+
+
 @dataclass(frozen=True, slots=True)
 class Finding:
     """One diagnosis. Per-packet analyses (retransmission...) appear once per flow with `count`
-    and every frame they apply to; other findings list the frames that prove them."""
+    and every frame they apply to; other findings list the frames that prove them.
+
+    (Frozen: its `__init__` is the generated one; `findings.registry.make_finding`, which builds
+    nearly all of them, fills the fields directly.)"""
 
     name: str
     severity: Severity
@@ -79,9 +73,11 @@ class Finding:
     def sort_key(self) -> tuple[int, str]:
         return (self.frames[0] if self.frames else 0, self.name)
 
+    def __reduce__(self) -> tuple[type[Finding], tuple[Any, ...]]:
+        return (Finding, _FINDING(self))
 
-@_pickled_by_fields
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Handshake:
     syn: bool = False
     syn_ack: bool = False
@@ -95,26 +91,67 @@ class Handshake:
     syn_ack_frames: list[int] = field(default_factory=list)
     syn_ack_times: list[float] = field(default_factory=list)
 
+    def __init__(
+        self,
+        syn: bool = False,
+        syn_ack: bool = False,
+        ack: bool = False,
+        rtt: float | None = None,
+        syn_retransmissions: int = 0,
+        syn_ack_retransmissions: int = 0,
+        syn_frames: list[int] | None = None,
+        syn_times: list[float] | None = None,
+        syn_ack_frames: list[int] | None = None,
+        syn_ack_times: list[float] | None = None,
+    ) -> None:
+        self.syn = syn
+        self.syn_ack = syn_ack
+        self.ack = ack
+        self.rtt = rtt
+        self.syn_retransmissions = syn_retransmissions
+        self.syn_ack_retransmissions = syn_ack_retransmissions
+        self.syn_frames = [] if syn_frames is None else syn_frames
+        self.syn_times = [] if syn_times is None else syn_times
+        self.syn_ack_frames = [] if syn_ack_frames is None else syn_ack_frames
+        self.syn_ack_times = [] if syn_ack_times is None else syn_ack_times
 
-@_pickled_by_fields
-@dataclass(slots=True)
+    def __reduce__(self) -> tuple[type[Handshake], tuple[Any, ...]]:
+        return (Handshake, _HANDSHAKE(self))
+
+
+@dataclass(slots=True, init=False)
 class Close:
     kind: str = "none"  # "fin" | "rst" | "none"
     by: str | None = None  # "client" | "server" | "both" | None
     frame: int | None = None
 
+    def __init__(self, kind: str = "none", by: str | None = None, frame: int | None = None) -> None:
+        self.kind = kind
+        self.by = by
+        self.frame = frame
 
-@_pickled_by_fields
-@dataclass(slots=True)
+    def __reduce__(self) -> tuple[type[Close], tuple[Any, ...]]:
+        return (Close, _CLOSE(self))
+
+
+@dataclass(slots=True, init=False)
 class RttStats:
     min: float
     median: float
     max: float
     samples: int
 
+    def __init__(self, min: float, median: float, max: float, samples: int) -> None:
+        self.min = min
+        self.median = median
+        self.max = max
+        self.samples = samples
 
-@_pickled_by_fields
-@dataclass(slots=True)
+    def __reduce__(self) -> tuple[type[RttStats], tuple[Any, ...]]:
+        return (RttStats, _RTT(self))
+
+
+@dataclass(slots=True, init=False)
 class TcpCounters:
     retransmissions: int = 0
     fast_retransmissions: int = 0
@@ -129,18 +166,57 @@ class TcpCounters:
     keep_alives: int = 0
     rtt: RttStats | None = None
 
+    def __init__(
+        self,
+        retransmissions: int = 0,
+        fast_retransmissions: int = 0,
+        spurious_retransmissions: int = 0,
+        out_of_order: int = 0,
+        lost_segments: int = 0,
+        acked_unseen: int = 0,
+        duplicate_acks: int = 0,
+        zero_windows: int = 0,
+        zero_window_probes: int = 0,
+        window_full: int = 0,
+        keep_alives: int = 0,
+        rtt: RttStats | None = None,
+    ) -> None:
+        self.retransmissions = retransmissions
+        self.fast_retransmissions = fast_retransmissions
+        self.spurious_retransmissions = spurious_retransmissions
+        self.out_of_order = out_of_order
+        self.lost_segments = lost_segments
+        self.acked_unseen = acked_unseen
+        self.duplicate_acks = duplicate_acks
+        self.zero_windows = zero_windows
+        self.zero_window_probes = zero_window_probes
+        self.window_full = window_full
+        self.keep_alives = keep_alives
+        self.rtt = rtt
 
-@_pickled_by_fields
-@dataclass(slots=True)
+    def __reduce__(self) -> tuple[type[TcpCounters], tuple[Any, ...]]:
+        return (TcpCounters, _TCP(self))
+
+
+@dataclass(slots=True, init=False)
 class TlsMessage:
     sender: str  # "client" | "server"  (JSON key "from")
     frame: int
     type: str
     length: int
 
+    def __init__(self, sender: str, frame: int, type: str, length: int) -> None:
+        self.sender = sender
+        self.frame = frame
+        self.type = type
+        self.length = length
 
-@_pickled_by_fields
-@dataclass(slots=True)
+    # (`type` is a field here, hence `Callable`)
+    def __reduce__(self) -> tuple[Callable[..., TlsMessage], tuple[Any, ...]]:
+        return (TlsMessage, _TLS_MESSAGE(self))
+
+
+@dataclass(slots=True, init=False)
 class TlsAlert:
     sender: str
     frame: int
@@ -148,9 +224,20 @@ class TlsAlert:
     description: str | None
     encrypted: bool
 
+    def __init__(
+        self, sender: str, frame: int, level: str | None, description: str | None, encrypted: bool
+    ) -> None:
+        self.sender = sender
+        self.frame = frame
+        self.level = level
+        self.description = description
+        self.encrypted = encrypted
 
-@_pickled_by_fields
-@dataclass(slots=True)
+    def __reduce__(self) -> tuple[type[TlsAlert], tuple[Any, ...]]:
+        return (TlsAlert, _TLS_ALERT(self))
+
+
+@dataclass(slots=True, init=False)
 class TlsSummary:
     versions_offered: list[str] = field(default_factory=list)
     version: str | None = None
@@ -169,9 +256,43 @@ class TlsSummary:
     # order; empty when none was seen (TLS 1.3 sends it encrypted).
     certificates: list[int] = field(default_factory=list)
 
+    def __init__(
+        self,
+        versions_offered: list[str] | None = None,
+        version: str | None = None,
+        sni: str | None = None,
+        alpn: list[str] | None = None,
+        cipher_suite: str | None = None,
+        handshake_complete: bool = False,
+        records_client: int = 0,
+        records_server: int = 0,
+        messages: list[TlsMessage] | None = None,
+        alerts: list[TlsAlert] | None = None,
+        ja3: str | None = None,
+        ja4: str | None = None,
+        starttls: str | None = None,
+        certificates: list[int] | None = None,
+    ) -> None:
+        self.versions_offered = [] if versions_offered is None else versions_offered
+        self.version = version
+        self.sni = sni
+        self.alpn = [] if alpn is None else alpn
+        self.cipher_suite = cipher_suite
+        self.handshake_complete = handshake_complete
+        self.records_client = records_client
+        self.records_server = records_server
+        self.messages = [] if messages is None else messages
+        self.alerts = [] if alerts is None else alerts
+        self.ja3 = ja3
+        self.ja4 = ja4
+        self.starttls = starttls
+        self.certificates = [] if certificates is None else certificates
 
-@_pickled_by_fields
-@dataclass(slots=True)
+    def __reduce__(self) -> tuple[type[TlsSummary], tuple[Any, ...]]:
+        return (TlsSummary, _TLS(self))
+
+
+@dataclass(slots=True, init=False)
 class TimelineRow:
     """One packet of a flow as the annotated timeline shows it."""
 
@@ -186,9 +307,35 @@ class TimelineRow:
     tls: list[str] = field(default_factory=list)  # e.g. ["ClientKeyExchange 75", "Finished* 45"]
     notes: list[str] = field(default_factory=list)  # finding names that apply to this frame
 
+    def __init__(
+        self,
+        frame: int,
+        time: float,
+        sender: str,
+        flags: int,
+        seq: int,
+        ack: int,
+        length: int,
+        window: int,
+        tls: list[str] | None = None,
+        notes: list[str] | None = None,
+    ) -> None:
+        self.frame = frame
+        self.time = time
+        self.sender = sender
+        self.flags = flags
+        self.seq = seq
+        self.ack = ack
+        self.length = length
+        self.window = window
+        self.tls = [] if tls is None else tls
+        self.notes = [] if notes is None else notes
 
-@_pickled_by_fields
-@dataclass(slots=True)
+    def __reduce__(self) -> tuple[type[TimelineRow], tuple[Any, ...]]:
+        return (TimelineRow, _ROW(self))
+
+
+@dataclass(slots=True, init=False)
 class FlowResult:
     id: int
     client: str
@@ -215,6 +362,59 @@ class FlowResult:
     timeline: list[TimelineRow] | None = None
     timeline_skipped: int = 0  # packets elided from the middle of `timeline`
 
+    def __init__(
+        self,
+        id: int,
+        client: str,
+        server: str,
+        ip_version: int,
+        client_inferred: bool,
+        first_frame: int,
+        last_frame: int,
+        start: float,
+        end: float,
+        packets_client: int = 0,
+        packets_server: int = 0,
+        bytes_client: int = 0,
+        bytes_server: int = 0,
+        state: str = "OTH",
+        history: str = "",
+        handshake: Handshake | None = None,
+        close: Close | None = None,
+        tcp: TcpCounters | None = None,
+        tls: TlsSummary | None = None,
+        findings: list[Finding] | None = None,
+        verdict: str = "",
+        timeline: list[TimelineRow] | None = None,
+        timeline_skipped: int = 0,
+    ) -> None:
+        self.id = id
+        self.client = client
+        self.server = server
+        self.ip_version = ip_version
+        self.client_inferred = client_inferred
+        self.first_frame = first_frame
+        self.last_frame = last_frame
+        self.start = start
+        self.end = end
+        self.packets_client = packets_client
+        self.packets_server = packets_server
+        self.bytes_client = bytes_client
+        self.bytes_server = bytes_server
+        self.state = state
+        self.history = history
+        self.handshake = Handshake() if handshake is None else handshake
+        self.close = Close() if close is None else close
+        self.tcp = TcpCounters() if tcp is None else tcp
+        self.tls = tls
+        self.findings = [] if findings is None else findings
+        self.verdict = verdict
+        self.timeline = timeline
+        self.timeline_skipped = timeline_skipped
+
+    def __reduce__(self) -> tuple[type[FlowResult], tuple[Any, ...]]:
+        return (FlowResult, _FLOW(self))
+
     @property
     def duration(self) -> float:
         return max(0.0, self.end - self.start)
@@ -230,13 +430,7 @@ class FlowResult:
         return worst
 
 
-# -- a FlowResult as plain values ---------------------------------------------------------------
-# The flow store (`store.py`) writes every finished flow and reads it back for the report. As
-# nested lists and tuples of plain values (no class, no enum) through `marshal`, a flow costs
-# about half what pickling its objects did: pickle names the class of each of a flow's ~15
-# objects and looks every name up again when loading. `flow_from_plain` is the exact inverse of
-# `flow_to_plain`.
-
+# What each class's `__reduce__` pickles: its field values, in field order.
 _FLOW = _field_values(FlowResult)
 _HANDSHAKE = _field_values(Handshake)
 _CLOSE = _field_values(Close)
@@ -247,91 +441,216 @@ _TLS_MESSAGE = _field_values(TlsMessage)
 _TLS_ALERT = _field_values(TlsAlert)
 _FINDING = _field_values(Finding)
 _ROW = _field_values(TimelineRow)
-# Where the values that are objects themselves sit among their owner's field values.
-_AT_HANDSHAKE = _field_index(FlowResult, "handshake")
-_AT_CLOSE = _field_index(FlowResult, "close")
-_AT_TCP = _field_index(FlowResult, "tcp")
-_AT_TLS = _field_index(FlowResult, "tls")
-_AT_FINDINGS = _field_index(FlowResult, "findings")
-_AT_TIMELINE = _field_index(FlowResult, "timeline")
-_AT_RTT = _field_index(TcpCounters, "rtt")
-_AT_MESSAGES = _field_index(TlsSummary, "messages")
-_AT_ALERTS = _field_index(TlsSummary, "alerts")
-_AT_ID = _field_index(FlowResult, "id")
-_AT_SEVERITY = _field_index(Finding, "severity")
-_AT_FINDING_FLOW = _field_index(Finding, "flow")
+
+
+# -- a FlowResult as plain values ---------------------------------------------------------------
+# The flow store (`store.py`) writes every finished flow and reads it back for the report. As
+# nested lists and tuples of plain values (no class, no enum) through `marshal`, a flow costs
+# about half what pickling its objects did: pickle names the class of each of a flow's ~15
+# objects and looks every name up again when loading. `flow_from_plain` is the exact inverse of
+# `flow_to_plain`. Each object becomes its field values in field order (a finding's severity as
+# its number): a list, or a tuple where nothing is changed on the way back.
+
 _SEVERITIES = {int(s): s for s in Severity}
 
 
 def flow_to_plain(flow: FlowResult) -> list[Any]:
-    """The flow's field values, its objects turned into lists of their own (see above)."""
-    values = list(_FLOW(flow))
-    values[_AT_HANDSHAKE] = _HANDSHAKE(flow.handshake)
-    values[_AT_CLOSE] = _CLOSE(flow.close)
-    values[_AT_TCP] = _tcp_to_plain(flow.tcp)
-    if flow.tls is not None:
-        values[_AT_TLS] = _tls_to_plain(flow.tls)
-    values[_AT_FINDINGS] = [_finding_to_plain(f) for f in flow.findings]
-    if flow.timeline is not None:
-        values[_AT_TIMELINE] = [_ROW(row) for row in flow.timeline]
-    return values
+    """The flow's field values, its objects turned into lists and tuples of their own (see
+    above). Field by field, in field order (`tests/unit/test_store.py` checks it against the
+    fields): compiled, each is a read of the native object, where `operator.attrgetter` went
+    through the generic attribute lookup."""
+    tls = flow.tls
+    timeline = flow.timeline
+    return [
+        flow.id,
+        flow.client,
+        flow.server,
+        flow.ip_version,
+        flow.client_inferred,
+        flow.first_frame,
+        flow.last_frame,
+        flow.start,
+        flow.end,
+        flow.packets_client,
+        flow.packets_server,
+        flow.bytes_client,
+        flow.bytes_server,
+        flow.state,
+        flow.history,
+        _handshake_to_plain(flow.handshake),
+        _close_to_plain(flow.close),
+        _tcp_to_plain(flow.tcp),
+        None if tls is None else _tls_to_plain(tls),
+        [_finding_to_plain(f) for f in flow.findings],
+        flow.verdict,
+        None if timeline is None else [_row_to_plain(row) for row in timeline],
+        flow.timeline_skipped,
+    ]
 
 
 def flow_from_plain(values: list[Any], new_id: int | None = None) -> FlowResult:
-    """The `FlowResult` that `flow_to_plain` turned into `values` (which it reuses); with
-    `new_id`, the flow gets that id, and so do its findings about it (merged shards)."""
+    """The `FlowResult` that `flow_to_plain` turned into `values`; with `new_id`, the flow gets
+    that id, and so do its findings about it (merged shards)."""
+    old_id: int = values[0]
     if new_id is not None:
-        old_id = values[_AT_ID]
-        values[_AT_ID] = new_id
-        for finding in values[_AT_FINDINGS]:
-            if finding[_AT_FINDING_FLOW] == old_id:
-                finding[_AT_FINDING_FLOW] = new_id
-    values[_AT_HANDSHAKE] = Handshake(*values[_AT_HANDSHAKE])
-    values[_AT_CLOSE] = Close(*values[_AT_CLOSE])
-    values[_AT_TCP] = _tcp_from_plain(values[_AT_TCP])
-    if values[_AT_TLS] is not None:
-        values[_AT_TLS] = _tls_from_plain(values[_AT_TLS])
-    values[_AT_FINDINGS] = [_finding_from_plain(f) for f in values[_AT_FINDINGS]]
-    if values[_AT_TIMELINE] is not None:
-        values[_AT_TIMELINE] = [TimelineRow(*row) for row in values[_AT_TIMELINE]]
-    return FlowResult(*values)
+        for finding in values[19]:  # its flow, as `_finding_to_plain` lists a finding's values
+            if finding[5] == old_id:
+                finding[5] = new_id
+    tls = values[18]
+    timeline = values[21]
+    return FlowResult(
+        old_id if new_id is None else new_id,
+        values[1],
+        values[2],
+        values[3],
+        values[4],
+        values[5],
+        values[6],
+        values[7],
+        values[8],
+        values[9],
+        values[10],
+        values[11],
+        values[12],
+        values[13],
+        values[14],
+        _handshake_from_plain(values[15]),
+        _close_from_plain(values[16]),
+        _tcp_from_plain(values[17]),
+        None if tls is None else _tls_from_plain(tls),
+        [_finding_from_plain(f) for f in values[19]],
+        values[20],
+        None if timeline is None else [_row_from_plain(row) for row in timeline],
+        values[22],
+    )
+
+
+def _handshake_to_plain(h: Handshake) -> tuple[Any, ...]:
+    return (
+        h.syn,
+        h.syn_ack,
+        h.ack,
+        h.rtt,
+        h.syn_retransmissions,
+        h.syn_ack_retransmissions,
+        h.syn_frames,
+        h.syn_times,
+        h.syn_ack_frames,
+        h.syn_ack_times,
+    )
+
+
+def _handshake_from_plain(v: Sequence[Any]) -> Handshake:
+    return Handshake(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
+
+
+def _close_to_plain(close: Close) -> tuple[Any, ...]:
+    return (close.kind, close.by, close.frame)
+
+
+def _close_from_plain(v: Sequence[Any]) -> Close:
+    return Close(v[0], v[1], v[2])
 
 
 def _tcp_to_plain(tcp: TcpCounters) -> list[Any]:
-    values = list(_TCP(tcp))
-    if tcp.rtt is not None:
-        values[_AT_RTT] = _RTT(tcp.rtt)
-    return values
+    rtt = tcp.rtt
+    return [
+        tcp.retransmissions,
+        tcp.fast_retransmissions,
+        tcp.spurious_retransmissions,
+        tcp.out_of_order,
+        tcp.lost_segments,
+        tcp.acked_unseen,
+        tcp.duplicate_acks,
+        tcp.zero_windows,
+        tcp.zero_window_probes,
+        tcp.window_full,
+        tcp.keep_alives,
+        None if rtt is None else (rtt.min, rtt.median, rtt.max, rtt.samples),
+    ]
 
 
-def _tcp_from_plain(values: list[Any]) -> TcpCounters:
-    if values[_AT_RTT] is not None:
-        values[_AT_RTT] = RttStats(*values[_AT_RTT])
-    return TcpCounters(*values)
+def _tcp_from_plain(v: Sequence[Any]) -> TcpCounters:
+    rtt = v[11]
+    return TcpCounters(
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        v[4],
+        v[5],
+        v[6],
+        v[7],
+        v[8],
+        v[9],
+        v[10],
+        None if rtt is None else RttStats(rtt[0], rtt[1], rtt[2], rtt[3]),
+    )
 
 
 def _tls_to_plain(tls: TlsSummary) -> list[Any]:
-    values = list(_TLS(tls))
-    values[_AT_MESSAGES] = [_TLS_MESSAGE(m) for m in tls.messages]
-    values[_AT_ALERTS] = [_TLS_ALERT(a) for a in tls.alerts]
-    return values
+    return [
+        tls.versions_offered,
+        tls.version,
+        tls.sni,
+        tls.alpn,
+        tls.cipher_suite,
+        tls.handshake_complete,
+        tls.records_client,
+        tls.records_server,
+        [(m.sender, m.frame, m.type, m.length) for m in tls.messages],
+        [(a.sender, a.frame, a.level, a.description, a.encrypted) for a in tls.alerts],
+        tls.ja3,
+        tls.ja4,
+        tls.starttls,
+        tls.certificates,
+    ]
 
 
-def _tls_from_plain(values: list[Any]) -> TlsSummary:
-    values[_AT_MESSAGES] = [TlsMessage(*m) for m in values[_AT_MESSAGES]]
-    values[_AT_ALERTS] = [TlsAlert(*a) for a in values[_AT_ALERTS]]
-    return TlsSummary(*values)
+def _tls_from_plain(v: Sequence[Any]) -> TlsSummary:
+    return TlsSummary(
+        v[0],
+        v[1],
+        v[2],
+        v[3],
+        v[4],
+        v[5],
+        v[6],
+        v[7],
+        [TlsMessage(m[0], m[1], m[2], m[3]) for m in v[8]],
+        [TlsAlert(a[0], a[1], a[2], a[3], a[4]) for a in v[9]],
+        v[10],
+        v[11],
+        v[12],
+        v[13],
+    )
 
 
-def _finding_to_plain(finding: Finding) -> list[Any]:
-    values = list(_FINDING(finding))
-    values[_AT_SEVERITY] = int(finding.severity)
-    return values
+def _finding_to_plain(f: Finding) -> list[Any]:
+    return [f.name, int(f.severity), f.message, f.frames, f.time, f.flow, f.count]
 
 
-def _finding_from_plain(values: list[Any]) -> Finding:
-    values[_AT_SEVERITY] = _SEVERITIES[values[_AT_SEVERITY]]
-    return Finding(*values)
+def _finding_from_plain(v: Sequence[Any]) -> Finding:
+    return Finding(v[0], _SEVERITIES[v[1]], v[2], v[3], v[4], v[5], v[6])
+
+
+def _row_to_plain(row: TimelineRow) -> tuple[Any, ...]:
+    return (
+        row.frame,
+        row.time,
+        row.sender,
+        row.flags,
+        row.seq,
+        row.ack,
+        row.length,
+        row.window,
+        row.tls,
+        row.notes,
+    )
+
+
+def _row_from_plain(v: Sequence[Any]) -> TimelineRow:
+    return TimelineRow(v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9])
 
 
 @dataclass(slots=True)

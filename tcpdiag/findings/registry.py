@@ -132,12 +132,13 @@ def make_finding(
 # code: `make_finding` cost ~13,000 instructions a finding, ~6,500 through the slots' own
 # setters (callgrind; `failures` traffic makes a finding every ten packets). The same object,
 # field for field (`tests/unit/test_registry.py`, which also checks that these are all of
-# Finding's fields, in order).
+# Finding's fields, in order). Compiled, Finding is a native class: its fields are getset
+# descriptors instead of slots (set the same way), and only its own `__new__` may make one.
 FINDING_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Finding))
 _SLOT_SETTERS: Final[dict[str, Callable[[Any, Any], None]]] = {
-    name: Finding.__dict__[name].__set__ for name in FINDING_FIELDS
+    name: vars(Finding)[name].__set__ for name in FINDING_FIELDS
 }
-_NEW_FINDING: Final = object.__new__
+_NEW_FINDING: Final = Finding.__new__
 _SET_NAME: Final = _SLOT_SETTERS["name"]
 _SET_SEVERITY: Final = _SLOT_SETTERS["severity"]
 _SET_MESSAGE: Final = _SLOT_SETTERS["message"]

@@ -89,10 +89,23 @@ def frozen_at_every_packet(path, options):
         return engine.finish(reader)
 
 
+def pickles_back(result):
+    # Results cross process boundaries pickled (`analyze --jobs`, Dask shards): compiled, the
+    # result classes are native ones with their own `__reduce__`.
+    import pickle
+
+    flows = list(result.flows)
+    return pickle.loads(pickle.dumps((flows, result.findings))) == (flows, result.findings)
+
+
 for path in sys.argv[1:]:
+    pickled = "pickled error"
     for options in runs:
         try:
-            text = dumps(capture_json(analyze_capture(path, options)))
+            result = analyze_capture(path, options)
+            text = dumps(capture_json(result))
+            if options is runs[0]:
+                pickled = f"pickled {pickles_back(result)} {len(result.flows)}"
         except TcpdiagError as exc:
             text = f"error: {exc}"
         print(path, text)
@@ -101,6 +114,7 @@ for path in sys.argv[1:]:
     except TcpdiagError as exc:
         text = f"error: {exc}"
     print(path, "frozen", text)
+    print(path, pickled)
 """
 
 
@@ -165,13 +179,16 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
     # out of the cyclic collector's reach
     assert fast[0] == "mode compiled True True True True True", fast[0]
     assert slow[0] == "mode pure False False False False False", slow[0]
-    assert len(fast) == len(slow) == 1 + 3 * len(captures)
+    assert len(fast) == len(slow) == 1 + 4 * len(captures)
     for a, b in zip(fast[1:], slow[1:], strict=True):
         assert a == b, f"compiled and pure Python differ on {a.split(' ', 1)[0]}"
-    # Freezing every stream at every packet changed nothing (test_statepack.py: pure Python).
     for i in range(len(captures)):
-        normal, frozen = fast[1 + 3 * i], fast[3 + 3 * i]
+        # Freezing every stream at every packet changed nothing (test_statepack.py: pure Python).
+        normal, frozen = fast[1 + 4 * i], fast[3 + 4 * i]
         assert frozen == normal.replace(" ", " frozen ", 1), normal.split(" ", 1)[0]
+        # The flows and findings came back from pickling equal (the same line, pure Python).
+        assert fast[4 + 4 * i].split(" ")[1:3] in (["pickled", "True"], ["pickled", "error"])
+    assert sum(" pickled True " in line for line in fast) >= 10
 
 
 def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
