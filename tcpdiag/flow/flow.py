@@ -36,7 +36,7 @@ from tcpdiag.flow.analysis import (
     flag_names,
 )
 from tcpdiag.flow.endpoint import MAX_UNACKED, WSCALE_NONE, WSCALE_UNKNOWN, Endpoint, Unacked
-from tcpdiag.flow.reassembly import FrozenConsumer, Reassembler, StreamConsumer
+from tcpdiag.flow.reassembly import FrozenConsumer, NativeConsumer, Reassembler, StreamConsumer
 from tcpdiag.flow.seq import HALF, MASK, seq_diff, seq_ge, seq_gt, seq_le
 from tcpdiag.flow.state import CLOSED, RESET, ZeekTracker
 from tcpdiag.model import Direction, FlowKey, Segment, format_endpoint
@@ -1165,6 +1165,10 @@ class Flow:
         would stop storing for it at its next segment anyway. A long plain connection (HTTP,
         SSH, a database) then does not hold an unused TLS stream."""
         consumer = self.consumer
+        if isinstance(consumer, NativeConsumer):
+            native: NativeConsumer = consumer  # (typed so, compiled code reads the field directly)
+            if native.wants_data:  # nearly always: asked after every stored segment
+                return
         if consumer is None or consumer.wants_data or not getattr(consumer, "spent", False):
             return
         self.consumer = None
