@@ -33,7 +33,6 @@ from tcpdiag.flow.flow import (
     Burst,
     Flow,
     FlowEvent,
-    RowView,
     TimelineState,
     timeline_frames,
     timeline_views,
@@ -41,7 +40,7 @@ from tcpdiag.flow.flow import (
 from tcpdiag.flow.rows import capture_duplicates
 from tcpdiag.flow.seq import seq_gt
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN, URG, Direction, format_endpoint
-from tcpdiag.result import Finding, Severity
+from tcpdiag.result import Finding, Severity, TimelineRow
 
 # Shortest retransmission timeout a real stack uses for a SYN or SYN/ACK (RFC 6298 allows 1 s
 # initially; Linux's floor is 200 ms): copies closer together are capture duplicates.
@@ -66,7 +65,7 @@ class _Facts:
         self.th = thresholds
         self.now = max(flow.end, now if now is not None else flow.end)
         self._timeline = timeline
-        self._rows: list[RowView] | None = None
+        self._rows: list[TimelineRow] | None = None
         # `_resets` and `_reset_ignored` both need these: computed once (see _ignored_resets).
         self.ignored_resets: list[tuple[FlowEvent, int, str]] | None = None
 
@@ -82,7 +81,7 @@ class _Facts:
     def server(self) -> str:
         return self.name(Direction.SERVER)
 
-    def rows(self) -> list[RowView]:
+    def rows(self) -> list[TimelineRow]:
         """The flow's capped timeline (head and tail packets). Built only for the flows whose
         rules need it (a few in ten): it is the costliest part of judging a flow."""
         if self._rows is None:
@@ -982,7 +981,7 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
     return out
 
 
-def _fin_ack_row(x: _Facts, a: Direction, fin_frame: int) -> RowView | None:
+def _fin_ack_row(x: _Facts, a: Direction, fin_frame: int) -> TimelineRow | None:
     """The first packet from `a.other` acknowledging `a`'s FIN (from the kept timeline)."""
     a_side, b_side = _side(a), _side(a.other)
     fin_row = next((r for r in x.rows() if r.frame == fin_frame and r.sender == a_side), None)
@@ -1008,7 +1007,7 @@ CLOSING_REPLY_MAX = 256
 
 
 def _closing_reply(
-    x: _Facts, a: Direction, rows_after: list[RowView], segments: int, nbytes: int
+    x: _Facts, a: Direction, rows_after: list[TimelineRow], segments: int, nbytes: int
 ) -> bool:
     """Whether what `a.other` sent after `a`'s FIN is not the half-close pattern of
     ("one side sends FIN, the other keeps sending data"):

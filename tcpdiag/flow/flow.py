@@ -129,42 +129,15 @@ def timeline_rows(state: TimelineState) -> tuple[list[TimelineRow], int]:
     return rows, state[6] - len(rows)
 
 
-class RowView:
-    """A timeline row as the rules read it: the values of `result.TimelineRow` (but `tls`), in
-    a compiled class. The rules judge the rows of a flow in ten; a TimelineRow, a dataclass
-    with an interpreted `__init__`, costs about ten times as much to make."""
-
-    __slots__ = ("ack", "flags", "frame", "length", "notes", "sender", "seq", "time", "window")
-
-    def __init__(
-        self,
-        frame: int,
-        time: float,
-        sender: str,
-        flags: int,
-        seq: int,
-        ack: int,
-        length: int,
-        window: int,
-        notes: list[str],
-    ) -> None:
-        self.frame = frame
-        self.time = time
-        self.sender = sender
-        self.flags = flags
-        self.seq = seq
-        self.ack = ack
-        self.length = length
-        self.window = window
-        self.notes = notes
-
-
-def timeline_views(state: TimelineState) -> list[RowView]:
-    """The rows of `timeline_rows(state)` as `RowView`s (notes shared with `state`: read only)."""
+def timeline_views(state: TimelineState) -> list[TimelineRow]:
+    """The rows of `timeline_rows(state)` as the rules read them (read only): their `notes`
+    shared with `state`, one empty `tls` list shared by all (the rules judge the rows of a flow
+    in ten: no new list per row)."""
     notes = state[5]
     no_notes: list[str] = []
+    no_tls: list[str] = []
     return [
-        RowView(
+        TimelineRow(
             frame,
             time,
             "client" if d == 0 else "server",
@@ -173,6 +146,7 @@ def timeline_views(state: TimelineState) -> list[RowView]:
             ack,
             length,
             window,
+            no_tls,
             notes.get(frame, no_notes),
         )
         for frame, time, d, flags, seq, ack, length, window in _row_values(state)
