@@ -49,9 +49,10 @@ class Severity(enum.IntEnum):
 # the `__init__` the dataclasses module would generate is interpreted (~4,000 instructions an
 # object, called from compiled code through the type's generic init), the one below is compiled.
 # `tests/unit/test_result.py` checks each against the dataclass `__init__` it stands for (the
-# fields by position and by name, the same defaults, fresh lists). Instances pickle as (class, field values): results
-# cross process boundaries (`analyze --jobs`, Dask shards) by the thousand, and the dataclass
-# default (a state dict built by Python code per object) took twice the time and the bytes.
+# fields by position and by name, the same defaults, fresh lists). Instances pickle as (class,
+# field values): results cross process boundaries (`analyze --jobs`, Dask shards) by the
+# thousand, and the dataclass default (a state dict built by Python code per object) took twice
+# the time and the bytes.
 
 
 @dataclass(frozen=True, slots=True)
