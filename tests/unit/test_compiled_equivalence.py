@@ -225,3 +225,36 @@ def test_setup_compiles_exactly_the_modules_the_packages_list() -> None:
         for m in pkg.COMPILED_MODULES
     }
     assert listed == set(COMPILED)
+
+
+def test_compiled_result_classes_pass_the_result_tests(compiled_root: Path | None) -> None:
+    """`tests/unit/test_result.py` against the compiled `result.py`: its native classes' written
+    -out `__init__`s, plain form and pickling behave as the dataclasses they stand for. (When
+    the installed package is compiled, the suite runs that file against it anyway.)"""
+    if compiled_root is None:
+        pytest.skip("the installed package is compiled: test_result.py runs against it")
+    env = dict(os.environ)
+    env.pop("TCPDIAG_PURE", None)
+    probe = "import tcpdiag.result as r, tcpdiag._native as n; print(n.compiled(r), r.__file__)"
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=compiled_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    assert proc.stdout.startswith(f"True {compiled_root}"), proc.stdout
+    shutil.copy(REPO / "tests" / "unit" / "test_result.py", compiled_root / "test_result_copy.py")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_result_copy.py"],
+        cwd=compiled_root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-2000:]
