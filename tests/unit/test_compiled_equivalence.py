@@ -118,22 +118,30 @@ for path in sys.argv[1:]:
 """
 
 
-def _run(root: Path | None, pure: bool, captures: list[str]) -> list[str]:
+def _python(
+    root: Path | None, pure: bool, args: list[str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """`python ARGS` in `root` (the compiled copy; None: this checkout, installed), with
+    TCPDIAG_PURE set exactly when `pure`."""
     env = dict(os.environ)
     env.pop("TCPDIAG_PURE", None)
     if pure:
         env["TCPDIAG_PURE"] = "1"
     if root is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(root), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", SCRIPT, *captures],
+    return subprocess.run(
+        [sys.executable, *args],
         cwd=root or REPO,
         env=env,
         capture_output=True,
         text=True,
-        timeout=1800,
+        timeout=timeout,
         check=False,
     )
+
+
+def _run(root: Path | None, pure: bool, captures: list[str]) -> list[str]:
+    proc = _python(root, pure, ["-c", SCRIPT, *captures], timeout=1800)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout.splitlines()
 
@@ -200,18 +208,8 @@ def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
         "        mod = importlib.import_module(pkg.__name__ + '.' + m)\n"
         "        print(mod.__spec__.origin)\n"
     )
-    env = dict(os.environ, TCPDIAG_PURE="1")
-    if compiled_root is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(compiled_root), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=compiled_root or REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    proc = _python(compiled_root, True, ["-c", script], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
     origins = proc.stdout.split()
     assert len(origins) == len(COMPILED) and all(o.endswith(".py") for o in origins), origins
 
@@ -233,28 +231,14 @@ def test_compiled_result_classes_pass_the_result_tests(compiled_root: Path | Non
     the installed package is compiled, the suite runs that file against it anyway.)"""
     if compiled_root is None:
         pytest.skip("the installed package is compiled: test_result.py runs against it")
-    env = dict(os.environ)
-    env.pop("TCPDIAG_PURE", None)
     probe = "import tcpdiag.result as r, tcpdiag._native as n; print(n.compiled(r), r.__file__)"
-    proc = subprocess.run(
-        [sys.executable, "-c", probe],
-        cwd=compiled_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    assert proc.stdout.startswith(f"True {compiled_root}"), proc.stdout
-    shutil.copy(REPO / "tests" / "unit" / "test_result.py", compiled_root / "test_result_copy.py")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_result_copy.py"],
-        cwd=compiled_root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    proc = _python(compiled_root, False, ["-c", probe], timeout=120)
+    assert proc.stdout.startswith(f"True {compiled_root}"), proc.stdout + proc.stderr[-2000:]
+    copied = compiled_root / "tests" / "unit"
+    copied.mkdir(parents=True, exist_ok=True)
+    for name in ("test_result.py", "report_fixtures.py"):  # (the test and the flow it reads)
+        shutil.copy(REPO / "tests" / "unit" / name, copied / name)
+    pytest_args = ["-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit/test_result.py"]
+    proc = _python(compiled_root, False, pytest_args, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-2000:]

@@ -28,6 +28,7 @@ from tcpdiag.result import (
     flow_from_plain,
     flow_to_plain,
 )
+from tests.unit.report_fixtures import every_field_flow
 
 WRITTEN_OUT = [
     Handshake,
@@ -40,106 +41,6 @@ WRITTEN_OUT = [
     TimelineRow,
     FlowResult,
 ]
-
-
-def _every_field_set() -> FlowResult:
-    """A flow whose every field, nested ones included, holds a value of its own (none is a
-    default), set by name."""
-    return FlowResult(
-        id=7,
-        client="10.0.0.1:40000",
-        server="10.0.0.2:443",
-        ip_version=4,
-        client_inferred=True,
-        first_frame=3,
-        last_frame=99,
-        start=1.25,
-        end=9.5,
-        packets_client=11,
-        packets_server=12,
-        bytes_client=1300,
-        bytes_server=1400,
-        state="RSTO",
-        history="ShADadR",
-        handshake=Handshake(
-            syn=True,
-            syn_ack=True,
-            ack=True,
-            rtt=0.031,
-            syn_retransmissions=2,
-            syn_ack_retransmissions=1,
-            syn_frames=[3, 4, 5],
-            syn_times=[1.25, 2.25, 4.25],
-            syn_ack_frames=[6],
-            syn_ack_times=[4.3],
-        ),
-        close=Close(kind="rst", by="server", frame=99),
-        tcp=TcpCounters(
-            retransmissions=21,
-            fast_retransmissions=22,
-            spurious_retransmissions=23,
-            out_of_order=24,
-            lost_segments=25,
-            acked_unseen=26,
-            duplicate_acks=27,
-            zero_windows=28,
-            zero_window_probes=29,
-            window_full=30,
-            keep_alives=31,
-            rtt=RttStats(min=0.01, median=0.02, max=0.5, samples=9),
-        ),
-        tls=TlsSummary(
-            versions_offered=["TLS 1.3", "TLS 1.2"],
-            version="TLS 1.3",
-            sni="example.test",
-            alpn=["h2"],
-            cipher_suite="TLS_AES_128_GCM_SHA256",
-            handshake_complete=True,
-            records_client=5,
-            records_server=6,
-            messages=[TlsMessage(sender="client", frame=8, type="ClientHello", length=512)],
-            alerts=[
-                TlsAlert(
-                    sender="server",
-                    frame=97,
-                    level="fatal",
-                    description="decode_error",
-                    encrypted=False,
-                )
-            ],
-            ja3="a" * 32,
-            ja4="t13d",
-            starttls="smtp",
-            certificates=[1200, 900],
-        ),
-        findings=[
-            Finding(
-                name="tls-alert",
-                severity=Severity.ERROR,
-                message="m",
-                frames=(97,),
-                time=9.4,
-                flow=7,
-                count=2,
-            )
-        ],
-        verdict="server aborted",
-        timeline=[
-            TimelineRow(
-                frame=8,
-                time=2.5,
-                sender="client",
-                flags=0x18,
-                seq=2,
-                ack=3,
-                length=512,
-                window=65535,
-                tls=["ClientHello 512"],
-                notes=["tls-alert"],
-            )
-        ],
-        timeline_skipped=5,
-    )
 
 
 def _by_fields(value: Any) -> Any:
@@ -155,8 +56,8 @@ def _by_fields(value: Any) -> Any:
 
 
 def _examples() -> dict[type[Any], Any]:
-    """One object of each written-out class, from `_every_field_set`."""
-    flow = _every_field_set()
+    """One object of each written-out class, from `every_field_flow`."""
+    flow = every_field_flow()
     assert flow.tls is not None and flow.timeline is not None and flow.tcp.rtt is not None
     nested = [flow.handshake, flow.close, flow.tcp, flow.tcp.rtt, flow.tls, flow.timeline[0]]
     nested += [flow.tls.messages[0], flow.tls.alerts[0], flow]
@@ -225,7 +126,7 @@ def test_every_field_is_distinct_from_its_default() -> None:
             if dataclasses.is_dataclass(value):
                 check(value)
 
-    flow = _every_field_set()
+    flow = every_field_flow()
     check(flow)
     assert flow.tls is not None and flow.timeline is not None
     for nested in (flow.tls.messages[0], flow.tls.alerts[0], flow.findings[0], flow.timeline[0]):
@@ -233,12 +134,12 @@ def test_every_field_is_distinct_from_its_default() -> None:
 
 
 def test_flow_to_plain_lists_every_field_in_field_order() -> None:
-    flow = _every_field_set()
+    flow = every_field_flow()
     assert _by_fields(flow_to_plain(flow)) == _by_fields(flow)
 
 
 def test_plain_and_pickle_round_trips_keep_every_field() -> None:
-    flow = _every_field_set()
+    flow = every_field_flow()
     copy = flow_from_plain(marshal.loads(marshal.dumps(flow_to_plain(flow))))
     assert copy == flow
     assert type(copy.findings[0].severity) is Severity
@@ -246,7 +147,7 @@ def test_plain_and_pickle_round_trips_keep_every_field() -> None:
 
 
 def test_a_new_id_moves_the_flows_own_findings_with_it() -> None:
-    flow = _every_field_set()
+    flow = every_field_flow()
     other = Finding("retransmission", Severity.WARNING, "m", (9,), None, 3, 1)
     flow.findings.append(other)
     copy = flow_from_plain(marshal.loads(marshal.dumps(flow_to_plain(flow))), new_id=40)
