@@ -46,6 +46,7 @@ COMPILED = [
     "tcpdiag/tls/handshake.py",
     "tcpdiag/tls/stream.py",
     "tcpdiag/tls/fingerprint.py",
+    "tcpdiag/tls/flights.py",
     "tcpdiag/decode/arp.py",
     "tcpdiag/decode/icmp.py",
     "tcpdiag/decode/ipv6ext.py",

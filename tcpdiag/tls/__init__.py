@@ -17,6 +17,7 @@ COMPILED_MODULES = (
     "handshake",
     "stream",
     "fingerprint",
+    "flights",
     "constants",
     "detect",
     "starttls",
