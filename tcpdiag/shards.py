@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 from array import array
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -40,13 +41,16 @@ FinishRecord = tuple[int, int, int, int]
 
 
 class Numbering:
-    """Flow ids of the whole capture from each shard's first frames."""
+    """Flow ids of the whole capture from each shard's first frames: a flow's id is one more
+    than the number of flows, of all shards, that began before it."""
 
     def __init__(self, first_frames: Sequence[Sequence[int]]) -> None:
-        self._sorted = [array("q", sorted(frames)) for frames in first_frames]
+        # All shards' first frames in one sorted array: one search per flow (the merge numbers
+        # every flow, in the parent, while no worker runs).
+        self._sorted = array("q", sorted(itertools.chain.from_iterable(first_frames)))
 
     def of(self, first_frame: int) -> int:
-        return 1 + sum(bisect.bisect_left(frames, first_frame) for frames in self._sorted)
+        return 1 + bisect.bisect_left(self._sorted, first_frame)
 
 
 def apply_quota(

@@ -37,6 +37,7 @@ from tcpdiag.errors import CaptureError
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
 from tcpdiag.result import CaptureResult
+from tcpdiag.shards import Numbering
 from tcpdiag.store import MergedStore
 from tests.capture_files import PUBLIC
 from tests.cbuild import REPO, build_extension, load_extension
@@ -371,3 +372,11 @@ def test_a_reader_that_stops_early_stops_the_other_captures(tmp_path: Path) -> N
         time.sleep(0.05)
     assert multiprocessing.active_children() == []
     assert not (spool / "capture-3.flows").exists()  # never started
+
+
+def test_numbering_counts_the_flows_of_every_shard_that_began_before() -> None:
+    # Flow ids follow first frames across shards, whatever the order each shard lists them in.
+    number = Numbering([[9, 1, 5], [], [7, 3]])
+    assert [number.of(frame) for frame in (1, 3, 5, 7, 9)] == [1, 2, 3, 4, 5]
+    assert number.of(4) == 3  # (not a first frame: one more than those before it)
+    assert Numbering([]).of(10) == 1
