@@ -2,8 +2,9 @@
 
 `pip install .` compiles the per-packet modules (decoders, flow engine, TLS stream), the
 per-flow diagnosis rules and what they call for every flow (finding registry and messages,
-verdict, TLS names, flow keys), and the engine that finishes each flow (engine.py), into C
-extensions when mypyc and a C compiler are available,
+verdict, TLS names, flow keys), the engine that finishes each flow (engine.py) and the JSON
+report's flow objects (report/json.py), into C extensions when mypyc and a C compiler are
+available,
 with the hand-written C block reader (tcpdiag/decode/_scan.c), timeline row writer
 (tcpdiag/flow/_rows.c) and report JSON writer (tcpdiag/report/_compact.c), and falls back to the
 pure-Python package, with a warning, when either is missing or the build fails: the results are
@@ -27,11 +28,12 @@ from setuptools.command.build_ext import build_ext
 
 # Each package's __init__ lists its modules in COMPILED_MODULES (keep both in step; a test checks):
 # that is where TCPDIAG_PURE=1 takes effect. decode/stats.py stays Python (pickled between
-# processes); store.py and report/json.py measured no faster compiled (json 11% slower;
-# benchmarks/README.md, "Engine optimisation"). engine.py, which finishes every flow, is
+# processes); store.py measured no faster compiled. engine.py, which finishes every flow, is
 # compiled since the twelfth stop: 1.6% fewer instructions per worker, the same memory.
 # result.py since the fourteenth: its classes become native ones with compiled `__init__`s
-# (they pickle by their own `__reduce__`), 5.7% fewer instructions per worker.
+# (they pickle by their own `__reduce__`), 5.7% fewer instructions per worker. report/json.py
+# since the fifteenth: its report processes use ~15% less CPU (it imports no `rich`: mypyc
+# type-checks what a compiled module imports, and the build environment has no `rich`).
 COMPILED = [
     "tcpdiag/flow/seq.py",
     "tcpdiag/flow/endpoint.py",
@@ -67,6 +69,7 @@ COMPILED = [
     "tcpdiag/statepack.py",
     "tcpdiag/engine.py",
     "tcpdiag/result.py",
+    "tcpdiag/report/json.py",
 ]
 
 

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import re
 
+from tcpdiag.surrogates import no_surrogates as no_surrogates
+
 DEFAULT_MAX_LEN = 256
 
 _BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
@@ -56,7 +58,6 @@ _ASCII_FALLBACK = str.maketrans(
 )
 # Characters XML 1.0 forbids anywhere, even escaped.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def _escape_char(match: re.Match[str]) -> str:
@@ -113,12 +114,6 @@ def markup(text: object, *, max_len: int | None = DEFAULT_MAX_LEN, ascii_only: b
     from rich.markup import escape as _rich_escape
 
     return _rich_escape(clean(text, max_len=max_len, ascii_only=ascii_only))
-
-
-def no_surrogates(text: str) -> str:
-    """Replace lone surrogates (which strict UTF-8 encoders and JSON parsers reject) with U+FFFD,
-    keeping everything else: for structured formats that escape control characters themselves."""
-    return _SURROGATE.sub("\ufffd", text)
 
 
 def xml_text(text: object, *, max_len: int | None = None) -> str:

@@ -5,10 +5,17 @@ console, options)` for a live console, and `renderer(fmt)` to pick one by its `-
 from __future__ import annotations
 
 import importlib
+import os as _os
 from collections.abc import Callable, Iterable, Iterator
 
+from tcpdiag._native import use_pure_python as _use_pure_python
 from tcpdiag.report.options import ReportOptions
 from tcpdiag.result import AnalysisResult
+
+# Modules that setup.py may compile with mypyc (TCPDIAG_PURE=1 runs their source instead; the
+# imports above do not import them).
+COMPILED_MODULES = ("json",)
+_use_pure_python(__name__, _os.path.dirname(__file__), COMPILED_MODULES)
 
 Renderer = Callable[[AnalysisResult, ReportOptions], str]
 

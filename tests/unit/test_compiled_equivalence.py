@@ -14,10 +14,12 @@ test is skipped only when that is impossible (no mypyc or no C compiler).
 
 from __future__ import annotations
 
+import ast
 import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ import tcpdiag
 import tcpdiag.decode
 import tcpdiag.findings
 import tcpdiag.flow.flow
+import tcpdiag.report
 import tcpdiag.tls
 from tcpdiag._native import compiled
 from tests.capture_files import corpus_captures
@@ -203,7 +206,9 @@ def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
     """TCPDIAG_PURE=1 loads every listed hot module from its .py file."""
     script = (
         "import importlib, tcpdiag, tcpdiag.decode, tcpdiag.findings, tcpdiag.flow, tcpdiag.tls\n"
-        "for pkg in (tcpdiag, tcpdiag.decode, tcpdiag.flow, tcpdiag.tls, tcpdiag.findings):\n"
+        "import tcpdiag.report\n"
+        "for pkg in (tcpdiag, tcpdiag.decode, tcpdiag.flow, tcpdiag.tls, tcpdiag.findings,\n"
+        "            tcpdiag.report):\n"
         "    for m in pkg.COMPILED_MODULES:\n"
         "        mod = importlib.import_module(pkg.__name__ + '.' + m)\n"
         "        print(mod.__spec__.origin)\n"
@@ -219,7 +224,14 @@ def test_setup_compiles_exactly_the_modules_the_packages_list() -> None:
     a module compiled but not listed could not be switched back to its source."""
     listed = {
         f"{pkg.__name__.replace('.', '/')}/{m}.py"
-        for pkg in (tcpdiag, tcpdiag.decode, tcpdiag.flow, tcpdiag.tls, tcpdiag.findings)
+        for pkg in (
+            tcpdiag,
+            tcpdiag.decode,
+            tcpdiag.flow,
+            tcpdiag.tls,
+            tcpdiag.findings,
+            tcpdiag.report,
+        )
         for m in pkg.COMPILED_MODULES
     }
     assert listed == set(COMPILED)
@@ -242,3 +254,89 @@ def test_compiled_result_classes_pass_the_result_tests(compiled_root: Path | Non
     proc = _python(compiled_root, False, pytest_args, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert " passed" in proc.stdout and "failed" not in proc.stdout, proc.stdout[-2000:]
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """Every module `path` imports, at any depth of its code (lazy imports included)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def test_compiled_modules_reach_no_package_the_build_environment_lacks() -> None:
+    """mypyc type-checks every module a compiled module imports, in pip's isolated build
+    environment (setuptools, wheel, mypy): an import of `rich` or `click` anywhere in that
+    closure, even a lazy one, fails the whole compilation, and a fresh `pip install .` quietly
+    installs pure Python. (Unless pyproject.toml tells mypy to ignore that module missing.)"""
+    mypy = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+    ignored = {
+        module.removesuffix(".*")
+        for override in mypy.get("overrides", [])
+        if override.get("ignore_missing_imports")
+        for module in override["module"]
+    }
+    allowed = set(sys.stdlib_module_names) | {"tcpdiag", "mypy_extensions"} | ignored
+    seen: set[Path] = set()
+    todo = [REPO / name for name in COMPILED]
+    outside: dict[str, str] = {}
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in _imported_modules(path):
+            top = name.split(".")[0]
+            if top not in allowed:
+                outside[name] = str(path.relative_to(REPO))
+            elif top == "tcpdiag":
+                parts = name.split(".")
+                module = REPO.joinpath(*parts).with_suffix(".py")
+                package = REPO.joinpath(*parts, "__init__.py")
+                todo.extend(p for p in (module, package) if p.exists())
+    assert not outside, outside
+    assert REPO / "tcpdiag" / "report" / "json.py" in seen
+
+
+# The JSON report's flow objects are made one at a time, compiled too: `make()` reads no flow,
+# and each object it yields reads one (mypyc once compiled a generator expression there into a
+# list of every flow's dict, 252 MB for a 2M-packet capture).
+LAZY_SCRIPT = r"""
+import sys
+from collections.abc import Sequence
+from tcpdiag import _native
+from tcpdiag.engine import analyze_capture
+from tcpdiag.report import json as report_json
+
+class Counted(Sequence):
+    def __init__(self, items):
+        self.items, self.reads = items, 0
+    def __len__(self):
+        return len(self.items)
+    def __getitem__(self, i):
+        self.reads += 1
+        return self.items[i]
+
+capture = analyze_capture(sys.argv[1])
+flows = capture.flows = Counted(list(capture.flows))
+made = report_json._lazy_capture(capture)["flows"].make()
+before = flows.reads
+next(made)
+print(_native.compiled(report_json), len(flows), before, flows.reads)
+"""
+
+
+def test_compiled_json_report_makes_one_flow_object_at_a_time(
+    compiled_root: Path | None,
+) -> None:
+    capture = REPO / "captures" / "tcp-backlog-full.pcap"  # (4 flows)
+    proc = _python(compiled_root, False, ["-c", LAZY_SCRIPT, str(capture)], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    is_compiled, count, before, after = proc.stdout.split()
+    assert is_compiled == "True" and int(count) >= 2
+    assert (int(before), int(after)) == (0, 1)

@@ -36,6 +36,7 @@ LEAVES = {
     "config",
     "errors",
     "sanitize",
+    "surrogates",
     "_native",
     "fields",
     "statepack",
