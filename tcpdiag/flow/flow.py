@@ -883,19 +883,21 @@ class Flow:
         self.close_time = time
         self.forget_delivered()
 
-    def doze(self) -> None:
+    def doze(self, pack: bool = True) -> None:
         """The flow has been silent for a while (the table's IDLE_COMPACT) and may stay so for
-        the rest of the capture: drop the copies of delivered bytes, and pack the consumer's
-        state if it can be (its optional `freeze()`: a TLS stream's few hundred objects become
-        one bytes object). The next packet, or the end, thaws it, equal to what it was.
+        the rest of the capture: drop the copies of delivered bytes, and with `pack` (the table
+        asks it once many quiet flows hold theirs: PACK_QUIET_AFTER) pack the consumer's state if it
+        can be (its optional `freeze()`: a TLS stream's few hundred objects become one bytes
+        object). The next packet, or the end, thaws it, equal to what it was.
 
-        Packing and unpacking cost ~70 us (compiled), so at most once per flow: not again after
-        a packet woke it (a connection that talks every minute, a keep-alive ping, would pay
-        that each time), and not a closed flow's (it lingers at most `Limits.close_linger`, and
-        at most `max_closed_flows` of them: little memory to win for a pack and an unpack per
-        closed connection, on a busy capture ten times the idle open ones)."""
+        Packing and unpacking cost ~250 us (compiled, a TLS stream), so at most once per flow:
+        not again after a packet woke it (a connection that talks every minute, a keep-alive
+        ping, would pay that each time), and not a closed flow's (it lingers at most
+        `Limits.close_linger`, and at most `max_closed_flows` of them: little memory to win for
+        a pack and an unpack per closed connection, on a busy capture ten times the idle open
+        ones)."""
         self.forget_delivered()
-        if not self.closed and not self._woke:
+        if pack and not self.closed and not self._woke:
             self.freeze_consumer()
 
     def freeze_consumer(self) -> None:

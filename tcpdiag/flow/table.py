@@ -31,7 +31,8 @@ closed flows linger at once, counted per bucket of flows (`buckets.py`: each buc
 share of the limit, and beyond it the bucket's flow closed longest ago is finalised early: a
 lingering flow holds its whole state, and a busy link closes hundreds of connections a second).
 Any other flow is finalised after `Limits.idle_timeout` of silence; one silent for
-`IDLE_COMPACT` first dozes (drops its copy of delivered bytes, packs its TLS stream). When
+`IDLE_COMPACT` first dozes (drops its copy of delivered bytes; packs its TLS stream when
+`PACK_QUIET_AFTER` quiet flows hold theirs unpacked already). When
 `Limits.max_flows` flows are tracked, the table evicts a lingering closed flow first, then the
 oldest embryonic one (SYNs only), then the least recently active one (`evictions` counts them).
 Finalising calls `Flow.finish()` then `on_close(flow)` and forgets the flow, so memory is
@@ -91,9 +92,19 @@ SUSPICIOUS_JUMP: Final = 86_400.0
 # How far from the least recently used end `add` looks for an embryonic flow to evict.
 EVICTION_SCAN: Final = 64
 # A flow silent this long (capture seconds) dozes (`Flow.doze`): it drops its copy of delivered
-# bytes and packs its TLS stream into one bytes object. A connection left open but idle, common
-# behind keep-alive pools, then costs ~40% less while it waits for `Limits.idle_timeout`.
+# bytes and, once many quiet flows hold theirs (`PACK_QUIET_AFTER`), packs its TLS stream into
+# one bytes object. A connection left open but idle, common behind keep-alive pools, then costs
+# ~40% less while it waits for `Limits.idle_timeout`.
 IDLE_COMPACT: Final = 10.0
+# Packing a TLS stream and unpacking it when its connection wakes or ends cost ~800,000
+# instructions (~250 us, compiled): worth it only when many connections wait at once (on a
+# 2M-packet benchmark capture, a worker packed ~550 quiet streams: 3% of its instructions, to
+# save ~3 MB). A flow that goes quiet while this many quiet flows hold theirs unpacked packs
+# its stream. So at most this many quiet streams stay unpacked (~4 KB more each than packed,
+# ~2 MB in all), and thousands of idle keep-alive connections still cost ~2 KB each. (On that
+# capture, with 1,024 no stream was packed and a worker peaked 4 MB higher; with 512, ~150 of
+# ~550 are packed.)
+PACK_QUIET_AFTER: Final = 512
 # SYN retransmissions an embryo stores before it becomes a full Flow.
 EMBRYO_MAX_SEGMENTS: Final = 8
 # Frames kept as evidence of packets that came after their flow was finalised early.
@@ -329,6 +340,11 @@ class FlowTable:
         # walking every quiet entry each capture second (thousands of lingering closed flows and
         # idle connections, for the minutes of `idle_timeout`). A packet wakes its entry.
         self._dozing: OrderedDict[Hashable, Flow | _Embryo] = OrderedDict()
+        # The quiet flows (of `_dozing`) that hold their stream unpacked; a flow that goes quiet
+        # while `pack_quiet_after` of them do packs its own (PACK_QUIET_AFTER; an attribute so
+        # that tests can lower it).
+        self._quiet_streams: set[Hashable] = set()
+        self.pack_quiet_after = PACK_QUIET_AFTER
         # Closed flows lingering, and tombs, in queues per bucket of flows with a share of their
         # limit each (`buckets.py`: a shard of the flows then keeps and drops the same ones).
         self._closing: BucketQueues[Flow] = BucketQueues(self.options.limits.max_closed_flows)
@@ -396,6 +412,7 @@ class FlowTable:
             self._flows.move_to_end(key)
         except KeyError:
             self._flows[key] = self._dozing.pop(key)
+            self._quiet_streams.discard(key)
 
     def get(self, key: FlowKey) -> Flow | None:
         entry = self._entry(key)
@@ -524,6 +541,7 @@ class FlowTable:
                 self._flows_to_end(key)
             except KeyError:  # (`_touch`, inlined: the per-packet path)
                 self._flows[key] = self._dozing.pop(key)
+                self._quiet_streams.discard(key)
             self._last_key = key
         was_closed = flow.closed
         flow.process(seg, d)
@@ -721,7 +739,9 @@ class FlowTable:
             if isinstance(entry, _Embryo):
                 entry.compact()
             else:
-                entry.doze()
+                entry.doze(pack=len(self._quiet_streams) >= self.pack_quiet_after)
+                if entry.consumer is not None:  # not packed (or it could not be)
+                    self._quiet_streams.add(held)
             del flows[held]
             dozing[held] = entry
             self._last_key = None
@@ -762,6 +782,7 @@ class FlowTable:
             self._unindex(flow)
         elif self._dozing.get(key) is flow:
             del self._dozing[key]
+            self._quiet_streams.discard(key)
             self._unindex(flow)
         if flow.closed:
             bucket = _bucket(key)

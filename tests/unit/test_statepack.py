@@ -244,6 +244,7 @@ def test_an_ended_flow_lets_its_reassemblers_forget_the_stream() -> None:
 
 def test_the_table_dozes_a_quiet_flow_and_the_end_thaws_it() -> None:
     table, done = _tables()
+    table.pack_quiet_after = 0  # (by default the first quiet flows keep their streams)
     c, flow = _tls_connection(table)
     quiet_since = c.segments[-1].time
     table.expire(quiet_since + IDLE_COMPACT - 1.0)
@@ -363,3 +364,40 @@ def test_any_stream_state_packs_and_unpacks_exactly(steps: list[tuple[str, int, 
     assert tls_rules.diagnose(frozen, ctx) == tls_rules.diagnose(plain, ctx)
     assert frozen.summary() == plain.summary()
     assert frozen.records_by_frame() == plain.records_by_frame()
+
+
+def test_the_first_quiet_flows_keep_their_streams_and_later_ones_pack_them() -> None:
+    # Packing pays only when many connections wait at once: a flow that goes quiet while
+    # `pack_quiet_after` quiet flows hold theirs unpacked packs its stream.
+    table, done = _tables()
+    table.pack_quiet_after = 2
+
+    def tls_flow(i: int, start: float) -> tuple[Conversation, Flow]:
+        c = Conversation(
+            f"10.0.0.1:{40000 + i}", "10.0.0.2:443", start=start, first_frame=1 + 100 * i
+        )
+        c.handshake()
+        c.send("c", tls_record(client_hello()))
+        c.send("s", tls_record(server_hello()))
+        for seg in c.segments:
+            table.add(seg)
+        return c, next(f for f in table if f.id == i + 1)
+
+    convs, flows = zip(*(tls_flow(i, i * 0.5) for i in range(4)), strict=True)
+    table.expire(10.0 + IDLE_COMPACT)
+    assert len(table._dozing) == 4 and len(table._quiet_streams) == 2
+    assert [f._frozen is not None for f in flows] == [False, False, True, True]
+    assert [isinstance(f.consumer, TlsStream) for f in flows] == [True, True, False, False]
+    # A quiet flow that wakes no longer counts: the next flow to go quiet keeps its stream.
+    _, late = tls_flow(4, 20.0)
+    table.add(convs[0].send("c", b"\x17\x03\x03\x00\x02hi", at=22.0))
+    assert len(table._quiet_streams) == 1
+    table.expire(20.0 + IDLE_COMPACT + 1.0)  # (the woken flow is quiet for 9 s only)
+    assert late in table._dozing.values()
+    assert late._frozen is None and isinstance(late.consumer, TlsStream)
+    assert len(table._quiet_streams) == 2
+    table.finish()  # the end thaws the packed ones: every flow ends with its stream
+    assert [f.id for f in done] == [1, 2, 3, 4, 5] and not table._quiet_streams
+    ended = [*flows, late]
+    assert all(isinstance(f.consumer, TlsStream) and f._frozen is None for f in ended)
+    assert [f.consumer.summary().sni for f in ended] == ["example.com"] * 5
