@@ -97,14 +97,13 @@ EVICTION_SCAN: Final = 64
 # ~40% less while it waits for `Limits.idle_timeout`.
 IDLE_COMPACT: Final = 10.0
 # Packing a TLS stream and unpacking it when its connection wakes or ends cost ~800,000
-# instructions (~250 us, compiled): worth it only when many connections wait at once (on a
-# 2M-packet benchmark capture, a worker packed ~550 quiet streams: 3% of its instructions, to
-# save ~3 MB). A flow that goes quiet while this many quiet flows hold theirs unpacked packs
-# its stream. So at most this many quiet streams stay unpacked (~4 KB more each than packed,
-# ~2 MB in all), and thousands of idle keep-alive connections still cost ~2 KB each. (On that
-# capture, with 1,024 no stream was packed and a worker peaked 4 MB higher; with 512, ~150 of
-# ~550 are packed.)
-PACK_QUIET_AFTER: Final = 512
+# instructions (~250 us, compiled), which pays only when many connections wait at once. A flow
+# that goes quiet while this many quiet flows hold their streams unpacked packs its own: at most
+# this many stay unpacked (~6 KB more each), and thousands of idle keep-alive connections still
+# cost ~2 KB each. On the 2M-packet benchmark capture a worker packed ~550 streams, 3% of its
+# instructions; with 256 it packs ~390 and peaks 1 MB higher (with 512: ~150 and 3 MB; with
+# 1,024: none and 4 MB, which would have cost the benchmark's peak memory ~4%).
+PACK_QUIET_AFTER: Final = 256
 # SYN retransmissions an embryo stores before it becomes a full Flow.
 EMBRYO_MAX_SEGMENTS: Final = 8
 # Frames kept as evidence of packets that came after their flow was finalised early.
