@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import enum
 import json
+import math
+import random
+import struct
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
@@ -93,6 +96,75 @@ def test_every_char_is_escaped_as_json_escapes_it(native: ModuleType) -> None:
 @pytest.mark.parametrize("value", [*EDGE_FLOATS, *EDGE_INTS, 10**4000, -(10**4000)])
 def test_numbers_are_their_repr(native: ModuleType, value: object) -> None:
     assert native.dumps(value) == repr(value) == _COMPACT.encode(value)
+
+
+# The doubles `_compact.c` writes without dtoa (`shortest`), as reports have them, and the ones
+# where its search is most likely to go wrong: two decimals equally near (short binary
+# fractions: dtoa keeps the even digit), powers of two (the lower neighbour is nearer), the
+# neighbours of powers of ten (the digit count changes), the edges of its 128-bit range.
+def _doubles(rng: random.Random) -> dict[str, Callable[[], float]]:
+    def bits(n: int) -> int:
+        return rng.getrandbits(n)
+
+    return {
+        "capture time, ns": lambda: (1_790_000_000_000_000_000 + bits(50)) / 1e9,
+        "capture time, us": lambda: (1_790_000_000_000_000 + bits(36)) / 1e6,
+        "difference of times": lambda: (
+            (1_790_000_000_000_000 + bits(30)) / 1e6 - (1_790_000_000_000_000 + bits(20)) / 1e6
+        ),
+        "duration": lambda: bits(30) / 1e9,
+        "fraction": rng.random,
+        "any magnitude": lambda: rng.random() * 10.0 ** rng.randint(-9, 17),
+        "rounded": lambda: round(rng.random() * 10.0 ** rng.randint(-8, 15), rng.randint(0, 10)),
+        "short binary fraction": lambda: bits(rng.randint(1, 24)) * 2.0 ** -rng.randint(0, 60),
+        "float32": lambda: struct.unpack("f", struct.pack("I", bits(32)))[0],
+        "power of two": lambda: 2.0 ** rng.randint(-70, 60),
+        "whole number": lambda: float(bits(rng.randint(1, 60))),
+        "next to a power of ten": lambda: math.nextafter(
+            10.0 ** rng.randint(-10, 20), rng.choice((0.0, math.inf))
+        ),
+        "any bits": lambda: struct.unpack("d", struct.pack("Q", bits(64)))[0],
+    }
+
+
+@pytest.mark.parametrize("kind", list(_doubles(random.Random(0))))
+def test_floats_are_their_repr(native: ModuleType, kind: str) -> None:
+    make = _doubles(random.Random(kind))[kind]
+    values = [v for v in (make() for _ in range(20_000)) if math.isfinite(v)]
+    for v in values:
+        assert native.dumps(v) == repr(v), v
+        assert native.dumps(-v) == repr(-v), -v
+    assert native.dumps(values) == _COMPACT.encode(values)
+
+
+def test_every_power_of_two_and_its_neighbours_is_its_repr(native: ModuleType) -> None:
+    for e in range(-1074, 1024):
+        x = 2.0**e
+        for v in (x, math.nextafter(x, 0.0), math.nextafter(x, math.inf)):
+            if math.isfinite(v):
+                assert native.dumps(v) == repr(v), v
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (2.9802322387695312e-05, "2.9802322387695312e-05"),  # 125 * 2^-22: ...3125, even 2
+        (0.0000298023223876953125 * 3, "8.940696716308594e-05"),
+        (1.0, "1.0"),
+        (0.5, "0.5"),
+        (1024.0, "1024.0"),
+        (0.1, "0.1"),
+        (1e-4, "0.0001"),
+        (1e-5, "1e-05"),
+        (1790000000.0009742, "1790000000.0009742"),
+        (123456789012345.6, "123456789012345.6"),
+        (4503599627370495.5, "4503599627370495.5"),
+        (1e15, "1000000000000000.0"),
+        (-0.0, "-0.0"),
+    ],
+)
+def test_float_texts(native: ModuleType, value: float, text: str) -> None:
+    assert native.dumps(value) == text == repr(value)
 
 
 def test_empty_and_nested_containers(native: ModuleType) -> None:
