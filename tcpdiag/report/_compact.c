@@ -24,6 +24,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <math.h>
+#include <stdint.h>
 #include <string.h>
 
 /* Deeper documents go to the json module (which counts the depth against the recursion limit,
@@ -136,6 +137,18 @@ static char *put_escape(char *p, Py_UCS4 c) {
     return put_u4(p, c);
 }
 
+/* Whether any of the 8 ASCII bytes in w needs an escape: below 0x20, '"', '\\' or DEL (0x7f).
+ * (Bitwise, eight at a time: a report's strs are mostly long runs of plain chars. A borrow may
+ * mark a byte above one that is below 0x20: the caller then looks byte by byte anyway.) */
+static inline int any_escape(uint64_t w) {
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t quote = w ^ (ones * '"'), backslash = w ^ (ones * '\\');
+    uint64_t below = (w - ones * 0x20) & ~w;
+    uint64_t zeros = ((quote - ones) & ~quote) | ((backslash - ones) & ~backslash);
+    uint64_t del = w + ones; /* 0x7f + 1 alone reaches 0x80, without a carry out of its byte */
+    return ((below | zeros | del) & highs) != 0;
+}
+
 /* Room is reserved for every char still to be written as one byte, plus the closing quote; an
  * escape tops that up (at most 6 bytes for an ASCII or BMP char, 12 for a pair) so the plain
  * chars never check the room. */
@@ -156,6 +169,10 @@ static int put_str(Out *out, PyObject *s) {
         Py_ssize_t i = 0;
         for (;;) {
             Py_ssize_t start = i;
+            for (uint64_t w; i + 8 <= n; i += 8) {
+                memcpy(&w, src + i, 8);
+                if (any_escape(w)) break;
+            }
             while (i < n && !ESCAPE[src[i]]) i++;
             memcpy(out->buf + out->len, src + start, (size_t)(i - start));
             out->len += i - start;

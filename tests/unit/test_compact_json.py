@@ -85,6 +85,19 @@ def test_strs_are_escaped_as_json_escapes_them(
         assert native.dumps({s: [s]}) == _COMPACT.encode({s: [s]})
 
 
+def test_an_escape_anywhere_in_a_plain_run_is_found(native: ModuleType) -> None:
+    # The ASCII path looks at 8 chars at a time: every escaped char at every place in and
+    # around a word, and next to the chars just beside the ranges it tests for.
+    special = [chr(c) for c in (*range(0x20), 0x22, 0x5C, 0x7F)]
+    plain = [" ", "!", "#", "[", "]", "~", "a"]
+    for length in range(0, 26):
+        for at in range(length):
+            for c in special + plain:
+                for filler in ("a", "~", " "):
+                    s = filler * at + c + filler * (length - at - 1)
+                    assert native.dumps(s) == _COMPACT.encode(s), (s, at)
+
+
 def test_every_char_is_escaped_as_json_escapes_it(native: ModuleType) -> None:
     chars = [chr(c) for c in range(0x110000)]
     for start in range(0, len(chars), 4096):
