@@ -53,6 +53,18 @@ def test_no_surrogates_keeps_controls() -> None:
 
 
 @settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec=None), max_size=200)
+    | st.text(alphabet=st.sampled_from("a\u2192\ud800\udfff\U0001f600"), max_size=20)
+)
+def test_no_surrogates_replaces_each_lone_surrogate_and_nothing_else(text: str) -> None:
+    out = no_surrogates(text)
+    assert out == "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in text)
+    if out == text:
+        assert out is text  # nothing to replace: the same str, not a copy
+
+
+@settings(max_examples=300, deadline=None)
 @given(st.text(alphabet=st.characters(codec=None), max_size=400))
 def test_clean_never_lets_a_dangerous_character_through(text: str) -> None:
     out = clean(text)
