@@ -12,7 +12,7 @@ import enum
 import operator
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 
 def _field_values(cls: type[Any]) -> Callable[[Any], tuple[Any, ...]]:
@@ -63,8 +63,8 @@ class Finding:
     """One diagnosis. Per-packet analyses (retransmission...) appear once per flow with `count`
     and every frame they apply to; other findings list the frames that prove them.
 
-    (Frozen: its `__init__` is the generated one; `findings.registry.make_finding`, which builds
-    nearly all of them, fills the fields directly.)"""
+    (Frozen: its `__init__` is the generated one; `new_finding`, which builds nearly all of
+    them, fills the fields directly.)"""
 
     name: str
     severity: Severity
@@ -79,6 +79,50 @@ class Finding:
 
     def __reduce__(self) -> tuple[type[Finding], tuple[Any, ...]]:
         return (Finding, _FINDING(self))
+
+
+# A Finding is built field by field through its slots, not through `Finding(...)`: the frozen
+# dataclass's generated `__init__` sets each field with `object.__setattr__` from interpreted
+# code, ~13,000 instructions a finding, ~6,500 through the slots' own setters (callgrind; the
+# rules make one for every problem, the report again for every finding it reads from the flow
+# store). The same object, field for field (`tests/unit/test_registry.py`, which also checks
+# that these are all of Finding's fields, in order). Compiled, Finding is a native class: its
+# fields are getset descriptors instead of slots (set the same way), and only its own `__new__`
+# may make one.
+FINDING_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Finding))
+_SLOT_SETTERS: Final[dict[str, Callable[[Any, Any], None]]] = {
+    name: vars(Finding)[name].__set__ for name in FINDING_FIELDS
+}
+_NEW_FINDING: Final = Finding.__new__
+_SET_NAME: Final = _SLOT_SETTERS["name"]
+_SET_SEVERITY: Final = _SLOT_SETTERS["severity"]
+_SET_MESSAGE: Final = _SLOT_SETTERS["message"]
+_SET_FRAMES: Final = _SLOT_SETTERS["frames"]
+_SET_TIME: Final = _SLOT_SETTERS["time"]
+_SET_FLOW: Final = _SLOT_SETTERS["flow"]
+_SET_COUNT: Final = _SLOT_SETTERS["count"]
+
+
+def new_finding(
+    name: str,
+    severity: Severity,
+    message: str,
+    frames: tuple[int, ...],
+    time: float | None,
+    flow: int | None,
+    count: int,
+) -> Finding:
+    """`Finding(name, severity, message, frames, time, flow, count)`, made without the frozen
+    dataclass's slow `__init__` (see above)."""
+    finding = _NEW_FINDING(Finding)
+    _SET_NAME(finding, name)
+    _SET_SEVERITY(finding, severity)
+    _SET_MESSAGE(finding, message)
+    _SET_FRAMES(finding, frames)
+    _SET_TIME(finding, time)
+    _SET_FLOW(finding, flow)
+    _SET_COUNT(finding, count)
+    return finding
 
 
 @dataclass(slots=True, init=False)
@@ -635,7 +679,7 @@ def _finding_to_plain(f: Finding) -> list[Any]:
 
 
 def _finding_from_plain(v: Sequence[Any]) -> Finding:
-    return Finding(v[0], _SEVERITIES[v[1]], v[2], v[3], v[4], v[5], v[6])
+    return new_finding(v[0], _SEVERITIES[v[1]], v[2], v[3], v[4], v[5], v[6])
 
 
 def _row_to_plain(row: TimelineRow) -> tuple[Any, ...]:

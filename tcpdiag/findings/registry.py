@@ -8,10 +8,8 @@ documented reason to override it (retransmission above 1 %, a non-fatal TLS aler
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Mapping, Sequence
 
 from tcpdiag.errors import UnknownFinding
 from tcpdiag.findings.docs import CATEGORIES, FindingSpec
@@ -20,7 +18,8 @@ from tcpdiag.findings.docs import tcp_close as _tcp_close
 from tcpdiag.findings.docs import tcp_connect as _tcp_connect
 from tcpdiag.findings.docs import tcp_transfer as _tcp_transfer
 from tcpdiag.findings.docs import tls as _tls
-from tcpdiag.result import Finding, Severity
+from tcpdiag.result import FINDING_FIELDS as FINDING_FIELDS
+from tcpdiag.result import Finding, Severity, new_finding
 
 __all__ = [
     "CATEGORIES",
@@ -116,33 +115,12 @@ def make_finding(
     `UnknownFinding`, so a typo in a rule fails its tests instead of leaking into reports.
     """
     s = spec(name)
-    finding = _NEW_FINDING(Finding)
-    _SET_NAME(finding, name)
-    _SET_SEVERITY(finding, s.severity if severity is None else severity)
-    _SET_MESSAGE(finding, message)
-    _SET_FRAMES(finding, tuple(sorted_frames(frames)))
-    _SET_TIME(finding, time)
-    _SET_FLOW(finding, flow)
-    _SET_COUNT(finding, max(1, count))
-    return finding
-
-
-# A Finding is built field by field through its slots, not through `Finding(...)`: the frozen
-# dataclass's generated `__init__` sets each field with `object.__setattr__` from interpreted
-# code: `make_finding` cost ~13,000 instructions a finding, ~6,500 through the slots' own
-# setters (callgrind; `failures` traffic makes a finding every ten packets). The same object,
-# field for field (`tests/unit/test_registry.py`, which also checks that these are all of
-# Finding's fields, in order). Compiled, Finding is a native class: its fields are getset
-# descriptors instead of slots (set the same way), and only its own `__new__` may make one.
-FINDING_FIELDS: Final = tuple(f.name for f in dataclasses.fields(Finding))
-_SLOT_SETTERS: Final[dict[str, Callable[[Any, Any], None]]] = {
-    name: vars(Finding)[name].__set__ for name in FINDING_FIELDS
-}
-_NEW_FINDING: Final = Finding.__new__
-_SET_NAME: Final = _SLOT_SETTERS["name"]
-_SET_SEVERITY: Final = _SLOT_SETTERS["severity"]
-_SET_MESSAGE: Final = _SLOT_SETTERS["message"]
-_SET_FRAMES: Final = _SLOT_SETTERS["frames"]
-_SET_TIME: Final = _SLOT_SETTERS["time"]
-_SET_FLOW: Final = _SLOT_SETTERS["flow"]
-_SET_COUNT: Final = _SLOT_SETTERS["count"]
+    return new_finding(
+        name,
+        s.severity if severity is None else severity,
+        message,
+        tuple(sorted_frames(frames)),
+        time,
+        flow,
+        max(1, count),
+    )
