@@ -1214,6 +1214,8 @@ class Flow:
 
     def counters(self) -> TcpCounters:
         a = self.analysis
+        if not a:  # no packet flagged (most flows): eleven dictionary lookups saved
+            return TcpCounters(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, self.rtt)
         return TcpCounters(  # positional, in field order (see `rtt`)
             _flagged(a, "retransmission"),
             _flagged(a, "fast-retransmission"),
