@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, overload
 
 from tcpdiag.result import Finding, FlowResult, Severity, flow_from_plain, flow_to_plain
+from tcpdiag.storeindex import StoreIndex
 
 # marshal format 2: without the back-references of formats 3 and 4, whose bookkeeping made
 # writing a flow ~40% slower to save ~10% of bytes in a temporary file.
@@ -68,34 +69,27 @@ class FlowStore(Sequence[FlowResult]):
         self._spool_bytes = spool_bytes
         self.on_disk = path is not None
         self.disk_error: str | None = None  # why the flows stayed in memory, if they did
-        self._size = 0
+        # The facts kept per record, appended by compiled code (`storeindex`); the store reads
+        # them through these names (the same objects).
+        index = self._index = StoreIndex()
+        self._ids = index.ids
+        self._offsets = index.offsets
+        self._lengths = index.lengths
+        self._severity = index.severity
+        self._names = index.names
+        self._with_name = index.with_name
+        self._handshake_servers = index.handshake_servers
+        self._servers = index.servers
+        self._first_frames = index.first_frames
+        self._finished_at = index.finished_at
+        self._finish_rank = index.finish_rank
+        self._problems = index.problems
         # The file's position stays at its end: a seek on a buffered file flushes its buffer (a
         # write system call per flow, and one more for the seek), so `_write` appends without
         # one, and `_load` reads with `os.pread` on disk (one system call, the position
         # untouched: flows are read in id order, not in the order written) or slices the memory
         # buffer.
         self._unflushed = False  # appended bytes may still be in the file object's buffer
-        self._ids = array("q")
-        self._offsets = array("q")
-        self._lengths = array("q")
-        # per record: worst finding severity (0 when the flow has no finding)
-        self._severity = bytearray()
-        self._names: Counter[str] = Counter()
-        # record positions of the flows with a finding of each name (as added)
-        self._with_name: dict[str, array[int]] = {}
-        # per record: the server of a flow that completed a handshake (saw a SYN/ACK), as an
-        # index into `_servers` (each server's "addr:port" once), else -1: the syn-unanswered
-        # context rule then reads no flow that only completed a handshake
-        self._handshake_servers = array("q")
-        self._servers: list[str] = []
-        self._server_index: dict[str, int] = {}
-        # per record, for merging shards (`split.py`): first frame, where in the capture the
-        # flow was finished (`Engine._finish_key`), and whether the report quota counted it as
-        # a problem flow
-        self._first_frames = array("q")
-        self._finished_at = array("q")
-        self._finish_rank = array("q")
-        self._problems = bytearray()
         self._order: list[int] | None = None  # record positions in flow-id order, once sealed
         self._amended: dict[int, tuple[set[str], list[Finding]]] = {}
         self._finisher: Finisher | None = None
@@ -113,34 +107,10 @@ class FlowStore(Sequence[FlowResult]):
             raise RuntimeError("the flow store is sealed")
         blob = marshal.dumps((flow_to_plain(flow), packed_timeline), MARSHAL_VERSION)
         self._write(blob)
-        position = len(self._ids)
-        self._ids.append(flow.id)
-        self._first_frames.append(flow.first_frame)
-        self._finished_at.append(finished[0])
-        self._finish_rank.append(finished[1])
-        self._problems.append(problem)
-        self._offsets.append(self._size)
-        self._lengths.append(len(blob))
-        self._size += len(blob)
-        self._handshake_servers.append(
-            self._server_number(flow.server) if flow.handshake.syn_ack else -1
-        )
-        findings = flow.findings
-        if not findings:  # most flows
-            self._severity.append(0)
-            return
-        self._severity.append(_worst(findings))
-        for finding in findings:
-            self._names[finding.name] += 1
-        for name in {finding.name for finding in findings}:
-            self._with_name.setdefault(name, array("i")).append(position)
+        self._index.add(flow, len(blob), finished, problem)
 
     def _server_number(self, server: str) -> int:
-        number = self._server_index.get(server)
-        if number is None:
-            number = self._server_index[server] = len(self._servers)
-            self._servers.append(server)
-        return number
+        return self._index.server_number(server)
 
     def amend(self, flow_id: int, finding: Finding, drop: Iterable[str] = ()) -> None:
         """A capture-level rule's finding for a stored flow: remove that flow's findings named
@@ -276,7 +246,7 @@ class FlowStore(Sequence[FlowResult]):
         if (
             not self.on_disk
             and self.disk_error is None
-            and self._size + len(blob) > self._spool_bytes
+            and self._index.size + len(blob) > self._spool_bytes
         ):
             self._spill()
         try:
@@ -285,7 +255,7 @@ class FlowStore(Sequence[FlowResult]):
             if not self.on_disk:
                 raise
             self._back_to_memory(exc)
-            self._file.seek(self._size)
+            self._file.seek(self._index.size)
             self._file.write(blob)
         self._unflushed = True
 
@@ -294,7 +264,7 @@ class FlowStore(Sequence[FlowResult]):
         assert isinstance(memory, io.BytesIO)
         try:
             disk = tempfile.TemporaryFile(prefix="tcpdiag-flows-")  # noqa: SIM115 - see __init__
-            disk.write(memory.getbuffer()[: self._size])
+            disk.write(memory.getbuffer()[: self._index.size])
         except OSError as exc:  # $TMPDIR read-only or full: stay in memory
             self.disk_error = f"{tempfile.gettempdir()}: {exc.strerror or exc}"
             return
@@ -303,7 +273,7 @@ class FlowStore(Sequence[FlowResult]):
 
     def _back_to_memory(self, exc: OSError) -> None:
         self._file.seek(0)
-        memory = io.BytesIO(self._file.read(self._size))
+        memory = io.BytesIO(self._file.read(self._index.size))
         self._file.close()
         self._file = memory
         self.on_disk = False
@@ -444,7 +414,7 @@ class MergedStore(FlowStore):
         self._names = +names
         # in the order the records count as added, as in a store filled by one process
         self._with_name = {name: array("i", sorted(at)) for name, at in with_name.items()}
-        self._size = sum(self._lengths)
+        self._index.size = sum(self._lengths)
 
     def add(self, *args: object, **kwargs: object) -> None:
         raise RuntimeError("a merged flow store takes no more flows")

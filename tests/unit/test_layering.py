@@ -33,6 +33,7 @@ LEAVES = {
     "model",
     "result",
     "store",
+    "storeindex",
     "config",
     "errors",
     "sanitize",
