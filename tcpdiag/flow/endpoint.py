@@ -129,6 +129,8 @@ class Endpoint:
         "syn_time",
         "timestamps",
         "unacked",
+        "unacked_head",
+        "unacked_tail",
         "unique_bytes",
         "window_seen",
         "wire_bytes",
@@ -226,9 +228,14 @@ class Endpoint:
         self.ws_lastnondupack = 0
         self.ws_lastflags = 0
         self.ws_first_ack = True  # no non-SYN ACK sent yet: windows not scaled (Wireshark)
-        # Unacked segments for RTT, in send order; None until the first one. Fully ACKed
-        # entries are removed from the front.
+        # Unacked segments for RTT, in send order: unacked[unacked_head:unacked_tail] (None
+        # until the first one). Fully ACKed entries are passed over, not removed, and their
+        # objects are filled again for later segments: a list popped to empty and appended to
+        # again, as nearly every ACK of a request-response flow did, reallocates its storage
+        # twice per segment, and an entry made and freed per segment costs as much again.
         self.unacked: list[Unacked] | None = None
+        self.unacked_head = 0
+        self.unacked_tail = 0
 
     # -- per-packet facts, None before the first packet (or payload) ---------------------------
 

@@ -739,12 +739,30 @@ class Flow:
             ua = fwd.unacked
             if ua is None:
                 ua = fwd.unacked = []
-            if len(ua) < MAX_UNACKED:
+            head = fwd.unacked_head
+            tail = fwd.unacked_tail
+            if tail - head < MAX_UNACKED:
                 nxt = (seq + length + (1 if flags & (SYN | FIN) else 0)) & MASK
-                ua.append(Unacked(seq, nxt, frame, time, bool(retrans)))
+                if tail == len(ua) and head and (head * 2 >= tail or tail >= MAX_UNACKED):
+                    # The live entries to the front, the spent ones after them (amortised:
+                    # half the list or more is spent), so the list stays within MAX_UNACKED.
+                    ua[:] = ua[head:] + ua[:head]
+                    tail -= head
+                    head = fwd.unacked_head = 0
+                if tail < len(ua):
+                    item = ua[tail]
+                    item.seq = seq
+                    item.nxt = nxt
+                    item.frame = frame
+                    item.time = time
+                    item.ambiguous = bool(retrans)
+                else:
+                    ua.append(Unacked(seq, nxt, frame, time, bool(retrans)))
+                tail = fwd.unacked_tail = tail + 1
             if retrans:
                 end_raw = (seq + max(length, 1)) & MASK
-                for item in ua:
+                for i in range(head, tail):
+                    item = ua[i]
                     if seq_gt(end_raw, item.seq) and seq_gt(item.nxt, seq):
                         item.ambiguous = True
 
@@ -1010,23 +1028,27 @@ class Flow:
     ) -> None:
         """`fwd` (direction `di`) acknowledged `ack` (a new highest ACK): RTT samples, gaps,
         delayed ACKs."""
-        ua = rev.unacked
-        if ua:
-            done = 0
-            for item in ua:
+        head = rev.unacked_head
+        tail = rev.unacked_tail
+        if head < tail:
+            ua = rev.unacked
+            assert ua is not None
+            i = head
+            while i < tail:
+                item = ua[i]
                 s1 = item.nxt
                 if seq_le(s1, ack):
-                    done += 1
+                    i += 1
                     if s1 == ack and not item.ambiguous:
                         self._rtt_sample(time - item.time)
                     continue
                 if seq_gt(ack, item.seq):
                     item.seq = ack  # partially acknowledged
                 break
-            if done == 1:
-                ua.pop(0)  # the usual case; compiled, a C call (a slice deletion is generic)
-            elif done:
-                del ua[:done]
+            if i == tail:  # all acknowledged (the usual case): fill the list from its start
+                rev.unacked_head = rev.unacked_tail = 0
+            else:
+                rev.unacked_head = i
         r = self._reasm[1 - di]
         if r is not None and rev.stream_base is not None:
             off = rev.offset(ack)
@@ -1211,6 +1233,7 @@ class Flow:
         # release per-packet state that is no longer needed
         c.unacked = None
         s.unacked = None
+        c.unacked_head = c.unacked_tail = s.unacked_head = s.unacked_tail = 0
 
     def counters(self) -> TcpCounters:
         a = self.analysis
