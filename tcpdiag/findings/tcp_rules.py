@@ -70,7 +70,7 @@ class _Facts:
         self.ignored_resets: list[tuple[FlowEvent, int, str]] | None = None
 
     def name(self, d: Direction | int) -> str:
-        ep = self.flow.endpoints[d]
+        ep = self.flow.endpoint(d)
         return format_endpoint(ep.addr, ep.port)
 
     @property
@@ -448,7 +448,7 @@ def _resets(x: _Facts) -> list[Finding]:
     if rst is None or rst.direction is None:
         return []
     d = rst.direction
-    sender, other = f.endpoints[d], f.endpoints[d.other]
+    sender, other = f.endpoint(d), f.endpoint(d.other)
     in_flight = int(_num(rst.details.get("bytes_in_flight")))
     never_acked = int(_num(rst.details.get("unread_data")))
     own_fin = bool(rst.details.get("after_own_fin"))
@@ -577,8 +577,8 @@ def _stray_probe(x: _Facts, rst: FlowEvent) -> Finding | None:
     if hs.syn or hs.syn_ack or rst.direction is None:
         return None
     d = rst.direction
-    prober = f.endpoints[d.other]
-    if prober.packets != 1 or f.endpoints[d].packets != 1 or prober.first_data_frame is not None:
+    prober = f.endpoint(d.other)
+    if prober.packets != 1 or f.endpoint(d).packets != 1 or prober.first_data_frame is not None:
         return None
     probe = next((r for r in x.rows() if r.frame < rst.frame), None)
     if probe is None:
@@ -642,7 +642,7 @@ def _find_ignored_resets(x: _Facts) -> list[tuple[FlowEvent, int, str]]:
             ):
                 out.append((e, synack, "synack"))
                 continue
-        last = f.endpoints[e.direction].last_frame
+        last = f.endpoint(e.direction).last_frame
         if last is not None and last <= e.frame:
             continue  # the RST was the last thing that side sent: no row can follow it
         sender = _side(e.direction)
@@ -869,13 +869,13 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
     f = x.flow
     out: list[Finding] = []
     firsts = [
-        d for d in (Direction.CLIENT, Direction.SERVER) if f.endpoints[d].fin_frame is not None
+        d for d in (Direction.CLIENT, Direction.SERVER) if f.endpoint(d).fin_frame is not None
     ]
     if not firsts:
         return []
-    a = min(firsts, key=lambda d: f.endpoints[d].fin_frame or 0)
+    a = min(firsts, key=lambda d: f.endpoint(d).fin_frame or 0)
     b = a.other
-    ea, eb = f.endpoints[a], f.endpoints[b]
+    ea, eb = f.endpoint(a), f.endpoint(b)
     fin_frame = ea.fin_frame
     fin_time = _num(ea.fin_time, f.end)
     assert fin_frame is not None
@@ -1021,7 +1021,7 @@ def _closing_reply(
     A half-close needs the peer to keep sending: more than one data segment, or more bytes,
     or staying open afterwards."""
     f = x.flow
-    ea, eb = f.endpoints[a], f.endpoints[a.other]
+    ea, eb = f.endpoint(a), f.endpoint(a.other)
     first = rows_after[0].frame if rows_after else None
     if ea.rst_frame is not None and first is not None and ea.rst_frame > first:
         return True
@@ -1204,16 +1204,16 @@ def _zero_window(x: _Facts) -> list[Finding]:
     parts = []
     closing: list[str] = []
     for d in (Direction.CLIENT, Direction.SERVER):
-        ep: Endpoint = f.endpoints[d]
+        ep: Endpoint = f.endpoint(d)
         if not ep.zero_windows:
             continue
-        sender_fin = f.endpoints[d.other].fin_time
+        sender_fin = f.endpoint(d.other).fin_time
         if sender_fin is not None and _num(ep.zero_window_first) >= _num(sender_fin):
             # The peer had sent its FIN: no data could come any more, so a zero window is
             # the closing socket's (some stacks advertise 0 after close()), not a stall.
             closing.append(
                 f"{x.name(d)} advertised a zero window only after "
-                f"{x.name(d.other)}'s FIN (frame {f.endpoints[d.other].fin_frame}), when no "
+                f"{x.name(d.other)}'s FIN (frame {f.endpoint(d.other).fin_frame}), when no "
                 "more data could come"
             )
             continue

@@ -478,7 +478,9 @@ class Flow:
     # ------------------------------------------------------------------ public helpers
 
     def endpoint(self, direction: Direction | int) -> Endpoint:
-        return self.endpoints[direction]
+        # (not `endpoints[direction]`: compiled, `endpoints` is a pair of C fields, and a
+        # variable index builds a tuple object of them first)
+        return self.s if direction else self.c
 
     @property
     def bursts(self) -> list[Burst]:
@@ -1190,7 +1192,7 @@ class Flow:
         self.finished = True
         self._thaw()
         for d in (Direction.CLIENT, Direction.SERVER):
-            ep = self.endpoints[d]
+            ep = self.endpoint(d)
             r = self._reasm[d]
             if ep.rst_frame is not None:
                 end_how, end_frame, end_time = "rst", ep.rst_frame, ep.rst_time or self.end

@@ -496,7 +496,7 @@ class FlowTable:
         if flow is not None:
             d = flow.direction_of(seg.src, seg.sport)
             if flags & SYN:
-                fwd = flow.endpoints[d]
+                fwd = flow.endpoint(d)
                 if not flags & ACK:
                     if fwd.base is not None and self._new_incarnation(flow, fwd.isn, seg):
                         flow = self._reuse(key, flow, seg)

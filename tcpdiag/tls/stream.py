@@ -366,7 +366,7 @@ class TlsStream(NativeConsumer):
     def on_data(self, direction: int, offset: int, data: bytes, frame: int, time: float) -> None:
         if not self.wants_data or not data:
             return
-        side = self.sides[direction]
+        side = self._side(direction)
         if self.mode == "sniff":
             self._sniff(side, data, frame, time)
         elif self.mode == "plain":
@@ -375,7 +375,7 @@ class TlsStream(NativeConsumer):
             self._feed(side, data, frame, time)
 
     def on_gap(self, direction: int, offset: int, length: int, frame: int) -> None:
-        side = self.sides[direction]
+        side = self._side(direction)
         # A side's first hole is the one that matters (the rules read it); the other side may
         # go on for hours, and a lossy direction would add an event per hole.
         if not any(g.sender == side.direction for g in self.gaps):
@@ -393,14 +393,19 @@ class TlsStream(NativeConsumer):
         self._update_wants()
 
     def on_end(self, direction: int, how: str, frame: int, time: float) -> None:
-        side = self.sides[direction]
+        side = self._side(direction)
         if side.end is None:
             side.end = (how, frame, time)
         self._cut(side, how, frame)
         if how == "rst":  # a reset ends both directions
-            other = self.sides[side.direction.other]
+            other = self._side(side.direction.other)
             self._cut(other, "rst", frame, by=side.direction)
         self._update_wants()
+
+    def _side(self, direction: int) -> SideState:
+        # (by a constant index: compiled, `sides` is a pair of C fields, and indexing it with
+        # a variable builds a tuple object first, for every segment)
+        return self.sides[1] if direction else self.sides[0]
 
     def freeze(self) -> FrozenStream | None:
         """This stream's state packed into one bytes object (a quarter of its memory), for a
@@ -522,7 +527,7 @@ class TlsStream(NativeConsumer):
             for s in self.sides:
                 self._start_tls(s, 0)
             # Replay what was held while deciding, this side first (it spoke first).
-            for s in (side, self.sides[side.direction.other]):
+            for s in (side, self._side(side.direction.other)):
                 chunks = s.sniff_chunks
                 s.sniff_chunks = []
                 s.sniff.clear()
