@@ -136,22 +136,24 @@ static PyObject *append_row(PyObject *module, PyObject *const *args, Py_ssize_t 
     Py_RETURN_NONE;
 }
 
-static PyObject *put_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+/* The row into slot `slot` of a ring of rows: the slot, not its byte offset, so that a compiled
+ * caller passes a small int (CPython's cached objects) instead of a new int object per packet. */
+static PyObject *put_slot(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyByteArray_Check(args[0]) || !PyLong_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "put_row(bytearray, offset, segment, direction)");
+        PyErr_SetString(PyExc_TypeError, "put_slot(bytearray, slot, segment, direction)");
         return NULL;
     }
-    Py_ssize_t at = PyLong_AsSsize_t(args[1]);
-    if (at == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t slot = PyLong_AsSsize_t(args[1]);
+    if (slot == -1 && PyErr_Occurred()) return NULL;
     PyObject *buf = args[0];
-    if (at < 0 || at > PyByteArray_GET_SIZE(buf) - ROW_SIZE) {
-        PyErr_SetString(struct_error, "offset out of range for a row");
+    if (slot < 0 || slot >= PyByteArray_GET_SIZE(buf) / ROW_SIZE) {
+        PyErr_SetString(struct_error, "slot out of range for a row");
         return NULL;
     }
     PyObject *values[8];
     unsigned char row[ROW_SIZE];
     if (segment_values(args[2], args[3], values) < 0 || pack(values, row) < 0) return NULL;
-    memcpy(PyByteArray_AS_STRING(buf) + at, row, ROW_SIZE);
+    memcpy(PyByteArray_AS_STRING(buf) + slot * ROW_SIZE, row, ROW_SIZE);
     Py_RETURN_NONE;
 }
 
@@ -433,9 +435,9 @@ done:
 PyDoc_STRVAR(append_row_doc,
              "append_row(buf, segment, direction)\n\n"
              "Append the segment's row packed as struct '<qdBHIIII' to the bytearray buf.");
-PyDoc_STRVAR(put_row_doc,
-             "put_row(buf, offset, segment, direction)\n\n"
-             "Write the segment's row packed as struct '<qdBHIIII' into buf at offset.");
+PyDoc_STRVAR(put_slot_doc,
+             "put_slot(buf, slot, segment, direction)\n\n"
+             "Write the segment's row packed as struct '<qdBHIIII' into row `slot` of buf.");
 
 PyDoc_STRVAR(append_double_doc,
              "append_double(buf, value)\n\n"
@@ -457,7 +459,7 @@ PyDoc_STRVAR(capture_duplicates_doc,
 
 static PyMethodDef methods[] = {
     {"append_row", (PyCFunction)(void (*)(void))append_row, METH_FASTCALL, append_row_doc},
-    {"put_row", (PyCFunction)(void (*)(void))put_row, METH_FASTCALL, put_row_doc},
+    {"put_slot", (PyCFunction)(void (*)(void))put_slot, METH_FASTCALL, put_slot_doc},
     {"append_double", (PyCFunction)(void (*)(void))append_double, METH_FASTCALL,
      append_double_doc},
     {"append_int64", (PyCFunction)(void (*)(void))append_int64, METH_FASTCALL, append_int64_doc},

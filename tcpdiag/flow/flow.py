@@ -72,7 +72,7 @@ assert model.TcpOptions._fields[3:5] == ("sack", "ts_val")
 _ROW: Final = rows.ROW
 _ROW_SIZE: Final = rows.ROW_SIZE
 _APPEND_ROW: Final = rows.append_row
-_PUT_ROW: Final = rows.put_row
+_PUT_SLOT: Final = rows.put_slot
 _APPEND_DOUBLE: Final = rows.append_double
 _MEDIAN_DOUBLE: Final = rows.median_double
 _DOUBLE_SIZE: Final = rows.DOUBLE.size
@@ -886,8 +886,7 @@ class Flow:
             tail = self._tail
             if tail is None:
                 tail = self._tail = bytearray(size * _ROW_SIZE)
-            at = ((n - self._head_max) % size) * _ROW_SIZE
-            _PUT_ROW(tail, at, seg, di)
+            _PUT_SLOT(tail, (n - self._head_max) % size, seg, di)
 
     def _reuse_flag(self, frame: int) -> int:
         """A_REUSED_PORTS when this frame is the one that reused the 4-tuple (see

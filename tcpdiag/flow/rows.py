@@ -31,7 +31,8 @@ ROW: Final = struct.Struct("<qdBHIIII")
 ROW_SIZE: Final = ROW.size
 
 # append_row(buf, segment, direction): the row of a Segment sent in `direction` (0 client, 1
-# server), appended; put_row(buf, offset, segment, direction): written at `offset`. The writers
+# server), appended; put_slot(buf, slot, segment, direction): written as row `slot` of `buf` (a
+# ring; the slot, not its byte offset: a small int, no new object per packet). The writers
 # take the Segment itself: passing its seven fields one by one cost a compiled caller a tuple
 # read, a reference and an argument slot each, for every packet.
 RowWriter = Callable[..., None]
@@ -82,9 +83,11 @@ def append_int64_struct(buf: bytearray, value: int) -> None:
     buf += _pack_int64(value)
 
 
-def put_row_struct(buf: bytearray, at: int, seg: Segment, direction: int) -> None:
+def put_slot_struct(buf: bytearray, slot: int, seg: Segment, direction: int) -> None:
+    if slot < 0:  # (pack_into counts a negative offset from the end)
+        raise struct.error("slot out of range for a row")
     row = (seg.frame, seg.time, direction, seg.flags, seg.seq, seg.ack, seg.length, seg.window)
-    _pack_into(buf, at, *row)
+    _pack_into(buf, slot * ROW_SIZE, *row)
 
 
 # A row from the direction on: direction, flags, seq, ack, length, window (the repeat key).
@@ -170,7 +173,7 @@ def _native() -> ModuleType | None:
         from tcpdiag.flow import _rows  # type: ignore[attr-defined]
     except ImportError:
         return None
-    if _rows.ROW_SIZE != ROW_SIZE or not hasattr(_rows, "median_double"):  # a stale build
+    if _rows.ROW_SIZE != ROW_SIZE or not hasattr(_rows, "put_slot"):  # a stale build
         return None
     return _rows  # type: ignore[no-any-return]
 
@@ -178,7 +181,7 @@ def _native() -> ModuleType | None:
 _NATIVE: Final = _native()
 
 append_row: Final[RowWriter] = _NATIVE.append_row if _NATIVE is not None else append_row_struct
-put_row: Final[RowWriter] = _NATIVE.put_row if _NATIVE is not None else put_row_struct
+put_slot: Final[RowWriter] = _NATIVE.put_slot if _NATIVE is not None else put_slot_struct
 append_double: Final[Callable[[bytearray, float], None]] = (
     _NATIVE.append_double if _NATIVE is not None else append_double_struct
 )

@@ -81,12 +81,13 @@ def test_appended_rows_are_the_struct_bytes(
 def test_rows_put_in_a_ring_are_the_struct_bytes(
     native: ModuleType, values: tuple[object, ...], slots: int, data: st.DataObject
 ) -> None:
-    at = data.draw(st.integers(0, slots - 1)) * rows.ROW_SIZE
+    slot = data.draw(st.integers(0, slots - 1))
     in_c = bytearray(b"\xaa" * (slots * rows.ROW_SIZE))
     by_struct = bytearray(in_c)
-    native.put_row(in_c, at, *_segment(values))
-    rows.put_row_struct(by_struct, at, *_segment(values))
+    native.put_slot(in_c, slot, *_segment(values))
+    rows.put_slot_struct(by_struct, slot, *_segment(values))
     assert in_c == by_struct
+    at = slot * rows.ROW_SIZE
     assert in_c[at : at + rows.ROW_SIZE] == struct.pack("<qdBHIIII", *values)
 
 
@@ -118,16 +119,18 @@ def test_out_of_range_values_raise_struct_error_both_ways(
             writer(buf, *_segment(tuple(values)))
         assert buf == b"x"  # nothing written
     ring = bytearray(rows.ROW_SIZE)
-    for put in (native.put_row, rows.put_row_struct):
+    for put in (native.put_slot, rows.put_slot_struct):
         with pytest.raises(struct.error):
             put(ring, 0, *_segment(tuple(values)))
 
 
 def test_a_row_beyond_the_ring_raises_both_ways(native: ModuleType) -> None:
-    for put in (native.put_row, rows.put_row_struct):
-        for at in (-1, 1, rows.ROW_SIZE):
+    for put in (native.put_slot, rows.put_slot_struct):
+        for slot in (-1, -2, 2, 3):
+            ring = bytearray(2 * rows.ROW_SIZE)
             with pytest.raises(struct.error):
-                put(bytearray(rows.ROW_SIZE), at, *_segment(GOOD))
+                put(ring, slot, *_segment(GOOD))
+            assert ring == bytes(2 * rows.ROW_SIZE)  # nothing written
 
 
 @pytest.mark.parametrize("not_a_segment", [GOOD, list(_segment(GOOD)[0]), None, "segment"])
@@ -140,7 +143,7 @@ def test_the_c_writers_want_a_segment(native: ModuleType, not_a_segment: object)
     assert buf == b"x"
     ring = bytearray(rows.ROW_SIZE)
     with pytest.raises(TypeError):
-        native.put_row(ring, 0, not_a_segment, 0)
+        native.put_slot(ring, 0, not_a_segment, 0)
     assert ring == bytes(rows.ROW_SIZE)
 
 
@@ -363,7 +366,7 @@ def _corpus() -> list[Path]:
 def test_engine_reports_are_identical_with_either_writer(
     native: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A short head and ring make most flows wrap their tail ring (`put_row`)."""
+    """A short head and ring make most flows wrap their tail ring (`put_slot`)."""
     captures = _corpus()
     assert len(captures) >= 10
     ring = AnalysisOptions(limits=Limits(timeline_head=5, timeline_tail=3), keep_all_timelines=True)
@@ -380,13 +383,13 @@ def test_engine_reports_are_identical_with_either_writer(
         for options in (AnalysisOptions(keep_all_timelines=True), ring):
             reports = []
             for append, put, sample, middle, module in (
-                (native.append_row, native.put_row, native.append_double, native.median_double,
+                (native.append_row, native.put_slot, native.append_double, native.median_double,
                  native),
-                (rows.append_row_struct, rows.put_row_struct, rows.append_double_struct,
+                (rows.append_row_struct, rows.put_slot_struct, rows.append_double_struct,
                  rows.median_double_py, None),
             ):  # fmt: skip
                 monkeypatch.setattr(flow_module, "_APPEND_ROW", counted("append", append))
-                monkeypatch.setattr(flow_module, "_PUT_ROW", counted("put", put))
+                monkeypatch.setattr(flow_module, "_PUT_SLOT", counted("put", put))
                 monkeypatch.setattr(flow_module, "_APPEND_DOUBLE", sample)  # RTT samples
                 monkeypatch.setattr(flow_module, "_MEDIAN_DOUBLE", middle)  # ... their median
                 frames = native.append_int64 if module else rows.append_int64_struct
