@@ -151,9 +151,12 @@ def _span(values: list[float]) -> str:
     return lo if lo == hi else f"{lo}–{hi}"
 
 
-def _first(*frames: int | None) -> int | None:
-    present = [f for f in frames if f is not None]
-    return min(present) if present else None
+def _first(a: int | None, b: int | None) -> int | None:
+    """The earlier of two frames, either of which may be absent (two parameters, not `*frames`:
+    compiled, a call is then a C call, not a tuple, a list and `min`)."""
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
 
 
 # -- connection set-up (Connection set-up) ---------------------------------------
@@ -868,12 +871,12 @@ def _close_wait_and_half_close(x: _Facts) -> list[Finding]:
     # or never" (close-wait); "one side sends FIN, the other keeps sending data" (half-close).
     f = x.flow
     out: list[Finding] = []
-    firsts = [
-        d for d in (Direction.CLIENT, Direction.SERVER) if f.endpoint(d).fin_frame is not None
-    ]
-    if not firsts:
+    c_fin, s_fin = f.c.fin_frame, f.s.fin_frame
+    if c_fin is None and s_fin is None:
         return []
-    a = min(firsts, key=lambda d: f.endpoint(d).fin_frame or 0)
+    # the side that sent the first FIN (the client, if both came in one frame)
+    client_first = s_fin is None or (c_fin is not None and c_fin <= s_fin)
+    a = Direction.CLIENT if client_first else Direction.SERVER
     b = a.other
     ea, eb = f.endpoint(a), f.endpoint(b)
     fin_frame = ea.fin_frame
