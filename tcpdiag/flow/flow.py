@@ -7,8 +7,9 @@ analysis (`analysis.analyze`, recorded by finding name in `analysis`), handshake
 initial RTT, RTT samples from the unacked-segment list (Karn's rule), the Zeek state/history
 tracker, the per-direction reassemblers (bytes to `consumer`), connection events, data bursts,
 delayed-ACK samples and the capped timeline. Per packet the compiled code allocates little
-beyond the packed timeline row and an `Unacked` entry for a segment with data, SYN or FIN: the
-facts updated for every packet are typed attributes, which it keeps as C values. After the
+beyond the packed timeline row (and an `Unacked` entry when a side has more segments in flight
+than ever before: spent entries are filled again): the facts updated for every packet are
+typed attributes, which it keeps as C values. After the
 table finalises the flow (close, idle, eviction, end of capture) it calls `finish()` and hands
 the flow to `on_close`; `to_result()` turns it into a `result.FlowResult`.
 """

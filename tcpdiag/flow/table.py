@@ -79,8 +79,8 @@ FlowCallback = Callable[[Flow], None]
 # many endpoints follow; then per endpoint with a known sequence space: its side of the flow key
 # (0 or 1), ISN or base, next sequence number or 0.
 _Tomb = bytes
-_TOMB_HEAD = struct.Struct("<d??B")
-_TOMB_ENDPOINT = struct.Struct("<BII")
+_TOMB_HEAD: Final = struct.Struct("<d??B")
+_TOMB_ENDPOINT: Final = struct.Struct("<BII")
 # Tombs kept per lingering closed flow allowed (`Limits.max_closed_flows`): port reuse is still
 # recognised for the connections closed in the last minutes of a busy link.
 TOMBS_PER_CLOSED_FLOW: Final = 4
@@ -114,13 +114,14 @@ LATE_FRAMES_KEPT: Final = 10
 # SYN frame, time, seq, ack, flags, window, MSS, TTL, IP version, window scale, presence bits
 # (`_SYN_*`), TSval, TSecr. The rest of a pure SYN is known: no payload, no SACK blocks, the
 # addresses and ports of the flow key. 42 bytes instead of ~500 for a Segment and its options.
-_SYN_RECORD = struct.Struct("<QdIIHHHBBBBII")
-_SYN_FROM_SECOND = 1  # the sender is the flow key's second (address, port)
-_SYN_MSS = 2
-_SYN_WSCALE = 4
-_SYN_SACK_PERMITTED = 8
-_SYN_TS_VAL = 16
-_SYN_TS_ECR = 32
+# (Final: compiled, each is then a C constant, not a lookup in the module's dictionary.)
+_SYN_RECORD: Final = struct.Struct("<QdIIHHHBBBBII")
+_SYN_FROM_SECOND: Final = 1  # the sender is the flow key's second (address, port)
+_SYN_MSS: Final = 2
+_SYN_WSCALE: Final = 4
+_SYN_SACK_PERMITTED: Final = 8
+_SYN_TS_VAL: Final = 16
+_SYN_TS_ECR: Final = 32
 
 
 def _pack_syn(seg: Segment, key: FlowKey) -> bytes | None:

@@ -434,7 +434,8 @@ class TlsStream(NativeConsumer):
 
     @property
     def tls13(self) -> bool:
-        return self.version == 0x0304
+        version = self.version  # (an `int | None` compared by value: a generic comparison)
+        return version is not None and version == 0x0304
 
     @property
     def handshake_complete(self) -> bool:
