@@ -2,9 +2,12 @@
 
 `-o FILE` never leaves a partial file: the report goes to a temporary file in the same
 directory, is flushed to disk, and replaces FILE with one `rename` (a SIGKILL mid-write leaves
-the previous FILE intact). It refuses, before writing anything, when FILE is one of the input
-captures (the report would destroy the evidence), when FILE is an existing symlink (a planted
-link must not redirect the write), when FILE is a directory, and when its directory is missing.
+the previous FILE intact). A FILE that exists and is not a regular file (`/dev/null`, another
+device, a named pipe) is written in place: a rename would replace the device node itself (as
+root, `-o /dev/null` left a regular file there). It refuses, before writing anything, when FILE
+is one of the input captures (the report would destroy the evidence), when FILE is an existing
+symlink (a planted link must not redirect the write), when FILE is a directory, and when its
+directory is missing.
 
 On stdout a reader that goes away (`tcpdiag analyze x.pcap | head -1`) is a normal end, not a
 traceback: BrokenPipeError is swallowed and stdout is pointed at /dev/null so the interpreter's
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterable, Sequence
@@ -56,8 +60,12 @@ def _chunks(text: str | Iterable[str]) -> Iterable[str]:
 
 def write_file(path: str, text: str | Iterable[str], inputs: Sequence[str] = ()) -> None:
     """Write `text` (UTF-8; a string or chunks of one) to `path` atomically (temporary file +
-    rename in the same directory); keeps an existing file's permission bits."""
+    rename in the same directory); keeps an existing file's permission bits. A device or a
+    named pipe is written in place (see the module docstring)."""
     check_output_path(path, inputs)
+    if _special_file(path):
+        _write_in_place(path, text)
+        return
     directory = os.path.dirname(path) or "."
     try:
         mode = os.stat(path).st_mode & 0o7777
@@ -93,6 +101,25 @@ def write_file(path: str, text: str | Iterable[str], inputs: Sequence[str] = ())
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _special_file(path: str) -> bool:
+    """`path` exists and is neither a regular file nor a directory: a device, a named pipe, a
+    socket."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
+def _write_in_place(path: str, text: str | Iterable[str]) -> None:
+    try:
+        with open(path, "wb") as fh:
+            for chunk in _chunks(text):
+                fh.write(chunk.encode("utf-8", errors="replace"))
+    except OSError as exc:
+        raise OutputError(f"{path}: cannot write: {exc.strerror or exc}") from None
 
 
 def _silence_stdout() -> None:

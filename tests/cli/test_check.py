@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,7 @@ from report_fixtures import healthy_tls_flow, hostile_result, seed_capture
 
 from tcpdiag.cli import check as check_module
 from tcpdiag.cli.check import check, run_check
+from tcpdiag.cli.main import cli
 from tcpdiag.cli.output import OutputError, write_file, write_stdout
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.errors import ConfigError
@@ -207,6 +210,44 @@ def test_write_file_refusals(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="input capture"):
         write_file(str(tmp_path / "." / "c.pcap"), "x", inputs=[str(cap)])
     assert cap.read_bytes() == b"data"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_write_file_to_a_device_leaves_the_device(tmp_path: Path) -> None:
+    """`-o /dev/null` writes to the device; the rename that makes a regular file atomic would
+    have put a regular file in its place. (A device node of our own, like /dev/null.)"""
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    write_file(str(null), ["a report", " in chunks \u2192"])
+    assert stat.S_ISCHR(null.stat().st_mode)
+    assert os.major(null.stat().st_rdev) == 1 and os.minor(null.stat().st_rdev) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]  # no temp file left
+
+
+def test_write_file_to_a_named_pipe_writes_through_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "report.fifo"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    # (a daemon: were the pipe replaced by a file, its reader would wait for ever)
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    write_file(str(fifo), ["{", '"x": "\u2192"', "}"])
+    reader.join(timeout=10)
+    assert got == ['{"x": "\u2192"}'.encode()]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+def test_cli_output_to_a_device_keeps_the_device(tmp_path: Path) -> None:
+    """`analyze -o /dev/null` (what benchmarks and scripts do), on a device node of our own: a
+    broken write must not take the machine's /dev/null with it."""
+    null = tmp_path / "null"
+    os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    capture = REPO / "captures" / "tcp-refused-ipv4.pcap"
+    result = CliRunner().invoke(cli, ["analyze", str(capture), "-o", str(null)])
+    assert result.exit_code == 0, result.output
+    assert stat.S_ISCHR(null.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
 
 
 def test_write_stdout_survives_a_closed_pipe() -> None:
