@@ -389,6 +389,7 @@ class Flow:
         "s",
         "server",
         "start",
+        "table_keys",
         "timed_out",
         "timeline_total",
         "zeek",
@@ -409,6 +410,10 @@ class Flow:
         self.key = key
         self.client = client
         self.server = server
+        # The flow table's keys of the two directions (to the server, to the client), set by
+        # the table that indexes the flow (`FlowTable._index`): it removes them with the flow
+        # without making them again.
+        self.table_keys = (b"", b"")
         self.ip_version = ip_version
         self.client_inferred = client_inferred
         self.options = options or AnalysisOptions()

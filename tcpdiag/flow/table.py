@@ -654,18 +654,24 @@ class FlowTable:
 
     def _index(self, flow: Flow, held: Hashable) -> None:
         """Enter a new flow of `_flows`, held there under `held`, in `_by_tuple` (see there)."""
-        (c_addr, c_port), (s_addr, s_port) = flow.client, flow.server
+        # (one pair at a time: compiled, unpacking both at once builds a tuple of them and
+        # iterates it)
+        c_addr, c_port = flow.client
+        s_addr, s_port = flow.server
+        to_server = tuple_key(c_addr, c_port, s_addr, s_port)
+        to_client = tuple_key(s_addr, s_port, c_addr, c_port)
+        flow.table_keys = (to_server, to_client)
         by_tuple = self._by_tuple
-        by_tuple[tuple_key(s_addr, s_port, c_addr, c_port)] = (flow, SERVER, held, False)
+        by_tuple[to_client] = (flow, SERVER, held, False)
         # second: a connection to itself (client == server) is the client's, as in direction_of
-        by_tuple[tuple_key(c_addr, c_port, s_addr, s_port)] = (flow, CLIENT, held, False)
+        by_tuple[to_server] = (flow, CLIENT, held, False)
 
     def _unindex(self, flow: Flow) -> None:
         """Remove a flow leaving `_flows` from `_by_tuple`."""
-        (c_addr, c_port), (s_addr, s_port) = flow.client, flow.server
+        to_server, to_client = flow.table_keys
         by_tuple = self._by_tuple
-        by_tuple.pop(tuple_key(c_addr, c_port, s_addr, s_port), None)
-        by_tuple.pop(tuple_key(s_addr, s_port, c_addr, c_port), None)
+        by_tuple.pop(to_server, None)
+        by_tuple.pop(to_client, None)
 
     def _reuse(self, key: FlowKey, old: Flow, seg: Segment) -> Flow:
         spaces: dict[tuple[bytes, int], tuple[int, int]] = {}
