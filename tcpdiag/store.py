@@ -69,21 +69,8 @@ class FlowStore(Sequence[FlowResult]):
         self._spool_bytes = spool_bytes
         self.on_disk = path is not None
         self.disk_error: str | None = None  # why the flows stayed in memory, if they did
-        # The facts kept per record, appended by compiled code (`storeindex`); the store reads
-        # them through these names (the same objects).
-        index = self._index = StoreIndex()
-        self._ids = index.ids
-        self._offsets = index.offsets
-        self._lengths = index.lengths
-        self._severity = index.severity
-        self._names = index.names
-        self._with_name = index.with_name
-        self._handshake_servers = index.handshake_servers
-        self._servers = index.servers
-        self._first_frames = index.first_frames
-        self._finished_at = index.finished_at
-        self._finish_rank = index.finish_rank
-        self._problems = index.problems
+        # The facts kept per record (`storeindex`: appended by compiled code).
+        self._index = StoreIndex()
         # The file's position stays at its end: a seek on a buffered file flushes its buffer (a
         # write system call per flow, and one more for the seek), so `_write` appends without
         # one, and `_load` reads with `os.pread` on disk (one system call, the position
@@ -122,7 +109,7 @@ class FlowStore(Sequence[FlowResult]):
     def seal(self, finisher: Finisher | None = None) -> None:
         """No more flows: order them by id, fold the amendments into the facts, and remember
         `finisher` for every read."""
-        ids = self._ids
+        ids = self._index.ids
         self._order = sorted(range(len(ids)), key=ids.__getitem__)
         self._finisher = finisher
         if not self._amended:
@@ -133,16 +120,16 @@ class FlowStore(Sequence[FlowResult]):
             if i is None:
                 continue
             flow, _ = self._load(i)
-            self._names.subtract(f.name for f in flow.findings)
+            self._index.names.subtract(f.name for f in flow.findings)
             self._apply(flow)
-            self._names.update(f.name for f in flow.findings)
-            self._severity[i] = _worst(flow.findings)
-        self._names = +self._names  # drop names whose count fell to zero
+            self._index.names.update(f.name for f in flow.findings)
+            self._index.severity[i] = _worst(flow.findings)
+        self._index.names = +self._index.names  # drop names whose count fell to zero
 
     # -- reading -------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._index.ids)
 
     @overload
     def __getitem__(self, index: int) -> FlowResult: ...
@@ -173,8 +160,8 @@ class FlowStore(Sequence[FlowResult]):
     def problems_first(self) -> StoreView:
         """Flows with a warning or an error first (most severe first), then the rest; flow id
         within each group — `report.options.problem_order` without reading a flow."""
-        sev = self._severity
-        ids = self._ids
+        sev = self._index.severity
+        ids = self._index.ids
 
         def key(i: int) -> tuple[int, int]:
             s = sev[i]
@@ -184,27 +171,27 @@ class FlowStore(Sequence[FlowResult]):
 
     def with_finding(self, name: str) -> StoreView:
         """The flows that were added with a finding named `name` (amendments aside)."""
-        return StoreView(self, list(self._with_name.get(name, ())))
+        return StoreView(self, list(self._index.with_name.get(name, ())))
 
     def handshake_servers(self) -> Iterator[tuple[int, int, str]]:
         """(record position, flow id, its server "addr:port") of every flow that completed a
         handshake, without reading any (`view` reads those at chosen positions)."""
-        ids = self._ids
-        servers = self._servers
-        for position, number in enumerate(self._handshake_servers):
+        ids = self._index.ids
+        servers = self._index.servers
+        for position, number in enumerate(self._index.handshake_servers):
             if number >= 0:
                 yield position, ids[position], servers[number]
 
     def problem_count(self) -> int:
         """Flows whose worst finding is a warning or an error."""
-        return sum(1 for s in self._severity if s >= Severity.WARNING)
+        return sum(1 for s in self._index.severity if s >= Severity.WARNING)
 
     def finding_names(self) -> Counter[str]:
         """Findings of all flows per name."""
-        return Counter(self._names)
+        return Counter(self._index.names)
 
     def worst(self) -> Severity | None:
-        top = max(self._severity, default=0)
+        top = max(self._index.severity, default=0)
         return Severity(top) if top else None
 
     def close(self) -> None:
@@ -218,18 +205,18 @@ class FlowStore(Sequence[FlowResult]):
         self._file.close()
         return StoredFlows(
             path=self._path,
-            ids=self._ids,
-            offsets=self._offsets,
-            lengths=self._lengths,
-            severity=bytes(self._severity),
-            names=self._names,
-            with_name=self._with_name,
-            handshake_servers=self._handshake_servers,
-            servers=self._servers,
-            first_frames=self._first_frames,
-            finished_at=self._finished_at,
-            finish_rank=self._finish_rank,
-            problems=bytes(self._problems),
+            ids=self._index.ids,
+            offsets=self._index.offsets,
+            lengths=self._index.lengths,
+            severity=bytes(self._index.severity),
+            names=self._index.names,
+            with_name=self._index.with_name,
+            handshake_servers=self._index.handshake_servers,
+            servers=self._index.servers,
+            first_frames=self._index.first_frames,
+            finished_at=self._index.finished_at,
+            finish_rank=self._index.finish_rank,
+            problems=bytes(self._index.problems),
         )
 
     def __reduce__(self) -> tuple[type[list[FlowResult]], tuple[list[FlowResult]]]:
@@ -286,7 +273,7 @@ class FlowStore(Sequence[FlowResult]):
         return self._order
 
     def _load(self, i: int) -> tuple[FlowResult, bytes | None]:
-        offset, length = self._offsets[i], self._lengths[i]
+        offset, length = self._index.offsets[i], self._index.lengths[i]
         file = self._file
         if isinstance(file, io.BytesIO):
             with file.getbuffer() as view:  # released at once: the next add may grow the buffer
@@ -383,23 +370,23 @@ class MergedStore(FlowStore):
         def column(values: Sequence[Sequence[int]]) -> list[int]:
             return [values[index][position] for _, index, position in records]
 
-        self._ids = array("q", [flow_id for flow_id, _, _ in records])
+        self._index.ids = array("q", [flow_id for flow_id, _, _ in records])
         self._source = array("i", [index for _, index, _ in records])  # shard of each record
-        self._offsets = array("q", column([shard.offsets for shard in shards]))
-        self._lengths = array("q", column([shard.lengths for shard in shards]))
-        self._severity = bytearray(column([shard.severity for shard in shards]))
+        self._index.offsets = array("q", column([shard.offsets for shard in shards]))
+        self._index.lengths = array("q", column([shard.lengths for shard in shards]))
+        self._index.severity = bytearray(column([shard.severity for shard in shards]))
         numbers = column([shard.handshake_servers for shard in shards])
-        self._handshake_servers = array(
+        self._index.handshake_servers = array(
             "q",
             [
                 -1 if number < 0 else self._server_number(shards[index].servers[number])
                 for number, (_, index, _) in zip(numbers, records, strict=True)
             ],
         )
-        self._first_frames = array("q", column([shard.first_frames for shard in shards]))
-        self._finished_at = array("q", column([shard.finished_at for shard in shards]))
-        self._finish_rank = array("q", column([shard.finish_rank for shard in shards]))
-        self._problems = bytearray(column([shard.problems for shard in shards]))
+        self._index.first_frames = array("q", column([shard.first_frames for shard in shards]))
+        self._index.finished_at = array("q", column([shard.finished_at for shard in shards]))
+        self._index.finish_rank = array("q", column([shard.finish_rank for shard in shards]))
+        self._index.problems = bytearray(column([shard.problems for shard in shards]))
         merged_at = [array("q", [-1]) * len(shard.ids) for shard in shards]
         for merged, (_, index, position) in enumerate(records):
             merged_at[index][position] = merged
@@ -411,10 +398,10 @@ class MergedStore(FlowStore):
                 kept = [merged_at[index][p] for p in positions]
                 with_name.setdefault(name, []).extend(i for i in kept if i >= 0)
         names.subtract(released)
-        self._names = +names
+        self._index.names = +names
         # in the order the records count as added, as in a store filled by one process
-        self._with_name = {name: array("i", sorted(at)) for name, at in with_name.items()}
-        self._index.size = sum(self._lengths)
+        self._index.with_name = {name: array("i", sorted(at)) for name, at in with_name.items()}
+        self._index.size = sum(self._index.lengths)
 
     def add(self, *args: object, **kwargs: object) -> None:
         raise RuntimeError("a merged flow store takes no more flows")
@@ -442,9 +429,10 @@ class MergedStore(FlowStore):
         return self._fds
 
     def _load(self, i: int) -> tuple[FlowResult, bytes | None]:
-        blob = os.pread(self._descriptors()[self._source[i]], self._lengths[i], self._offsets[i])
+        index = self._index
+        blob = os.pread(self._descriptors()[self._source[i]], index.lengths[i], index.offsets[i])
         values, packed = marshal.loads(blob)
-        return flow_from_plain(values, self._ids[i]), packed
+        return flow_from_plain(values, index.ids[i]), packed
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):  # (at interpreter exit, module globals may be gone)
