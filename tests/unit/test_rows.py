@@ -10,6 +10,7 @@ delay, and give the same reports when the flow engine uses one or the other.
 from __future__ import annotations
 
 import contextlib
+import random
 import struct
 from pathlib import Path
 from types import ModuleType
@@ -231,6 +232,18 @@ def test_median_keeps_equal_samples_in_their_order(native: ModuleType) -> None:
     ):
         buf = _packed_doubles(values)
         assert repr(native.median_double(buf)) == middle == repr(rows.median_double_py(buf))
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 63, 64, 65, 66, 127, 500])
+def test_median_is_pythons_on_either_side_of_the_stack_sort(native: ModuleType, count: int) -> None:
+    """Up to 64 samples the C sorts by insertion on the stack, beyond with qsort: both give
+    Python's median, ties and zeros of either sign included."""
+    rng = random.Random(count)
+    pool = [0.0, -0.0, 1e-6, 0.25, 0.25, 3.0, float("inf"), -1.5]
+    for _ in range(50):
+        values = [rng.choice(pool) if rng.random() < 0.5 else rng.random() for _ in range(count)]
+        buf = _packed_doubles(values)
+        assert repr(native.median_double(buf)) == repr(rows.median_double_py(buf))
 
 
 def test_median_leaves_nan_to_python(native: ModuleType) -> None:
