@@ -205,15 +205,56 @@ typedef struct {
     Py_ssize_t at;
 } Sample;
 
-/* Up to this many samples (most flows have fewer) are sorted on the stack by insertion: qsort
-   through its comparison function, and the allocation, cost ~7,000 instructions a flow. */
-#define FEW_SAMPLES 64
-
 static int by_value_then_position(const void *a, const void *b) {
     const Sample *x = a, *y = b;
     if (x->value < y->value) return -1;
     if (x->value > y->value) return 1;
     return (x->at > y->at) - (x->at < y->at);
+}
+
+/* Up to this many samples (most flows have fewer) live on the stack, not in an allocation. */
+#define FEW_SAMPLES 64
+
+/* `by_value_then_position`, inline: equal values (0.0 and -0.0 among them) in position order. */
+static inline int before(const Sample *x, const Sample *y) {
+    return x->value < y->value || (x->value == y->value && x->at < y->at);
+}
+
+static inline void swap_samples(Sample *a, Sample *b) {
+    Sample t = *a;
+    *a = *b;
+    *b = t;
+}
+
+/* Put the sample of rank k (in the order of `by_value_then_position`, a total order) at
+   samples[k], smaller ones before it, larger after: quickselect, ~3n comparisons where sorting
+   took n log n calls of a comparison function (a flow keeps up to 4,096 RTT samples). A run of
+   bad pivots hands the range to qsort, so a crafted capture cannot make it quadratic. */
+static void select_rank(Sample *samples, Py_ssize_t n, Py_ssize_t k) {
+    Py_ssize_t lo = 0, hi = n - 1;
+    int budget = 64;
+    while (hi > lo) {
+        if (--budget == 0) {
+            qsort(samples + lo, (size_t)(hi - lo + 1), sizeof(Sample), by_value_then_position);
+            return;
+        }
+        /* median of three as the pivot, left at samples[hi] */
+        Py_ssize_t mid = lo + (hi - lo) / 2;
+        if (before(&samples[mid], &samples[lo])) swap_samples(&samples[mid], &samples[lo]);
+        if (before(&samples[hi], &samples[lo])) swap_samples(&samples[hi], &samples[lo]);
+        if (before(&samples[mid], &samples[hi])) swap_samples(&samples[mid], &samples[hi]);
+        Sample pivot = samples[hi];
+        Py_ssize_t store = lo;
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            if (before(&samples[i], &pivot)) swap_samples(&samples[i], &samples[store++]);
+        }
+        swap_samples(&samples[store], &samples[hi]);
+        if (store == k) return;
+        if (store < k)
+            lo = store + 1;
+        else
+            hi = store - 1;
+    }
 }
 
 static PyObject *median_double(PyObject *module, PyObject *buf) {
@@ -227,7 +268,7 @@ static PyObject *median_double(PyObject *module, PyObject *buf) {
         return NULL;
     }
     Py_ssize_t n = size / (Py_ssize_t)sizeof(double);
-    Sample few[FEW_SAMPLES];
+    Sample few[FEW_SAMPLES];  /* most flows: no allocation */
     Sample *samples = n <= FEW_SAMPLES ? few : PyMem_Malloc((size_t)n * sizeof(Sample));
     if (samples == NULL) return PyErr_NoMemory();
     const char *bytes = PyByteArray_AS_STRING(buf);
@@ -241,23 +282,16 @@ static PyObject *median_double(PyObject *module, PyObject *buf) {
         samples[i].value = value;
         samples[i].at = i;
     }
-    if (n <= FEW_SAMPLES) {
-        /* An insertion sort, stable: equal values stay in position order, which is the one
-           order `by_value_then_position` gives (a total order). */
-        for (Py_ssize_t i = 1; i < n; i++) {
-            Sample next = samples[i];
-            Py_ssize_t j = i;
-            while (j > 0 && samples[j - 1].value > next.value) {
-                samples[j] = samples[j - 1];
-                j--;
-            }
-            samples[j] = next;
-        }
-    } else {
-        qsort(samples, (size_t)n, sizeof(Sample), by_value_then_position);
-    }
     Py_ssize_t mid = n / 2;
-    double median = n % 2 ? samples[mid].value : (samples[mid - 1].value + samples[mid].value) / 2;
+    select_rank(samples, n, mid);
+    double median = samples[mid].value;
+    if (n % 2 == 0) {
+        /* the one before it: the largest of the smaller ones */
+        Py_ssize_t below = 0;
+        for (Py_ssize_t i = 1; i < mid; i++)
+            if (before(&samples[below], &samples[i])) below = i;
+        median = (samples[below].value + median) / 2;
+    }
     if (samples != few) PyMem_Free(samples);
     return PyFloat_FromDouble(median);
 }

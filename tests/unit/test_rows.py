@@ -234,14 +234,21 @@ def test_median_keeps_equal_samples_in_their_order(native: ModuleType) -> None:
         assert repr(native.median_double(buf)) == middle == repr(rows.median_double_py(buf))
 
 
-@pytest.mark.parametrize("count", [1, 2, 3, 63, 64, 65, 66, 127, 500])
-def test_median_is_pythons_on_either_side_of_the_stack_sort(native: ModuleType, count: int) -> None:
-    """Up to 64 samples the C sorts by insertion on the stack, beyond with qsort: both give
-    Python's median, ties and zeros of either sign included."""
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 63, 64, 65, 66, 127, 500, 4096])
+def test_median_by_selection_is_pythons(native: ModuleType, count: int) -> None:
+    """The C selects the middle samples (quickselect; on the stack up to 64 of them) where
+    Python sorts them all: the same float, ties and zeros of either sign included, for random
+    samples and for the orders that make a naive quickselect slow (sorted, reversed, all
+    equal)."""
     rng = random.Random(count)
     pool = [0.0, -0.0, 1e-6, 0.25, 0.25, 3.0, float("inf"), -1.5]
-    for _ in range(50):
-        values = [rng.choice(pool) if rng.random() < 0.5 else rng.random() for _ in range(count)]
+    cases = [
+        [rng.choice(pool) if rng.random() < 0.5 else rng.random() for _ in range(count)]
+        for _ in range(20)
+    ]
+    ordered = sorted(rng.random() for _ in range(count))
+    cases += [ordered, ordered[::-1], [0.5] * count, [(-0.0, 0.0)[i % 2] for i in range(count)]]
+    for values in cases:
         buf = _packed_doubles(values)
         assert repr(native.median_double(buf)) == repr(rows.median_double_py(buf))
 
