@@ -61,6 +61,10 @@ EVENTS_PER_KIND_PAST_CAP: Final = 8
 BURSTS_KEPT: Final = 64
 MAX_DELAYED_ACK_SAMPLES: Final = 1000
 MAX_RTT_SAMPLES: Final = 4096
+# Spent unacked entries a side keeps to fill again once everything it sent is acknowledged: a
+# connection that once had thousands of segments in flight must not hold as many objects for
+# the rest of its life (request-response traffic has a few in flight at a time).
+UNACKED_KEPT: Final = 64
 _SFR: Final = SYN | FIN | RST
 _DIRECTIONS: Final = (Direction.CLIENT, Direction.SERVER)  # by index: a reassembler's direction
 # Read for every packet: as Final names a compiled module reads them from C statics, not from
@@ -1054,6 +1058,8 @@ class Flow:
                 break
             if i == tail:  # all acknowledged (the usual case): fill the list from its start
                 rev.unacked_head = rev.unacked_tail = 0
+                if len(ua) > UNACKED_KEPT:
+                    del ua[UNACKED_KEPT:]  # a burst's spent entries, not kept for ever
             else:
                 rev.unacked_head = i
         r = self._reasm[1 - di]

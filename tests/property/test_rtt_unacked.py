@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from tcpdiag.flow import FlowTable
 from tcpdiag.flow.endpoint import MAX_UNACKED
-from tcpdiag.flow.flow import Flow
+from tcpdiag.flow.flow import UNACKED_KEPT, Flow
 from tcpdiag.flow.seq import MASK, seq_gt, seq_le
 from tcpdiag.model import ACK, FIN, SYN, Segment
 from tests.craft import Conversation
@@ -151,3 +151,23 @@ def test_spent_entries_move_behind_the_live_ones() -> None:
     assert _samples(flow) == expected
     # the SYN, the SYN-ACK, the sixth segment and the last one
     assert [round(s, 6) for s in expected[2:]] == [0.034, 0.06]
+
+
+def test_a_burst_in_flight_is_not_kept_once_acknowledged() -> None:
+    # 500 segments in flight, then all acknowledged: the side keeps UNACKED_KEPT spent entries
+    # to fill again, not 500; the samples are still the model's.
+    c = Conversation().handshake(rtt=0.010)
+    for _ in range(500):
+        c.send("c", 100, dt=0.0001)
+    c.ack("s", dt=0.030)
+    c.send("c", 100, dt=0.001)
+    table = FlowTable()
+    flow = None
+    for seg in c.segments:
+        flow = table.add(seg)
+    assert flow is not None and flow.c.unacked is not None
+    assert len(flow.c.unacked) == UNACKED_KEPT
+    assert flow.c.unacked_tail - flow.c.unacked_head == 1  # the last segment, in flight
+    c.ack("s", dt=0.020)
+    done = c.flow()
+    assert _samples(done) == _model_samples(c.segments, set(), c.segments[0].src)
