@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, overload
 
 from tcpdiag.result import Finding, FlowResult, Severity, flow_from_plain, flow_to_plain
-from tcpdiag.storeindex import StoreIndex
+from tcpdiag.storeindex import StoreIndex, worst_severity
 
 # marshal format 2: without the back-references of formats 3 and 4, whose bookkeeping made
 # writing a flow ~40% slower to save ~10% of bytes in a temporary file.
@@ -123,7 +123,7 @@ class FlowStore(Sequence[FlowResult]):
             self._index.names.subtract(f.name for f in flow.findings)
             self._apply(flow)
             self._index.names.update(f.name for f in flow.findings)
-            self._index.severity[i] = _worst(flow.findings)
+            self._index.severity[i] = worst_severity(flow.findings)
         self._index.names = +self._index.names  # drop names whose count fell to zero
 
     # -- reading -------------------------------------------------------------------------------
@@ -505,14 +505,6 @@ class LazyFlows(Sequence[FlowResult]):
         source = flows if self._positions is None else (flows[i] for i in self._positions)
         for flow in source:
             yield flow if adjust is None else adjust(flow)
-
-
-def _worst(findings: list[Finding]) -> int:
-    worst = 0
-    for finding in findings:
-        if finding.severity > worst:
-            worst = int(finding.severity)
-    return worst
 
 
 def flow_facts(flows: Sequence[FlowResult]) -> tuple[int, Counter[str], Severity | None]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from array import array
 from collections import Counter
 
-from tcpdiag.result import FlowResult
+from tcpdiag.result import Finding, FlowResult
 
 
 class StoreIndex:
@@ -58,14 +58,10 @@ class StoreIndex:
         if not findings:  # most flows
             self.severity.append(0)
             return
-        worst = 0
+        self.severity.append(worst_severity(findings))
         names = self.names
         for finding in findings:
-            severity = int(finding.severity)
-            if severity > worst:
-                worst = severity
             names[finding.name] += 1
-        self.severity.append(worst)
         with_name = self.with_name
         for name in {finding.name for finding in findings}:
             positions = with_name.get(name)
@@ -79,3 +75,13 @@ class StoreIndex:
             number = self.server_index[server] = len(self.servers)
             self.servers.append(server)
         return number
+
+
+def worst_severity(findings: list[Finding]) -> int:
+    """The highest severity among `findings` as an int (0 when there is none)."""
+    worst = 0
+    for finding in findings:
+        severity = int(finding.severity)
+        if severity > worst:
+            worst = severity
+    return worst
