@@ -278,8 +278,9 @@ class LazyList:
     ) -> None:
         self.count = count
         self.make = make
-        # Or the items' text, as `iter_outline(item, depth, level)` writes it: texts(depth,
-        # level), made elsewhere (`parallel.flow_texts`).
+        # Or the items' text, as `iter_outline(item, depth, level)` writes it, each item's
+        # after what separates it from the one before: texts(depth, level), made elsewhere
+        # (`parallel.flow_texts`) and written as they come.
         self.texts = texts
 
 
@@ -292,9 +293,7 @@ def iter_outline(obj: object, depth: int = 4, _level: int = 0) -> Iterator[str]:
         pad = "  " * (_level + 1)
         yield "[\n"
         if obj.texts is not None:
-            for i, text in enumerate(obj.texts(depth, _level + 1)):
-                yield (",\n" if i else "") + pad
-                yield text
+            yield from obj.texts(depth, _level + 1)
         else:
             for i, item in enumerate(obj.make()):
                 yield (",\n" if i else "") + pad
@@ -331,8 +330,13 @@ def _lazy_capture(cap: CaptureResult, jobs: int = 1) -> JsonObject:
     flows = without_timelines(cap.flows)
 
     def texts(depth: int, level: int) -> Iterator[str]:
-        def text(flow: FlowResult) -> str:
-            return "".join(iter_outline(flow_json(flow), depth, level))
+        pad = "  " * level
+
+        def text(i: int, flow: FlowResult) -> str:
+            # (as the LazyList branch of `iter_outline` separates its items)
+            return "".join(
+                ((",\n" if i else "") + pad, *iter_outline(flow_json(flow), depth, level))
+            )
 
         return flow_texts(flows, text, jobs)
 
@@ -356,7 +360,7 @@ def iter_jsonl(result: AnalysisResult, options: ReportOptions) -> Iterator[str]:
     """`--format jsonl` line by line."""
     captures = _filtered_captures(result, options)
     for cap in captures:
-        line = functools.partial(_jsonl_text, cap.path)
+        line = functools.partial(_jsonl_line, cap.path)
         yield from flow_texts(without_timelines(cap.flows), line, options.jobs)
     yield jsonl_summary_line(result.version, captures) + "\n"
 
@@ -372,7 +376,7 @@ def render_jsonl(result: AnalysisResult, options: ReportOptions) -> str:
     return "".join(iter_jsonl(result, options))
 
 
-def _jsonl_text(capture_path: str, flow: FlowResult) -> str:
+def _jsonl_line(capture_path: str, _position: int, flow: FlowResult) -> str:
     return jsonl_flow_line(capture_path, flow) + "\n"
 
 

@@ -5,7 +5,10 @@ problem flow, the dict, the text) costs ~40 us, and a report lists up to 40,000 
 second and a half, after the analysis, in one process. With `--jobs N` the report's flows are
 cut into batches that N forked processes turn into text; the parent writes the texts in flow
 order. Each text is made by the very function the one-process report calls, so the report is
-the same, byte for byte (`tests/unit/test_report_parallel.py`).
+the same, byte for byte (`tests/unit/test_report_parallel.py`). A child hands back a batch's
+texts as one string, so the parent, which shares the CPUs with its children, unpickles and
+writes one object per batch, not one per flow (a flow's text carries what separates it from
+the one before: the text function is given the flow's position).
 
 Fork, not spawn: the children inherit the flows (a store reading its file, or a list) and the
 function as they are; nothing goes to them and text comes back. Where fork is not available,
@@ -34,7 +37,8 @@ MIN_PARALLEL_FLOWS = 2_000
 # enough that the first text comes soon and the parent holds few batches.
 BATCH_FLOWS = 256
 
-FlowText = Callable[[FlowResult], str]
+# A flow's text, given its position in the list and the flow.
+FlowText = Callable[[int, FlowResult], str]
 
 # What the forked children read (set just before they are started, cleared after).
 _flows: Sequence[FlowResult] = ()
@@ -42,10 +46,12 @@ _text: FlowText | None = None
 
 
 def flow_texts(flows: Sequence[FlowResult], text: FlowText, jobs: int) -> Iterator[str]:
-    """`text(flow)` for every flow, in order; made by `jobs` processes when it pays."""
+    """`text(i, flows[i])` for every flow, in order, in chunks to be concatenated: one per
+    flow when made here, one per batch of flows when made by `jobs` processes (when it
+    pays)."""
     if jobs < 2 or len(flows) < MIN_PARALLEL_FLOWS or not _can_fork():
-        for flow in flows:
-            yield text(flow)
+        for i, flow in enumerate(flows):
+            yield text(i, flow)
         return
     global _flows, _text
     _flows, _text = flows, text
@@ -64,15 +70,15 @@ def flow_texts(flows: Sequence[FlowResult], text: FlowText, jobs: int) -> Iterat
         for batch in range(batches):
             maker, receiver = children[batch % jobs]
             try:
-                texts = receiver.recv()
+                joined = receiver.recv()
             except EOFError:
                 maker.join()
                 raise RuntimeError(
                     f"a report process ended early (exit code {maker.exitcode})"
                 ) from None
-            if isinstance(texts, BaseException):
-                raise texts
-            yield from texts
+            if isinstance(joined, BaseException):
+                raise joined
+            yield joined
     finally:
         _flows, _text = (), None
         for child, receiver in children:
@@ -89,11 +95,11 @@ def _child(conn: Connection, first: int, step: int, batches: int) -> None:
     try:
         for batch in range(first, batches, step):
             try:
-                texts: list[str] | Exception = _batch(batch * BATCH_FLOWS)
+                joined: str | Exception = _batch(batch * BATCH_FLOWS)
             except Exception as exc:  # raised again by the parent, in flow order
-                texts = exc
-            conn.send(texts)
-            if isinstance(texts, Exception):
+                joined = exc
+            conn.send(joined)
+            if isinstance(joined, Exception):
                 break
     except OSError:
         pass  # the parent stopped reading
@@ -101,11 +107,12 @@ def _child(conn: Connection, first: int, step: int, batches: int) -> None:
         conn.close()
 
 
-def _batch(start: int) -> list[str]:
+def _batch(start: int) -> str:
+    """The texts of the batch of flows from `start`, joined."""
     assert _text is not None
     text = _text
     flows = _flows
-    return [text(flows[i]) for i in range(start, min(start + BATCH_FLOWS, len(flows)))]
+    return "".join([text(i, flows[i]) for i in range(start, min(start + BATCH_FLOWS, len(flows)))])
 
 
 def _can_fork() -> bool:

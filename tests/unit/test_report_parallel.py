@@ -52,41 +52,51 @@ def _flows(n: int) -> list[FlowResult]:
     return [refused_flow(fid=i, frame=2 * i) for i in range(1, n + 1)]
 
 
+def _texts(chunks: list[str]) -> list[str]:
+    """The flows' texts (each ends with ';') in the chunks `flow_texts` handed back."""
+    return "".join(chunks).split(";")[:-1]
+
+
 def test_flows_are_made_by_other_processes() -> None:
     flows = _flows(100)
-    texts = list(parallel.flow_texts(flows, lambda f: f"{f.id}:{os.getpid()}", 2))
-    assert [int(t.split(":")[0]) for t in texts] == list(range(1, 101))  # in order
-    makers = {int(t.split(":")[1]) for t in texts}
+    chunks = list(parallel.flow_texts(flows, lambda i, f: f"{i}:{f.id}:{os.getpid()};", 2))
+    texts = _texts(chunks)
+    # in order, each given its position
+    assert [t.split(":")[:2] for t in texts] == [[str(i), str(i + 1)] for i in range(100)]
+    makers = {int(t.split(":")[2]) for t in texts}
     assert os.getpid() not in makers
     assert 1 <= len(makers) <= 2
+    # one chunk per batch (BATCH_FLOWS is 7 here), each from one process
+    assert len(chunks) == -(-100 // parallel.BATCH_FLOWS)
+    assert all(len({t.split(":")[2] for t in _texts([c])}) == 1 for c in chunks)
 
 
 def test_few_flows_are_made_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOWS", 2_000)
     flows = _flows(49)
-    texts = list(parallel.flow_texts(flows, lambda f: str(os.getpid()), 4))
-    assert set(texts) == {str(os.getpid())}
+    texts = list(parallel.flow_texts(flows, lambda i, f: str(os.getpid()), 4))
+    assert texts == [str(os.getpid())] * 49  # one chunk per flow
 
 
 def test_a_reader_that_stops_early_leaves_no_process() -> None:
     # `| head -1`: the report stops after its first flow; the children are stopped at once,
     # whatever they were doing (a pool could deadlock here, its task thread on a queue lock).
     flows = _flows(5_000)
-    texts = parallel.flow_texts(flows, lambda f: f"{f.id}", 3)
-    assert next(texts) == "1"
+    texts = parallel.flow_texts(flows, lambda i, f: f"{f.id};", 3)
+    assert next(texts) == "".join(f"{i};" for i in range(1, parallel.BATCH_FLOWS + 1))
     texts.close()
     assert multiprocessing.active_children() == []
 
 
 def test_an_error_in_a_child_is_raised_here_in_order() -> None:
-    def text(flow: FlowResult) -> str:
+    def text(i: int, flow: FlowResult) -> str:
         if flow.id == 700:
             raise ValueError("flow 700")
-        return str(flow.id)
+        return f"{flow.id};"
 
     made: list[str] = []
     with pytest.raises(ValueError, match="flow 700"):
         made.extend(parallel.flow_texts(_flows(1_000), text, 2))
     before = 699 // parallel.BATCH_FLOWS * parallel.BATCH_FLOWS  # the batches before 700's
-    assert made == [str(i) for i in range(1, before + 1)]
+    assert _texts(made) == [str(i) for i in range(1, before + 1)]
     assert multiprocessing.active_children() == []
