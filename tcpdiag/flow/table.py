@@ -125,42 +125,70 @@ _SYN_TS_ECR: Final = 32
 
 
 def _pack_syn(seg: Segment, key: FlowKey) -> bytes | None:
-    """`seg` as a `_SYN_RECORD`, or None when it does not fit one exactly."""
-    o = seg.options
-    if seg.payload or seg.length or o.sack or type(o.sack_permitted) is not bool:
+    """`seg` as a `_SYN_RECORD`, or None when it does not fit one exactly: when
+    `_unpack_syn` would not give back a Segment equal to `seg`."""
+    # Positionally: compiled, a NamedTuple's field by name is a generic attribute lookup.
+    (frame, time, version, src, _, sport, _, seq, ack, flags, window, length, payload, o, ttl,
+     _) = seg  # fmt: skip
+    mss, wscale, sack_permitted, sack, ts_val, ts_ecr = o
+    if payload or length or sack or type(sack_permitted) is not bool:
         return None
-    if (seg.src, seg.sport) == key[0]:
+    if (src, sport) == key[0]:
         bits = 0
-    elif (seg.src, seg.sport) == key[1]:
+    elif (src, sport) == key[1]:
         bits = _SYN_FROM_SECOND
     else:
         return None
-    if o.mss is not None:
+    if mss is not None:
         bits |= _SYN_MSS
-    if o.wscale is not None:
+    if wscale is not None:
         bits |= _SYN_WSCALE
-    if o.sack_permitted:
+    if sack_permitted:
         bits |= _SYN_SACK_PERMITTED
-    if o.ts_val is not None:
+    if ts_val is not None:
         bits |= _SYN_TS_VAL
-    if o.ts_ecr is not None:
+    if ts_ecr is not None:
         bits |= _SYN_TS_ECR
     try:
         record = _SYN_RECORD.pack(
-            seg.frame, seg.time, seg.seq, seg.ack, seg.flags, seg.window, o.mss or 0, seg.ttl,
-            seg.ip_version, o.wscale or 0, bits, o.ts_val or 0, o.ts_ecr or 0,
+            frame, time, seq, ack, flags, window, mss or 0, ttl, version, wscale or 0, bits,
+            ts_val or 0, ts_ecr or 0,
         )  # fmt: skip
     except struct.error:  # a value out of its field's range
         return None
-    return record if _unpack_syn(record, 0, key) == seg else None
+    # What `_unpack_syn` would give back, as plain tuples (equal to the Segment and TcpOptions
+    # it would make, item by item, without making them), compared with `seg`.
+    return record if _syn_fields(record, 0, key) == seg else None
 
 
-def _unpack_syn(packed: bytes, at: int, key: FlowKey) -> Segment:
+def _syn_fields(
+    packed: bytes, at: int, key: FlowKey
+) -> tuple[
+    int, float, int, bytes, bytes, int, int, int, int, int, int, int, bytes,
+    tuple[int | None, int | None, bool, tuple[tuple[int, int], ...], int | None, int | None],
+    int, bytes,
+]:  # fmt: skip
+    """The fields of the Segment a `_SYN_RECORD` stands for, its options as a plain tuple."""
+    # Declared: compiled, the values are then native ints (`bits & ...` a C operation, not a
+    # generic one on objects).
+    frame: int
+    time: float
+    seq: int
+    ack: int
+    flags: int
+    window: int
+    mss: int
+    ttl: int
+    version: int
+    wscale: int
+    bits: int
+    ts_val: int
+    ts_ecr: int
     frame, time, seq, ack, flags, window, mss, ttl, version, wscale, bits, ts_val, ts_ecr = (
         _SYN_RECORD.unpack_from(packed, at)
     )
     (src, sport), (dst, dport) = (key[1], key[0]) if bits & _SYN_FROM_SECOND else key
-    options = TcpOptions(
+    options = (
         mss if bits & _SYN_MSS else None,
         wscale if bits & _SYN_WSCALE else None,
         bool(bits & _SYN_SACK_PERMITTED),
@@ -168,21 +196,41 @@ def _unpack_syn(packed: bytes, at: int, key: FlowKey) -> Segment:
         ts_val if bits & _SYN_TS_VAL else None,
         ts_ecr if bits & _SYN_TS_ECR else None,
     )
-    return Segment(
+    return (
         frame, time, version, src, dst, sport, dport, seq, ack, flags, window, 0, b"", options, ttl,
         tuple_key(src, sport, dst, dport),
     )  # fmt: skip
 
 
+def _unpack_syn(packed: bytes, at: int, key: FlowKey) -> Segment:
+    (frame, time, version, src, dst, sport, dport, seq, ack, flags, window, length, payload,
+     options, ttl, key_bytes) = _syn_fields(packed, at, key)  # fmt: skip
+    return _new_segment(
+        (frame, time, version, src, dst, sport, dport, seq, ack, flags, window, length, payload,
+         _new_options(options), ttl, key_bytes)
+    )  # fmt: skip
+
+
+def _new_segment(fields: tuple[object, ...]) -> Segment:
+    """`Segment(*fields)` the way the C reader makes one: compiled, calling the class runs the
+    NamedTuple's interpreted `__new__` (~3,000 instructions; a SYN flood replays SYNs)."""
+    return tuple.__new__(Segment, fields)
+
+
+def _new_options(fields: tuple[object, ...]) -> TcpOptions:
+    """`TcpOptions(*fields)`, as `_new_segment`."""
+    return tuple.__new__(TcpOptions, fields)
+
+
 def _resent(first: Segment, frame: int, time: float, ttl: int, ts_val: int | None) -> Segment:
     """`first` sent again as `frame` at `time`, with its TTL and TSval (built positionally:
     `_replace` is interpreted Python)."""
-    o = first.options
-    return Segment(
-        frame, time, first.ip_version, first.src, first.dst, first.sport, first.dport, first.seq,
-        first.ack, first.flags, first.window, first.length, first.payload,
-        TcpOptions(o.mss, o.wscale, o.sack_permitted, o.sack, ts_val, o.ts_ecr), ttl,
-        first.tuple_key,
+    (_, _, version, src, dst, sport, dport, seq, ack, flags, window, length, payload, o, _,
+     key_bytes) = first  # fmt: skip
+    mss, wscale, sack_permitted, sack, _, ts_ecr = o
+    return _new_segment(
+        (frame, time, version, src, dst, sport, dport, seq, ack, flags, window, length, payload,
+         _new_options((mss, wscale, sack_permitted, sack, ts_val, ts_ecr)), ttl, key_bytes)
     )  # fmt: skip
 
 
@@ -236,14 +284,28 @@ class _Embryo:
         segs = self._expanded()
         first = segs[0]
         assert isinstance(first, Segment)
-        so, fo = seg.options, first.options
+        # Positionally: compiled, a NamedTuple's field by name is a generic attribute lookup,
+        # and a slice of one a new tuple (SYN floods and unanswered connects repeat this).
+        (frame, time, version, src, dst, sport, dport, seq, ack, flags, window, length, payload,
+         so, ttl, _) = seg  # fmt: skip
+        (_, _, f_version, f_src, f_dst, f_sport, f_dport, f_seq, f_ack, f_flags, f_window,
+         f_length, f_payload, fo, _, _) = first  # fmt: skip
+        mss, wscale, sack_permitted, sack, ts_val, ts_ecr = so
+        f_mss, f_wscale, f_sack_permitted, f_sack, _, f_ts_ecr = fo
         # Equal to the first SYN but for frame, time, TTL and TSval (a NamedTuple's `_replace`
-        # is interpreted Python, ~1.5 us a call: SYN floods and unanswered connects repeat this).
-        if seg[2:13] == first[2:13] and so[:4] == fo[:4] and so[5:] == fo[5:]:
-            segs.append((seg.frame, seg.time, seg.ttl, so.ts_val))
+        # is interpreted Python, ~1.5 us a call).
+        if (
+            version == f_version and src == f_src and dst == f_dst and sport == f_sport
+            and dport == f_dport and seq == f_seq and ack == f_ack and flags == f_flags
+            and window == f_window and length == f_length and payload == f_payload
+            and mss == f_mss and wscale == f_wscale and sack_permitted == f_sack_permitted
+            and sack == f_sack and ts_ecr == f_ts_ecr
+        ):  # fmt: skip
+            segs.append((frame, time, ttl, ts_val))
         else:
             segs.append(seg)
-        self.end = max(self.end, seg.time)
+        if time > self.end:
+            self.end = time
 
     def segments(self) -> list[Segment]:
         packed = self.packed
@@ -258,7 +320,9 @@ class _Embryo:
             if isinstance(s, Segment):
                 out.append(s)
             else:
-                out.append(_resent(first, *s))
+                # (unpacked, not `*s`: compiled, a call with `*` is a generic one)
+                frame, time, ttl, ts_val = s
+                out.append(_resent(first, frame, time, ttl, ts_val))
         return out
 
     def compact(self) -> None:
