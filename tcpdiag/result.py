@@ -33,7 +33,9 @@ class Severity(enum.IntEnum):
 
     @property
     def label(self) -> str:
-        return self.name.lower()
+        # Indexed, not `self.name.lower()`: an enum's `name` is a property in Python code, and
+        # the JSON report asks for every finding.
+        return _SEVERITY_LABELS[self]
 
     @classmethod
     def parse(cls, text: str) -> Severity:
@@ -41,6 +43,10 @@ class Severity(enum.IntEnum):
             return cls[text.strip().upper()]
         except KeyError:
             raise ValueError(f"unknown severity {text!r} (info, warning, error)") from None
+
+
+# `Severity.label`, by value (0 is no severity).
+_SEVERITY_LABELS: Final = ("", "info", "warning", "error")
 
 
 # -- the result classes -------------------------------------------------------------------------

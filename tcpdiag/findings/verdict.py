@@ -54,12 +54,15 @@ def problem_flow(flow: FlowResult) -> bool:
 
 def main_finding(flow: FlowResult) -> Finding | None:
     candidates = [f for f in flow.findings if not is_capture_quality(f.name)]
-    if not candidates:
-        return None
-    return min(
-        candidates,
-        key=lambda f: (-int(f.severity), _RANK.get(f.name, len(RANK)), *f.sort_key()),
-    )
+    if len(candidates) < 2:  # most flows: none or one, and no key to build
+        return candidates[0] if candidates else None
+    return min(candidates, key=_importance)
+
+
+def _importance(f: Finding) -> tuple[int, int, int, str]:
+    """`main_finding`'s order: the highest severity first, then `RANK`, then report order."""
+    first_frame, name = f.sort_key()
+    return (-int(f.severity), _RANK.get(f.name, len(RANK)), first_frame, name)
 
 
 def headline(message: str) -> str:
