@@ -359,7 +359,7 @@ def tools_for(path: Path, args: argparse.Namespace) -> list[Tool]:
         Tool(
             "tcpdiag",
             "tcpdiag analyze --format json (TCP + TLS + findings; by default --jobs auto: a"
-            " capture of 32 MB or more split by flow across the CPUs; peak RSS is the largest"
+            " capture of 16 MB or more split by flow across the CPUs; peak RSS is the largest"
             " process's)",
             [py, "-m", "tcpdiag", "analyze", f, "--format", "json", *args.tcpdiag_arg],
             "py:tcpdiag",

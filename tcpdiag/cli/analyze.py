@@ -74,7 +74,7 @@ JOBS = JobsParam()
     default="auto",
     show_default=True,
     help="Processes (1-256, or auto: the CPUs this process may use): captures in parallel; "
-    "one capture of 32 MB or more split by flow across them. The report is the same for any "
+    "one capture of 16 MB or more split by flow across them. The report is the same for any "
     "N.",
 )
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
