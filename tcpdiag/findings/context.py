@@ -17,6 +17,7 @@ import math
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 from tcpdiag.findings.registry import REGISTRY, sorted_frames
 from tcpdiag.flow.flow import Flow
@@ -345,14 +346,60 @@ def fmt_duration(seconds: float) -> str:
     """'17 µs', '1.3 ms', '41 ms', '2.0 s', '300 s (5.0 min)'. Never negative."""
     s = max(0.0, seconds)
     if s < 0.0001:
-        return f"{s * 1e6:.0f} µs"
+        return f"{units(s * 1e6)} µs"
     if s < 0.010:
-        return f"{s * 1000:.1f} ms"
+        return f"{tenths(s * 1000)} ms"
     if s < 1.0:
-        return f"{s * 1000:.0f} ms"
+        return f"{units(s * 1000)} ms"
     if s < 120.0:
-        return f"{s:.1f} s"
-    return f"{s:.0f} s ({s / 60:.1f} min)"
+        return f"{tenths(s)} s"
+    return f"{units(s)} s ({tenths(s / 60)} min)"
+
+
+# `units` and `tenths` give the text of `f"{x:.0f}"` and `f"{x:.1f}"` by float and int
+# arithmetic: compiled, a format spec is parsed and applied by `float.__format__` (dtoa in its
+# fixed-point mode), ~3,000 instructions, and the messages of a failed connection give several
+# durations (a port scan's report: ~13,000 instructions of each flow's ~200,000). Python
+# rounds the exact binary value half to even; so do these, and they leave to the format what
+# they cannot do exactly. Below 2^52, `floor` and the subtraction are exact.
+_EXACT_BELOW: Final = 2.0**52
+# `tenths` multiplies by ten, which rounds: within this of a tie it cannot tell the side of
+# the exact product (below 2^30 the product is off by less than 2^-23).
+_TIE_MARGIN: Final = 2.0**-20
+_TENTHS_BELOW: Final = 2.0**30
+
+
+def units(x: float) -> str:
+    """`f"{x:.0f}"` (for any x: what is not above 0 and below 2^52, -0.0 and NaN included, goes
+    to the format)."""
+    if 0.0 < x < _EXACT_BELOW:
+        whole = math.floor(x)
+        fraction = x - whole
+        if fraction > 0.5 or (fraction == 0.5 and whole % 2 == 1):
+            whole += 1
+        return str(whole)
+    return f"{x:.0f}"
+
+
+def tenths(x: float) -> str:
+    """`f"{x:.1f}"`, as `units`."""
+    scaled = x * 10.0
+    if 0.0 < scaled < _TENTHS_BELOW:
+        whole = math.floor(scaled)
+        fraction = scaled - whole
+        if abs(fraction - 0.5) > _TIE_MARGIN:
+            if fraction > 0.5:
+                whole += 1
+            return f"{whole // 10}.{whole % 10}"
+    return f"{x:.1f}"
+
+
+def grouped(n: int) -> str:
+    """`f"{n:,}"`, digits in groups of three: below 1,000 (most counts) `str(n)`, which is the
+    same text. (Compiled, the format spec is parsed and applied through `int.__format__` on a
+    boxed int, ~4,000 instructions; `str` is a tenth of that, and the rules of a failed
+    connection count things several times.)"""
+    return str(n) if -1000 < n < 1000 else f"{n:,}"
 
 
 def fmt_bytes(n: int) -> str:
@@ -360,7 +407,7 @@ def fmt_bytes(n: int) -> str:
     if n == 1:
         return "1 byte"
     if n < 10_000:
-        return f"{n:,} bytes"
+        return f"{grouped(n)} bytes"
     if n < 10_000_000:
         return f"{n / 1000:.1f} KB"
     return f"{n / 1_000_000:.1f} MB"
@@ -380,4 +427,4 @@ def fmt_frames(frames: Iterable[int], limit: int = 6) -> str:
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else (words or word + 's')}"
+    return f"{grouped(n)} {word if n == 1 else (words or word + 's')}"

@@ -19,7 +19,7 @@ from itertools import pairwise
 from typing import Final
 
 from tcpdiag.config import Thresholds
-from tcpdiag.findings.context import fmt_bytes, fmt_duration, fmt_frames, plural
+from tcpdiag.findings.context import fmt_bytes, fmt_duration, fmt_frames, grouped, plural
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.findings.tls_rules import (
     SideClose,
@@ -1472,7 +1472,7 @@ def _per_packet(x: _Facts) -> list[Finding]:
             out.append(
                 make_finding(
                     name,
-                    f"{len(frames):,} {one if len(frames) == 1 else many} "
+                    f"{grouped(len(frames))} {one if len(frames) == 1 else many} "
                     f"({fmt_frames(frames)}) — {words}",
                     frames=frames,
                     flow=f.id,
