@@ -409,8 +409,8 @@ def fmt_bytes(n: int) -> str:
     if n < 10_000:
         return f"{grouped(n)} bytes"
     if n < 10_000_000:
-        return f"{n / 1000:.1f} KB"
-    return f"{n / 1_000_000:.1f} MB"
+        return f"{tenths(n / 1000)} KB"
+    return f"{tenths(n / 1_000_000)} MB"
 
 
 def fmt_frames(frames: Iterable[int], limit: int = 6) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from tcpdiag.findings.context import fmt_bytes, fmt_duration, plural
+from tcpdiag.findings.context import fmt_bytes, fmt_duration, plural, tenths
 from tcpdiag.findings.registry import REGISTRY, is_capture_quality
 from tcpdiag.result import Finding, FlowResult, Severity
 
@@ -149,7 +149,7 @@ _GAVE_UP = re.compile(
 def _ok(flow: FlowResult) -> str:
     total = flow.bytes_client + flow.bytes_server
     d = flow.duration
-    parts = [f"ok: {fmt_bytes(total)} in {f'{d:.1f} s' if d >= 0.1 else fmt_duration(d)}"]
+    parts = [f"ok: {fmt_bytes(total)} in {f'{tenths(d)} s' if d >= 0.1 else fmt_duration(d)}"]
     close = flow.close
     if close.kind == "fin":
         by = "both sides" if close.by == "both" else (close.by or "?")

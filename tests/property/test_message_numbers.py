@@ -79,3 +79,15 @@ def test_durations_bytes_and_counts_read_as_before() -> None:
         "12.3 KB",
     ]
     assert plural(1, "SYN") == "1 SYN" and plural(1234, "frame") == "1,234 frames"
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.integers(2, 10**13) | st.integers(9_900, 10_100) | st.integers(9_999_000, 10_001_000))
+def test_byte_counts_are_the_formats_text(n: int) -> None:
+    if n < 10_000:
+        expected = f"{n:,} bytes"
+    elif n < 10_000_000:
+        expected = f"{n / 1000:.1f} KB"
+    else:
+        expected = f"{n / 1_000_000:.1f} MB"
+    assert fmt_bytes(n) == expected
