@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import multiprocessing
 import os
 import signal
@@ -81,6 +82,7 @@ from tcpdiag.store import FlowStore, MergedStore, StoredFlows, read_stored
 # ~16 MB (mixed 0.20 -> 0.19 s, web 0.28 -> 0.24 s, failures 0.28 -> 0.24 s at 12 MB).
 CGROUP_CPU_MAX = "/sys/fs/cgroup/cpu.max"  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
 MIN_SPLIT_BYTES = 16 << 20
+WORKER_BYTES = 256 << 10  # see `workers_for`
 
 
 @dataclass
@@ -110,14 +112,30 @@ def usable_cpus() -> int:
     return max(1, count)
 
 
-def worth_splitting(path: str, jobs: int) -> bool:
-    """A local capture file big enough for `jobs` processes to share."""
+def split_jobs(path: str, jobs: int) -> int:
+    """The processes that share one capture file, given `jobs`: 1 (no split) for standard
+    input, a file under MIN_SPLIT_BYTES or `jobs` below 2; otherwise `jobs`, but no more
+    than `workers_for(size)`."""
     if jobs < 2 or path == "-":
-        return False
+        return 1
     try:
-        return os.path.getsize(path) >= MIN_SPLIT_BYTES
+        size = os.path.getsize(path)
     except OSError:
-        return False  # let the ordinary path report it
+        return 1  # let the ordinary path report it
+    return min(jobs, workers_for(size)) if size >= MIN_SPLIT_BYTES else 1
+
+
+def workers_for(size: int) -> int:
+    """The most workers worth starting for a capture of `size` bytes (at least 2).
+
+    A worker takes ~1.5-3 ms of the parent's time that no other CPU can take over (its fork,
+    its pipe, its shard in the merge), and saves a share of the flows' work: the workers'
+    time is about W * size / N for N of them, W ~8.5 ns a byte for the benchmark's `mixed`
+    traffic and ~17 for `failures` (2 cores, compiled). The sum f * N + W * size / N is least
+    at N = sqrt(size / (f / W)), f / W being ~150-350 KB: 8 workers at 16 MB, 32 at 256 MB,
+    64 from 1 GB. Without this, `--jobs auto` on a machine of 64 CPUs started 64 workers for
+    a capture of 16 MB, ~0.1-0.2 s of forks for ~0.15 s of work."""
+    return max(2, math.isqrt(size // WORKER_BYTES))
 
 
 def analyze_split(path: str, options: AnalysisOptions, jobs: int) -> CaptureResult:

@@ -23,7 +23,7 @@ from tcpdiag.config import AnalysisOptions
 from tcpdiag.engine import AnalysisInterrupted, analyze_capture
 from tcpdiag.report import ReportOptions, render
 from tcpdiag.result import AnalysisResult, CaptureResult
-from tcpdiag.split import analyze_each, analyze_split, usable_cpus, worth_splitting
+from tcpdiag.split import analyze_each, analyze_split, split_jobs, usable_cpus
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -74,8 +74,8 @@ JOBS = JobsParam()
     default="auto",
     show_default=True,
     help="Processes (1-256, or auto: the CPUs this process may use): captures in parallel; "
-    "one capture of 16 MB or more split by flow across them. The report is the same for any "
-    "N.",
+    "one capture of 16 MB or more split by flow across up to N of them (8 at 16 MB, 32 at "
+    "256 MB, 64 from 1 GB). The report is the same for any N.",
 )
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")
@@ -184,9 +184,10 @@ def _spool(stack: contextlib.ExitStack, paths: list[str], jobs: int) -> str | No
 def _analyze_all(
     paths: list[str], options: AnalysisOptions, jobs: int, spool: str | None
 ) -> Iterator[CaptureResult]:
-    if len(paths) == 1 and worth_splitting(paths[0], jobs):
-        # One large capture: its flows shared by `jobs` processes (the same report).
-        yield analyze_split(paths[0], options, jobs)
+    workers = split_jobs(paths[0], jobs) if len(paths) == 1 else 1
+    if workers > 1:
+        # One large capture: its flows shared by up to `jobs` processes (the same report).
+        yield analyze_split(paths[0], options, workers)
         return
     if spool is None:
         for path in paths:

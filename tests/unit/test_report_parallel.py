@@ -71,6 +71,15 @@ def test_flows_are_made_by_other_processes() -> None:
     assert all(len({t.split(":")[2] for t in _texts([c])}) == 1 for c in chunks)
 
 
+def test_children_grow_with_the_square_root_of_the_batches() -> None:
+    assert [parallel.children_for(n) for n in (1, 2, 8, 16, 157, 1000)] == [1, 2, 4, 8, 24, 62]
+    # 15 batches of 7 flows (here), 64 CPUs: 6 children make them, in order.
+    flows = _flows(100)
+    texts = _texts(list(parallel.flow_texts(flows, lambda i, f: f"{i}:{os.getpid()};", 64)))
+    assert [int(t.split(":")[0]) for t in texts] == list(range(100))
+    assert len({t.split(":")[1] for t in texts}) == parallel.children_for(15) == 6
+
+
 def test_few_flows_are_made_here(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(parallel, "MIN_PARALLEL_FLOWS", 2_000)
     flows = _flows(49)

@@ -298,12 +298,39 @@ def test_ctrl_c_sent_to_the_parent_is_passed_on(many_flows: Path) -> None:
     assert 0 < stop.value.partial.packets < 30_000
 
 
-def test_only_large_local_files_are_split(tmp_path: Path, many_flows: Path) -> None:
+def test_only_large_local_files_are_split(
+    tmp_path: Path, many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     size = many_flows.stat().st_size
-    assert not split.worth_splitting(str(many_flows), 1)
-    assert not split.worth_splitting("-", 4)
-    assert not split.worth_splitting(str(tmp_path / "missing.pcap"), 4)
-    assert split.worth_splitting(str(many_flows), 2) == (size >= split.MIN_SPLIT_BYTES)
+    assert split.split_jobs(str(many_flows), 1) == 1
+    assert split.split_jobs("-", 4) == 1
+    assert split.split_jobs(str(tmp_path / "missing.pcap"), 4) == 1
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", size + 1)
+    assert split.split_jobs(str(many_flows), 2) == 1
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", size)
+    assert split.split_jobs(str(many_flows), 2) == 2
+
+
+def test_workers_grow_with_the_square_root_of_the_size(
+    many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mb = 1 << 20
+    assert [split.workers_for(size * mb) for size in (0, 1, 16, 64, 256, 1024, 1500)] == [
+        2,
+        2,
+        8,
+        16,
+        32,
+        64,
+        77,
+    ]
+    # Many CPUs, a capture just large enough to split: 8 workers, not 64.
+    size = many_flows.stat().st_size
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", size)
+    monkeypatch.setattr(split, "WORKER_BYTES", size // 64)
+    assert split.split_jobs(str(many_flows), 64) == 8
+    assert split.split_jobs(str(many_flows), 5) == 5
+    assert split.split_jobs(str(many_flows), 1) == 1
 
 
 def test_analyze_jobs_on_one_capture_splits_it(
@@ -317,15 +344,19 @@ def test_analyze_jobs_on_one_capture_splits_it(
         return real(path, options, jobs)
 
     monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(split, "WORKER_BYTES", 1)
     monkeypatch.setattr("tcpdiag.cli.analyze.analyze_split", counted)
     monkeypatch.setattr("tcpdiag.cli.analyze.usable_cpus", lambda: 3)
     runner = CliRunner()
     one = runner.invoke(cli, ["analyze", "-j", "1", str(many_flows), "--format", "json"])
     two = runner.invoke(cli, ["analyze", "-j", "2", str(many_flows), "--format", "json"])
     auto = runner.invoke(cli, ["analyze", str(many_flows), "--format", "json"])  # the default
-    assert one.exit_code == two.exit_code == auto.exit_code == 0, two.output
-    assert calls == [2, 3]
-    assert two.stdout == one.stdout == auto.stdout
+    # A capture too small for more than 2 workers gets 2 of the 3 CPUs.
+    monkeypatch.setattr(split, "WORKER_BYTES", many_flows.stat().st_size // 6)
+    capped = runner.invoke(cli, ["analyze", str(many_flows), "--format", "json"])
+    assert one.exit_code == two.exit_code == auto.exit_code == capped.exit_code == 0, two.output
+    assert calls == [2, 3, 2]
+    assert two.stdout == one.stdout == auto.stdout == capped.stdout
 
 
 def test_several_captures_keep_their_flows_on_disk(
