@@ -27,7 +27,6 @@ import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Final
 
 from mypy_extensions import mypyc_attr
@@ -506,9 +505,12 @@ _END_OF_CAPTURE: Final = 1 << 62
 
 
 def _note_first_frame(frames: array[int], flow: FlowResult) -> None:
+    """`frames[flow.id - 1] = flow.first_frame`, growing `frames` with -1 (flows end in any
+    order). One append per flow in all: `extend(repeat(-1, n))` for a gap of one or two cost
+    ~2,800 instructions a flow, compiled."""
     index = flow.id - 1
-    if index >= len(frames):
-        frames.extend(repeat(-1, index + 1 - len(frames)))
+    while len(frames) <= index:
+        frames.append(-1)
     frames[index] = flow.first_frame
 
 
