@@ -5,6 +5,8 @@ STOP_NEED_DATA: int
 STOP_ODD: int
 STOP_TIME: int
 STOP_FULL: int
+SEGMENT_FIELDS: int
+WALK_FIELDS: int
 
 def configure(
     raw_packet: type[RawPacket],
@@ -28,7 +30,7 @@ def scan(
     shard_index: int = 0,
     shard_count: int = 1,
     /,
-) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int]: ...
+) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int]: ...
 def scan_pcapng(
     buf: bytes,
     pos: int,
@@ -40,4 +42,4 @@ def scan_pcapng(
     shard_index: int = 0,
     shard_count: int = 1,
     /,
-) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int]: ...
+) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int]: ...

@@ -13,8 +13,9 @@ damage come out exactly as from the per-packet path (`tests/unit/test_scan.py`,
 `tests/unit/test_compiled_equivalence.py`).
 
 A process that follows one shard of the flows (`engine.shard_of`) has the walk skip the
-Segments of other shards: they are counted (packets, TCP packets, snap-length cuts, times), and
-no object is made for them. A record that goes to Python (a RawPacket) is sharded there.
+Segments of other shards: they are counted (packets, TCP packets, snap-length cuts, VLAN-tagged
+frames, times), and no object is made for them. A record that goes to Python (a RawPacket) is
+sharded there.
 
 Not used (`open_blocks` returns None) when the extension was not built (a pure-Python install)
 or with TCPDIAG_PURE=1.
@@ -39,8 +40,9 @@ _INT64 = 1 << 63
 
 # What a walk returns: items, position, last frame, why it stopped, the timestamp that reached
 # the stop time, Segments among the items, Segments cut by the snap length, first and last
-# timestamps of the items.
-Walked = tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int]
+# timestamps of the items, Segments of VLAN-tagged frames.
+Walked = tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int]
+WALK_FIELDS = 10
 
 
 class Block(NamedTuple):
@@ -63,6 +65,8 @@ def _native() -> ModuleType | None:
         return None
     if getattr(_scan, "SEGMENT_FIELDS", None) != len(Segment._fields):
         return None  # a stale build: its Segments would not be this model's
+    if getattr(_scan, "WALK_FIELDS", None) != WALK_FIELDS:
+        return None  # nor its walks this module's
     _scan.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
     return _scan
 
@@ -104,10 +108,11 @@ def _then_finish(blocks: Iterator[Block], capture: Capture) -> Iterator[Block]:
 
 
 def _counted(walked: Walked, stats: DecodeStats) -> Block:
-    items, _, _, _, _, segments, cut, first_ns, last_ns = walked
+    items, _, _, _, _, segments, cut, first_ns, last_ns, tagged = walked
     stats.packets += segments
     stats.tcp += segments
     stats.snaplen_truncated += cut
+    stats.vlan_tagged += tagged
     return Block(items, segments, first_ns, last_ns)
 
 

@@ -362,7 +362,19 @@ def _frames() -> list[tuple[int, bytes]]:
         (1, ETHERNET_V4 + _ipv4(tcp, ihl=6)),  # IPv4 options
         (1, ETHERNET_V4 + _ipv4(tcp, proto=17)),  # not TCP
         (1, ETHERNET_V6 + _ipv6(tcp, next_header=0)),  # extension header: Python
-        (1, b"\x02" * 12 + b"\x81\x00\x00\x05\x08\x00" + _ipv4(tcp)),  # VLAN: Python
+        (1, b"\x02" * 12 + b"\x81\x00\x00\x05\x08\x00" + _ipv4(tcp)),  # 802.1Q
+        (1, b"\x02" * 12 + b"\x88\xa8\x00\x07\x81\x00\x00\x05\x86\xdd" + _ipv6(tcp)),  # QinQ
+        (1, b"\x02" * 12 + b"\x91\x00\x00\x07\x92\x00\x00\x05\x08\x00" + _ipv4(tcp)),
+        (1, b"\x02" * 12 + b"\x81\x00\x00\x05" * 8 + b"\x08\x00" + _ipv4(tcp)),  # 8 tags
+        (1, b"\x02" * 12 + b"\x81\x00\x00\x05" * 9 + b"\x08\x00" + _ipv4(tcp)),  # 9: Python
+        (1, b"\x02" * 12 + b"\x81\x00\x00\x05" * 17 + b"\x08\x00" + _ipv4(tcp)),  # too many
+        (1, b"\x02" * 12 + b"\x81\x00\x00\x05\x88\x47" + b"\x00\x01\x01\x40" + _ipv4(tcp)),
+        (1, b"\x02" * 12 + b"\x81\x00\x00\x05\x08\x00" + _ipv4(tcp, proto=17)),
+        (1, b"\x02" * 12 + b"\x81\x00\x00\x05\x08\x06" + bytes(28)),  # tagged ARP
+        (1, b"\x02" * 12 + b"\x81\x00\x00"),  # a cut tag
+        (113, bytes(14) + b"\x81\x00\x00\x05\x00\x08\x00" + _ipv4(tcp)[:-1]),
+        (113, bytes(14) + b"\x81\x00\x00\x05\x08\x00" + _ipv4(tcp)),  # cooked, tagged
+        (276, b"\x81\x00" + bytes(18) + b"\x00\x05\x86\xdd" + _ipv6(tcp)),
         (1, ETHERNET_V4 + _ipv4(tcp) + bytes(12)),  # Ethernet padding past the IP length
         (1, ETHERNET_V4 + _ipv4(tcp)[:30]),  # cut inside the TCP header
         (113, bytes(14) + b"\x08\x00" + _ipv4(tcp)),  # Linux cooked v1
@@ -370,7 +382,16 @@ def _frames() -> list[tuple[int, bytes]]:
         (101, _ipv4(tcp)),
         (228, _ipv4(tcp)),
         (229, _ipv6(tcp)),
-        (0, b"\x02\0\0\0" + _ipv4(tcp)),  # BSD loopback: Python
+        (0, b"\x02\0\0\0" + _ipv4(tcp)),  # BSD loopback, the capturing host's order
+        (0, b"\0\0\0\x02" + _ipv4(tcp)),  # the other order
+        (108, b"\0\0\0\x02" + _ipv4(tcp)),  # OpenBSD loop
+        (0, b"\x1e\0\0\0" + _ipv6(tcp)),  # Darwin IPv6
+        (0, b"\0\0\0\x18" + _ipv6(tcp)),
+        (0, b"\x1c\0\0\0" + _ipv6(tcp)),
+        (0, b"\x0a\0\0\0" + _ipv6(tcp)),
+        (0, b"\x07\0\0\0" + _ipv4(tcp)),  # another family: not IP
+        (0, b"\x1e\0\0\0" + _ipv4(tcp)),  # IPv6 family, IPv4 inside: Python
+        (0, b"\x02\0\0"),  # cut
     ]
     return out
 
@@ -446,6 +467,47 @@ def test_the_common_case_is_decoded_in_c(use_native: ModuleType, tmp_path: Path)
     first = items[0]
     assert first.tuple_key == tuple_key(first.src, first.sport, first.dst, first.dport)
     assert all(i.tuple_key is first.tuple_key for i in items)
+
+
+TAGGED_V4 = b"\x02" * 12 + b"\x81\x00\x00\x05\x08\x00"
+QINQ_V6 = b"\x02" * 12 + b"\x88\xa8\x00\x07\x81\x00\x00\x05\x86\xdd"
+
+
+@pytest.mark.parametrize(
+    ("linktype", "link", "ip", "tags"),
+    [
+        (1, TAGGED_V4, _ipv4, 1),
+        (1, QINQ_V6, _ipv6, 1),
+        (113, bytes(14) + b"\x81\x00\x00\x05\x08\x00", _ipv4, 1),
+        (0, b"\x02\0\0\0", _ipv4, 0),
+        (0, b"\0\0\0\x1e", _ipv6, 0),
+        (108, b"\0\0\0\x02", _ipv4, 0),
+    ],
+    ids=["802.1Q", "QinQ-IPv6", "cooked-tagged", "null-IPv4", "null-IPv6-big-endian", "loop"],
+)
+def test_tagged_and_loopback_frames_are_decoded_in_c(
+    use_native: ModuleType,
+    tmp_path: Path,
+    linktype: int,
+    link: bytes,
+    ip: Callable[[bytes], bytes],
+    tags: int,
+) -> None:
+    """VLAN-tagged frames (trunk ports, mirror sessions) and BSD loopback (macOS lo0) are the
+    common case of their captures: the C walk decodes them, and counts the tagged ones as the
+    per-packet path does; a shard counts the other shards' too."""
+    frames = [link + ip(_tcp(payload=bytes([i]) * 20)) for i in range(40)]
+    path = _write(
+        tmp_path, _pcap([(1_700_000_000, i, f, None, None) for i, f in enumerate(frames)], linktype)
+    )
+    whole = _same(path)
+    assert whole is not None
+    assert whole.in_c == 40
+    assert whole.stats["vlan_tagged"] == 40 * tags
+    assert whole.stats["tcp"] == 40
+    for index in range(2):
+        part = _read(path, blocks=True, shard=(index, 2))
+        assert part.stats == whole.stats
 
 
 def test_addresses_survive_the_address_cache(use_native: ModuleType, tmp_path: Path) -> None:
@@ -541,7 +603,7 @@ def test_mutated_captures_read_the_same(
 ) -> None:
     """Random frames with random bytes overwritten, random record lengths, tiny read chunks
     (records split across reads), tiny blocks and a moving stop time."""
-    linktype = data.draw(st.sampled_from([1, 113, 276, 101, 229, 0]))
+    linktype = data.draw(st.sampled_from([1, 113, 276, 101, 229, 0, 108]))
     every = [frame for _, frame in _frames()]
     matching = [frame for lt, frame in _frames() if lt == linktype]
     rng = random.Random(data.draw(st.integers(0, 2**32 - 1)))
