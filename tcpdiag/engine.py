@@ -286,12 +286,13 @@ class Engine:
     def _feed_block(self, block: Block) -> None:
         """What `feed` does, for a block: Segments decoded in C go straight to the flow table
         (no record in the block reaches the next expiry time; a shard's block holds only its
-        own flows' Segments, the others are counted in `block.segments`); RawPackets take
-        `feed`."""
+        own flows' Segments, the others are counted in `block.segments`; IP packets of other
+        protocols only in `block.others`); RawPackets take `feed`."""
         segments = block.segments
-        if segments:
+        counted = segments + block.others
+        if counted:
             before = self.packets
-            self.packets += segments
+            self.packets += counted
             self.tcp_packets += segments
             if (before | _GC_CHECK_MASK) < self.packets:
                 self._gc_safety()  # the check of `feed`, once per 2^16 packets

@@ -30,7 +30,7 @@ def scan(
     shard_index: int = 0,
     shard_count: int = 1,
     /,
-) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int]: ...
+) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int, int]: ...
 def scan_pcapng(
     buf: bytes,
     pos: int,
@@ -42,4 +42,4 @@ def scan_pcapng(
     shard_index: int = 0,
     shard_count: int = 1,
     /,
-) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int]: ...
+) -> tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int, int]: ...

@@ -40,20 +40,23 @@ _INT64 = 1 << 63
 
 # What a walk returns: items, position, last frame, why it stopped, the timestamp that reached
 # the stop time, Segments among the items, Segments cut by the snap length, first and last
-# timestamps of the items, Segments of VLAN-tagged frames.
-Walked = tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int]
-WALK_FIELDS = 10
+# timestamps of the items, Segments (and others) of VLAN-tagged frames, IP packets of other
+# protocols (UDP...), counted and not made.
+Walked = tuple[list[Segment | RawPacket], int, int, int, int, int, int, int, int, int, int]
+WALK_FIELDS = 11
 
 
 class Block(NamedTuple):
     """Consecutive records: `items` (a Segment or a RawPacket each), how many records are
-    Segments (those of other shards included, which are not in `items`), and the first and
-    last timestamps (ns) of the block's records."""
+    Segments (those of other shards included, which are not in `items`), the first and last
+    timestamps (ns) of the block's records, and how many are IP packets of other protocols
+    (not in `items`: the decoder would only have counted them)."""
 
     items: list[Segment | RawPacket]
     segments: int
     first_ns: int
     last_ns: int
+    others: int = 0
 
 
 def _native() -> ModuleType | None:
@@ -108,12 +111,13 @@ def _then_finish(blocks: Iterator[Block], capture: Capture) -> Iterator[Block]:
 
 
 def _counted(walked: Walked, stats: DecodeStats) -> Block:
-    items, _, _, _, _, segments, cut, first_ns, last_ns, tagged = walked
-    stats.packets += segments
+    items, _, _, _, _, segments, cut, first_ns, last_ns, tagged, others = walked
+    stats.packets += segments + others
     stats.tcp += segments
     stats.snaplen_truncated += cut
     stats.vlan_tagged += tagged
-    return Block(items, segments, first_ns, last_ns)
+    stats.non_tcp += others
+    return Block(items, segments, first_ns, last_ns, others)
 
 
 def _single(raw: RawPacket) -> Block:
@@ -143,7 +147,7 @@ def _pcap_blocks(
         while True:
             walked: Walked = native.scan(feed.buf, feed.pos, frame, _clamped(stop_ns()), *fixed)
             feed.pos, frame, stop = walked[1:4]
-            if walked[0] or walked[5]:  # items, or only Segments of other shards
+            if walked[0] or walked[5] or walked[10]:  # items, or only records counted
                 yield _counted(walked, stats)
             if stop != native.STOP_FULL:
                 # Refill the buffer, judge an odd header, or hand over the record at the
@@ -179,7 +183,7 @@ def _pcapng_blocks(
                 *shard,
             )
             feed.pos, reader.frames, stop = walked[1:4]
-            if walked[0] or walked[5]:
+            if walked[0] or walked[5] or walked[10]:
                 yield _counted(walked, stats)
             if stop == native.STOP_FULL:
                 continue

@@ -58,8 +58,11 @@ def use_native(native: ModuleType, monkeypatch: pytest.MonkeyPatch) -> ModuleTyp
 
 @dataclasses.dataclass
 class Reading:
-    records: list[tuple[int, object]]  # (frame, decoded record or None)
+    # (frame, decoded record), for the records that decode to one: a packet that decodes to
+    # nothing is only counted (`stats`), and the C walk makes no object for some of them
+    records: list[tuple[int, object]]
     in_c: int  # Segments the C walk made
+    others: int  # IP packets of other protocols the C walk counted
     stats: dict[str, object]
     frames: int
     notes: list[object]
@@ -74,7 +77,7 @@ def _read(
 ) -> Reading:
     decoder = Decoder()
     records: list[tuple[int, object]] = []
-    in_c = 0
+    in_c = others = 0
     with open_capture(path) as capture:
         found = scan.open_blocks(capture, decoder.stats, stop, shard) if blocks else None
         if found is not None:
@@ -82,17 +85,20 @@ def _read(
                 if shard[1] == 1:
                     assert block.segments == sum(type(i) is Segment for i in block.items)
                 in_c += block.segments
+                others += block.others
                 for item in block.items:
                     if type(item) is Segment:
                         records.append((item.frame, item))
-                    else:
-                        records.append((item.frame, decoder.decode(item)))  # type: ignore[arg-type]
+                    elif (rec := decoder.decode(item)) is not None:  # type: ignore[arg-type]
+                        records.append((item.frame, rec))
         else:
             for raw in capture:
-                records.append((raw.frame, decoder.decode(raw)))
+                if (rec := decoder.decode(raw)) is not None:
+                    records.append((raw.frame, rec))
         return Reading(
             records,
             in_c,
+            others,
             dataclasses.asdict(decoder.stats),
             capture.frames_read,
             capture.notes,
@@ -442,7 +448,7 @@ def test_link_type_fields_with_reserved_bits_read_the_same(
     reading = _same(_write(tmp_path, content))
     assert reading is not None
     if linkfield & 0x03FF0000:
-        assert reading.records == [(1, None), (2, None), (3, None)]
+        assert reading.records == []
         assert reading.stats["unsupported_linktypes"] == {linkfield: 3}
     else:  # only the FCS bits: still Ethernet, decoded in C
         assert reading.in_c == 3
@@ -508,6 +514,51 @@ def test_tagged_and_loopback_frames_are_decoded_in_c(
     for index in range(2):
         part = _read(path, blocks=True, shard=(index, 2))
         assert part.stats == whole.stats
+
+
+def _udp(ip: Callable[[bytes], bytes], size: int) -> bytes:
+    """An IP packet of UDP (`ip` takes the transport bytes and gives the IP packet)."""
+    header = struct.pack("!HHHH", 50000, 443, 8 + size, 0)
+    return ip(header + bytes(size))
+
+
+@pytest.mark.parametrize(
+    ("linktype", "link", "ip"),
+    [
+        (1, ETHERNET_V4, lambda t: _ipv4(t, proto=17)),
+        (1, ETHERNET_V6, lambda t: _ipv6(t, next_header=17)),
+        (1, TAGGED_V4, lambda t: _ipv4(t, proto=132)),  # SCTP, tagged
+        (0, b"\x02\0\0\0", lambda t: _ipv4(t, proto=47)),  # GRE on loopback
+    ],
+    ids=["UDP", "UDP-IPv6", "SCTP-tagged", "GRE-loopback"],
+)
+@pytest.mark.parametrize("echo", [False, True], ids=["alone", "with-ICMP"])
+def test_other_protocols_are_counted_in_c(
+    use_native: ModuleType,
+    tmp_path: Path,
+    linktype: int,
+    link: bytes,
+    ip: Callable[[bytes], bytes],
+    echo: bool,
+) -> None:
+    """IP packets of protocols the analysis does not follow (UDP: QUIC, DNS) are counted by
+    the C walk as the decoder counts them, in every shard, and no object is made for them;
+    ICMP (which may quote a TCP header) still goes to Python. A walk of such packets alone
+    is still a block: its packets count."""
+    frames = [link + _udp(ip, 30 + i) for i in range(30)]
+    if echo:  # an ICMP echo request: decoded in Python (not an error), counted there
+        frames.append((ETHERNET_V4 if link == ETHERNET_V6 else link) + _ipv4(bytes(32), proto=1))
+    records = [(1_700_000_000, i, f, None, None) for i, f in enumerate(frames)]
+    path = _write(tmp_path, _pcap(records, linktype))
+    whole = _same(path)
+    assert whole is not None
+    assert whole.others == 30
+    assert whole.stats["non_tcp"] == whole.stats["packets"] == len(frames)
+    assert whole.records == []
+    for index in range(2):
+        part = _read(path, blocks=True, shard=(index, 2))
+        assert part.stats == whole.stats
+        assert part.others == 30
 
 
 def test_addresses_survive_the_address_cache(use_native: ModuleType, tmp_path: Path) -> None:
