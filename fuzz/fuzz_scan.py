@@ -27,7 +27,8 @@ the file, bytes 1-4 how it is read, the rest describes it:
 The capture is then read both ways, as `_same` in tests/unit/test_scan.py does, and the two
 must agree exactly: the same records (every Segment field; the RawPackets decoded in Python),
 decoder counters, frame count, notes and damage, or the same `TcpdiagError` from both. On top,
-every block's `segments`, `first_ns` and `last_ns` must match its items, and no record of a C
+every block's `segments`, `first_ns` and `last_ns` must match its items (its first and last
+times may be those of packets it only counted: `others`, other shards), and no record of a C
 walk may be at or after that walk's stop time (the engine expires flows in order on that).
 A third reading walks for one shard of two or three (picked by the content's length): it must
 make exactly the Segments of that shard's flows (`engine.shard_of`, whose buckets the C reader
@@ -715,7 +716,9 @@ def reading_with(block_records: int, read_size: int) -> Iterator[None]:
 
 @dataclasses.dataclass
 class Reading:
-    records: list[tuple[int, object]]  # (frame, decoded record or None)
+    # (frame, decoded record), for the records that decode to one: a packet that decodes to
+    # nothing is only counted (`stats`), and the C walk makes no object for some of them
+    records: list[tuple[int, object]]
     stats: dict[str, object]
     frames: int
     notes: list[object]
@@ -726,7 +729,8 @@ class Reading:
 def read_by_packet(content: bytes) -> Reading:
     decoder = Decoder()
     with open_capture("-", stdin=io.BytesIO(content)) as capture:
-        records = [(raw.frame, decoder.decode(raw)) for raw in capture]
+        decoded = ((raw.frame, decoder.decode(raw)) for raw in capture)
+        records = [(frame, record) for frame, record in decoded if record is not None]
         return _reading(records, decoder, capture)
 
 
@@ -747,8 +751,8 @@ def read_by_block(
                     records.append((item.frame, item))
                     if in_c is not None:
                         in_c.add(item.frame)
-                else:
-                    records.append((item.frame, decoder.decode(item)))  # type: ignore[arg-type]
+                elif (record := decoder.decode(item)) is not None:  # type: ignore[arg-type]
+                    records.append((item.frame, record))
             SEGMENTS_IN_C[0] += block.segments
             clock.saw(block.last_ns)
         return _reading(records, decoder, capture)
@@ -789,17 +793,19 @@ def _reading(records: list[tuple[int, object]], decoder: Decoder, capture: Captu
 def _check_block(block: scan.Block, stop_ns: int, sharded: bool = False) -> None:
     items = block.items
     made = sum(type(i) is Segment for i in items)
+    assert block.others >= 0, block.others
     if sharded:  # the Segments of other shards are counted, not made, and span the block too
-        assert items or block.segments, "an empty block"
+        assert items or block.segments or block.others, "an empty block"
         assert block.segments >= made, (block.segments, made)
     else:
-        assert items, "an empty block"
+        assert items or block.others, "an empty block"
         assert block.segments == made, block.segments
-        assert _at(items[0], block.first_ns), (items[0], block.first_ns)
-        assert _at(items[-1], block.last_ns), (items[-1], block.last_ns)
+        if not block.others:  # packets of other protocols are counted, not made, and span it
+            assert _at(items[0], block.first_ns), (items[0], block.first_ns)
+            assert _at(items[-1], block.last_ns), (items[-1], block.last_ns)
     # A lone RawPacket may be the record the reader read at the stop time; anything else
     # came from a C walk, which must stop before the stop time (as clamped for C).
-    if block.segments or len(items) > 1:
+    if block.segments or block.others or len(items) > 1:
         bound = min(stop_ns, (1 << 63) - 1)
         for item in items:
             assert _before(item, bound), (item, stop_ns)
