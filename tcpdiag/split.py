@@ -366,7 +366,7 @@ def merge_stored(
     kept, released = apply_quota(
         _finished(stores), [store.problems for store in stores], options.limits.max_report_flows
     )
-    released_names = _finding_names(stores, released)
+    released_names, released_severities = _released_findings(stores, released)
     records = [
         (number.of(stores[index].first_frames[position]), index, position)
         for index, position in kept
@@ -380,7 +380,7 @@ def merge_stored(
         context.max_flows = options.limits.max_flows
     if context.max_closed_flows is not None:
         context.max_closed_flows = options.limits.max_closed_flows
-    flows = MergedStore(stores, records, released_names, open_now)
+    flows = MergedStore(stores, records, released_names, open_now, released_severities)
     return merged_partial(parts, base, flows, context, len(released), released_names)
 
 
@@ -401,14 +401,19 @@ def _finished(stores: Sequence[StoredFlows]) -> Iterator[FinishRecord]:
             yield frame, ranks[position], index, position
 
 
-def _finding_names(stores: Sequence[StoredFlows], records: list[tuple[int, int]]) -> Counter[str]:
-    """The findings, per name, of these records (shard, position): read from the files."""
+def _released_findings(
+    stores: Sequence[StoredFlows], records: list[tuple[int, int]]
+) -> tuple[Counter[str], Counter[int]]:
+    """The findings, per name and per severity, of these records (shard, position): read from
+    the files."""
     positions: list[list[int]] = [[] for _ in stores]
     for index, position in records:
         if stores[index].severity[position]:  # (0: no finding)
             positions[index].append(position)
     names: Counter[str] = Counter()
+    severities: Counter[int] = Counter()
     for store, chosen in zip(stores, positions, strict=True):
         for flow in read_stored(store, sorted(chosen)):
             names.update(f.name for f in flow.findings)
-    return names
+            severities.update(int(f.severity) for f in flow.findings)
+    return names, severities

@@ -121,10 +121,13 @@ class FlowStore(Sequence[FlowResult]):
                 continue
             flow, _ = self._load(i)
             self._index.names.subtract(f.name for f in flow.findings)
+            self._index.severities.subtract(int(f.severity) for f in flow.findings)
             self._apply(flow)
             self._index.names.update(f.name for f in flow.findings)
+            self._index.severities.update(int(f.severity) for f in flow.findings)
             self._index.severity[i] = worst_severity(flow.findings)
         self._index.names = +self._index.names  # drop names whose count fell to zero
+        self._index.severities = +self._index.severities
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -190,6 +193,10 @@ class FlowStore(Sequence[FlowResult]):
         """Findings of all flows per name."""
         return Counter(self._index.names)
 
+    def finding_severities(self) -> Counter[Severity]:
+        """Findings of all flows per severity."""
+        return Counter({Severity(s): n for s, n in self._index.severities.items() if n > 0})
+
     def worst(self) -> Severity | None:
         top = max(self._index.severity, default=0)
         return Severity(top) if top else None
@@ -210,6 +217,7 @@ class FlowStore(Sequence[FlowResult]):
             lengths=self._index.lengths,
             severity=bytes(self._index.severity),
             names=self._index.names,
+            severities=self._index.severities,
             with_name=self._index.with_name,
             handshake_servers=self._index.handshake_servers,
             servers=self._index.servers,
@@ -320,6 +328,7 @@ class StoredFlows:
     lengths: array[int]
     severity: bytes
     names: Counter[str]
+    severities: Counter[int]  # findings per severity
     with_name: dict[str, array[int]]
     handshake_servers: array[int]  # per record: an index into `servers`, or -1
     servers: list[str]
@@ -347,6 +356,8 @@ class MergedStore(FlowStore):
     the findings (per name) of the records left out. Each flow read gets its new id, and so do
     its findings.
 
+    `released_severities`: the findings of the records left out, per severity.
+
     With `open_now`, the shards' files are opened at once, and the caller may delete them then.
     Without, they are opened when first read, and must stay until the store is read (a report
     of many captures: at most `MAX_OPEN_STORES` such stores keep their files open at once)."""
@@ -357,6 +368,7 @@ class MergedStore(FlowStore):
         records: Iterable[tuple[int, int, int]],
         released: Counter[str],
         open_now: bool = True,
+        released_severities: Counter[int] | None = None,
     ) -> None:
         super().__init__()
         self.on_disk = True
@@ -399,6 +411,11 @@ class MergedStore(FlowStore):
                 with_name.setdefault(name, []).extend(i for i in kept if i >= 0)
         names.subtract(released)
         self._index.names = +names
+        severities: Counter[int] = Counter()
+        for shard in shards:
+            severities.update(shard.severities)
+        severities.subtract(released_severities or Counter())
+        self._index.severities = +severities
         # in the order the records count as added, as in a store filled by one process
         self._index.with_name = {name: array("i", sorted(at)) for name, at in with_name.items()}
         self._index.size = sum(self._index.lengths)
@@ -467,6 +484,12 @@ class StoreView(Sequence[FlowResult]):
         for i in self._positions:
             yield read(i, timelines)
 
+    def with_findings(self) -> StoreView:
+        """The flows of this view that have a finding, in its order, read without their
+        timelines — from the store's facts, without reading a flow."""
+        severity = self._store._index.severity
+        return StoreView(self._store, [i for i in self._positions if severity[i]], False)
+
 
 class LazyFlows(Sequence[FlowResult]):
     """Flows of another sequence, each read when accessed: those at `positions` in that order
@@ -505,6 +528,14 @@ class LazyFlows(Sequence[FlowResult]):
         source = flows if self._positions is None else (flows[i] for i in self._positions)
         for flow in source:
             yield flow if adjust is None else adjust(flow)
+
+
+def finding_severities(flows: Sequence[FlowResult]) -> Counter[Severity]:
+    """The findings of the flows per severity: from a store's facts without reading it, else
+    by looking at every flow."""
+    if isinstance(flows, FlowStore):
+        return flows.finding_severities()
+    return Counter(f.severity for flow in flows for f in flow.findings)
 
 
 def flow_facts(flows: Sequence[FlowResult]) -> tuple[int, Counter[str], Severity | None]:

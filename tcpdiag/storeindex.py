@@ -22,7 +22,7 @@ class StoreIndex:
     the syn-unanswered context rule reads no flow that only completed a handshake), first
     frame, where in the capture the flow was finished and whether the report quota counted it
     as a problem flow (for merging shards, `split.py`). Across records: findings per name and
-    the record positions of the flows with a finding of each name."""
+    per severity, and the record positions of the flows with a finding of each name."""
 
     def __init__(self) -> None:
         self.size = 0  # bytes written: the offset of the next record
@@ -31,6 +31,7 @@ class StoreIndex:
         self.lengths: array[int] = array("q")
         self.severity = bytearray()
         self.names: Counter[str] = Counter()
+        self.severities: Counter[int] = Counter()  # findings per severity (an int)
         self.with_name: dict[str, array[int]] = {}
         self.handshake_servers: array[int] = array("q")
         self.servers: list[str] = []
@@ -58,10 +59,16 @@ class StoreIndex:
         if not findings:  # most flows
             self.severity.append(0)
             return
-        self.severity.append(worst_severity(findings))
+        worst = 0
         names = self.names
+        severities = self.severities
         for finding in findings:
+            severity = int(finding.severity)
+            if severity > worst:
+                worst = severity
+            severities[severity] += 1
             names[finding.name] += 1
+        self.severity.append(worst)
         with_name = self.with_name
         for name in {finding.name for finding in findings}:
             positions = with_name.get(name)

@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -36,7 +37,9 @@ from tcpdiag.engine import (
 from tcpdiag.errors import CaptureError
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
-from tcpdiag.result import CaptureResult
+from tcpdiag.report.options import ReportOptions
+from tcpdiag.report.text import render_text
+from tcpdiag.result import AnalysisResult, CaptureResult
 from tcpdiag.shards import Numbering
 from tcpdiag.store import MergedStore
 from tests.capture_files import PUBLIC
@@ -130,6 +133,13 @@ def test_split_applies_the_report_quota_to_the_whole_capture(
     # In the one-process numbering: the flows kept are those of the same ids.
     assert [f.id for f in flows] == [f.id for f in single.flows]
     assert _json(merged) == _json(single)
+    # The findings per severity, from the stores' facts: those of the flows kept.
+    counted = Counter(f.severity for flow in flows for f in flow.findings)
+    assert store_module.finding_severities(merged.flows) == counted
+    assert store_module.finding_severities(single.flows) == counted
+    plain = ReportOptions(color=False)
+    text = render_text(AnalysisResult("0", [single]), plain)
+    assert render_text(AnalysisResult("0", [merged]), plain) == text
 
 
 @pytest.mark.parametrize("limit", [40_000, 600])

@@ -6,6 +6,7 @@ import errno
 import marshal
 import pickle
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from tcpdiag.flow.flow import TimelineState
 from tcpdiag.report.options import count_problems, problem_order
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.result import FlowResult, Severity, flow_from_plain, flow_to_plain
-from tcpdiag.store import FlowStore, flow_facts
+from tcpdiag.store import FlowStore, finding_severities, flow_facts
 from tests.capture_files import OWN, PUBLIC
 from tests.unit.report_fixtures import (
     healthy_tls_flow,
@@ -170,6 +171,11 @@ def test_amendments_replace_and_add_findings_and_update_the_facts() -> None:
     assert [f.name for f in amended.findings] == ["icmp-unreachable"]
     assert store.finding_names()["connection-refused"] == 0
     assert store.finding_names()["icmp-unreachable"] == 1
+    # the findings per severity follow, as the flows read back have them
+    counted = Counter(f.severity for flow in store for f in flow.findings)
+    assert store.finding_severities() == counted
+    assert finding_severities(store) == finding_severities(list(store)) == counted
+    assert note.severity in counted
 
 
 def test_finisher_runs_on_every_read() -> None:
