@@ -21,7 +21,13 @@ import html
 import itertools
 from collections.abc import Iterable, Sequence
 
-from tcpdiag.report.options import ReportOptions, flow_matches, is_problem, problem_order
+from tcpdiag.report.options import (
+    ReportOptions,
+    count_problems,
+    flow_matches,
+    is_problem,
+    problem_order,
+)
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.report.text import flag_names
 from tcpdiag.result import AnalysisResult, CaptureResult, Finding, FlowResult, Severity, TimelineRow
@@ -477,7 +483,14 @@ def _flow_detail(flow: FlowResult, cap_no: int, timelines: bool) -> str:
 
 
 def _capture(cap: CaptureResult, cap_no: int, options: ReportOptions) -> str:
-    flows = problem_order([f for f in cap.flows if flow_matches(f, options)])
+    # Unfiltered, a store's flows stay on disk: only those shown are read (a list of them
+    # all held every flow of the capture in memory, timelines included).
+    filtered = any(
+        x is not None for x in (options.flow_filter, options.host_filter, options.port_filter)
+    )
+    flows = problem_order(
+        [f for f in cap.flows if flow_matches(f, options)] if filtered else cap.flows
+    )
     summary = summarize_captures([cap])
     facts = [cap.format, ", ".join(_e(t, 64) for t in cap.link_types)]
     facts.append(f"{cap.packets} packets ({cap.tcp_packets} TCP)")
@@ -496,7 +509,7 @@ def _capture(cap: CaptureResult, cap_no: int, options: ReportOptions) -> str:
     if options.flow_filter is not None or options.show_all_timelines:
         detailed = flows
     else:
-        detailed = [f for f in flows if is_problem(f)]
+        detailed = flows[: count_problems(flows)]
     for flow in detailed[: options.max_details]:
         out.append(_flow_detail(flow, cap_no, options.timelines))
     if len(detailed) > options.max_details:

@@ -537,8 +537,11 @@ def check_renderables(result: AnalysisResult, options: ReportOptions) -> list[Re
     for cap in result.captures:
         threshold = options.threshold(cap.path)
         cap_failed = False
-        items: list[tuple[FlowResult | None, Finding]] = [(None, f) for f in cap.findings]
-        items += [(flow, f) for flow in cap.flows for f in flow.findings]
+        # One flow at a time: a list of every finding held every flow with one.
+        items: Iterator[tuple[FlowResult | None, Finding]] = itertools.chain(
+            ((None, f) for f in cap.findings),
+            ((flow, f) for flow in cap.flows for f in flow.findings),
+        )
         for flow, f in items:
             if f.severity < threshold:
                 below += 1

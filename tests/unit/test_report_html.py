@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from report_fixtures import hostile_result, long_flow, seed_result
+import pytest
+from report_fixtures import big_capture, hostile_result, long_flow, seed_result
 
 from tcpdiag.report.html import ladder_svg, render_html, tsg_svg
 from tcpdiag.report.options import ReportOptions
-from tcpdiag.result import AnalysisResult, CaptureResult
+from tcpdiag.result import AnalysisResult, CaptureResult, FlowResult
+from tcpdiag.store import FlowStore
 
 OPTS = ReportOptions()
 
@@ -116,3 +118,28 @@ def test_tsg_cuts_long_idle_gaps() -> None:
     xs = sorted({float(x) for x in re.findall(r'<line x1="([0-9.]+)" y1="[0-9.]+" x2="\1"', svg)})
     assert xs[-1] - xs[0] > 300
     assert "idle" not in tsg_svg(seed_result().captures[0].flows[2])
+
+
+def test_a_stored_capture_reads_only_the_flows_it_shows(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Flows kept in a store: the report reads those of its table and details, not every flow
+    (a list of them all held the capture's flows, timelines included); it is the report of
+    the same flows in a list."""
+    cap = big_capture(3000, problems_every=100)
+    listed = render_html(AnalysisResult("0", [cap]), OPTS)
+    store = FlowStore()
+    for flow in cap.flows:
+        store.add(flow)
+    store.seal()
+    reads: list[int] = []
+    read = store._read
+
+    def counted(i: int, timeline: bool = True) -> FlowResult:
+        reads.append(i)
+        return read(i, timeline)
+
+    monkeypatch.setattr(store, "_read", counted)
+    cap.flows = store
+    assert render_html(AnalysisResult("0", [cap]), OPTS) == listed
+    assert "more flow details not shown" in listed
+    # the table (50), the details (20), a binary search: not the 3,000 flows
+    assert len(reads) < 100, len(reads)
