@@ -75,6 +75,7 @@ from tcpdiag.shards import (
     merged_partial,
 )
 from tcpdiag.store import FlowStore, MergedStore, StoredFlows, read_stored
+from tcpdiag.storeindex import SEVERITY_SLOTS
 
 # Below this size a capture is analysed in one process: starting workers and merging costs
 # more than the work they would share. On 2 cores, measured with the benchmark generator's
@@ -403,7 +404,7 @@ def _finished(stores: Sequence[StoredFlows]) -> Iterator[FinishRecord]:
 
 def _released_findings(
     stores: Sequence[StoredFlows], records: list[tuple[int, int]]
-) -> tuple[Counter[str], Counter[int]]:
+) -> tuple[Counter[str], list[int]]:
     """The findings, per name and per severity, of these records (shard, position): read from
     the files."""
     positions: list[list[int]] = [[] for _ in stores]
@@ -411,9 +412,10 @@ def _released_findings(
         if stores[index].severity[position]:  # (0: no finding)
             positions[index].append(position)
     names: Counter[str] = Counter()
-    severities: Counter[int] = Counter()
+    severities = [0] * SEVERITY_SLOTS
     for store, chosen in zip(stores, positions, strict=True):
         for flow in read_stored(store, sorted(chosen)):
             names.update(f.name for f in flow.findings)
-            severities.update(int(f.severity) for f in flow.findings)
+            for finding in flow.findings:
+                severities[finding.severity] += 1
     return names, severities

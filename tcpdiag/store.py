@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, overload
 
 from tcpdiag.result import Finding, FlowResult, Severity, flow_from_plain, flow_to_plain
-from tcpdiag.storeindex import StoreIndex, worst_severity
+from tcpdiag.storeindex import SEVERITY_SLOTS, StoreIndex, worst_severity
 
 # marshal format 2: without the back-references of formats 3 and 4, whose bookkeeping made
 # writing a flow ~40% slower to save ~10% of bytes in a temporary file.
@@ -120,14 +120,16 @@ class FlowStore(Sequence[FlowResult]):
             if i is None:
                 continue
             flow, _ = self._load(i)
+            severities = self._index.severities
             self._index.names.subtract(f.name for f in flow.findings)
-            self._index.severities.subtract(int(f.severity) for f in flow.findings)
+            for f in flow.findings:
+                severities[f.severity] -= 1
             self._apply(flow)
             self._index.names.update(f.name for f in flow.findings)
-            self._index.severities.update(int(f.severity) for f in flow.findings)
+            for f in flow.findings:
+                severities[f.severity] += 1
             self._index.severity[i] = worst_severity(flow.findings)
         self._index.names = +self._index.names  # drop names whose count fell to zero
-        self._index.severities = +self._index.severities
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -195,7 +197,7 @@ class FlowStore(Sequence[FlowResult]):
 
     def finding_severities(self) -> Counter[Severity]:
         """Findings of all flows per severity."""
-        return Counter({Severity(s): n for s, n in self._index.severities.items() if n > 0})
+        return Counter({Severity(s): n for s, n in enumerate(self._index.severities) if s and n})
 
     def worst(self) -> Severity | None:
         top = max(self._index.severity, default=0)
@@ -328,7 +330,7 @@ class StoredFlows:
     lengths: array[int]
     severity: bytes
     names: Counter[str]
-    severities: Counter[int]  # findings per severity
+    severities: list[int]  # findings per severity, by its value (`StoreIndex.severities`)
     with_name: dict[str, array[int]]
     handshake_servers: array[int]  # per record: an index into `servers`, or -1
     servers: list[str]
@@ -356,7 +358,7 @@ class MergedStore(FlowStore):
     the findings (per name) of the records left out. Each flow read gets its new id, and so do
     its findings.
 
-    `released_severities`: the findings of the records left out, per severity.
+    `released_severities`: the findings of the records left out, per severity (by value).
 
     With `open_now`, the shards' files are opened at once, and the caller may delete them then.
     Without, they are opened when first read, and must stay until the store is read (a report
@@ -368,7 +370,7 @@ class MergedStore(FlowStore):
         records: Iterable[tuple[int, int, int]],
         released: Counter[str],
         open_now: bool = True,
-        released_severities: Counter[int] | None = None,
+        released_severities: Sequence[int] = (),
     ) -> None:
         super().__init__()
         self.on_disk = True
@@ -411,11 +413,13 @@ class MergedStore(FlowStore):
                 with_name.setdefault(name, []).extend(i for i in kept if i >= 0)
         names.subtract(released)
         self._index.names = +names
-        severities: Counter[int] = Counter()
+        severities = [0] * SEVERITY_SLOTS
         for shard in shards:
-            severities.update(shard.severities)
-        severities.subtract(released_severities or Counter())
-        self._index.severities = +severities
+            for value, count in enumerate(shard.severities):
+                severities[value] += count
+        for value, count in enumerate(released_severities):
+            severities[value] -= count
+        self._index.severities = severities
         # in the order the records count as added, as in a store filled by one process
         self._index.with_name = {name: array("i", sorted(at)) for name, at in with_name.items()}
         self._index.size = sum(self._index.lengths)
