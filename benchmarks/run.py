@@ -382,6 +382,12 @@ def tools_for(path: Path, args: argparse.Namespace) -> list[Tool]:
             "py:tcpdiag",
         ),
         Tool(
+            "tcpdiag-text",
+            "tcpdiag analyze (the default text report, as people run it; --jobs auto)",
+            [py, "-m", "tcpdiag", "analyze", f, "--no-color", *args.tcpdiag_arg],
+            "py:tcpdiag",
+        ),
+        Tool(
             "tcpdiag-engine",
             "tcpdiag.engine.analyze_capture only (no report rendering, no CLI)",
             [py, "-c", ENGINE_ONLY, f],
@@ -478,6 +484,8 @@ def measure(tool: Tool, packets: int, size: int, timeout: float) -> Measurement:
         m.extra["flows"] = int(stdout.split()[1])
     elif tool.name in ("tcpdiag", "tcpdiag-1"):
         m.extra.update(tcpdiag_summary(stdout))
+    elif tool.name == "tcpdiag-text":
+        m.extra["output_bytes"] = len(stdout)
     return m
 
 
@@ -663,6 +671,7 @@ def run_scaling(sizes: list[int], args: argparse.Namespace) -> dict[str, Any]:
 ALL_TOOLS = [
     "tcpdiag",
     "tcpdiag-1",
+    "tcpdiag-text",
     "tcpdiag-engine",
     "tshark-analysis",
     "tshark-conv",
@@ -709,7 +718,7 @@ def main(argv: list[str] | None = None) -> int:
 
     skip = set()
     if args.skip_tcpdiag:
-        skip |= {"tcpdiag", "tcpdiag-1"}
+        skip |= {"tcpdiag", "tcpdiag-1", "tcpdiag-text"}
     if args.skip_tshark:
         skip |= {"tshark-analysis", "tshark-conv"}
     if args.skip_tcptrace:
