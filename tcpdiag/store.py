@@ -494,6 +494,12 @@ class StoreView(Sequence[FlowResult]):
         severity = self._store._index.severity
         return StoreView(self._store, [i for i in self._positions if severity[i]], False)
 
+    def excluding(self, flow_ids: set[int]) -> StoreView:
+        """This view without the flows of these ids (from the store's facts)."""
+        ids = self._store._index.ids
+        kept = [i for i in self._positions if ids[i] not in flow_ids]
+        return StoreView(self._store, kept, self._timelines)
+
 
 class LazyFlows(Sequence[FlowResult]):
     """Flows of another sequence, each read when accessed: those at `positions` in that order

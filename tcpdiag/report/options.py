@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tcpdiag.result import FlowResult, Severity
-from tcpdiag.store import FlowStore, LazyFlows, StoreView
+from tcpdiag.store import FlowStore, LazyFlows
 
 # rich costs ~1.2 ms per table row: 50 rows per table keeps a million-flow report under 2 s.
 DEFAULT_MAX_ROWS = 50
@@ -104,14 +104,6 @@ def without_timelines(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:
     if isinstance(flows, FlowStore):
         return flows.without_timelines()
     return flows
-
-
-def flows_with_findings(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:
-    """The flows that have a finding, in their order: of a store's view (`problem_order`)
-    from the store's facts, read on access without timelines; else by looking at each."""
-    if isinstance(flows, StoreView):
-        return flows.with_findings()
-    return [f for f in flows if f.findings]
 
 
 def count_problems(ordered: Sequence[FlowResult]) -> int:
