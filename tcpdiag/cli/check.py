@@ -14,6 +14,7 @@ import click
 
 from tcpdiag import __version__
 from tcpdiag.checkconfig import load_config
+from tcpdiag.cli.analyze import JOBS
 from tcpdiag.cli.common import apply_limit_flags, check_limit_options, expand_captures
 from tcpdiag.cli.distributed import DEFAULT_SPLIT_SIZE, SIZE
 from tcpdiag.cli.output import emit
@@ -33,6 +34,17 @@ def _analyze(path: str, options: AnalysisOptions) -> CaptureResult:
     return analyze_capture(path, options)
 
 
+def _analyze_local(path: str, options: AnalysisOptions, jobs: int) -> CaptureResult:
+    """One capture on this machine: a local file of 16 MB or more split by flow across up to
+    `jobs` processes, as `analyze` does (the same result); anything else in this process."""
+    from tcpdiag.split import analyze_split, split_jobs
+
+    workers = split_jobs(path, jobs)
+    if workers > 1:
+        return analyze_split(path, options, workers)
+    return _analyze(path, options)
+
+
 def run_check(
     captures: Sequence[str],
     *,
@@ -45,6 +57,7 @@ def run_check(
     scheduler: str | None = None,
     split_size: int = DEFAULT_SPLIT_SIZE,
     limits: Mapping[str, object] | None = None,
+    jobs: int = 1,
 ) -> int:
     """The whole command without click: returns the exit code (0, 1, or 2/3 when a Dask run
     could not read some captures: those are reported on stderr, the others still checked)."""
@@ -71,7 +84,7 @@ def run_check(
         )
         analysed, unreadable = fleet, fleet.exit_code
     else:
-        analysed = (_analyze(path, cfg.options) for path in paths)
+        analysed = (_analyze_local(path, cfg.options, jobs) for path in paths)
     for raw in analysed:
         cap = apply_policy(raw, cfg.policy)
         result.captures.append(cap)
@@ -105,6 +118,15 @@ def run_check(
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--no-color", is_flag=True, help="Plain text even on a terminal (also NO_COLOR).")
+@click.option(
+    "--jobs",
+    "-j",
+    type=JOBS,
+    default="auto",
+    show_default=True,
+    help="Processes (1-256, or auto: the CPUs this process may use): a capture of 16 MB or "
+    "more split by flow across them, as with analyze. The result is the same for any N.",
+)
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")
 @click.option(
@@ -122,6 +144,7 @@ def check(
     fmt: str,
     output: str | None,
     no_color: bool,
+    jobs: int,
     cluster: str | None,
     scheduler: str | None,
     split_size: int,
@@ -147,5 +170,6 @@ def check(
         scheduler=scheduler,
         split_size=split_size,
         limits=limits,
+        jobs=jobs,
     )
     raise SystemExit(code)

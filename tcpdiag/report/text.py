@@ -30,6 +30,7 @@ from tcpdiag.report.options import (
     count_problems,
     flow_matches,
     problem_order,
+    without_timelines,
 )
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.result import AnalysisResult, CaptureResult, Finding, FlowResult, Severity, TimelineRow
@@ -547,10 +548,11 @@ def check_renderables(result: AnalysisResult, options: ReportOptions) -> list[Re
     for cap in result.captures:
         threshold = options.threshold(cap.path)
         cap_failed = False
-        # One flow at a time: a list of every finding held every flow with one.
+        # One flow at a time (a list of every finding held every flow with one), read without
+        # its timeline, which this output does not show.
         items: Iterator[tuple[FlowResult | None, Finding]] = itertools.chain(
             ((None, f) for f in cap.findings),
-            ((flow, f) for flow in cap.flows for f in flow.findings),
+            ((flow, f) for flow in without_timelines(cap.flows) for f in flow.findings),
         )
         for flow, f in items:
             if f.severity < threshold:

@@ -321,6 +321,34 @@ def test_only_large_local_files_are_split(
     assert split.split_jobs(str(many_flows), 2) == 2
 
 
+def test_check_jobs_on_one_capture_splits_it(
+    many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check` splits a large capture as `analyze` does: the same output and exit code."""
+    calls: list[int] = []
+    real = split.analyze_split
+
+    def counted(path: str, options: AnalysisOptions, jobs: int) -> CaptureResult:
+        calls.append(jobs)
+        return real(path, options, jobs)
+
+    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
+    monkeypatch.setattr(split, "WORKER_BYTES", 1)
+    monkeypatch.setattr(split, "analyze_split", counted)
+    monkeypatch.setattr("tcpdiag.cli.analyze.usable_cpus", lambda: 3)
+    runner = CliRunner()
+    outputs = {}
+    for jobs in ("1", "2", "auto"):
+        for fmt in ("text", "json"):
+            got = runner.invoke(cli, ["check", "-j", jobs, str(many_flows), "--format", fmt])
+            assert got.exit_code == 1, got.output  # the capture has errors
+            outputs[jobs, fmt] = got.stdout
+    assert calls == [2, 2, 3, 3]
+    for fmt in ("text", "json"):
+        assert outputs["1", fmt] == outputs["2", fmt] == outputs["auto", fmt]
+    assert "ERROR" in outputs["1", "text"]
+
+
 def test_workers_grow_with_the_square_root_of_the_size(
     many_flows: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
