@@ -539,6 +539,21 @@ class LazyFlows(Sequence[FlowResult]):
         for flow in source:
             yield flow if adjust is None else adjust(flow)
 
+    def without_timelines(self) -> LazyFlows:
+        """The same flows, read without their timelines when a store holds them."""
+        return LazyFlows(flows_without_timelines(self._flows), self._positions, self._adjust)
+
+
+def flows_without_timelines(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:
+    """The flows, for a reader that shows no timeline: a store's (also beneath `LazyFlows`,
+    such as a policy's) then skip building them (`FlowStore.without_timelines`), for a problem
+    flow as costly as the rest of the reading."""
+    if isinstance(flows, FlowStore):
+        return flows.without_timelines()
+    if isinstance(flows, LazyFlows):
+        return flows.without_timelines()
+    return flows
+
 
 def finding_severities(flows: Sequence[FlowResult]) -> Counter[Severity]:
     """The findings of the flows per severity: from a store's facts without reading it, else

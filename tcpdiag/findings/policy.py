@@ -59,7 +59,7 @@ from pathlib import PurePosixPath
 
 from tcpdiag.findings.registry import REGISTRY
 from tcpdiag.result import CaptureResult, Finding, FlowResult, Severity
-from tcpdiag.store import LazyFlows
+from tcpdiag.store import LazyFlows, flows_without_timelines
 
 EXPECTATION_FAILED = "expectation-failed"
 
@@ -253,7 +253,9 @@ def failing_findings(
     """Findings of an already policy-applied capture at or above the threshold: `fail_on` when
     given (the command line wins), else the capture's configured `fail-on`, else error."""
     threshold = fail_on or policy.for_capture(capture.path).fail_on or Severity.ERROR
-    return [f for f in capture.iter_findings() if f.severity >= threshold]
+    flows = flows_without_timelines(capture.flows)  # (every flow is read: no timeline needed)
+    found = [f for f in capture.findings if f.severity >= threshold]
+    return found + [f for flow in flows for f in flow.findings if f.severity >= threshold]
 
 
 # -- expectations ---------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from tcpdiag.findings.policy import EXPECTATION_FAILED, known_finding_names
 from tcpdiag.result import AnalysisResult, CaptureResult, Finding, FlowResult, Severity
+from tcpdiag.store import flows_without_timelines
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +47,12 @@ def rule_catalog() -> list[RuleInfo]:
 def iter_findings(
     result: AnalysisResult,
 ) -> Iterator[tuple[CaptureResult, FlowResult | None, Finding]]:
-    """Every finding with its capture and flow, in report order (capture findings first)."""
+    """Every finding with its capture and flow, in report order (capture findings first); the
+    flows read without their timelines, which these reports do not show."""
     for cap in result.captures:
         for f in cap.findings:
             yield cap, None, f
-        for flow in cap.flows:
+        for flow in flows_without_timelines(cap.flows):
             for f in flow.findings:
                 yield cap, flow, f
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from tcpdiag.report._common import where
-from tcpdiag.report.options import ReportOptions, flow_matches, is_problem
+from tcpdiag.report.options import ReportOptions, flow_matches, is_problem, without_timelines
 from tcpdiag.result import AnalysisResult, CaptureResult, Finding, FlowResult, Severity
 from tcpdiag.sanitize import clean, xml_text
 
@@ -68,7 +68,7 @@ def _suite(root: ET.Element, cap: CaptureResult, options: ReportOptions) -> tupl
         duration = cap.last_time - cap.first_time
     tests = 1
     failures = int(_testcase(suite, cap.path, "capture", cap.findings, None, threshold, duration))
-    for flow in cap.flows:
+    for flow in without_timelines(cap.flows):  # (a test case shows no timeline)
         if not flow_matches(flow, options):
             continue
         if not is_problem(flow) and not any(f.severity >= threshold for f in flow.findings):

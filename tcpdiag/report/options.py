@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from tcpdiag.result import FlowResult, Severity
-from tcpdiag.store import FlowStore, LazyFlows
+from tcpdiag.store import FlowStore, LazyFlows, flows_without_timelines
 
 # rich costs ~1.2 ms per table row: 50 rows per table keeps a million-flow report under 2 s.
 DEFAULT_MAX_ROWS = 50
@@ -99,11 +99,8 @@ def _problem_rank(flow: FlowResult) -> int:
 
 
 def without_timelines(flows: Sequence[FlowResult]) -> Sequence[FlowResult]:
-    """The flows, for a renderer that shows no timeline: a `FlowStore` then skips building
-    them (`FlowStore.without_timelines`)."""
-    if isinstance(flows, FlowStore):
-        return flows.without_timelines()
-    return flows
+    """The flows, for a renderer that shows no timeline (`store.flows_without_timelines`)."""
+    return flows_without_timelines(flows)
 
 
 def count_problems(ordered: Sequence[FlowResult]) -> int:

@@ -20,7 +20,13 @@ from tcpdiag.flow.flow import TimelineState
 from tcpdiag.report.options import count_problems, problem_order
 from tcpdiag.report.summary import summarize_captures
 from tcpdiag.result import FlowResult, Severity, flow_from_plain, flow_to_plain
-from tcpdiag.store import FlowStore, finding_severities, flow_facts
+from tcpdiag.store import (
+    FlowStore,
+    LazyFlows,
+    finding_severities,
+    flow_facts,
+    flows_without_timelines,
+)
 from tests.capture_files import OWN, PUBLIC
 from tests.unit.report_fixtures import (
     healthy_tls_flow,
@@ -201,6 +207,21 @@ def test_a_reader_without_timelines_gets_no_packed_timeline() -> None:
     assert [f.id for f in store.without_timelines()] == [1, 2, 5]
     assert [f.id for f in store.without_timelines()[1:]] == [2, 5]
     assert seen == [b"rows"] * 3 + [None] * 5
+
+
+def test_flows_beneath_a_policy_are_read_without_timelines() -> None:
+    """A reader that shows no timeline skips building them also through `LazyFlows` (a
+    policy's adjusted flows, as `check` reads them): same flows, same order, no packed rows."""
+    store = FlowStore()
+    for flow in _flows():
+        store.add(flow, packed_timeline=b"rows")
+    seen: list[bytes | None] = []
+    store.seal(lambda flow, packed: seen.append(packed))
+    lazy = LazyFlows(store, [2, 0], adjust=lambda f: f)
+    assert [f.id for f in flows_without_timelines(lazy)] == [f.id for f in lazy] == [5, 1]
+    assert seen == [None, None, b"rows", b"rows"]
+    flat = list(store)
+    assert flows_without_timelines(flat) is flat  # a list is left as it is
 
 
 def test_pickles_as_a_plain_list() -> None:
