@@ -5,12 +5,13 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import click
 
 from tcpdiag import __version__
 from tcpdiag.cli.common import (
+    F,
     analysis_options,
     expand_captures,
     limit_options,
@@ -56,6 +57,14 @@ MAX_JOBS = 256
 JOBS = JobsParam()
 
 
+def jobs_option(help_text: str) -> Callable[[F], F]:
+    """`--jobs N|auto` (`-j`), auto by default, for `analyze` and `check`."""
+    option: Callable[[F], F] = click.option(
+        "--jobs", "-j", type=JOBS, default="auto", show_default=True, help=help_text
+    )
+    return option
+
+
 @click.command()
 @click.argument("captures", nargs=-1, required=True)
 @click.option("--flow", "flow_id", type=int, help="Show only this flow (id), with its timeline.")
@@ -67,15 +76,10 @@ JOBS = JobsParam()
 @click.option("--timeline/--no-timeline", default=True, help="Annotated timelines (text, html).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
-@click.option(
-    "--jobs",
-    "-j",
-    type=JOBS,
-    default="auto",
-    show_default=True,
-    help="Processes (1-256, or auto: the CPUs this process may use): captures in parallel; "
+@jobs_option(
+    "Processes (1-256, or auto: the CPUs this process may use): captures in parallel; "
     "one capture of 16 MB or more split by flow across up to N of them (8 at 16 MB, 32 at "
-    "256 MB, 64 from 1 GB). The report is the same for any N.",
+    "256 MB, 64 from 1 GB). The report is the same for any N."
 )
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")

@@ -14,7 +14,7 @@ import click
 
 from tcpdiag import __version__
 from tcpdiag.checkconfig import load_config
-from tcpdiag.cli.analyze import JOBS
+from tcpdiag.cli.analyze import jobs_option
 from tcpdiag.cli.common import apply_limit_flags, check_limit_options, expand_captures
 from tcpdiag.cli.distributed import DEFAULT_SPLIT_SIZE, SIZE
 from tcpdiag.cli.output import emit
@@ -118,14 +118,9 @@ def run_check(
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="text", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--no-color", is_flag=True, help="Plain text even on a terminal (also NO_COLOR).")
-@click.option(
-    "--jobs",
-    "-j",
-    type=JOBS,
-    default="auto",
-    show_default=True,
-    help="Processes (1-256, or auto: the CPUs this process may use): a capture of 16 MB or "
-    "more split by flow across them, as with analyze. The result is the same for any N.",
+@jobs_option(
+    "Processes (1-256, or auto: the CPUs this process may use): a capture of 16 MB or "
+    "more split by flow across them, as with analyze. The result is the same for any N."
 )
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")

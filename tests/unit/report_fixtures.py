@@ -5,6 +5,10 @@ Each builder returns fresh objects, so a test may mutate what it gets.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+import pytest
+
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN
 from tcpdiag.result import (
     AnalysisResult,
@@ -21,6 +25,7 @@ from tcpdiag.result import (
     TlsMessage,
     TlsSummary,
 )
+from tcpdiag.store import FlowStore
 
 T0 = 1_700_000_000.0
 VERSION = "0.1.0"
@@ -436,6 +441,26 @@ def long_flow(fid: int = 1, skipped: int = 5000) -> FlowResult:
     ]
     f.verdict = "transfer completed with receiver stalls (zero window)"
     return f
+
+
+def counted_store(
+    flows: Iterable[FlowResult], monkeypatch: pytest.MonkeyPatch
+) -> tuple[FlowStore, list[int]]:
+    """A sealed store of `flows`, and the record positions it reads, in order, as it reads
+    them (for the tests that a report reads only the flows it shows)."""
+    store = FlowStore()
+    for flow in flows:
+        store.add(flow)
+    store.seal()
+    reads: list[int] = []
+    read = store._read
+
+    def counted(i: int, timeline: bool = True) -> FlowResult:
+        reads.append(i)
+        return read(i, timeline)
+
+    monkeypatch.setattr(store, "_read", counted)
+    return store, reads
 
 
 def big_capture(n: int = 100_000, problems_every: int = 1000) -> CaptureResult:

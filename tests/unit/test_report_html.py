@@ -6,12 +6,11 @@ import re
 from html.parser import HTMLParser
 
 import pytest
-from report_fixtures import big_capture, hostile_result, long_flow, seed_result
+from report_fixtures import big_capture, counted_store, hostile_result, long_flow, seed_result
 
 from tcpdiag.report.html import ladder_svg, render_html, tsg_svg
 from tcpdiag.report.options import ReportOptions
-from tcpdiag.result import AnalysisResult, CaptureResult, FlowResult
-from tcpdiag.store import FlowStore
+from tcpdiag.result import AnalysisResult, CaptureResult
 
 OPTS = ReportOptions()
 
@@ -126,19 +125,7 @@ def test_a_stored_capture_reads_only_the_flows_it_shows(monkeypatch: pytest.Monk
     the same flows in a list."""
     cap = big_capture(3000, problems_every=100)
     listed = render_html(AnalysisResult("0", [cap]), OPTS)
-    store = FlowStore()
-    for flow in cap.flows:
-        store.add(flow)
-    store.seal()
-    reads: list[int] = []
-    read = store._read
-
-    def counted(i: int, timeline: bool = True) -> FlowResult:
-        reads.append(i)
-        return read(i, timeline)
-
-    monkeypatch.setattr(store, "_read", counted)
-    cap.flows = store
+    cap.flows, reads = counted_store(cap.flows, monkeypatch)
     assert render_html(AnalysisResult("0", [cap]), OPTS) == listed
     assert "more flow details not shown" in listed
     # the table (50), the details (20), a binary search: not the 3,000 flows

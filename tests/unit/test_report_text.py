@@ -11,6 +11,7 @@ from report_fixtures import (
     HOSTILE_SNI,
     T0,
     big_capture,
+    counted_store,
     hostile_result,
     long_flow,
     seed_result,
@@ -19,8 +20,8 @@ from report_fixtures import (
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN
 from tcpdiag.report.options import ReportOptions
 from tcpdiag.report.text import flag_names, make_console, print_text, render_check, render_text
-from tcpdiag.result import AnalysisResult, CaptureResult, Finding, FlowResult, Severity
-from tcpdiag.store import FlowStore, LazyFlows
+from tcpdiag.result import AnalysisResult, CaptureResult, Finding, Severity
+from tcpdiag.store import LazyFlows
 
 PLAIN = ReportOptions(color=False)
 # Case 47: no C0 (except \t \n), DEL, C1 byte anywhere in plain output; no bidi controls.
@@ -187,18 +188,7 @@ def test_a_stored_capture_reads_only_the_flows_it_shows(monkeypatch: pytest.Monk
                 Finding("zero-window", Severity.INFO, f"flow {flow.id}", (1,), T0, flow.id)
             ]
     listed = render_text(AnalysisResult("0", [cap]), PLAIN)
-    store = FlowStore()
-    for flow in cap.flows:
-        store.add(flow)
-    store.seal()
-    reads: list[int] = []
-    read = store._read
-
-    def counted(i: int, timeline: bool = True) -> FlowResult:
-        reads.append(i)
-        return read(i, timeline)
-
-    monkeypatch.setattr(store, "_read", counted)
+    store, reads = counted_store(cap.flows, monkeypatch)
     cap.flows = store
     assert render_text(AnalysisResult("0", [cap]), PLAIN) == listed
     # the info flows and the refused flows beyond the 20 detailed, less the 50 printed

@@ -321,10 +321,9 @@ def test_only_large_local_files_are_split(
     assert split.split_jobs(str(many_flows), 2) == 2
 
 
-def test_check_jobs_on_one_capture_splits_it(
-    many_flows: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`check` splits a large capture as `analyze` does: the same output and exit code."""
+def _splits_counted(monkeypatch: pytest.MonkeyPatch, where: str) -> list[int]:
+    """Every capture may be split (3 usable CPUs, any size worth up to 64 workers); the `jobs`
+    of each call of `analyze_split` (at `where`, as the command imports it) are recorded."""
     calls: list[int] = []
     real = split.analyze_split
 
@@ -334,8 +333,16 @@ def test_check_jobs_on_one_capture_splits_it(
 
     monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
     monkeypatch.setattr(split, "WORKER_BYTES", 1)
-    monkeypatch.setattr(split, "analyze_split", counted)
+    monkeypatch.setattr(where, counted)
     monkeypatch.setattr("tcpdiag.cli.analyze.usable_cpus", lambda: 3)
+    return calls
+
+
+def test_check_jobs_on_one_capture_splits_it(
+    many_flows: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`check` splits a large capture as `analyze` does: the same output and exit code."""
+    calls = _splits_counted(monkeypatch, "tcpdiag.split.analyze_split")
     runner = CliRunner()
     outputs = {}
     for jobs in ("1", "2", "auto"):
@@ -374,17 +381,7 @@ def test_workers_grow_with_the_square_root_of_the_size(
 def test_analyze_jobs_on_one_capture_splits_it(
     many_flows: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[int] = []
-    real = split.analyze_split
-
-    def counted(path: str, options: AnalysisOptions, jobs: int) -> CaptureResult:
-        calls.append(jobs)
-        return real(path, options, jobs)
-
-    monkeypatch.setattr(split, "MIN_SPLIT_BYTES", 0)
-    monkeypatch.setattr(split, "WORKER_BYTES", 1)
-    monkeypatch.setattr("tcpdiag.cli.analyze.analyze_split", counted)
-    monkeypatch.setattr("tcpdiag.cli.analyze.usable_cpus", lambda: 3)
+    calls = _splits_counted(monkeypatch, "tcpdiag.cli.analyze.analyze_split")
     runner = CliRunner()
     one = runner.invoke(cli, ["analyze", "-j", "1", str(many_flows), "--format", "json"])
     two = runner.invoke(cli, ["analyze", "-j", "2", str(many_flows), "--format", "json"])
