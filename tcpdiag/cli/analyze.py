@@ -130,7 +130,7 @@ def analyze(
     paths = expand_captures(captures)
     if output is not None and output != "-":
         check_output_path(output, paths)  # refuse a bad -o before the analysis, not after
-    # The report may read flows that parallel workers left on disk (`_spool`): it is written
+    # The report may read flows that parallel workers left on disk (`spool_for`): it is written
     # before they go.
     with contextlib.ExitStack() as stack:
         exit_code = 0
@@ -145,7 +145,7 @@ def analyze(
             captured = fleet
         else:
             captured = []
-            spool = _spool(stack, paths, jobs)
+            spool = spool_for(stack, paths, jobs)
             try:
                 captured.extend(_analyze_all(paths, options, jobs, spool))
             except AnalysisInterrupted as stop:
@@ -173,7 +173,7 @@ def analyze(
         raise SystemExit(exit_code)
 
 
-def _spool(stack: contextlib.ExitStack, paths: list[str], jobs: int) -> str | None:
+def spool_for(stack: contextlib.ExitStack, paths: list[str], jobs: int) -> str | None:
     """Where parallel workers leave the flows of their captures (several captures with
     `--jobs`) until the report is written; None when there are none (or no writable $TMPDIR:
     then one capture at a time)."""

@@ -8,13 +8,14 @@ input or a bad config (one line on stderr).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import click
 
 from tcpdiag import __version__
 from tcpdiag.checkconfig import load_config
-from tcpdiag.cli.analyze import jobs_option
+from tcpdiag.cli.analyze import jobs_option, spool_for
 from tcpdiag.cli.common import apply_limit_flags, check_limit_options, expand_captures
 from tcpdiag.cli.distributed import DEFAULT_SPLIT_SIZE, SIZE
 from tcpdiag.cli.output import emit
@@ -34,15 +35,22 @@ def _analyze(path: str, options: AnalysisOptions) -> CaptureResult:
     return analyze_capture(path, options)
 
 
-def _analyze_local(path: str, options: AnalysisOptions, jobs: int) -> CaptureResult:
-    """One capture on this machine: a local file of 16 MB or more split by flow across up to
-    `jobs` processes, as `analyze` does (the same result); anything else in this process."""
-    from tcpdiag.split import analyze_split, split_jobs
+def _analyze_local(
+    paths: list[str], options: AnalysisOptions, jobs: int, stack: contextlib.ExitStack
+) -> Iterator[CaptureResult]:
+    """The captures on this machine, in order, as `analyze` runs them (the same results):
+    several, `jobs` at a time in worker processes, their flows left in a spool directory that
+    `stack` removes; one, split by flow when it is a local file of 16 MB or more; else in
+    this process."""
+    from tcpdiag.split import analyze_each, analyze_split, split_jobs
 
-    workers = split_jobs(path, jobs)
-    if workers > 1:
-        return analyze_split(path, options, workers)
-    return _analyze(path, options)
+    spool = spool_for(stack, paths, jobs)
+    if spool is not None:
+        yield from analyze_each(paths, options, jobs, spool)
+        return
+    for path in paths:
+        workers = split_jobs(path, jobs)
+        yield analyze_split(path, options, workers) if workers > 1 else _analyze(path, options)
 
 
 def run_check(
@@ -76,26 +84,29 @@ def run_check(
     failed = 0
     unreadable = 0
     analysed: Iterable[CaptureResult]
-    if cluster or scheduler:
-        from tcpdiag.cli.distributed import analyze_distributed
+    # The report may read flows that parallel workers left on disk: it is written before they go.
+    with contextlib.ExitStack() as stack:
+        if cluster or scheduler:
+            from tcpdiag.cli.distributed import analyze_distributed
 
-        fleet = analyze_distributed(
-            paths, cfg.options, cluster=cluster, scheduler=scheduler, split_size=split_size
+            fleet = analyze_distributed(
+                paths, cfg.options, cluster=cluster, scheduler=scheduler, split_size=split_size
+            )
+            analysed, unreadable = fleet, fleet.exit_code
+        else:
+            analysed = _analyze_local(paths, cfg.options, jobs, stack)
+        for raw in analysed:
+            cap = apply_policy(raw, cfg.policy)
+            result.captures.append(cap)
+            configured = cfg.policy.for_capture(cap.path).fail_on
+            thresholds[cap.path] = level or configured or Severity.ERROR
+            failed += len(failing_findings(cap, cfg.policy, level))
+        options = ReportOptions(
+            color=color and output is None,
+            fail_on=level or cfg.policy.base.fail_on or Severity.ERROR,
+            fail_on_by_path=thresholds,
         )
-        analysed, unreadable = fleet, fleet.exit_code
-    else:
-        analysed = (_analyze_local(path, cfg.options, jobs) for path in paths)
-    for raw in analysed:
-        cap = apply_policy(raw, cfg.policy)
-        result.captures.append(cap)
-        thresholds[cap.path] = level or cfg.policy.for_capture(cap.path).fail_on or Severity.ERROR
-        failed += len(failing_findings(cap, cfg.policy, level))
-    options = ReportOptions(
-        color=color and output is None,
-        fail_on=level or cfg.policy.base.fail_on or Severity.ERROR,
-        fail_on_by_path=thresholds,
-    )
-    emit(render("check" if fmt == "text" else fmt, result, options), output, paths)
+        emit(render("check" if fmt == "text" else fmt, result, options), output, paths)
     if unreadable:
         return unreadable
     return EXIT_FINDINGS if failed else EXIT_OK
@@ -119,8 +130,9 @@ def run_check(
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write the report here.")
 @click.option("--no-color", is_flag=True, help="Plain text even on a terminal (also NO_COLOR).")
 @jobs_option(
-    "Processes (1-256, or auto: the CPUs this process may use): a capture of 16 MB or "
-    "more split by flow across them, as with analyze. The result is the same for any N."
+    "Processes (1-256, or auto: the CPUs this process may use): captures in parallel; one "
+    "capture of 16 MB or more split by flow across them, as with analyze. The result is the "
+    "same for any N."
 )
 @click.option("--cluster", help="Run on a local Dask cluster: local[:N] (needs tcpdiag[dask]).")
 @click.option("--scheduler", help="Run on the Dask scheduler at ADDRESS (needs tcpdiag[dask]).")

@@ -53,6 +53,9 @@ def captures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]
 
     monkeypatch.setattr(check_module, "_analyze", fake)
     monkeypatch.setattr(check_module, "expand_captures", lambda caps: list(caps))
+    # In this process, where `_analyze` is replaced (`--jobs auto` would hand several captures
+    # to worker processes).
+    monkeypatch.setattr("tcpdiag.cli.analyze.usable_cpus", lambda: 1)
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NO_COLOR", raising=False)
     return files

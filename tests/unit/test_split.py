@@ -356,6 +356,32 @@ def test_check_jobs_on_one_capture_splits_it(
     assert "ERROR" in outputs["1", "text"]
 
 
+def test_check_jobs_on_several_captures_runs_them_in_parallel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`check` of several captures with `--jobs 2`: one capture per worker process, in input
+    order, with the output and exit code of one after the other."""
+    paths = [str(p) for p in sorted((REPO / "captures").glob("*.pcap"))[:6]]
+    assert len(paths) == 6
+    used: list[int] = []
+    real = split.analyze_each
+
+    def counted(
+        paths: list[str], options: AnalysisOptions, jobs: int, spool: str
+    ) -> Iterator[CaptureResult]:
+        used.append(jobs)
+        yield from real(paths, options, jobs, spool)
+
+    monkeypatch.setattr(split, "analyze_each", counted)
+    runner = CliRunner()
+    for fmt in ("text", "json"):
+        one = runner.invoke(cli, ["check", "-j", "1", *paths, "--format", fmt])
+        two = runner.invoke(cli, ["check", "-j", "2", *paths, "--format", fmt])
+        assert one.exit_code == two.exit_code == 1, two.output  # the captures hold errors
+        assert two.stdout == one.stdout
+    assert used == [2, 2]
+
+
 def test_workers_grow_with_the_square_root_of_the_size(
     many_flows: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
