@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -373,6 +373,8 @@ def test_check_jobs_on_several_captures_runs_them_in_parallel(
         yield from real(paths, options, jobs, spool)
 
     monkeypatch.setattr(split, "analyze_each", counted)
+    # The stores the commands leave registered go with this test.
+    monkeypatch.setattr(store_module, "_open_lazily", OrderedDict())
     runner = CliRunner()
     for fmt in ("text", "json"):
         one = runner.invoke(cli, ["check", "-j", "1", *paths, "--format", fmt])
@@ -427,6 +429,8 @@ def test_several_captures_keep_their_flows_on_disk(
     this process reads them from there (never more than MAX_OPEN_STORES files open at once):
     the same results as one capture at a time."""
     monkeypatch.setattr(store_module, "MAX_OPEN_STORES", 2)
+    # (only this test's stores: another test's results may still be registered)
+    monkeypatch.setattr(store_module, "_open_lazily", OrderedDict())
     paths: list[str] = []
     expected: list[str] = []
     for path in _corpus()[:12]:
