@@ -121,7 +121,7 @@ def children_for(batches: int) -> int:
 
     A child takes ~1.5-3 ms of the parent's time (its fork and pipe) and makes its share of
     batches of ~10 ms each (256 flows at ~40 us): the sum is least at ~2 * sqrt(batches)
-    children (5 for 2,000 flows, 25 for 40,000), not one per CPU of a large machine."""
+    children (4 for 2,000 flows, 24 for 40,000), not one per CPU of a large machine."""
     return min(batches, max(2, 2 * math.isqrt(batches)))
 
 
