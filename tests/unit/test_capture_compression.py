@@ -5,18 +5,21 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import random
 import resource
 import threading
+import zlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 import zstandard
 
-from tcpdiag.capture import open_capture
+from tcpdiag.capture import open_capture, source
 from tcpdiag.capture.source import InputStream
 from tcpdiag.errors import CaptureError
 from tests.capture_files import frames, pcap_bytes, pcap_header, pcap_record, pcapng_bytes
+from tests.synthetic import short_connections
 
 DATA = frames(200)
 PLAIN = pcap_bytes((i * 1000, d) for i, d in enumerate(DATA))
@@ -95,6 +98,92 @@ def test_gzip_trailing_zero_padding_is_fine(tmp_path: Path) -> None:
     packets, cap = _read(_write(tmp_path, gzip.compress(PLAIN) + b"\0" * 512))
     assert len(packets) == len(DATA)
     assert not cap.damage
+
+
+def _inflated(stream: InputStream) -> tuple[bytes, str | None]:
+    data = b"".join(stream.chunks())
+    stream.close()
+    return data, stream.problem
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, list[int]]:
+    """Three gzip members of ~1 MB of capture each (several read chunks and output steps), and
+    where each begins."""
+    content = short_connections(tmp_path_factory.mktemp("gz") / "c.pcap", 9_000, 5).read_bytes()
+    third = len(content) // 3
+    parts = [content[:third], content[third : 2 * third], content[2 * third :]]
+    packed = [gzip.compress(part, compresslevel=1) for part in parts]
+    starts = [sum(len(p) for p in packed[:i]) for i in range(3)]
+    assert len(content) > 2 * (1 << 20)
+    return b"".join(packed), starts
+
+
+def test_gzip_file_reads_as_a_pipe_does_damaged_or_not(
+    tmp_path: Path, members: tuple[bytes, list[int]]
+) -> None:
+    """A gzip file is inflated by ISA-L, a member it cannot read again by zlib from where it
+    begins; a pipe by zlib alone. Cut anywhere, or with any byte damaged, in any member, both
+    give the same bytes and the same problem (the words are zlib's)."""
+    content, starts = members
+    path = tmp_path / "c.pcap.gz"
+    rng = random.Random(7)
+    cases: list[bytes] = [content]
+    for _ in range(40):
+        cases.append(content[: rng.randrange(len(content))])
+        damaged = bytearray(content)
+        at = rng.randrange(starts[1], len(content))  # past the first member, mostly
+        damaged[at] ^= 1 << rng.randrange(8)
+        cases.append(bytes(damaged))
+    cases.append(content + b"not gzip")
+    problems = set()
+    for case in cases:
+        path.write_bytes(case)
+        from_file = _inflated(InputStream(str(path), 1 << 40))
+        from_pipe = _inflated(InputStream("-", 1 << 40, stdin=io.BytesIO(case)))
+        assert from_file == from_pipe
+        problems.add((from_file[1] or "").split(" (")[0])
+    assert problems >= {
+        "",
+        "gzip data damaged",
+        "gzip stream truncated",
+        "gzip: trailing garbage after the last member",
+    }
+
+
+def test_gzip_file_is_inflated_by_isal_and_only_a_damaged_member_by_zlib(
+    tmp_path: Path, members: tuple[bytes, list[int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    content, starts = members
+    path = tmp_path / "c.pcap.gz"
+    made: list[str] = []
+    fast = source._isal_zlib
+    assert fast is not None
+
+    def counted(module: Any, name: str) -> Any:
+        make = module.decompressobj
+
+        def decompressobj(wbits: int) -> Any:
+            made.append(name)
+            return make(wbits)
+
+        return decompressobj
+
+    monkeypatch.setattr(fast, "decompressobj", counted(fast, "isal"), raising=False)
+    monkeypatch.setattr(source.zlib, "decompressobj", counted(zlib, "zlib"))
+    path.write_bytes(content)
+    whole = _inflated(InputStream(str(path), 1 << 40))
+    assert made == ["isal"] * 4  # one per member, and one to find no fourth
+    made.clear()
+    damaged = bytearray(content)
+    damaged[starts[2] + 5000] ^= 0x10
+    path.write_bytes(bytes(damaged))
+    data, problem = _inflated(InputStream(str(path), 1 << 40))
+    assert made == ["isal"] * 3 + ["zlib"]
+    assert problem is not None and problem.startswith("gzip data damaged")
+    assert (data, problem) == _inflated(InputStream("-", 1 << 40, stdin=io.BytesIO(damaged)))
+    two = len(gzip.decompress(content[: starts[2]]))
+    assert data[:two] == whole[0][:two] and len(data) < len(whole[0])
 
 
 def test_gzip_of_non_capture_is_capture_error(tmp_path: Path) -> None:
