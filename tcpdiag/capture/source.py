@@ -14,6 +14,7 @@ decompression bomb costs time up to the limit, never memory.
 
 from __future__ import annotations
 
+import importlib
 import os
 import stat
 import sys
@@ -26,11 +27,17 @@ import zstandard
 
 from tcpdiag.errors import CaptureError
 
-_isal_zlib: ModuleType | None
-try:  # ISA-L's inflate, ~1.7x zlib's (a wheel for the common platforms; zlib where none)
-    from isal import isal_zlib as _isal_zlib
-except ImportError:  # pragma: no cover - isal is a dependency
-    _isal_zlib = None
+
+def _load_isal() -> ModuleType | None:
+    """ISA-L's inflate, ~1.7x zlib's (a wheel for the common platforms; zlib where none). By
+    name: mypyc type-checks this module where isal is not installed."""
+    try:
+        return importlib.import_module("isal.isal_zlib")
+    except ImportError:  # pragma: no cover - isal is a dependency
+        return None
+
+
+_isal_zlib = _load_isal()
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
