@@ -354,6 +354,7 @@ def available(needs: str) -> bool:
 
 def tools_for(path: Path, args: argparse.Namespace) -> list[Tool]:
     f = str(path)
+    gz = str(gzip_copy_path(path))
     py = sys.executable
     return [
         Tool(
@@ -386,6 +387,13 @@ def tools_for(path: Path, args: argparse.Namespace) -> list[Tool]:
             "tcpdiag analyze (the default text report, as people run it; --jobs auto)",
             [py, "-m", "tcpdiag", "analyze", f, "--no-color", *args.tcpdiag_arg],
             "py:tcpdiag",
+        ),
+        Tool(
+            "tcpdiag-gzip",
+            "tcpdiag analyze --format json of the capture as `gzip -1` (made once, in"
+            " benchmarks/out; the packets/s are the plain file's packets over this time)",
+            [py, "-m", "tcpdiag", "analyze", gz, "--format", "json", *args.tcpdiag_arg],
+            "gzip",
         ),
         Tool(
             "tcpdiag-engine",
@@ -482,7 +490,7 @@ def measure(tool: Tool, packets: int, size: int, timeout: float) -> Measurement:
         m.extra.update(flows=int(flows), findings=int(findings))
     elif tool.name == "python-struct":
         m.extra["flows"] = int(stdout.split()[1])
-    elif tool.name in ("tcpdiag", "tcpdiag-1"):
+    elif tool.name in ("tcpdiag", "tcpdiag-1", "tcpdiag-gzip"):
         m.extra.update(tcpdiag_summary(stdout))
     elif tool.name == "tcpdiag-text":
         m.extra["output_bytes"] = len(stdout)
@@ -609,6 +617,23 @@ def print_targets_of(name: str, by: dict[str, Measurement]) -> None:
         print(f"  [{'x' if ok else ' '}] {text}")
 
 
+def gzip_copy_path(path: Path) -> Path:
+    return OUT / f"{path.name}.gz"
+
+
+def ensure_gzip_copy(path: Path) -> None:
+    """The capture as `gzip -1` for the `tcpdiag-gzip` row, made once (again if older)."""
+    target = gzip_copy_path(path)
+    if target.exists() and target.stat().st_mtime >= path.stat().st_mtime:
+        return
+    OUT.mkdir(parents=True, exist_ok=True)
+    print(f"  gzip -1 {path.name} ...", file=sys.stderr, flush=True)
+    partial = target.with_suffix(".part")
+    with open(path, "rb") as plain, open(partial, "wb") as packed:
+        subprocess.run(["gzip", "-1", "-c"], stdin=plain, stdout=packed, check=True)
+    partial.replace(target)
+
+
 def bench_file(path: Path, packets: int, args: argparse.Namespace) -> list[Measurement]:
     size = path.stat().st_size
     selected = [t for t in tools_for(path, args) if t.name in args.tools]
@@ -616,6 +641,9 @@ def bench_file(path: Path, packets: int, args: argparse.Namespace) -> list[Measu
     missing = [n for n in missing if not available(n)]
     if missing and not args.no_install:
         install_missing(missing)
+    if any(t.name == "tcpdiag-gzip" for t in selected) and available("gzip"):
+        ensure_gzip_copy(path)
+        warm_cache(gzip_copy_path(path))
     warm_cache(path)
     runnable = [t for t in selected if available(t.needs)]
     runs: dict[str, list[Measurement]] = {t.name: [] for t in runnable}
@@ -691,8 +719,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument(
         "--tools",
-        help=f"comma-separated, from {','.join(ALL_TOOLS)},dpkt (default: all but dpkt;"
-        " tcpdiag alone with --scaling)",
+        help=f"comma-separated, from {','.join(ALL_TOOLS)},dpkt,tcpdiag-gzip (default: all"
+        " but dpkt and tcpdiag-gzip; tcpdiag alone with --scaling)",
     )
     ap.add_argument("--skip-tcpdiag", action="store_true")
     ap.add_argument("--skip-tshark", action="store_true", help="skip both tshark runs")
