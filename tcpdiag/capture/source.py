@@ -191,8 +191,8 @@ class InputStream:
         `fast` returns, instead of salvaging a damaged or unfinished member (or of reading an
         unusual header), where it began and how many bytes of it were given, for zlib to read
         it again."""
-        new = _isal_zlib.decompressobj if fast and _isal_zlib is not None else zlib.decompressobj
-        error = _isal_zlib.error if fast and _isal_zlib is not None else zlib.error
+        inflater = _isal_zlib if fast and _isal_zlib is not None else zlib
+        new, error = inflater.decompressobj, inflater.error
         dec = new(31)
         member_bytes = 0  # input fed to the current member (0: between members)
         member_start = pos  # its offset in the input, and the bytes it gave
@@ -291,6 +291,7 @@ class InputStream:
 _GZIP_HEADER = 10
 _DEFLATE = 8
 _RESERVED_FLAGS = 0xE0
+_FHCRC = 0x02
 
 
 def _plain_header(data: bytes) -> bool:
@@ -301,9 +302,6 @@ def _plain_header(data: bytes) -> bool:
         and data[2] == _DEFLATE
         and not data[3] & (_RESERVED_FLAGS | _FHCRC)
     )
-
-
-_FHCRC = 0x02
 
 
 def _skip(chunks: Iterator[bytes], n: int) -> Iterator[bytes]:
