@@ -110,6 +110,9 @@ def _wanted() -> bool:
 SCANNER = Extension("tcpdiag.decode._scan", ["tcpdiag/decode/_scan.c"], extra_compile_args=["-O2"])
 # Hand-written C: the timeline row writer (tcpdiag/flow/rows.py says why).
 ROWS = Extension("tcpdiag.flow._rows", ["tcpdiag/flow/_rows.c"], extra_compile_args=["-O2"])
+# Hand-written C: a live capture's TPACKET_V3 ring blocks as pcap records
+# (tcpdiag/capture/ring.py says why). Builds anywhere; rings are used on Linux only.
+RING = Extension("tcpdiag.capture._ring", ["tcpdiag/capture/_ring.c"], extra_compile_args=["-O2"])
 # Hand-written C: the compact JSON writer of the reports (tcpdiag/report/json.py, `dumps`).
 COMPACT = Extension(
     "tcpdiag.report._compact", ["tcpdiag/report/_compact.c"], extra_compile_args=["-O2"]
@@ -129,6 +132,7 @@ def _extensions() -> list[object]:
             *mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native"),
             SCANNER,
             ROWS,
+            RING,
             COMPACT,
         ]
     # A mypy/mypyc version that rejects the code: type errors end mypycify with SystemExit,

@@ -32,9 +32,10 @@ from typing import Final
 from mypy_extensions import mypyc_attr
 
 from tcpdiag.capture import Capture, CaptureInfo, open_capture
+from tcpdiag.capture.ring import raw_packets
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import Decoder
-from tcpdiag.decode.scan import Block, open_blocks
+from tcpdiag.decode.scan import Block, open_blocks, record_blocks
 from tcpdiag.findings import capture_rules, tcp_rules, tls_rules
 from tcpdiag.findings.context import CaptureContext
 from tcpdiag.findings.registry import make_finding
@@ -279,6 +280,19 @@ class Engine:
             if self._stop_on_eviction:
                 self._check_evictions()
         self._linktypes |= capture.linktypes
+
+    def feed_records(self, records: bytes, frame: int, linktype: int) -> None:
+        """A live capture's packets as whole little-endian nanosecond pcap records
+        (`capture/ring.py`), numbered from `frame` + 1: in blocks decoded in C when the
+        extension is built, else one `feed` at a time. The two give the same result."""
+        blocks = record_blocks(records, frame, linktype, self._decoder.stats, self._expiry_ns)
+        if blocks is None:
+            for raw in raw_packets(records, frame, linktype):
+                self.feed(raw)
+            return
+        self._linktypes.add(linktype)
+        for block in blocks:
+            self._feed_block(block)
 
     def _expiry_ns(self) -> int:
         return self._next_expire_ns

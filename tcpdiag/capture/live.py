@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 
+from tcpdiag.capture import ring as packet_ring
 from tcpdiag.errors import CaptureError
 from tcpdiag.model import LinkType, RawPacket
 
@@ -270,6 +271,7 @@ class LiveSource:
         *,
         snaplen: int = DEFAULT_SNAPLEN,
         buffer_size: int = DEFAULT_BUFFER,
+        ring: bool = True,
     ) -> None:
         if snaplen <= 0:
             raise ValueError("snaplen must be positive")
@@ -277,6 +279,13 @@ class LiveSource:
         self.bpf = bpf or None
         self.snaplen = snaplen
         self.buffer_size = buffer_size
+        # Read through a TPACKET_V3 ring when the interface and the build allow it (`ring.py`):
+        # `ring` is then the PacketRing, and `poll_records` gives the packets as pcap records.
+        self._want_ring = ring
+        self.ring: packet_ring.PacketRing | None = None
+        self._pending = b""  # records of a ring block not delivered yet, from _pending_pos
+        self._pending_pos = 0
+        self._pending_left = 0
         self.linktype = int(LinkType.ETHERNET)
         self.cooked = False
         self.effective_buffer = 0
@@ -331,8 +340,12 @@ class LiveSource:
             if iface == "any":
                 self._drain(sock)
             else:
+                self._set_up_ring(sock)
                 sock.bind((iface, ETH_P_ALL))
         except OSError as exc:
+            if self.ring is not None:
+                self.ring.close()
+                self.ring = None
             sock.close()
             if isinstance(exc, PermissionError):
                 raise LivePermissionError(PERMISSION_HINT.format(iface=iface)) from None
@@ -361,6 +374,20 @@ class LiveSource:
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         if program is not None:
             attach_filter(sock, program)
+
+    def _set_up_ring(self, sock: socket.socket) -> None:
+        """A ring before bind(), so that every packet goes through it; without one (no C
+        extension, an old kernel, no memory for it), packets are read with recvmsg."""
+        if not self._want_ring or self.cooked or not packet_ring.available():
+            return
+        try:
+            self.ring = packet_ring.PacketRing(
+                sock, self.buffer_size, self.snaplen, self._drop_outgoing
+            )
+        except OSError as exc:
+            logging.getLogger(__name__).debug("no packet ring (%s): reading with recvmsg", exc)
+            return
+        self.effective_buffer = self.ring.size
 
     def _drain(self, sock: socket.socket) -> None:
         # Packets that raced in between socket() and the filter being attached.
@@ -414,11 +441,32 @@ class LiveSource:
         out = self._read_batch(max_packets)
         if out:
             return out
-        ms = None if timeout is None else max(0, int(timeout * 1000))
-        self._poller.poll(ms)
+        self._wait(timeout)
         if self._stopped:
             return []
         return self._read_batch(max_packets)
+
+    def poll_records(self, timeout: float | None = None, max_packets: int = 1 << 30) -> bytes:
+        """With a ring: like `poll`, up to `max_packets` packets as little-endian nanosecond
+        pcap records (`ring.py`), numbered on from `stats.packets` as it was before the call;
+        b"" on timeout or once stopped."""
+        if self._sock is None or self._stopped:
+            return b""
+        records = self._take_records(max_packets)
+        if records:
+            return records
+        self._wait(timeout)
+        if self._stopped:
+            return b""
+        return self._take_records(max_packets)
+
+    def backlog(self) -> bool:
+        """With a ring: whether packets handed over by the kernel wait to be taken."""
+        return self._pending_left > 0 or (self.ring is not None and self.ring.ready())
+
+    def _wait(self, timeout: float | None) -> None:
+        ms = None if timeout is None else max(0, int(timeout * 1000))
+        self._poller.poll(ms)
 
     def __iter__(self) -> Iterator[RawPacket]:
         while not self._stopped:
@@ -431,6 +479,13 @@ class LiveSource:
         sock = self._sock
         if sock is None or self.error is not None:
             return out
+        if self.ring is not None:
+            first = self.stats.packets
+            for records in self.drain_records(max_packets, max_seconds):
+                packets = packet_ring.raw_packets(records, first, self.linktype)
+                out.extend(packets)
+                first += len(packets)
+            return out
         deadline = time.monotonic() + max_seconds
         while len(out) < max_packets and time.monotonic() < deadline:
             batch = self._read_batch(min(MAX_BATCH, max_packets - len(out)))
@@ -439,7 +494,67 @@ class LiveSource:
             out.extend(batch)
         return out
 
+    def drain_records(self, max_packets: int = 1 << 20, max_seconds: float = 2.0) -> list[bytes]:
+        """`drain` with a ring, as pcap records. The block the kernel is filling is handed
+        over `ring.RETIRE_MS` after its first packet: waited for once, so that a Ctrl-C right
+        after the traffic does not lose it."""
+        out: list[bytes] = []
+        if self.ring is None or self._sock is None or self.error is not None:
+            return out
+        deadline = time.monotonic() + max_seconds
+        left = max_packets
+        waited = False
+        while left > 0 and time.monotonic() < deadline:
+            before = self.stats.packets
+            records = self._take_records(left)
+            if not records:
+                if waited:
+                    break
+                time.sleep(2 * packet_ring.RETIRE_MS / 1000)
+                waited = True
+                continue
+            out.append(records)
+            left -= self.stats.packets - before
+        return out
+
+    def _take_records(self, max_packets: int) -> bytes:
+        """Up to `max_packets` packets of the ring (what is left of the last block first), or
+        b"" when the kernel has handed over nothing more. Counted in `stats` here."""
+        ring = self.ring
+        if ring is None or max_packets <= 0:
+            return b""
+        while not self._pending_left:
+            try:
+                got = ring.take()
+            except ValueError as exc:  # the kernel's block layout is not what we know
+                self.error = f"capture on {self.interface} stopped: {exc}"
+                self._stopped = True
+                return b""
+            if got is None:
+                return b""
+            records, packets, dropped = got
+            self.stats.outgoing_dropped += dropped
+            self._pending, self._pending_pos, self._pending_left = records, 0, packets
+        pos = self._pending_pos
+        if self._pending_left <= max_packets:
+            count = self._pending_left
+            records = self._pending[pos:] if pos else self._pending
+            self._pending, self._pending_pos, self._pending_left = b"", 0, 0
+        else:
+            count = max_packets
+            end = packet_ring.split_records(self._pending, pos, count)
+            records = self._pending[pos:end]
+            self._pending_pos = end
+            self._pending_left -= count
+        self.stats.packets += count
+        self.stats.bytes += len(records) - packet_ring.RECORD_HEADER.size * count
+        return records
+
     def _read_batch(self, limit: int) -> list[RawPacket]:
+        if self.ring is not None:
+            first = self.stats.packets
+            records = self._take_records(limit)
+            return packet_ring.raw_packets(records, first, self.linktype) if records else []
         out: list[RawPacket] = []
         sock = self._sock
         assert sock is not None
@@ -512,6 +627,8 @@ class LiveSource:
     def close(self) -> None:
         if self._sock is not None:
             self.update_stats()
+            if self.ring is not None:
+                self.ring.close()
             self._sock.close()
             self._sock = None
         self._stopped = True

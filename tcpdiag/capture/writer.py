@@ -32,6 +32,11 @@ class PcapWriter:
         magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
         fileobj.write(struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
 
+    def write_records(self, records: bytes) -> None:
+        """Whole records already in this file's layout (a live ring's, `capture/ring.py`:
+        little-endian, nanosecond; the writer must have been made so)."""
+        self._file.write(records)
+
     def write(self, ts_ns: int, data: bytes, orig_len: int | None = None) -> None:
         """One record; microsecond files keep the timestamp truncated to the microsecond."""
         sec, frac = divmod(ts_ns // self._units, self._per_sec)

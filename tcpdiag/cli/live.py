@@ -2,7 +2,8 @@
 
 Theory of operation: one thread, one loop. The packet source (`capture.live.LiveSource`, an
 AF_PACKET socket; or `TsharkSource` with `--engine tshark`) is polled with a timeout of at most
-one second; every packet goes to the pcap writer (`-w`) and to the same `Engine` as `analyze`.
+one second; every packet goes to the pcap writer (`-w`) and to the same `Engine` as `analyze`
+(through a receive ring, a block of pcap records at a time, decoded in C: `capture/ring.py`).
 The engine calls back with each flow as it is finalised (closed and quiet, or idle in capture
 time); its findings are printed then. Once a second, when the socket has been drained, the
 engine is ticked with the wall clock (packets carry kernel timestamps from the same clock), so
@@ -234,29 +235,37 @@ class LiveSession:
         next_status = start + STATUS_EVERY
         delivered = 0
         engine = self.engine
+        ring = source.ring if isinstance(source, LiveSource) else None
         try:
             while not source.stopped:
                 now = time.monotonic()
                 wait = min(next_tick, next_status if self.status_enabled else next_tick) - now
                 if deadline is not None:
                     wait = min(wait, deadline - now)
-                limit = 256 if count is None else min(256, count - delivered)
-                batch = source.poll(max(0.0, wait), limit)
-                for raw in batch:
-                    self._write(raw)
-                    engine.feed(raw)
-                delivered += len(batch)
+                if ring is not None:
+                    assert isinstance(source, LiveSource)
+                    delivered = self._take_records(source, max(0.0, wait), count, delivered)
+                    drained = not source.backlog()
+                else:
+                    limit = 256 if count is None else min(256, count - delivered)
+                    batch = source.poll(max(0.0, wait), limit)
+                    for raw in batch:
+                        self._write(raw)
+                        engine.feed(raw)
+                    delivered += len(batch)
+                    drained = len(batch) < limit
                 if count is not None and delivered >= count:
                     break
                 now = time.monotonic()
                 if deadline is not None and now >= deadline:
                     break
                 if now >= next_tick:
-                    if len(batch) < limit:
-                        # The socket is drained: no packet older than "now" is still queued,
-                        # so expiring in wall-clock time cannot cut a flow short. (Under
+                    if drained:
+                        # The socket is drained: no packet older than "now" is still queued
+                        # (with a ring: older than the block the kernel has not handed over
+                        # yet), so expiring in wall-clock time cannot cut a flow short. (Under
                         # constant traffic the engine expires in packet time by itself.)
-                        engine.tick(time.time())
+                        engine.tick(time.time() - (ring.lag if ring is not None else 0.0))
                     source.update_stats()
                     if self._out_file is not None:
                         self._out_file.flush()
@@ -267,9 +276,15 @@ class LiveSession:
             if count is None or delivered < count:
                 # Stopped by a signal or the clock: take what the kernel had already queued.
                 limit = (1 << 20) if count is None else count - delivered
-                for raw in source.drain(limit):
-                    self._write(raw)
-                    engine.feed(raw)
+                if ring is not None:
+                    assert isinstance(source, LiveSource)
+                    for records in source.drain_records(limit):
+                        self._feed_records(records, delivered, source.linktype)
+                        delivered = source.stats.packets
+                else:
+                    for raw in source.drain(limit):
+                        self._write(raw)
+                        engine.feed(raw)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
@@ -289,6 +304,28 @@ class LiveSession:
             err=True,
         )
         return result
+
+    def _take_records(
+        self, source: LiveSource, wait: float, count: int | None, delivered: int
+    ) -> int:
+        """One poll of a ring source: its records written and analysed; the packets
+        delivered so far."""
+        limit = (1 << 30) if count is None else count - delivered
+        records = source.poll_records(wait, limit)
+        if records:
+            self._feed_records(records, delivered, source.linktype)
+        return source.stats.packets
+
+    def _feed_records(self, records: bytes, delivered: int, linktype: int) -> None:
+        if self._out_file is not None:
+            if self._writer is None:
+                from tcpdiag.capture.writer import PcapWriter
+
+                self._writer = PcapWriter(
+                    self._out_file, linktype, nanosecond=True, snaplen=self.source.snaplen
+                )
+            self._writer.write_records(records)
+        self.engine.feed_records(records, delivered, linktype)
 
     def _write(self, raw: RawPacket) -> None:
         if self._out_file is None:

@@ -31,6 +31,7 @@ from tcpdiag._native import pure_requested
 from tcpdiag.capture import Capture
 from tcpdiag.capture.pcap import PcapReader
 from tcpdiag.capture.pcapng import Interface, PcapngReader
+from tcpdiag.capture.ring import RECORD_HEADER
 from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 
@@ -103,6 +104,56 @@ def open_blocks(
     else:
         blocks = _pcapng_blocks(_SCAN, reader, stats, stop_ns, shard)
     return _then_finish(blocks, capture)
+
+
+def record_blocks(
+    records: bytes,
+    frame: int,
+    linktype: int,
+    stats: DecodeStats,
+    stop_ns: Callable[[], int],
+) -> Iterator[Block] | None:
+    """Whole little-endian nanosecond pcap records in memory (a live capture's, `capture/ring.py`),
+    numbered from `frame` + 1, as blocks; None when the C reader is not available. As
+    `open_blocks`: the record that reaches `stop_ns()` comes as a RawPacket of its own."""
+    if _SCAN is None:
+        return None
+    return _record_blocks(_SCAN, records, frame, linktype, stats, stop_ns)
+
+
+def _record_blocks(
+    native: ModuleType,
+    records: bytes,
+    frame: int,
+    linktype: int,
+    stats: DecodeStats,
+    stop_ns: Callable[[], int],
+) -> Iterator[Block]:
+    pos, end = 0, len(records)
+    header = RECORD_HEADER.size
+    while pos < end:
+        walked: Walked = native.scan(
+            records, pos, frame, _clamped(stop_ns()), header, False, 1, 1_000_000_000,
+            _RECORD_SNAPLEN, linktype, BLOCK_RECORDS,
+        )  # fmt: skip
+        pos, frame, stop = walked[1:4]
+        if walked[0] or walked[5] or walked[10]:
+            yield _counted(walked, stats)
+        if stop == native.STOP_FULL:
+            continue
+        if stop == native.STOP_NEED_DATA:
+            break  # the end (the caller's records are whole)
+        # The record at the stop time (or one the walk would not judge): Python's path.
+        sec, nsec, caplen, orig_len = RECORD_HEADER.unpack_from(records, pos)
+        frame += 1
+        data = records[pos + header : pos + header + caplen]
+        yield _single(RawPacket(frame, sec * 1_000_000_000 + nsec, linktype, data, orig_len))
+        pos += header + caplen
+
+
+# Any caplen of a live record is one the packet had (the C walk's check of the file header's
+# snap length has no file header to go by here).
+_RECORD_SNAPLEN = (1 << 32) - 1
 
 
 def _then_finish(blocks: Iterator[Block], capture: Capture) -> Iterator[Block]:

@@ -1,7 +1,7 @@
 """The differential tests of the C modules again (`test_scan.py`: the block reader,
 `decode/_scan.c`; `test_rows.py`: the timeline rows, `flow/_rows.c`; `test_compact_json.py`:
-the JSON writer, `report/_compact.c`), with the C built under AddressSanitizer and
-UndefinedBehaviorSanitizer.
+the JSON writer, `report/_compact.c`; `test_ring_records.py`: live ring blocks,
+`capture/_ring.c`), with the C built under AddressSanitizer and UndefinedBehaviorSanitizer.
 
 `_scan.c` reads hostile files with raw pointers, `_rows.c` packed rows and hash tables of its
 own, `_compact.c` strs of any kind into a buffer it grows itself: an out-of-bounds read that
@@ -68,6 +68,7 @@ def test_c_modules_are_clean_under_sanitizers(tmp_path: Path) -> None:
             "tests/unit/test_scan.py",
             "tests/unit/test_rows.py",
             "tests/unit/test_compact_json.py",
+            "tests/unit/test_ring_records.py",
         ],
         cwd=REPO,
         env=env,

@@ -1,0 +1,9 @@
+# Types of the C extension `_ring.c` (built by setup.py with the mypyc modules).
+from mmap import mmap
+
+AVAILABLE: int
+PCAP_RECORD_HEADER: int
+
+def take_block(
+    ring: mmap, offset: int, block_size: int, snaplen: int, drop_outgoing: bool, /
+) -> tuple[bytes, int, int] | None: ...

@@ -1,0 +1,184 @@
+"""Live capture through a TPACKET_V3 ring (`capture/ring.py`), for real on loopback.
+
+Two sources are opened on the same interface with the same filter, one reading through a ring
+and one with `recvmsg`: the kernel gives both every packet, so the ring's records must be the
+RawPackets `recvmsg` reading makes. The timestamps are equal where the kernel stamped the packet
+on arrival (UDP here); a TCP packet on loopback carries its departure time instead, which
+packet sockets do not report, so each socket stamps it when it gets it (microseconds apart).
+Then `tcpdiag live`'s loop (`LiveSession`) runs on the ring's records: its report is the one
+`analyze` makes of the pcap it wrote, and that pcap holds the packets `recvmsg` read.
+
+An editable install has no C extensions: `_ring.c` and `_scan.c` are built here into a
+temporary directory (`tests/cbuild.py`) and put in place of the installed ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from tcpdiag.capture import open_capture
+from tcpdiag.capture import ring as packet_ring
+from tcpdiag.capture.live import LiveSource
+from tcpdiag.cli.live import LiveSession
+from tcpdiag.config import AnalysisOptions
+from tcpdiag.decode import scan
+from tcpdiag.engine import analyze_capture
+from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
+from tcpdiag.report.json import capture_json, dumps
+from tests.cbuild import REPO, build_extension, load_extension
+from tests.live.test_live import WAIT, EchoServer, collect, free_port, needs_libpcap, needs_root
+
+pytestmark = [pytest.mark.live, needs_root, needs_libpcap]
+
+
+@pytest.fixture(scope="module")
+def ring_c(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    source = REPO / "tcpdiag" / "capture" / "_ring.c"
+    target = build_extension(source, "tcpdiag.capture._ring", tmp_path_factory.mktemp("ring"))
+    module = load_extension(target, "tcpdiag.capture._ring")
+    if not module.AVAILABLE:
+        pytest.skip("packet rings are Linux's")
+    return module
+
+
+@pytest.fixture(scope="module")
+def scan_c(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
+    source = REPO / "tcpdiag" / "decode" / "_scan.c"
+    target = build_extension(source, "tcpdiag.decode._scan", tmp_path_factory.mktemp("scan"))
+    module = load_extension(target, "tcpdiag.decode._scan")
+    module.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
+    return module
+
+
+@pytest.fixture
+def rings(ring_c: ModuleType, scan_c: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(packet_ring, "_RING", ring_c)
+    monkeypatch.setattr(scan, "_SCAN", scan_c)
+
+
+def fields(packets: list[RawPacket]) -> list[tuple[int, int, bytes, int]]:
+    return [(p.frame, p.linktype, p.data, p.orig_len) for p in packets]
+
+
+def is_udp(packet: RawPacket) -> bool:
+    data = packet.data
+    return (data[12:14] == b"\x08\x00" and data[23] == 17) or (
+        data[12:14] == b"\x86\xdd" and data[20] == 17
+    )
+
+
+def traffic(port: int) -> None:
+    """Datagrams of many sizes (the largest loopback frame included), then a TCP transfer
+    with big GSO frames, in both address families."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        for size in (0, 1, 100, 1472, 9000, 65507):
+            udp.sendto(b"\x5a" * size, ("127.0.0.1", port))
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as udp6:
+        udp6.sendto(b"six", ("::1", port))
+
+
+def test_ring_records_are_the_packets_recvmsg_reads(rings: None) -> None:
+    server = EchoServer()
+    port = free_port()
+    bpf = f"(tcp port {server.port}) or (udp dst port {port})"
+    with LiveSource("lo", bpf, ring=False) as plain, LiveSource("lo", bpf) as ringed:
+        assert plain.ring is None
+        assert ringed.ring is not None and ringed.ring.blocks == 32  # 32 MiB of 1 MiB blocks
+        traffic(port)
+        server.transfer(os.urandom(300_000))
+        by_recvmsg = collect(plain, 0)
+        by_ring = collect(ringed, len(by_recvmsg))
+        stats = ringed.update_stats()
+    assert len(by_recvmsg) > 20
+    assert fields(by_ring) == fields(by_recvmsg)
+    pairs = list(zip(by_ring, by_recvmsg, strict=True))
+    assert [r.ts_ns for r, p in pairs if is_udp(p)] == [p.ts_ns for p in by_recvmsg if is_udp(p)]
+    assert sum(is_udp(p) for p in by_recvmsg) == 7
+    assert all(abs(r.ts_ns - p.ts_ns) < 50_000_000 for r, p in pairs)
+    assert max(p.orig_len for p in by_ring) > 32_000  # GSO frames went through the ring
+    assert stats.packets == len(by_ring) and stats.kernel_drops == 0
+    assert stats.bytes == sum(len(p.data) for p in by_ring)
+    assert stats.outgoing_dropped == 0  # the kernel ignores loopback's outgoing copies
+
+
+def test_records_come_at_most_as_many_as_asked_and_numbered_on(rings: None) -> None:
+    port = free_port()
+    with LiveSource("lo", f"udp dst port {port}") as src:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for i in range(10):
+                udp.sendto(bytes([i]) * (i + 1), ("127.0.0.1", port))
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + WAIT
+        while src.stats.packets < 10 and time.monotonic() < deadline:
+            before = src.stats.packets
+            records = src.poll_records(0.2, 3)
+            if records:
+                assert src.stats.packets - before <= 3
+                chunks.append(records)
+        assert not src.backlog()
+    raws = [r for i, c in enumerate(chunks) for r in packet_ring.raw_packets(c, 3 * i, 1)]
+    assert [r.frame for r in raws] == list(range(1, 11))
+    assert [r.data[-(i + 1) :] for i, r in enumerate(raws)] == [
+        bytes([i]) * (i + 1) for i in range(10)
+    ]
+    assert [len(packet_ring.raw_packets(c, 0, 1)) for c in chunks] == [3, 3, 3, 1]
+
+
+def test_drain_after_stop_takes_the_block_the_kernel_was_filling(rings: None) -> None:
+    port = free_port()
+    with LiveSource("lo", f"udp dst port {port}") as src:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for i in range(5):
+                udp.sendto(b"last" * i, ("127.0.0.1", port))
+        src.stop()  # at once: the block holding them is not handed over yet
+        assert src.poll(0.1) == []
+        drained = src.drain()
+    assert [p.frame for p in drained] == [1, 2, 3, 4, 5]
+
+
+def test_live_loop_on_ring_records_reports_what_analyze_reads_back(
+    rings: None, tmp_path: Path
+) -> None:
+    server = EchoServer()
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    bpf = f"tcp port {server.port} or tcp port {port}"
+    pcap = tmp_path / "ring.pcap"
+    with closed, LiveSource("lo", bpf, ring=False) as plain, LiveSource("lo", bpf) as ringed:
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        server.transfer(os.urandom(150_000))
+        reference = collect(plain, 0)
+        # All of it is queued in the ring: the loop takes exactly that many packets, and
+        # leaves the rest of its last block (nothing here) untaken.
+        with open(pcap, "wb") as out:
+            session = LiveSession(ringed, AnalysisOptions(), interface="lo", out_file=out)
+            result = session.run(count=len(reference))
+    assert len(reference) > 10
+    assert ringed.stats.packets == len(reference)
+    with open_capture(pcap) as capture:
+        written = list(capture)
+    assert fields(written) == fields(reference)
+    live_report = json.loads(dumps(capture_json(result)))
+    file_report = json.loads(dumps(capture_json(analyze_capture(str(pcap)))))
+    assert essence(live_report) == essence(file_report)
+    names = Counter(x["name"] for f in live_report["flows"] for x in f["findings"])
+    assert names["connection-refused"] == 1
+
+
+def essence(capture: dict[str, Any]) -> list[Any]:
+    return [
+        (f["id"], f["client"], f["server"], f["state"], f["packets"], f["bytes"],
+         sorted((x["name"], x["severity"], tuple(x["frames"])) for x in f["findings"]))
+        for f in capture["flows"]
+    ]  # fmt: skip
