@@ -53,7 +53,7 @@ from tcpdiag.model import (
     linktype_name,
     packed_key,
 )
-from tcpdiag.result import CaptureResult, Finding, FlowResult, TimelineRow
+from tcpdiag.result import CaptureResult, Finding, FlowResult, Severity, TimelineRow
 from tcpdiag.store import MARSHAL_VERSION, FlowStore
 from tcpdiag.tls import SideLabels, TlsStream, labels_from_state
 
@@ -412,6 +412,14 @@ class Engine:
                 parked = {f: by_frame[f] for f in timeline_frames(timeline) if f in by_frame}
             result.timeline_skipped = timeline[6] - kept
             return result, _park(timeline, parked)
+        if self._on_flow is not None and not self.options.keep_all_timelines:
+            worst = result.max_severity
+            if worst is None or worst < Severity.WARNING:
+                # Streamed (live), a flow without a warning never shows its timeline: the
+                # caller drops it (`cli/live.py`), so its rows are not built (a live capture
+                # spent a fifth of its time building them).
+                result.timeline_skipped = timeline[6] - timeline_kept(timeline)
+                return result, None
         rows, result.timeline_skipped = timeline_rows(timeline)
         if labels is not None:
             _label_rows(rows, labels_from_state(labels))

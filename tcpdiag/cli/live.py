@@ -215,6 +215,15 @@ class LiveSession:
     ) -> CaptureResult:
         """Capture until stopped; `ready_message` goes to stderr once Ctrl-C/SIGTERM would
         stop the capture normally (scripts send those as soon as they read it)."""
+        from tcpdiag.engine import gc_tuned
+
+        # As for a capture file: no automatic cyclic GC, which re-walked every open flow and
+        # kept result again and again (40% of a busy capture's time); the engine collects
+        # when the heap has grown enough for it to matter.
+        with gc_tuned():
+            return self._run(duration, count, ready_message)
+
+    def _run(self, duration: float | None, count: int | None, ready_message: str) -> CaptureResult:
         source = self.source
         stopping = [False]
 

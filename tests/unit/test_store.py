@@ -14,6 +14,7 @@ import pytest
 import tcpdiag.engine as engine_module
 from tcpdiag.config import AnalysisOptions, Limits
 from tcpdiag.engine import PartialCapture, analyze_capture, conclude
+from tcpdiag.errors import CaptureError
 from tcpdiag.findings.context import CaptureContext
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.flow.flow import TimelineState
@@ -287,3 +288,32 @@ def test_stored_flows_show_the_tls_labels_a_flow_built_at_once_shows(
             labelled += sum(1 for r in rows if r.tls)
     assert labelled > 50
     assert parked.count(parked_as) > 10  # the form this test is about (short: many labels)
+
+
+def test_streamed_flows_without_a_warning_get_no_timeline_rows_built() -> None:
+    """Streamed (`on_flow`, the live command), a flow without a warning has its timeline
+    dropped by the caller: the engine does not build its rows, and says how many packets the
+    rows would have left out, as when they were built (`keep_all_timelines` builds them)."""
+    paths = sorted(OWN.glob("*.pcap*")) + sorted(PUBLIC.glob("*.pcap*"))[:20]
+    healthy = problems = 0
+    for path in paths:
+        streamed: list[FlowResult] = []
+        built: list[FlowResult] = []
+        try:
+            analyze_capture(str(path), AnalysisOptions(), on_flow=streamed.append)
+        except CaptureError:  # damaged on purpose: not this test's concern
+            continue
+        analyze_capture(str(path), AnalysisOptions(keep_all_timelines=True), on_flow=built.append)
+        assert [f.id for f in streamed] == [f.id for f in built]
+        for got, full in zip(streamed, built, strict=True):
+            assert full.timeline is not None
+            if got.max_severity is not None and got.max_severity >= Severity.WARNING:
+                problems += 1
+                assert got.timeline == full.timeline
+                assert got.timeline_skipped == full.timeline_skipped
+            else:
+                healthy += 1
+                assert got.timeline is None
+                assert got.timeline_skipped == full.timeline_skipped
+                assert got.findings == full.findings
+    assert healthy > 20 and problems > 20
