@@ -197,8 +197,10 @@ class Engine:
 
     def _stores_flows(self) -> bool:
         """A batch analysis of a whole capture: finished flows go to a `FlowStore`, each with
-        its timeline packed beside it (see `_flow_result`); so does a shard given a store."""
-        if self._on_flow is not None or self._retain is not None:
+        its timeline packed beside it (see `_flow_result`); so does a shard given a store, and
+        a streamed analysis (`on_flow`: live capture, hours of it), each flow as it was given
+        to `on_flow`. Only a caller that chooses what is kept (`retain`) gets a list."""
+        if self._retain is not None:
             return False
         return self._shard is None or self._given_store is not None
 
@@ -361,8 +363,10 @@ class Engine:
         if (self._retain is not None and not self._retain(result)) or not self._quota.keep(result):
             self._release(result)
             return
-        assert not isinstance(results, FlowStore)  # with on_flow/retain: a list (_stores_flows)
-        results.append(result)
+        if isinstance(results, FlowStore):  # streamed: the rows it was given, if any
+            results.add(result)
+        else:
+            results.append(result)
 
     def _finish_key(self, flow: Flow) -> tuple[int, int]:
         """Where a flow was finished in the order of the whole capture: (the frame of the
@@ -396,7 +400,7 @@ class Engine:
         flow.consumer = None
         result.findings = _ordered(findings)
         self._context.add_flow(flow, result)
-        if timeline[0] and isinstance(self._results, FlowStore):
+        if timeline[0] and self._on_flow is None and isinstance(self._results, FlowStore):
             # The store keeps the timeline packed (~1.5 KB instead of ~30 KB of row objects
             # per flow, and pickling a hundred rows into the store and back cost more than
             # building them). `_finish_flow` builds the rows when the flow is read, only for

@@ -12,15 +12,18 @@ from pathlib import Path
 import pytest
 
 import tcpdiag.engine as engine_module
+from tcpdiag.capture import open_capture
 from tcpdiag.config import AnalysisOptions, Limits
-from tcpdiag.engine import PartialCapture, analyze_capture, conclude
+from tcpdiag.engine import Engine, PartialCapture, analyze_capture, conclude
 from tcpdiag.errors import CaptureError
 from tcpdiag.findings.context import CaptureContext
 from tcpdiag.findings.registry import make_finding
 from tcpdiag.flow.flow import TimelineState
-from tcpdiag.report.options import count_problems, problem_order
+from tcpdiag.report.json import capture_json, dumps
+from tcpdiag.report.options import ReportOptions, count_problems, problem_order
 from tcpdiag.report.summary import summarize_captures
-from tcpdiag.result import FlowResult, Severity, flow_from_plain, flow_to_plain
+from tcpdiag.report.text import render_text
+from tcpdiag.result import AnalysisResult, FlowResult, Severity, flow_from_plain, flow_to_plain
 from tcpdiag.store import (
     FlowStore,
     LazyFlows,
@@ -317,3 +320,34 @@ def test_streamed_flows_without_a_warning_get_no_timeline_rows_built() -> None:
                 assert got.timeline_skipped == full.timeline_skipped
                 assert got.findings == full.findings
     assert healthy > 20 and problems > 20
+
+
+@pytest.mark.parametrize("limits", [Limits(), Limits(max_report_flows=4)], ids=["default", "quota"])
+def test_streamed_flows_kept_in_a_store_report_as_kept_in_a_list(limits: Limits) -> None:
+    """Streamed flows (`on_flow`, the live command) wait for the final report in a flow store,
+    so that hours of capture hold the open connections, not every finished one: the report is
+    the one a list of them gave (a `retain` callback still keeps them in a list)."""
+    checked = 0
+    for path in sorted(OWN.glob("*.pcap*")) + sorted(PUBLIC.glob("*.pcap*"))[:25]:
+        reports = []
+        for retain in (None, lambda flow: True):
+            engine = Engine(
+                AnalysisOptions(limits=limits),
+                path=str(path),
+                on_flow=lambda f: None,
+                retain=retain,
+            )
+            try:
+                with open_capture(path) as reader:
+                    engine.feed_capture(reader)
+                    result = engine.finish(reader)
+            except CaptureError:
+                break
+            stored = isinstance(result.flows, FlowStore)
+            assert stored == (retain is None)
+            reports.append(dumps(capture_json(result)))
+            reports.append(render_text(AnalysisResult("0", [result]), ReportOptions(color=False)))
+        else:
+            assert reports[0] == reports[2] and reports[1] == reports[3]
+            checked += 1
+    assert checked > 30
