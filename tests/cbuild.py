@@ -44,3 +44,22 @@ def build_extension(source: Path, module_name: str, directory: Path) -> Path:
 
 def load_extension(path: Path, module_name: str) -> ModuleType:
     return load_file(path, module_name)
+
+
+def scan_module(directory: Path) -> ModuleType:
+    """`decode/_scan.c` built alone, configured with the model's record types."""
+    from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
+
+    source = REPO / "tcpdiag" / "decode" / "_scan.c"
+    module = load_extension(build_extension(source, "tcpdiag.decode._scan", directory), "_scan")
+    module.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
+    return module
+
+
+def ring_module(directory: Path) -> ModuleType:
+    """`capture/_ring.c` built alone; the calling test is skipped where rings do not exist."""
+    source = REPO / "tcpdiag" / "capture" / "_ring.c"
+    module = load_extension(build_extension(source, "tcpdiag.capture._ring", directory), "_ring")
+    if not module.AVAILABLE:
+        pytest.skip("packet rings are Linux's")
+    return module

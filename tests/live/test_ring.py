@@ -32,31 +32,11 @@ from tcpdiag.cli.live import LiveSession
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import scan
 from tcpdiag.engine import analyze_capture
-from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
+from tcpdiag.model import RawPacket
 from tcpdiag.report.json import capture_json, dumps
-from tests.cbuild import REPO, build_extension, load_extension
 from tests.live.test_live import WAIT, EchoServer, collect, free_port, needs_libpcap, needs_root
 
 pytestmark = [pytest.mark.live, needs_root, needs_libpcap]
-
-
-@pytest.fixture(scope="module")
-def ring_c(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    source = REPO / "tcpdiag" / "capture" / "_ring.c"
-    target = build_extension(source, "tcpdiag.capture._ring", tmp_path_factory.mktemp("ring"))
-    module = load_extension(target, "tcpdiag.capture._ring")
-    if not module.AVAILABLE:
-        pytest.skip("packet rings are Linux's")
-    return module
-
-
-@pytest.fixture(scope="module")
-def scan_c(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    source = REPO / "tcpdiag" / "decode" / "_scan.c"
-    target = build_extension(source, "tcpdiag.decode._scan", tmp_path_factory.mktemp("scan"))
-    module = load_extension(target, "tcpdiag.decode._scan")
-    module.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
-    return module
 
 
 @pytest.fixture

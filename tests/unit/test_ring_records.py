@@ -26,13 +26,9 @@ from tcpdiag.capture import ring as packet_ring
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import scan
 from tcpdiag.engine import Engine
-from tcpdiag.model import NO_OPTIONS, RawPacket, Segment, TcpOptions
 from tcpdiag.report.json import capture_json, dumps
 from tests.capture_files import PUBLIC
-from tests.cbuild import REPO, build_extension, load_extension
-
-RING_SOURCE = REPO / "tcpdiag" / "capture" / "_ring.c"
-SCAN_SOURCE = REPO / "tcpdiag" / "decode" / "_scan.c"
+from tests.cbuild import REPO
 
 BLOCK_SIZE = 1 << 16
 FIRST_PACKET = 48  # offset_to_first_pkt: after the block descriptor (and no private area)
@@ -43,23 +39,6 @@ PACKET_HOST, PACKET_OUTGOING = 0, 4
 ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
 _HDR = struct.Struct("=IIIIIIHHIIHH8x")  # tpacket3_hdr: 48 bytes
 _SLL = struct.Struct("=HHiHBB8s")  # sockaddr_ll: 20 bytes
-
-
-@pytest.fixture(scope="module")
-def ring_c(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    target = build_extension(RING_SOURCE, "tcpdiag.capture._ring", tmp_path_factory.mktemp("r"))
-    module = load_extension(target, "tcpdiag.capture._ring")
-    if not module.AVAILABLE:
-        pytest.skip("packet rings are Linux's")
-    return module
-
-
-@pytest.fixture(scope="module")
-def scan_c(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
-    target = build_extension(SCAN_SOURCE, "tcpdiag.decode._scan", tmp_path_factory.mktemp("s"))
-    module = load_extension(target, "tcpdiag.decode._scan")
-    module.configure(RawPacket, Segment, TcpOptions, NO_OPTIONS)
-    return module
 
 
 @dataclass
