@@ -102,9 +102,14 @@ class PacketRing:
         )
         sock.setsockopt(SOL_PACKET, PACKET_RX_RING, request)
         self.size = self.block_size * self.blocks
-        self._map: mmap.mmap | None = mmap.mmap(
-            sock.fileno(), self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
-        )
+        try:
+            self._map: mmap.mmap | None = mmap.mmap(
+                sock.fileno(), self.size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+            )
+        except OSError:
+            # Packets would go to a ring nobody reads: take it down, so that recvmsg gets them.
+            sock.setsockopt(SOL_PACKET, PACKET_RX_RING, bytes(len(request)))
+            raise
         self._next = 0  # the block the kernel hands over next
 
     def take(self) -> tuple[bytes, int, int] | None:

@@ -162,3 +162,19 @@ def essence(capture: dict[str, Any]) -> list[Any]:
          sorted((x["name"], x["severity"], tuple(x["frames"])) for x in f["findings"]))
         for f in capture["flows"]
     ]  # fmt: skip
+
+
+def test_a_ring_that_cannot_be_mapped_is_taken_down_and_recvmsg_reads(
+    rings: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_memory(*args: object, **kwargs: object) -> object:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(packet_ring.mmap, "mmap", no_memory)
+    port = free_port()
+    with LiveSource("lo", f"udp dst port {port}") as src:
+        assert src.ring is None
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.sendto(b"still read", ("127.0.0.1", port))
+        packets = collect(src, 1)
+    assert [p.data[-10:] for p in packets] == [b"still read"]
