@@ -9,6 +9,11 @@ here when missing and running as root).
 
     python benchmarks/live_rate.py --packets 300000 --rates 100000,200000,300000
     python benchmarks/live_rate.py --packets 1200000 --rates 150000 --tools tcpdiag
+    python benchmarks/live_rate.py --interface any    # the tools capture on `any` (cooked)
+
+With `--interface any` the packets are still replayed onto `lo`; the tools capture them on the
+pseudo-interface `any` (cooked: a Linux cooked header made up for each packet), which sees every
+loopback packet twice, going out and coming in, and keeps one copy (libpcap and tcpdiag alike).
 
 The machine has 2 cores: tcpreplay and the kernel's loopback work take one, so a tool that
 needs a whole core for its analysis competes with them. Run on an otherwise idle machine.
@@ -63,18 +68,18 @@ def replay(capture: Path, packets: int, rate: int) -> float:
 
 
 def measure(
-    tool: str, capture: Path, packets: int, rate: int, buffer_kib: int
+    tool: str, capture: Path, packets: int, rate: int, buffer_kib: int, interface: str
 ) -> dict[str, object]:
     with tempfile.TemporaryDirectory() as tmp:
         if tool == "tcpdiag":
             # From an empty directory: from the repository, python -m tcpdiag would import the
             # source tree (pure Python) instead of the installed build.
-            cmd = [sys.executable, "-m", "tcpdiag", "live", "-i", "lo", "--format", "json",
+            cmd = [sys.executable, "-m", "tcpdiag", "live", "-i", interface, "--format", "json",
                    "-B", str(buffer_kib)]  # fmt: skip
-            proc = start(cmd, "capturing on lo", tmp)
+            proc = start(cmd, f"capturing on {interface}", tmp)
         else:
-            cmd = ["tcpdump", "-i", "lo", "-n", "-B", str(buffer_kib), "-w", os.devnull]
-            proc = start(cmd, "listening on lo", tmp)
+            cmd = ["tcpdump", "-i", interface, "-n", "-B", str(buffer_kib), "-w", os.devnull]
+            proc = start(cmd, f"listening on {interface}", tmp)
         reached = replay(capture, packets, rate)
         time.sleep(1.0)  # what is queued is taken; then the tool stops and says its counts
         proc.send_signal(2)
@@ -113,6 +118,7 @@ def main() -> None:
     ap.add_argument("--buffer-kib", type=int, default=32768)
     ap.add_argument("--pattern", default="mixed")
     ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--interface", default="lo", help="where the tools capture: lo or any")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -125,7 +131,7 @@ def main() -> None:
     print(f"{'tool':8} {'rate':>8} {'reached':>8} {'captured':>9} {'dropped':>9} {'kept':>6}")
     for rate in (int(r) for r in args.rates.split(",")):
         for tool in args.tools.split(","):
-            row = measure(tool, capture, args.packets, rate, args.buffer_kib)
+            row = measure(tool, capture, args.packets, rate, args.buffer_kib, args.interface)
             rows.append(row)
             print(
                 f"{tool:8} {rate:>8} {row['reached_pps']:>8} {row['captured']:>9} "

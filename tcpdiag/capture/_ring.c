@@ -12,7 +12,10 @@
  * its link-layer header, a VLAN tag the NIC stripped put back after the MAC addresses (as
  * libpcap does), the snap length applied after that, and the original length counting the tag.
  * Loopback's outgoing copies are left out when the kernel could not do it (`drop_outgoing`).
- * Interfaces captured "cooked" (`any`) are not read through a ring (`capture/ring.py`).
+ * An interface captured "cooked" (`any`, or one without a link-layer header tcpdiag reads) gives
+ * its packets from the network header on: each record then starts with the Linux cooked header
+ * (LINKTYPE_LINUX_SLL) made from the packet's sockaddr_ll, as libpcap's `any` device writes it,
+ * and the snap length counts that header.
  *
  * Not Linux: the module builds, and `AVAILABLE` is 0. */
 
@@ -30,6 +33,7 @@
 
 #define PCAP_RECORD_HEADER 16
 #define VLAN_TAG 4
+#define SLL_HEADER 16
 #define PACKET_OUTGOING_TYPE 4
 #define ARPHRD_LOOPBACK_TYPE 772
 
@@ -46,13 +50,14 @@ static void put_be16(unsigned char *p, unsigned v) {
 }
 
 PyDoc_STRVAR(take_block_doc,
-             "take_block(ring, offset, block_size, snaplen, drop_outgoing)\n"
+             "take_block(ring, offset, block_size, snaplen, drop_outgoing, cooked=False)\n"
              "-> None | (records, packets, outgoing_dropped)\n\n"
              "The block at `offset` of the mapped ring, if the kernel has handed it over: its\n"
              "packets as little-endian nanosecond pcap records (bytes), how many there are, and\n"
              "how many loopback outgoing copies were left out. The block is given back to the kernel before this returns. None when the\n"
              "block is still the kernel's. ValueError for a block whose layout is not a\n"
-             "TPACKET_V3 block of `block_size` bytes (the block is given back all the same).");
+             "TPACKET_V3 block of `block_size` bytes (the block is given back all the same). With\n"
+             "`cooked`, each record starts with a Linux cooked header (LINKTYPE_LINUX_SLL).");
 
 #if RING_AVAILABLE
 
@@ -73,6 +78,18 @@ static const struct tpacket3_hdr *packet_at(const unsigned char *block, size_t s
     return h;
 }
 
+/* The Linux cooked header of a packet (LiveSource._read_one's `_SLL`): packet type, ARPHRD
+ * type, address length, the first 8 bytes of the address (zero-padded), protocol. */
+static void cooked_header(unsigned char *out, const struct sockaddr_ll *sll) {
+    unsigned halen = sll->sll_halen;
+    put_be16(out, sll->sll_pkttype);
+    put_be16(out + 2, sll->sll_hatype);
+    put_be16(out + 4, halen);
+    memset(out + 6, 0, 8);
+    memcpy(out + 6, sll->sll_addr, halen < 8 ? halen : 8);
+    memcpy(out + 14, &sll->sll_protocol, 2); /* network byte order already */
+}
+
 static PyObject *layout_error(struct tpacket_block_desc *desc) {
     give_back(desc);
     PyErr_SetString(PyExc_ValueError, "take_block: not a TPACKET_V3 block of that size");
@@ -82,9 +99,9 @@ static PyObject *layout_error(struct tpacket_block_desc *desc) {
 static PyObject *take_block(PyObject *module, PyObject *args) {
     Py_buffer view;
     Py_ssize_t offset, block_size, snaplen;
-    int drop_outgoing;
-    if (!PyArg_ParseTuple(args, "w*nnnp:take_block", &view, &offset, &block_size, &snaplen,
-                          &drop_outgoing))
+    int drop_outgoing, cooked = 0;
+    if (!PyArg_ParseTuple(args, "w*nnnp|p:take_block", &view, &offset, &block_size, &snaplen,
+                          &drop_outgoing, &cooked))
         return NULL;
     if (offset < 0 || block_size < (Py_ssize_t)sizeof(struct tpacket_block_desc) ||
         offset > view.len || view.len - offset < block_size || snaplen <= 0) {
@@ -103,7 +120,7 @@ static PyObject *take_block(PyObject *module, PyObject *args) {
     uint32_t count = desc->hdr.bh1.num_pkts;
     size_t off = desc->hdr.bh1.offset_to_first_pkt;
     /* First pass: check the chain and size the output (a record never outgrows its packet by
-       more than its header and a VLAN tag). */
+       more than its header and a VLAN tag or a cooked header). */
     size_t need = 0;
     size_t at = off;
     for (uint32_t i = 0; i < count; i++) {
@@ -112,7 +129,7 @@ static PyObject *take_block(PyObject *module, PyObject *args) {
             PyBuffer_Release(&view);
             return layout_error(desc);
         }
-        need += PCAP_RECORD_HEADER + VLAN_TAG + h->tp_snaplen;
+        need += PCAP_RECORD_HEADER + SLL_HEADER + h->tp_snaplen;
         at += h->tp_next_offset;
     }
     PyObject *records = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)need);
@@ -141,7 +158,14 @@ static PyObject *take_block(PyObject *module, PyObject *args) {
         unsigned char *rec = out + used;
         unsigned char *body = rec + PCAP_RECORD_HEADER;
         size_t caplen;
-        if ((h->tp_status & TP_STATUS_VLAN_VALID) && got >= 12) {
+        if (cooked) {
+            caplen = cap_limit > SLL_HEADER ? cap_limit - SLL_HEADER : 0;
+            if (got < caplen) caplen = got;
+            cooked_header(body, sll);
+            memcpy(body + SLL_HEADER, data, caplen);
+            caplen += SLL_HEADER;
+            orig += SLL_HEADER;
+        } else if ((h->tp_status & TP_STATUS_VLAN_VALID) && got >= 12) {
             unsigned tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->hv1.tp_vlan_tpid : 0x8100;
             unsigned char tagged[12 + VLAN_TAG];
             memcpy(tagged, data, 12);

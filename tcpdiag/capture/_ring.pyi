@@ -5,5 +5,11 @@ AVAILABLE: int
 PCAP_RECORD_HEADER: int
 
 def take_block(
-    ring: mmap, offset: int, block_size: int, snaplen: int, drop_outgoing: bool, /
+    ring: mmap,
+    offset: int,
+    block_size: int,
+    snaplen: int,
+    drop_outgoing: bool,
+    cooked: bool = False,
+    /,
 ) -> tuple[bytes, int, int] | None: ...

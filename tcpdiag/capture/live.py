@@ -13,8 +13,11 @@ One `AF_PACKET` socket, set up in an order that never lets an unfiltered packet 
    `PACKET_IGNORE_OUTGOING`, because the kernel hands a packet socket every loopback packet twice
    (once going out, once coming in).
 3. The BPF filter, compiled by libpcap through ctypes (no scapy: importing it takes ~1.8 s) and
-   attached with `SO_ATTACH_FILTER`.
-4. `bind((iface, ETH_P_ALL))`: from here on packets queue up; `ready` is set.
+   attached with `SO_ATTACH_FILTER`. On `any`, behind a test that refuses loopback's outgoing
+   copies (`without_loopback_outgoing`), with or without a filter: `any` cannot use
+   `PACKET_IGNORE_OUTGOING`, which would drop every interface's outgoing packets.
+4. The TPACKET_V3 receive ring (`ring.py`), when it can be had.
+5. `bind((iface, ETH_P_ALL))`: from here on packets queue up; `ready` is set.
 
 Each `recvmsg_into` goes into one preallocated 256 KiB buffer (a loopback frame is at most
 65,549 bytes: 65,535 of IP plus the Ethernet header), and the packet's bytes are copied out once.
@@ -229,6 +232,36 @@ def attach_filter(sock: socket.socket, program: bytes) -> None:
     sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, bytes(fprog))
 
 
+# Classic BPF, to leave loopback's outgoing copies out in the kernel on `any` (linux/filter.h).
+_BPF_INSN = struct.Struct("=HBBI")
+_BPF_LD_ABS_W, _BPF_JEQ_K, _BPF_RET_K = 0x20, 0x15, 0x06
+_SKF_AD_PKTTYPE, _SKF_AD_HATYPE = 0xFFFFF000 + 4, 0xFFFFF000 + 28  # SKF_AD_OFF + ...
+_BPF_MAXINSNS = 4096
+_WHOLE_PACKET = 0xFFFFFFFF  # a filter's return value is how much of the packet to keep
+
+
+def without_loopback_outgoing(program: bytes | None) -> bytes | None:
+    """`program` (None: every packet, whole) behind a test that refuses loopback's outgoing
+    copies: the device type and packet type are the kernel's ancillary loads, so `any` gets
+    each loopback packet once, as the incoming copy, and the ring does not fill with the others
+    (half of the packets on a busy loopback). Classic BPF jumps are relative, so the program
+    runs unchanged after the test. None when the result would exceed the kernel's limit."""
+    body = program if program is not None else _BPF_INSN.pack(_BPF_RET_K, 0, 0, _WHOLE_PACKET)
+    prefix = b"".join(
+        _BPF_INSN.pack(*insn)
+        for insn in (
+            (_BPF_LD_ABS_W, 0, 0, _SKF_AD_HATYPE),
+            (_BPF_JEQ_K, 0, 3, ARPHRD_LOOPBACK),  # not loopback: to the program
+            (_BPF_LD_ABS_W, 0, 0, _SKF_AD_PKTTYPE),
+            (_BPF_JEQ_K, 0, 1, PACKET_OUTGOING),  # not going out: to the program
+            (_BPF_RET_K, 0, 0, 0),  # loopback, going out: refused
+        )
+    )
+    if (len(prefix) + len(body)) // _BPF_INSN.size > _BPF_MAXINSNS:
+        return None
+    return prefix + body
+
+
 # -- the source ---------------------------------------------------------------------------------
 
 
@@ -337,10 +370,11 @@ class LiveSource:
             raise LiveCaptureError(f"cannot capture on {iface}: {exc.strerror or exc}") from None
         try:
             self._configure(sock, program, hatype)
+            self._set_up_ring(sock)
             if iface == "any":
+                # (After the ring: what raced in is in the socket's queue, the rest in the ring.)
                 self._drain(sock)
             else:
-                self._set_up_ring(sock)
                 sock.bind((iface, ETH_P_ALL))
         except OSError as exc:
             if self.ring is not None:
@@ -372,17 +406,26 @@ class LiveSource:
             # Linux 4.20+; older kernels: the user-space check in _read_one() does it.
             with contextlib.suppress(OSError):
                 sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        if self.interface == "any":
+            # (A kernel refusing the ancillary loads: the user-space check does it.)
+            prefixed = without_loopback_outgoing(program)
+            if prefixed is not None:
+                try:
+                    attach_filter(sock, prefixed)
+                    return
+                except OSError:
+                    pass
         if program is not None:
             attach_filter(sock, program)
 
     def _set_up_ring(self, sock: socket.socket) -> None:
         """A ring before bind(), so that every packet goes through it; without one (no C
         extension, an old kernel, no memory for it), packets are read with recvmsg."""
-        if not self._want_ring or self.cooked or not packet_ring.available():
+        if not self._want_ring or not packet_ring.available():
             return
         try:
             self.ring = packet_ring.PacketRing(
-                sock, self.buffer_size, self.snaplen, self._drop_outgoing
+                sock, self.buffer_size, self.snaplen, self._drop_outgoing, self.cooked
             )
         except OSError as exc:
             logging.getLogger(__name__).debug("no packet ring (%s): reading with recvmsg", exc)

@@ -12,15 +12,16 @@ kernel can fill it again while we analyse. The records then go to the C block re
 capture file's would (`Engine.feed_records`), and to `-w` as they are.
 
 A record is what `LiveSource` made of the same packet with `recvmsg` (`_ring.c` says how;
-`tests/live/test_ring.py` captures the same packets both ways and compares them).
+`tests/live/test_ring.py` captures the same packets both ways and compares them). On a socket
+that captures "cooked" (`any`), the kernel gives each packet from its network header on, and
+`_ring.c` puts the Linux cooked header made from the packet's address in front, as `recvmsg`
+reading does.
 
 Sizes: blocks of `BLOCK_SIZE` (1 MiB), or larger to hold a packet of the snap length whole;
 as many as fit the buffer size asked for (`-B`), at least `MIN_BLOCKS`.
 
-Not used (`LiveSource` reads with `recvmsg`) when the C extensions are not built, on an
-interface captured "cooked" (`any`: its packets need a link-layer header made up, and packets
-that raced in before the filter would have to be told apart in the ring), or when the kernel
-refuses the ring.
+Not used (`LiveSource` reads with `recvmsg`) when the C extensions are not built, or when the
+kernel refuses the ring.
 """
 
 from __future__ import annotations
@@ -85,7 +86,12 @@ class PacketRing:
     lag = 2 * RETIRE_MS / 1000
 
     def __init__(
-        self, sock: socket.socket, buffer_size: int, snaplen: int, drop_outgoing: bool
+        self,
+        sock: socket.socket,
+        buffer_size: int,
+        snaplen: int,
+        drop_outgoing: bool,
+        cooked: bool = False,
     ) -> None:
         native = _RING
         if native is None:
@@ -95,6 +101,7 @@ class PacketRing:
         self.blocks = max(MIN_BLOCKS, buffer_size // self.block_size)
         self.snaplen = snaplen
         self.drop_outgoing = drop_outgoing
+        self.cooked = cooked  # records start with a Linux cooked header
         frames = self.block_size // _FRAME_SIZE * self.blocks
         sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V3)
         request = struct.pack(
@@ -119,7 +126,12 @@ class PacketRing:
         if ring is None:
             return None
         got: tuple[bytes, int, int] | None = self._take(
-            ring, self._next * self.block_size, self.block_size, self.snaplen, self.drop_outgoing
+            ring,
+            self._next * self.block_size,
+            self.block_size,
+            self.snaplen,
+            self.drop_outgoing,
+            self.cooked,
         )
         if got is not None:
             self._next = (self._next + 1) % self.blocks

@@ -37,6 +37,7 @@ from tcpdiag.capture.live import (
     LiveSource,
     UnknownInterfaceError,
     compile_filter,
+    without_loopback_outgoing,
 )
 from tcpdiag.cli.live import live as live_command
 from tcpdiag.model import RawPacket
@@ -394,6 +395,28 @@ def test_compiled_filter_is_classic_bpf() -> None:
     assert len(program) % 8 == 0 and len(program) >= 8
     raw_ip = compile_filter("tcp port 443", 101)  # cooked sockets: from the network header
     assert raw_ip != program
+
+
+def test_loopback_outgoing_test_goes_before_the_program() -> None:
+    """On `any`: loopback (device type 772) going out (packet type 4) is refused, anything
+    else jumps to the first instruction of the program, which runs as compiled."""
+    insn = struct.Struct("=HBBI")
+    prefix = [
+        (0x20, 0, 0, 0xFFFFF01C),  # A = the device's ARPHRD type
+        (0x15, 0, 3, 772),  # loopback? else to the program
+        (0x20, 0, 0, 0xFFFFF004),  # A = the packet type
+        (0x15, 0, 1, 4),  # going out? else to the program
+        (0x06, 0, 0, 0),  # refused
+    ]
+    assert all(i + 1 + jf == 5 for i, (_, _, jf, _) in enumerate(prefix) if jf)
+    whole = without_loopback_outgoing(None)
+    assert whole is not None
+    assert list(insn.iter_unpack(whole)) == [*prefix, (0x06, 0, 0, 0xFFFFFFFF)]
+    program = b"".join(insn.pack(0x06, 0, 0, k) for k in (7, 8))
+    prefixed = without_loopback_outgoing(program)
+    assert prefixed is not None and prefixed[5 * 8 :] == program
+    assert without_loopback_outgoing(program * 2045) is not None  # 4,095 instructions
+    assert without_loopback_outgoing(program * 2046) is None  # over the kernel's 4,096
 
 
 def test_unknown_interface_in_the_source() -> None:

@@ -6,7 +6,10 @@ RawPackets `recvmsg` reading makes. The timestamps are equal where the kernel st
 on arrival (UDP here); a TCP packet on loopback carries its departure time instead, which
 packet sockets do not report, so each socket stamps it when it gets it (microseconds apart).
 Then `tcpdiag live`'s loop (`LiveSession`) runs on the ring's records: its report is the one
-`analyze` makes of the pcap it wrote, and that pcap holds the packets `recvmsg` read.
+`analyze` makes of the pcap it wrote, and that pcap holds the packets `recvmsg` read. Both on
+`lo` and on `any`, which is captured cooked: the kernel gives its packets from the network
+header on, each record gets a Linux cooked header, and of each loopback packet, seen going out
+and coming in, one copy is kept.
 
 An editable install has no C extensions: `_ring.c` and `_scan.c` are built here into a
 temporary directory (`tests/cbuild.py`) and put in place of the installed ones.
@@ -25,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tcpdiag.capture import open_capture
+from tcpdiag.capture import live, open_capture
 from tcpdiag.capture import ring as packet_ring
 from tcpdiag.capture.live import LiveSource
 from tcpdiag.cli.live import LiveSession
@@ -51,9 +54,13 @@ def fields(packets: list[RawPacket]) -> list[tuple[int, int, bytes, int]]:
 
 def is_udp(packet: RawPacket) -> bool:
     data = packet.data
-    return (data[12:14] == b"\x08\x00" and data[23] == 17) or (
-        data[12:14] == b"\x86\xdd" and data[20] == 17
+    at = 14 if packet.linktype == 1 else 16  # Ethernet or a Linux cooked header
+    return (data[at - 2 : at] == b"\x08\x00" and data[at + 9] == 17) or (
+        data[at - 2 : at] == b"\x86\xdd" and data[at + 6] == 17
     )
+
+
+INTERFACES = pytest.mark.parametrize("interface", ["lo", "any"])
 
 
 def traffic(port: int) -> None:
@@ -66,11 +73,12 @@ def traffic(port: int) -> None:
         udp6.sendto(b"six", ("::1", port))
 
 
-def test_ring_records_are_the_packets_recvmsg_reads(rings: None) -> None:
+@INTERFACES
+def test_ring_records_are_the_packets_recvmsg_reads(rings: None, interface: str) -> None:
     server = EchoServer()
     port = free_port()
     bpf = f"(tcp port {server.port}) or (udp dst port {port})"
-    with LiveSource("lo", bpf, ring=False) as plain, LiveSource("lo", bpf) as ringed:
+    with LiveSource(interface, bpf, ring=False) as plain, LiveSource(interface, bpf) as ringed:
         assert plain.ring is None
         assert ringed.ring is not None and ringed.ring.blocks == 32  # 32 MiB of 1 MiB blocks
         traffic(port)
@@ -87,7 +95,42 @@ def test_ring_records_are_the_packets_recvmsg_reads(rings: None) -> None:
     assert max(p.orig_len for p in by_ring) > 32_000  # GSO frames went through the ring
     assert stats.packets == len(by_ring) and stats.kernel_drops == 0
     assert stats.bytes == sum(len(p.data) for p in by_ring)
-    assert stats.outgoing_dropped == 0  # the kernel ignores loopback's outgoing copies
+    # The kernel leaves loopback's outgoing copies out (PACKET_IGNORE_OUTGOING on lo, the
+    # filter's prefix on any): none reached user space.
+    assert stats.outgoing_dropped == 0
+    if interface == "lo":
+        assert ringed.linktype == 1
+    else:
+        assert ringed.linktype == 113  # LINKTYPE_LINUX_SLL
+        assert {p.data[:2] for p in by_ring} == {b"\x00\x00"}  # "to us": the incoming copy
+
+
+@pytest.mark.parametrize("ring", [True, False], ids=["ring", "recvmsg"])
+@pytest.mark.parametrize("kernel_drops_copies", [True, False], ids=["kernel", "user-space"])
+def test_any_without_a_filter_keeps_one_copy_of_each_loopback_packet(
+    rings: None, monkeypatch: pytest.MonkeyPatch, ring: bool, kernel_drops_copies: bool
+) -> None:
+    """`any` sees a loopback packet going out and coming in. The filter's prefix leaves the
+    outgoing copy out in the kernel; where the kernel refuses it, user space does."""
+    if not kernel_drops_copies:
+        monkeypatch.setattr(live, "without_loopback_outgoing", lambda program: None)
+    port = free_port()
+    marker = os.urandom(16)
+    with LiveSource("any", ring=ring) as src:
+        assert (src.ring is not None) == ring
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            for i in range(20):
+                udp.sendto(marker + bytes([i]), ("127.0.0.1", port))
+        src.stop()
+        # (Each datagram also comes back quoted in an ICMP port unreachable.)
+        ours = [p for p in src.drain() if marker in p.data and is_udp(p)]
+        stats = src.update_stats()
+    assert [p.data[-1] for p in ours] == list(range(20))
+    assert {p.data[:4] for p in ours} == {b"\x00\x00\x03\x04"}  # to us, on loopback
+    if kernel_drops_copies:
+        assert stats.outgoing_dropped == 0
+    else:
+        assert stats.outgoing_dropped >= 20
 
 
 def test_records_come_at_most_as_many_as_asked_and_numbered_on(rings: None) -> None:
@@ -125,8 +168,9 @@ def test_drain_after_stop_takes_the_block_the_kernel_was_filling(rings: None) ->
     assert [p.frame for p in drained] == [1, 2, 3, 4, 5]
 
 
+@INTERFACES
 def test_live_loop_on_ring_records_reports_what_analyze_reads_back(
-    rings: None, tmp_path: Path
+    rings: None, tmp_path: Path, interface: str
 ) -> None:
     server = EchoServer()
     closed = socket.socket()
@@ -134,7 +178,11 @@ def test_live_loop_on_ring_records_reports_what_analyze_reads_back(
     port = closed.getsockname()[1]
     bpf = f"tcp port {server.port} or tcp port {port}"
     pcap = tmp_path / "ring.pcap"
-    with closed, LiveSource("lo", bpf, ring=False) as plain, LiveSource("lo", bpf) as ringed:
+    with (
+        closed,
+        LiveSource(interface, bpf, ring=False) as plain,
+        LiveSource(interface, bpf) as ringed,
+    ):
         with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", port), timeout=5).close()
         server.transfer(os.urandom(150_000))
@@ -142,9 +190,10 @@ def test_live_loop_on_ring_records_reports_what_analyze_reads_back(
         # All of it is queued in the ring: the loop takes exactly that many packets, and
         # leaves the rest of its last block (nothing here) untaken.
         with open(pcap, "wb") as out:
-            session = LiveSession(ringed, AnalysisOptions(), interface="lo", out_file=out)
+            session = LiveSession(ringed, AnalysisOptions(), interface=interface, out_file=out)
             result = session.run(count=len(reference))
     assert len(reference) > 10
+    assert ringed.ring is not None and ringed.linktype == reference[0].linktype
     assert ringed.stats.packets == len(reference)
     with open_capture(pcap) as capture:
         written = list(capture)

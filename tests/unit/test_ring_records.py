@@ -3,9 +3,10 @@ records through the engine (`Engine.feed_records`, `decode.scan.record_blocks`).
 
 The blocks here are made by hand in the kernel's TPACKET_V3 layout (`linux/if_packet.h`), so
 every case the kernel can hand over is covered without a network: VLAN tags the NIC stripped,
-the snap length, loopback's outgoing copies, an empty block, a block still the kernel's, and
-layouts the kernel never writes. `tests/live/test_ring.py` captures real packets through a ring
-and with `recvmsg` at once and compares them.
+the snap length, loopback's outgoing copies, cooked packets (`any`: from the network header on,
+a Linux cooked header made from the packet's address), an empty block, a block still the
+kernel's, and layouts the kernel never writes. `tests/live/test_ring.py` captures real packets
+through a ring and with `recvmsg` at once and compares them.
 
 The C extensions are built alone into a temporary directory (`tests/cbuild.py`): an editable
 install has none.
@@ -35,10 +36,11 @@ FIRST_PACKET = 48  # offset_to_first_pkt: after the block descriptor (and no pri
 TP_STATUS_USER = 1
 TP_STATUS_VLAN_VALID = 0x10
 TP_STATUS_VLAN_TPID_VALID = 0x40
-PACKET_HOST, PACKET_OUTGOING = 0, 4
-ARPHRD_ETHER, ARPHRD_LOOPBACK = 1, 772
+PACKET_HOST, PACKET_BROADCAST, PACKET_OUTGOING = 0, 1, 4
+ARPHRD_ETHER, ARPHRD_LOOPBACK, ARPHRD_NONE = 1, 772, 0xFFFE
 _HDR = struct.Struct("=IIIIIIHHIIHH8x")  # tpacket3_hdr: 48 bytes
-_SLL = struct.Struct("=HHiHBB8s")  # sockaddr_ll: 20 bytes
+_SLL = struct.Struct("=H2siHBB8s")  # sockaddr_ll: 20 bytes (the protocol in network order)
+COOKED_HEADER = struct.Struct("!HHH8sH")  # LINKTYPE_LINUX_SLL's, as LiveSource._read_one's
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Packet:
     vlan: tuple[int, int | None] | None = None  # (tci, tpid or None when not valid)
     pkttype: int = PACKET_HOST
     hatype: int = ARPHRD_ETHER
+    protocol: int = 0x0800  # sll_protocol (the EtherType)
+    hwaddr: bytes = b"\x02" * 6  # sll_addr[:sll_halen]
 
 
 def make_block(packets: list[Packet], status: int = TP_STATUS_USER) -> bytearray:
@@ -81,7 +85,17 @@ def make_block(packets: list[Packet], status: int = TP_STATUS_USER) -> bytearray
         _HDR.pack_into(
             block, off, nxt, p.sec, p.nsec, len(p.data), wire, tp_status, mac, mac, 0, tci, tpid, 0
         )
-        _SLL.pack_into(block, off + 48, 17, 0x0008, 1, p.hatype, p.pkttype, 6, b"\x02" * 8)
+        _SLL.pack_into(
+            block,
+            off + 48,
+            17,  # AF_PACKET
+            struct.pack("!H", p.protocol),
+            1,  # ifindex
+            p.hatype,
+            p.pkttype,
+            len(p.hwaddr),
+            p.hwaddr[:8],
+        )
         block[off + mac : off + mac + len(p.data)] = p.data
     # tpacket_block_desc: version, offset_to_priv, then bh1: status, num_pkts, first offset
     struct.pack_into("=IIIII", block, 0, 3, 0, status, len(packets), FIRST_PACKET)
@@ -100,8 +114,23 @@ def expected_record(p: Packet, snaplen: int) -> bytes:
     return struct.pack("<IIII", p.sec, p.nsec, len(data), max(wire, len(data))) + data
 
 
-def take(ring_c: ModuleType, block: bytearray, snaplen: int = 262144, drop: bool = False) -> object:
-    return ring_c.take_block(block, 0, BLOCK_SIZE, snaplen, drop)
+def expected_cooked_record(p: Packet, snaplen: int) -> bytes:
+    """What `LiveSource._read_one` makes of a cooked socket's packet (`p.data` from the network
+    header on), as a pcap record: no VLAN tag put back, the snap length counting the header."""
+    wire = len(p.data) if p.wire_len is None else p.wire_len
+    header = COOKED_HEADER.pack(p.pkttype, p.hatype, len(p.hwaddr), p.hwaddr[:8], p.protocol)
+    data = header + p.data[: max(0, snaplen - len(header))]
+    return struct.pack("<IIII", p.sec, p.nsec, len(data), max(wire, len(p.data)) + 16) + data
+
+
+def take(
+    ring_c: ModuleType,
+    block: bytearray,
+    snaplen: int = 262144,
+    drop: bool = False,
+    cooked: bool = False,
+) -> object:
+    return ring_c.take_block(block, 0, BLOCK_SIZE, snaplen, drop, cooked)
 
 
 def frame(n: int, fill: int = 0xAB) -> bytes:
@@ -169,6 +198,51 @@ def test_loopback_outgoing_copies_are_left_out_when_asked(ring_c: ModuleType) ->
         3,
         0,
     )
+
+
+def ip(n: int, fill: int = 0xCD) -> bytes:
+    """A cooked socket's packet: from the IP header on."""
+    return b"\x45\x00" + bytes([fill]) * (n - 2)
+
+
+COOKED = [
+    Packet(ip(60), sec=20, nsec=1),
+    Packet(ip(1500), pkttype=PACKET_OUTGOING, hwaddr=bytes(range(1, 7))),  # sent by this host
+    Packet(ip(40), pkttype=PACKET_BROADCAST, hwaddr=b"\xff" * 6, wire_len=1500),
+    Packet(ip(80), protocol=0x86DD),  # IPv6
+    Packet(ip(52), hatype=ARPHRD_NONE, hwaddr=b""),  # a tunnel: no link-layer address
+    Packet(ip(44), hatype=0x0320, hwaddr=bytes(range(10, 30))),  # a 20-byte address: 8 kept
+    Packet(ip(60), vlan=(0x0123, None)),  # a tag: not put back in a cooked record
+    Packet(ip(28), hatype=ARPHRD_LOOPBACK, hwaddr=bytes(6)),
+]
+
+
+def test_cooked_packets_get_a_linux_cooked_header(ring_c: ModuleType) -> None:
+    got = take(ring_c, make_block(COOKED), cooked=True)
+    assert got == (b"".join(expected_cooked_record(p, 262144) for p in COOKED), 8, 0)
+    records = got[0]  # type: ignore[index]
+    assert struct.unpack_from("<II", records, 8) == (76, 76)
+    assert records[16:32] == bytes.fromhex("0000 0001 0006 020202020202 0000 0800")
+    long_address = records.index(bytes(range(10, 18)))
+    assert records[long_address - 2 : long_address] == b"\x00\x14"  # the length as given
+
+
+@pytest.mark.parametrize("snaplen", [1, 15, 16, 17, 40, 75, 76, 77])
+def test_snap_length_of_cooked_records_counts_the_header(ring_c: ModuleType, snaplen: int) -> None:
+    got = take(ring_c, make_block(COOKED), snaplen=snaplen, cooked=True)
+    assert got == (b"".join(expected_cooked_record(p, snaplen) for p in COOKED), 8, 0)
+
+
+def test_cooked_loopback_outgoing_copies_are_left_out_when_asked(ring_c: ModuleType) -> None:
+    """`any` sees a loopback packet going out and coming in: one copy is kept; a packet that
+    this host sends on another interface is kept too."""
+    packets = [
+        Packet(ip(60, 1), pkttype=PACKET_OUTGOING, hatype=ARPHRD_LOOPBACK, hwaddr=bytes(6)),
+        Packet(ip(60, 1), pkttype=PACKET_HOST, hatype=ARPHRD_LOOPBACK, hwaddr=bytes(6)),
+        Packet(ip(60, 3), pkttype=PACKET_OUTGOING),
+    ]
+    got = take(ring_c, make_block(packets), drop=True, cooked=True)
+    assert got == (b"".join(expected_cooked_record(p, 262144) for p in packets[1:]), 2, 1)
 
 
 def test_empty_block(ring_c: ModuleType) -> None:
