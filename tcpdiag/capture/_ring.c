@@ -15,7 +15,9 @@
  * An interface captured "cooked" (`any`, or one without a link-layer header tcpdiag reads) gives
  * its packets from the network header on: each record then starts with the Linux cooked header
  * (LINKTYPE_LINUX_SLL) made from the packet's sockaddr_ll, as libpcap's `any` device writes it,
- * and the snap length counts that header.
+ * and the snap length counts that header. A VLAN tag the NIC stripped is put back as libpcap
+ * does for cooked captures: its TPID in the header's protocol field, then the TCI and the
+ * protocol.
  *
  * Not Linux: the module builds, and `AVAILABLE` is 0. */
 
@@ -120,7 +122,7 @@ static PyObject *take_block(PyObject *module, PyObject *args) {
     uint32_t count = desc->hdr.bh1.num_pkts;
     size_t off = desc->hdr.bh1.offset_to_first_pkt;
     /* First pass: check the chain and size the output (a record never outgrows its packet by
-       more than its header and a VLAN tag or a cooked header). */
+       more than its header, a cooked header and a VLAN tag). */
     size_t need = 0;
     size_t at = off;
     for (uint32_t i = 0; i < count; i++) {
@@ -129,7 +131,7 @@ static PyObject *take_block(PyObject *module, PyObject *args) {
             PyBuffer_Release(&view);
             return layout_error(desc);
         }
-        need += PCAP_RECORD_HEADER + SLL_HEADER + h->tp_snaplen;
+        need += PCAP_RECORD_HEADER + SLL_HEADER + VLAN_TAG + h->tp_snaplen;
         at += h->tp_next_offset;
     }
     PyObject *records = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)need);
@@ -159,12 +161,24 @@ static PyObject *take_block(PyObject *module, PyObject *args) {
         unsigned char *body = rec + PCAP_RECORD_HEADER;
         size_t caplen;
         if (cooked) {
-            caplen = cap_limit > SLL_HEADER ? cap_limit - SLL_HEADER : 0;
-            if (got < caplen) caplen = got;
+            /* The header (and a tag) whole, the snap length cutting the packet after them. */
+            size_t head = SLL_HEADER;
             cooked_header(body, sll);
-            memcpy(body + SLL_HEADER, data, caplen);
-            caplen += SLL_HEADER;
-            orig += SLL_HEADER;
+            if (h->tp_status & TP_STATUS_VLAN_VALID) {
+                /* As libpcap: the tag goes where the header's protocol was (TPID, TCI), and
+                   the protocol after it. */
+                unsigned tpid =
+                    (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->hv1.tp_vlan_tpid : 0x8100;
+                memcpy(body + SLL_HEADER + 2, body + SLL_HEADER - 2, 2);
+                put_be16(body + SLL_HEADER - 2, tpid);
+                put_be16(body + SLL_HEADER, h->hv1.tp_vlan_tci);
+                head += VLAN_TAG;
+            }
+            caplen = cap_limit > head ? cap_limit - head : 0;
+            if (got < caplen) caplen = got;
+            memcpy(body + head, data, caplen);
+            caplen += head;
+            orig += head;
         } else if ((h->tp_status & TP_STATUS_VLAN_VALID) && got >= 12) {
             unsigned tpid = (h->tp_status & TP_STATUS_VLAN_TPID_VALID) ? h->hv1.tp_vlan_tpid : 0x8100;
             unsigned char tagged[12 + VLAN_TAG];

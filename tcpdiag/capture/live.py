@@ -96,6 +96,7 @@ _AUXDATA = struct.Struct("@IIIHHHH")
 _STATS = struct.Struct("@II")
 _SLL = struct.Struct("!HHH8sH")
 _VLAN = struct.Struct("!HH")
+_PROTOCOL = struct.Struct("!H")
 
 
 class LiveCaptureError(CaptureError):
@@ -636,7 +637,7 @@ class LiveSource:
             elif level == SOL_PACKET and kind == PACKET_AUXDATA:
                 status, tp_len, _snap, _mac, _net, tci, tpid = _AUXDATA.unpack_from(data)
                 orig_len = max(orig_len, tp_len)
-                if status & TP_STATUS_VLAN_VALID and not self.cooked:
+                if status & TP_STATUS_VLAN_VALID:
                     tpid = tpid if status & TP_STATUS_VLAN_TPID_VALID else 0x8100
                     vlan = _VLAN.pack(tpid, tci)
         if not ts_ns:
@@ -644,7 +645,12 @@ class LiveSource:
         got = min(nbytes, RECV_BUFFER)
         if self.cooked:
             proto, pkttype, hatype, hwaddr = addr[1], addr[2], addr[3], addr[4]
-            header = _SLL.pack(pkttype, hatype, len(hwaddr), hwaddr[:8], proto)
+            if vlan is None:
+                header = _SLL.pack(pkttype, hatype, len(hwaddr), hwaddr[:8], proto)
+            else:  # as libpcap: the tag's TPID in the protocol field, then TCI and protocol
+                tpid = _VLAN.unpack(vlan)[0]
+                header = _SLL.pack(pkttype, hatype, len(hwaddr), hwaddr[:8], tpid)
+                header += vlan[2:] + _PROTOCOL.pack(proto)
             data = header + self._view[: min(got, max(0, self.snaplen - len(header)))].tobytes()
             orig_len += len(header)
         elif vlan is not None and got >= 12:

@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
+import struct
+import subprocess
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,6 +38,7 @@ from tcpdiag.cli.live import LiveSession
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import scan
 from tcpdiag.engine import analyze_capture
+from tcpdiag.lab.netns import Namespace, veth_pair
 from tcpdiag.model import RawPacket
 from tcpdiag.report.json import capture_json, dumps
 from tests.live.test_live import WAIT, EchoServer, collect, free_port, needs_libpcap, needs_root
@@ -131,6 +135,89 @@ def test_any_without_a_filter_keeps_one_copy_of_each_loopback_packet(
         assert stats.outgoing_dropped == 0
     else:
         assert stats.outgoing_dropped >= 20
+
+
+def tagged_frame(tpid: int, tci: int, port: int, payload: bytes) -> bytes:
+    """A broadcast Ethernet frame with a VLAN tag, carrying an IPv4 UDP datagram."""
+    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
+                               bytes([10, 78, 0, 1]), bytes([10, 78, 0, 2])))  # fmt: skip
+    checksum = sum(struct.unpack("!10H", ip))
+    checksum = (checksum & 0xFFFF) + (checksum >> 16)
+    struct.pack_into("!H", ip, 10, ~checksum & 0xFFFF)
+    ethernet = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01"
+    return ethernet + struct.pack("!HH", tpid, tci) + b"\x08\x00" + bytes(ip) + udp
+
+
+def tcpdump(ns: Namespace, interface: str, bpf: str, out: Path) -> subprocess.Popen[str]:
+    """tcpdump capturing 2 packets as Linux cooked v1 on `any` (as tcpdiag writes it), once it
+    says it listens."""
+    linktype = ["-y", "LINUX_SLL"] if interface == "any" else []
+    argv = ["tcpdump", "-i", interface, *linktype, "-c", "2", "-w", str(out), bpf]
+    proc = subprocess.Popen(ns.exec_argv(argv), stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "listening on" in line:
+            return proc
+    raise AssertionError(f"tcpdump did not start: {proc.wait()}")
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+def test_vlan_tags_the_kernel_took_off_are_put_back_as_tcpdump_does(
+    rings: None, tmp_path: Path
+) -> None:
+    """A tagged frame sent over a veth pair: the receiving kernel takes the tag off before
+    packet sockets see it (as a NIC that strips tags does) and gives it beside the packet. On
+    the Ethernet interface it goes back after the MAC addresses; on `any` (cooked) where
+    libpcap puts it, its TPID in the header's protocol field, then TCI and protocol. The ring
+    and recvmsg make the same records, and tcpdump writes the same bytes."""
+    port = free_port()
+    frames = [
+        tagged_frame(0x8100, 100, port, b"q" * 10),
+        tagged_frame(0x88A8, 0xE064, port, b"ad" * 20),  # 802.1ad
+    ]
+    bpf = f"udp port {port}"
+    with veth_pair() as pair:
+        with pair.b.entered():
+            sources = [
+                LiveSource(interface, bpf, ring=ring).open()
+                for interface in (pair.if_b, "any")
+                for ring in (True, False)
+            ]
+        dumps = [tcpdump(pair.b, i, bpf, tmp_path / f"{i}.pcap") for i in (pair.if_b, "any")]
+        try:
+            assert [s.ring is not None for s in sources] == [True, False, True, False]
+            with pair.a.entered():
+                sender = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+            with sender:
+                sender.bind((pair.if_a, 0))
+                for frame in frames:
+                    sender.send(frame)
+            got = [collect(source, 2) for source in sources]
+            for dump in dumps:
+                assert dump.wait(timeout=WAIT) == 0
+        finally:
+            for source in sources:
+                source.close()
+            for dump in dumps:
+                dump.kill()
+    ethernet, _, cooked, _ = got
+    for name, ours in ((pair.if_b, ethernet), ("any", cooked)):
+        with open_capture(tmp_path / f"{name}.pcap") as capture:
+            theirs = list(capture)
+        assert [(p.linktype, p.data, p.orig_len) for p in theirs] == [
+            (p.linktype, p.data, p.orig_len) for p in ours
+        ]
+    assert fields(got[1]) == fields(ethernet) and fields(got[3]) == fields(cooked)
+    assert [(p.linktype, p.data, p.orig_len) for p in ethernet] == [(1, f, len(f)) for f in frames]
+    # packet type 1 (broadcast), ARPHRD_ETHER, the sender's address, then the tag and the type
+    sll = [struct.unpack_from("!HHH6s2xHHH", p.data) for p in cooked]
+    assert sll == [
+        (1, 1, 6, b"\x02\x00\x00\x00\x00\x01", 0x8100, 100, 0x0800),
+        (1, 1, 6, b"\x02\x00\x00\x00\x00\x01", 0x88A8, 0xE064, 0x0800),
+    ]
+    assert [p.data[20:] for p in cooked] == [f[18:] for f in frames]
+    assert [p.orig_len for p in cooked] == [len(f) - 18 + 20 for f in frames]
 
 
 def test_records_come_at_most_as_many_as_asked_and_numbered_on(rings: None) -> None:

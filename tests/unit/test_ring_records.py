@@ -116,11 +116,19 @@ def expected_record(p: Packet, snaplen: int) -> bytes:
 
 def expected_cooked_record(p: Packet, snaplen: int) -> bytes:
     """What `LiveSource._read_one` makes of a cooked socket's packet (`p.data` from the network
-    header on), as a pcap record: no VLAN tag put back, the snap length counting the header."""
+    header on), as a pcap record: the header (and a VLAN tag, put back as libpcap does: TPID in
+    the protocol field, then TCI and protocol) whole, the snap length counting them."""
     wire = len(p.data) if p.wire_len is None else p.wire_len
-    header = COOKED_HEADER.pack(p.pkttype, p.hatype, len(p.hwaddr), p.hwaddr[:8], p.protocol)
+    if p.vlan is None:
+        header = COOKED_HEADER.pack(p.pkttype, p.hatype, len(p.hwaddr), p.hwaddr[:8], p.protocol)
+    else:
+        tci, tpid = p.vlan
+        header = COOKED_HEADER.pack(
+            p.pkttype, p.hatype, len(p.hwaddr), p.hwaddr[:8], 0x8100 if tpid is None else tpid
+        ) + struct.pack("!HH", tci, p.protocol)
     data = header + p.data[: max(0, snaplen - len(header))]
-    return struct.pack("<IIII", p.sec, p.nsec, len(data), max(wire, len(p.data)) + 16) + data
+    orig = max(wire, len(p.data)) + len(header)
+    return struct.pack("<IIII", p.sec, p.nsec, len(data), orig) + data
 
 
 def take(
@@ -212,25 +220,29 @@ COOKED = [
     Packet(ip(80), protocol=0x86DD),  # IPv6
     Packet(ip(52), hatype=ARPHRD_NONE, hwaddr=b""),  # a tunnel: no link-layer address
     Packet(ip(44), hatype=0x0320, hwaddr=bytes(range(10, 30))),  # a 20-byte address: 8 kept
-    Packet(ip(60), vlan=(0x0123, None)),  # a tag: not put back in a cooked record
+    Packet(ip(60), vlan=(0x0123, None)),  # a tag the NIC stripped: 802.1Q assumed
     Packet(ip(28), hatype=ARPHRD_LOOPBACK, hwaddr=bytes(6)),
+    Packet(ip(48), vlan=(0xE064, 0x88A8), protocol=0x86DD),  # 802.1ad, over IPv6
 ]
 
 
 def test_cooked_packets_get_a_linux_cooked_header(ring_c: ModuleType) -> None:
     got = take(ring_c, make_block(COOKED), cooked=True)
-    assert got == (b"".join(expected_cooked_record(p, 262144) for p in COOKED), 8, 0)
+    assert got == (b"".join(expected_cooked_record(p, 262144) for p in COOKED), 9, 0)
     records = got[0]  # type: ignore[index]
     assert struct.unpack_from("<II", records, 8) == (76, 76)
     assert records[16:32] == bytes.fromhex("0000 0001 0006 020202020202 0000 0800")
     long_address = records.index(bytes(range(10, 18)))
     assert records[long_address - 2 : long_address] == b"\x00\x14"  # the length as given
+    tagged = records.index(bytes.fromhex("8100 0123 0800 4500"))
+    assert struct.unpack_from("<II", records, tagged - 22) == (80, 80)  # 20 + 60 bytes
+    assert bytes.fromhex("88a8 e064 86dd 4500") in records
 
 
-@pytest.mark.parametrize("snaplen", [1, 15, 16, 17, 40, 75, 76, 77])
+@pytest.mark.parametrize("snaplen", [1, 15, 16, 17, 19, 20, 21, 40, 75, 76, 77, 79, 80, 81])
 def test_snap_length_of_cooked_records_counts_the_header(ring_c: ModuleType, snaplen: int) -> None:
     got = take(ring_c, make_block(COOKED), snaplen=snaplen, cooked=True)
-    assert got == (b"".join(expected_cooked_record(p, snaplen) for p in COOKED), 8, 0)
+    assert got == (b"".join(expected_cooked_record(p, snaplen) for p in COOKED), 9, 0)
 
 
 def test_cooked_loopback_outgoing_copies_are_left_out_when_asked(ring_c: ModuleType) -> None:
