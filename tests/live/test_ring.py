@@ -1,4 +1,5 @@
-"""Live capture through a TPACKET_V3 ring (`capture/ring.py`), for real on loopback.
+"""Live capture through a TPACKET_V3 ring (`capture/ring.py`), for real on loopback, a veth
+pair and a TUN device (the last two in network namespaces of their own, `lab/netns.py`).
 
 Two sources are opened on the same interface with the same filter, one reading through a ring
 and one with `recvmsg`: the kernel gives both every packet, so the ring's records must be the
@@ -11,12 +12,18 @@ Then `tcpdiag live`'s loop (`LiveSession`) runs on the ring's records: its repor
 header on, each record gets a Linux cooked header, and of each loopback packet, seen going out
 and coming in, one copy is kept.
 
+Against tcpdump (libpcap), capturing at the same time: VLAN tags the kernel took off put back
+(on Ethernet, and on `any` as libpcap does in cooked headers), a TCP connection over a veth
+pair on `any` (this host's outgoing packets kept), and a TUN device without a link-layer
+header (raw IP; on `any` a cooked header without an address): the same bytes.
+
 An editable install has no C extensions: `_ring.c` and `_scan.c` are built here into a
 temporary directory (`tests/cbuild.py`) and put in place of the installed ones.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -39,7 +46,7 @@ from tcpdiag.cli.live import LiveSession
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.decode import scan
 from tcpdiag.engine import analyze_capture
-from tcpdiag.lab.netns import Namespace, veth_pair
+from tcpdiag.lab.netns import Namespace, namespace, veth_pair
 from tcpdiag.model import RawPacket
 from tcpdiag.report.json import capture_json, dumps
 from tests.live.test_live import WAIT, EchoServer, collect, free_port, needs_libpcap, needs_root
@@ -140,14 +147,9 @@ def test_any_without_a_filter_keeps_one_copy_of_each_loopback_packet(
 
 def tagged_frame(tpid: int, tci: int, port: int, payload: bytes) -> bytes:
     """A broadcast Ethernet frame with a VLAN tag, carrying an IPv4 UDP datagram."""
-    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
-    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0,
-                               bytes([10, 78, 0, 1]), bytes([10, 78, 0, 2])))  # fmt: skip
-    checksum = sum(struct.unpack("!10H", ip))
-    checksum = (checksum & 0xFFFF) + (checksum >> 16)
-    struct.pack_into("!H", ip, 10, ~checksum & 0xFFFF)
+    ip = udp_datagram(bytes([10, 78, 0, 1]), bytes([10, 78, 0, 2]), port, payload)
     ethernet = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x01"
-    return ethernet + struct.pack("!HH", tpid, tci) + b"\x08\x00" + bytes(ip) + udp
+    return ethernet + struct.pack("!HH", tpid, tci) + b"\x08\x00" + ip
 
 
 def tcpdump_started(ns: Namespace, argv: list[str]) -> subprocess.Popen[str]:
@@ -272,6 +274,88 @@ def test_tcp_over_a_veth_pair_on_any_is_what_tcpdump_captures(rings: None, tmp_p
     expected = sorted((p.linktype, p.data, p.orig_len) for p in by_tcpdump)
     for packets in got:
         assert sorted((p.linktype, p.data, p.orig_len) for p in packets) == expected
+
+
+TUNSETIFF = 0x400454CA
+IFF_TUN, IFF_NO_PI = 0x0001, 0x1000
+
+
+def udp_datagram(src: bytes, dst: bytes, port: int, payload: bytes) -> bytes:
+    """An IPv4 UDP datagram (no UDP checksum), its IP header checksum right."""
+    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, 17, 0, src, dst))
+    checksum = sum(struct.unpack("!10H", ip))
+    checksum = (checksum & 0xFFFF) + (checksum >> 16)
+    struct.pack_into("!H", ip, 10, ~checksum & 0xFFFF)
+    return bytes(ip) + udp
+
+
+@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+@pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")
+def test_a_tun_device_without_link_header_is_raw_ip_as_tcpdump_captures(
+    rings: None, tmp_path: Path
+) -> None:
+    """A TUN device (ARPHRD_NONE, as WireGuard and VPN clients): raw IP on the device itself,
+    a cooked header without an address on `any`; going out and coming in; ring and recvmsg;
+    the bytes tcpdump writes."""
+    port = free_port()
+    bpf = f"udp port {port}"
+    local, peer = bytes([10, 79, 0, 1]), bytes([10, 79, 0, 2])
+    with namespace() as ns:
+        ns.ip("tuntap", "add", "mode", "tun", "name", "tun0")
+        ns.ip("addr", "add", "10.79.0.1/24", "dev", "tun0")
+        with ns.entered():
+            tun = os.open("/dev/net/tun", os.O_RDWR)
+            fcntl.ioctl(tun, TUNSETIFF, struct.pack("16sH", b"tun0", IFF_TUN | IFF_NO_PI))
+        ns.ip("link", "set", "tun0", "up")
+        with ns.entered():
+            sources = [
+                LiveSource(interface, bpf, ring=ring).open()
+                for interface in ("tun0", "any")
+                for ring in (True, False)
+            ]
+        outs = {i: tmp_path / f"{i}.pcap" for i in ("tun0", "any")}
+        dumps = [
+            tcpdump_started(ns, ["tcpdump", "-i", "tun0", "-c", "3", "-w", str(outs["tun0"]), bpf]),
+            tcpdump_started(
+                ns,
+                ["tcpdump", "-i", "any", "-y", "LINUX_SLL", "-c", "3", "-w", str(outs["any"]), bpf],
+            ),
+        ]
+        try:
+            with ns.entered():
+                sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            with sender:
+                sender.sendto(b"out" * 5, ("10.79.0.2", port))  # going out through the tun
+                sender.sendto(b"out" * 50, ("10.79.0.2", port))
+            os.write(tun, udp_datagram(peer, local, port, b"in" * 20))  # coming in
+            got = [collect(source, 3) for source in sources]
+            for dump in dumps:
+                assert dump.wait(timeout=WAIT) == 0
+        finally:
+            os.close(tun)
+            for source in sources:
+                source.close()
+            for dump in dumps:
+                dump.kill()
+    raw, _, cooked, _ = got
+    assert fields(got[1]) == fields(raw) and fields(got[3]) == fields(cooked)
+    assert [p.linktype for p in raw] == [101] * 3  # LINKTYPE_RAW
+    assert [p.data[:1] for p in raw] == [b"\x45"] * 3
+    assert raw[2].data == udp_datagram(peer, local, port, b"in" * 20)
+    # packet type (4 out, 0 in), ARPHRD_NONE, no address, IPv4; then the packet as on tun0
+    assert [struct.unpack_from("!HHH8sH", p.data) for p in cooked] == [
+        (4, 0xFFFE, 0, bytes(8), 0x0800),
+        (4, 0xFFFE, 0, bytes(8), 0x0800),
+        (0, 0xFFFE, 0, bytes(8), 0x0800),
+    ]
+    assert [p.data[16:] for p in cooked] == [p.data for p in raw]
+    for name, ours in (("tun0", raw), ("any", cooked)):
+        with open_capture(outs[name]) as capture:
+            theirs = list(capture)
+        assert [(p.linktype, p.data, p.orig_len) for p in theirs] == [
+            (p.linktype, p.data, p.orig_len) for p in ours
+        ]
 
 
 def test_records_come_at_most_as_many_as_asked_and_numbered_on(rings: None) -> None:
