@@ -27,8 +27,9 @@ HEADER = """\
 
 Every file here was recorded by tcpdiag's lab (`tcpdiag/lab/`) on a real Linux kernel with real
 sockets: the loopback interface of a fresh network namespace (127.0.0.1 and ::1; nothing else on
-the machine shares its ports or firewall), or two namespaces joined by a veth pair or by TUN
-devices, all created and deleted by the lab itself (addresses 10.77.x.y exist only inside them).
+the machine shares its ports or firewall), or two namespaces joined by a veth pair, by TUN
+devices or by a bridge in a third (as containers behind a host's bridge), all created and
+deleted by the lab itself (addresses 10.77.x.y exist only inside them).
 Nothing here is synthetic: where a scenario needs a misbehaving peer, the misbehaviour is real
 OpenSSL output that a client chose not to send in full, an nft rule, a Python TUN shaper that
 delays or drops packets, or a raw-socket replay of a segment recorded earlier in the capture.

@@ -188,3 +188,39 @@ def veth_pair(
             ns.offloads_off(iface)
             ns.ip("link", "set", iface, "up")
         yield VethPair(a, b, if_a, if_b, addr_a, addr_b or "")
+
+
+@dataclass
+class BridgedPair:
+    """Namespaces ``a`` (client) and ``b`` (server), each joined by a veth pair to the bridge
+    ``bridge`` in namespace ``host``: the way containers sit behind a host's bridge."""
+
+    host: Namespace
+    a: Namespace
+    b: Namespace
+    bridge: str
+    addr_a: str
+    addr_b: str
+
+
+@contextlib.contextmanager
+def bridged_pair(
+    *, addr_a: str = "10.77.2.1", addr_b: str = "10.77.2.2", prefix: int = 24
+) -> Iterator[BridgedPair]:
+    """A host namespace with a bridge, and two namespaces plugged into it by veth pairs
+    (offloads off on every end). A packet from ``a`` to ``b`` crosses two of the host's
+    interfaces: it comes in on ``a``'s port and goes out on ``b``'s."""
+    with namespace() as host, namespace() as a, namespace() as b:
+        bridge = "br0"
+        host.ip("link", "add", bridge, "type", "bridge")
+        host.ip("link", "set", bridge, "up")
+        for i, (ns, addr) in enumerate(((a, addr_a), (b, addr_b)), start=1):
+            port = f"port{i}"
+            run(["ip", "link", "add", port, "netns", host.name, "type", "veth",
+                 "peer", "name", "eth0", "netns", ns.name])  # fmt: skip
+            host.ip("link", "set", port, "master", bridge)
+            ns.ip("addr", "add", f"{addr}/{prefix}", "dev", "eth0")
+            for side, iface in ((host, port), (ns, "eth0")):
+                side.offloads_off(iface)
+                side.ip("link", "set", iface, "up")
+        yield BridgedPair(host, a, b, bridge, addr_a, addr_b)

@@ -102,3 +102,23 @@ def test_committed_capture_findings(name: str) -> None:
     found = {f.name for f in result.all_findings()}
     assert set(truth["expect"]["findings"]) <= found, sorted(found)
     assert not set(truth["expect"]["absent"]) & found, sorted(found)
+
+
+def test_bridge_copies_on_any_leave_a_healthy_connection_healthy() -> None:
+    """`-i any` on a host whose bridge joins two namespaces sees every packet twice: the
+    copies are flagged as retransmissions and duplicate ACKs, as Wireshark does, but the
+    connection is not a problem flow and the retransmission finding says why."""
+    from tcpdiag.config import AnalysisOptions
+    from tcpdiag.engine import analyze_capture
+    from tcpdiag.findings.verdict import problem_flow
+    from tcpdiag.result import Severity
+
+    result = analyze_capture(str(CAPTURES / "tcp-any-bridge-duplicates.pcap"), AnalysisOptions())
+    (flow,) = result.flows
+    assert not problem_flow(flow) and flow.verdict.startswith("ok: 65.5 KB")
+    by_name = {f.name: f for f in flow.findings}
+    resent = by_name["retransmission"]
+    assert resent.severity is Severity.INFO and resent.count > 40
+    assert "captured twice" in resent.message and "not resends on the network" in resent.message
+    assert by_name["capture-duplicate-packets"].count >= 30
+    assert max(f.severity for f in flow.findings) is Severity.INFO

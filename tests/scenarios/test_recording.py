@@ -214,6 +214,17 @@ def _retrans(t: Truth) -> None:
     assert t["wire"]["payload_bytes"]["client"] > t["app"]["bytes_sent"]  # resent data
 
 
+@check("tcp-any-bridge-duplicates")
+def _bridge_duplicates(t: Truth) -> None:
+    app, w = t["app"], t["wire"]
+    assert t["linktype"] == "linux-sll2"
+    assert app["server"]["bytes_received"] == app["bytes_sent"] and app["bytes_received"] == 3
+    # Every packet twice: in on the client's bridge port, out on the server's; nothing lost.
+    assert (w["syn"], w["syn_ack"]) == (2, 2) and w["tcp_packets"] % 2 == 0
+    assert w["fin"] == {"client": 2, "server": 2} and w["rst"] == {"client": 0, "server": 0}
+    assert w["payload_bytes"] == {"client": 2 * app["bytes_sent"], "server": 6}
+
+
 @check("tcp-late-response")
 def _late(t: Truth) -> None:
     assert t["app"]["request_1"].startswith("TimeoutError")
