@@ -27,7 +27,7 @@ from typing import Any
 
 from tcpdiag.lab import wire
 from tcpdiag.lab.firewall import Action, block_syns
-from tcpdiag.lab.netns import LabError, bridged_pair, namespace, veth_pair
+from tcpdiag.lab.netns import LabError, Namespace, bridged_pair, namespace, veth_pair
 from tcpdiag.lab.recorder import Recorder, Tool
 from tcpdiag.lab.shaper import tun_link
 from tcpdiag.lab.tls_peers import (
@@ -827,35 +827,51 @@ def retransmissions(st: Stage) -> dict[str, Any]:
 
     port = 8080
     st.server_port = port
+    with tun_link(decide) as link:
+        rec = st.recorder(link.if_client, f"tcp port {port}", netns=link.client)
+        app = _upload(rec, link.server, link.client, link.addr_server, port, total)
+        dropped = list(link.shaper.dropped)
+    server = app.pop("server")
+    return {**app, "delay_ms_each_way": 20, "dropped_data_segments": sorted(drops),
+            "shaper_dropped": [f"{d}#{i}" for d, i in dropped],
+            "server": server}  # fmt: skip
+
+
+def _upload(
+    rec: Recorder,
+    server_ns: Namespace,
+    client_ns: Namespace,
+    server_addr: str,
+    port: int,
+    total: int,
+) -> dict[str, Any]:
+    """`total` bytes from a client in `client_ns` to a server in `server_ns`, which answers
+    "ok" once the client has half-closed; recorded by `rec` while it runs. What both
+    applications saw."""
 
     def handler(conn: socket.socket) -> dict[str, Any]:
         got = _recv_all(conn)
         conn.sendall(b"ok\n")
         return {"bytes_received": len(got), "bytes_sent": 3}
 
-    with tun_link(decide) as link:
-        with link.server.entered():
-            lst = _listener(link.addr_server, port)
-        with link.client.entered():
-            client = socket.socket()
-        try:
-            server = _serve_once(lst, handler)
-            with st.recorder(link.if_client, f"tcp port {port}", netns=link.client):
-                client.connect((link.addr_server, port))
-                t0 = time.perf_counter()
-                client.sendall(b"d" * total)
-                client.shutdown(socket.SHUT_WR)
-                got = _recv_all(client)
-                done = _ms(t0)
-                client.close()
-                srv = server.join()
-        finally:
-            lst.close()
-        dropped = list(link.shaper.dropped)
-    return {"bytes_sent": total, "bytes_received": len(got), "transfer_ms": done,
-            "delay_ms_each_way": 20, "dropped_data_segments": sorted(drops),
-            "shaper_dropped": [f"{d}#{i}" for d, i in dropped],
-            "server": srv}  # fmt: skip
+    with server_ns.entered():
+        lst = _listener(server_addr, port)
+    with client_ns.entered():
+        client = socket.socket()
+    try:
+        server = _serve_once(lst, handler)
+        with rec:
+            client.connect((server_addr, port))
+            t0 = time.perf_counter()
+            client.sendall(b"d" * total)
+            client.shutdown(socket.SHUT_WR)
+            got = _recv_all(client)
+            done = _ms(t0)
+            client.close()
+            srv = server.join()
+    finally:
+        lst.close()
+    return {"bytes_sent": total, "bytes_received": len(got), "transfer_ms": done, "server": srv}
 
 
 @scenario(
@@ -869,37 +885,13 @@ def retransmissions(st: Stage) -> dict[str, Any]:
     isolated=False,
 )
 def any_bridge_duplicates(st: Stage) -> dict[str, Any]:
-    total = 64 * 1024
     port = 8080
     st.server_port = port
-
-    def handler(conn: socket.socket) -> dict[str, Any]:
-        got = _recv_all(conn)
-        conn.sendall(b"ok\n")
-        return {"bytes_received": len(got), "bytes_sent": 3}
-
     with bridged_pair() as net:
-        with net.b.entered():
-            lst = _listener(net.addr_b, port)
-        with net.a.entered():
-            client = socket.socket()
-        try:
-            server = _serve_once(lst, handler)
-            # (A snap length above the 1,500-byte frames: tcpdump's immediate mode hands each
-            # packet over in a block of the snap length's size, and 256 KiB blocks dropped.)
-            with st.recorder("any", f"tcp port {port}", netns=net.host, snaplen=2048):
-                client.connect((net.addr_b, port))
-                t0 = time.perf_counter()
-                client.sendall(b"d" * total)
-                client.shutdown(socket.SHUT_WR)
-                got = _recv_all(client)
-                done = _ms(t0)
-                client.close()
-                srv = server.join()
-        finally:
-            lst.close()
-    return {"bytes_sent": total, "bytes_received": len(got), "transfer_ms": done,
-            "server": srv}  # fmt: skip
+        # (A snap length above the 1,500-byte frames: tcpdump's immediate mode hands each
+        # packet over in a block of the snap length's size, and 256 KiB blocks dropped.)
+        rec = st.recorder("any", f"tcp port {port}", netns=net.host, snaplen=2048)
+        return _upload(rec, net.b, net.a, net.addr_b, port, 64 * 1024)
 
 
 @scenario(
