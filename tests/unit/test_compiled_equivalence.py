@@ -15,6 +15,8 @@ test is skipped only when that is impossible (no mypyc or no C compiler).
 from __future__ import annotations
 
 import ast
+import ctypes
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -200,6 +202,23 @@ def test_compiled_and_pure_python_reports_are_identical(compiled_root: Path | No
         # The flows and findings came back from pickling equal (the same line, pure Python).
         assert fast[4 + 4 * i].split(" ")[1:3] in (["pickled", "True"], ["pickled", "error"])
     assert sum(" pickled True " in line for line in fast) >= 10
+
+
+def test_only_the_init_function_of_the_compiled_group_is_exported(
+    compiled_root: Path | None,
+) -> None:
+    """setup.py builds the compiled modules with hidden symbols (`HIDDEN`): the compiled
+    functions call each other directly and can be inlined; Python finds the init function."""
+    name = "tcpdiag_native__mypyc"
+    if compiled_root is None:
+        spec = importlib.util.find_spec(name)
+        assert spec is not None and spec.origin is not None
+        path = Path(spec.origin)
+    else:
+        (path,) = compiled_root.glob(f"{name}.*.so")
+    library = ctypes.CDLL(str(path))
+    assert hasattr(library, f"PyInit_{name}")
+    assert not hasattr(library, "CPyDef_flow___Flow___process")
 
 
 def test_pure_switch_loads_python_source(compiled_root: Path | None) -> None:
