@@ -132,7 +132,7 @@ def _extensions() -> list[object]:
         return []
     try:
         compiled = mypycify(COMPILED, opt_level="3", group_name="tcpdiag_native")
-        for ext in compiled:
+        for ext in compiled if os.name == "posix" else ():  # (gcc and clang; not MSVC)
             # Only the modules' init functions exported: the ~900 compiled functions are
             # otherwise public symbols of a shared object, which the compiler must assume
             # another library may replace, so every call between them went through the PLT
