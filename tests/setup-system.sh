@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite uses, only when missing:
 #   tshark (differential tests), tcpdump + libpcap (recording tier, BPF filters for live capture),
-#   nftables/iptables/ethtool (recording tier), chromium (HTML report in a real browser).
+#   nftables/iptables/ethtool/iproute2 (recording tier, live capture in namespaces),
+#   chromium (HTML report in a real browser).
 # Needs root (CI runs as root). Safe to run repeatedly.
 set -euo pipefail
 need=()
@@ -10,6 +11,7 @@ command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v nft >/dev/null || need+=(nftables)
 command -v iptables >/dev/null || need+=(iptables)
 command -v ethtool >/dev/null || need+=(ethtool)
+command -v ip >/dev/null || need+=(iproute2)
 command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then

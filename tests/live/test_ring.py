@@ -152,6 +152,13 @@ def tagged_frame(tpid: int, tci: int, port: int, payload: bytes) -> bytes:
     return ethernet + struct.pack("!HH", tpid, tci) + b"\x08\x00" + ip
 
 
+# The namespaces, veth pairs and TUN devices of the lab (`tests/setup-system.sh` installs them).
+needs_lab_tools = pytest.mark.skipif(
+    any(shutil.which(t) is None for t in ("tcpdump", "ip", "ethtool")),
+    reason="needs tcpdump, iproute2 and ethtool (tests/setup-system.sh)",
+)
+
+
 def tcpdump_started(ns: Namespace, argv: list[str]) -> subprocess.Popen[str]:
     """tcpdump in `ns`, once it says it listens."""
     proc = subprocess.Popen(ns.exec_argv(argv), stderr=subprocess.PIPE, text=True)
@@ -170,7 +177,7 @@ def tcpdump(ns: Namespace, interface: str, bpf: str, out: Path) -> subprocess.Po
     )
 
 
-@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+@needs_lab_tools
 def test_vlan_tags_the_kernel_took_off_are_put_back_as_tcpdump_does(
     rings: None, tmp_path: Path
 ) -> None:
@@ -228,7 +235,7 @@ def test_vlan_tags_the_kernel_took_off_are_put_back_as_tcpdump_does(
     assert [p.orig_len for p in cooked] == [len(f) - 18 + 20 for f in frames]
 
 
-@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+@needs_lab_tools
 def test_tcp_over_a_veth_pair_on_any_is_what_tcpdump_captures(rings: None, tmp_path: Path) -> None:
     """On `any`, a host's own packets on an Ethernet link (outgoing copies, kept: only
     loopback's are refused) and the peer's, ring and recvmsg, as tcpdump writes them."""
@@ -290,7 +297,7 @@ def udp_datagram(src: bytes, dst: bytes, port: int, payload: bytes) -> bytes:
     return bytes(ip) + udp
 
 
-@pytest.mark.skipif(shutil.which("tcpdump") is None, reason="needs tcpdump")
+@needs_lab_tools
 @pytest.mark.skipif(not os.path.exists("/dev/net/tun"), reason="needs /dev/net/tun")
 def test_a_tun_device_without_link_header_is_raw_ip_as_tcpdump_captures(
     rings: None, tmp_path: Path
