@@ -71,6 +71,11 @@ class Segment(NamedTuple):
     finds a packet's flow without building, hashing and comparing a tuple of four objects. A
     Segment made by hand may leave it empty (the table then computes it); one made with
     `_replace` of other addresses or ports must set it anew.
+
+    `ip_id` is the IPv4 header's Identification field (0 for IPv6, which has none). A packet
+    the capture recorded twice (a mirror port, a bridge seen with `-i any`) keeps it, while a
+    sender numbers each packet it sends (most stacks: one counter per connection or host), so
+    it tells a copy from a real resend that repeats every TCP field (`flow/rows.py`).
     """
 
     frame: int
@@ -89,6 +94,7 @@ class Segment(NamedTuple):
     options: TcpOptions
     ttl: int = 0
     tuple_key: bytes = b""
+    ip_id: int = 0
 
 
 def tuple_key(src: bytes, sport: int, dst: bytes, dport: int) -> bytes:

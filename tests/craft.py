@@ -84,6 +84,7 @@ def segment(
     frame: int = 1,
     time: float = 0.0,
     ttl: int = 64,
+    ip_id: int = 0,
 ) -> Segment:
     """The general builder: every other one is this with some flags set."""
     if isinstance(payload, int):
@@ -109,6 +110,7 @@ def segment(
         options=options,
         ttl=ttl,
         tuple_key=tuple_key(s_addr, s_port, d_addr, d_port),
+        ip_id=ip_id,
     )
 
 
@@ -226,6 +228,7 @@ class Conversation:
         options: TcpOptions = NO_OPTIONS,
         length: int | None = None,
         advance: bool = True,
+        ip_id: int = 0,
     ) -> Segment:
         me, peer = self.sides[i], self.sides[1 - i]
         if isinstance(payload, int):
@@ -251,6 +254,7 @@ class Conversation:
             options=options,
             frame=self.frame,
             time=self._clock(dt, at),
+            ip_id=ip_id,
         )
         if advance:
             end = (s + wire + (1 if flags & (SYN | FIN) else 0)) & MASK
@@ -304,10 +308,12 @@ class Conversation:
         return self._emit(i, RST, **kw)  # type: ignore[arg-type]
 
     def retransmit(self, frame: int, **kw: object) -> Segment:
-        """Resend the segment of `frame` (same seq, flags and payload; fresh ACK unless ack=)."""
+        """Resend the segment of `frame` (same seq, flags, payload and IP ID, unless ip_id=: a
+        copy made by the capture when sent within a millisecond; fresh ACK unless ack=)."""
         old = next(s for s in self.segments if s.frame == frame)
         i = 0 if (old.src, old.sport) == parse_endpoint(self.sides[0].addr) else 1
         kw.setdefault("seq", old.seq)
+        kw.setdefault("ip_id", old.ip_id)
         kw.setdefault("payload", old.payload)
         kw.setdefault("options", old.options)
         if old.flags & SYN and not old.flags & ACK:

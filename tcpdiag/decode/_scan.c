@@ -40,7 +40,7 @@
 
 /* The fields of `model.Segment`, in its order (`decode/scan.py` uses this module only when the
    class has as many: a build older or newer than model.py is left unused). */
-#define SEGMENT_FIELDS 16
+#define SEGMENT_FIELDS 17
 /* The fields of a walk's result (`scan.Walked`): the same check for the walk. */
 #define WALK_FIELDS 11
 
@@ -491,6 +491,7 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
     Py_ssize_t wire_len = orig_len > n ? orig_len : n;
     Py_ssize_t tcp_at, end, addr_len, src_at, dst_at;
     int ttl;
+    long ip_id = 0; /* IPv6 has no Identification field */
     if (version == 4) {
         if (n - off < 20) return NULL;
         const unsigned char *ip = d + off;
@@ -507,6 +508,7 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
             return NULL;
         }
         ttl = ip[8];
+        ip_id = (long)be16(ip + 4);
         addr_len = 4;
         src_at = off + 12;
         dst_at = off + 16;
@@ -574,6 +576,7 @@ static PyObject *decode_segment(const unsigned char *d, Py_ssize_t n, Py_ssize_t
         opts,
         PyLong_FromLong(ttl),
         tuple_key(d + src_at, d + dst_at, t, addr_len),
+        u16(ip_id),
     };
     return new_record(segment_type, items, SEGMENT_FIELDS);
 }

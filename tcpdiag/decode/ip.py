@@ -16,7 +16,7 @@ from tcpdiag.decode.stats import DecodeStats
 from tcpdiag.decode.tcp import segment
 from tcpdiag.model import IcmpError, Segment
 
-_IP4: Final = struct.Struct("!BxHxxHBB2x4s4s")
+_IP4: Final = struct.Struct("!BxHHHBB2x4s4s")
 _IP6: Final = struct.Struct("!BxxxHBB16s16s")
 
 
@@ -30,12 +30,13 @@ def ipv4(
     # as they come (Any), every test below would be a generic Python operation.
     vihl: int
     total: int
+    ip_id: int
     frag: int
     ttl: int
     proto: int
     src: bytes
     dst: bytes
-    vihl, total, frag, ttl, proto, src, dst = _IP4.unpack_from(data, off)
+    vihl, total, ip_id, frag, ttl, proto, src, dst = _IP4.unpack_from(data, off)
     ihl = (vihl & 15) << 2
     if vihl >> 4 != 4 or ihl < 20 or (total and total < ihl):
         stats.bad_ip_header += 1
@@ -51,7 +52,7 @@ def ipv4(
             stats.fragments_skipped += 1
             return None
     if proto == 6:
-        return segment(frame, time, 4, src, dst, ttl, data, off + ihl, end, stats)
+        return segment(frame, time, 4, src, dst, ttl, ip_id, data, off + ihl, end, stats)
     if proto == 1:
         return icmp4_error(frame, time, src, data, off + ihl, end, stats)
     stats.non_tcp += 1
@@ -87,7 +88,7 @@ def ipv6(
             stats.fragments_skipped += 1  # as for IPv4: no whole TCP header in it
             return None
     if nh == 6:
-        return segment(frame, time, 6, src, dst, hlim, data, p, end, stats)
+        return segment(frame, time, 6, src, dst, hlim, 0, data, p, end, stats)
     if nh == 58:
         return icmp6_error(frame, time, src, data, p, end, stats)
     stats.non_tcp += 1

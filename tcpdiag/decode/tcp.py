@@ -29,6 +29,7 @@ def segment(
     src: bytes,
     dst: bytes,
     ttl: int,
+    ip_id: int,
     data: bytes,
     off: int,
     end: int,
@@ -85,6 +86,7 @@ def segment(
             opts,
             ttl,
             src + dst + data[off : off + 4],  # `model.tuple_key`: the ports as on the wire
+            ip_id,
         ),
     )
 

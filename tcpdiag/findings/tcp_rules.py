@@ -68,6 +68,8 @@ class _Facts:
         self._rows: list[TimelineRow] | None = None
         # `_resets` and `_reset_ignored` both need these: computed once (see _ignored_resets).
         self.ignored_resets: list[tuple[FlowEvent, int, str]] | None = None
+        # `_retransmission`, `_per_packet` and `_capture_copies` read these (`copies`).
+        self._copies: tuple[set[int], float | None] | None = None
 
     def name(self, d: Direction | int) -> str:
         ep = self.flow.endpoint(d)
@@ -102,6 +104,13 @@ class _Facts:
 
     def events(self, kind: str) -> list[FlowEvent]:
         return [e for e in self.flow.events if e.kind == kind]
+
+    def copies(self) -> tuple[set[int], float | None]:
+        """`_capture_duplicates`, once per flow."""
+        copies = self._copies
+        if copies is None:
+            copies = self._copies = _capture_duplicates(self)
+        return copies
 
     def established(self) -> bool:
         """The connection got past the handshake (or was already open when the capture began)."""
@@ -1285,11 +1294,13 @@ def _capture_duplicates(x: _Facts) -> tuple[set[int], float | None]:
     the fixed delay of a replayed copy of the conversation (or None).
 
     Two signatures: a packet repeating the previous packet of the same side exactly (seq,
-    ack, flags, length, window) less than DUPLICATE_WINDOW later (a mirror port or two
-    interfaces of the same host); or packets of both sides repeating earlier ones exactly at
-    one and the same time offset (MIN_REPLAYED or more), which real retransmissions, timed by
-    each sender's own timers, never do (the same traffic seen on several VLANs or capture
-    points, merged into one file)."""
+    ack, flags, length, window, IP ID, SACK edge) less than DUPLICATE_WINDOW later (a mirror
+    port or two interfaces of the same host); or packets of both sides repeating earlier ones
+    exactly at one and the same time offset (MIN_REPLAYED or more), which real
+    retransmissions, timed by each sender's own timers, never do (the same traffic seen on
+    several VLANs or capture points, merged into one file). The IP ID and SACK edge (see
+    `flow/rows.py`) keep a real resend apart: a train of duplicate ACKs sent back to back
+    repeats every TCP field the timeline shows."""
     state = x.timeline_state()
     return capture_duplicates(
         state[0],
@@ -1301,27 +1312,70 @@ def _capture_duplicates(x: _Facts) -> tuple[set[int], float | None]:
     )
 
 
-def _duplicate_finding(x: _Facts, dups: set[int], delay: float | None, resent: int) -> Finding:
+def _copied(x: _Facts, name: str) -> tuple[list[int], list[int]]:
+    """Of the frames flagged `name`: those in the kept timeline (the copy check reads only
+    those), and those of them that are copies made by the capture."""
+    # A flagged frame has notes in the timeline state exactly when its row is kept (no set of
+    # the kept rows' frames to build).
+    notes = x.timeline_state()[5]
+    seen = [fr for fr in x.flow.frames(name) if fr in notes]
+    if not seen:
+        return seen, []
+    dups, _ = x.copies()
+    return seen, [fr for fr in seen if fr in dups]
+
+
+def _mostly_copies(seen: list[int], copied: list[int]) -> bool:
+    """At least half of the flagged frames seen are copies: the flag says nothing about the
+    network, and the finding says so."""
+    return bool(copied) and len(copied) * 2 >= len(seen)
+
+
+# The flags that copies made by the capture turn into (name, what they are called).
+_COPIED_FLAGS: Final = (
+    ("retransmission", "retransmissions"),
+    ("duplicate-ack", "duplicate ACKs"),
+)
+
+
+def _capture_copies(x: _Facts) -> list[Finding]:
+    """`capture-duplicate-packets`, when most retransmissions or duplicate ACKs seen in the
+    kept timeline are copies made by the capture (their findings say so and point here)."""
     f = x.flow
+    if not f.analysis:
+        return []
+    parts: list[str] = []
+    copies = 0
+    for name, many in _COPIED_FLAGS:
+        seen, copied = _copied(x, name)
+        if _mostly_copies(seen, copied):
+            whose = "the flow's" if not parts else "its"
+            parts.append(f"{len(copied)} of {whose} {many}")
+            copies += len(copied)
+    if not parts:
+        return []
+    dups, delay = x.copies()
     how = (
         f"repeat the conversation exactly {fmt_duration(delay)} later, from both sides"
         if delay is not None
         else f"repeat the previous packet of the same side exactly, less than "
         f"{fmt_duration(DUPLICATE_WINDOW)} later"
     )
-    return make_finding(
-        "capture-duplicate-packets",
-        f"{plural(len(dups), 'packet')} of {x.client} → {x.server} ({fmt_frames(sorted(dups))}) "
-        f"{how}; {resent} of the flow's retransmissions "
-        f"{'is such a copy' if resent == 1 else 'are such copies'} — the capture saw the "
-        "same packets twice (a mirror port, several interfaces or VLANs, or merged captures), "
-        "so the retransmissions, duplicate ACKs and keep-alives on these frames are not "
-        "network events",
-        frames=dups,
-        time=f.start,
-        flow=f.id,
-        count=len(dups),
-    )
+    return [
+        make_finding(
+            "capture-duplicate-packets",
+            f"{plural(len(dups), 'packet')} of {x.client} → {x.server} "
+            f"({fmt_frames(sorted(dups))}) {how}; {' and '.join(parts)} "
+            f"{'is such a copy' if copies == 1 else 'are such copies'} — the capture saw the "
+            "same packets twice (a mirror port, several interfaces or VLANs, or merged "
+            "captures), so the retransmissions, duplicate ACKs and keep-alives on these "
+            "frames are not network events",
+            frames=dups,
+            time=f.start,
+            flow=f.id,
+            count=len(dups),
+        )
+    ]
 
 
 def _retransmission(x: _Facts) -> list[Finding]:
@@ -1341,31 +1395,21 @@ def _retransmission(x: _Facts) -> list[Finding]:
         if ep.retransmissions
     )
     severity = Severity.INFO
-    # A flagged frame has notes in the timeline state exactly when its row is kept (no set of
-    # the kept rows' frames to build).
-    notes = x.timeline_state()[5]
-    seen_resends = [fr for fr in frames if fr in notes]
-    # Duplicates are kept rows: with no resend in the timeline, none of them can be one.
-    dups, delay = _capture_duplicates(x) if seen_resends else (set(), None)
-    resent_dups = sorted(set(frames) & dups)
-    if resent_dups and len(resent_dups) * 2 >= len(seen_resends) > 0:
-        # Most resends seen in the kept timeline are copies made by the capture, not loss.
+    seen_resends, resent_dups = _copied(x, "retransmission")
+    if _mostly_copies(seen_resends, resent_dups):
+        # Most resends seen in the kept timeline are copies made by the capture, not loss
+        # (`_capture_copies` lists them).
         return [
             make_finding(
                 "retransmission",
                 f"{plural(len(frames), 'retransmission')} ({by}), but "
-                f"{len(resent_dups)} of the {len(seen_resends)}"
-                + (" kept in the timeline" if len(seen_resends) < len(frames) else "")
-                + (" is a packet" if len(resent_dups) == 1 else " are packets")
-                + " captured twice "
-                f"({fmt_frames(resent_dups)}; see capture-duplicate-packets) — duplicates made "
-                "by the capture, not resends on the network",
+                + _copies_of(frames, seen_resends, resent_dups)
+                + " — duplicates made by the capture, not resends on the network",
                 frames=frames,
                 flow=f.id,
                 count=len(frames),
                 severity=Severity.INFO,
-            ),
-            _duplicate_finding(x, dups, delay, len(resent_dups)),
+            )
         ]
     spurious = set(f.frames("spurious-retransmission"))
     lossy = [fr for fr in data if fr not in spurious]
@@ -1460,6 +1504,22 @@ _PER_PACKET: tuple[tuple[str, str, str, str], ...] = (
 )
 
 
+def _copies_of(frames: list[int], seen: list[int], copied: list[int]) -> str:
+    """How many of the flagged `frames` are copies: "N of the M (kept in the timeline) are
+    packets captured twice (frames; see capture-duplicate-packets)"."""
+    kept = " kept in the timeline" if len(seen) < len(frames) else ""
+    if len(copied) < len(seen):
+        which = f"{len(copied)} of the {len(seen)}{kept}"
+    elif len(seen) > 1:
+        which = f"all {len(seen)}{kept}"
+    else:
+        which = f"the one{kept}" if kept else "it"
+    return (
+        f"{which} {'is a packet' if len(copied) == 1 else 'are packets'} captured twice "
+        f"({fmt_frames(copied)}; see capture-duplicate-packets)"
+    )
+
+
 def _per_packet(x: _Facts) -> list[Finding]:
     # Row: "usual Wireshark-style anomalies ... each counted per flow with the frames".
     f = x.flow
@@ -1469,11 +1529,24 @@ def _per_packet(x: _Facts) -> list[Finding]:
     for name, one, many, words in _PER_PACKET:
         frames = f.frames(name)
         if frames:
+            message = (
+                f"{grouped(len(frames))} {one if len(frames) == 1 else many} "
+                f"({fmt_frames(frames)}) — {words}"
+            )
+            if name == "duplicate-ack":
+                seen, copied = _copied(x, name)
+                if _mostly_copies(seen, copied):
+                    # Copies made by the capture (`_capture_copies` lists them).
+                    message = (
+                        f"{grouped(len(frames))} {one if len(frames) == 1 else many} "
+                        f"({fmt_frames(frames)}), but {_copies_of(frames, seen, copied)} — "
+                        f"{'a copy' if len(copied) == 1 else 'copies'} made by the capture, not "
+                        "a receiver asking for a missing segment"
+                    )
             out.append(
                 make_finding(
                     name,
-                    f"{grouped(len(frames))} {one if len(frames) == 1 else many} "
-                    f"({fmt_frames(frames)}) — {words}",
+                    message,
                     frames=frames,
                     flow=f.id,
                     count=len(frames),
@@ -1606,6 +1679,7 @@ def diagnose(
     out.extend(_zero_window(facts))
     out.extend(_retransmission(facts))
     out.extend(_per_packet(facts))
+    out.extend(_capture_copies(facts))
     out.extend(_capture_quality(facts))
     return sorted(out, key=Finding.sort_key)
 

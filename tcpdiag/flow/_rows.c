@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ROW_SIZE 35
+#define ROW_SIZE 39
 
 static PyObject *struct_error = NULL; /* struct.error, so both versions raise the same */
 
@@ -71,9 +71,10 @@ static inline int int_field(PyObject *obj, long long low, long long high, long l
     return 0;
 }
 
-/* values: frame, time, direction, flags, seq, ack, length, window -> row[ROW_SIZE] */
-static int pack(PyObject *const *values, unsigned char *row) {
-    long long frame, direction, flags, seq, ack, length, window;
+/* values: frame, time, direction, flags, seq, ack, length, window, IP ID; and the SACK edge
+ * (0-0xFFFF) -> row[ROW_SIZE] */
+static int pack(PyObject *const *values, long long sack_edge, unsigned char *row) {
+    long long frame, direction, flags, seq, ack, length, window, ip_id;
     if (int_field(values[0], LLONG_MIN, LLONG_MAX, &frame) < 0) return -1;
     double time = PyFloat_AsDouble(values[1]);
     if (time == -1.0 && PyErr_Occurred()) {
@@ -85,7 +86,8 @@ static int pack(PyObject *const *values, unsigned char *row) {
         int_field(values[4], 0, 0xFFFFFFFFLL, &seq) < 0 ||
         int_field(values[5], 0, 0xFFFFFFFFLL, &ack) < 0 ||
         int_field(values[6], 0, 0xFFFFFFFFLL, &length) < 0 ||
-        int_field(values[7], 0, 0xFFFFFFFFLL, &window) < 0)
+        int_field(values[7], 0, 0xFFFFFFFFLL, &window) < 0 ||
+        int_field(values[8], 0, 0xFFFF, &ip_id) < 0)
         return -1;
     uint64_t time_bits;
     memcpy(&time_bits, &time, 8);
@@ -97,14 +99,63 @@ static int pack(PyObject *const *values, unsigned char *row) {
     PUT_LE(uint32_t, row + 23, ack);
     PUT_LE(uint32_t, row + 27, length);
     PUT_LE(uint32_t, row + 31, window);
+    PUT_LE(uint16_t, row + 35, ip_id);
+    PUT_LE(uint16_t, row + 37, sack_edge);
     return 0;
 }
 
-/* The row values of `segment` (a Segment: frame, time, seq, ack, flags, window, length at its
- * fields 0, 1, 7, 8, 9, 10, 11) sent in `direction`, in the row's order, into values[8]
- * (borrowed references); -1 with TypeError set when `segment` is not such a tuple. */
+/* `rows.sack_edge(options)` into *edge: the low 16 bits of the right edge of the first SACK
+ * block of a TcpOptions, else 0; -1 with an error set. The decoders' options (a tuple whose
+ * SACK field is a tuple of int pairs) are read in place, no object made; anything else the
+ * generic way, so that the errors are Python's. */
+static int sack_edge_value(PyObject *options, long long *edge) {
+    *edge = 0;
+    if (PyTuple_Check(options) && PyTuple_GET_SIZE(options) >= 4) {
+        PyObject *sack = PyTuple_GET_ITEM(options, 3);
+        if (PyTuple_Check(sack) && PyTuple_GET_SIZE(sack) == 0) return 0;
+        if (PyTuple_Check(sack)) {
+            PyObject *first = PyTuple_GET_ITEM(sack, 0);
+            if (PyTuple_Check(first) && PyTuple_GET_SIZE(first) == 2) {
+                PyObject *right = PyTuple_GET_ITEM(first, 1);
+                if (PyLong_CheckExact(right)) {
+                    /* (the two's complement low bits, as Python's `& 0xFFFF` of any int) */
+                    unsigned long bits = PyLong_AsUnsignedLongMask(right);
+                    if (bits == (unsigned long)-1 && PyErr_Occurred()) return -1;
+                    *edge = (long long)(bits & 0xFFFF);
+                    return 0;
+                }
+            }
+        }
+    }
+    PyObject *sack = PySequence_GetItem(options, 3);
+    if (sack == NULL) return -1;
+    int truth = PyObject_IsTrue(sack);
+    if (truth <= 0) {
+        Py_DECREF(sack);
+        return truth;
+    }
+    PyObject *first = PySequence_GetItem(sack, 0);
+    Py_DECREF(sack);
+    if (first == NULL) return -1;
+    PyObject *right = PySequence_GetItem(first, 1);
+    Py_DECREF(first);
+    if (right == NULL) return -1;
+    PyObject *mask = PyLong_FromLong(0xFFFF);
+    PyObject *masked = mask == NULL ? NULL : PyNumber_And(right, mask);
+    Py_XDECREF(mask);
+    Py_DECREF(right);
+    if (masked == NULL) return -1;
+    int rc = int_field(masked, 0, 0xFFFF, edge);
+    Py_DECREF(masked);
+    return rc;
+}
+
+/* The row values of `segment` (a Segment: frame, time, seq, ack, flags, window, length, options,
+ * IP ID at its fields 0, 1, 7, 8, 9, 10, 11, 13, 16) sent in `direction`, in the row's order,
+ * into values[9] (borrowed references; the caller reads the SACK edge of the options); -1 with
+ * TypeError set when `segment` is not such a tuple. */
 static int segment_values(PyObject *segment, PyObject *direction, PyObject **values) {
-    if (!PyTuple_Check(segment) || PyTuple_GET_SIZE(segment) < 12) {
+    if (!PyTuple_Check(segment) || PyTuple_GET_SIZE(segment) < 17) {
         PyErr_SetString(PyExc_TypeError, "a row needs a Segment");
         return -1;
     }
@@ -116,7 +167,17 @@ static int segment_values(PyObject *segment, PyObject *direction, PyObject **val
     values[5] = PyTuple_GET_ITEM(segment, 8);  /* ack */
     values[6] = PyTuple_GET_ITEM(segment, 11); /* length */
     values[7] = PyTuple_GET_ITEM(segment, 10); /* window */
+    values[8] = PyTuple_GET_ITEM(segment, 16); /* IP ID */
     return 0;
+}
+
+/* The row of `segment` sent in `direction` into row[ROW_SIZE]; -1 with an error set. */
+static int segment_row(PyObject *segment, PyObject *direction, unsigned char *row) {
+    PyObject *values[9];
+    long long edge;
+    if (segment_values(segment, direction, values) < 0) return -1;
+    if (sack_edge_value(PyTuple_GET_ITEM(segment, 13), &edge) < 0) return -1;
+    return pack(values, edge, row);
 }
 
 static PyObject *append_row(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
@@ -124,9 +185,8 @@ static PyObject *append_row(PyObject *module, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "append_row(bytearray, segment, direction)");
         return NULL;
     }
-    PyObject *values[8];
     unsigned char row[ROW_SIZE];
-    if (segment_values(args[1], args[2], values) < 0 || pack(values, row) < 0) return NULL;
+    if (segment_row(args[1], args[2], row) < 0) return NULL;
     PyObject *buf = args[0];
     Py_ssize_t size = PyByteArray_GET_SIZE(buf);
     /* bytearray's own growth (1/8 over) keeps a flow's rows near their size, which matters
@@ -150,9 +210,8 @@ static PyObject *put_slot(PyObject *module, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(struct_error, "slot out of range for a row");
         return NULL;
     }
-    PyObject *values[8];
     unsigned char row[ROW_SIZE];
-    if (segment_values(args[2], args[3], values) < 0 || pack(values, row) < 0) return NULL;
+    if (segment_row(args[2], args[3], row) < 0) return NULL;
     memcpy(PyByteArray_AS_STRING(buf) + slot * ROW_SIZE, row, ROW_SIZE);
     Py_RETURN_NONE;
 }
@@ -298,7 +357,8 @@ static PyObject *median_double(PyObject *module, PyObject *buf) {
 
 /* -- the capture-duplicate check over packed rows (tcp_rules._capture_duplicates) ---------
  *
- * A row's key is its bytes from the direction on (direction, flags, seq, ack, length, window)
+ * A row's key is its bytes from the direction on (direction, flags, seq, ack, length, window,
+ * IP ID, SACK edge)
  * with the ACK number zeroed where the row shows none (no ACK flag, or the peer's first
  * sequence number unknown): `flow.timeline_repeats`. See `rows.capture_duplicates` for the
  * rule; this is the same computation over the same bytes, in the same double arithmetic. */

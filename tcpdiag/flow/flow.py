@@ -72,8 +72,9 @@ _DIRECTIONS: Final = (Direction.CLIENT, Direction.SERVER)  # by index: a reassem
 _NO_OPTIONS: Final = model.NO_OPTIONS
 # `Flow.process` reads these TcpOptions fields by index (3 and 4).
 assert model.TcpOptions._fields[3:5] == ("sack", "ts_val")
-# One timeline row, packed: frame, time, direction, flags, seq, ack, length, window (35 bytes
-# instead of a tuple of eight objects, ~250 bytes, for every one of the 100 rows kept per flow).
+# One timeline row, packed: frame, time, direction, flags, seq, ack, length, window, and the IP
+# ID and SACK edge of the capture-duplicate check (39 bytes instead of a tuple of ten objects,
+# ~300 bytes, for every one of the 100 rows kept per flow).
 _ROW: Final = rows.ROW
 _ROW_SIZE: Final = rows.ROW_SIZE
 _APPEND_ROW: Final = rows.append_row
@@ -97,7 +98,7 @@ def _row_values(state: TimelineState) -> list[tuple[int, float, int, int, int, i
     bases = (c_base, s_base)
     wscales = (c_wscale, s_wscale)
     out: list[tuple[int, float, int, int, int, int, int, int]] = []
-    for frame, time, d, flags, seq, ack, length, window in _ROW.iter_unpack(packed):
+    for frame, time, d, flags, seq, ack, length, window, _, _ in _ROW.iter_unpack(packed):
         base = bases[d]
         peer_base = bases[1 - d]
         rel_ack = 0
@@ -572,8 +573,8 @@ class Flow:
 
     def process(self, seg: Segment, d: Direction) -> int:
         """Account one segment sent in direction `d`. Returns its analysis flags."""
-        # One unpack instead of sixteen attribute reads (Segment is a NamedTuple).
-        (frame, time, _, _, _, _, _, seq, ack, flags, window, length, payload, opts, _, _) = seg
+        # One unpack instead of many attribute reads (Segment is a NamedTuple).
+        (frame, time, _, _, _, _, _, seq, ack, flags, window, length, payload, opts, _, _, _) = seg
         if self._frozen is not None:
             self._thaw()
         di = 1 if d else 0
@@ -883,8 +884,8 @@ class Flow:
     # ------------------------------------------------------------------ helpers
 
     def _keep_row(self, seg: Segment, di: int) -> None:
-        """The packet's timeline row: fixed-size packed rows (a tuple of 8 objects per packet
-        costs ~250 B), the first `_head_max` appended, the later ones in the tail ring. The
+        """The packet's timeline row: fixed-size packed rows (a tuple of 10 objects per packet
+        costs ~300 B), the first `_head_max` appended, the later ones in the tail ring. The
         row writer (`rows`: C when built) reads the Segment's fields itself."""
         n = self.timeline_total
         self.timeline_total = n + 1

@@ -2,13 +2,14 @@
 for packets the capture recorded twice, which reads the packed rows.
 
 Every packet adds one row to its flow's timeline (`Flow._keep_row`): frame, time, direction,
-flags, seq, ack, length, window, packed as `ROW` (35 bytes instead of a tuple of eight objects,
-~250 bytes). Writing it is per-packet work, so the writers come from the C module `_rows` when
-it is built (`pip install .`; it skips `struct`'s format parsing and the temporary bytes
-object) and from `struct` otherwise or under TCPDIAG_PURE=1. Both write the same bytes and
-raise `struct.error` on the same values (`tests/unit/test_rows.py`). The capture-duplicate
-check (`capture_duplicates`, for the retransmission rule) was a flow's costliest rule on lossy
-traffic; it too runs in C when built, and gives the Python version's answer
+flags, seq, ack, length, window, and two marks that tell a copy from a resend (the IP ID and the
+SACK edge, below), packed as `ROW` (39 bytes instead of a tuple of ten objects, ~300 bytes).
+Writing it is per-packet work, so the writers come from the C module `_rows` when it is built
+(`pip install .`; it skips `struct`'s format parsing and the temporary bytes object) and from
+`struct` otherwise or under TCPDIAG_PURE=1. Both write the same bytes and raise `struct.error`
+on the same values (`tests/unit/test_rows.py`). The capture-duplicate check
+(`capture_duplicates`, for the retransmission and duplicate-ACK rules) was a flow's costliest
+rule on lossy traffic; it too runs in C when built, and gives the Python version's answer
 (`tests/unit/test_rows.py`). A flow's RTT samples are doubles appended to a bytearray the same
 way (`append_double`), and their median is taken in C too (`median_double`); a TLS stream's label
 frames are 64-bit ints the same way (`append_int64`).
@@ -25,10 +26,26 @@ from types import ModuleType
 from typing import Final
 
 from tcpdiag._native import pure_requested
-from tcpdiag.model import ACK, Segment
+from tcpdiag.model import ACK, Segment, TcpOptions
 
-ROW: Final = struct.Struct("<qdBHIIII")
+ROW: Final = struct.Struct("<qdBHIIIIHH")
 ROW_SIZE: Final = ROW.size
+
+# The last two fields of a row are not shown; they are there for `capture_duplicates`. A packet
+# the capture recorded twice repeats every byte; a sender that sends a packet again repeats its
+# TCP fields but numbers the IP packet anew (IPv4's Identification, per connection or per host
+# on the usual stacks), and a receiver's duplicate ACKs each carry the SACK block of the latest
+# out-of-order segment first (RFC 2018), whose right edge moves with each. Without the two, a
+# train of real duplicate ACKs sent back to back read as copies. IPv6 has no IP ID and a stack
+# without SACK sends no blocks: there the fields are 0 and the check is what it was.
+SACK_EDGE_MASK: Final = 0xFFFF
+
+
+def sack_edge(options: TcpOptions) -> int:
+    """The low 16 bits of the right edge of the first SACK block of `options`, else 0."""
+    sack = options[3]
+    return sack[0][1] & SACK_EDGE_MASK if sack else 0
+
 
 # append_row(buf, segment, direction): the row of a Segment sent in `direction` (0 client, 1
 # server), appended; put_slot(buf, slot, segment, direction): written as row `slot` of `buf` (a
@@ -43,7 +60,16 @@ _pack_into = ROW.pack_into
 
 def append_row_struct(buf: bytearray, seg: Segment, direction: int) -> None:
     buf += _pack(
-        seg.frame, seg.time, direction, seg.flags, seg.seq, seg.ack, seg.length, seg.window
+        seg.frame,
+        seg.time,
+        direction,
+        seg.flags,
+        seg.seq,
+        seg.ack,
+        seg.length,
+        seg.window,
+        seg.ip_id,
+        sack_edge(seg.options),
     )
 
 
@@ -86,11 +112,23 @@ def append_int64_struct(buf: bytearray, value: int) -> None:
 def put_slot_struct(buf: bytearray, slot: int, seg: Segment, direction: int) -> None:
     if slot < 0:  # (pack_into counts a negative offset from the end)
         raise struct.error("slot out of range for a row")
-    row = (seg.frame, seg.time, direction, seg.flags, seg.seq, seg.ack, seg.length, seg.window)
+    row = (
+        seg.frame,
+        seg.time,
+        direction,
+        seg.flags,
+        seg.seq,
+        seg.ack,
+        seg.length,
+        seg.window,
+        seg.ip_id,
+        sack_edge(seg.options),
+    )
     _pack_into(buf, slot * ROW_SIZE, *row)
 
 
-# A row from the direction on: direction, flags, seq, ack, length, window (the repeat key).
+# A row from the direction on: direction, flags, seq, ack, length, window, IP ID, SACK edge
+# (the repeat key).
 KEY_AT: Final = 16
 _HEAD: Final = struct.Struct("<qdB")
 _NO_ACK: Final = bytes(4)
@@ -103,7 +141,8 @@ def repeat_keys(
     row from the direction on, with the ACK number zeroed where a row shows none (no ACK flag,
     or the peer's first sequence number unknown: `*_base_known`). Two keys are equal exactly
     when the two rows of `flow.timeline_rows` have the same sender, flags, seq, ack, length
-    and window: relative numbers and window scaling are one-to-one within a direction. (A
+    and window (relative numbers and window scaling are one-to-one within a direction) and the
+    two packets the same IP ID and SACK edge. (A
     bytes key hashes once; a tuple of six numbers, every time it is looked up.)"""
     known = (client_base_known, server_base_known)
     out: list[tuple[int, float, int, bytes]] = []

@@ -112,10 +112,11 @@ LATE_FRAMES_KEPT: Final = 10
 
 # An embryo's SYNs once it has waited `IDLE_COMPACT` for an answer (`_Embryo.compact`): per
 # SYN frame, time, seq, ack, flags, window, MSS, TTL, IP version, window scale, presence bits
-# (`_SYN_*`), TSval, TSecr. The rest of a pure SYN is known: no payload, no SACK blocks, the
-# addresses and ports of the flow key. 42 bytes instead of ~500 for a Segment and its options.
+# (`_SYN_*`), TSval, TSecr, IP ID. The rest of a pure SYN is known: no payload, no SACK blocks,
+# the addresses and ports of the flow key. 44 bytes instead of ~500 for a Segment and its
+# options.
 # (Final: compiled, each is then a C constant, not a lookup in the module's dictionary.)
-_SYN_RECORD: Final = struct.Struct("<QdIIHHHBBBBII")
+_SYN_RECORD: Final = struct.Struct("<QdIIHHHBBBBIIH")
 _SYN_FROM_SECOND: Final = 1  # the sender is the flow key's second (address, port)
 _SYN_MSS: Final = 2
 _SYN_WSCALE: Final = 4
@@ -129,7 +130,7 @@ def _pack_syn(seg: Segment, key: FlowKey) -> bytes | None:
     `_unpack_syn` would not give back a Segment equal to `seg`."""
     # Positionally: compiled, a NamedTuple's field by name is a generic attribute lookup.
     (frame, time, version, src, _, sport, _, seq, ack, flags, window, length, payload, o, ttl,
-     _) = seg  # fmt: skip
+     _, ip_id) = seg  # fmt: skip
     mss, wscale, sack_permitted, sack, ts_val, ts_ecr = o
     if payload or length or sack or type(sack_permitted) is not bool:
         return None
@@ -152,7 +153,7 @@ def _pack_syn(seg: Segment, key: FlowKey) -> bytes | None:
     try:
         record = _SYN_RECORD.pack(
             frame, time, seq, ack, flags, window, mss or 0, ttl, version, wscale or 0, bits,
-            ts_val or 0, ts_ecr or 0,
+            ts_val or 0, ts_ecr or 0, ip_id,
         )  # fmt: skip
     except struct.error:  # a value out of its field's range
         return None
@@ -166,7 +167,7 @@ def _syn_fields(
 ) -> tuple[
     int, float, int, bytes, bytes, int, int, int, int, int, int, int, bytes,
     tuple[int | None, int | None, bool, tuple[tuple[int, int], ...], int | None, int | None],
-    int, bytes,
+    int, bytes, int,
 ]:  # fmt: skip
     """The fields of the Segment a `_SYN_RECORD` stands for, its options as a plain tuple."""
     # Declared: compiled, the values are then native ints (`bits & ...` a C operation, not a
@@ -184,7 +185,8 @@ def _syn_fields(
     bits: int
     ts_val: int
     ts_ecr: int
-    frame, time, seq, ack, flags, window, mss, ttl, version, wscale, bits, ts_val, ts_ecr = (
+    ip_id: int
+    frame, time, seq, ack, flags, window, mss, ttl, version, wscale, bits, ts_val, ts_ecr, ip_id = (
         _SYN_RECORD.unpack_from(packed, at)
     )
     (src, sport), (dst, dport) = (key[1], key[0]) if bits & _SYN_FROM_SECOND else key
@@ -198,16 +200,16 @@ def _syn_fields(
     )
     return (
         frame, time, version, src, dst, sport, dport, seq, ack, flags, window, 0, b"", options, ttl,
-        tuple_key(src, sport, dst, dport),
+        tuple_key(src, sport, dst, dport), ip_id,
     )  # fmt: skip
 
 
 def _unpack_syn(packed: bytes, at: int, key: FlowKey) -> Segment:
     (frame, time, version, src, dst, sport, dport, seq, ack, flags, window, length, payload,
-     options, ttl, key_bytes) = _syn_fields(packed, at, key)  # fmt: skip
+     options, ttl, key_bytes, ip_id) = _syn_fields(packed, at, key)  # fmt: skip
     return _new_segment(
         (frame, time, version, src, dst, sport, dport, seq, ack, flags, window, length, payload,
-         _new_options(options), ttl, key_bytes)
+         _new_options(options), ttl, key_bytes, ip_id)
     )  # fmt: skip
 
 
@@ -222,21 +224,24 @@ def _new_options(fields: tuple[object, ...]) -> TcpOptions:
     return tuple.__new__(TcpOptions, fields)
 
 
-def _resent(first: Segment, frame: int, time: float, ttl: int, ts_val: int | None) -> Segment:
-    """`first` sent again as `frame` at `time`, with its TTL and TSval (built positionally:
-    `_replace` is interpreted Python)."""
+def _resent(
+    first: Segment, frame: int, time: float, ttl: int, ts_val: int | None, ip_id: int
+) -> Segment:
+    """`first` sent again as `frame` at `time`, with its TTL, TSval and IP ID (built
+    positionally: `_replace` is interpreted Python)."""
     (_, _, version, src, dst, sport, dport, seq, ack, flags, window, length, payload, o, _,
-     key_bytes) = first  # fmt: skip
+     key_bytes, _) = first  # fmt: skip
     mss, wscale, sack_permitted, sack, _, ts_ecr = o
     return _new_segment(
         (frame, time, version, src, dst, sport, dport, seq, ack, flags, window, length, payload,
-         _new_options((mss, wscale, sack_permitted, sack, ts_val, ts_ecr)), ttl, key_bytes)
+         _new_options((mss, wscale, sack_permitted, sack, ts_val, ts_ecr)), ttl, key_bytes,
+         ip_id)
     )  # fmt: skip
 
 
-# A SYN an embryo holds: the whole Segment, or (frame, time, TTL, TSval) of a retransmission
-# that differs from the first SYN in nothing else.
-_Syn = Segment | tuple[int, float, int, int | None]
+# A SYN an embryo holds: the whole Segment, or (frame, time, TTL, TSval, IP ID) of a
+# retransmission that differs from the first SYN in nothing else.
+_Syn = Segment | tuple[int, float, int, int | None, int]
 
 
 class _Embryo:
@@ -248,8 +253,8 @@ class _Embryo:
         self.id = flow_id
         self.key = key
         self.held: Hashable = key  # the key object in the table (see `FlowTable._flows`)
-        # The first SYN, then each retransmission: as (frame, time, ttl, TSval) when only those
-        # differ from the first (the usual case), else the whole Segment. Most embryos live
+        # The first SYN, then each retransmission: as (frame, time, ttl, TSval, IP ID) when only
+        # those differ from the first (the usual case), else the whole Segment. Most embryos live
         # milliseconds (until the SYN-ACK); one left unanswered for `IDLE_COMPACT` is packed
         # (`compact`: thousands of them wait minutes on a busy link, and more in a SYN flood).
         self.segs: list[_Syn] | None = [seg]
@@ -287,13 +292,13 @@ class _Embryo:
         # Positionally: compiled, a NamedTuple's field by name is a generic attribute lookup,
         # and a slice of one a new tuple (SYN floods and unanswered connects repeat this).
         (frame, time, version, src, dst, sport, dport, seq, ack, flags, window, length, payload,
-         so, ttl, _) = seg  # fmt: skip
+         so, ttl, _, ip_id) = seg  # fmt: skip
         (_, _, f_version, f_src, f_dst, f_sport, f_dport, f_seq, f_ack, f_flags, f_window,
-         f_length, f_payload, fo, _, _) = first  # fmt: skip
+         f_length, f_payload, fo, _, _, _) = first  # fmt: skip
         mss, wscale, sack_permitted, sack, ts_val, ts_ecr = so
         f_mss, f_wscale, f_sack_permitted, f_sack, _, f_ts_ecr = fo
-        # Equal to the first SYN but for frame, time, TTL and TSval (a NamedTuple's `_replace`
-        # is interpreted Python, ~1.5 us a call).
+        # Equal to the first SYN but for frame, time, TTL, TSval and IP ID (a NamedTuple's
+        # `_replace` is interpreted Python, ~1.5 us a call).
         if (
             version == f_version and src == f_src and dst == f_dst and sport == f_sport
             and dport == f_dport and seq == f_seq and ack == f_ack and flags == f_flags
@@ -301,7 +306,7 @@ class _Embryo:
             and mss == f_mss and wscale == f_wscale and sack_permitted == f_sack_permitted
             and sack == f_sack and ts_ecr == f_ts_ecr
         ):  # fmt: skip
-            segs.append((frame, time, ttl, ts_val))
+            segs.append((frame, time, ttl, ts_val, ip_id))
         else:
             segs.append(seg)
         if time > self.end:
@@ -321,8 +326,8 @@ class _Embryo:
                 out.append(s)
             else:
                 # (unpacked, not `*s`: compiled, a call with `*` is a generic one)
-                frame, time, ttl, ts_val = s
-                out.append(_resent(first, frame, time, ttl, ts_val))
+                frame, time, ttl, ts_val, ip_id = s
+                out.append(_resent(first, frame, time, ttl, ts_val, ip_id))
         return out
 
     def compact(self) -> None:

@@ -43,7 +43,8 @@ def attempts(draw: st.DrawFn) -> list[Segment]:
         out.append(
             Segment(frame, time, 4 if len(src) == 4 else 6, src, dst, sport, dport, isn, 0,
                     first_flags, draw(st.integers(0, 0xFFFF)), 0, b"", draw(OPTIONS),
-                    draw(st.integers(0, 255)), tuple_key(src, sport, dst, dport))
+                    draw(st.integers(0, 255)), tuple_key(src, sport, dst, dport),
+                    draw(st.integers(0, 0xFFFF)) if len(src) == 4 else 0)
         )  # fmt: skip
         frame += draw(st.integers(1, 1000))
         time += draw(st.sampled_from([0.0, 1e-6, 1.0, 3.0, 61.0]))
@@ -99,13 +100,12 @@ def _by_definition(seg: Segment, key: FlowKey) -> bytes | None:
     try:
         record = table._SYN_RECORD.pack(
             seg.frame, seg.time, seg.seq, seg.ack, seg.flags, seg.window, o.mss or 0, seg.ttl,
-            seg.ip_version, o.wscale or 0, bits, o.ts_val or 0, o.ts_ecr or 0,
+            seg.ip_version, o.wscale or 0, bits, o.ts_val or 0, o.ts_ecr or 0, seg.ip_id,
         )  # fmt: skip
     except struct.error:
         return None
-    frame, time, seq, ack, flags, window, mss, ttl, version, wscale, bits, ts_val, ts_ecr = (
-        table._SYN_RECORD.unpack(record)
-    )
+    (frame, time, seq, ack, flags, window, mss, ttl, version, wscale, bits, ts_val, ts_ecr,
+     ip_id) = table._SYN_RECORD.unpack(record)  # fmt: skip
     (src, sport), (dst, dport) = (key[1], key[0]) if bits & table._SYN_FROM_SECOND else key
     options = TcpOptions(
         mss if bits & table._SYN_MSS else None,
@@ -117,7 +117,7 @@ def _by_definition(seg: Segment, key: FlowKey) -> bytes | None:
     )
     back = Segment(
         frame, time, version, src, dst, sport, dport, seq, ack, flags, window, 0, b"", options,
-        ttl, tuple_key(src, sport, dst, dport),
+        ttl, tuple_key(src, sport, dst, dport), ip_id,
     )  # fmt: skip
     return record if back == seg else None
 
@@ -147,6 +147,7 @@ def odd_syns(draw: st.DrawFn) -> tuple[Segment, FlowKey]:
         draw(st.sampled_from([b"", b"", b"x"])), draw(ODD_OPTIONS), draw(st.integers(0, 256)),
         draw(st.sampled_from([tuple_key(src, sport, dst, 443), tuple_key(src, sport, dst, 443),
                               b""])),
+        draw(st.sampled_from([0, 0x1234, 0xFFFF, -1, 0x10000])),
     )  # fmt: skip
     return seg, key
 

@@ -107,7 +107,9 @@ def test_committed_capture_findings(name: str) -> None:
 def test_bridge_copies_on_any_leave_a_healthy_connection_healthy() -> None:
     """`-i any` on a host whose bridge joins two namespaces sees every packet twice: the
     copies are flagged as retransmissions and duplicate ACKs, as Wireshark does, but the
-    connection is not a problem flow and the retransmission finding says why."""
+    connection is not a problem flow and the retransmission and duplicate-ACK findings say
+    why. (The near miss, real resends and duplicate ACKs microseconds apart on a veth pair:
+    `test_real_resends_on_a_fast_link_are_not_copies`.)"""
     from tcpdiag.config import AnalysisOptions
     from tcpdiag.engine import analyze_capture
     from tcpdiag.findings.verdict import problem_flow
@@ -120,5 +122,24 @@ def test_bridge_copies_on_any_leave_a_healthy_connection_healthy() -> None:
     resent = by_name["retransmission"]
     assert resent.severity is Severity.INFO and resent.count > 40
     assert "captured twice" in resent.message and "not resends on the network" in resent.message
-    assert by_name["capture-duplicate-packets"].count >= 30
+    acks = by_name["duplicate-ack"]
+    assert acks.count > 20 and "copies made by the capture" in acks.message
+    copies = by_name["capture-duplicate-packets"]
+    assert copies.count >= 30 and "of its duplicate ACKs are such copies" in copies.message
     assert max(f.severity for f in flow.findings) is Severity.INFO
+
+
+def test_real_resends_on_a_fast_link_are_not_copies() -> None:
+    """tcp-retransmissions: a lossy transfer over a veth pair, where duplicate ACKs follow one
+    another 7-40 us apart with the same ACK number and window. Each has its own IP ID and SACK
+    edge, so none is taken for a copy made by the capture."""
+    from tcpdiag.config import AnalysisOptions
+    from tcpdiag.engine import analyze_capture
+
+    result = analyze_capture(str(CAPTURES / "tcp-retransmissions.pcap"), AnalysisOptions())
+    (flow,) = result.flows
+    by_name = {f.name: f for f in flow.findings}
+    assert by_name["duplicate-ack"].count >= 10
+    assert "the receiver is missing a segment" in by_name["duplicate-ack"].message
+    assert "captured twice" not in by_name["retransmission"].message
+    assert "capture-duplicate-packets" not in by_name

@@ -560,7 +560,7 @@ def test_unanswered_syns_are_packed_after_idle_compact_and_replay_exactly() -> N
     assert all(e.packed is None for e in table._entries())
     table.expire(last + IDLE_COMPACT + 0.5)
     embryos = table._entries()
-    assert [len(e.packed) for e in embryos] == [3 * 42] * 4 and all(e.segs is None for e in embryos)
+    assert [len(e.packed) for e in embryos] == [3 * 44] * 4 and all(e.segs is None for e in embryos)
     for embryo, segs in zip(embryos, attempts, strict=True):
         replayed = embryo.segments()
         assert replayed == segs
@@ -612,7 +612,7 @@ def test_packed_embryos_take_a_third_less_memory() -> None:
     # here all 3000 move at once from `_flows` to `_dozing`, and `_flows` keeps its room until
     # new flows reuse it): ~1.15 KB whole (a Segment and its options, a tuple per
     # retransmission, their numbers, the list), ~0.75 KB packed (pure Python; each further
-    # retransmission: ~150 bytes whole, 42 packed).
+    # retransmission: ~150 bytes whole, 44 packed).
     assert packed < 0.75 * whole, (whole / 3000, packed / 3000)
 
 

@@ -2,7 +2,7 @@
 (`flow/rows.py`): the row writers and the capture-duplicate check.
 
 Built here from the source (an editable install has no extensions, see `tests/cbuild.py`).
-Both must write the same 35 bytes for every row (and the same 8 for an RTT sample or a TLS
+Both must write the same 39 bytes for every row (and the same 8 for an RTT sample or a TLS
 label frame), raise `struct.error` on the same values, find the same duplicate frames and replay
 delay, and give the same reports when the flow engine uses one or the other.
 """
@@ -43,25 +43,37 @@ ROW_VALUES = st.tuples(
     st.integers(0, 2**32 - 1),  # ack
     st.integers(0, 2**32 - 1),  # length
     st.integers(0, 2**32 - 1),  # window
+    st.integers(0, 0xFFFF),  # IP ID
+    st.integers(0, 2**32 - 1),  # right edge of the first SACK block, when there is one
+    st.integers(0, 4),  # SACK blocks
 )
 
 
 def _segment(values: tuple[object, ...]) -> tuple[Segment, object]:
     """The Segment whose row, sent in the direction returned with it, is `values` (frame,
-    time, direction, flags, seq, ack, length, window)."""
-    frame, time, direction, flags, seq, ack, length, window = values
+    time, direction, flags, seq, ack, length, window, IP ID, the right edge of the first SACK
+    block and the number of blocks)."""
+    frame, time, direction, flags, seq, ack, length, window, ip_id, edge, blocks = values
+    sack = tuple((i, edge if i == 0 else i) for i in range(blocks))  # type: ignore[call-overload]
     segment = Segment(
         frame, time, 4, b"\x0a\0\0\x01", b"\x0a\0\0\x02", 40000, 443, seq, ack, flags,
-        window, length, b"", NO_OPTIONS,
+        window, length, b"", NO_OPTIONS._replace(sack=sack), 64, b"", ip_id,
     )  # fmt: skip
     return segment, direction
+
+
+def _packed(values: tuple[object, ...]) -> bytes:
+    """The row `_segment(values)` must give: the SACK edge is the low 16 bits of the first
+    block's right edge, 0 without a block."""
+    *fields, ip_id, edge, blocks = values
+    return struct.pack("<qdBHIIIIHH", *fields, ip_id, edge & 0xFFFF if blocks else 0)  # type: ignore[operator]
 
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     path = build_extension(SOURCE, "tcpdiag.flow._rows", tmp_path_factory.mktemp("rows"))
     module = load_extension(path, "tcpdiag.flow._rows")
-    assert module.ROW_SIZE == rows.ROW_SIZE == 35
+    assert module.ROW_SIZE == rows.ROW_SIZE == 39
     return module
 
 
@@ -74,7 +86,7 @@ def test_appended_rows_are_the_struct_bytes(
     native.append_row(in_c, *_segment(values))
     by_struct = bytearray(prefix)
     rows.append_row_struct(by_struct, *_segment(values))
-    assert in_c == by_struct == prefix + struct.pack("<qdBHIIII", *values)
+    assert in_c == by_struct == prefix + _packed(values)
 
 
 @settings(max_examples=200, deadline=None)
@@ -89,10 +101,10 @@ def test_rows_put_in_a_ring_are_the_struct_bytes(
     rows.put_slot_struct(by_struct, slot, *_segment(values))
     assert in_c == by_struct
     at = slot * rows.ROW_SIZE
-    assert in_c[at : at + rows.ROW_SIZE] == struct.pack("<qdBHIIII", *values)
+    assert in_c[at : at + rows.ROW_SIZE] == _packed(values)
 
 
-GOOD = (7, 1.5, 1, 0x18, 1000, 2000, 100, 65535)
+GOOD = (7, 1.5, 1, 0x18, 1000, 2000, 100, 65535, 0x1234, 70000, 2)
 
 
 @pytest.mark.parametrize(
@@ -107,6 +119,8 @@ GOOD = (7, 1.5, 1, 0x18, 1000, 2000, 100, 65535)
         (5, -1),  # ack negative
         (6, 2**40),
         (7, 1.0),  # window not an integer
+        (8, 0x10000),  # IP ID beyond H
+        (8, -1),
     ],
 )
 def test_out_of_range_values_raise_struct_error_both_ways(
@@ -123,6 +137,40 @@ def test_out_of_range_values_raise_struct_error_both_ways(
     for put in (native.put_slot, rows.put_slot_struct):
         with pytest.raises(struct.error):
             put(ring, 0, *_segment(tuple(values)))
+
+
+@pytest.mark.parametrize(
+    ("sack", "error"),
+    [
+        ((("x", "y"),), TypeError),  # a SACK edge that is not a number
+        ((1,), TypeError),  # a block that is not a pair
+        (((1,),), IndexError),
+        (((1, 2.5),), TypeError),
+    ],
+)
+def test_odd_sack_blocks_raise_the_same_error_both_ways(
+    native: ModuleType, sack: object, error: type[Exception]
+) -> None:
+    """Options made by hand take the generic path in C: Python's own errors."""
+    segment, direction = _segment(GOOD)
+    odd = segment._replace(options=NO_OPTIONS._replace(sack=sack))  # type: ignore[arg-type]
+    for writer in (native.append_row, rows.append_row_struct):
+        buf = bytearray(b"x")
+        with pytest.raises(error):
+            writer(buf, odd, direction)
+        assert buf == b"x"
+
+
+def test_sack_edges_of_any_int_are_the_low_bits_both_ways(native: ModuleType) -> None:
+    """Negative, huge and bool edges: `& 0xFFFF` in Python, the same bits from C."""
+    for edge in (-1, -65536, 2**70 + 5, True, 0xFFFF, 0x10000):
+        segment, direction = _segment(GOOD)
+        odd = segment._replace(options=NO_OPTIONS._replace(sack=((0, edge),)))
+        in_c, by_struct = bytearray(), bytearray()
+        native.append_row(in_c, odd, direction)
+        rows.append_row_struct(by_struct, odd, direction)
+        assert in_c == by_struct
+        assert struct.unpack_from("<H", in_c, 37)[0] == edge & 0xFFFF
 
 
 def test_a_row_beyond_the_ring_raises_both_ways(native: ModuleType) -> None:
@@ -288,8 +336,19 @@ def test_pure_python_runs_the_struct_writer(monkeypatch: pytest.MonkeyPatch) -> 
 # -- the capture-duplicate check
 
 
-def _row(frame: int, time: float, d: int, flags: int, seq: int, ack: int, n: int, w: int) -> bytes:
-    return struct.pack("<qdBHIIII", frame, time, d, flags, seq, ack, n, w)
+def _row(
+    frame: int,
+    time: float,
+    d: int,
+    flags: int,
+    seq: int,
+    ack: int,
+    n: int,
+    w: int,
+    ip_id: int = 0,
+    edge: int = 0,
+) -> bytes:
+    return struct.pack("<qdBHIIIIHH", frame, time, d, flags, seq, ack, n, w, ip_id, edge)
 
 
 @st.composite
@@ -306,6 +365,8 @@ def conversations(draw: st.DrawFn) -> bytes:
                 st.integers(0, 3),
                 st.sampled_from([0, 1, 100]),
                 st.sampled_from([0, 65535]),
+                st.sampled_from([0, 7]),  # IP ID
+                st.sampled_from([0, 3]),  # SACK edge
             ),
             min_size=1,
             max_size=8,
@@ -315,16 +376,16 @@ def conversations(draw: st.DrawFn) -> bytes:
     time = draw(st.floats(0, 1e9))
     frame = 1
     for _ in range(draw(st.integers(0, 40))):
-        d, flags, seq, ack, n, w = draw(st.sampled_from(pool))
+        d, flags, seq, ack, n, w, ip_id, edge = draw(st.sampled_from(pool))
         time += draw(st.sampled_from([0.0, 0.0005, 0.001, 0.00015, 0.00005, 0.3, 1.0]))
-        out.append((frame, time, d, flags, seq, ack, n, w))
+        out.append((frame, time, d, flags, seq, ack, n, w, ip_id, edge))
         frame += 1
     if out and draw(st.booleans()):  # replay a stretch at a fixed delay
         delay = draw(st.sampled_from([0.5, 0.00025, 0.00035, 2.0]))
         jitter = draw(st.sampled_from([0.0, 0.00004, -0.00004, 0.00006]))
         start = draw(st.integers(0, len(out) - 1))
-        for _, t, d, flags, seq, ack, n, w in out[start:]:
-            out.append((frame, t + delay + jitter, d, flags, seq, ack, n, w))
+        for _, t, d, flags, seq, ack, n, w, ip_id, edge in out[start:]:
+            out.append((frame, t + delay + jitter, d, flags, seq, ack, n, w, ip_id, edge))
             frame += 1
     return b"".join(_row(*r) for r in out)
 
@@ -356,6 +417,29 @@ def test_capture_duplicates_find_a_replayed_conversation(native: ModuleType) -> 
     )
     frames, delay = native.capture_duplicates(mirror, True, True, 0.001, 0.0001, 3)
     assert set(frames) == {2} and delay is None
+
+
+@pytest.mark.parametrize(
+    ("second", "copy"),
+    [
+        ((2, 5.0002, 0, 0x10, 1, 1, 0, 9, 0x0101, 0x0500), True),  # every byte again
+        ((2, 5.0002, 0, 0x10, 1, 1, 0, 9, 0x0102, 0x0500), False),  # the sender's next IP ID
+        ((2, 5.0002, 0, 0x10, 1, 1, 0, 9, 0x0101, 0x05B0), False),  # a SACK edge that moved
+    ],
+)
+def test_a_resend_is_not_a_copy(
+    native: ModuleType,
+    second: tuple[int, float, int, int, int, int, int, int, int, int],
+    copy: bool,
+) -> None:
+    """Two duplicate ACKs back to back, 0.2 ms apart, equal in every TCP field the timeline
+    shows: a copy only when the IP ID and the SACK edge repeat too."""
+    packed = _row(1, 5.0, 0, 0x10, 1, 1, 0, 9, 0x0101, 0x0500) + _row(*second)
+    for frames, _ in (
+        native.capture_duplicates(packed, True, True, 0.001, 0.0001, 3),
+        rows.capture_duplicates(packed, True, True, 0.001, 0.0001, 3, native=False),
+    ):
+        assert set(frames) == ({2} if copy else set())
 
 
 def test_capture_duplicates_agree_on_real_flows(native: ModuleType) -> None:

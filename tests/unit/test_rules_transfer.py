@@ -7,7 +7,8 @@ import pytest
 
 from tcpdiag.config import Thresholds
 from tcpdiag.findings import tcp_rules
-from tcpdiag.result import Severity
+from tcpdiag.model import TcpOptions
+from tcpdiag.result import Finding, Severity
 from tests.craft import Conversation
 from tests.unit.rules_craft import diagnose, names, only
 
@@ -294,10 +295,72 @@ def test_packets_captured_twice_are_not_reported_as_loss() -> None:
     found = diagnose(c)
     f = only(found, "retransmission")
     assert f.severity is Severity.INFO
-    assert "10 of the 10 are packets captured twice" in f.message
+    assert "all 10 are packets captured twice" in f.message
     assert "not resends on the network" in f.message
     dup = only(found, "capture-duplicate-packets")
     assert "less than 1.0 ms later" in dup.message and dup.count == 10
+
+
+def test_near_miss_a_resend_within_a_millisecond_with_its_own_ip_id_is_loss() -> None:
+    """A sender numbers every IP packet: resent 20 us later (as on a fast local link, where a
+    duplicate ACK comes back within microseconds), each segment is still a real resend."""
+    c = Conversation().handshake()
+    c.send("c", 10)
+    for i in range(10):
+        s = c.send("s", 1000, ip_id=100 + 2 * i)
+        c.retransmit(s.frame, dt=0.00002, ack=s.ack, ip_id=101 + 2 * i)
+        c.ack("c")
+    found = diagnose(c)
+    assert "capture-duplicate-packets" not in names(found)
+    f = only(found, "retransmission")
+    assert f.severity is Severity.WARNING and "captured twice" not in f.message
+
+
+def _duplicate_ack_train(ip_ids: list[int], sack: bool) -> list[Finding]:
+    """An ACK and three duplicates of it sent back to back, 0.1 ms apart (a receiver answering
+    a burst after a hole), with these IP IDs; with `sack`, each duplicate reports one more
+    out-of-order segment in its first SACK block (RFC 2018), as Linux and Windows do."""
+    c = Conversation().handshake()
+    c.send("c", 10)
+    first = c.send("s", 1000)
+    c.send("s", 1000)  # lost
+    later = [c.send("s", 1000, dt=0.0001) for _ in range(3)]
+    c.ack("c", ack=first.seq + 1000, ip_id=ip_ids[0])
+    for ip_id, seg in zip(ip_ids[1:], later, strict=True):
+        blocks = ((later[0].seq, (seg.seq + 1000) & 0xFFFFFFFF),) if sack else ()
+        c.ack("c", ack=first.seq + 1000, dt=0.0001, ip_id=ip_id, options=TcpOptions(sack=blocks))
+    return diagnose(c)
+
+
+def test_duplicate_acks_captured_twice_are_called_copies() -> None:
+    # tcp-any-bridge-duplicates (recorded here): every packet twice, with its IP ID.
+    found = _duplicate_ack_train([7, 7, 7, 7], sack=False)
+    dup = only(found, "duplicate-ack")
+    assert dup.frames == (11, 12, 13)
+    assert "all 3 are packets captured twice (frames 11, 12, 13" in dup.message
+    assert "copies made by the capture, not a receiver asking" in dup.message
+    copies = only(found, "capture-duplicate-packets")
+    assert copies.frames == (11, 12, 13)
+    assert "3 of the flow's duplicate ACKs are such copies" in copies.message
+
+
+@pytest.mark.parametrize(
+    ("ip_ids", "sack"),
+    [
+        ([7, 8, 9, 10], False),  # IPv4 without SACK: the sender's IP IDs
+        ([0, 0, 0, 0], True),  # IPv6 (no IP ID) with SACK: the block's edge moves
+    ],
+)
+def test_near_miss_a_train_of_real_duplicate_acks_is_not_copies(
+    ip_ids: list[int], sack: bool
+) -> None:
+    # tcp-retransmissions (recorded here): duplicate ACKs 7-40 us apart, each its own IP ID
+    # and SACK edge.
+    found = _duplicate_ack_train(ip_ids, sack)
+    dup = only(found, "duplicate-ack")
+    assert dup.frames == (11, 12, 13)
+    assert "the receiver is missing a segment and asks for it again" in dup.message
+    assert "capture-duplicate-packets" not in names(found)
 
 
 def test_single_retransmission_in_a_tiny_flow_stays_info() -> None:

@@ -200,10 +200,10 @@ SPECS: tuple[FindingSpec, ...] = (
         title="The capture holds the same packets twice",
         what_it_means=text("""
             Some packets of the connection are in the capture more than once: exact copies
-            (same sequence and acknowledgment numbers, flags, length and window) made by the
-            capture, not sent twice by the endpoints. Wireshark and tcpdiag flag such copies
-            as retransmissions, duplicate ACKs or keep-alives; those flags, on these frames,
-            say nothing about the network.
+            (same sequence and acknowledgment numbers, flags, length, window, IP ID and SACK
+            blocks) made by the capture, not sent twice by the endpoints. Wireshark and
+            tcpdiag flag such copies as retransmissions, duplicate ACKs or keep-alives; those
+            flags, on these frames, say nothing about the network.
         """),
         how_detected=text("""
             Two signatures, in the kept timeline of the flow. A packet that repeats the
@@ -212,9 +212,14 @@ SPECS: tuple[FindingSpec, ...] = (
             packets of both sides repeating earlier ones exactly, at one and the same time
             offset (three copies or more): the conversation captured again at another point
             a fixed delay later. Real retransmissions are timed by each sender's own timers
-            and never replay the other side's ACKs. When these copies are at least half of a
-            flow's retransmissions, the retransmission finding stays info and this finding
-            lists the copies.
+            and never replay the other side's ACKs. "Exactly" includes the IPv4
+            Identification and the right edge of the first SACK block: a sender numbers each
+            IP packet it sends, and a receiver's duplicate ACKs each report the latest
+            out-of-order segment first, so a real resend or a train of duplicate ACKs sent
+            back to back is not taken for a copy (IPv6 has no IP ID; without SACK, such a
+            train is only told apart on IPv4). When these copies are at least half of a
+            flow's retransmissions or duplicate ACKs seen in the timeline, those findings stay
+            info, say so, and this finding lists the copies.
         """),
         common_causes=text("""
             - A SPAN/mirror port that copies both ingress and egress of the same traffic.
@@ -235,8 +240,8 @@ SPECS: tuple[FindingSpec, ...] = (
         example=example("""
             capture-duplicate-packets (info) flow 1, 22 frames: 2, 6, 7, 9, …
               22 packets of 10.0.0.1:59856 → 10.0.0.2:80 repeat the conversation exactly 50 ms
-              later, from both sides; 18 of the flow's retransmissions are such copies — the
-              capture saw the same packets twice
+              later, from both sides; 18 of the flow's retransmissions and 1 of its duplicate
+              ACKs are such copies — the capture saw the same packets twice
         """),
     ),
     FindingSpec(

@@ -264,7 +264,10 @@ SPECS: tuple[FindingSpec, ...] = (
         """),
         common_causes=text("""
             - Loss or reordering of data segments.
-            - Capture artefact: duplicate copies of the same ACK in the capture.
+            - Capture artefact: duplicate copies of the same ACK in the capture. When most of
+              the flagged ACKs seen in the timeline are such copies (same IP ID and SACK
+              blocks, less than 1 ms apart: see capture-duplicate-packets), the message says
+              so.
         """),
         how_to_confirm=text("`tcp.analysis.duplicate_ack`; `tcp.analysis.duplicate_ack_frame`."),
         what_to_do=text("Look at the retransmissions that follow; investigate loss if frequent."),
