@@ -72,6 +72,10 @@ class AnalysisOptions:
     limits: Limits = field(default_factory=Limits)
     # Keep timelines for every flow, not only problem flows (--all / --flow).
     keep_all_timelines: bool = False
+    # False when the report shows no timeline (JSON, SARIF, JUnit..., or --no-timeline): then
+    # no finished flow builds or packs one (a stored flow's packed timeline and TLS labels
+    # are ~1.5-4 KB that the report would never read).
+    timelines: bool = True
 
 
 def field_names(cls: type) -> list[str]:

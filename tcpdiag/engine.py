@@ -396,10 +396,15 @@ class Engine:
         if isinstance(stream, TlsStream) and stream.is_tls:
             result.tls = stream.summary()
             findings.extend(tls_rules.diagnose(stream, tcp_rules.tls_context(flow)))
-            labels = stream.label_state()
+            if self.options.timelines:
+                labels = stream.label_state()
         flow.consumer = None
         result.findings = _ordered(findings)
         self._context.add_flow(flow, result)
+        if not self.options.timelines:
+            # The report shows no timeline: none to build, none to pack into the store.
+            result.timeline_skipped = timeline[6]
+            return result, None
         if timeline[0] and self._on_flow is None and isinstance(self._results, FlowStore):
             # The store keeps the timeline packed (~1.5 KB instead of ~30 KB of row objects
             # per flow, and pickling a hundred rows into the store and back cost more than

@@ -229,6 +229,7 @@ class Conversation:
         length: int | None = None,
         advance: bool = True,
         ip_id: int = 0,
+        ttl: int = 64,
     ) -> Segment:
         me, peer = self.sides[i], self.sides[1 - i]
         if isinstance(payload, int):
@@ -255,6 +256,7 @@ class Conversation:
             frame=self.frame,
             time=self._clock(dt, at),
             ip_id=ip_id,
+            ttl=ttl,
         )
         if advance:
             end = (s + wire + (1 if flags & (SYN | FIN) else 0)) & MASK

@@ -29,6 +29,8 @@ from tcpdiag.split import analyze_each, analyze_split, split_jobs, usable_cpus
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 FORMATS = ("text", "json", "jsonl", "sarif", "junit", "html")
+# The formats that show timelines; for the others the analysis keeps none.
+TIMELINE_FORMATS = ("text", "html")
 
 
 class JobsParam(click.ParamType):  # type: ignore[type-arg]
@@ -126,7 +128,11 @@ def analyze(
             raise click.BadParameter(
                 f"{host!r} is not an IP address", param_hint="--host"
             ) from None
-    options = analysis_options(limits, keep_all=show_all or flow_id is not None)
+    options = analysis_options(
+        limits,
+        keep_all=show_all or flow_id is not None,
+        timelines=timeline and fmt in TIMELINE_FORMATS,
+    )
     paths = expand_captures(captures)
     if output is not None and output != "-":
         check_output_path(output, paths)  # refuse a bad -o before the analysis, not after

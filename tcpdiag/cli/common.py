@@ -129,8 +129,12 @@ def live_limit_options(func: F) -> F:
     return _apply(func, _limit_decorators(input_limit=False, linger=3.0))
 
 
-def analysis_options(limits: Mapping[str, object], keep_all: bool = False) -> AnalysisOptions:
-    options = AnalysisOptions(keep_all_timelines=keep_all)
+def analysis_options(
+    limits: Mapping[str, object], keep_all: bool = False, timelines: bool = True
+) -> AnalysisOptions:
+    """The analysis options of the command line: `keep_all` timelines (--all, --flow), or
+    none at all (`timelines` False: a report format or --no-timeline that shows none)."""
+    options = AnalysisOptions(keep_all_timelines=keep_all, timelines=timelines)
     apply_limit_flags(options, limits)
     return options
 

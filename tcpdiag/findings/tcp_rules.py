@@ -14,6 +14,7 @@ the capture rather than to the flow's own last packet.
 from __future__ import annotations
 
 import statistics
+import struct
 from collections.abc import Iterable
 from itertools import pairwise
 from typing import Final
@@ -37,7 +38,7 @@ from tcpdiag.flow.flow import (
     timeline_frames,
     timeline_views,
 )
-from tcpdiag.flow.rows import capture_duplicates
+from tcpdiag.flow.rows import ROW_SIZE, capture_duplicates
 from tcpdiag.flow.seq import seq_gt
 from tcpdiag.model import ACK, FIN, PSH, RST, SYN, URG, Direction, format_endpoint
 from tcpdiag.result import Finding, Severity, TimelineRow
@@ -547,7 +548,7 @@ def _resets(x: _Facts) -> list[Finding]:
             "abortive-close",
             f"{x.name(d)} ended the connection with {kind} (frame {rst.frame}){before} instead "
             "of a FIN exchange — an abort: SO_LINGER 0, a killed or crashed process, or close() "
-            "with unread data; data still queued on that side is lost",
+            f"with unread data; data still queued on that side is lost{_injected(x, rst)}",
             frames=frames,
             time=rst.time,
             flow=f.id,
@@ -681,29 +682,35 @@ def _reset_ignored(x: _Facts) -> list[Finding]:
     if not ignored:
         return []
     parts = []
+    told = False  # some reset's own header says where it came from
     for e, proof, why in ignored[:3]:
         assert e.direction is not None
         who = x.name(e.direction)
         if why == "synack":
-            parts.append(
+            part = (
                 f"{who} sent a RST (frame {e.frame}) before its SYN/ACK (frame {proof}), and the "
                 "handshake still completed: the client ignored it, as a stack does with a reset "
                 "that does not acknowledge its SYN"
             )
         else:
-            parts.append(
+            part = (
                 f"{who} sent a RST (frame {e.frame}) and then went on sending (frame {proof}): "
                 "a stack sends nothing on a connection after resetting it, so the reset was "
                 "not that endpoint's, or the receiver ignored it (outside its window)"
             )
+        origin = _rst_origin(x, e)
+        if origin:
+            part += f"; {origin}"
+            told = True
+        parts.append(part)
     more = f" ({len(ignored)} such resets in all)" if len(ignored) > 3 else ""
     frames = [fr for e, proof, _ in ignored for fr in (e.frame, proof)]
     return [
         make_finding(
             "reset-ignored",
             "; ".join(parts) + more + " — a forged reset: injected by a middlebox (IPS, "
-            "censorship, a load balancer) or crafted, or stale from an earlier connection; "
-            "compare its TTL and IP ID with that address's other packets",
+            "censorship, a load balancer) or crafted, or stale from an earlier connection"
+            + ("" if told else "; compare its TTL and IP ID with that address's other packets"),
             frames=frames,
             time=ignored[0][0].time,
             flow=x.flow.id,
@@ -773,6 +780,97 @@ def _bytes_between(x: _Facts, d: Direction, after: int, before: int) -> int:
     )
 
 
+def _rst_origin(x: _Facts, rst: FlowEvent) -> str:
+    """What the reset's own IP header says of where it came from, as a clause ("" when nothing
+    stands out), from the kept timeline around it: a TTL other than that of its sender's
+    nearest packet (before it, else after it: it crossed another number of hops, so another
+    box sent it in that address's name), and an IP ID copied from the peer's packet it answers
+    while the sender's own packets never carry it (boxes that inject resets build them from
+    the packet they saw; a stack numbers its own packets). Only the rows next to the reset are
+    read, unless its IP ID is the answered packet's."""
+    assert rst.direction is not None
+    packed = x.timeline_state()[0]
+    rows = len(packed) // ROW_SIZE
+    sender = 0 if rst.direction == Direction.CLIENT else 1
+    at = rows - 1  # the reset's row: mostly the last, or nearly
+    while at >= 0 and _origin_fields(packed, at)[0] != rst.frame:
+        at -= 1
+    if at < 0:
+        return ""  # not among the kept rows
+    _, _, _, ip_id, ttl = _origin_fields(packed, at)
+    own = answered = -1  # rows: the sender's nearest non-RST packet, the peer's before it
+    i = at - 1
+    while i >= 0 and (own < 0 or answered < 0):
+        _, d, flags, _, _ = _origin_fields(packed, i)
+        if d != sender:
+            if answered < 0:
+                answered = i
+        elif own < 0 and not flags & RST:
+            own = i
+        i -= 1
+    i = at + 1
+    while own < 0 and i < rows:
+        _, d, flags, _, _ = _origin_fields(packed, i)
+        if d == sender and not flags & RST:
+            own = i
+        i += 1
+    if own < 0:
+        return ""  # nothing of the sender's own to compare with
+    clauses = []
+    own_frame, _, _, _, own_ttl = _origin_fields(packed, own)
+    if own_ttl != ttl:
+        where = "before" if own_frame < rst.frame else "after"
+        clauses.append(
+            f"its TTL ({ttl}) is not that of {x.name(rst.direction)}'s packet {where} it "
+            f"(frame {own_frame}, TTL {own_ttl})"
+        )
+    if ip_id and answered >= 0:
+        answered_frame, _, _, answered_id, _ = _origin_fields(packed, answered)
+        if answered_id == ip_id and not _sends_ip_id(packed, rows, sender, ip_id):
+            clauses.append(
+                f"its IP ID (0x{ip_id:04x}) is that of the packet of "
+                f"{x.name(rst.direction.other)} it answers (frame {answered_frame})"
+            )
+    return "; ".join(clauses)
+
+
+# What `_rst_origin` reads of a packed timeline row (`flow/rows.py`): frame, direction, flags,
+# IP ID, TTL.
+_ORIGIN_FIELDS: Final = struct.Struct("<q8xBH16xH2xB")
+
+
+def _origin_fields(packed: bytes, row: int) -> tuple[int, int, int, int, int]:
+    """Frame, direction (0 client), flags, IP ID and TTL of row `row` of packed rows."""
+    frame: int
+    d: int
+    flags: int
+    ip_id: int
+    ttl: int
+    frame, d, flags, ip_id, ttl = _ORIGIN_FIELDS.unpack_from(packed, row * ROW_SIZE)
+    return frame, d, flags, ip_id, ttl
+
+
+def _sends_ip_id(packed: bytes, rows: int, sender: int, ip_id: int) -> bool:
+    """Some non-RST packet of `sender` among the rows carries `ip_id` (a stack that sends
+    one constant ID, or a crafting tool: a reset with the peer's ID then copied nothing)."""
+    for i in range(rows):
+        _, d, flags, row_ip_id, _ = _origin_fields(packed, i)
+        if d == sender and not flags & RST and row_ip_id == ip_id:
+            return True
+    return False
+
+
+def _injected(x: _Facts, rst: FlowEvent) -> str:
+    """ " — but <origin>: another box ... sent it" for a finding's end, or ""."""
+    origin = _rst_origin(x, rst)
+    if not origin:
+        return ""
+    return (
+        f" — but {origin}: another box on the path (a firewall, IPS or load balancer) sent "
+        f"this reset in {x.name(rst.direction or Direction.CLIENT)}'s name"
+    )
+
+
 def _unread(x: _Facts, rst: FlowEvent, nbytes: int, data_frame: int | None, why: str) -> Finding:
     assert rst.direction is not None
     who, peer = x.name(rst.direction), x.name(rst.direction.other)
@@ -809,7 +907,7 @@ def _unread(x: _Facts, rst: FlowEvent, nbytes: int, data_frame: int | None, why:
     return make_finding(
         "reset-with-unread-data",
         f"{facts} — {meaning}; the kernel sends a reset instead of a FIN, and {peer} sees "
-        "ECONNRESET on its next send() or recv()",
+        f"ECONNRESET on its next send() or recv(){_injected(x, rst)}",
         frames=[rst.frame, *([data_frame] if data_frame else [])],
         time=rst.time,
         flow=x.flow.id,
@@ -868,7 +966,7 @@ def _mid_stream(
     frames = [rst.frame, *([data_frame] if data_frame else [])]
     return make_finding(
         "reset-mid-stream",
-        f"{facts} — {meaning}",
+        f"{facts} — {meaning}{_injected(x, rst)}",
         frames=frames,
         time=rst.time,
         flow=x.flow.id,

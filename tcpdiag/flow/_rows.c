@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define ROW_SIZE 39
+#define ROW_SIZE 40
 
 static PyObject *struct_error = NULL; /* struct.error, so both versions raise the same */
 
@@ -71,10 +71,10 @@ static inline int int_field(PyObject *obj, long long low, long long high, long l
     return 0;
 }
 
-/* values: frame, time, direction, flags, seq, ack, length, window, IP ID; and the SACK edge
- * (0-0xFFFF) -> row[ROW_SIZE] */
+/* values: frame, time, direction, flags, seq, ack, length, window, IP ID, TTL; and the SACK
+ * edge (0-0xFFFF) -> row[ROW_SIZE] */
 static int pack(PyObject *const *values, long long sack_edge, unsigned char *row) {
-    long long frame, direction, flags, seq, ack, length, window, ip_id;
+    long long frame, direction, flags, seq, ack, length, window, ip_id, ttl;
     if (int_field(values[0], LLONG_MIN, LLONG_MAX, &frame) < 0) return -1;
     double time = PyFloat_AsDouble(values[1]);
     if (time == -1.0 && PyErr_Occurred()) {
@@ -87,7 +87,7 @@ static int pack(PyObject *const *values, long long sack_edge, unsigned char *row
         int_field(values[5], 0, 0xFFFFFFFFLL, &ack) < 0 ||
         int_field(values[6], 0, 0xFFFFFFFFLL, &length) < 0 ||
         int_field(values[7], 0, 0xFFFFFFFFLL, &window) < 0 ||
-        int_field(values[8], 0, 0xFFFF, &ip_id) < 0)
+        int_field(values[8], 0, 0xFFFF, &ip_id) < 0 || int_field(values[9], 0, 0xFF, &ttl) < 0)
         return -1;
     uint64_t time_bits;
     memcpy(&time_bits, &time, 8);
@@ -101,6 +101,7 @@ static int pack(PyObject *const *values, long long sack_edge, unsigned char *row
     PUT_LE(uint32_t, row + 31, window);
     PUT_LE(uint16_t, row + 35, ip_id);
     PUT_LE(uint16_t, row + 37, sack_edge);
+    row[39] = (unsigned char)ttl;
     return 0;
 }
 
@@ -151,9 +152,9 @@ static int sack_edge_value(PyObject *options, long long *edge) {
 }
 
 /* The row values of `segment` (a Segment: frame, time, seq, ack, flags, window, length, options,
- * IP ID at its fields 0, 1, 7, 8, 9, 10, 11, 13, 16) sent in `direction`, in the row's order,
- * into values[9] (borrowed references; the caller reads the SACK edge of the options); -1 with
- * TypeError set when `segment` is not such a tuple. */
+ * TTL, IP ID at its fields 0, 1, 7, 8, 9, 10, 11, 13, 14, 16) sent in `direction`, in the row's
+ * order, into values[10] (borrowed references; the caller reads the SACK edge of the options);
+ * -1 with TypeError set when `segment` is not such a tuple. */
 static int segment_values(PyObject *segment, PyObject *direction, PyObject **values) {
     if (!PyTuple_Check(segment) || PyTuple_GET_SIZE(segment) < 17) {
         PyErr_SetString(PyExc_TypeError, "a row needs a Segment");
@@ -168,12 +169,13 @@ static int segment_values(PyObject *segment, PyObject *direction, PyObject **val
     values[6] = PyTuple_GET_ITEM(segment, 11); /* length */
     values[7] = PyTuple_GET_ITEM(segment, 10); /* window */
     values[8] = PyTuple_GET_ITEM(segment, 16); /* IP ID */
+    values[9] = PyTuple_GET_ITEM(segment, 14); /* TTL */
     return 0;
 }
 
 /* The row of `segment` sent in `direction` into row[ROW_SIZE]; -1 with an error set. */
 static int segment_row(PyObject *segment, PyObject *direction, unsigned char *row) {
-    PyObject *values[9];
+    PyObject *values[10];
     long long edge;
     if (segment_values(segment, direction, values) < 0) return -1;
     if (sack_edge_value(PyTuple_GET_ITEM(segment, 13), &edge) < 0) return -1;
@@ -357,14 +359,14 @@ static PyObject *median_double(PyObject *module, PyObject *buf) {
 
 /* -- the capture-duplicate check over packed rows (tcp_rules._capture_duplicates) ---------
  *
- * A row's key is its bytes from the direction on (direction, flags, seq, ack, length, window,
- * IP ID, SACK edge)
+ * A row's key is its bytes from the direction on but the TTL (direction, flags, seq, ack,
+ * length, window, IP ID, SACK edge)
  * with the ACK number zeroed where the row shows none (no ACK flag, or the peer's first
  * sequence number unknown): `flow.timeline_repeats`. See `rows.capture_duplicates` for the
  * rule; this is the same computation over the same bytes, in the same double arithmetic. */
 
 #define KEY_AT 16
-#define KEY_SIZE (ROW_SIZE - KEY_AT)
+#define KEY_SIZE (ROW_SIZE - 1 - KEY_AT) /* not the TTL, last */
 #define ACK_FLAG 0x10
 
 typedef struct {

@@ -73,8 +73,8 @@ _NO_OPTIONS: Final = model.NO_OPTIONS
 # `Flow.process` reads these TcpOptions fields by index (3 and 4).
 assert model.TcpOptions._fields[3:5] == ("sack", "ts_val")
 # One timeline row, packed: frame, time, direction, flags, seq, ack, length, window, and the IP
-# ID and SACK edge of the capture-duplicate check (39 bytes instead of a tuple of ten objects,
-# ~300 bytes, for every one of the 100 rows kept per flow).
+# ID, SACK edge and TTL that the capture-duplicate check and the reset rules read (40 bytes
+# instead of a tuple of eleven objects, ~300 bytes, for every one of the 100 rows kept per flow).
 _ROW: Final = rows.ROW
 _ROW_SIZE: Final = rows.ROW_SIZE
 _APPEND_ROW: Final = rows.append_row
@@ -98,7 +98,7 @@ def _row_values(state: TimelineState) -> list[tuple[int, float, int, int, int, i
     bases = (c_base, s_base)
     wscales = (c_wscale, s_wscale)
     out: list[tuple[int, float, int, int, int, int, int, int]] = []
-    for frame, time, d, flags, seq, ack, length, window, _, _ in _ROW.iter_unpack(packed):
+    for frame, time, d, flags, seq, ack, length, window, _, _, _ in _ROW.iter_unpack(packed):
         base = bases[d]
         peer_base = bases[1 - d]
         rel_ack = 0
@@ -195,7 +195,7 @@ class FlowEvent:
     rst                bytes_in_flight, idle (seconds since the previous packet of the flow),
                        unread_data (bytes the peer sent that the RST's sender never ACKed),
                        after_own_fin, after_peer_fin (bool), has_ack (bool), ack (raw ACK
-                       number or None), ttl, seq_relative
+                       number or None), ttl, ip_id (0 for IPv6), seq_relative
     gap                offset, length (bytes never captured in this direction's stream)
     overlap-mismatch   offset, length (retransmitted bytes that differ; first copy kept)
     buffer-cap         buffered, limit (reassembly buffer limit hit; a gap follows)
@@ -869,6 +869,7 @@ class Flow:
                 # raw ACK number (None without the ACK flag): does the RST acknowledge the SYN?
                 ack=seg.ack if flags & ACK else None,
                 ttl=seg.ttl,
+                ip_id=seg.ip_id,
                 seq_relative=fwd.relative(seq),
             )
             if not self.closed:
@@ -884,7 +885,7 @@ class Flow:
     # ------------------------------------------------------------------ helpers
 
     def _keep_row(self, seg: Segment, di: int) -> None:
-        """The packet's timeline row: fixed-size packed rows (a tuple of 10 objects per packet
+        """The packet's timeline row: fixed-size packed rows (a tuple of 11 objects per packet
         costs ~300 B), the first `_head_max` appended, the later ones in the tail ring. The
         row writer (`rows`: C when built) reads the Segment's fields itself."""
         n = self.timeline_total

@@ -2,8 +2,9 @@
 for packets the capture recorded twice, which reads the packed rows.
 
 Every packet adds one row to its flow's timeline (`Flow._keep_row`): frame, time, direction,
-flags, seq, ack, length, window, and two marks that tell a copy from a resend (the IP ID and the
-SACK edge, below), packed as `ROW` (39 bytes instead of a tuple of ten objects, ~300 bytes).
+flags, seq, ack, length, window, two marks that tell a copy from a resend (the IP ID and the SACK
+edge, below) and the TTL, packed as `ROW` (40 bytes instead of a tuple of 11 objects, ~300
+bytes).
 Writing it is per-packet work, so the writers come from the C module `_rows` when it is built
 (`pip install .`; it skips `struct`'s format parsing and the temporary bytes object) and from
 `struct` otherwise or under TCPDIAG_PURE=1. Both write the same bytes and raise `struct.error`
@@ -28,7 +29,7 @@ from typing import Final
 from tcpdiag._native import pure_requested
 from tcpdiag.model import ACK, Segment, TcpOptions
 
-ROW: Final = struct.Struct("<qdBHIIIIHH")
+ROW: Final = struct.Struct("<qdBHIIIIHHB")
 ROW_SIZE: Final = ROW.size
 
 # The last two fields of a row are not shown; they are there for `capture_duplicates`. A packet
@@ -37,7 +38,10 @@ ROW_SIZE: Final = ROW.size
 # on the usual stacks), and a receiver's duplicate ACKs each carry the SACK block of the latest
 # out-of-order segment first (RFC 2018), whose right edge moves with each. Without the two, a
 # train of real duplicate ACKs sent back to back read as copies. IPv6 has no IP ID and a stack
-# without SACK sends no blocks: there the fields are 0 and the check is what it was.
+# without SACK sends no blocks: there the fields are 0 and the check is what it was. The TTL
+# (hop limit), last, is for the reset rules (a reset with another TTL than its sender's other
+# packets came from another box); it is not part of the key: the same packets captured on both
+# sides of a router are copies too.
 SACK_EDGE_MASK: Final = 0xFFFF
 
 
@@ -70,6 +74,7 @@ def append_row_struct(buf: bytearray, seg: Segment, direction: int) -> None:
         seg.window,
         seg.ip_id,
         sack_edge(seg.options),
+        seg.ttl,
     )
 
 
@@ -123,13 +128,15 @@ def put_slot_struct(buf: bytearray, slot: int, seg: Segment, direction: int) -> 
         seg.window,
         seg.ip_id,
         sack_edge(seg.options),
+        seg.ttl,
     )
     _pack_into(buf, slot * ROW_SIZE, *row)
 
 
-# A row from the direction on: direction, flags, seq, ack, length, window, IP ID, SACK edge
-# (the repeat key).
+# A row from the direction on, but for the TTL: direction, flags, seq, ack, length, window,
+# IP ID, SACK edge (the repeat key).
 KEY_AT: Final = 16
+KEY_END: Final = ROW_SIZE - 1
 _HEAD: Final = struct.Struct("<qdB")
 _NO_ACK: Final = bytes(4)
 
@@ -148,7 +155,7 @@ def repeat_keys(
     out: list[tuple[int, float, int, bytes]] = []
     for at in range(0, len(packed) - ROW_SIZE + 1, ROW_SIZE):
         frame, time, d = _HEAD.unpack_from(packed, at)
-        key = packed[at + KEY_AT : at + ROW_SIZE]
+        key = packed[at + KEY_AT : at + KEY_END]
         if not (key[1] & ACK and known[1 - d]) and key[7:11] != _NO_ACK:
             key = key[:7] + _NO_ACK + key[11:]
         out.append((frame, time, d, key))

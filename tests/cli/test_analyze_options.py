@@ -82,6 +82,38 @@ def test_no_timeline_drops_the_packet_tables_only() -> None:
     assert "ERROR connection-refused" in short.stdout
 
 
+@pytest.mark.parametrize(
+    ("args", "timelines"),
+    [
+        (("--format", "text"), True),
+        (("--format", "html"), True),
+        (("--format", "text", "--no-timeline"), False),
+        (("--format", "json"), False),
+        (("--format", "sarif"), False),
+        (("--format", "junit"), False),
+        (("--format", "jsonl", "--all"), False),
+    ],
+)
+def test_the_analysis_keeps_timelines_only_for_a_report_that_shows_them(
+    args: tuple[str, ...], timelines: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[bool] = []
+
+    def analyze_split(path: str, options: object, workers: int) -> object:
+        raise AssertionError("one small capture is not split")
+
+    def analyze_capture(path: str, options: Any) -> Any:
+        seen.append(options.timelines)
+        return real(path, options)
+
+    real = analyze_module.analyze_capture
+    monkeypatch.setattr(analyze_module, "analyze_capture", analyze_capture)
+    monkeypatch.setattr(analyze_module, "analyze_split", analyze_split)
+    result = CliRunner().invoke(cli, ["analyze", str(REFUSED_V4), *args])
+    assert result.exit_code == 0, result.output
+    assert seen == [timelines]
+
+
 def test_help_lists_every_command() -> None:
     proc = _run("--help")
     assert proc.returncode == 0

@@ -2,7 +2,7 @@
 (`flow/rows.py`): the row writers and the capture-duplicate check.
 
 Built here from the source (an editable install has no extensions, see `tests/cbuild.py`).
-Both must write the same 39 bytes for every row (and the same 8 for an RTT sample or a TLS
+Both must write the same 40 bytes for every row (and the same 8 for an RTT sample or a TLS
 label frame), raise `struct.error` on the same values, find the same duplicate frames and replay
 delay, and give the same reports when the flow engine uses one or the other.
 """
@@ -46,18 +46,19 @@ ROW_VALUES = st.tuples(
     st.integers(0, 0xFFFF),  # IP ID
     st.integers(0, 2**32 - 1),  # right edge of the first SACK block, when there is one
     st.integers(0, 4),  # SACK blocks
+    st.integers(0, 255),  # TTL
 )
 
 
 def _segment(values: tuple[object, ...]) -> tuple[Segment, object]:
     """The Segment whose row, sent in the direction returned with it, is `values` (frame,
     time, direction, flags, seq, ack, length, window, IP ID, the right edge of the first SACK
-    block and the number of blocks)."""
-    frame, time, direction, flags, seq, ack, length, window, ip_id, edge, blocks = values
+    block, the number of blocks and the TTL)."""
+    frame, time, direction, flags, seq, ack, length, window, ip_id, edge, blocks, ttl = values
     sack = tuple((i, edge if i == 0 else i) for i in range(blocks))  # type: ignore[call-overload]
     segment = Segment(
         frame, time, 4, b"\x0a\0\0\x01", b"\x0a\0\0\x02", 40000, 443, seq, ack, flags,
-        window, length, b"", NO_OPTIONS._replace(sack=sack), 64, b"", ip_id,
+        window, length, b"", NO_OPTIONS._replace(sack=sack), ttl, b"", ip_id,
     )  # fmt: skip
     return segment, direction
 
@@ -65,15 +66,15 @@ def _segment(values: tuple[object, ...]) -> tuple[Segment, object]:
 def _packed(values: tuple[object, ...]) -> bytes:
     """The row `_segment(values)` must give: the SACK edge is the low 16 bits of the first
     block's right edge, 0 without a block."""
-    *fields, ip_id, edge, blocks = values
-    return struct.pack("<qdBHIIIIHH", *fields, ip_id, edge & 0xFFFF if blocks else 0)  # type: ignore[operator]
+    *fields, ip_id, edge, blocks, ttl = values
+    return struct.pack("<qdBHIIIIHHB", *fields, ip_id, edge & 0xFFFF if blocks else 0, ttl)  # type: ignore[operator]
 
 
 @pytest.fixture(scope="module")
 def native(tmp_path_factory: pytest.TempPathFactory) -> ModuleType:
     path = build_extension(SOURCE, "tcpdiag.flow._rows", tmp_path_factory.mktemp("rows"))
     module = load_extension(path, "tcpdiag.flow._rows")
-    assert module.ROW_SIZE == rows.ROW_SIZE == 39
+    assert module.ROW_SIZE == rows.ROW_SIZE == 40
     return module
 
 
@@ -104,7 +105,7 @@ def test_rows_put_in_a_ring_are_the_struct_bytes(
     assert in_c[at : at + rows.ROW_SIZE] == _packed(values)
 
 
-GOOD = (7, 1.5, 1, 0x18, 1000, 2000, 100, 65535, 0x1234, 70000, 2)
+GOOD = (7, 1.5, 1, 0x18, 1000, 2000, 100, 65535, 0x1234, 70000, 2, 64)
 
 
 @pytest.mark.parametrize(
@@ -121,6 +122,7 @@ GOOD = (7, 1.5, 1, 0x18, 1000, 2000, 100, 65535, 0x1234, 70000, 2)
         (7, 1.0),  # window not an integer
         (8, 0x10000),  # IP ID beyond H
         (8, -1),
+        (11, 256),  # TTL beyond B
     ],
 )
 def test_out_of_range_values_raise_struct_error_both_ways(
@@ -347,8 +349,9 @@ def _row(
     w: int,
     ip_id: int = 0,
     edge: int = 0,
+    ttl: int = 64,
 ) -> bytes:
-    return struct.pack("<qdBHIIIIHH", frame, time, d, flags, seq, ack, n, w, ip_id, edge)
+    return struct.pack("<qdBHIIIIHHB", frame, time, d, flags, seq, ack, n, w, ip_id, edge, ttl)
 
 
 @st.composite
@@ -425,16 +428,18 @@ def test_capture_duplicates_find_a_replayed_conversation(native: ModuleType) -> 
         ((2, 5.0002, 0, 0x10, 1, 1, 0, 9, 0x0101, 0x0500), True),  # every byte again
         ((2, 5.0002, 0, 0x10, 1, 1, 0, 9, 0x0102, 0x0500), False),  # the sender's next IP ID
         ((2, 5.0002, 0, 0x10, 1, 1, 0, 9, 0x0101, 0x05B0), False),  # a SACK edge that moved
+        ((2, 5.0002, 0, 0x10, 1, 1, 0, 9, 0x0101, 0x0500, 63), True),  # one router further on
     ],
 )
 def test_a_resend_is_not_a_copy(
     native: ModuleType,
-    second: tuple[int, float, int, int, int, int, int, int, int, int],
+    second: tuple[int, ...],
     copy: bool,
 ) -> None:
     """Two duplicate ACKs back to back, 0.2 ms apart, equal in every TCP field the timeline
-    shows: a copy only when the IP ID and the SACK edge repeat too."""
-    packed = _row(1, 5.0, 0, 0x10, 1, 1, 0, 9, 0x0101, 0x0500) + _row(*second)
+    shows: a copy only when the IP ID and the SACK edge repeat too (not the TTL: the same
+    packet captured on both sides of a router is a copy)."""
+    packed = _row(1, 5.0, 0, 0x10, 1, 1, 0, 9, 0x0101, 0x0500) + _row(*second)  # type: ignore[arg-type]
     for frames, _ in (
         native.capture_duplicates(packed, True, True, 0.001, 0.0001, 3),
         rows.capture_duplicates(packed, True, True, 0.001, 0.0001, 3, native=False),

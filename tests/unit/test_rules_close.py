@@ -54,6 +54,26 @@ def test_reset_mid_stream_with_bytes_in_flight() -> None:
     assert "1,448 bytes it had sent still unacknowledged" in f.message
 
 
+def test_a_reset_with_another_ttl_came_from_another_box() -> None:
+    c = _exchange(Conversation())
+    c.send("s", 1448)
+    c.rst("s", dt=0.001, ttl=50)  # the server's other packets: TTL 64
+    f = only(diagnose(c), "reset-mid-stream")
+    assert (
+        "but its TTL (50) is not that of 10.0.0.2:80's packet before it (frame 7, TTL 64): "
+        "another box on the path"
+    ) in f.message
+    assert "sent this reset in 10.0.0.2:80's name" in f.message
+
+
+def test_near_miss_a_reset_with_its_senders_ttl_is_that_senders() -> None:
+    c = _exchange(Conversation())
+    c.send("s", 1448)
+    c.rst("s", dt=0.001)  # TTL 64, as the server's other packets
+    f = only(diagnose(c), "reset-mid-stream")
+    assert "TTL" not in f.message and "another box" not in f.message
+
+
 def test_reset_after_a_thousand_turns_is_still_judged() -> None:
     # A keep-alive connection of many request/response turns: its data turns are bursts, not
     # events, so they cannot crowd the capped event list and hide the RST that ends it.
@@ -409,7 +429,41 @@ def test_reset_ignored_before_the_synack_is_not_judged() -> None:
     ignored = only(found, "reset-ignored")
     assert "10.0.0.2:80 sent a RST (frame 2) before its SYN/ACK (frame 3)" in ignored.message
     assert ignored.frames == (2, 3)
+    # All at TTL 64 and IP ID 0: nothing in the reset's header tells, so the advice stays.
+    assert "compare its TTL and IP ID with that address's other packets" in ignored.message
     assert "abortive-close" not in names(found)
+
+
+def _injected_before_the_synack(server_ip_ids: tuple[int, int, int]) -> str:
+    """tcp-rst-injection (public): a reset races the SYN/ACK with another TTL (46 against
+    the server's 49) and the IP ID of the client's SYN it answers; the server's own packets
+    carry `server_ip_ids` (SYN/ACK, ACK, the closing RST)."""
+    c = Conversation()
+    c.syn(ip_id=0x1555, ttl=62)
+    c.rst("s", dt=0.2, ack=123_456, ttl=46, ip_id=0x1555)
+    c.synack(dt=1.0, ttl=49, ip_id=server_ip_ids[0])
+    c.ack("c", ttl=62, ip_id=0x1A9D)
+    c.send("c", 25, ttl=62, ip_id=0x1A9E)
+    c.ack("s", dt=1.5, ttl=49, ip_id=server_ip_ids[1])
+    c.rst("s", dt=0.002, ttl=49, ip_id=server_ip_ids[2])
+    return only(diagnose(c), "reset-ignored").message
+
+
+def test_a_forged_reset_is_told_by_its_ttl_and_copied_ip_id() -> None:
+    message = _injected_before_the_synack((0x7F4C, 0x8013, 0x8014))
+    assert "its TTL (46) is not that of 10.0.0.2:80's packet after it (frame 3, TTL 49)" in message
+    assert "its IP ID (0x1555) is that of the packet of 10.0.0.1:40000 it answers (frame 1)" in (
+        message
+    )
+    assert "compare its TTL" not in message
+
+
+def test_near_miss_an_ip_id_the_sender_uses_itself_is_not_copied() -> None:
+    """A stack (or a crafting tool) that puts one constant IP ID on every packet: the reset
+    having the peer's ID too proves nothing."""
+    message = _injected_before_the_synack((0x1555, 0x1555, 0x1555))
+    assert "IP ID (0x1555)" not in message
+    assert "its TTL (46) is not that of" in message
 
 
 def test_reset_acknowledging_the_syn_is_a_refusal_not_ignored() -> None:

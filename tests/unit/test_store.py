@@ -351,3 +351,34 @@ def test_streamed_flows_kept_in_a_store_report_as_kept_in_a_list(limits: Limits)
             assert reports[0] == reports[2] and reports[1] == reports[3]
             checked += 1
     assert checked > 30
+
+
+def test_an_analysis_for_a_report_without_timelines_keeps_none_and_reports_the_same() -> None:
+    """`AnalysisOptions(timelines=False)` (a JSON report): no flow packs its timeline into the
+    store, and the JSON report is the one the analysis with timelines gives."""
+    packed: list[int] = []
+    park = engine_module._park
+
+    def noting(timeline: TimelineState, labels: object) -> bytes:
+        blob = park(timeline, labels)  # type: ignore[arg-type]
+        packed.append(len(blob))
+        return blob
+
+    compared = problems = 0
+    paths = sorted(OWN.glob("*.pcap*")) + sorted(PUBLIC.glob("*.pcap*"))[:30]
+    for path in paths:
+        try:
+            with_rows = analyze_capture(str(path), AnalysisOptions())
+        except CaptureError:
+            continue
+        engine_module._park, before = noting, len(packed)
+        try:
+            without = analyze_capture(str(path), AnalysisOptions(timelines=False))
+        finally:
+            engine_module._park = park
+        assert len(packed) == before  # nothing packed
+        assert dumps(capture_json(without)) == dumps(capture_json(with_rows)), path
+        assert all(flow.timeline is None for flow in without.flows)
+        problems += sum(1 for flow in with_rows.flows if flow.timeline)
+        compared += 1
+    assert compared > 40 and problems > 40  # the analysis with timelines did build some

@@ -29,7 +29,7 @@ def test_keys_compare_like_the_rows() -> None:
         state = flow.timeline_state()
         rows, _ = timeline_rows(state)
         repeats = timeline_repeats(state)
-        marks = [row[8:] for row in ROW.iter_unpack(state[0])]  # IP ID, SACK edge
+        marks = [row[8:10] for row in ROW.iter_unpack(state[0])]  # IP ID, SACK edge (no TTL)
         assert [(p[0], p[1]) for p in repeats] == [(r.frame, r.time) for r in rows]
         assert [p[2] for p in repeats] == [0 if r.sender == "client" else 1 for r in rows]
         for (pa, ra, ma), (pb, rb, mb) in combinations(zip(repeats, rows, marks, strict=True), 2):

@@ -25,6 +25,14 @@ SPECS: tuple[FindingSpec, ...] = (
             before: an idle time close to a round number of seconds or minutes (30 s, 60 s,
             300 s, 3600 s) suggests a NAT or firewall idle timeout.
 
+            Who sent it, from the reset's own IP header: when its TTL is not that of the
+            address's nearest packet in the timeline (before it, else after it), it crossed
+            another number of hops, and the message says another box sent it in that
+            address's name; so it does when the reset's IP ID is that of the peer's packet it
+            answers while the address's own packets never carry it (boxes that inject resets
+            build them from the packet they saw). The same goes for reset-with-unread-data
+            and abortive-close.
+
             One root cause per flow: a RST that comes right after a TLS alert (the resetter's
             own, or the peer's as the last data before it) is not reported here; the
             tls-alert finding names the reset in its TCP context ("then RST from the server
@@ -141,6 +149,9 @@ SPECS: tuple[FindingSpec, ...] = (
             A RST before the SYN/ACK of a handshake that then completed (with the RST's ACK
             number, when the flow engine records it, a RST that does acknowledge the SYN is
             not counted); or a RST after which the same address sent data, a FIN or a SYN.
+            The message adds what the reset's IP header shows: a TTL other than that of the
+            address's nearest packet, an IP ID copied from the peer's packet it answers (and
+            never used by the address itself). When neither shows, it says to compare them.
         """),
         common_causes=text("""
             - An IPS, a firewall or a censor injecting resets (they race the real traffic,
@@ -166,8 +177,10 @@ SPECS: tuple[FindingSpec, ...] = (
         example=example("""
             reset-ignored (warning) flow 1, frames 2, 3
               1.2.0.3:6649 sent a RST (frame 2) before its SYN/ACK (frame 3), and the handshake
-              still completed: the client ignored it — a forged reset: injected by a middlebox
-              or crafted, or stale; compare its TTL and IP ID with that address's other packets
+              still completed: the client ignored it; its TTL (46) is not that of
+              1.2.0.3:6649's packet after it (frame 3, TTL 49); its IP ID (0x1555) is that of
+              the packet of 1.2.0.2:2527 it answers (frame 1) — a forged reset: injected by a
+              middlebox or crafted, or stale
         """),
     ),
     FindingSpec(
