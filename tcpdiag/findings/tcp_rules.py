@@ -484,6 +484,11 @@ def _resets(x: _Facts) -> list[Finding]:
         or handshake_failure_reported(stream)
     ):
         return []
+    # A reset whose own IP header says another box sent it: that box cut the connection,
+    # whatever the conversation before it suggests of the endpoint it claims to be.
+    origin, evidence = _rst_origin(x, rst)
+    if origin:
+        return [_injected_reset(x, rst, origin, evidence, peer_last)]
 
     if (
         own_fin
@@ -548,7 +553,7 @@ def _resets(x: _Facts) -> list[Finding]:
             "abortive-close",
             f"{x.name(d)} ended the connection with {kind} (frame {rst.frame}){before} instead "
             "of a FIN exchange — an abort: SO_LINGER 0, a killed or crashed process, or close() "
-            f"with unread data; data still queued on that side is lost{_injected(x, rst)}",
+            "with unread data; data still queued on that side is lost",
             frames=frames,
             time=rst.time,
             flow=f.id,
@@ -698,7 +703,7 @@ def _reset_ignored(x: _Facts) -> list[Finding]:
                 "a stack sends nothing on a connection after resetting it, so the reset was "
                 "not that endpoint's, or the receiver ignored it (outside its window)"
             )
-        origin = _rst_origin(x, e)
+        origin, _ = _rst_origin(x, e)
         if origin:
             part += f"; {origin}"
             told = True
@@ -780,14 +785,15 @@ def _bytes_between(x: _Facts, d: Direction, after: int, before: int) -> int:
     )
 
 
-def _rst_origin(x: _Facts, rst: FlowEvent) -> str:
+def _rst_origin(x: _Facts, rst: FlowEvent) -> tuple[str, list[int]]:
     """What the reset's own IP header says of where it came from, as a clause ("" when nothing
-    stands out), from the kept timeline around it: a TTL other than that of its sender's
-    nearest packet (before it, else after it: it crossed another number of hops, so another
-    box sent it in that address's name), and an IP ID copied from the peer's packet it answers
-    while the sender's own packets never carry it (boxes that inject resets build them from
-    the packet they saw; a stack numbers its own packets). Only the rows next to the reset are
-    read, unless its IP ID is the answered packet's."""
+    stands out) and the frames it compares the reset with, from the kept timeline around it:
+    a TTL other than that of its sender's nearest packet (before it, else after it: it crossed
+    another number of hops, so another box sent it in that address's name), and an IP ID
+    copied from the peer's packet it answers while the sender's own packets never carry it
+    (boxes that inject resets build them from the packet they saw; a stack numbers its own
+    packets). Only the rows next to the reset are read, unless its IP ID is the answered
+    packet's."""
     assert rst.direction is not None
     packed = x.timeline_state()[0]
     rows = len(packed) // ROW_SIZE
@@ -796,7 +802,7 @@ def _rst_origin(x: _Facts, rst: FlowEvent) -> str:
     while at >= 0 and _origin_fields(packed, at)[0] != rst.frame:
         at -= 1
     if at < 0:
-        return ""  # not among the kept rows
+        return "", []  # not among the kept rows
     _, _, _, ip_id, ttl = _origin_fields(packed, at)
     own = answered = -1  # rows: the sender's nearest non-RST packet, the peer's before it
     i = at - 1
@@ -815,10 +821,12 @@ def _rst_origin(x: _Facts, rst: FlowEvent) -> str:
             own = i
         i += 1
     if own < 0:
-        return ""  # nothing of the sender's own to compare with
+        return "", []  # nothing of the sender's own to compare with
     clauses = []
+    frames = []
     own_frame, _, _, _, own_ttl = _origin_fields(packed, own)
     if own_ttl != ttl:
+        frames.append(own_frame)
         where = "before" if own_frame < rst.frame else "after"
         clauses.append(
             f"its TTL ({ttl}) is not that of {x.name(rst.direction)}'s packet {where} it "
@@ -827,11 +835,12 @@ def _rst_origin(x: _Facts, rst: FlowEvent) -> str:
     if ip_id and answered >= 0:
         answered_frame, _, _, answered_id, _ = _origin_fields(packed, answered)
         if answered_id == ip_id and not _sends_ip_id(packed, rows, sender, ip_id):
+            frames.append(answered_frame)
             clauses.append(
                 f"its IP ID (0x{ip_id:04x}) is that of the packet of "
                 f"{x.name(rst.direction.other)} it answers (frame {answered_frame})"
             )
-    return "; ".join(clauses)
+    return "; ".join(clauses), frames
 
 
 # What `_rst_origin` reads of a packed timeline row (`flow/rows.py`): frame, direction, flags,
@@ -860,14 +869,34 @@ def _sends_ip_id(packed: bytes, rows: int, sender: int, ip_id: int) -> bool:
     return False
 
 
-def _injected(x: _Facts, rst: FlowEvent) -> str:
-    """ " — but <origin>: another box ... sent it" for a finding's end, or ""."""
-    origin = _rst_origin(x, rst)
-    if not origin:
-        return ""
-    return (
-        f" — but {origin}: another box on the path (a firewall, IPS or load balancer) sent "
-        f"this reset in {x.name(rst.direction or Direction.CLIENT)}'s name"
+def _injected_reset(
+    x: _Facts, rst: FlowEvent, origin: str, evidence: list[int], peer_last: Burst | None
+) -> Finding:
+    """`reset-injected`: the reset that ended the connection was not its claimed sender's
+    (`_rst_origin` says why). Error: a box on the path cut the connection; warning when both
+    sides had sent their FIN before it (the data was delivered)."""
+    assert rst.direction is not None
+    who, peer = x.name(rst.direction), x.name(rst.direction.other)
+    after = ""
+    frames = [rst.frame, *evidence]
+    if peer_last is not None:
+        after = (
+            f" {fmt_duration(max(0.0, rst.time - peer_last.last_time))} after "
+            f"{fmt_bytes(peer_last.bytes)} from {peer} (frame {peer_last.last_frame})"
+        )
+        frames.append(peer_last.last_frame)
+    closed = bool(rst.details.get("after_own_fin")) and bool(rst.details.get("after_peer_fin"))
+    return make_finding(
+        "reset-injected",
+        f"a RST in {who}'s name (frame {rst.frame}) ended the connection{after}, but {origin} "
+        f"— another box on the path (a firewall, IPS, load balancer or NAT) sent it, not "
+        f"{who}: {peer} sees ECONNRESET, and {who} may never have received what {peer} sent "
+        "last nor learnt of the reset; look for a rule or a timeout on the path that "
+        "rejects this traffic with resets",
+        frames=sorted(set(frames)),
+        time=rst.time,
+        flow=x.flow.id,
+        severity=Severity.WARNING if closed else Severity.ERROR,
     )
 
 
@@ -907,7 +936,7 @@ def _unread(x: _Facts, rst: FlowEvent, nbytes: int, data_frame: int | None, why:
     return make_finding(
         "reset-with-unread-data",
         f"{facts} — {meaning}; the kernel sends a reset instead of a FIN, and {peer} sees "
-        f"ECONNRESET on its next send() or recv(){_injected(x, rst)}",
+        "ECONNRESET on its next send() or recv()",
         frames=[rst.frame, *([data_frame] if data_frame else [])],
         time=rst.time,
         flow=x.flow.id,
@@ -966,7 +995,7 @@ def _mid_stream(
     frames = [rst.frame, *([data_frame] if data_frame else [])]
     return make_finding(
         "reset-mid-stream",
-        f"{facts} — {meaning}{_injected(x, rst)}",
+        f"{facts} — {meaning}",
         frames=frames,
         time=rst.time,
         flow=x.flow.id,
@@ -1794,6 +1823,7 @@ def names_emitted() -> Iterable[str]:
         "reset-with-unread-data",
         "abortive-close",
         "reset-ignored",
+        "reset-injected",
         "close-wait",
         "half-close",
         "port-reused",

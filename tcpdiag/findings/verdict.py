@@ -29,6 +29,7 @@ RANK: tuple[str, ...] = (
     "tls-record-truncated",
     "tls-handshake-incomplete",
     "no-response",
+    "reset-injected",
     "reset-mid-stream",
     "reset-with-unread-data",
     "close-wait",

@@ -224,3 +224,40 @@ def bridged_pair(
                 side.offloads_off(iface)
                 side.ip("link", "set", iface, "up")
         yield BridgedPair(host, a, b, bridge, addr_a, addr_b)
+
+
+@dataclass
+class RoutedPair:
+    """Namespaces ``a`` (client) and ``b`` (server) on two links of a router namespace
+    ``router`` (forwarding on): every packet between them crosses one hop, so each side's
+    packets arrive with their TTL one lower than they left with."""
+
+    router: Namespace
+    a: Namespace
+    b: Namespace
+    if_a: str
+    addr_a: str
+    addr_b: str
+
+
+@contextlib.contextmanager
+def routed_pair(
+    *, addr_a: str = "10.77.3.1", addr_b: str = "10.77.4.1", prefix: int = 24
+) -> Iterator[RoutedPair]:
+    """A router namespace with a link to each of two namespaces (offloads off on every end):
+    ``a`` on 10.77.3.0/24, ``b`` on 10.77.4.0/24, the router at .254 on both, each side's
+    default route through it."""
+    with namespace() as router, namespace() as a, namespace() as b:
+        router.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+        for i, (ns, addr) in enumerate(((a, addr_a), (b, addr_b)), start=1):
+            link = f"link{i}"
+            gateway = addr.rsplit(".", 1)[0] + ".254"
+            run(["ip", "link", "add", link, "netns", router.name, "type", "veth",
+                 "peer", "name", "eth0", "netns", ns.name])  # fmt: skip
+            router.ip("addr", "add", f"{gateway}/{prefix}", "dev", link)
+            ns.ip("addr", "add", f"{addr}/{prefix}", "dev", "eth0")
+            for side, iface in ((router, link), (ns, "eth0")):
+                side.offloads_off(iface)
+                side.ip("link", "set", iface, "up")
+            ns.ip("route", "add", "default", "via", gateway)
+        yield RoutedPair(router, a, b, "eth0", addr_a, addr_b)

@@ -26,8 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from tcpdiag.lab import wire
-from tcpdiag.lab.firewall import Action, block_syns
-from tcpdiag.lab.netns import LabError, Namespace, bridged_pair, namespace, veth_pair
+from tcpdiag.lab.firewall import Action, block_syns, reset_forwarded
+from tcpdiag.lab.netns import (
+    LabError,
+    Namespace,
+    bridged_pair,
+    namespace,
+    routed_pair,
+    veth_pair,
+)
 from tcpdiag.lab.recorder import Recorder, Tool
 from tcpdiag.lab.shaper import tun_link
 from tcpdiag.lab.tls_peers import (
@@ -892,6 +899,69 @@ def any_bridge_duplicates(st: Stage) -> dict[str, Any]:
         # packet over in a block of the snap length's size, and 256 KiB blocks dropped.)
         rec = st.recorder("any", f"tcp port {port}", netns=net.host, snaplen=2048)
         return _upload(rec, net.b, net.a, net.addr_b, port, 64 * 1024)
+
+
+@scenario(
+    "tcp-router-reset",
+    "A keep-alive connection through a router: the first request is answered; then the "
+    "router's firewall starts rejecting the server's port with TCP resets (nft reject with tcp "
+    "reset in its forward chain), and the client's second request is answered by a reset the "
+    "router sends in the server's name. The server never saw that request. Captured on the "
+    "client's link, where the server's packets arrive with TTL 63 (one hop) and the router's "
+    "reset with 64.",
+    findings=("reset-injected",),
+    absent=(
+        "reset-with-unread-data",
+        "reset-mid-stream",
+        "abortive-close",
+        "reset-ignored",
+        "connection-refused",
+    ),
+    isolated=False,
+)
+def router_reset(st: Stage) -> dict[str, Any]:
+    port = 8080
+    st.server_port = port
+
+    def handler(conn: socket.socket) -> dict[str, Any]:
+        first = conn.recv(100)
+        conn.sendall(b"response-1\n")
+        conn.settimeout(1.0)
+        try:
+            second = conn.recv(100)  # never comes: the router rejects it
+        except TimeoutError:
+            second = b""
+        return {"requests": [r.decode() for r in (first, second) if r]}
+
+    with routed_pair() as net:
+        with net.b.entered():
+            lst = _listener(net.addr_b, port)
+        with net.a.entered():
+            client = socket.socket()
+        try:
+            server = _serve_once(lst, handler)
+            with st.recorder(net.if_a, f"tcp port {port}", netns=net.a):
+                client.connect((net.addr_b, port))
+                client.sendall(b"request-1\n")
+                answer = client.recv(100)
+                reset_forwarded(net.router, port)
+                client.sendall(b"request-2\n")
+                error = None
+                try:
+                    client.recv(100)
+                except OSError as exc:
+                    error = exc_text(exc)
+                client.close()
+            srv = server.join()
+        finally:
+            lst.close()
+    return {
+        "answer_1": answer.decode(),
+        "request_2_error": error,
+        "server": srv,
+        "firewall": f"nft in the router namespace, from after response 1: forwarded segments "
+        f"to port {port} -> reject with tcp reset",
+    }
 
 
 @scenario(

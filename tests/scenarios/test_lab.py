@@ -143,3 +143,21 @@ def test_real_resends_on_a_fast_link_are_not_copies() -> None:
     assert "the receiver is missing a segment" in by_name["duplicate-ack"].message
     assert "captured twice" not in by_name["retransmission"].message
     assert "capture-duplicate-packets" not in by_name
+
+
+def test_a_routers_reset_is_told_from_the_servers() -> None:
+    """tcp-router-reset: a router's firewall answers the client's second request with a reset
+    in the server's name. The server's packets reach the client's link after one hop (TTL
+    63), the router's reset after none (64): the reset is the router's, and the verdict says
+    so instead of blaming the server for closing with unread data."""
+    from tcpdiag.config import AnalysisOptions
+    from tcpdiag.engine import analyze_capture
+    from tcpdiag.result import Severity
+
+    result = analyze_capture(str(CAPTURES / "tcp-router-reset.pcap"), AnalysisOptions())
+    (flow,) = result.flows
+    (finding,) = flow.findings
+    assert finding.name == "reset-injected" and finding.severity is Severity.ERROR
+    assert "but its TTL (64) is not that of 10.77.4.1:8080's packet before it" in finding.message
+    assert "TTL 63)" in finding.message
+    assert flow.verdict.startswith("a RST in 10.77.4.1:8080's name (frame 9) ended the connection")

@@ -225,6 +225,17 @@ def _bridge_duplicates(t: Truth) -> None:
     assert w["payload_bytes"] == {"client": 2 * app["bytes_sent"], "server": 6}
 
 
+@check("tcp-router-reset")
+def _router_reset(t: Truth) -> None:
+    app, w = t["app"], t["wire"]
+    assert app["answer_1"] == "response-1\n"
+    assert app["request_2_error"].startswith("ConnectionResetError")
+    # The server never got the second request: the router answered it with the reset.
+    assert app["server"]["requests"] == ["request-1\n"]
+    assert w["rst"] == {"client": 0, "server": 1} and w["fin"] == {"client": 0, "server": 0}
+    assert w["payload_bytes"] == {"client": 20, "server": 11}
+
+
 @check("tcp-late-response")
 def _late(t: Truth) -> None:
     assert t["app"]["request_1"].startswith("TimeoutError")

@@ -82,6 +82,10 @@ DIAGNOSES_BEYOND_CONTRACT = {
     # handshake, or followed by more data from the same address): a forged/injected reset.
     # Folding it into another reset finding would judge the wrong RST.
     "reset-ignored",
+    # The reset that ended the connection was sent by a box on the path in an endpoint's name
+    # (its TTL or IP ID says so): judging it as that endpoint's abort would blame the wrong
+    # party.
+    "reset-injected",
     # A ClientHello whose server_name breaks RFC 6066 (duplicates, control bytes, oversize):
     # evasion and log-injection attempts, or client bugs; a TLS diagnosis, not capture quality.
     "tls-sni-suspicious",

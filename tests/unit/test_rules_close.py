@@ -55,15 +55,30 @@ def test_reset_mid_stream_with_bytes_in_flight() -> None:
 
 
 def test_a_reset_with_another_ttl_came_from_another_box() -> None:
+    # tcp-router-reset (recorded here): a router's `nft reject with tcp reset` answers the
+    # client's request in the server's name, with the router's TTL.
     c = _exchange(Conversation())
     c.send("s", 1448)
     c.rst("s", dt=0.001, ttl=50)  # the server's other packets: TTL 64
-    f = only(diagnose(c), "reset-mid-stream")
-    assert (
-        "but its TTL (50) is not that of 10.0.0.2:80's packet before it (frame 7, TTL 64): "
-        "another box on the path"
-    ) in f.message
-    assert "sent this reset in 10.0.0.2:80's name" in f.message
+    found = diagnose(c)
+    assert "reset-mid-stream" not in names(found)
+    f = only(found, "reset-injected")
+    assert f.severity is Severity.ERROR
+    assert f.message.startswith("a RST in 10.0.0.2:80's name (frame 8) ended the connection")
+    assert "but its TTL (50) is not that of 10.0.0.2:80's packet before it (frame 7, TTL 64)" in (
+        f.message
+    )
+    assert "another box on the path" in f.message and "not 10.0.0.2:80" in f.message
+    assert 7 in f.frames and 8 in f.frames
+
+
+def test_a_reset_injected_after_both_fins_is_a_warning() -> None:
+    c = _exchange(Conversation())
+    c.fin("c")
+    c.fin("s")
+    c.rst("s", dt=0.001, ttl=50)
+    f = only(diagnose(c), "reset-injected")
+    assert f.severity is Severity.WARNING
 
 
 def test_near_miss_a_reset_with_its_senders_ttl_is_that_senders() -> None:

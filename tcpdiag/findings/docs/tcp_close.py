@@ -26,12 +26,10 @@ SPECS: tuple[FindingSpec, ...] = (
             300 s, 3600 s) suggests a NAT or firewall idle timeout.
 
             Who sent it, from the reset's own IP header: when its TTL is not that of the
-            address's nearest packet in the timeline (before it, else after it), it crossed
-            another number of hops, and the message says another box sent it in that
-            address's name; so it does when the reset's IP ID is that of the peer's packet it
-            answers while the address's own packets never carry it (boxes that inject resets
-            build them from the packet they saw). The same goes for reset-with-unread-data
-            and abortive-close.
+            address's nearest packet in the timeline (before it, else after it), or its IP ID
+            is copied from the peer's packet it answers, another box sent it in that
+            address's name, and the finding is reset-injected instead (as it is instead of
+            reset-with-unread-data and abortive-close).
 
             One root cause per flow: a RST that comes right after a TLS alert (the resetter's
             own, or the peer's as the last data before it) is not reported here; the
@@ -181,6 +179,66 @@ SPECS: tuple[FindingSpec, ...] = (
               1.2.0.3:6649's packet after it (frame 3, TTL 49); its IP ID (0x1555) is that of
               the packet of 1.2.0.2:2527 it answers (frame 1) — a forged reset: injected by a
               middlebox or crafted, or stale
+        """),
+    ),
+    FindingSpec(
+        name="reset-injected",
+        severity=Severity.ERROR,
+        severity_note="warning when both sides had sent their FIN before it, the data delivered",
+        category="close",
+        title="A box on the path reset the connection in an endpoint's name",
+        what_it_means=text("""
+            The reset that ended the connection claims to come from one endpoint, but its own
+            IP header says it came from somewhere else: a firewall, an IPS, a load balancer or
+            a NAT between the two sent it in that endpoint's name, as `nft reject with tcp
+            reset`, iptables `REJECT --reject-with tcp-reset`, an IDS or a censor do. The
+            other endpoint sees ECONNRESET ("Connection reset by peer"); the endpoint named as
+            the sender may never have received the last data nor learnt of the reset, and may
+            hold its side of the connection open.
+        """),
+        how_detected=text("""
+            The first RST that ended an established connection (after the handshake; resets
+            that were ignored are reset-ignored), compared with the packets around it in the
+            flow's timeline: its TTL is not that of its claimed sender's nearest packet (before
+            it, else after it), so it crossed another number of hops; or its IP ID is that of
+            the other side's packet it answers, while the claimed sender's own packets never
+            carry that ID (boxes that inject resets build them from the packet they saw; a
+            stack numbers its own packets). A RST whose header fits its sender is judged as
+            reset-mid-stream, reset-with-unread-data or abortive-close instead. A sender whose
+            TTL really changes (a route change mid-connection) would be taken for another
+            box.
+        """),
+        common_causes=text("""
+            - A firewall rule that rejects with a TCP reset, added or matching mid-connection
+              (a policy change, a rate limit, an application-layer filter).
+            - A stateful firewall or NAT that lost the connection's state (idle timeout,
+              failover) and resets the next packet.
+            - An IPS or a censor injecting resets on content it blocks.
+            - A load balancer resetting a connection to a backend it took out of service.
+        """),
+        how_to_confirm=text("""
+            In Wireshark: `tcp.stream eq N`, with `ip.ttl` and `ip.id` as columns; the RST's
+            TTL differs from the other packets of its source address. Capture on the other
+            side of the suspected box: the endpoint never sent the RST. `conntrack -L` and
+            the firewall's logs show the rule or timeout.
+        """),
+        what_to_do=text("""
+            Find the box at the hop count the TTL points to (the sender's initial TTL, 64, 128
+            or 255, minus the RST's TTL is its distance from the capture point) and its rule
+            or timeout for this traffic; for idle timeouts use TCP keep-alives shorter than
+            the timeout.
+        """),
+        references=(
+            "RFC 9293 §3.5.2 (Reset Generation)",
+            "RFC 5961 §3 (blind reset attacks)",
+            "nft(8): reject with tcp reset",
+        ),
+        example=example("""
+            reset-injected (error) flow 1, frames 6, 8, 9
+              a RST in 10.77.4.1:8080's name (frame 9) ended the connection 33 µs after 10
+              bytes from 10.77.3.1:34348 (frame 8), but its TTL (64) is not that of
+              10.77.4.1:8080's packet before it (frame 6, TTL 63) — another box on the path
+              (a firewall, IPS, load balancer or NAT) sent it, not 10.77.4.1:8080
         """),
     ),
     FindingSpec(
