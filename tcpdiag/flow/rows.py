@@ -62,8 +62,9 @@ _pack = ROW.pack
 _pack_into = ROW.pack_into
 
 
-def append_row_struct(buf: bytearray, seg: Segment, direction: int) -> None:
-    buf += _pack(
+def _row_values(seg: Segment, direction: int) -> tuple[object, ...]:
+    """The values of the row of `seg` sent in `direction`, in `ROW`'s order."""
+    return (
         seg.frame,
         seg.time,
         direction,
@@ -76,6 +77,10 @@ def append_row_struct(buf: bytearray, seg: Segment, direction: int) -> None:
         sack_edge(seg.options),
         seg.ttl,
     )
+
+
+def append_row_struct(buf: bytearray, seg: Segment, direction: int) -> None:
+    buf += _pack(*_row_values(seg, direction))
 
 
 # A flow's RTT samples: doubles in native byte order, appended to a bytearray (`append_double`).
@@ -117,20 +122,7 @@ def append_int64_struct(buf: bytearray, value: int) -> None:
 def put_slot_struct(buf: bytearray, slot: int, seg: Segment, direction: int) -> None:
     if slot < 0:  # (pack_into counts a negative offset from the end)
         raise struct.error("slot out of range for a row")
-    row = (
-        seg.frame,
-        seg.time,
-        direction,
-        seg.flags,
-        seg.seq,
-        seg.ack,
-        seg.length,
-        seg.window,
-        seg.ip_id,
-        sack_edge(seg.options),
-        seg.ttl,
-    )
-    _pack_into(buf, slot * ROW_SIZE, *row)
+    _pack_into(buf, slot * ROW_SIZE, *_row_values(seg, direction))
 
 
 # A row from the direction on, but for the TTL: direction, flags, seq, ack, length, window,

@@ -182,6 +182,19 @@ def _listener(
     return s
 
 
+def _server_and_client(
+    server_ns: Namespace, client_ns: Namespace, addr: str, port: int
+) -> tuple[socket.socket, socket.socket]:
+    """A listener on (addr, port) made in `server_ns`, and a client socket (not connected yet)
+    made in `client_ns`: a socket lives in the namespace it was made in, whichever thread
+    uses it later."""
+    with server_ns.entered():
+        lst = _listener(addr, port)
+    with client_ns.entered():
+        client = socket.socket()
+    return lst, client
+
+
 class Background:
     """A peer running in a thread; its result dict (or exception text) is kept for the truth."""
 
@@ -486,10 +499,7 @@ def synack_lost(st: Stage) -> dict[str, Any]:
     port = 8080
     st.server_port = port
     with tun_link(decide) as link:
-        with link.server.entered():
-            lst = _listener(link.addr_server, port)
-        with link.client.entered():
-            client = socket.socket()
+        lst, client = _server_and_client(link.server, link.client, link.addr_server, port)
         try:
             server = _serve_once(lst, _request_response)
             with st.recorder(link.if_server, f"tcp port {port}", netns=link.server):
@@ -525,10 +535,7 @@ def handshake_aborted(st: Stage) -> dict[str, Any]:
     port = 8080
     st.server_port = port
     with tun_link(decide) as link:
-        with link.server.entered():
-            lst = _listener(link.addr_server, port)
-        with link.client.entered():
-            client = socket.socket()
+        lst, client = _server_and_client(link.server, link.client, link.addr_server, port)
         try:
             client.settimeout(0.2)
             with st.recorder(link.if_client, f"tcp port {port}", netns=link.client):
@@ -861,10 +868,7 @@ def _upload(
         conn.sendall(b"ok\n")
         return {"bytes_received": len(got), "bytes_sent": 3}
 
-    with server_ns.entered():
-        lst = _listener(server_addr, port)
-    with client_ns.entered():
-        client = socket.socket()
+    lst, client = _server_and_client(server_ns, client_ns, server_addr, port)
     try:
         server = _serve_once(lst, handler)
         with rec:
@@ -934,10 +938,7 @@ def router_reset(st: Stage) -> dict[str, Any]:
         return {"requests": [r.decode() for r in (first, second) if r]}
 
     with routed_pair() as net:
-        with net.b.entered():
-            lst = _listener(net.addr_b, port)
-        with net.a.entered():
-            client = socket.socket()
+        lst, client = _server_and_client(net.b, net.a, net.addr_b, port)
         try:
             server = _serve_once(lst, handler)
             with st.recorder(net.if_a, f"tcp port {port}", netns=net.a):
