@@ -195,7 +195,7 @@ class FlowEvent:
     rst                bytes_in_flight, idle (seconds since the previous packet of the flow),
                        unread_data (bytes the peer sent that the RST's sender never ACKed),
                        after_own_fin, after_peer_fin (bool), has_ack (bool), ack (raw ACK
-                       number or None), ttl, ip_id (0 for IPv6), seq_relative
+                       number or None), ttl, seq_relative
     gap                offset, length (bytes never captured in this direction's stream)
     overlap-mismatch   offset, length (retransmitted bytes that differ; first copy kept)
     buffer-cap         buffered, limit (reassembly buffer limit hit; a gap follows)
@@ -869,7 +869,6 @@ class Flow:
                 # raw ACK number (None without the ACK flag): does the RST acknowledge the SYN?
                 ack=seg.ack if flags & ACK else None,
                 ttl=seg.ttl,
-                ip_id=seg.ip_id,
                 seq_relative=fwd.relative(seq),
             )
             if not self.closed:
