@@ -888,11 +888,11 @@ def _injected_reset(
     closed = bool(rst.details.get("after_own_fin")) and bool(rst.details.get("after_peer_fin"))
     return make_finding(
         "reset-injected",
-        f"a RST in {who}'s name (frame {rst.frame}) ended the connection{after}, but {origin} "
-        f"— another box on the path (a firewall, IPS, load balancer or NAT) sent it, not "
-        f"{who}: {peer} sees ECONNRESET, and {who} may never have received what {peer} sent "
-        "last nor learnt of the reset; look for a rule or a timeout on the path that "
-        "rejects this traffic with resets",
+        f"a box on the path, not {who}, reset the connection in {who}'s name (frame "
+        f"{rst.frame}){after}: {origin} — a firewall, IPS, load balancer or NAT sent it; "
+        f"{peer} sees ECONNRESET, and {who} may never have received what {peer} sent last nor "
+        "learnt of the reset; look for a rule or a timeout on the path that rejects this "
+        "traffic with resets",
         frames=sorted(set(frames)),
         time=rst.time,
         flow=x.flow.id,

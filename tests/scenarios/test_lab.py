@@ -158,6 +158,10 @@ def test_a_routers_reset_is_told_from_the_servers() -> None:
     (flow,) = result.flows
     (finding,) = flow.findings
     assert finding.name == "reset-injected" and finding.severity is Severity.ERROR
-    assert "but its TTL (64) is not that of 10.77.4.1:8080's packet before it" in finding.message
+    assert ": its TTL (64) is not that of 10.77.4.1:8080's packet before it" in finding.message
     assert "TTL 63)" in finding.message
-    assert flow.verdict.startswith("a RST in 10.77.4.1:8080's name (frame 9) ended the connection")
+    # The verdict (the message's headline) names the box, not the server.
+    assert flow.verdict.startswith(
+        "a box on the path, not 10.77.4.1:8080, reset the connection in 10.77.4.1:8080's name"
+    )
+    assert "TTL (64)" in flow.verdict

@@ -64,11 +64,13 @@ def test_a_reset_with_another_ttl_came_from_another_box() -> None:
     assert "reset-mid-stream" not in names(found)
     f = only(found, "reset-injected")
     assert f.severity is Severity.ERROR
-    assert f.message.startswith("a RST in 10.0.0.2:80's name (frame 8) ended the connection")
-    assert "but its TTL (50) is not that of 10.0.0.2:80's packet before it (frame 7, TTL 64)" in (
+    assert f.message.startswith(
+        "a box on the path, not 10.0.0.2:80, reset the connection in 10.0.0.2:80's name (frame 8)"
+    )
+    assert ": its TTL (50) is not that of 10.0.0.2:80's packet before it (frame 7, TTL 64)" in (
         f.message
     )
-    assert "another box on the path" in f.message and "not 10.0.0.2:80" in f.message
+    assert "a firewall, IPS, load balancer or NAT sent it" in f.message
     assert 7 in f.frames and 8 in f.frames
 
 

@@ -235,10 +235,10 @@ SPECS: tuple[FindingSpec, ...] = (
         ),
         example=example("""
             reset-injected (error) flow 1, frames 6, 8, 9
-              a RST in 10.77.4.1:8080's name (frame 9) ended the connection 33 µs after 10
-              bytes from 10.77.3.1:34348 (frame 8), but its TTL (64) is not that of
-              10.77.4.1:8080's packet before it (frame 6, TTL 63) — another box on the path
-              (a firewall, IPS, load balancer or NAT) sent it, not 10.77.4.1:8080
+              a box on the path, not 10.77.4.1:8080, reset the connection in 10.77.4.1:8080's
+              name (frame 9) 59 µs after 10 bytes from 10.77.3.1:50756 (frame 8): its TTL (64)
+              is not that of 10.77.4.1:8080's packet before it (frame 6, TTL 63) — a firewall,
+              IPS, load balancer or NAT sent it
         """),
     ),
     FindingSpec(
