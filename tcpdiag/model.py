@@ -18,14 +18,15 @@ from _socket import AF_INET6, inet_ntop
 from typing import Final, NamedTuple
 
 # TCP flag bits, as on the wire (byte 13 of the TCP header, plus NS in byte 12 is ignored).
-FIN = 0x01
-SYN = 0x02
-RST = 0x04
-PSH = 0x08
-ACK = 0x10
-URG = 0x20
-ECE = 0x40
-CWR = 0x80
+# Final literals: a compiled module that imports them gets C constants, not a static to load.
+FIN: Final = 0x01
+SYN: Final = 0x02
+RST: Final = 0x04
+PSH: Final = 0x08
+ACK: Final = 0x10
+URG: Final = 0x20
+ECE: Final = 0x40
+CWR: Final = 0x80
 
 
 class RawPacket(NamedTuple):

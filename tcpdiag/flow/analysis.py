@@ -22,17 +22,11 @@ from __future__ import annotations
 
 from typing import Final
 
-from tcpdiag import model
+from mypy_extensions import i64
+
 from tcpdiag.flow.endpoint import Endpoint
 from tcpdiag.flow.seq import MASK, seq_gt, seq_le, seq_lt
-
-# The flag bits as Final names of this module: compiled with mypyc, a Final int is read
-# from a C static, while a name imported from an uncompiled module costs a dict lookup
-# on every use (and this code runs for every packet).
-ACK: Final = model.ACK
-FIN: Final = model.FIN
-RST: Final = model.RST
-SYN: Final = model.SYN
+from tcpdiag.model import ACK, FIN, RST, SYN
 
 A_RETRANSMISSION: Final = 0x0001
 A_LOST_PACKET: Final = 0x0002
@@ -78,8 +72,6 @@ FAST_RETRANSMIT_WINDOW: Final = 0.020
 # Wireshark: out-of-order threshold when the initial RTT is unknown.
 OOO_DEFAULT_THRESHOLD: Final = 0.003
 
-_SFR: Final = SYN | FIN | RST
-
 
 def flag_names(flags: int) -> list[str]:
     """Finding names for a bit set of A_* flags. Fast and spurious retransmissions also carry
@@ -93,24 +85,30 @@ def flag_names(flags: int) -> list[str]:
 def analyze(
     fwd: Endpoint,
     rev: Endpoint,
-    seq: int,
-    ack: int,
-    seglen: int,
-    flags: int,
-    window: int,
+    seq: i64,
+    ack: i64,
+    seglen: i64,
+    flags: i64,
+    window: i64,
     time: float,
-    frame: int,
+    frame: i64,
     irtt: float | None,
-) -> tuple[int, int]:
+) -> tuple[i64, i64]:
     """Run Wireshark's sequence analysis for one segment sent by `fwd` to `rev`.
 
     Returns (analysis flags, duplicate-ACK number or 0).
     """
-    ta = 0
-    dupnum = 0
+    ta: i64 = 0
+    dupnum: i64 = 0
     nextseq_known = fwd.ws_nextseq != 0
-    fnext = fwd.ws_nextseq if nextseq_known else 0
-    sfr = flags & _SFR
+    fnext: i64 = 0
+    if nextseq_known:
+        fnext = fwd.ws_nextseq
+    sfr = flags & (SYN | FIN | RST)
+    # The sequence space the segment takes: its payload, and one for a SYN or FIN.
+    span: i64 = seglen
+    if flags & (SYN | FIN):
+        span += 1
 
     if not fwd.ws_base_set:
         fwd.ws_base_set = True
@@ -135,7 +133,9 @@ def analyze(
         if pure and window and window != fwd.ws_window:
             ta |= A_WINDOW_UPDATE
         if seglen > 0 and rev.wscale != -1 and not sfr and rev.ws_window >= 0:
-            shift = 0 if rev.ws_first_ack or rev.wscale < 0 else rev.wscale
+            shift: i64 = 0
+            if not rev.ws_first_ack and rev.wscale > 0:
+                shift = rev.wscale
             if ((seq + seglen) & MASK) == ((rev.ws_lastack + (rev.ws_window << shift)) & MASK):
                 ta |= A_WINDOW_FULL
         done = False
@@ -146,7 +146,10 @@ def analyze(
             ta |= A_ZERO_WINDOW_PROBE_ACK
             done = True
         if not done and pure and window and window == fwd.ws_window:
-            fwd.ws_dupacknum = 1 if fwd.ws_dupacknum == -1 else fwd.ws_dupacknum + 1
+            if fwd.ws_dupacknum == -1:
+                fwd.ws_dupacknum = 1
+            else:
+                fwd.ws_dupacknum += 1
             ta |= A_DUPLICATE_ACK
             dupnum = fwd.ws_dupacknum
 
@@ -185,14 +188,14 @@ def analyze(
         elif (
             not_advanced
             and 0.0 <= time - fwd.ws_nextseqtime < (irtt or OOO_DEFAULT_THRESHOLD)
-            and fnext != ((seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK)
+            and fnext != ((seq + span) & MASK)
         ):
             ta |= A_OUT_OF_ORDER
         elif not_advanced:
             ta |= A_RETRANSMISSION
 
     # finished_checking_retransmission_type: update the forward state.
-    nextseq = (seq + seglen + (1 if flags & (SYN | FIN) else 0)) & MASK
+    nextseq = (seq + span) & MASK
     if (not nextseq_known or seq_gt(nextseq, fnext)) and not ta & A_ZERO_WINDOW_PROBE:
         fwd.ws_nextseq = nextseq
         fwd.ws_nextseqframe = frame

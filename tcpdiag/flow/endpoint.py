@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from mypy_extensions import mypyc_attr
+from mypy_extensions import i64, mypyc_attr
 
 from tcpdiag.flow.seq import MASK, seq_diff
 from tcpdiag.model import TcpOptions
@@ -43,7 +43,7 @@ class Unacked:
 
     __slots__ = ("ambiguous", "frame", "nxt", "seq", "time")
 
-    def __init__(self, seq: int, nxt: int, frame: int, time: float, ambiguous: bool) -> None:
+    def __init__(self, seq: i64, nxt: i64, frame: i64, time: float, ambiguous: bool) -> None:
         self.seq = seq
         self.nxt = nxt
         self.frame = frame
@@ -159,17 +159,17 @@ class Endpoint:
     def __init__(self, addr: bytes, port: int) -> None:
         self.addr = addr
         self.port = port
-        self.packets = 0
-        self.wire_bytes = 0
-        self.unique_bytes = 0
+        self.packets: i64 = 0
+        self.wire_bytes: i64 = 0
+        self.unique_bytes: i64 = 0
         self.isn: int | None = None
         self.base: int | None = None
         self.stream_base: int | None = None
         # Unwrapping reference: raw `ref_raw` is stream offset `ref_abs`.
-        self.ref_raw = 0
-        self.ref_abs = 0
+        self.ref_raw: i64 = 0
+        self.ref_abs: i64 = 0
         # Highest stream offset + 1 of payload seen: meaningful once `wire_bytes` > 0.
-        self.high_abs = 0
+        self.high_abs: i64 = 0
         self.syn_frame: int | None = None
         self.syn_time: float | None = None
         self.syn_count = 0
@@ -188,15 +188,15 @@ class Endpoint:
         # The facts updated for every packet are plain ints and floats (compiled, C values: no
         # new object per packet), meaningful once the side has sent a packet (`packets`) or a
         # payload (`wire_bytes`); the public attributes are properties that say None before.
-        self.last_data_frame_seen = 0
+        self.last_data_frame_seen: i64 = 0
         self.last_data_time_seen = 0.0
-        self.last_frame_seen = 0
+        self.last_frame_seen: i64 = 0
         self.last_time_seen = 0.0
-        self.window_seen = 0
-        self.highest_ack = -1
-        self.acked = 0
-        self.zero_window_count = 0
-        self.zero_windows = 0
+        self.window_seen: i64 = 0
+        self.highest_ack: i64 = -1
+        self.acked: i64 = 0
+        self.zero_window_count: i64 = 0
+        self.zero_windows: i64 = 0
         self.zero_window_first: float | None = None
         self.zero_window_since: float | None = None
         self.zero_window_stalled = 0.0
@@ -204,29 +204,29 @@ class Endpoint:
         # The options of the last segment with a timestamp option (`ts_val`, `ts_ecr` read
         # them): keeping the record costs nothing per packet, copying its values out would.
         self.timestamps: TcpOptions | None = None
-        self.retransmissions = 0
+        self.retransmissions: i64 = 0
         # Plain fields, not a tuple: set for most data segments, read for most ACKs (compiled,
         # a tuple of four would be five new objects per data segment).
-        self.small_frame = -1
+        self.small_frame: i64 = -1
         self.small_time = 0.0
-        self.small_end = 0
-        self.small_len = 0
+        self.small_end: i64 = 0
+        self.small_len: i64 = 0
         # Zeek history state: highest sequence end (raw) seen, for the 't' letter (meaningful
         # once `wire_bytes` > 0).
-        self.zh_high = 0
+        self.zh_high: i64 = 0
         # Wireshark analysis state (see analysis.py). -1 = unknown where Wireshark uses 0.
         self.ws_base_set = False
-        self.ws_nextseq = 0  # 0 = unknown, as in Wireshark (a real 0 is treated alike)
+        self.ws_nextseq: i64 = 0  # 0 = unknown, as in Wireshark (a real 0 is treated alike)
         self.ws_nextseqtime = 0.0
-        self.ws_nextseqframe = 0
-        self.ws_lastack = 0
+        self.ws_nextseqframe: i64 = 0
+        self.ws_lastack: i64 = 0
         self.ws_lastack_set = False
         self.ws_lastacktime = 0.0
-        self.ws_window = -1  # raw window last sent (-1: none yet, Wireshark's G_MAXUINT32)
-        self.ws_maxseqtobeacked = 0  # 0 = unknown, as in Wireshark
-        self.ws_dupacknum = 0
-        self.ws_lastnondupack = 0
-        self.ws_lastflags = 0
+        self.ws_window: i64 = -1  # raw window last sent (-1: none yet, Wireshark's G_MAXUINT32)
+        self.ws_maxseqtobeacked: i64 = 0  # 0 = unknown, as in Wireshark
+        self.ws_dupacknum: i64 = 0
+        self.ws_lastnondupack: i64 = 0
+        self.ws_lastflags: i64 = 0
         self.ws_first_ack = True  # no non-SYN ACK sent yet: windows not scaled (Wireshark)
         # Unacked segments for RTT, in send order: unacked[unacked_head:unacked_tail] (None
         # until the first one). Fully ACKed entries are passed over, not removed, and their
@@ -234,8 +234,8 @@ class Endpoint:
         # again, as nearly every ACK of a request-response flow did, reallocates its storage
         # twice per segment, and an entry made and freed per segment costs as much again.
         self.unacked: list[Unacked] | None = None
-        self.unacked_head = 0
-        self.unacked_tail = 0
+        self.unacked_head: i64 = 0
+        self.unacked_tail: i64 = 0
 
     # -- per-packet facts, None before the first packet (or payload) ---------------------------
 
@@ -269,7 +269,7 @@ class Endpoint:
 
     # -- sequence helpers -------------------------------------------------------------------
 
-    def offset(self, raw: int) -> int:
+    def offset(self, raw: i64) -> i64:
         """Stream offset (unwrapped, 0 = first payload byte) of raw sequence number `raw`."""
         return self.ref_abs + (((raw - self.ref_raw + 0x80000000) & MASK) - 0x80000000)
 

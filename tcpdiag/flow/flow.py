@@ -22,6 +22,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Final, NamedTuple
 
+from mypy_extensions import i64
+
 from tcpdiag import model
 from tcpdiag.config import AnalysisOptions
 from tcpdiag.flow import rows
@@ -29,10 +31,6 @@ from tcpdiag.flow.analysis import (
     A_ANY_RETRANSMISSION,
     A_REUSED_PORTS,
     A_ZERO_WINDOW_PROBE,
-    ACK,
-    FIN,
-    RST,
-    SYN,
     analyze,
     flag_names,
 )
@@ -40,7 +38,7 @@ from tcpdiag.flow.endpoint import MAX_UNACKED, WSCALE_NONE, WSCALE_UNKNOWN, Endp
 from tcpdiag.flow.reassembly import FrozenConsumer, NativeConsumer, Reassembler, StreamConsumer
 from tcpdiag.flow.seq import HALF, MASK, seq_diff, seq_ge, seq_gt, seq_le
 from tcpdiag.flow.state import CLOSED, RESET, ZeekTracker
-from tcpdiag.model import Direction, FlowKey, Segment, format_endpoint
+from tcpdiag.model import ACK, FIN, RST, SYN, Direction, FlowKey, Segment, format_endpoint
 from tcpdiag.result import Close, FlowResult, Handshake, RttStats, TcpCounters, TimelineRow
 
 # A data segment is "small" (a Nagle / delayed-ACK candidate) below this many bytes when the
@@ -65,7 +63,6 @@ MAX_RTT_SAMPLES: Final = 4096
 # connection that once had thousands of segments in flight must not hold as many objects for
 # the rest of its life (request-response traffic has a few in flight at a time).
 UNACKED_KEPT: Final = 64
-_SFR: Final = SYN | FIN | RST
 _DIRECTIONS: Final = (Direction.CLIENT, Direction.SERVER)  # by index: a reassembler's direction
 # Read for every packet: as Final names a compiled module reads them from C statics, not from
 # the module's dictionary.
@@ -422,11 +419,11 @@ class Flow:
         self.ip_version = ip_version
         self.client_inferred = client_inferred
         self.options = options or AnalysisOptions()
-        self.first_frame = 0
-        self.last_frame = 0
+        self.first_frame: i64 = 0
+        self.last_frame: i64 = 0
         self.start = 0.0
         self.end = 0.0
-        self.packets = 0
+        self.packets: i64 = 0
         self.c = Endpoint(client[0], client[1])
         self.s = Endpoint(server[0], server[1])
         self.endpoints = (self.c, self.s)
@@ -481,7 +478,7 @@ class Flow:
         self._tail: bytearray | None = None
         self._tail_max = max(0, self.options.limits.timeline_tail)
         self._pending_reuse: int | None = None
-        self.timeline_total = 0
+        self.timeline_total: i64 = 0
         self._saw_fin_ack = False
         self._saw_rst = False
         self._handshake_done = False
@@ -573,7 +570,14 @@ class Flow:
 
     def process(self, seg: Segment, d: Direction) -> int:
         """Account one segment sent in direction `d`. Returns its analysis flags."""
-        # One unpack instead of many attribute reads (Segment is a NamedTuple).
+        # One unpack instead of many attribute reads (Segment is a NamedTuple). The numbers as
+        # 64-bit C integers (compiled): sequence arithmetic without range checks per operation.
+        frame: i64
+        seq: i64
+        ack: i64
+        flags: i64
+        window: i64
+        length: i64
         (frame, time, _, _, _, _, _, seq, ack, flags, window, length, payload, opts, _, _, _) = seg
         if self._frozen is not None:
             self._thaw()
@@ -791,7 +795,7 @@ class Flow:
 
         # -- Zeek state and history ----------------------------------------------------------
         zk = self.zeek
-        zk.update(di, flags, fwd.relative(seq) if flags & _SFR else 0, length)
+        zk.update(di, flags, fwd.relative(seq) if flags & (SYN | FIN | RST) else 0, length)
         if length:
             end_raw = (seq + length) & MASK
             if first_data or ((end_raw - fwd.zh_high + HALF) & MASK) > HALF:
@@ -1032,11 +1036,11 @@ class Flow:
         fwd: Endpoint,
         rev: Endpoint,
         di: int,
-        ack: int,
-        frame: int,
+        ack: i64,
+        frame: i64,
         time: float,
-        length: int,
-        flags: int,
+        length: i64,
+        flags: i64,
     ) -> None:
         """`fwd` (direction `di`) acknowledged `ack` (a new highest ACK): RTT samples, gaps,
         delayed ACKs."""
@@ -1113,9 +1117,9 @@ class Flow:
         di: int,
         fwd: Endpoint,
         rev: Endpoint,
-        seq: int,
-        length: int,
-        frame: int,
+        seq: i64,
+        length: i64,
+        frame: i64,
         t: float,
     ) -> None:
         mss = fwd.mss or DEFAULT_MSS

@@ -9,38 +9,42 @@ from __future__ import annotations
 
 from typing import Final
 
+# `i64`: compiled, a 64-bit C integer (plain `int` in Python); every value here is a 32-bit
+# sequence number or a 64-bit stream offset (docs/internals.md, flow/).
+from mypy_extensions import i64
+
 MOD: Final = 1 << 32
 MASK: Final = MOD - 1
 HALF: Final = 1 << 31
 
 
-def seq_add(a: int, n: int) -> int:
+def seq_add(a: i64, n: i64) -> i64:
     """a + n, wrapped to 32 bits."""
     return (a + n) & MASK
 
 
-def seq_diff(a: int, b: int) -> int:
+def seq_diff(a: i64, b: i64) -> i64:
     """Signed distance a - b in sequence space, in [-2**31, 2**31)."""
     return ((a - b + HALF) & MASK) - HALF
 
 
-def seq_lt(a: int, b: int) -> bool:
+def seq_lt(a: i64, b: i64) -> bool:
     return ((a - b + HALF) & MASK) < HALF
 
 
-def seq_le(a: int, b: int) -> bool:
+def seq_le(a: i64, b: i64) -> bool:
     return ((a - b + HALF) & MASK) <= HALF
 
 
-def seq_gt(a: int, b: int) -> bool:
+def seq_gt(a: i64, b: i64) -> bool:
     return ((a - b + HALF) & MASK) > HALF
 
 
-def seq_ge(a: int, b: int) -> bool:
+def seq_ge(a: i64, b: i64) -> bool:
     return ((a - b + HALF) & MASK) >= HALF
 
 
-def unwrap(raw: int, ref_raw: int, ref_abs: int) -> int:
+def unwrap(raw: i64, ref_raw: i64, ref_abs: i64) -> i64:
     """Unwrapped (64-bit) position of `raw`, given that `ref_raw` sits at `ref_abs`.
 
     Valid while the two are less than 2**31 apart, which holds for any segment of a live

@@ -16,16 +16,9 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from tcpdiag import model
+from mypy_extensions import i64
 
-# The flag bits as Final names of this module: compiled with mypyc, a Final int is read
-# from a C static, while a name imported from an uncompiled module costs a dict lookup
-# on every use (and this code runs for every packet).
-ACK: Final = model.ACK
-FIN: Final = model.FIN
-RST: Final = model.RST
-SYN: Final = model.SYN
-_SFR: Final = SYN | FIN | RST
+from tcpdiag.model import ACK, FIN, RST, SYN
 
 INACTIVE: Final = 0
 SYN_SENT: Final = 1
@@ -102,9 +95,9 @@ class ZeekTracker:
             self._add(direction, letter)
             self.thresholds[key] = self.thresholds.get(key, 1) * 10
 
-    def update(self, direction: int, flags: int, rel_seq: int, length: int) -> None:
+    def update(self, direction: int, flags: i64, rel_seq: int, length: i64) -> None:
         """One segment from `direction` (0 = originator); `rel_seq` relative to its base."""
-        if not flags & _SFR:
+        if not flags & (SYN | FIN | RST):
             # Most segments: data or a pure ACK. Once both sides are established such a segment
             # changes no state (see _transition), and its letter is usually recorded already.
             bit = _H_DATA if length else _H_ACK if flags & ACK else 0

@@ -50,11 +50,14 @@ from collections.abc import Callable, Hashable, Iterator
 from typing import Final
 
 from tcpdiag.config import AnalysisOptions
-from tcpdiag.flow.analysis import ACK, FIN, RST, SYN
 from tcpdiag.flow.buckets import BucketQueues
 from tcpdiag.flow.flow import Flow
 from tcpdiag.flow.seq import seq_add
 from tcpdiag.model import (
+    ACK,
+    FIN,
+    RST,
+    SYN,
     Direction,
     FlowKey,
     RawPacket,
