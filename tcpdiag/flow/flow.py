@@ -445,10 +445,12 @@ class Flow:
         self._burst: Burst | None = None
         self.delayed_ack_samples: list[DelayedAckSample] = []
         self.rtt_samples = bytearray()
-        self._rtt_stride = 1
-        self._rtt_seen = 0
-        self._rtt_min: float | None = None
-        self._rtt_max: float | None = None
+        self._rtt_stride: i64 = 1
+        self._rtt_seen: i64 = 0
+        # Meaningful once `_rtt_seen` > 0: plain floats (compiled, C doubles; an optional float
+        # would be a new float object for each new extreme).
+        self._rtt_min = 0.0
+        self._rtt_max = 0.0
         self.zeek = ZeekTracker(flipped)
         self.port_reused = False
         self.reuse_frame: int | None = None
@@ -528,7 +530,7 @@ class Flow:
 
     @property
     def rtt(self) -> RttStats | None:
-        if not self._rtt_seen or self._rtt_min is None or self._rtt_max is None:
+        if not self._rtt_seen:
             return None
         # Positional: a dataclass's __init__ is Python code, and keyword arguments cost it
         # twice what positional ones do (every flow builds these).
@@ -1094,13 +1096,17 @@ class Flow:
     def _rtt_sample(self, rtt: float) -> None:
         if rtt < 0:
             return
-        self._rtt_seen += 1
-        if self._rtt_min is None or rtt < self._rtt_min:
-            self._rtt_min = rtt
-        if self._rtt_max is None or rtt > self._rtt_max:
-            self._rtt_max = rtt
+        seen = self._rtt_seen + 1
+        self._rtt_seen = seen
+        if seen == 1:
+            self._rtt_min = self._rtt_max = rtt
+        else:
+            if rtt < self._rtt_min:
+                self._rtt_min = rtt
+            if rtt > self._rtt_max:
+                self._rtt_max = rtt
         # keep every stride-th sample; halve the list and double the stride when full
-        if (self._rtt_seen - 1) % self._rtt_stride == 0:
+        if (seen - 1) % self._rtt_stride == 0:
             _APPEND_DOUBLE(self.rtt_samples, rtt)
             if len(self.rtt_samples) >= MAX_RTT_SAMPLES * _DOUBLE_SIZE:
                 self.rtt_samples = bytearray(self.rtt_values()[::2])
