@@ -1,6 +1,7 @@
 """Run one worker's share of `tcpdiag analyze` (one shard of the flows) in this process.
 
     valgrind --tool=callgrind python benchmarks/shard.py capture.pcap --index 0 --count 2
+    (add --no-timelines for the workers of `analyze --format json`)
 
 What the default command's workers each do (`split.analyze_shard`: read the whole capture,
 follow the flows of one shard, store every finished flow in a file), without the parent's merge
@@ -25,8 +26,13 @@ def main() -> None:
     ap.add_argument("capture", help="capture to analyse")
     ap.add_argument("--index", type=int, default=0, help="the shard to follow (default 0)")
     ap.add_argument("--count", type=int, default=2, help="shards in all, as --jobs (default 2)")
+    ap.add_argument(
+        "--no-timelines",
+        action="store_true",
+        help="keep no timelines, as `analyze --format json` (and jsonl, sarif, junit) does",
+    )
     args = ap.parse_args()
-    options = worker_options(AnalysisOptions(), args.count)
+    options = worker_options(AnalysisOptions(timelines=not args.no_timelines), args.count)
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
         result = analyze_shard(
