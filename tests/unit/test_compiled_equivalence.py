@@ -17,6 +17,7 @@ from __future__ import annotations
 import ast
 import ctypes
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -33,7 +34,9 @@ import tcpdiag.flow.flow
 import tcpdiag.report
 import tcpdiag.tls
 from tcpdiag._native import compiled
-from tests.capture_files import corpus_captures
+from tcpdiag.model import TcpOptions
+from tests.capture_files import corpus_captures, pcap_bytes
+from tests.craft import LINKTYPE_RAW, Conversation, encode
 from tests.modules import load_file
 
 REPO = Path(__file__).resolve().parents[2]
@@ -361,3 +364,83 @@ def test_compiled_json_report_makes_one_flow_object_at_a_time(
     is_compiled, count, before, after = proc.stdout.split()
     assert is_compiled == "True" and int(count) >= 2
     assert (int(before), int(after)) == (0, 1)
+
+
+def _wrapping_conversations() -> list[tuple[int, bytes]]:
+    """Connections whose sequence numbers wrap past 2**32 in the middle of their data, as
+    (ts_ns, raw IP packet): compiled, `flow/` computes with 64-bit C integers (`i64`) where pure
+    Python has unbounded ints, and the two must still agree at the wrap. Loss and
+    retransmission, out-of-order, duplicate ACKs with SACK blocks, a zero window and its
+    update, keep-alives, a FIN close and a reset, over IPv4 and IPv6."""
+    top = 1 << 32
+    segments = []
+    sack = TcpOptions(sack=((top - 100, 200),))
+    # The client wraps in its first request; the server after its zero-window probe.
+    c = Conversation(client_isn=top - 700, server_isn=top - 6000, first_frame=1, wscale=7)
+    c.handshake()
+    for _ in range(3):
+        c.send("c", 400)
+    c.ack("s")
+    first = c.send("s", 1000)
+    lost = c.send("s", 1000)
+    c.send("s", 1000)
+    c.ack("c", ack=lost.seq, options=sack)
+    c.ack("c", ack=lost.seq, options=sack)
+    c.ack("c", ack=lost.seq, options=sack)
+    c.retransmit(lost.frame, dt=0.0005)
+    c.retransmit(first.frame, dt=0.2)  # spurious: acknowledged already
+    c.ack("c", window=0)
+    c.send("s", 1, seq=c.next_seq("s"), advance=False, dt=0.3)  # zero-window probe
+    c.ack("c", window=512, dt=0.5)
+    c.send("s", 800)
+    c.send("s", 3000)
+    c.ack("c")
+    c.ack("c", seq=(c.next_seq("c") - 1) % top, dt=40.0)  # keep-alive
+    c.fin("c")
+    c.fin("s")
+    c.ack("c")
+    segments += c.segments
+    r = Conversation(
+        client="[2001:db8::1]:40001",
+        server="[2001:db8::2]:443",
+        client_isn=top - 1,
+        server_isn=top - 10,
+        start=0.1,
+        first_frame=1000,
+    )
+    r.handshake()
+    r.send("c", 300)
+    r.send("s", 1200)
+    gap = r.next_seq("s")
+    r.send("s", 1200, seq=(gap + 1200) % top, advance=False)  # the next one overtakes it
+    r.send("s", 1200, dt=0.0001)  # out of order
+    r.ack("c", ack=(gap + 2400) % top)
+    r.rst("c")
+    segments += r.segments
+    segments.sort(key=lambda seg: (seg.time, seg.frame))
+    return [(round(seg.time * 1e9), encode(seg)) for seg in segments]
+
+
+@pytest.mark.slow
+def test_compiled_and_pure_python_agree_where_sequence_numbers_wrap(
+    compiled_root: Path | None, tmp_path: Path
+) -> None:
+    capture = tmp_path / "wrap.pcap"
+    capture.write_bytes(pcap_bytes(_wrapping_conversations(), linktype=LINKTYPE_RAW))
+    fast = _run(compiled_root, pure=False, captures=[str(capture)])
+    slow = _run(compiled_root, pure=True, captures=[str(capture)])
+    assert fast[0].startswith("mode compiled True")
+    assert fast[1:] == slow[1:]
+    flows = json.loads(fast[1].split(" ", 1)[1])["flows"]
+    # The capture reaches what it was made for (else the comparison proves little).
+    for counter in (
+        "retransmissions",
+        "fast_retransmissions",
+        "spurious_retransmissions",
+        "out_of_order",
+        "duplicate_acks",
+        "zero_windows",
+        "zero_window_probes",
+        "keep_alives",
+    ):
+        assert sum(flow["tcp"][counter] for flow in flows) > 0, counter
